@@ -1,0 +1,57 @@
+# culturealign: `make all` runs the main job on the embedded model, `make test` runs the tests.
+# Both create .venv and install what they need on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MODEL ?= gemma3-270m
+NB ?= 00_data
+# LANG is also the locale variable: take it only from the command line (make run LANG=de).
+RUN_LANG := $(if $(filter command line,$(origin LANG)),$(LANG),en)
+export LC_ALL := C.UTF-8
+STAGES := $(PY) -m culturealign.stages
+
+.PHONY: help setup all run smoke test unit bench lab report wvs clean
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -e .
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install requirements (no-op when up to date)
+
+all: setup ## the main job on MODEL (default: the embedded gemma3-270m), every stage
+	$(STAGES) all --model $(MODEL)
+
+run: setup ## one stage: make run NB=10_zero_shot MODEL=gemma3-270m LANG=de
+	$(STAGES) run $(NB) --model $(MODEL) --lang $(RUN_LANG)
+
+smoke: setup ## execute every notebook on tiny parameters (tests/smoke)
+	$(PY) -m pytest -q tests/smoke
+
+unit: setup ## unit tests of lib only
+	$(PY) -m pytest -q tests --ignore=tests/smoke
+
+test: setup ## unit tests and notebook smoke tests
+	$(PY) -m pytest -q tests
+
+bench: setup ## time exact scoring against the forward limit, sampling and per-option scoring
+	$(PY) benchmarks/bench_scoring.py
+
+lab: setup ## JupyterLab on 127.0.0.1 with the text notebooks opening as notebooks
+	$(PY) -m jupyter lab --ip 127.0.0.1 --ServerApp.root_dir=$(CURDIR) notebooks
+
+report: setup ## build outputs/report/index.html from every run so far
+	$(PY) -m culturealign.report
+
+wvs: setup ## rebuild data/wvs/country_shares.csv (add countries: make wvs WVS_CSV=path)
+	$(PY) -m culturealign.wvs $(if $(WVS_CSV),--csv $(WVS_CSV))
+
+clean: ## remove run outputs and built notebooks (keeps .venv and the model cache)
+	find outputs -mindepth 1 -not -name README.md -delete
+	rm -rf build

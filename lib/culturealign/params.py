@@ -1,0 +1,144 @@
+"""Layered run parameters: base, then model, then language, then smoke; later wins.
+
+papermill only warns about a parameter the notebook does not declare, so a typo would run with a
+silent default. Here every key of every layer is checked against the notebook's parameters cell
+(its names and types, read by papermill's own inspector) before any work starts.
+
+A layer may hold a `stages:` mapping of stage name to overrides that apply to that stage only
+(smoke.yaml uses it to shrink each stage).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import paths
+
+STAGES_KEY = "stages"
+
+
+class ParamError(ValueError):
+    """A parameter file, key or value that cannot be used; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One parameter as the notebook's parameters cell declares it."""
+
+    name: str
+    type_name: str
+    default: str
+    help: str
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read one parameter file; an unreadable or non-mapping file is a ParamError naming it."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as err:
+        raise ParamError(f"{path}: no such parameter file") from err
+    except yaml.YAMLError as err:
+        raise ParamError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ParamError(f"{path}: must be a mapping of parameter names to values")
+    return data
+
+
+def known_names(folder: str) -> list[str]:
+    """Names that have a file in params/<folder>/ (models or langs)."""
+    return sorted(p.stem for p in (paths.PARAMS / folder).glob("*.yaml"))
+
+
+def model_file(model: str) -> Path:
+    """params/models/<model>.yaml, or a ParamError listing the known models."""
+    path = paths.PARAMS / "models" / f"{model}.yaml"
+    if not path.exists():
+        raise ParamError(
+            f"unknown model '{model}': there is no {path.relative_to(paths.REPO)}. "
+            f"Known models: {', '.join(known_names('models'))}. Add a file there to use another model."
+        )
+    return path
+
+
+def lang_file(lang: str) -> Path:
+    """params/langs/<lang>.yaml, or a ParamError listing the known language codes."""
+    path = paths.PARAMS / "langs" / f"{lang}.yaml"
+    if not path.exists():
+        raise ParamError(
+            f"unknown language code '{lang}': there is no {path.relative_to(paths.REPO)}. "
+            f"Known codes: {', '.join(known_names('langs'))}."
+        )
+    return path
+
+
+def layer_files(model: str, lang: str, smoke: bool = False) -> list[Path]:
+    """The parameter files of one run, in the order they are merged."""
+    files = [paths.PARAMS / "base.yaml", model_file(model), lang_file(lang)]
+    if smoke:
+        files.append(paths.PARAMS / "smoke.yaml")
+    return files
+
+
+def language_countries() -> dict[str, str]:
+    """Language code -> ISO3 country, as the paper maps them (from params/langs/*.yaml)."""
+    return {code: read_yaml(lang_file(code))["country"] for code in known_names("langs")}
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+}
+
+
+def check_value(declared: Declared, value: Any, where: str) -> None:
+    """Refuse a value whose type is not the declared one (bool is not an int here)."""
+    allowed = _TYPES.get(declared.type_name)
+    if allowed is None or value is None and declared.default == "None":
+        return
+    wrong_bool = isinstance(value, bool) and bool not in allowed
+    if wrong_bool or not isinstance(value, allowed):
+        raise ParamError(
+            f"{where}: '{declared.name}' must be {declared.type_name}, got {type(value).__name__} "
+            f"{value!r} ({declared.help or 'no help'})"
+        )
+
+
+def merge_layers(
+    files: list[Path], stage: str, declared: dict[str, Declared], stages: list[str]
+) -> dict[str, Any]:
+    """Merge parameter files for one stage, refusing unknown keys, stages and wrong types."""
+    merged: dict[str, Any] = {}
+    for path in files:
+        data = read_yaml(path)
+        per_stage = data.pop(STAGES_KEY, {}) or {}
+        unknown_stages = sorted(set(per_stage) - set(stages))
+        if unknown_stages:
+            raise ParamError(
+                f"{path}: unknown stage(s) {', '.join(unknown_stages)} under '{STAGES_KEY}'. "
+                f"Stages: {', '.join(stages)}"
+            )
+        layer = {**data, **(per_stage.get(stage) or {})}
+        for key, value in layer.items():
+            if key not in declared:
+                raise ParamError(
+                    f"{path}: unknown parameter '{key}' for notebook {stage}. "
+                    f"Allowed: {', '.join(sorted(declared))}"
+                )
+            check_value(declared[key], value, str(path))
+        merged.update(layer)
+    return merged
+
+
+def describe(declared: dict[str, Declared]) -> str:
+    """A help text of a notebook's parameters, as `papermill --help-notebook` prints them."""
+    return "\n".join(
+        f"  {d.name}: {d.type_name} (default {d.default})  {d.help}" for d in declared.values()
+    )

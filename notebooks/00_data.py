@@ -1,0 +1,108 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 00 · Data: probes, WVS ground truth, coverage
+#
+# Shared by both papers. **Self-Alignment** (Choenni & Shutova, 2024) measures a model with
+# two-option cloze probes ("Religion is _ to me.": important / unimportant) in 14 languages,
+# each scored against the majority answer of the country its language maps to in the World
+# Values Survey wave 7 (WVS-7). **CultureSPA** (Xu et al., 2024) scores against the same figures.
+#
+# *Reads* `data/probes/*.tsv` (the project's own probes) and `data/wvs/country_shares.csv` (figures
+# derived from WVS-7). *Writes* to `outputs/<model>/<lang>/00_data/`: probe counts per category
+# and language, the coverage matrix (language x country), label balance per country, and the
+# scale check. It also loads the model once, proving the path from parameters to a manifest.
+
+# %% tags=["parameters"]
+model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
+model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
+lang: str = "en"  # language code: a file params/langs/<lang>.yaml
+country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
+seed: int = 0  # random seed
+batch_size: int = 8  # prompts per forward pass
+
+# %%
+from culturealign import models, params, probes, runs, wvs
+
+run = runs.start_run("00_data", globals())
+langs = probes.probe_languages()
+figures = wvs.load_figures()
+countries = wvs.countries_with_figures(figures)
+print(f"{len(langs)} probe languages, WVS figures for {len(countries)} countries")
+
+# %% [markdown]
+# ## Probes per WVS category and language
+# English is the master set; every other language translates the same probe ids.
+
+# %%
+counts = probes.category_counts(langs)
+runs.write_table(run.path("category_counts.csv"), counts.reset_index(names="category"))
+counts.loc["total"] = counts.sum()
+counts
+
+# %% [markdown]
+# ## Coverage: probes with a majority label, per language and country
+# A label needs the country's WVS figures for the probe's question. The paper maps each language
+# to one country (marked below); GRC, BGD, KOR and TUR come from respondent files with 50 items.
+
+# %%
+lang_country = params.language_countries()
+coverage = probes.coverage_matrix(langs, countries, figures)
+runs.write_table(run.path("coverage.csv"), coverage.reset_index(names="lang"))
+print("language -> its country: labelled probes")
+for l, c in lang_country.items():
+    if l not in coverage.index:
+        print(f"  {l} -> {c}: no probe file data/probes/{l}.tsv")
+    elif c not in coverage.columns:
+        print(f"  {l} -> {c}: no WVS figures; add the country with `make wvs WVS_CSV=...`")
+    else:
+        print(f"  {l} -> {c}: {coverage.at[l, c]}")
+coverage
+
+# %% [markdown]
+# ## Label balance per country
+# Share of probes whose majority is option A (the low end of the scale). Ties and missing data are
+# excluded with a reason.
+
+# %%
+balance = probes.label_balance(countries, figures)
+runs.write_table(run.path("label_balance.csv"), balance)
+balance
+
+# %% [markdown]
+# ## Scale check
+# Option A, option B and the neutral codes of each probe must not overlap and must cover the
+# question's whole answer scale.
+
+# %%
+master, problems = probes.load_master()
+check = probes.scale_check(master)
+runs.write_table(run.path("scale_check.csv"), check)
+assert check["ok"].all(), check[~check["ok"]]
+print(f"{int(check['ok'].sum())} of {len(check)} probes cover their scale without overlap; {len(problems)} problem rows")
+
+# %% [markdown]
+# ## The model and its tokenizer
+# Tokens per probe by language: a model's tokenizer splits some scripts far more than others.
+
+# %%
+lm = models.load_model(models.spec_for(model, model_config))
+run.record_model(lm)
+tokens = probes.tokens_per_probe(lm.tokenizer, langs)
+runs.write_table(run.path("tokens_per_probe.csv"), tokens)
+tokens
+
+# %%
+run.finish(probes=int(counts.loc["total", "en"]), languages=len(langs), countries=len(countries),
+           scale_ok=bool(check["ok"].all()))
+print(run.read_manifest()["results"])
