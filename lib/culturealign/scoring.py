@@ -156,6 +156,18 @@ def score_cache(lm: LoadedModel, mode: str = "exact") -> ResultCache:
     return ResultCache(paths.outputs() / lm.spec.name / "cache" / f"{mode}.jsonl")
 
 
+def exclusive_probs(probs: Sequence[float], continuations: Sequence[str]) -> list[float]:
+    """Make options exclusive where one continuation extends another (" 1" and " 10"): a response
+    that begins with " 10" counts as option 10 only, as the sampling parser counts it."""
+    out = list(probs)
+    for j, short in enumerate(continuations):
+        longer = [k for k, c in enumerate(continuations) if k != j and c.startswith(short) and c != short]
+        direct = [k for k in longer if not any(m not in (j, k) and m in longer and continuations[k].startswith(continuations[m])
+                                               for m in range(len(continuations)))]
+        out[j] = max(0.0, out[j] - sum(probs[k] for k in direct))
+    return out
+
+
 def _summarise(probs: list[float]) -> dict[str, Any]:
     total = sum(probs)
     dist = [p / total for p in probs] if total > 0 else [1.0 / len(probs)] * len(probs)
@@ -188,7 +200,8 @@ def option_distributions(lm: LoadedModel, prompts: Sequence[str], options: Seque
     with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="prompt") as bar:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start: start + batch_size]
-            results = exact_batch(lm, [encoded[i] for i in chunk])
+            results = [exclusive_probs(p, continuation_strings(prompts[i], options[i]))
+                       for i, p in zip(chunk, exact_batch(lm, [encoded[i] for i in chunk]))]
             cache.add_many({"key": keys[i], **_summarise(p)} for i, p in zip(chunk, results))
             bar.update(len(chunk))
     return pd.DataFrame([{k: cache.get(key)[k] for k in ("probs", "other", "dist")} for key in keys])
