@@ -276,3 +276,20 @@ def sample_counts(lm: LoadedModel, prompts: Sequence[str], options: Sequence[Seq
 def expected_counts(dist: Sequence[float], n: int = 10) -> np.ndarray:
     """Expected number of n responses per option, from an exact distribution."""
     return np.asarray(dist) * n
+
+
+@torch.inference_mode()
+def generate_texts(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, seed: int = 0,
+                   batch_size: int = 8, desc: str = "generating") -> list[str]:
+    """Free-text continuations at the model's own decoding settings (seeded per batch)."""
+    tok, spec = lm.tokenizer, lm.spec
+    texts: list[str] = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
+        chunk = list(prompts[start: start + batch_size])
+        ids, mask = _left_pad([encode_pair(tok, p, "")[0] for p in chunk], tok.pad_token_id or 0)
+        torch.manual_seed(seed + start)
+        out = lm.model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), do_sample=True,
+                                temperature=spec.temperature, top_k=spec.top_k or 0, top_p=spec.top_p or 1.0,
+                                max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id or 0)
+        texts += tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+    return texts

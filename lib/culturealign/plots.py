@@ -1,0 +1,74 @@
+"""Figures as a paper would print them: seaborn, labelled axes, saved as PNG and PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+STRATEGY_ORDER = ["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled"]
+
+
+def save(fig: plt.Figure, stem: Path) -> list[Path]:
+    """Write stem.png (200 dpi) and stem.pdf; return both paths."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    out = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    fig.savefig(out[0], dpi=200)
+    fig.savefig(out[1])
+    plt.close(fig)
+    return out
+
+
+def _order(values: pd.Series) -> list[str]:
+    present = list(dict.fromkeys(values))
+    return [s for s in STRATEGY_ORDER if s in present] + [s for s in present if s not in STRATEGY_ORDER]
+
+
+def bars(frame: pd.DataFrame, x: str, y: str, hue: str | None, title: str, ylabel: str) -> plt.Figure:
+    """Grouped bars; long category names (any label over 20 characters) get horizontal bars."""
+    order = _order(frame[x]) if x == "strategy" else sorted(frame[x].unique())
+    hue_order = _order(frame[hue]) if hue == "strategy" else (sorted(frame[hue].unique()) if hue else None)
+    horizontal = max(len(str(v)) for v in order) > 20
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(order) * (len(hue_order or [1]) ** 0.5) + 1.5) if horizontal else (7, 3.6))
+    axes = dict(x=y, y=x) if horizontal else dict(x=x, y=y)
+    sns.barplot(frame, **axes, hue=hue, order=order, hue_order=hue_order, ax=ax, errorbar=None)
+    if horizontal:
+        ax.set(title=title, xlabel=ylabel, ylabel="")
+    else:
+        ax.set(title=title, ylabel=ylabel, xlabel=x.replace("_", " "))
+        ax.tick_params(axis="x", rotation=20)
+    if hue:
+        ax.legend(title=hue, fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
+    return fig
+
+
+def boxes(frame: pd.DataFrame, x: str, y: str, title: str, ylabel: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    order = _order(frame[x]) if x == "strategy" else sorted(frame[x].unique())
+    sns.boxplot(frame, x=x, y=y, order=order, ax=ax, color="#9ecae1")
+    sns.stripplot(frame, x=x, y=y, order=order, ax=ax, color="#08306b", size=2.5, alpha=0.5)
+    ax.set(title=title, ylabel=ylabel, xlabel=x.replace("_", " "))
+    ax.tick_params(axis="x", rotation=20)
+    return fig
+
+
+def histogram(frame: pd.DataFrame, x: str, hue: str, title: str, xlabel: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    sns.histplot(frame, x=x, hue=hue, discrete=True, multiple="dodge", shrink=0.8, stat="percent",
+                 common_norm=False, ax=ax)
+    ax.set(title=title, xlabel=xlabel, ylabel="% of misaligned probes")
+    return fig
+
+
+def heatmap(matrix: pd.DataFrame, title: str, label: str, fmt: str = ".0f") -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(max(4, 0.9 * matrix.shape[1] + 3), max(2.5, 0.45 * matrix.shape[0] + 1.5)))
+    sns.heatmap(matrix, annot=True, fmt=fmt, cmap="viridis", cbar_kws={"label": label}, ax=ax)
+    ax.set(title=title)
+    return fig
