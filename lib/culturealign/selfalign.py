@@ -117,7 +117,7 @@ def table1_rows(results: pd.DataFrame, model: str, lang: str, seed: int = 0) -> 
         shares = metrics.outcome_shares(outcomes)
         low, high = metrics.bootstrap_interval(outcomes, seed=seed)
         rows.append({"model": model, "lang": lang, "strategy": strategy, "n_misaligned": len(group),
-                     "n_served": len(served), **shares, "improved_ci_low": low, "improved_ci_high": high,
+                     **shares, "n_served": len(served), "improved_ci_low": low, "improved_ci_high": high,
                      "sign_test_p": metrics.sign_test(outcomes.count("improved"), outcomes.count("decreased")),
                      "mean_error_reduction": float(served["error_reduction"].mean())})
     return pd.DataFrame(rows)

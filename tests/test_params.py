@@ -1,0 +1,100 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from culturealign import params, paths, stages
+from culturealign.models import ModelUnavailable
+
+
+def _layers(tmp_path, **overrides):
+    """Write a parameter file with overrides and return base, model, lang and it."""
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump(overrides))
+    return params.layer_files("gemma3-270m", "en") + [extra]
+
+
+def test_layers_merge_in_order_later_wins(tmp_path):
+    files = _layers(tmp_path, seed=7, stages={"10_zero_shot": {"max_probes": 3}})
+    merged = params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), stages.stage_names())
+    assert merged["seed"] == 7 and merged["max_probes"] == 3 and merged["country"] == "USA"
+    assert merged["model_config"]["temperature"] == 1.0
+
+
+def test_unknown_key_names_file_key_and_allowed_parameters(tmp_path):
+    files = _layers(tmp_path, max_probe=3)
+    with pytest.raises(params.ParamError) as err:
+        params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), stages.stage_names())
+    message = str(err.value)
+    assert "extra.yaml" in message and "'max_probe'" in message and "Allowed:" in message and "max_probes" in message
+
+
+@pytest.mark.parametrize("value", ["12", 1.5, True])
+def test_wrong_type_is_refused(tmp_path, value):
+    files = _layers(tmp_path, stages={"10_zero_shot": {"max_probes": value}})
+    with pytest.raises(params.ParamError, match="'max_probes' must be int"):
+        params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), stages.stage_names())
+
+
+def test_unknown_stage_section_is_refused(tmp_path):
+    files = _layers(tmp_path, stages={"11_zero_shot": {"max_probes": 1}})
+    with pytest.raises(params.ParamError, match="unknown stage.*11_zero_shot"):
+        params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), stages.stage_names())
+
+
+def test_unknown_model_and_language_list_the_known_ones():
+    with pytest.raises(params.ParamError, match="Known models: .*gemma3-270m"):
+        stages.resolve_params("10_zero_shot", "gpt-9", "en")
+    with pytest.raises(params.ParamError, match="Known codes: .*de"):
+        stages.resolve_params("10_zero_shot", "gemma3-270m", "xx")
+
+
+def test_model_that_does_not_support_the_language():
+    with pytest.raises(ModelUnavailable, match="does not support language 'ko'"):
+        stages.resolve_params("10_zero_shot", "mistral-7b-instruct", "ko")
+
+
+def test_every_model_file_is_valid_and_states_its_decoding():
+    for name in params.known_names("models"):
+        merged = params.read_yaml(params.model_file(name))
+        spec = stages.ModelSpec.from_dict(merged["model_config"])
+        assert spec.name == name == merged["model"]
+    spec = stages.ModelSpec.from_dict(params.read_yaml(params.model_file("gemma3-270m"))["model_config"])
+    assert spec.decoding() == {"temperature": 1.0, "top_k": 64, "top_p": 0.95}
+    llama = stages.ModelSpec.from_dict(params.read_yaml(params.model_file("llama3-8b-instruct"))["model_config"])
+    assert llama.temperature == 0.6
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "culturealign.stages", *args], capture_output=True, text=True,
+                          cwd=paths.REPO, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_cli_stops_with_one_clear_message_and_nonzero_exit(isolated_outputs):
+    done = isolated_outputs / "gemma3-270m" / "xx"
+    result = _cli("run", "10_zero_shot", "--lang", "xx")
+    assert result.returncode == 2 and result.stderr.strip().startswith("error: unknown language code 'xx'")
+    assert not done.exists()
+    result = _cli("run", "99_nothing")
+    assert result.returncode == 2 and "unknown stage '99_nothing'" in result.stderr
+
+
+def test_unwritable_outputs_stop_before_work_and_keep_earlier_outputs(tmp_path):
+    if os.geteuid() == 0:
+        target = "/proc/culturealign-outputs"  # not writable even for root
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = str(locked / "outputs")
+    earlier = tmp_path / "earlier.txt"
+    earlier.write_text("kept")
+    result = _cli("run", "00_data", env={"CULTUREALIGN_OUTPUTS": target})
+    assert result.returncode == 2 and "cannot write to" in result.stderr and "CULTUREALIGN_OUTPUTS" in result.stderr
+    assert earlier.read_text() == "kept"
+
+
+def test_help_lists_a_stage_parameters():
+    result = _cli("help", "10")
+    assert result.returncode == 0 and "max_probes: int" in result.stdout

@@ -1,0 +1,36 @@
+import json
+
+from culturealign import runs
+
+
+def test_manifest_records_parameters_commit_versions_and_times(isolated_outputs):
+    namespace = {"model": "gemma3-270m", "model_config": {}, "lang": "en", "country": "USA", "seed": 0,
+                 "batch_size": 8, "unrelated": 1}
+    run = runs.start_run("00_data", namespace)
+    run.finish(answer=42)
+    manifest = json.loads((isolated_outputs / "gemma3-270m" / "en" / "00_data" / "manifest.json").read_text())
+    assert manifest["params"] == {k: v for k, v in namespace.items() if k != "unrelated"}
+    assert manifest["status"] == "done" and manifest["results"] == {"answer": 42}
+    assert manifest["started"] <= manifest["finished"]
+    assert manifest["packages"]["torch"].startswith("2.13.0") and manifest["git_commit"]
+
+
+def test_result_cache_survives_a_torn_last_line(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    cache = runs.ResultCache(path)
+    cache.add_many([{"key": "a", "v": 1}, {"key": "b", "v": 2}])
+    with path.open("a") as handle:
+        handle.write('{"key": "c", "v"')  # killed mid-write
+    cache = runs.ResultCache(path)
+    assert len(cache) == 2 and "c" not in cache
+    cache.add_many([{"key": "c", "v": 3}])
+    assert runs.ResultCache(path).get("c") == {"key": "c", "v": 3}
+
+
+def test_load_run_says_which_stage_to_run_first():
+    try:
+        runs.load_run("gemma3-270m", "en", "10_zero_shot")
+    except FileNotFoundError as err:
+        assert "make run NB=10_zero_shot MODEL=gemma3-270m LANG=en" in str(err)
+    else:
+        raise AssertionError("expected FileNotFoundError")
