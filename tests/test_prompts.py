@@ -17,6 +17,6 @@ def test_base_prompt_ends_with_the_answer_cue_and_a_space_for_the_option():
 def test_survey_prompt_numbers_options_under_a_persona():
     system = prompts.persona("aware", "Kenya")
     text = prompts.survey_prompt(system, "How important is family?", ["Very", "Not"])
-    assert text.startswith("Answer the survey question as a typical person with a Kenya cultural background")
+    assert text.startswith("Answer the survey question as a typical person from Kenya would.")
     assert "1. Very\n2. Not" in text and text.endswith("Answer: ")
     assert prompts.number_options(3) == ["1", "2", "3"]

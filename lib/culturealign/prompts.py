@@ -68,8 +68,8 @@ def explanation_prompt(prompt: str, answer: str) -> str:
 # ------------------------------------------------------------------------------------ CultureSPA
 
 UNAWARE = "Answer the survey question as a person with your own values."
-AWARE = "Answer the survey question as a typical person with a {culture} cultural background would."
-CROSS = ("Answer the survey question as a typical person with a {culture} cultural background would. "
+AWARE = "Answer the survey question as a typical person from {culture} would."
+CROSS = ("Answer the survey question as a typical person from {culture} would. "
          "Before answering, think about how people in {culture} are like people in {similar} and "
          "unlike people in {dissimilar}.")
 
@@ -105,3 +105,25 @@ def survey_prompt(system: str, question: str, options: Sequence[str], demos: Seq
 def number_options(n: int) -> list[str]:
     """The answers of an n-option question: '1' .. 'n'."""
     return [str(i) for i in range(1, n + 1)]
+
+
+GENERATE = ("You are a survey methodologist writing new questions for a survey of people's values, on the "
+            "topic \"{topic}\". Each line is one question as a JSON object with the question and its "
+            "answer options, in order. Write a new question unlike the ones before.")
+QUESTION_OPENING = '{"question": "'
+
+
+def generation_prompt(topic: str, examples: Sequence[dict]) -> str:
+    """CultureSPA's question-generation prompt (own words): 5 examples as JSON lines, then the
+    opening of a new one, so even a base model continues with a question."""
+    import json
+
+    lines = [json.dumps({"question": e["question"], "options": list(e["options"])}, ensure_ascii=False) for e in examples]
+    return GENERATE.format(topic=topic) + "\n\n" + "\n".join(lines) + "\n" + QUESTION_OPENING
+
+
+def mcq_prompt(question: str, options: Sequence[str]) -> str:
+    """A general-knowledge item with numbered options (base-model form)."""
+    body = "\n".join([f"Question: {question}", "Options:", *(f"{i}. {o}" for i, o in enumerate(options, 1)),
+                      "Reply with the number of the correct option.", ANSWER_CUE])
+    return body + " "

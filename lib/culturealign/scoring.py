@@ -280,9 +280,12 @@ def expected_counts(dist: Sequence[float], n: int = 10) -> np.ndarray:
 
 @torch.inference_mode()
 def generate_texts(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, seed: int = 0,
-                   batch_size: int = 8, desc: str = "generating") -> list[str]:
-    """Free-text continuations at the model's own decoding settings (seeded per batch)."""
-    tok, spec = lm.tokenizer, lm.spec
+                   batch_size: int = 8, desc: str = "generating", decoding: dict | None = None) -> list[str]:
+    """Free-text continuations, seeded per batch, at the model's own decoding settings unless
+    `decoding` overrides them (CultureSPA generates questions at temperature 0.9, top-p 0.95)."""
+    import dataclasses
+
+    tok, spec = lm.tokenizer, dataclasses.replace(lm.spec, **(decoding or {}))
     texts: list[str] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
         chunk = list(prompts[start: start + batch_size])

@@ -96,3 +96,53 @@ def test_50_explanations(smoke_outputs):
     folder, manifest = artifacts(smoke_outputs, "50_explanations")
     table = pd.read_csv(folder / "explanations.csv", keep_default_na=False)
     assert len(table) == manifest["results"]["explained"] <= 2
+
+
+def test_60_generate_questions(smoke_outputs):
+    folder, manifest = artifacts(smoke_outputs, "60_generate_questions")
+    lines = [json.loads(l) for l in (folder / "questions.jsonl").read_text().splitlines()]
+    assert len(lines) == manifest["results"]["questions"] > 0
+    assert all(2 <= len(q["options"]) <= 10 and q["question"] for q in lines)
+    counts = pd.read_csv(folder / "generation_counts.csv")
+    assert len(counts) == 2 and {"malformed", "duplicate", "kept"} <= set(counts.columns)
+
+
+def test_70_culture_prompting(smoke_outputs):
+    folder, _ = artifacts(smoke_outputs, "70_culture_prompting")
+    answers = pd.read_csv(folder / "answers.csv", keep_default_na=False)
+    assert set(answers["kind"]) == {"unaware", "aware", "cross"}
+    assert set(answers.loc[answers["kind"] == "aware", "culture"]) == {"USA", "DEU", "CHN"}
+    assert (answers["answer"] >= 1).all()
+    assert len(pd.read_csv(folder / "similar_cultures.csv")) == 3
+
+
+def test_80_crqpc(smoke_outputs):
+    folder, manifest = artifacts(smoke_outputs, "80_crqpc")
+    pairs = pd.read_csv(folder / "crqpc.csv")
+    assert len(pairs) == manifest["results"]["joint"]
+    assert (pairs["output"].astype(int) != pairs["unaware_answer"]).all()
+    joint = (folder / "crqpc_joint.jsonl").read_text().splitlines()
+    assert len(joint) == len(pairs)
+
+
+def test_90_lora_sft(smoke_outputs):
+    folder, _ = artifacts(smoke_outputs, "90_lora_sft")
+    training = pd.read_csv(folder / "training.csv")
+    joint = training.set_index("adapter").loc["joint"]
+    assert joint["status"] == "trained" and joint["steps"] == 2
+    config = json.loads((folder / "adapters" / "joint" / "adapter" / "adapter_config.json").read_text())
+    assert config["r"] == 8 and config["lora_alpha"] == 16 and config["lora_dropout"] == 0.0
+    assert (folder / "adapters" / "joint" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_95_culture_eval(smoke_outputs):
+    root, _ = smoke_outputs
+    folder, _ = artifacts(smoke_outputs, "95_culture_eval")
+    table = pd.read_csv(folder / "score_table.csv").set_index("culture")
+    assert list(table.index) == ["DEU", "USA", "mean"]
+    for method in ("unaware", "aware", "cross", "aware_selfalign", "culturespa_joint"):
+        assert table[method].between(0, 100).all()
+    assert table.at["USA", "culturespa_specific"] == table.at["USA", "culturespa_specific"]  # USA has its own adapter
+    general = pd.read_csv(folder / "general_ability.csv")
+    assert {"base", "culturespa_joint"} <= set(general["model"]) and general["accuracy"].between(0, 1).all()
+    assert (folder / "fig_alignment.png").exists() and (root / "summary" / "culturespa_scores.csv").exists()

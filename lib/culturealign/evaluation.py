@@ -1,0 +1,98 @@
+"""Stage 95: every method's answers to the WVS questions, and the general-ability check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from . import culturespa, paths, prompts, scoring, train
+from .models import LoadedModel
+
+METHODS = ["unaware", "aware", "cross", "aware_selfalign", "culturespa_joint", "culturespa_specific"]
+
+
+def base_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence[str], similar: dict,
+                 batch_size: int) -> pd.DataFrame:
+    """Base-model answers: unaware (once, shared by every culture), aware, cross, aware + demos."""
+    unaware = culturespa.answer_questions(lm, questions, [("unaware", None)], similar, batch_size, desc="unaware")
+    parts = [pd.concat([unaware.assign(culture=c) for c in cultures], ignore_index=True).assign(method="unaware")]
+    for kind in ("aware", "cross"):
+        parts.append(culturespa.answer_questions(lm, questions, [(kind, c) for c in cultures], similar, batch_size,
+                                                 desc=kind).assign(method=kind))
+    demos = culturespa.selfalign_demos(questions, cultures)
+    parts.append(culturespa.answer_questions(lm, questions, [("aware", c) for c in cultures], similar, batch_size,
+                                             demos=demos, desc="aware + demos").assign(method="aware_selfalign"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def trained_adapter(adapters: Path, name: str) -> Path | None:
+    folder = adapters / name / "adapter"
+    return folder if (folder / "adapter_config.json").exists() else None
+
+
+def adapter_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence[str], adapters: Path,
+                    batch_size: int) -> pd.DataFrame:
+    """Aware answers of the joint adapter for every culture, and of each culture's own adapter."""
+    parts = []
+    joint = trained_adapter(adapters, "joint")
+    if joint is None:
+        print(f"no joint adapter under {adapters}: run 90_lora_sft first")
+    else:
+        tuned = train.with_adapter(lm, joint)
+        parts.append(culturespa.answer_questions(tuned, questions, [("aware", c) for c in cultures], None, batch_size,
+                                                 desc="joint").assign(method="culturespa_joint"))
+    for culture in cultures:
+        folder = trained_adapter(adapters, culture)
+        if folder is None:
+            continue
+        tuned = train.with_adapter(lm, folder)
+        parts.append(culturespa.answer_questions(tuned, questions, [("aware", culture)], None, batch_size,
+                                                 desc=f"specific {culture}").assign(method="culturespa_specific"))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "kind", "culture", "answer", "method"])
+
+
+def load_general(path: Path | None = None) -> pd.DataFrame:
+    path = path or paths.GENERAL_MCQ
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    frame["options"] = frame[[f"option_{i}" for i in range(1, 5)]].values.tolist()
+    frame["answer"] = frame["answer"].astype(int)
+    return frame
+
+
+def mcq_accuracy(lm: LoadedModel, items: pd.DataFrame, batch_size: int, desc: str) -> float:
+    """Share of items whose most probable option number (exact) is the right one."""
+    texts = [prompts.mcq_prompt(q, o) for q, o in zip(items["question"], items["options"])]
+    scored = scoring.option_distributions(lm, texts, [prompts.number_options(4)] * len(texts), batch_size=batch_size, desc=desc)
+    picked = [max(range(4), key=lambda i: d[i]) + 1 for d in scored["dist"]]
+    return float(sum(p == a for p, a in zip(picked, items["answer"])) / len(items))
+
+
+def harness_accuracy(lm: LoadedModel, task: str) -> float:
+    """Accuracy on an lm-evaluation-harness task, when the harness and its data are installed."""
+    try:
+        from lm_eval import simple_evaluate
+        from lm_eval.models.huggingface import HFLM
+    except ImportError as err:
+        raise ImportError(f"harness_task={task!r} needs lm-evaluation-harness: pip install lm-eval, "
+                          f"with the task's data in the local datasets cache") from err
+    result = simple_evaluate(model=HFLM(pretrained=lm.model, tokenizer=lm.tokenizer), tasks=[task])
+    metrics = result["results"][task]
+    return float(metrics.get("acc,none", metrics.get("acc_norm,none")))
+
+
+def general_ability(lm: LoadedModel, adapters: Path, items: int, batch_size: int, harness_task: str = "") -> pd.DataFrame:
+    """General-knowledge accuracy of the base model and of every trained adapter."""
+    models = [("base", lm)]
+    for name in ["joint"] + sorted(p.name for p in adapters.glob("*") if p.name != "joint"):
+        folder = trained_adapter(adapters, name)
+        if folder is not None:
+            models.append((f"culturespa_{name}", train.with_adapter(lm, folder)))
+    rows = []
+    data = load_general()
+    data = data.head(items) if items else data
+    for name, model in models:
+        accuracy = harness_accuracy(model, harness_task) if harness_task else mcq_accuracy(model, data, batch_size, f"general: {name}")
+        rows.append({"model": name, "task": harness_task or "general_mcq", "items": len(data), "accuracy": accuracy})
+    return pd.DataFrame(rows)

@@ -1,0 +1,138 @@
+"""LoRA supervised fine-tuning with peft, as CultureSPA tunes: rank 8, alpha 16, dropout 0, all
+linear layers, lr 1e-4, one epoch, cosine schedule with 10% warm-up, loss on the answer only.
+
+transformers' Trainer runs the loop (schedule, bf16 autocast, checkpoints): an interrupted run
+resumes from its last checkpoint, and a finished adapter is never trained again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .models import LoadedModel
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraSettings:
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("all-linear",)
+    learning_rate: float = 1e-4
+    epochs: float = 1.0
+    warmup_ratio: float = 0.1
+    batch_size: int = 4
+    max_steps: int = -1  # -1: the whole epoch
+    save_steps: int = 50
+
+
+class TrainingError(ValueError):
+    """Tuning cannot start as asked; the message says why."""
+
+
+def bf16_supported() -> bool:
+    """bf16 autocast where the hardware has it (CUDA bf16, or a CPU with AVX512-BF16/AMX)."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool(getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")() in ("AVX512", "AMX")
+                and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def linear_module_names(model: Any) -> list[str]:
+    """Leaf names of the model's linear layers (what target_modules may name)."""
+    return sorted({name.split(".")[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)})
+
+
+def check_targets(model: Any, targets: Sequence[str]) -> None:
+    if list(targets) == ["all-linear"]:
+        return
+    known = linear_module_names(model)
+    missing = [t for t in targets if t not in known]
+    if missing:
+        raise TrainingError(f"LoRA target module(s) {missing} do not exist in this model. "
+                            f"Linear modules: {known}, or use ['all-linear']")
+
+
+def encode_examples(tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> list[dict[str, list[int]]]:
+    """Token ids with labels -100 on the prompt, so the loss is on the answer only."""
+    from .scoring import encode_pair
+
+    out = []
+    for prompt, answer in pairs:
+        ctx, cont = encode_pair(tokenizer, prompt, answer)
+        out.append({"input_ids": ctx + cont, "labels": [-100] * len(ctx) + cont})
+    return out
+
+
+def _collate(pad_id: int):
+    def collate(batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), width), pad_id)
+        labels = torch.full((len(batch), width), -100)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(b["input_ids"]), torch.tensor(b["labels"]), 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    return collate
+
+
+def adapter_hash(folder: Path) -> str:
+    return hashlib.sha256((Path(folder) / "adapter_model.safetensors").read_bytes()).hexdigest()[:16]
+
+
+def train_adapter(lm: LoadedModel, pairs: Sequence[tuple[str, str]], out_dir: Path, settings: LoraSettings,
+                  seed: int = 0) -> dict[str, Any]:
+    """Train one LoRA adapter on (prompt, answer) pairs and save it with peft's save_pretrained.
+
+    out_dir/adapter holds the result; out_dir/checkpoints the Trainer's checkpoints to resume from.
+    Returns what happened (skipped / trained, steps, final loss, seconds).
+    """
+    from peft import LoraConfig, get_peft_model
+    from transformers import Trainer, TrainingArguments
+
+    adapter = out_dir / "adapter"
+    if (adapter / "adapter_config.json").exists():
+        return {"status": "already trained", "adapter_dir": str(adapter)}
+    if not pairs:
+        raise TrainingError(f"no training examples for {out_dir.name}: its CRQPC set is empty")
+    check_targets(lm.model, settings.target_modules)
+    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=list(settings.target_modules) if list(settings.target_modules) != ["all-linear"] else "all-linear",
+                        task_type="CAUSAL_LM")
+    model = get_peft_model(lm.model, config)
+    checkpoints = out_dir / "checkpoints"
+    args = TrainingArguments(output_dir=str(checkpoints), per_device_train_batch_size=settings.batch_size,
+                             learning_rate=settings.learning_rate, num_train_epochs=settings.epochs,
+                             max_steps=settings.max_steps, lr_scheduler_type="cosine", warmup_steps=settings.warmup_ratio,
+                             save_strategy="steps", save_steps=settings.save_steps, save_total_limit=2,
+                             logging_steps=max(1, settings.save_steps // 5), report_to=[], seed=seed,
+                             bf16=bf16_supported(), use_cpu=not torch.cuda.is_available(),
+                             dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=False)
+    data = encode_examples(lm.tokenizer, pairs)
+    trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=_collate(lm.tokenizer.pad_token_id or 0))
+    resume = any(checkpoints.glob("checkpoint-*"))
+    try:
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
+        model.save_pretrained(adapter)
+    finally:
+        lm.model = model.unload()  # hand the base model back without LoRA layers
+    return {"status": "trained", "resumed": resume, "examples": len(pairs), "steps": result.global_step,
+            "train_loss": result.training_loss, "seconds": result.metrics.get("train_runtime"), "adapter_dir": str(adapter)}
+
+
+def with_adapter(lm: LoadedModel, adapter: Path) -> LoadedModel:
+    """The base model with a trained adapter merged in, as a separate LoadedModel whose cache
+    key names the adapter; the base model is left untouched."""
+    import copy
+
+    from peft import PeftModel
+
+    merged = PeftModel.from_pretrained(copy.deepcopy(lm.model), str(adapter)).merge_and_unload()
+    merged.eval()
+    return dataclasses.replace(lm, model=merged, weights_hash=f"{lm.weights_hash}+lora:{adapter_hash(adapter)}")

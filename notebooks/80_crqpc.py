@@ -1,0 +1,72 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 80 · Culture-related QA pairs (CRQPC) (CultureSPA, §3.3)
+#
+# CultureSPA keeps, for each culture, only the questions whose culture-aware answer **differs** from
+# the culture-unaware one: these are the answers where the model shows it knows the culture sees
+# the question differently from its own default. They become instruction-tuning data
+# (system: the culture-aware persona; input: question and options; output: the option number),
+# pooled for one joint adapter and split per culture for specific adapters.
+#
+# *Reads* `70_culture_prompting/answers.csv` and `60_generate_questions/questions.jsonl`.
+# *Writes* `crqpc_joint.jsonl`, `crqpc_<culture>.jsonl` and `counts.csv`.
+
+# %% tags=["parameters"]
+model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
+model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
+lang: str = "en"  # language code: a file params/langs/<lang>.yaml
+country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
+seed: int = 0  # random seed: option order, demonstration choice, sampling
+batch_size: int = 8  # prompts per forward pass
+aware_kind: str = "aware"  # which aware answers to keep: aware or cross
+
+# %%
+import pandas as pd
+
+from culturealign import culturespa, runs
+
+run = runs.start_run("80_crqpc", globals())
+questions = pd.DataFrame(runs.ResultCache(runs.load_run(model, lang, "60_generate_questions").path("questions.jsonl")).records.values())
+answers = pd.read_csv(runs.load_run(model, lang, "70_culture_prompting").path("answers.csv"), keep_default_na=False)
+assert aware_kind in ("aware", "cross"), f"aware_kind must be aware or cross, not {aware_kind!r}"
+
+# %% [markdown]
+# ## Keep the answers that shift
+
+# %%
+pairs = culturespa.crqpc(answers, questions, aware_kind)
+cultures = sorted(set(answers.loc[answers["kind"] == aware_kind, "culture"]))
+counts = pd.DataFrame({"culture": cultures, "questions": len(questions),
+                       "kept": [int((pairs["culture"] == c).sum()) for c in cultures]})
+counts["kept_pct"] = 100 * counts["kept"] / counts["questions"]
+runs.write_table(run.path("counts.csv"), counts)
+empty = counts.loc[counts["kept"] == 0, "culture"].tolist()
+if empty:
+    print(f"no CRQPC pairs for {empty}: their aware answers never differ from unaware; no specific adapter can be trained for them")
+counts
+
+# %% [markdown]
+# ## Instruction-tuning files: joint and per culture
+
+# %%
+runs.write_table(run.path("crqpc.csv"), pairs)
+for name, subset in [("joint", pairs)] + [(c, pairs[pairs["culture"] == c]) for c in cultures]:
+    with runs.atomic_path(run.path(f"crqpc_{name}.jsonl")) as tmp:
+        subset.to_json(tmp, orient="records", lines=True, force_ascii=False)
+print(f"joint set: {len(pairs)} pairs")
+pairs.head(3)
+
+# %%
+run.finish(joint=len(pairs), empty_cultures=empty)
+run.read_manifest()["results"]
