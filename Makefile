@@ -44,7 +44,8 @@ bench: setup ## time exact scoring against the forward limit, sampling and per-o
 	$(PY) benchmarks/bench_scoring.py
 
 lab: setup ## JupyterLab on 127.0.0.1 with the text notebooks opening as notebooks
-	$(PY) -m jupyter lab --ip 127.0.0.1 --ServerApp.root_dir=$(CURDIR) notebooks
+	JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings $(PY) -m jupyter lab --ip=127.0.0.1 \
+	  --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 report: setup ## build outputs/report/index.html from every run so far
 	$(PY) -m culturealign.report
