@@ -10,6 +10,9 @@ NB ?= 00_data
 # LANG is also the locale variable: take it only from the command line (make run LANG=de).
 RUN_LANG := $(if $(filter command line,$(origin LANG)),$(LANG),en)
 export LC_ALL := C.UTF-8
+# Nothing is fetched at run time: fail fast instead of waiting on a hub.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
 STAGES := $(PY) -m culturealign.stages
 
 .PHONY: help setup all run smoke test unit bench lab report wvs clean

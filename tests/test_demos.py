@@ -64,3 +64,10 @@ def test_random_choice_is_the_same_for_the_same_seed():
     a = demos.choose_all(_toy(), ["random"], seed=3)["demo_ids"].tolist()
     assert a == demos.choose_all(_toy(), ["random"], seed=3)["demo_ids"].tolist()
     assert a != demos.choose_all(_toy(), ["random"], seed=4)["demo_ids"].tolist()
+
+
+def test_self_alignment_refuses_an_unknown_strategy_before_any_work():
+    from culturealign import selfalign
+
+    with pytest.raises(demos.DemoError, match="chrf_all_shuffled"):
+        selfalign.self_aligned(None, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), "en", 0, 8, ["nearest"])

@@ -70,6 +70,11 @@ def self_aligned(lm: LoadedModel, zero: pd.DataFrame, candidates: pd.DataFrame, 
     One row per probe and strategy: counts before and after, outcome and error reduction.
     Probes a strategy could not serve (too few candidates) keep their reason and no outcome.
     """
+    from .demos import STRATEGIES, DemoError
+
+    unknown = [s for s in strategies if s not in (*STRATEGIES, SHUFFLED)]
+    if unknown:
+        raise DemoError(f"unknown strategy {unknown}. Strategies: {', '.join((*STRATEGIES, SHUFFLED))}")
     by_id = candidates.set_index("probe_id", drop=False)
     misaligned = zero[zero["misaligned"]]
     rows, texts, keep = [], [], []
