@@ -45,9 +45,9 @@ def test_unknown_stage_section_is_refused(tmp_path):
 
 
 def test_unknown_model_and_language_list_the_known_ones():
-    with pytest.raises(params.ParamError, match="Known models: .*gemma3-270m"):
+    with pytest.raises(params.ParamError, match="unknown model .gpt-9.*Known: .*gemma3-270m"):
         stages.resolve_params("10_zero_shot", "gpt-9", "en")
-    with pytest.raises(params.ParamError, match="Known codes: .*de"):
+    with pytest.raises(params.ParamError, match="unknown language code .xx.*Known: .*de"):
         stages.resolve_params("10_zero_shot", "gemma3-270m", "xx")
 
 

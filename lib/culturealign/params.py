@@ -53,26 +53,21 @@ def known_names(folder: str) -> list[str]:
     return sorted(p.stem for p in (paths.PARAMS / folder).glob("*.yaml"))
 
 
-def model_file(model: str) -> Path:
-    """params/models/<model>.yaml, or a ParamError listing the known models."""
-    path = paths.PARAMS / "models" / f"{model}.yaml"
+def _named_file(folder: str, name: str, what: str) -> Path:
+    """params/<folder>/<name>.yaml, or a ParamError listing the names that exist."""
+    path = paths.PARAMS / folder / f"{name}.yaml"
     if not path.exists():
-        raise ParamError(
-            f"unknown model '{model}': there is no {path.relative_to(paths.REPO)}. "
-            f"Known models: {', '.join(known_names('models'))}. Add a file there to use another model."
-        )
+        raise ParamError(f"unknown {what} '{name}': there is no {path.relative_to(paths.REPO)}. "
+                         f"Known: {', '.join(known_names(folder))}. Add a file there to use another.")
     return path
+
+
+def model_file(model: str) -> Path:
+    return _named_file("models", model, "model")
 
 
 def lang_file(lang: str) -> Path:
-    """params/langs/<lang>.yaml, or a ParamError listing the known language codes."""
-    path = paths.PARAMS / "langs" / f"{lang}.yaml"
-    if not path.exists():
-        raise ParamError(
-            f"unknown language code '{lang}': there is no {path.relative_to(paths.REPO)}. "
-            f"Known codes: {', '.join(known_names('langs'))}."
-        )
-    return path
+    return _named_file("langs", lang, "language code")
 
 
 def layer_files(model: str, lang: str, smoke: bool = False) -> list[Path]:
