@@ -99,6 +99,10 @@ def run_stage(stage: str, model: str, lang: str, smoke: bool = False) -> Path:
         if run.read_manifest().get("status") != "done":
             run.fail(message)
         raise StageFailed(f"{stage} failed for model {model}, language {lang}: {message}. See {output}") from err
+    except KeyboardInterrupt:
+        if run.read_manifest().get("status") != "done":
+            run.fail("interrupted; rerun the same command to resume from the cached results")
+        raise
     return output
 
 
