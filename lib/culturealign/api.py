@@ -10,7 +10,7 @@ import urllib.request
 from typing import Any, Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: they stream to the terminal under papermill and render in Lab
 
 from .models import LoadedModel
 

@@ -5,7 +5,8 @@
     python -m culturealign.stages help 10_zero_shot
 
 Parameters are layered and checked (see params.py) before any work starts; the resolved set is
-written beside the run's artifacts and handed to papermill (kernel python3, cwd the repository).
+written beside the run's artifacts and handed to papermill (kernel python3, cwd the repository); the
+notebook's printed output and progress bars stream to the terminal as it runs.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def run_stage(stage: str, model: str, lang: str, smoke: bool = False) -> Path:
     print(f"[{now()}] {stage}  model={model} lang={lang}{' (smoke)' if smoke else ''} -> {output}", flush=True)
     try:
         papermill.execute_notebook(str(source), str(output), parameters=values, kernel_name="python3",
-                                   cwd=str(paths.REPO), progress_bar=False)
+                                   cwd=str(paths.REPO), progress_bar=False,
+                                   stdout_file=sys.stdout, stderr_file=sys.stderr)
     except papermill.PapermillExecutionError as err:
         message = f"{err.ename}: {err.evalue}"
         if run.read_manifest().get("status") != "done":
