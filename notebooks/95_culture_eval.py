@@ -35,7 +35,7 @@ batch_size: int = 8  # prompts per forward pass
 cultures: list = ["USA", "CAN", "BOL", "BRA", "GBR", "NLD", "DEU", "UKR", "CHN", "RUS", "IND", "THA", "KEN", "NGA", "ETH", "ZWE", "AUS", "NZL"]  # ISO3 cultures
 max_questions: int = 0  # evaluate only the first N WVS questions (0: all 259)
 general_items: int = 0  # general-knowledge items to score (0: all)
-harness_task: str = ""  # an lm-evaluation-harness task to run instead of the built-in set (needs lm_eval and its data)
+harness_task: str = ""  # run lm-evaluation-harness instead: "culturealign_general_mcq" (the same items) or a task cached locally
 
 # %%
 import pandas as pd

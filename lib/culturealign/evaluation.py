@@ -69,17 +69,44 @@ def mcq_accuracy(lm: LoadedModel, items: pd.DataFrame, batch_size: int, desc: st
     return float(sum(p == a for p, a in zip(picked, items["answer"])) / len(items))
 
 
-def harness_accuracy(lm: LoadedModel, task: str) -> float:
-    """Accuracy on an lm-evaluation-harness task, when the harness and its data are installed."""
+HARNESS_GENERAL_TASK = "culturealign_general_mcq"
+
+
+def general_mcq_task(path: Path | None = None) -> dict:
+    """The project's general-knowledge set as an lm-evaluation-harness task, worded as mcq_prompt,
+    so the harness can score the same items with its own log-likelihood code (a cross-check)."""
+    template = prompts.mcq_prompt("{{question}}", [f"{{{{option_{i}}}}}" for i in range(1, 5)]).rstrip()
+    return {"task": HARNESS_GENERAL_TASK, "dataset_path": "csv",
+            "dataset_kwargs": {"data_files": {"test": str(path or paths.GENERAL_MCQ)}, "sep": "\t"},
+            "test_split": "test", "output_type": "multiple_choice", "doc_to_text": template,
+            "doc_to_choice": prompts.number_options(4), "doc_to_target": "{{answer - 1}}",
+            "metric_list": [{"metric": "acc"}]}
+
+
+def harness_predictions(lm: LoadedModel, task: str, limit: int | None = None) -> pd.DataFrame:
+    """Per item of an lm-evaluation-harness task: the harness's log-likelihood of every choice, its
+    pick and the target. The task is the project's own set (HARNESS_GENERAL_TASK) or any named task
+    whose data is in the local datasets cache (nothing is downloaded)."""
     try:
         from lm_eval import simple_evaluate
         from lm_eval.models.huggingface import HFLM
     except ImportError as err:
-        raise ImportError(f"harness_task={task!r} needs lm-evaluation-harness: pip install lm-eval, "
-                          f"with the task's data in the local datasets cache") from err
-    result = simple_evaluate(model=HFLM(pretrained=lm.model, tokenizer=lm.tokenizer), tasks=[task])
-    metrics = result["results"][task]
-    return float(metrics.get("acc,none", metrics.get("acc_norm,none")))
+        raise ImportError(f"harness_task={task!r} needs lm-evaluation-harness: pip install lm-eval") from err
+    harness_lm = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, add_bos_token=True, batch_size=8)
+    spec = general_mcq_task() if task == HARNESS_GENERAL_TASK else task
+    try:
+        result = simple_evaluate(model=harness_lm, tasks=[spec], limit=limit, bootstrap_iters=0)
+    except (ConnectionError, OSError) as err:
+        raise RuntimeError(f"harness task {task!r} could not load its data offline ({err}). Fetch it once on a "
+                           f"machine with internet (`lm_eval --model hf --model_args pretrained=gpt2 --tasks {task} "
+                           f"--limit 1`) and copy ~/.cache/huggingface/datasets here, or use "
+                           f"harness_task='{HARNESS_GENERAL_TASK}'") from err
+    rows = []
+    for sample in sorted(result["samples"][task], key=lambda s: s["doc_id"]):
+        loglik = [float(r[0]) for r in sample["filtered_resps"]]
+        rows.append({"doc_id": sample["doc_id"], "loglik": loglik, "pick": max(range(len(loglik)), key=loglik.__getitem__),
+                     "target": int(sample["target"])})
+    return pd.DataFrame(rows)
 
 
 def general_ability(lm: LoadedModel, adapters: Path, items: int, batch_size: int, harness_task: str = "") -> pd.DataFrame:
@@ -93,6 +120,10 @@ def general_ability(lm: LoadedModel, adapters: Path, items: int, batch_size: int
     data = load_general()
     data = data.head(items) if items else data
     for name, model in models:
-        accuracy = harness_accuracy(model, harness_task) if harness_task else mcq_accuracy(model, data, batch_size, f"general: {name}")
-        rows.append({"model": name, "task": harness_task or "general_mcq", "items": len(data), "accuracy": accuracy})
+        if harness_task:
+            picks = harness_predictions(model, harness_task, limit=items or None)
+            count, accuracy = len(picks), float((picks["pick"] == picks["target"]).mean())
+        else:
+            count, accuracy = len(data), mcq_accuracy(model, data, batch_size, f"general: {name}")
+        rows.append({"model": name, "task": harness_task or "general_mcq", "items": count, "accuracy": accuracy})
     return pd.DataFrame(rows)

@@ -20,8 +20,8 @@ def save(fig: plt.Figure, stem: Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     out = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    fig.savefig(out[0], dpi=200)
-    fig.savefig(out[1])
+    fig.savefig(out[0], dpi=200, bbox_inches="tight")
+    fig.savefig(out[1], bbox_inches="tight")
     plt.close(fig)
     return out
 
@@ -70,5 +70,7 @@ def histogram(frame: pd.DataFrame, x: str, hue: str, title: str, xlabel: str) ->
 def heatmap(matrix: pd.DataFrame, title: str, label: str, fmt: str = ".0f") -> plt.Figure:
     fig, ax = plt.subplots(figsize=(max(4, 0.9 * matrix.shape[1] + 3), max(2.5, 0.45 * matrix.shape[0] + 1.5)))
     sns.heatmap(matrix, annot=True, fmt=fmt, cmap="viridis", cbar_kws={"label": label}, ax=ax)
+    ax.grid(False)
+    ax.set_facecolor("#eeeeee")  # cells without data (e.g. a category a language has no probes in)
     ax.set(title=title)
     return fig
