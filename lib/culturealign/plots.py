@@ -31,10 +31,12 @@ def _order(values: pd.Series) -> list[str]:
     return [s for s in STRATEGY_ORDER if s in present] + [s for s in present if s not in STRATEGY_ORDER]
 
 
-def bars(frame: pd.DataFrame, x: str, y: str, hue: str | None, title: str, ylabel: str) -> plt.Figure:
+def bars(frame: pd.DataFrame, x: str, y: str, hue: str | None, title: str, ylabel: str,
+         hue_order: list[str] | None = None) -> plt.Figure:
     """Grouped bars; long category names (any label over 20 characters) get horizontal bars."""
     order = _order(frame[x]) if x == "strategy" else sorted(frame[x].unique())
-    hue_order = _order(frame[hue]) if hue == "strategy" else (sorted(frame[hue].unique()) if hue else None)
+    if hue_order is None and hue:
+        hue_order = _order(frame[hue]) if hue == "strategy" else sorted(frame[hue].unique())
     horizontal = max(len(str(v)) for v in order) > 20
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(order) * (len(hue_order or [1]) ** 0.5) + 1.5) if horizontal else (7, 3.6))
     axes = dict(x=y, y=x) if horizontal else dict(x=x, y=y)
@@ -61,8 +63,9 @@ def boxes(frame: pd.DataFrame, x: str, y: str, title: str, ylabel: str) -> plt.F
 
 def histogram(frame: pd.DataFrame, x: str, hue: str, title: str, xlabel: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    sns.histplot(frame, x=x, hue=hue, discrete=True, multiple="dodge", shrink=0.8, stat="percent",
-                 common_norm=False, ax=ax)
+    sns.histplot(frame, x=x, hue=hue, hue_order=sorted(frame[hue].unique()), discrete=True, multiple="dodge",
+                 shrink=0.8, stat="percent", common_norm=False, ax=ax)
+    ax.set_xticks(range(int(frame[x].min()), int(frame[x].max()) + 1))
     ax.set(title=title, xlabel=xlabel, ylabel="% of misaligned probes")
     return fig
 

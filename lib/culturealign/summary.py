@@ -77,5 +77,6 @@ def figures(t1: pd.DataFrame, results: pd.DataFrame, zero: pd.DataFrame, soft: p
     if not soft.empty:
         long = soft.melt(id_vars=["model", "lang"], value_vars=["zero_shot", "self_aligned"], var_name="setting", value_name="distance")
         made["fig_soft_alignment"] = plots.bars(long, "lang", "distance", "setting",
-                                                "Distance to human answer shares (misaligned probes)", "total variation distance")
+                                                "Distance to human answer shares (misaligned probes)", "total variation distance",
+                                                hue_order=["zero_shot", "self_aligned"])
     return {name: plots.save(fig, out / name) for name, fig in made.items()}
