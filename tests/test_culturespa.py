@@ -44,3 +44,16 @@ def test_sampled_answer_is_seeded_and_follows_the_distribution():
     assert 0.7 < picks.count(2) / 400 < 0.9
     assert picks == [culturespa.pick_answer([0.2, 0.8], "sample", 0, str(i)) for i in range(400)]
     assert culturespa.pick_answer([0.2, 0.8], "argmax", 0) == 2
+
+
+def test_method_table_adds_a_fair_mean_when_specific_adapters_cover_some_cultures():
+    scores = pd.DataFrame([("USA", "aware", 40.0), ("USA", "culturespa_specific", 50.0),
+                           ("CHN", "aware", 20.0), ("CHN", "culturespa_specific", None),
+                           ("KEN", "aware", 30.0)], columns=["culture", "method", "score"])
+    scores = scores.dropna()
+    table = culturespa.method_table(scores, ["unaware", "aware", "culturespa_specific"])
+    assert list(table.columns) == ["aware", "culturespa_specific"]
+    assert table.loc["mean", "aware"] == 30.0 and table.loc["mean", "culturespa_specific"] == 50.0
+    assert table.loc["mean over USA", "aware"] == 40.0
+    full = culturespa.method_table(scores[scores["method"] == "aware"], ["aware"])
+    assert list(full.index) == ["CHN", "KEN", "USA", "mean"] and full.index.name == "culture"

@@ -263,3 +263,15 @@ def score_table(answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequen
             rows.append({"culture": culture, "method": method, "n": len(set(given) & set(gold)),
                          "score": metrics.culturespa_score(given, gold, n_options)})
     return pd.DataFrame(rows)
+
+
+def method_table(scores: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
+    """Culture x method scores and the mean over cultures per method. When specific adapters cover
+    only some cultures, a second mean over just those puts every method on the same cultures."""
+    table = scores.pivot(index="culture", columns="method", values="score").reindex(columns=list(methods))
+    table = table.dropna(axis=1, how="all")
+    means = {"mean": table.mean()}
+    if "culturespa_specific" in table and table["culturespa_specific"].notna().sum() < len(table):
+        covered = table[table["culturespa_specific"].notna()]
+        means[f"mean over {' '.join(covered.index)}"] = covered.mean()
+    return pd.concat([table, pd.DataFrame(means).T]).rename_axis("culture")
