@@ -100,3 +100,14 @@ def test_killed_run_keeps_finished_batches(lm, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         scoring.option_distributions(lm, PROMPTS, OPTIONS, batch_size=1)
     assert len(scoring.score_cache(lm)) == 1
+
+
+@pytest.mark.model
+def test_generated_texts_are_seeded_cached_and_not_generated_again(lm, monkeypatch):
+    first = scoring.generate_texts(lm, PROMPTS[:2], max_new_tokens=6, seed=3, batch_size=1)
+    assert len(first) == 2 and all(isinstance(t, str) for t in first)
+    with monkeypatch.context() as patched:
+        patched.setattr(lm.model, "generate", lambda *a, **k: pytest.fail("generated a cached text"))
+        assert scoring.generate_texts(lm, PROMPTS[:2], max_new_tokens=6, seed=3, batch_size=1) == first
+    scoring.score_cache(lm, "generated").path.unlink()
+    assert scoring.generate_texts(lm, PROMPTS[:2], max_new_tokens=6, seed=3, batch_size=1) == first  # same seed

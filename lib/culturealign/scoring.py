@@ -280,19 +280,26 @@ def expected_counts(dist: Sequence[float], n: int = 10) -> np.ndarray:
 
 @torch.inference_mode()
 def generate_texts(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, seed: int = 0,
-                   batch_size: int = 8, desc: str = "generating", decoding: dict | None = None) -> list[str]:
+                   batch_size: int = 8, desc: str = "generating", decoding: dict | None = None,
+                   cache: ResultCache | None = None) -> list[str]:
     """Free-text continuations, seeded per batch, at the model's own decoding settings unless
-    `decoding` overrides them (CultureSPA generates questions at temperature 0.9, top-p 0.95)."""
+    `decoding` overrides them (CultureSPA generates questions at temperature 0.9, top-p 0.95).
+    Cached and resumable like the scores: a rerun returns the same texts without generating."""
     import dataclasses
 
     tok, spec = lm.tokenizer, dataclasses.replace(lm.spec, **(decoding or {}))
-    texts: list[str] = []
-    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
-        chunk = list(prompts[start: start + batch_size])
-        ids, mask = _left_pad([encode_pair(tok, p, "")[0] for p in chunk], tok.pad_token_id or 0)
-        torch.manual_seed(seed + start)
-        out = lm.model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), do_sample=True,
-                                temperature=spec.temperature, top_k=spec.top_k or 0, top_p=spec.top_p or 1.0,
-                                max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id or 0)
-        texts += tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
-    return texts
+    cache = cache if cache is not None else score_cache(lm, "generated")
+    keys = [item_key(lm, "generated", p, [], [max_new_tokens, seed, spec.decoding()]) for p in prompts]
+    todo = list({k: i for i, k in enumerate(keys) if k not in cache}.values())
+    with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="prompt") as bar:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start: start + batch_size]
+            ids, mask = _left_pad([encode_pair(tok, prompts[i], "")[0] for i in chunk], tok.pad_token_id or 0)
+            torch.manual_seed(seed + start)
+            out = lm.model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), do_sample=True,
+                                    temperature=spec.temperature, top_k=spec.top_k or 0, top_p=spec.top_p or 1.0,
+                                    max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id or 0)
+            texts = tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+            cache.add_many({"key": keys[i], "text": t} for i, t in zip(chunk, texts))
+            bar.update(len(chunk))
+    return [cache.get(key)["text"] for key in keys]
