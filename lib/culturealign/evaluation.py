@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import culturespa, paths, prompts, scoring, train
@@ -104,7 +105,7 @@ def harness_predictions(lm: LoadedModel, task: str, limit: int | None = None) ->
     rows = []
     for sample in sorted(result["samples"][task], key=lambda s: s["doc_id"]):
         loglik = [float(r[0]) for r in sample["filtered_resps"]]
-        rows.append({"doc_id": sample["doc_id"], "loglik": loglik, "pick": max(range(len(loglik)), key=loglik.__getitem__),
+        rows.append({"doc_id": sample["doc_id"], "loglik": loglik, "pick": int(np.argmax(loglik)),
                      "target": int(sample["target"])})
     return pd.DataFrame(rows)
 

@@ -17,7 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -156,6 +156,18 @@ def score_cache(lm: LoadedModel, mode: str = "exact") -> ResultCache:
     return ResultCache(paths.outputs() / lm.spec.name / "cache" / f"{mode}.jsonl")
 
 
+def fill_cache(cache: ResultCache, keys: Sequence[str], todo: Sequence[int], batch_size: int, desc: str,
+               compute: Callable[[list[int], int], list[dict[str, Any]]]) -> None:
+    """Compute the items `todo` (indices into keys) batch by batch and append each batch's records
+    at once, so a killed run loses at most the batch in flight; the bar counts cached items up front.
+    compute(chunk, start) returns one record per index in chunk; start seeds per-batch sampling."""
+    with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="prompt") as bar:
+        for start in range(0, len(todo), batch_size):
+            chunk = list(todo[start: start + batch_size])
+            cache.add_many({"key": keys[i], **record} for i, record in zip(chunk, compute(chunk, start)))
+            bar.update(len(chunk))
+
+
 def exclusive_probs(probs: Sequence[float], continuations: Sequence[str]) -> list[float]:
     """Make options exclusive where one continuation extends another (" 1" and " 10"): a response
     that begins with " 10" counts as option 10 only, as the sampling parser counts it."""
@@ -197,13 +209,12 @@ def option_distributions(lm: LoadedModel, prompts: Sequence[str], options: Seque
         pairs = [encode_pair(lm.tokenizer, prompts[i], o) for o in options[i]]
         encoded[i] = Encoded(prompt=pairs[0][0], options=[c for _, c in pairs])
     todo.sort(key=lambda i: len(encoded[i].prompt))
-    with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="prompt") as bar:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start: start + batch_size]
-            results = [exclusive_probs(p, continuation_strings(prompts[i], options[i]))
-                       for i, p in zip(chunk, exact_batch(lm, [encoded[i] for i in chunk]))]
-            cache.add_many({"key": keys[i], **_summarise(p)} for i, p in zip(chunk, results))
-            bar.update(len(chunk))
+
+    def compute(chunk: list[int], start: int) -> list[dict[str, Any]]:
+        return [_summarise(exclusive_probs(p, continuation_strings(prompts[i], options[i])))
+                for i, p in zip(chunk, exact_batch(lm, [encoded[i] for i in chunk]))]
+
+    fill_cache(cache, keys, todo, batch_size, desc, compute)
     return pd.DataFrame([{k: cache.get(key)[k] for k in ("probs", "other", "dist")} for key in keys])
 
 
@@ -264,12 +275,12 @@ def sample_counts(lm: LoadedModel, prompts: Sequence[str], options: Sequence[Seq
     cache = cache if cache is not None else score_cache(lm, "sampled")
     keys = [item_key(lm, "sampled", p, o, [n, seed]) for p, o in zip(prompts, options)]
     todo = [i for i, k in enumerate(keys) if k not in cache]
-    with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="prompt") as bar:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start: start + batch_size]
-            rows = sample_batch(lm, [prompts[i] for i in chunk], [options[i] for i in chunk], n, seed + start)
-            cache.add_many({"key": keys[i], "counts": r[:-1], "invalid": r[-1]} for i, r in zip(chunk, rows))
-            bar.update(len(chunk))
+
+    def compute(chunk: list[int], start: int) -> list[dict[str, Any]]:
+        rows = sample_batch(lm, [prompts[i] for i in chunk], [options[i] for i in chunk], n, seed + start)
+        return [{"counts": r[:-1], "invalid": r[-1]} for r in rows]
+
+    fill_cache(cache, keys, todo, batch_size, desc, compute)
     return pd.DataFrame([{k: cache.get(key)[k] for k in ("counts", "invalid")} for key in keys])
 
 
@@ -291,15 +302,14 @@ def generate_texts(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int,
     cache = cache if cache is not None else score_cache(lm, "generated")
     keys = [item_key(lm, "generated", p, [], [max_new_tokens, seed, spec.decoding()]) for p in prompts]
     todo = list({k: i for i, k in enumerate(keys) if k not in cache}.values())
-    with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="prompt") as bar:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start: start + batch_size]
-            ids, mask = _left_pad([encode_pair(tok, prompts[i], "")[0] for i in chunk], tok.pad_token_id or 0)
-            torch.manual_seed(seed + start)
-            out = lm.model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), do_sample=True,
-                                    temperature=spec.temperature, top_k=spec.top_k or 0, top_p=spec.top_p or 1.0,
-                                    max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id or 0)
-            texts = tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
-            cache.add_many({"key": keys[i], "text": t} for i, t in zip(chunk, texts))
-            bar.update(len(chunk))
+
+    def compute(chunk: list[int], start: int) -> list[dict[str, Any]]:
+        ids, mask = _left_pad([encode_pair(tok, prompts[i], "")[0] for i in chunk], tok.pad_token_id or 0)
+        torch.manual_seed(seed + start)
+        out = lm.model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), do_sample=True,
+                                temperature=spec.temperature, top_k=spec.top_k or 0, top_p=spec.top_p or 1.0,
+                                max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id or 0)
+        return [{"text": t} for t in tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)]
+
+    fill_cache(cache, keys, todo, batch_size, desc, compute)
     return [cache.get(key)["text"] for key in keys]

@@ -15,13 +15,16 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from . import params as P
 from . import paths
 from .models import ModelSpec, ModelUnavailable
+
+if TYPE_CHECKING:
+    from .runs import Run
 
 SELF_ALIGNMENT = ["10_zero_shot", "20_demonstrations", "30_self_alignment", "50_explanations"]
 CULTURESPA = ["60_generate_questions", "70_culture_prompting", "80_crqpc", "90_lora_sft", "95_culture_eval"]
@@ -78,6 +81,12 @@ def resolve_params(stage: str, model: str, lang: str, smoke: bool = False) -> di
     return merged
 
 
+def _record_failure(run: Run, message: str) -> None:
+    """Mark the run failed in its manifest unless the notebook already finished it."""
+    if run.read_manifest().get("status") != "done":
+        run.fail(message)
+
+
 def run_stage(stage: str, model: str, lang: str, smoke: bool = False) -> Path:
     """Execute one stage; returns the executed notebook's path."""
     import papermill
@@ -98,12 +107,10 @@ def run_stage(stage: str, model: str, lang: str, smoke: bool = False) -> Path:
                                    stdout_file=sys.stdout, stderr_file=sys.stderr)
     except papermill.PapermillExecutionError as err:
         message = f"{err.ename}: {err.evalue}"
-        if run.read_manifest().get("status") != "done":
-            run.fail(message)
+        _record_failure(run, message)
         raise StageFailed(f"{stage} failed for model {model}, language {lang}: {message}. See {output}") from err
     except KeyboardInterrupt:
-        if run.read_manifest().get("status") != "done":
-            run.fail("interrupted; rerun the same command to resume from the cached results")
+        _record_failure(run, "interrupted; rerun the same command to resume from the cached results")
         raise
     return output
 
