@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from culturealign import models
+from culturealign import models, paths
+
+
+def pytest_sessionstart(session):
+    """One clear message, not a failure per test, when the WVS source data is not where it is read."""
+    if not (paths.SHARED_WVS / "questions.json").exists():
+        pytest.exit(f"WVS source data not found at {paths.SHARED_WVS}: the tests read the shared folder beside "
+                    f"the repository (../shared/data/wvs7). Put it there or set CULTUREALIGN_WVS_SOURCE=/path/to/wvs7.",
+                    returncode=4)
 
 
 @pytest.fixture(autouse=True)
