@@ -1,17 +1,109 @@
 """Pure metric functions of both papers, and the statistics added beyond them.
 
-Counts are "out of 10" as in Self-Alignment (10 sampled responses per prompt); in exact mode the
-count is the expected number, n * p(majority option), rounded to a whole response.
+Counts are "out of 10" as in Self-Alignment (10 sampled responses per prompt). The paper's
+protocol is computed exactly in expectation (`protocol_outcomes`): the correct count k of one
+prompt is Binomial(10, p), or an equal mixture of binomials when the prompt's option order (or a
+random demonstration choice) is drawn once per prompt. The old deterministic rule (the expected
+count rounded, `correct_count` / `rounded_outcomes`) stays available for comparison.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, Union
 
 import numpy as np
 from scipy import stats
 
 N_RESPONSES = 10
+OUTCOMES = ("improved", "same", "decreased")
+Components = Union[float, Sequence[float]]  # one p, or equally weighted mixture components
+
+
+def count_pmf(p: Components, n: int = N_RESPONSES) -> np.ndarray:
+    """P(k = 0..n) majority answers among n draws: Binomial(n, p), or the equal mixture of
+    Binomial(n, p_i) over the components (order or demonstrations drawn once per prompt)."""
+    comps = np.atleast_1d(np.asarray(p, dtype=float))
+    if comps.size == 0 or np.isnan(comps).any():
+        raise ValueError(f"p must be one or more probabilities, got {p!r}")
+    if (comps < -1e-9).any() or (comps > 1 + 1e-9).any():
+        raise ValueError(f"p must lie in [0, 1], got {p!r}")
+    comps = np.clip(comps, 0.0, 1.0)
+    return stats.binom.pmf(np.arange(n + 1)[None, :], n, comps[:, None]).mean(axis=0)
+
+
+def _cells(n: int) -> tuple[np.ndarray, np.ndarray]:
+    k = np.arange(n + 1)
+    return np.meshgrid(k, k, indexing="ij")  # before k (rows), after k' (columns)
+
+
+def protocol_outcomes(p_before: Components, p_after: Components, n: int = N_RESPONSES) -> dict[str, float]:
+    """The paper's protocol for one probe, exactly in expectation.
+
+    k ~ count_pmf(p_before), k' ~ count_pmf(p_after), independent (separate prompts, separate
+    draws). Returns P(misaligned) = P(k < n); the joint probabilities with k < n of improved
+    (k' > k), same and decreased (these three sum to misaligned); and the paper's error-rate
+    reduction E[(k' - k) / (n - k) | improved] (NaN when improvement is impossible).
+    """
+    before, after = count_pmf(p_before, n), count_pmf(p_after, n)
+    joint = np.outer(before, after)
+    k, k2 = _cells(n)
+    low = k < n
+    masks = {"improved": low & (k2 > k), "same": low & (k2 == k), "decreased": low & (k2 < k)}
+    out = {"misaligned": float(before[:n].sum())}
+    out.update({name: float(joint[mask].sum()) for name, mask in masks.items()})
+    gain = np.where(masks["improved"], (k2 - k) / np.maximum(n - k, 1), 0.0)
+    out["error_reduction"] = float((joint * gain).sum() / out["improved"]) if out["improved"] > 0 else float("nan")
+    return out
+
+
+def rounded_outcomes(p_before: Components, p_after: Components, n: int = N_RESPONSES) -> dict[str, float]:
+    """The old deterministic rule, same keys as `protocol_outcomes` (0/1 values): the mean p of
+    each side is turned into a rounded count; misaligned when it is below n."""
+    before, after = (correct_count(float(np.mean(np.atleast_1d(p))), n) for p in (p_before, p_after))
+    misaligned = before < n
+    out = {"misaligned": float(misaligned)}
+    out.update({name: float(misaligned and outcome(before, after) == name) for name in OUTCOMES})
+    out["error_reduction"] = error_reduction(before, after, n) if misaligned and after > before else float("nan")
+    return out
+
+
+def simulate_counts(pmfs: np.ndarray, runs: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw counts from per-probe count distributions (probes x n+1): shape (runs, probes)."""
+    cdf = np.cumsum(pmfs, axis=1)
+    cdf[:, -1] = 1.0
+    u = rng.random((runs, pmfs.shape[0]))
+    return (u[:, :, None] > cdf[None, :, :]).sum(axis=2)
+
+
+def simulate_protocol(p_before: Sequence[Components], p_after: Sequence[Components], n: int = N_RESPONSES,
+                      runs: int = 2000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Runs of the paper's protocol over a set of probes, drawn from the same binomials as
+    `protocol_outcomes`: per run, the number misaligned and % improved / same / decreased, and
+    the error-rate reductions of every improved probe (pooled over runs)."""
+    if len(p_before) != len(p_after):
+        raise ValueError(f"{len(p_before)} before and {len(p_after)} after probes: they must pair up")
+    rng = np.random.default_rng(seed)
+    before = simulate_counts(np.array([count_pmf(p, n) for p in p_before]).reshape(len(p_before), n + 1), runs, rng)
+    after = simulate_counts(np.array([count_pmf(p, n) for p in p_after]).reshape(len(p_after), n + 1), runs, rng)
+    misaligned = before < n
+    count = misaligned.sum(axis=1)
+    out: dict[str, np.ndarray] = {"n_misaligned": count.astype(float)}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for name, cmp in (("improved", after > before), ("same", after == before), ("decreased", after < before)):
+            out[name] = 100.0 * (misaligned & cmp).sum(axis=1) / count
+    improved = misaligned & (after > before)
+    out["error_reductions"] = ((after - before) / np.maximum(n - before, 1))[improved]
+    return out
+
+
+def run_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Central interval of simulated runs (NaN runs, e.g. none misaligned, left out)."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
 
 
 def correct_count(p_majority: float, n: int = N_RESPONSES) -> int:
@@ -61,6 +153,47 @@ def bootstrap_interval(outcomes: Sequence[str], what: str = "improved", n_boot: 
     means = rng.choice(values, size=(n_boot, len(values)), replace=True).mean(axis=1) * 100
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
+
+
+def bootstrap_mean_interval(values: Sequence[float], n_boot: int = 2000, seed: int = 0,
+                            level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean (e.g. of p' - p over probes)."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, size=(n_boot, values.size), replace=True).mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def wilcoxon_paired(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
+    """Two-sided Wilcoxon signed-rank test of x - y (paired on the same probes): n, mean and
+    median difference, statistic and p; p is NaN when there is nothing to test (all ties)."""
+    diff = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
+    if diff.shape[0] != np.asarray(y).shape[0]:
+        raise ValueError("x and y must be paired (same length)")
+    out = {"n": int(diff.size), "mean_diff": float(diff.mean()) if diff.size else float("nan"),
+           "median_diff": float(np.median(diff)) if diff.size else float("nan"),
+           "statistic": float("nan"), "p": float("nan")}
+    if np.count_nonzero(diff) >= 1:
+        test = stats.wilcoxon(diff)
+        out["statistic"], out["p"] = float(test.statistic), float(test.pvalue)
+    return out
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values over one family (NaN p-values are not in the family)."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    m = valid.size
+    if m == 0:
+        return out
+    order = valid[np.argsort(p[valid], kind="stable")]
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
 
 
 def soft_distance(p_model_a: float, p_human_a: float) -> float:
