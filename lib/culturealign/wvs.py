@@ -81,6 +81,8 @@ class Problem:
     unit: str = "line"
 
     def __str__(self) -> str:
+        if self.line <= 0:  # the whole file
+            return f"{self.file}: {self.reason}"
         if self.unit == "line":
             return f"{self.file}:{self.line}: {self.reason}"
         return f"{self.file} {self.unit} {self.line}: {self.reason}"
@@ -498,7 +500,9 @@ def match_item(question: str, options: list[str], index: list[_Indexed]) -> tupl
         if isinstance(codes, str):
             reasons.append(codes)
             continue
-        score = max(_f1(item_words, entry.distinct), _f1(whole, entry.words) if not stem else 0.0)
+        # the whole text counts where the stem is the question itself: no stem, or no sibling questions
+        alone = not stem or entry.distinct == entry.words
+        score = max(_f1(item_words, entry.distinct), _f1(whole, entry.words) if alone else 0.0)
         fits.append((score, entry.qid, codes))
     if not fits:
         return_reason = "its options fit the answer labels of no WVS question"
