@@ -17,11 +17,20 @@
 # values"), **culture-aware** ("as a typical person from <culture>") for each of the 18 cultures,
 # and **cross-culture thinking**: aware, and asked to think how the culture is like its 3 most
 # similar and unlike its 3 least similar cultures. Similarity is the CultureSPA alignment score
-# between two cultures' WVS majority answers. Answers are option numbers: the most probable one
-# under the model's exact distribution over the numbers (or, with `answer_mode: sample`, one seeded
-# draw from that distribution, which is what a single sampled response would give).
+# between two cultures' WVS majority answers.
 #
-# *Reads* `60_generate_questions/questions.jsonl`. *Writes* `answers.csv` and `similar_cultures.csv`.
+# The model's exact response distribution over the option numbers is computed once per prompt;
+# answers are then drawn from it three ways, and `answer_mode` picks the one that counts:
+#
+# - `sample` (the authors, `culture_aware_prompting.py`): one sampled reply per prompt at the
+#   model's temperature and top-p, unaware and aware drawn independently; a reply that is not an
+#   option number is invalid (probability `other`).
+# - `common`: one draw with common random numbers, the same uniform for every prompt of a question,
+#   so an answer shifts only when the distribution moved, never from sampling noise alone.
+# - `argmax`: the most probable option.
+#
+# *Reads* `60_generate_questions/questions.jsonl`. *Writes* `answers.csv` (distributions, the
+# answer under every mode, and `answer` under the chosen one) and `similar_cultures.csv`.
 
 # %% tags=["parameters"]
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
@@ -32,7 +41,7 @@ seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
 cultures: list = ["USA", "CAN", "BOL", "BRA", "GBR", "NLD", "DEU", "UKR", "CHN", "RUS", "IND", "THA", "KEN", "NGA", "ETH", "ZWE", "AUS", "NZL"]  # ISO3 cultures
 max_questions: int = 0  # answer only the first N generated questions (0: all)
-answer_mode: str = "argmax"  # argmax of the exact distribution (the paper), or sample: one seeded draw from it
+answer_mode: str = "sample"  # sample: one reply drawn as the authors did; common: common random numbers; argmax
 
 # %%
 import pandas as pd
@@ -40,6 +49,7 @@ import pandas as pd
 from culturealign import culturespa, models, runs
 
 run = runs.start_run("70_culture_prompting", globals())
+culturespa.check_answer_mode(answer_mode, culturespa.param_source("70_culture_prompting", "answer_mode", model, lang))
 culturespa.check_cultures(cultures)
 questions = pd.DataFrame(runs.ResultCache(runs.load_run(model, lang, "60_generate_questions").path("questions.jsonl")).records.values())
 if max_questions:
@@ -63,11 +73,13 @@ table
 # %%
 settings = [("unaware", None)] + [(kind, c) for kind in ("aware", "cross") for c in cultures]
 answers = culturespa.answer_questions(lm, questions, settings, similar, batch_size, mode=answer_mode, seed=seed)
-runs.write_table(run.path("answers.csv"), answers)
-shift = answers[answers["kind"] != "unaware"].merge(answers[answers["kind"] == "unaware"][["id", "answer"]], on="id", suffixes=("", "_unaware"))
-shift["changed"] = shift["answer"] != shift["answer_unaware"]
-shift.groupby("kind")["changed"].mean().mul(100).rename("% answers that differ from unaware")
+culturespa.write_answers(run.path("answers.csv"), answers)
+changed = culturespa.shift_rates(answers)
+print(f"answers counted: answer_mode={answer_mode}; measured: {', '.join(sorted(set(answers['measure'])))}; "
+      f"invalid draws under sample: {answers['answer_sample'].isna().mean():.1%}")
+changed.round(1).rename_axis("% of valid answers that differ from unaware, by answer mode")
 
 # %%
-run.finish(questions=len(questions), prompts=len(answers), changed_pct=float(shift["changed"].mean() * 100))
+run.finish(questions=len(questions), prompts=len(answers), answer_mode=answer_mode,
+           measure=sorted(set(answers["measure"])), changed_pct=changed.mean().round(2).to_dict())
 run.read_manifest()["results"]

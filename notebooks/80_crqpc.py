@@ -15,9 +15,16 @@
 #
 # CultureSPA keeps, for each culture, only the questions whose culture-aware answer **differs** from
 # the culture-unaware one: these are the answers where the model shows it knows the culture sees
-# the question differently from its own default. They become instruction-tuning data
-# (system: the culture-aware persona; input: question and options; output: the option number),
-# pooled for one joint adapter and split per culture for specific adapters.
+# the question differently from its own default. As in the authors' `data_process/3.CRQPC.py`, a
+# pair counts only when both answers are valid option numbers. They become instruction-tuning data
+# (system: the culture-aware persona; question and options; output: the option code), pooled for
+# one joint adapter and split per culture for specific adapters.
+#
+# The pairs kept follow stage 70's `answer_mode`. The counts table shows, per culture, how many
+# pairs each answer mode would keep from the same distributions (`kept_sample`, `kept_common`,
+# `kept_argmax`), and the exact expected number under the authors' two independent draws
+# (`expected_sample`): the gap between `kept_sample` and `kept_common` is what sampling noise alone
+# adds to the training set.
 #
 # *Reads* `70_culture_prompting/answers.csv` and `60_generate_questions/questions.jsonl`.
 # *Writes* `crqpc_joint.jsonl`, `crqpc_<culture>.jsonl` and `counts.csv`.
@@ -38,18 +45,25 @@ from culturealign import culturespa, runs
 
 run = runs.start_run("80_crqpc", globals())
 questions = pd.DataFrame(runs.ResultCache(runs.load_run(model, lang, "60_generate_questions").path("questions.jsonl")).records.values())
-answers = pd.read_csv(runs.load_run(model, lang, "70_culture_prompting").path("answers.csv"), keep_default_na=False)
-assert aware_kind in ("aware", "cross"), f"aware_kind must be aware or cross, not {aware_kind!r}"
+prompting = runs.load_run(model, lang, "70_culture_prompting")
+answers = culturespa.read_answers(prompting.path("answers.csv"))
+answer_mode = prompting.read_manifest()["params"]["answer_mode"]
+if aware_kind not in ("aware", "cross"):
+    raise culturespa.CultureSPAError(f"{culturespa.param_source('80_crqpc', 'aware_kind', model, lang)}: "
+                                     f"aware_kind must be aware or cross, not {aware_kind!r}")
+print(f"answers drawn in stage 70 with answer_mode={answer_mode}")
 
 # %% [markdown]
 # ## Keep the answers that shift
 
 # %%
 pairs = culturespa.crqpc(answers, questions, aware_kind)
-cultures = sorted(set(answers.loc[answers["kind"] == aware_kind, "culture"]))
-counts = pd.DataFrame({"culture": cultures, "questions": len(questions),
-                       "kept": [int((pairs["culture"] == c).sum()) for c in cultures]})
+counts = culturespa.crqpc_counts(answers, aware_kind)
+counts.insert(1, "answer_mode", answer_mode)
+counts.insert(3, "kept", [int((pairs["culture"] == c).sum()) for c in counts["culture"]])
+assert (counts["kept"] == counts[f"kept_{answer_mode}"]).all(), "CRQPC pairs disagree with the counts of their own mode"
 counts["kept_pct"] = 100 * counts["kept"] / counts["questions"]
+cultures = counts["culture"].tolist()
 runs.write_table(run.path("counts.csv"), counts)
 empty = counts.loc[counts["kept"] == 0, "culture"].tolist()
 if empty:
@@ -68,5 +82,7 @@ print(f"joint set: {len(pairs)} pairs")
 pairs.head(3)
 
 # %%
-run.finish(joint=len(pairs), empty_cultures=empty)
+run.finish(joint=len(pairs), answer_mode=answer_mode, empty_cultures=empty,
+           kept_by_mode={m: int(counts[f"kept_{m}"].sum()) for m in culturespa.ANSWER_MODES},
+           expected_sample=round(float(counts["expected_sample"].sum()), 2))
 run.read_manifest()["results"]

@@ -13,15 +13,22 @@
 # %% [markdown]
 # # 90 · LoRA tuning on CRQPC: joint and culture-specific (CultureSPA, §3.4)
 #
-# The model is tuned on its own culture-related answers with LoRA (peft): rank 8, alpha 16,
-# dropout 0 on all linear layers, learning rate 1e-4, one epoch, cosine schedule with 10% warm-up,
-# loss on the answer only. **Joint**: one adapter for all cultures (the system line names the
-# culture). **Specific**: one adapter per culture on that culture's pairs alone. bf16 autocast is
-# used where the CPU or GPU supports it. An interrupted run resumes from its last checkpoint; a
-# finished adapter is kept.
+# The model is tuned on its own culture-related answers with LoRA (peft), as the authors' LLaMA-Factory
+# configs do: rank 8, alpha 16, dropout 0 on all linear layers, learning rate 1e-4, one epoch, cosine
+# schedule with 10% warm-up (passed as whole steps, so it means the same in every transformers
+# version), loss on the answer only. **Joint**: one adapter for all cultures (the system line names
+# the culture), per-device batch 4 with gradient accumulation 32 (128 examples per optimizer step).
+# **Specific**: one adapter per culture on that culture's pairs alone, batch 1 with accumulation 8
+# (the authors' `copy_yaml.py`). Model files set these; the embedded one scales them down (see it).
+#
+# Each example's prompt is built by the same function as the evaluation prompt (`survey_prompt`),
+# with the model's chat template for chat models, so the model is tuned on exactly what it is
+# asked in stage 95. bf16 autocast is used where the CPU or GPU supports it. An interrupted run
+# resumes from its last checkpoint; a finished adapter is kept. Each adapter records the base model
+# and prompt format it was trained with (`culturealign_adapter.json`), checked before it is used.
 #
 # *Reads* `80_crqpc/crqpc_*.jsonl`. *Writes* `adapters/<joint|culture>/adapter/` (peft
-# `save_pretrained`) and `training.csv`.
+# `save_pretrained` and the manifest) and `training.csv`.
 
 # %% tags=["parameters"]
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
@@ -38,7 +45,10 @@ target_modules: list = ["all-linear"]  # LoRA target modules (names of linear la
 learning_rate: float = 0.0001  # peak learning rate
 epochs: float = 1.0  # passes over the data
 warmup_ratio: float = 0.1  # share of steps warming up
-train_batch_size: int = 4  # examples per step
+joint_batch_size: int = 4  # joint adapter: examples per device per forward pass (the authors: 4)
+joint_accumulation: int = 32  # joint adapter: gradient accumulation steps (the authors: 32, so 128 per step)
+specific_batch_size: int = 1  # culture-specific adapters: examples per forward pass (the authors: 1)
+specific_accumulation: int = 8  # culture-specific adapters: gradient accumulation steps (the authors: 8)
 max_steps: int = -1  # stop after N steps (-1: the whole epoch)
 save_steps: int = 50  # checkpoint every N steps
 
@@ -49,12 +59,20 @@ from culturealign import culturespa, models, runs, train
 
 run = runs.start_run("90_lora_sft", globals())
 crqpc = runs.load_run(model, lang, "80_crqpc")
-settings = train.LoraSettings(lora_rank, lora_alpha, lora_dropout, tuple(target_modules), learning_rate, epochs,
-                              warmup_ratio, train_batch_size, max_steps, save_steps)
+settings = {}
+for name, batch, accumulation in [("joint", joint_batch_size, joint_accumulation),
+                                  ("specific", specific_batch_size, specific_accumulation)]:
+    where = (f"{name}_batch_size={batch}, {name}_accumulation={accumulation} (set in "
+             f"{culturespa.param_source('90_lora_sft', f'{name}_accumulation', model, lang)})")
+    settings[name] = train.LoraSettings(lora_rank, lora_alpha, lora_dropout, tuple(target_modules), learning_rate, epochs,
+                                        warmup_ratio, batch, accumulation, max_steps, save_steps).check(where)
 lm = models.load_model(models.spec_for(model, model_config))
 run.record_model(lm)
 train.check_targets(lm.model, target_modules)
-print(f"bf16 autocast: {train.bf16_supported()}; linear modules: {train.linear_module_names(lm.model)}")
+prompt_format = culturespa.prompt_format(lm)
+print(f"bf16 autocast: {train.bf16_supported()}; prompt format: {prompt_format}; linear modules: {train.linear_module_names(lm.model)}")
+pd.DataFrame({name: {"batch": s.batch_size, "accumulation": s.accumulation, "per optimizer step": s.batch_size * s.accumulation}
+              for name, s in settings.items()})
 
 # %% [markdown]
 # ## Train the joint adapter, then one per culture
@@ -63,9 +81,10 @@ print(f"bf16 autocast: {train.bf16_supported()}; linear modules: {train.linear_m
 report = []
 for name in ["joint", *cultures_specific]:
     records = pd.read_json(crqpc.path(f"crqpc_{name}.jsonl"), lines=True) if crqpc.path(f"crqpc_{name}.jsonl").stat().st_size else pd.DataFrame()
-    pairs = [culturespa.training_text(r) for r in records.to_dict("records")]
+    pairs = [culturespa.training_text(r, lm.spec.chat, lm.tokenizer) for r in records.to_dict("records")]
+    kind = "joint" if name == "joint" else "specific"
     try:
-        outcome = train.train_adapter(lm, pairs, run.path(f"adapters/{name}"), settings, seed)
+        outcome = train.train_adapter(lm, pairs, run.path(f"adapters/{name}"), settings[kind], seed, prompt_format)
     except train.TrainingError as err:
         outcome = {"status": f"skipped: {err}"}
     report.append({"adapter": name, "examples": len(pairs), **outcome})
@@ -75,5 +94,6 @@ runs.write_table(run.path("training.csv"), report)
 report
 
 # %%
-run.finish(trained=int(report["status"].isin(["trained", "already trained"]).sum()), adapters=report["adapter"].tolist())
+run.finish(trained=int(report["status"].isin(["trained", "already trained"]).sum()), adapters=report["adapter"].tolist(),
+           prompt_format=prompt_format, batch={k: [s.batch_size, s.accumulation] for k, s in settings.items()})
 run.read_manifest()["results"]

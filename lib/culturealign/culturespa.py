@@ -1,6 +1,12 @@
 """CultureSPA (Xu et al., 2024): generate culture questions, answer them culture-unaware and
 culture-aware, keep the answers that shift (CRQPC), and evaluate on WVS for 18 cultures.
 
+Answers are drawn as the authors drew them (one sampled reply per prompt, unaware and aware
+independently; a reply that is not an option is invalid and left out), or, from the same exact
+response distributions, with common random numbers or as the argmax (ANSWER_MODES). Options are
+numbered by their WVS codes (0-based scales from 0), so an answer is the code it means. Expected
+scores of the authors' one-sample protocol come from the exact distributions by simulation.
+
 Wording of every prompt is the project's own. WVS question texts are read at run time from
 ../shared (never committed) as seeds for generation and as the evaluation set.
 """
@@ -10,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import metrics, prompts, scoring, wvs
+from . import metrics, paths, prompts, scoring, wvs
 from .models import LoadedModel
 from .runs import ResultCache
 
@@ -127,6 +134,108 @@ def generate_questions(lm: LoadedModel, topic: str, wanted: int, store: ResultCa
     return counts
 
 
+# ------------------------------------------------------------------ answer modes and numbering
+
+ANSWER_MODES = {
+    "sample": "one reply drawn as the authors drew it (temperature and top-p of the model, invalid with "
+              "probability `other`), every prompt independently",
+    "common": "one draw with common random numbers: every prompt of a question uses the same uniform, so an "
+              "answer shifts only when the distribution moved",
+    "argmax": "the most probable option (never invalid): no sampling at all",
+}
+
+
+def param_source(stage: str, key: str, model: str, lang: str = "en") -> str:
+    """Which parameter files set `key` for `stage` (for error messages that name the file)."""
+    from . import params
+
+    try:
+        files = params.layer_files(model, lang, smoke=True)
+    except params.ParamError:
+        return "the notebook's parameters cell"
+    found = []
+    for path in files:
+        data = params.read_yaml(path)
+        if key in data or key in ((data.get(params.STAGES_KEY) or {}).get(stage) or {}):
+            found.append(str(path.relative_to(paths.REPO)))
+    return ", ".join(found) if found else f"the parameters cell of notebooks/{stage}.py"
+
+
+def check_answer_mode(mode: str, where: str = "answer_mode") -> str:
+    """Refuse an answer mode that does not exist, naming where it was set and the modes that do."""
+    if mode not in ANSWER_MODES:
+        known = "; ".join(f"{name}: {why}" for name, why in ANSWER_MODES.items())
+        raise CultureSPAError(f"{where}: answer_mode {mode!r} does not exist. Use one of: {known}")
+    return mode
+
+
+def option_start(qid: str, options: Sequence[Any]) -> int:
+    """The code of a question's first option: WVS's 0-based scales (wvs.ZERO_BASED) start at 0, and a
+    generated question whose first option reads "0" too (the authors' rule); every other starts at 1."""
+    if re.fullmatch(r"Q\d+[A-Z]?", str(qid)):
+        return wvs.scale_codes(qid, len(options))[0]
+    return 0 if options and str(options[0]).strip() == "0" else 1
+
+
+def with_starts(questions: pd.DataFrame) -> pd.DataFrame:
+    """The questions with a `start` column (the code of their first option), unless they have one."""
+    if "start" in questions:
+        return questions
+    return questions.assign(start=[option_start(q, o) for q, o in zip(questions["id"], questions["options"])])
+
+
+def uniform(seed: int, *ids: str) -> float:
+    """A uniform number in [0, 1) fixed by the seed and the ids (the same on every rerun)."""
+    digest = hashlib.sha256("|".join([str(seed), *ids]).encode()).digest()[:8]
+    return int.from_bytes(digest, "little") / 2.0 ** 64
+
+
+def draw(probs: Sequence[float], other: float, u: float) -> int | None:
+    """The option index a reply falls on for uniform u (inverse CDF over the options, then the
+    invalid rest `other` last), or None for an invalid reply."""
+    weights = np.append(np.clip(np.asarray(probs, dtype=float), 0, None), max(float(other), 0.0))
+    cdf = np.cumsum(weights) / weights.sum()
+    index = int(np.searchsorted(cdf, u, side="right"))
+    return None if index >= len(probs) else index
+
+
+def pick_answer(probs: Sequence[float], other: float, mode: str, seed: int, question: str, stream: str = "") -> int | None:
+    """The option index (0-based) of one answer under an answer mode (see ANSWER_MODES), or None
+    when the drawn reply is invalid. `sample` draws per (stream, question), independently;
+    `common` per question only, shared by every persona, culture and model."""
+    if mode == "argmax":
+        return int(np.argmax(probs))
+    if mode == "sample":
+        return draw(probs, other, uniform(seed, "sample", stream, question))
+    if mode == "common":
+        return draw(probs, other, uniform(seed, "common", question))
+    check_answer_mode(mode)
+    raise AssertionError(mode)
+
+
+def distributions(lm: LoadedModel, texts: Sequence[str], options: Sequence[Sequence[str]], batch_size: int,
+                  desc: str) -> pd.DataFrame:
+    """Response distributions (`probs`, `other`, `dist`, `mode`: exact, or sampled for API models)."""
+    if hasattr(scoring, "response_distributions"):
+        return scoring.response_distributions(lm, texts, options, batch_size=batch_size, desc=desc)
+    return scoring.option_distributions(lm, texts, options, batch_size=batch_size, desc=desc).assign(mode="exact")
+
+
+def answer_columns(table: pd.DataFrame, mode: str, seed: int) -> pd.DataFrame:
+    """Answer codes under every mode (answer_sample, answer_common, answer_argmax; <NA> for an invalid
+    reply) and `answer` under the chosen one, from a table with id, stream, start, probs, other."""
+    check_answer_mode(mode)
+    table = table.copy()
+    for name in ANSWER_MODES:
+        picks = [pick_answer(p, o, name, seed, q, s) for p, o, q, s in
+                 zip(table["probs"], table["other"], table["id"], table["stream"])]
+        table[f"answer_{name}"] = pd.array([None if i is None else st + i for i, st in zip(picks, table["start"])],
+                                           dtype="Int64")
+    table["answer"] = table[f"answer_{mode}"]
+    table["answer_mode"] = mode
+    return table
+
+
 # --------------------------------------------------------------------- 70: culture prompting
 
 def similar_cultures(cultures: Sequence[str], k: int = 3, figures: pd.DataFrame | None = None) -> dict[str, tuple[list[str], list[str]]]:
@@ -147,97 +256,173 @@ def persona_for(kind: str, culture: str | None, similar: dict | None = None) -> 
     return prompts.persona(kind, culture_name(culture) if culture else None)
 
 
-def pick_answer(dist: Sequence[float], mode: str, seed: int, *ids: str) -> int:
-    """The answer (1-based option number) from an exact distribution: its most probable option
-    ('argmax', the paper), or one seeded draw from it ('sample': a sampled response, given that it
-    is a valid option number)."""
-    if mode == "argmax":
-        return int(np.argmax(dist)) + 1
-    if mode == "sample":
-        digest = int.from_bytes(hashlib.sha256("|".join([str(seed), *ids]).encode()).digest()[:8], "little")
-        return int(np.random.default_rng(digest).choice(len(dist), p=np.asarray(dist) / np.sum(dist))) + 1
-    raise CultureSPAError(f"answer mode {mode!r}: use argmax or sample")
-
-
 def answer_questions(lm: LoadedModel, questions: pd.DataFrame, settings: list[tuple[str, str | None]],
                      similar: dict | None, batch_size: int, demos: dict | None = None, desc: str = "answering",
-                     mode: str = "argmax", seed: int = 0) -> pd.DataFrame:
-    """Exact distributions over the option numbers for every question under every (kind, culture),
-    and the answer picked from each (see pick_answer).
+                     mode: str = "sample", seed: int = 0, stream: str = "") -> pd.DataFrame:
+    """Every question under every (kind, culture): its response distribution over the option codes
+    and the answer drawn from it under every answer mode (see answer_columns).
 
-    `demos` optionally maps (culture, question id) to demonstrations [(question, options, answer)].
+    `stream` names the model or method, so `sample` draws of different methods are independent.
+    `demos` optionally maps (culture, question id) to demonstrations [(question, options, code, start)].
+    Columns: id, kind, culture, start, probs, other, measure, answer_<mode>..., answer, answer_mode.
     """
+    check_answer_mode(mode)
+    questions = with_starts(questions)
     texts, options, rows = [], [], []
     for kind, culture in settings:
         system = persona_for(kind, culture, similar)
         for q in questions.itertuples(index=False):
             shots = (demos or {}).get((culture, q.id), ())
-            texts.append(prompts.survey_prompt(system, q.question, q.options, shots, chat=lm.spec.chat, tokenizer=lm.tokenizer))
-            options.append(prompts.number_options(len(q.options)))
-            rows.append({"id": q.id, "kind": kind, "culture": culture or ""})
-    scored = scoring.option_distributions(lm, texts, options, batch_size=batch_size, desc=desc)
+            texts.append(prompts.survey_prompt(system, q.question, q.options, shots, chat=lm.spec.chat,
+                                               tokenizer=lm.tokenizer, start=q.start))
+            options.append(prompts.number_options(len(q.options), q.start))
+            rows.append({"id": q.id, "kind": kind, "culture": culture or "", "start": int(q.start),
+                         "stream": f"{stream}|{kind}|{culture or ''}"})
+    scored = distributions(lm, texts, options, batch_size, desc)
     table = pd.DataFrame(rows)
-    table["answer"] = [pick_answer(d, mode, seed, r["id"], r["kind"], r["culture"]) for d, r in zip(scored["dist"], rows)]
-    table["p_answer"] = [float(max(d)) for d in scored["dist"]]
-    table["p_other"] = scored["other"].to_numpy()
+    table["probs"] = list(scored["probs"])
+    table["other"] = scored["other"].to_numpy(dtype=float)
+    table["measure"] = scored["mode"].to_numpy() if "mode" in scored else "exact"
+    return answer_columns(table, mode, seed).drop(columns="stream")
+
+
+def read_answers(path: Path) -> pd.DataFrame:
+    """An answers.csv written by stage 70 or 95: lists parsed, answer codes as Int64 with <NA> for invalid."""
+    table = pd.read_csv(path, keep_default_na=False, converters={"probs": json.loads})
+    for column in [c for c in table.columns if c == "answer" or c.startswith("answer_") and c != "answer_mode"]:
+        table[column] = pd.to_numeric(table[column].replace("", None), errors="coerce").astype("Int64")
     return table
+
+
+def write_answers(path: Path, table: pd.DataFrame) -> Path:
+    """answers.csv with the probability lists as JSON, so read_answers gets them back exactly."""
+    from .runs import write_table
+
+    out = table.copy()
+    if "probs" in out:
+        out["probs"] = out["probs"].map(lambda p: json.dumps([float(x) for x in p]))
+    return write_table(path, out)
 
 
 # ------------------------------------------------------------------------------- 80: CRQPC
 
-def crqpc(answers: pd.DataFrame, questions: pd.DataFrame, aware_kind: str = "aware") -> pd.DataFrame:
-    """Culture-related QA pairs: per culture, the questions whose culture-aware answer differs from
-    the culture-unaware one, as instruction-tuning records (system, input, output)."""
-    unaware = answers[answers["kind"] == "unaware"].set_index("id")["answer"]
+def _unaware(answers: pd.DataFrame) -> pd.DataFrame:
+    return answers[answers["kind"] == "unaware"].drop_duplicates("id").set_index("id")
+
+
+def _codes(column: pd.Series) -> np.ndarray:
+    """Answer codes as floats, NaN for an invalid reply."""
+    return column.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+
+
+def shift_rates(answers: pd.DataFrame) -> pd.DataFrame:
+    """Percent of valid (persona, unaware) answer pairs that differ, per persona kind and answer mode."""
+    unaware = _unaware(answers)
+    others = answers[answers["kind"] != "unaware"]
+    rates = {}
+    for mode in ANSWER_MODES:
+        mine, theirs = _codes(others[f"answer_{mode}"]), _codes(unaware.loc[others["id"], f"answer_{mode}"])
+        valid = ~(np.isnan(mine) | np.isnan(theirs))
+        frame = pd.DataFrame({"kind": others["kind"].to_numpy()[valid], "differ": mine[valid] != theirs[valid]})
+        rates[mode] = frame.groupby("kind")["differ"].mean() * 100
+    return pd.DataFrame(rates).rename_axis("kind")
+
+
+def crqpc(answers: pd.DataFrame, questions: pd.DataFrame, aware_kind: str = "aware", column: str = "answer") -> pd.DataFrame:
+    """Culture-related QA pairs (the authors' data_process/3.CRQPC.py): per culture, the questions
+    whose culture-aware answer is valid, the unaware one too, and the two differ; as
+    instruction-tuning records (system, question, options, start, input, output)."""
+    questions = with_starts(questions)
+    unaware = _unaware(answers)[column]
     aware = answers[answers["kind"] == aware_kind]
     by_id = questions.set_index("id")
     records = []
     for row in aware.itertuples(index=False):
-        if row.answer == unaware.get(row.id):
+        mine, theirs = getattr(row, column), unaware.get(row.id)
+        if pd.isna(mine) or theirs is None or pd.isna(theirs) or int(mine) == int(theirs):
             continue
         q = by_id.loc[row.id]
+        start = int(q["start"])
         records.append({"culture": row.culture, "id": row.id, "topic": q["topic"],
-                        "system": persona_for("aware", row.culture),
-                        "input": prompts.survey_block(q["question"], q["options"]).removesuffix(prompts.ANSWER_CUE).rstrip(),
-                        "output": str(row.answer), "unaware_answer": int(unaware[row.id])})
-    return pd.DataFrame(records, columns=["culture", "id", "topic", "system", "input", "output", "unaware_answer"])
+                        "system": persona_for("aware", row.culture), "question": q["question"],
+                        "options": list(q["options"]), "start": start,
+                        "input": prompts.survey_block(q["question"], q["options"], start=start)
+                        .removesuffix(prompts.ANSWER_CUE).rstrip(),
+                        "output": str(int(mine)), "unaware_answer": int(theirs)})
+    return pd.DataFrame(records, columns=["culture", "id", "topic", "system", "question", "options", "start",
+                                          "input", "output", "unaware_answer"])
 
 
-def training_text(record: dict[str, Any]) -> tuple[str, str]:
-    """(prompt, answer) of an instruction record in exactly the form the model is asked at evaluation."""
-    prompt = f"{record['system']}\n\n{record['input']}\n{prompts.ANSWER_CUE} "
+def crqpc_counts(answers: pd.DataFrame, aware_kind: str = "aware") -> pd.DataFrame:
+    """Per culture: pairs kept under each answer mode, and the exact expected number under the
+    authors' protocol (two independent draws, both valid, different): sum over questions of
+    (1 - other_u)(1 - other_a) - sum_j p_u(j) p_a(j)."""
+    unaware = _unaware(answers)
+    aware = answers[answers["kind"] == aware_kind]
+    rows = []
+    for culture, group in aware.groupby("culture", sort=True):
+        row = {"culture": culture, "questions": len(group)}
+        for name in ANSWER_MODES:
+            mine, theirs = _codes(group[f"answer_{name}"]), _codes(unaware.loc[group["id"], f"answer_{name}"])
+            row[f"kept_{name}"] = int(np.sum(~np.isnan(mine) & ~np.isnan(theirs) & (mine != theirs)))
+        expected = 0.0
+        for probs, qid in zip(group["probs"], group["id"]):
+            pu, pa = np.asarray(unaware.at[qid, "probs"], dtype=float), np.asarray(probs, dtype=float)
+            expected += pu.sum() * pa.sum() - float(pu @ pa)
+        row["expected_sample"] = expected
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def training_text(record: dict[str, Any], chat: bool = False, tokenizer: Any = None) -> tuple[str, str]:
+    """(prompt, answer) of an instruction record: the prompt is built by prompts.survey_prompt, the
+    function that builds the evaluation prompt, so a chat model is tuned on its own chat template
+    and exactly the text it is asked at evaluation; the answer is the option code."""
+    prompt = prompts.survey_prompt(record["system"], record["question"], list(record["options"]), chat=chat,
+                                   tokenizer=tokenizer, start=int(record.get("start", 1)))
     return prompt, str(record["output"])
+
+
+def prompt_format(lm: LoadedModel) -> str:
+    """A fingerprint of the prompt text this model is asked (wording, numbering and chat template):
+    an adapter trained under one format must not be evaluated under another."""
+    probe = prompts.survey_prompt(prompts.persona("aware", "Kenya"), "How important is family in your life?",
+                                  ["Very important", "Not important"], chat=lm.spec.chat, tokenizer=lm.tokenizer)
+    kind = "chat" if lm.spec.chat else "plain"
+    return f"{kind}:{hashlib.sha256(probe.encode()).hexdigest()[:16]}"
 
 
 # --------------------------------------------------------------------------- 95: evaluation
 
 def wvs_eval_questions(max_questions: int = 0) -> pd.DataFrame:
-    """Every WVS value question (Q1-Q259 but Q223, and Q234A) with its options, from ../shared."""
+    """Every WVS value question (Q1-Q259 but Q223, and Q234A) with its options and the code of its
+    first option (0 for the 0-based scales), from ../shared."""
     questions = wvs.load_questions()
     rows = [{"id": q, "question": questions[q]["question"], "options": questions[q]["options"],
-             "topic": wvs.category_of(q)} for q in wvs.VALUE_QUESTIONS if q in questions]
+             "topic": wvs.category_of(q), "start": option_start(q, questions[q]["options"])}
+            for q in wvs.VALUE_QUESTIONS if q in questions]
     frame = pd.DataFrame(rows)
     return frame.head(max_questions) if max_questions else frame
 
 
 def gold_answers(culture: str, questions: pd.DataFrame, figures: pd.DataFrame | None = None) -> dict[str, int]:
-    """The culture's majority answer per question as a 1-based option number (ties and gaps left out)."""
+    """The culture's majority answer code per question (ties, gaps and codes off the scale left out)."""
     shares = wvs.country_shares(culture, figures)
     gold = {}
     for q in questions.itertuples(index=False):
         code = wvs.majority_code(shares.get(q.id, {}))
-        codes = wvs.scale_codes(q.id, len(q.options))
-        if code is not None and code in codes:
-            gold[q.id] = codes.index(code) + 1
+        if code is not None and code in wvs.scale_codes(q.id, len(q.options)):
+            gold[q.id] = int(code)
     return gold
 
 
 def selfalign_demos(questions: pd.DataFrame, cultures: Sequence[str], k: int = 5,
-                    figures: pd.DataFrame | None = None) -> dict[tuple[str, str], list[tuple[str, list[str], int]]]:
+                    figures: pd.DataFrame | None = None) -> dict[tuple[str, str], list[tuple[str, list[str], int, int]]]:
     """Self-alignment demonstrations for the survey: per culture and question, the k most similar
-    other WVS questions by chrF++ that have a majority answer, filled in with it."""
+    other WVS questions by chrF++ that have a majority answer, filled in with its code."""
     from .demos import chrf_matrix
 
+    questions = with_starts(questions)
     sim = chrf_matrix(questions["question"].tolist(), questions["question"].tolist())
     out = {}
     for culture in cultures:
@@ -247,28 +432,101 @@ def selfalign_demos(questions: pd.DataFrame, cultures: Sequence[str], k: int = 5
             pool = [j for j in np.flatnonzero(usable) if j != i]
             ranked = sorted(pool, key=lambda j: (-sim[i, j], j))[:k]
             out[(culture, q.id)] = [(questions["question"].iloc[j], list(questions["options"].iloc[j]),
-                                     gold[questions["id"].iloc[j]]) for j in ranked]
+                                     gold[questions["id"].iloc[j]], int(questions["start"].iloc[j])) for j in ranked]
     return out
 
 
 def score_table(answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequence[str],
                 figures: pd.DataFrame | None = None) -> pd.DataFrame:
-    """CultureSPA alignment score per culture and method (columns: culture, method, score, n)."""
+    """CultureSPA alignment score of the chosen answers per culture and method, as the authors score
+    (result_analysis_run_3.py: invalid replies left out). Columns: culture, method, score, n, invalid."""
     n_options = dict(zip(questions["id"], questions["options"].map(len)))
     rows = []
     for culture in cultures:
         gold = gold_answers(culture, questions, figures)
         for method, group in answers[answers["culture"] == culture].groupby("method"):
-            given = dict(zip(group["id"], group["answer"]))
+            valid = group[group["answer"].notna()]
+            given = dict(zip(valid["id"], valid["answer"].astype(int)))
             rows.append({"culture": culture, "method": method, "n": len(set(given) & set(gold)),
-                         "score": metrics.culturespa_score(given, gold, n_options)})
+                         "invalid": int(group["answer"].isna().sum()),
+                         "score": metrics.culturespa_score(given, gold, n_options) if set(given) & set(gold) else np.nan})
     return pd.DataFrame(rows)
 
 
-def method_table(scores: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
-    """Culture x method scores and the mean over cultures per method. When specific adapters cover
-    only some cultures, a second mean over just those puts every method on the same cultures."""
-    table = scores.pivot(index="culture", columns="method", values="score").reindex(columns=list(methods))
+def simulate_scores(group: pd.DataFrame, gold: dict[str, int], n_options: dict[str, int], draws: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Scores of `draws` simulated runs of the authors' one-sample protocol on one culture and method:
+    each question's reply drawn from its exact distribution (invalid with probability `other`, then
+    left out as the authors do), scored against the gold codes. No model calls."""
+    group = group[group["id"].isin(list(gold))]
+    if group.empty:
+        return np.full(draws, np.nan)
+    width = max(len(p) for p in group["probs"])
+    weights = np.zeros((len(group), width + 1))
+    for i, (p, o) in enumerate(zip(group["probs"], group["other"])):
+        weights[i, : len(p)] = np.clip(p, 0, None)
+        weights[i, width] = max(float(o), 0.0)
+    cdf = np.cumsum(weights, axis=1) / weights.sum(axis=1, keepdims=True)
+    u = rng.random((draws, len(group)))
+    index = (cdf[None, :, :] <= u[:, :, None]).sum(axis=2)  # draws x questions
+    valid = index < np.array([len(p) for p in group["probs"]])[None, :]
+    codes = group["start"].to_numpy()[None, :] + index
+    g = np.array([gold[q] for q in group["id"]])[None, :]
+    span = np.array([n_options[q] - 1 for q in group["id"]], dtype=float)[None, :]
+    distance = np.sqrt((valid * (codes - g) ** 2).sum(axis=1))
+    norm = np.sqrt((valid * span ** 2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, 100 * (1 - distance / norm), np.nan)
+
+
+def expected_scores(answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequence[str], draws: int = 2000,
+                    seed: int = 0, figures: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+    """Expected CultureSPA score under the authors' one-sample protocol and the 95% interval one run
+    of it would show, per culture and method, by seeded simulation from the exact distributions.
+    Returns the long table (culture, method, expected, low, high, draws) and the simulated runs
+    {(culture, method): array}, from which means over cultures get their own intervals."""
+    n_options = dict(zip(questions["id"], questions["options"].map(len)))
+    runs_by_cell, rows = {}, []
+    for c_index, culture in enumerate(cultures):
+        gold = gold_answers(culture, questions, figures)
+        for method, group in answers[answers["culture"] == culture].groupby("method", sort=True):
+            rng = np.random.default_rng([seed, c_index, sorted(answers["method"].unique()).index(method)])
+            sims = simulate_scores(group, gold, n_options, draws, rng)
+            runs_by_cell[(culture, method)] = sims
+            rows.append({"culture": culture, "method": method, **_summary(sims, draws)})
+    return pd.DataFrame(rows), runs_by_cell
+
+
+def _summary(sims: np.ndarray, draws: int) -> dict[str, float]:
+    if np.isnan(sims).all():
+        return {"expected": np.nan, "low": np.nan, "high": np.nan, "draws": draws}
+    low, high = np.nanquantile(sims, [0.025, 0.975])
+    return {"expected": float(np.nanmean(sims)), "low": float(low), "high": float(high), "draws": draws}
+
+
+def expected_means(runs_by_cell: dict, methods: Sequence[str]) -> pd.DataFrame:
+    """Expected mean over cultures per method with its 95% interval (each simulated run averaged over
+    the cultures), and, where specific adapters cover only some cultures, the mean over those."""
+    cultures = sorted({c for c, _ in runs_by_cell})
+    covered = [c for c in cultures if (c, "culturespa_specific") in runs_by_cell]
+    groups = {"mean": cultures}
+    if covered and len(covered) < len(cultures):
+        groups[f"mean over {' '.join(covered)}"] = covered
+    rows = []
+    for label, members in groups.items():
+        for method in methods:
+            cells = [runs_by_cell[(c, method)] for c in members if (c, method) in runs_by_cell]
+            if cells:
+                sims = np.mean(np.vstack(cells), axis=0)
+                rows.append({"culture": label, "method": method, **_summary(sims, len(sims))})
+    return pd.DataFrame(rows)
+
+
+def method_table(scores: pd.DataFrame, methods: Sequence[str], value: str = "score") -> pd.DataFrame:
+    """Culture x method `value` (score of the chosen answers, or expected) and the mean over cultures
+    per method. When specific adapters cover only some cultures, a second mean over just those puts
+    every method on the same cultures."""
+    table = scores.pivot(index="culture", columns="method", values=value).reindex(columns=list(methods))
     table = table.dropna(axis=1, how="all")
     means = {"mean": table.mean()}
     if "culturespa_specific" in table and table["culturespa_specific"].notna().sum() < len(table):

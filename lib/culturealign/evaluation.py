@@ -1,4 +1,10 @@
-"""Stage 95: every method's answers to the WVS questions, and the general-ability check."""
+"""Stage 95: every method's answers to the WVS questions, and the general-ability check.
+
+Every method is answered under one answer mode (culturespa.ANSWER_MODES; the authors': `sample`),
+its distributions kept so the expected score of the authors' protocol can be simulated. General
+ability compares the base model with each adapter on the same items: a paired exact McNemar test
+and a 95% interval of the accuracy difference (Newcombe's hybrid score interval for paired data).
+"""
 
 from __future__ import annotations
 
@@ -7,50 +13,59 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from . import culturespa, paths, prompts, scoring, train
+from . import culturespa, paths, prompts, train
 from .models import LoadedModel
 
 METHODS = ["unaware", "aware", "cross", "aware_selfalign", "culturespa_joint", "culturespa_specific"]
 
 
 def base_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence[str], similar: dict,
-                 batch_size: int) -> pd.DataFrame:
-    """Base-model answers: unaware (once, shared by every culture), aware, cross, aware + demos."""
-    unaware = culturespa.answer_questions(lm, questions, [("unaware", None)], similar, batch_size, desc="unaware")
+                 batch_size: int, mode: str = "sample", seed: int = 0) -> pd.DataFrame:
+    """Base-model answers: unaware (once, shared by every culture, as the authors score one unaware
+    file against every culture), aware, cross, aware + demonstrations."""
+    common = dict(mode=mode, seed=seed)
+    unaware = culturespa.answer_questions(lm, questions, [("unaware", None)], similar, batch_size, desc="unaware",
+                                          stream="unaware", **common)
     parts = [pd.concat([unaware.assign(culture=c) for c in cultures], ignore_index=True).assign(method="unaware")]
     for kind in ("aware", "cross"):
         parts.append(culturespa.answer_questions(lm, questions, [(kind, c) for c in cultures], similar, batch_size,
-                                                 desc=kind).assign(method=kind))
+                                                 desc=kind, stream=kind, **common).assign(method=kind))
     demos = culturespa.selfalign_demos(questions, cultures)
     parts.append(culturespa.answer_questions(lm, questions, [("aware", c) for c in cultures], similar, batch_size,
-                                             demos=demos, desc="aware + demos").assign(method="aware_selfalign"))
+                                             demos=demos, desc="aware + demos", stream="aware_selfalign",
+                                             **common).assign(method="aware_selfalign"))
     return pd.concat(parts, ignore_index=True)
 
 
 def trained_adapter(adapters: Path, name: str) -> Path | None:
+    """A finished adapter's folder (its manifest is written last), or None."""
     folder = adapters / name / "adapter"
-    return folder if (folder / "adapter_config.json").exists() else None
+    return folder if (folder / train.MANIFEST).exists() else None
 
 
 def adapter_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence[str], adapters: Path,
-                    batch_size: int) -> pd.DataFrame:
-    """Aware answers of the joint adapter for every culture, and of each culture's own adapter."""
-    parts = []
+                    batch_size: int, mode: str = "sample", seed: int = 0) -> pd.DataFrame:
+    """Aware answers of the joint adapter for every culture, and of each culture's own adapter.
+    Each adapter's manifest must name this base model and prompt format."""
+    parts, fmt = [], culturespa.prompt_format(lm)
     joint = trained_adapter(adapters, "joint")
     if joint is None:
         print(f"no joint adapter under {adapters}: run 90_lora_sft first")
     else:
-        tuned = train.with_adapter(lm, joint)
+        tuned = train.with_adapter(lm, joint, fmt)
         parts.append(culturespa.answer_questions(tuned, questions, [("aware", c) for c in cultures], None, batch_size,
-                                                 desc="joint").assign(method="culturespa_joint"))
+                                                 desc="joint", mode=mode, seed=seed, stream="culturespa_joint")
+                     .assign(method="culturespa_joint"))
     for culture in cultures:
         folder = trained_adapter(adapters, culture)
         if folder is None:
             continue
-        tuned = train.with_adapter(lm, folder)
+        tuned = train.with_adapter(lm, folder, fmt)
         parts.append(culturespa.answer_questions(tuned, questions, [("aware", culture)], None, batch_size,
-                                                 desc=f"specific {culture}").assign(method="culturespa_specific"))
+                                                 desc=f"specific {culture}", mode=mode, seed=seed,
+                                                 stream="culturespa_specific").assign(method="culturespa_specific"))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "kind", "culture", "answer", "method"])
 
 
@@ -62,12 +77,47 @@ def load_general(path: Path | None = None) -> pd.DataFrame:
     return frame
 
 
+def mcq_picks(lm: LoadedModel, items: pd.DataFrame, batch_size: int, desc: str) -> np.ndarray:
+    """Per item, the most probable option number (exact), asked in the model's own prompt format
+    (its chat template for chat models)."""
+    texts = [prompts.mcq_prompt(q, o, chat=lm.spec.chat, tokenizer=lm.tokenizer)
+             for q, o in zip(items["question"], items["options"])]
+    scored = culturespa.distributions(lm, texts, [prompts.number_options(4)] * len(texts), batch_size, desc)
+    return np.array([int(np.argmax(d)) + 1 for d in scored["dist"]])
+
+
 def mcq_accuracy(lm: LoadedModel, items: pd.DataFrame, batch_size: int, desc: str) -> float:
     """Share of items whose most probable option number (exact) is the right one."""
-    texts = [prompts.mcq_prompt(q, o) for q, o in zip(items["question"], items["options"])]
-    scored = scoring.option_distributions(lm, texts, [prompts.number_options(4)] * len(texts), batch_size=batch_size, desc=desc)
-    picked = [max(range(4), key=lambda i: d[i]) + 1 for d in scored["dist"]]
-    return float(sum(p == a for p, a in zip(picked, items["answer"])) / len(items))
+    return float((mcq_picks(lm, items, batch_size, desc) == items["answer"].to_numpy()).mean())
+
+
+def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of a proportion."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
+
+
+def paired_comparison(base_right: Sequence[bool], other_right: Sequence[bool]) -> dict[str, float]:
+    """Accuracy difference (other - base) on the same items: the exact McNemar test (binomial on the
+    discordant items) and Newcombe's (1998, method 10) 95% hybrid score interval for paired data."""
+    x, y = np.asarray(other_right, dtype=bool), np.asarray(base_right, dtype=bool)
+    n = len(x)
+    if n == 0 or len(y) != n:
+        raise ValueError(f"paired comparison needs the same non-empty items: {n} and {len(y)}")
+    a, b, c, d = int((x & y).sum()), int((x & ~y).sum()), int((~x & y).sum()), int((~x & ~y).sum())
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson(a + b, n)
+    l2, u2 = wilson(a + c, n)
+    denominator = np.sqrt(float((a + b) * (c + d) * (a + c) * (b + d)))
+    phi = (a * d - b * c) / denominator if denominator else 0.0
+    low = (p1 - p2) - np.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
+    high = (p1 - p2) + np.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0.0))
+    p_value = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
+    return {"difference": p1 - p2, "low": float(low), "high": float(high), "only_other_right": b,
+            "only_base_right": c, "mcnemar_p": p_value}
 
 
 HARNESS_GENERAL_TASK = "culturealign_general_mcq"
@@ -111,20 +161,30 @@ def harness_predictions(lm: LoadedModel, task: str, limit: int | None = None) ->
 
 
 def general_ability(lm: LoadedModel, adapters: Path, items: int, batch_size: int, harness_task: str = "") -> pd.DataFrame:
-    """General-knowledge accuracy of the base model and of every trained adapter."""
+    """General-knowledge accuracy of the base model and of every trained adapter on the same items,
+    each adapter against the base: accuracy difference with its 95% interval and the exact McNemar
+    p-value. Columns say the task, the number of items and the chance level."""
+    fmt = culturespa.prompt_format(lm)
     models = [("base", lm)]
     for name in ["joint"] + sorted(p.name for p in adapters.glob("*") if p.name != "joint"):
         folder = trained_adapter(adapters, name)
         if folder is not None:
-            models.append((f"culturespa_{name}", train.with_adapter(lm, folder)))
-    rows = []
+            models.append((f"culturespa_{name}", train.with_adapter(lm, folder, fmt)))
     data = load_general()
     data = data.head(items) if items else data
+    right, chance = {}, 0.25
     for name, model in models:
         if harness_task:
             picks = harness_predictions(model, harness_task, limit=items or None)
-            count, accuracy = len(picks), float((picks["pick"] == picks["target"]).mean())
+            right[name] = (picks["pick"] == picks["target"]).to_numpy()
+            chance = float(np.mean([1 / len(l) for l in picks["loglik"]]))
         else:
-            count, accuracy = len(data), mcq_accuracy(model, data, batch_size, f"general: {name}")
-        rows.append({"model": name, "task": harness_task or "general_mcq", "items": count, "accuracy": accuracy})
+            right[name] = mcq_picks(model, data, batch_size, f"general: {name}") == data["answer"].to_numpy()
+    rows = []
+    for name, hits in right.items():
+        row = {"model": name, "task": harness_task or "general_mcq", "items": len(hits), "chance": chance,
+               "accuracy": float(hits.mean()), "prompt": "chat template" if lm.spec.chat else "plain"}
+        if name != "base":
+            row.update({f"vs_base_{k}": v for k, v in paired_comparison(right["base"], hits).items()})
+        rows.append(row)
     return pd.DataFrame(rows)

@@ -33,36 +33,92 @@ def shuffled_options(option_a: str, option_b: str, seed: int, *ids: str) -> tupl
     return (option_b, option_a) if digest[0] % 2 else (option_a, option_b)
 
 
+def option_line(item: Cloze) -> str:
+    return f"Options: {item.options[0]}, {item.options[1]}"
+
+
 def cloze_block(item: Cloze) -> str:
-    lines = [f"Sentence: {item.template}", f"Options: {item.options[0]}, {item.options[1]}", ANSWER_CUE]
+    lines = [f"Sentence: {item.template}", option_line(item), ANSWER_CUE]
     if item.answer is not None:
         lines[-1] += f" {item.answer}"
     return "\n".join(lines)
 
 
-def finish(body: str, chat: bool, tokenizer: Any = None, system: str | None = None) -> str:
-    """Close a prompt for scoring: a trailing space for base models, the chat template otherwise."""
+class PromptError(ValueError):
+    """A prompt that cannot be built for this model (no chat template, a template that fails)."""
+
+
+def finish(body: str, chat: bool, tokenizer: Any = None, system: str | None = None,
+           history: Sequence[tuple[str, str]] = ()) -> str:
+    """Close a prompt for scoring or generation, the one place a chat template is applied.
+
+    Base models: earlier (user, answer) turns inline, then the body and a trailing space (it moves
+    to the option when scored). Chat models: system, earlier turns and the body as messages through
+    the tokenizer's chat template, ending at the assistant's turn.
+    """
     if not chat:
-        return body + " "
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": body}]
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        earlier = "".join(f"{user} {answer}\n\n" for user, answer in history)
+        return f"{system}\n\n{earlier}{body} " if system else f"{earlier}{body} "
+    messages = [{"role": "system", "content": system}] if system else []
+    for user, answer in history:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    messages.append({"role": "user", "content": body})
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        raise PromptError(f"the model file says chat: true but tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} "
+                          f"has no chat template: set chat: false in its model file, or use a tokenizer with one")
+    try:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    except Exception as err:  # jinja raises its own errors (e.g. 'roles must alternate', no system role)
+        raise PromptError(f"the chat template of {getattr(tokenizer, 'name_or_path', tokenizer)!r} cannot be applied "
+                          f"to {[m['role'] for m in messages]}: {err}") from err
 
 
-def cloze_prompt(query: Cloze, demos: Sequence[Cloze] = (), chat: bool = False, tokenizer: Any = None) -> str:
-    """The Self-Alignment prompt: instruction, filled-in demonstrations, then the query."""
-    blocks = [CLOZE_INSTRUCTION, *(cloze_block(d) for d in demos), cloze_block(query)]
+# A value-neutral example of the answer format for base models (model_config.answer_primer): two
+# made-up facts with their filled answer, the first option once and the second once, never a WVS
+# topic. The same in every condition (zero-shot, every demonstration strategy, every placebo).
+PRIMER = (Cloze("A week has _ days.", ("seven", "five"), "seven"),
+          Cloze("Ice is _ water.", ("boiling", "frozen"), "frozen"))
+
+
+def cloze_body(query: Cloze, demos: Sequence[Cloze] = (), primer: bool = False, chat: bool = False) -> str:
+    """The Self-Alignment task text: instruction, the primer, filled-in demonstrations, the query.
+    Chat models answer in the assistant turn, so their query ends without the answer cue."""
+    blocks = [CLOZE_INSTRUCTION, *(cloze_block(d) for d in (PRIMER if primer else ())),
+              *(cloze_block(d) for d in demos), cloze_block(query)]
     body = "\n\n".join(blocks)
-    if chat:
-        body = body[: -len(ANSWER_CUE)].rstrip()
-    return finish(body, chat, tokenizer)
+    return body[: -len(ANSWER_CUE)].rstrip() if chat else body
 
 
-EXPLAIN_CUE = "\nExplain briefly which pattern in the examples above led to this answer.\nExplanation:"
+def cloze_prompt(query: Cloze, demos: Sequence[Cloze] = (), chat: bool = False, tokenizer: Any = None,
+                 primer: bool = False) -> str:
+    """The Self-Alignment prompt: instruction, (primer,) filled-in demonstrations, then the query."""
+    return finish(cloze_body(query, demos, primer, chat), chat, tokenizer)
 
 
-def explanation_prompt(prompt: str, answer: str) -> str:
-    """The scored prompt, the model's answer, then a request for its post-hoc explanation."""
-    return f"{prompt.rstrip(' ')} {answer}.{EXPLAIN_CUE}"
+def swap_query_options(text: str, query: Cloze) -> str:
+    """The same prompt with the query's two options in the other order: the query is the last
+    block, so only its option line changes and everything before it is shared (and cached)."""
+    line = option_line(query)
+    at = text.rfind(line)
+    if at < 0:
+        raise PromptError(f"the prompt does not contain the query's option line {line!r}")
+    swapped = option_line(Cloze(query.template, (query.options[1], query.options[0])))
+    return text[:at] + swapped + text[at + len(line):]
+
+
+EXPLAIN_REQUEST = "Explain briefly which pattern in the examples above led to this answer."
+EXPLAIN_CUE = "Explanation:"
+
+
+def explanation_prompt(query: Cloze, demos: Sequence[Cloze], answer: str, chat: bool = False,
+                       tokenizer: Any = None, primer: bool = False) -> str:
+    """The scored prompt, the model's answer as its own turn, then a request for a post-hoc
+    explanation (a base model reads it inline; a chat model as a second user turn)."""
+    body = cloze_body(query, demos, primer, chat)
+    if not chat:
+        return f"{body} {answer}.\n{EXPLAIN_REQUEST}\n{EXPLAIN_CUE} "
+    return finish(EXPLAIN_REQUEST, True, tokenizer, history=[(body, answer)])
 
 
 # ------------------------------------------------------------------------------------ CultureSPA
@@ -85,26 +141,35 @@ def persona(kind: str, culture: str | None = None, similar: Sequence[str] = (), 
     raise ValueError(f"unknown persona kind {kind!r}: use unaware, aware or cross")
 
 
-def survey_block(question: str, options: Sequence[str], answer: int | None = None) -> str:
-    lines = [f"Question: {question}", "Options:"] + [f"{i}. {o}" for i, o in enumerate(options, 1)]
+def survey_block(question: str, options: Sequence[str], answer: int | None = None, start: int = 1) -> str:
+    """One survey question with its options numbered from `start`: WVS numbers its 0-based scales
+    (Q119, Q122-Q129, Q241-Q249, ...) from 0, and so do the authors, so a reply is the answer code."""
+    lines = [f"Question: {question}", "Options:"] + [f"{i}. {o}" for i, o in enumerate(options, start)]
     lines.append("Reply with the number of one option.")
     lines.append(ANSWER_CUE + (f" {answer}" if answer is not None else ""))
     return "\n".join(lines)
 
 
-def survey_prompt(system: str, question: str, options: Sequence[str], demos: Sequence[tuple[str, Sequence[str], int]] = (),
-                  chat: bool = False, tokenizer: Any = None) -> str:
-    """A survey question with numbered options under a persona, optionally after demonstrations."""
-    blocks = [*(survey_block(q, o, a) for q, o, a in demos), survey_block(question, options)]
+Demo = tuple  # (question, options, answer code) or (question, options, answer code, first code)
+
+
+def survey_prompt(system: str, question: str, options: Sequence[str], demos: Sequence[Demo] = (),
+                  chat: bool = False, tokenizer: Any = None, start: int = 1) -> str:
+    """A survey question with numbered options under a persona, optionally after demonstrations.
+
+    The one builder of this prompt for answering (stage 70), training (stage 90) and evaluation
+    (stage 95), so a tuned chat model is asked exactly the text it was trained on."""
+    blocks = [*(survey_block(d[0], d[1], d[2], d[3] if len(d) > 3 else 1) for d in demos),
+              survey_block(question, options, start=start)]
     body = "\n\n".join(blocks)
     if chat:
         return finish(body[: -len(ANSWER_CUE)].rstrip(), True, tokenizer, system=system)
     return finish(f"{system}\n\n{body}", False)
 
 
-def number_options(n: int) -> list[str]:
-    """The answers of an n-option question: '1' .. 'n'."""
-    return [str(i) for i in range(1, n + 1)]
+def number_options(n: int, start: int = 1) -> list[str]:
+    """The answers of an n-option question numbered from `start`: '1' .. 'n', or '0' .. 'n-1'."""
+    return [str(i) for i in range(start, start + n)]
 
 
 GENERATE = ("You are a survey methodologist writing new questions for a survey of people's values, on the "
@@ -122,8 +187,10 @@ def generation_prompt(topic: str, examples: Sequence[dict]) -> str:
     return GENERATE.format(topic=topic) + "\n\n" + "\n".join(lines) + "\n" + QUESTION_OPENING
 
 
-def mcq_prompt(question: str, options: Sequence[str]) -> str:
-    """A general-knowledge item with numbered options (base-model form)."""
+def mcq_prompt(question: str, options: Sequence[str], chat: bool = False, tokenizer: Any = None) -> str:
+    """A general-knowledge item with numbered options; chat models get their chat template."""
     body = "\n".join([f"Question: {question}", "Options:", *(f"{i}. {o}" for i, o in enumerate(options, 1)),
                       "Reply with the number of the correct option.", ANSWER_CUE])
-    return body + " "
+    if chat:
+        return finish(body[: -len(ANSWER_CUE)].rstrip(), True, tokenizer)
+    return finish(body, False)

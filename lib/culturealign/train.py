@@ -1,5 +1,12 @@
-"""LoRA supervised fine-tuning with peft, as CultureSPA tunes: rank 8, alpha 16, dropout 0, all
-linear layers, lr 1e-4, one epoch, cosine schedule with 10% warm-up, loss on the answer only.
+"""LoRA supervised fine-tuning with peft, as CultureSPA tunes (the authors' LLaMA-Factory configs):
+rank 8, alpha 16, dropout 0, all linear layers, lr 1e-4, one epoch, cosine schedule with 10%
+warm-up, loss on the answer only; per-device batch 4 x accumulation 32 for the joint adapter and
+1 x 8 for each culture-specific one (copy_yaml.py).
+
+Warm-up is passed as a whole number of steps computed here (ceil(0.1 x optimizer steps), the rule
+transformers applies to a ratio), so it means the same in every transformers version. Each adapter
+folder holds culturealign_adapter.json: the base model and prompt format it was trained with,
+checked before the adapter is loaded or reused.
 
 transformers' Trainer runs the loop (schedule, bf16 autocast, checkpoints): an interrupted run
 resumes from its last checkpoint, and a finished adapter is never trained again.
@@ -9,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,9 +35,31 @@ class LoraSettings:
     learning_rate: float = 1e-4
     epochs: float = 1.0
     warmup_ratio: float = 0.1
-    batch_size: int = 4
+    batch_size: int = 4  # per device
+    accumulation: int = 1  # gradient accumulation steps: optimizer batch = batch_size x accumulation
     max_steps: int = -1  # -1: the whole epoch
     save_steps: int = 50
+
+    def check(self, where: str = "LoraSettings") -> "LoraSettings":
+        """Refuse settings no run can use, naming where they were set."""
+        for name in ("batch_size", "accumulation", "rank", "save_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TrainingError(f"{where}: {name} must be a whole number >= 1, got {value!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise TrainingError(f"{where}: warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        return self
+
+    def optimizer_steps(self, examples: int) -> int:
+        """Optimizer steps of a run on `examples` examples, as transformers' Trainer counts them."""
+        if self.max_steps > 0:
+            return self.max_steps
+        batches = math.ceil(examples / self.batch_size)
+        return math.ceil(self.epochs * max(math.ceil(batches / self.accumulation), 1))
+
+    def warmup_steps(self, examples: int) -> int:
+        """Warm-up as a whole number of steps: ceil(ratio x optimizer steps)."""
+        return math.ceil(self.warmup_ratio * self.optimizer_steps(examples))
 
 
 class TrainingError(ValueError):
@@ -86,18 +117,62 @@ def adapter_hash(folder: Path) -> str:
     return hashlib.sha256((Path(folder) / "adapter_model.safetensors").read_bytes()).hexdigest()[:16]
 
 
+MANIFEST = "culturealign_adapter.json"
+
+
+def base_identity(lm: LoadedModel, prompt_format: str) -> dict[str, str]:
+    """What an adapter depends on: the base model's name, id and weights hash, and the prompt format."""
+    return {"base_model": lm.spec.name, "base_id": lm.spec.id, "base_weights_hash": lm.weights_hash,
+            "prompt_format": prompt_format}
+
+
+def check_adapter(lm: LoadedModel, adapter: Path, prompt_format: str) -> dict[str, Any]:
+    """The adapter's manifest, or a TrainingError naming the file and every value that differs
+    from the model and prompt format about to use it."""
+    path = Path(adapter) / MANIFEST
+    if not path.exists():
+        raise TrainingError(f"{path} is missing: the adapter in {adapter} does not say which base model and prompt "
+                            f"format it was trained with. Delete {Path(adapter).parent} and rerun 90_lora_sft.")
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    wanted = base_identity(lm, prompt_format)
+    wrong = [f"{key} {recorded.get(key)!r} (this run: {value!r})" for key, value in wanted.items()
+             if recorded.get(key) != value]
+    if wrong:
+        raise TrainingError(f"{path}: adapter trained with a different {'; '.join(wrong)}. Retrain it for this "
+                            f"model: delete {Path(adapter).parent} and rerun 90_lora_sft.")
+    return recorded
+
+
+def training_arguments(settings: LoraSettings, examples: int, output_dir: Path, seed: int = 0) -> Any:
+    """transformers TrainingArguments of one LoRA run; warm-up as whole steps (see the module doc)."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=settings.batch_size,
+                             gradient_accumulation_steps=settings.accumulation,
+                             learning_rate=settings.learning_rate, num_train_epochs=settings.epochs,
+                             max_steps=settings.max_steps, lr_scheduler_type="cosine",
+                             warmup_steps=settings.warmup_steps(examples),
+                             save_strategy="steps", save_steps=settings.save_steps, save_total_limit=2,
+                             logging_steps=max(1, settings.save_steps // 5), report_to=[], seed=seed,
+                             bf16=bf16_supported(), use_cpu=not torch.cuda.is_available(),
+                             dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=False)
+
+
 def train_adapter(lm: LoadedModel, pairs: Sequence[tuple[str, str]], out_dir: Path, settings: LoraSettings,
-                  seed: int = 0) -> dict[str, Any]:
-    """Train one LoRA adapter on (prompt, answer) pairs and save it with peft's save_pretrained.
+                  seed: int = 0, prompt_format: str = "", where: str = "LoraSettings") -> dict[str, Any]:
+    """Train one LoRA adapter on (prompt, answer) pairs and save it with peft's save_pretrained,
+    with a manifest of the base model and prompt format beside it.
 
     out_dir/adapter holds the result; out_dir/checkpoints the Trainer's checkpoints to resume from.
-    Returns what happened (skipped / trained, steps, final loss, seconds).
+    Returns what happened (skipped / trained, steps, warm-up steps, final loss, seconds).
     """
     from peft import LoraConfig, get_peft_model
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
+    settings.check(where)
     adapter = out_dir / "adapter"
-    if (adapter / "adapter_config.json").exists():
+    if (adapter / MANIFEST).exists():  # written last: an adapter without it is unfinished and resumes
+        check_adapter(lm, adapter, prompt_format)
         return {"status": "already trained", "adapter_dir": str(adapter)}
     if not pairs:
         raise TrainingError(f"no training examples for {out_dir.name}: its CRQPC set is empty")
@@ -107,13 +182,7 @@ def train_adapter(lm: LoadedModel, pairs: Sequence[tuple[str, str]], out_dir: Pa
                         task_type="CAUSAL_LM")
     model = get_peft_model(lm.model, config)
     checkpoints = out_dir / "checkpoints"
-    args = TrainingArguments(output_dir=str(checkpoints), per_device_train_batch_size=settings.batch_size,
-                             learning_rate=settings.learning_rate, num_train_epochs=settings.epochs,
-                             max_steps=settings.max_steps, lr_scheduler_type="cosine", warmup_steps=settings.warmup_ratio,
-                             save_strategy="steps", save_steps=settings.save_steps, save_total_limit=2,
-                             logging_steps=max(1, settings.save_steps // 5), report_to=[], seed=seed,
-                             bf16=bf16_supported(), use_cpu=not torch.cuda.is_available(),
-                             dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=False)
+    args = training_arguments(settings, len(pairs), checkpoints, seed)
     data = encode_examples(lm.tokenizer, pairs)
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=_collate(lm.tokenizer.pad_token_id or 0))
     resume = any(checkpoints.glob("checkpoint-*"))
@@ -122,17 +191,24 @@ def train_adapter(lm: LoadedModel, pairs: Sequence[tuple[str, str]], out_dir: Pa
         model.save_pretrained(adapter)
     finally:
         lm.model = model.unload()  # hand the base model back without LoRA layers
+    record = {**base_identity(lm, prompt_format), "examples": len(pairs), "steps": result.global_step,
+              "warmup_steps": args.warmup_steps, "batch_size": settings.batch_size,
+              "accumulation": settings.accumulation, "settings": dataclasses.asdict(settings), "seed": seed}
+    (adapter / MANIFEST).write_text(json.dumps(record, indent=1), encoding="utf-8")
     return {"status": "trained", "resumed": resume, "examples": len(pairs), "steps": result.global_step,
+            "warmup_steps": args.warmup_steps, "effective_batch": settings.batch_size * settings.accumulation,
             "train_loss": result.training_loss, "seconds": result.metrics.get("train_runtime"), "adapter_dir": str(adapter)}
 
 
-def with_adapter(lm: LoadedModel, adapter: Path) -> LoadedModel:
+def with_adapter(lm: LoadedModel, adapter: Path, prompt_format: str) -> LoadedModel:
     """The base model with a trained adapter merged in, as a separate LoadedModel whose cache
-    key names the adapter; the base model is left untouched."""
+    key names the adapter; the base model is left untouched. The adapter's manifest must name
+    this base model and prompt format (check_adapter)."""
     import copy
 
     from peft import PeftModel
 
+    check_adapter(lm, adapter, prompt_format)
     merged = PeftModel.from_pretrained(copy.deepcopy(lm.model), str(adapter)).merge_and_unload()
     merged.eval()
     return dataclasses.replace(lm, model=merged, weights_hash=f"{lm.weights_hash}+lora:{adapter_hash(adapter)}")
