@@ -38,8 +38,8 @@ def test_majority_label_is_the_option_with_the_larger_share():
 
 
 def test_unknown_country_names_the_countries_with_figures():
-    with pytest.raises(KeyError, match="Countries with figures: AUS"):
-        probes.majority_labels(probes.load_master()[0], "ROU")
+    with pytest.raises(KeyError, match="no WVS figures for country 'XKX'. Countries with figures: AND, ARG"):
+        probes.majority_labels(probes.load_master()[0], "XKX")
 
 
 def test_language_country_map_is_the_papers():
@@ -71,8 +71,9 @@ def test_load_arora_keeps_valid_rows_and_reports_each_bad_one():
     frame, problems = probes.load_arora(ARORA)
     assert set(frame["lang"]) == {"en", "de"}
     en = frame[frame["lang"] == "en"]
-    assert en["qid"].tolist() == ["Q1", "Q106A"]
-    assert en.iloc[0]["template"] == "Family is _ in my life." and en.iloc[1]["option_b"] == ""
+    assert en["qid"].tolist() == ["Q1"]
+    assert en.iloc[0]["template"] == "Family is _ in my life."
+    assert any(p.line == 3 and p.reason.startswith("missing option 2") for p in problems)  # one option only
     reasons = {(p.line, p.reason.split(" ")[0]) for p in problems}
     assert (4, "missing") in reasons  # no [MASK]
     assert (5, "missing") in reasons  # no option 1
@@ -84,3 +85,50 @@ def test_load_arora_keeps_valid_rows_and_reports_each_bad_one():
 def test_load_arora_reads_a_single_file_with_lf_line_ends():
     frame, problems = probes.load_arora(ARORA / "de.csv")
     assert len(frame) == 2 and not problems
+
+
+def test_load_arora_folder_with_macos_and_other_files_loads_the_real_ones(tmp_path):
+    folder = tmp_path / "arora"
+    folder.mkdir()
+    for name in ("en.csv", "de.csv"):
+        (folder / name).write_bytes((ARORA / name).read_bytes())
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1\x00\x00\x10\x00")
+    (folder / "._de.csv").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \xff\xfe")
+    (folder / "tr.csv").write_bytes("\t0\t1\t2\t3\n0\t1\tAile [MASK].\t\xf6nemli\t\xf6nemsiz\n".encode("latin-1"))
+    (folder / "notes.txt").write_text("not a probe file")
+    (folder / "__MACOSX").mkdir()
+    frame, problems = probes.load_arora(folder)
+    assert set(frame["lang"]) == {"en", "de"} and len(frame[frame["lang"] == "de"]) == 2
+    about = {p.file.rsplit("/", 1)[-1]: str(p) for p in problems if p.line == 0}
+    assert set(about) == {".DS_Store", "._de.csv", "tr.csv", "notes.txt", "__MACOSX"}
+    assert "AppleDouble" in about["._de.csv"] and "not UTF-8" in about["tr.csv"] and "tr.csv: not UTF-8" in about["tr.csv"]
+    assert "not a probe file" in about[".DS_Store"] and "a folder" in about["__MACOSX"]
+
+
+def test_load_arora_folder_without_probe_files_is_an_error_naming_what_it_found(tmp_path):
+    (tmp_path / ".DS_Store").write_bytes(b"\x00")
+    with pytest.raises(probes.ProbeError, match="(?s)no readable Arora probe files.*DS_Store"):
+        probes.load_arora(tmp_path)
+
+
+@pytest.mark.parametrize("lang,country,low,high", [("ro", "ROU", 130, 200), ("ur", "PAK", 130, 200), ("fa", "IRN", 130, 200),
+                                                   ("tl", "PHL", 130, 200), ("id", "IDN", 130, 200), ("sr", "SRB", 130, 200),
+                                                   ("vi", "VNM", 130, 200), ("bn", "BGD", 130, 200), ("ko", "KOR", 130, 200),
+                                                   ("tr", "TUR", 130, 200), ("el", "GRC", 50, 80), ("ms", "MYS", 10, 20)])
+def test_every_language_of_the_paper_has_labels_for_its_country(lang, country, low, high):
+    assert low <= probes.labelled_count(lang, country) <= high
+
+
+def test_coverage_by_source_names_where_each_label_comes_from():
+    table = probes.coverage_by_source(["en", "ms", "ko"], ["USA", "MYS", "KOR"])
+    own = table.set_index(["lang", "country", "source"])["labelled"]
+    assert own["en", "USA", "release"] == probes.labelled_count("en", "USA")
+    assert own["ms", "MYS", "globalopinion"] == probes.labelled_count("ms", "MYS")
+    assert own["ko", "KOR", "simllm"] > 150 and own["ko", "KOR", "respondents"] > 0
+    assert table.groupby(["lang", "country"])["labelled"].sum()["ko", "KOR"] == probes.labelled_count("ko", "KOR")
+
+
+def test_english_can_take_another_countrys_labels():
+    usa = probes.labelled_probes("en", "USA").set_index("probe_id")["label"]
+    gbr = probes.labelled_probes("en", "GBR").set_index("probe_id")["label"]
+    assert len(gbr) > 200 and (usa.reindex(gbr.index) != gbr).any()

@@ -150,6 +150,14 @@ def majority_labels(probes: pd.DataFrame, country: str, figures: pd.DataFrame | 
     return pd.DataFrame(rows)
 
 
+def labelled_count(lang: str, country: str, figures: pd.DataFrame | None = None) -> int:
+    """How many of a language's probes get a majority label for a country (0 without figures)."""
+    figures = wvs.load_figures() if figures is None else figures
+    if country not in set(figures["country"]):
+        return 0
+    return int(majority_labels(read_probes(lang)[0], country, figures)["label"].notna().sum())
+
+
 def labelled_probes(lang: str, country: str) -> pd.DataFrame:
     """Probes of a language joined with the country's majority labels, unlabelled ones dropped."""
     probes = load_probes(lang)
@@ -209,6 +217,8 @@ def _arora_file(path: Path) -> tuple[list[dict], list[Problem]]:
             reasons.append(f"missing [MASK] in template {template!r}")
         if not option_1:
             reasons.append("missing option 1")
+        if not option_2:
+            reasons.append("missing option 2 (a two-option probe needs both options)")
         for name, option in (("option 1", option_1), ("option 2", option_2)):
             if option and _STRAY.search(option):
                 reasons.append(f"stray punctuation in {name} {option!r}")
@@ -220,22 +230,49 @@ def _arora_file(path: Path) -> tuple[list[dict], list[Problem]]:
     return rows, problems
 
 
+def _not_a_probe_file(file: Path) -> str | None:
+    """Why a file in a probe folder is not one of Arora's `<lang>.csv` files (None if it may be)."""
+    if file.is_dir():
+        return "a folder, not a probe file; ignored"
+    if file.name.startswith("._"):
+        return "AppleDouble metadata from a macOS archive, not a probe file; ignored"
+    if file.name.startswith(".") or file.suffix.lower() != ".csv":
+        return "not a probe file (<lang>.csv); ignored"
+    return None
+
+
 def load_arora(path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
     """Load Arora et al.'s probe files (`<lang>.csv`, tab-separated, header `\\t0\\t1\\t2\\t3`).
 
     Takes one file or a folder of them. Returns (probes, problems): probes with columns lang, qid,
     template (blank as `_`), option_a, option_b, line; problems with file, line and reason for
-    every row not kept. An empty option_b is valid (the original has one-option probes).
+    every row not kept. A row with one option is a problem ("missing option 2"), not a probe. In a
+    folder, every other file (.DS_Store, macOS `._de.csv`, a file that is not UTF-8) is reported as
+    a problem naming it, and the real probe files still load.
     """
     path = Path(path)
-    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
-    if not files or not all(f.exists() for f in files):
-        raise ProbeError(f"{path}: no Arora probe files (<lang>.csv) found")
+    if not path.exists():
+        raise ProbeError(f"{path}: no such Arora probe file or folder")
     rows, problems = [], []
+    files = sorted(path.iterdir()) if path.is_dir() else [path]
+    loaded = 0
     for file in files:
-        found_rows, found_problems = _arora_file(file)
+        reason = _not_a_probe_file(file) if path.is_dir() else None
+        if reason:
+            problems.append(Problem(str(file), 0, reason))
+            continue
+        try:
+            found_rows, found_problems = _arora_file(file)
+        except UnicodeDecodeError as err:
+            problems.append(Problem(str(file), 0, f"not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r}); "
+                                                   f"not read. Save it as UTF-8 to use it"))
+            continue
+        loaded += 1
         rows += found_rows
         problems += found_problems
+    if not loaded:
+        raise ProbeError(f"{path}: no readable Arora probe files (<lang>.csv) found"
+                         + "".join(f"\n  {p}" for p in problems))
     return pd.DataFrame(rows, columns=["lang", "qid", "template", "option_a", "option_b", "line"]), problems
 
 
@@ -256,6 +293,25 @@ def coverage_matrix(langs: list[str], countries: list[str], figures: pd.DataFram
         ids = read_probes(lang)[0]["probe_id"]
         rows[lang] = {c: int(labels[c].reindex(ids).notna().sum()) for c in countries}
     return pd.DataFrame(rows).T
+
+
+def coverage_by_source(langs: list[str], countries: list[str], figures: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Labelled probes per language, country and the source of the figures behind the labels
+    (release, simllm, respondents, globalopinion, official: see wvs.PRIORITY)."""
+    figures = wvs.load_figures() if figures is None else figures
+    master = load_master()[0]
+    firsts = figures.drop_duplicates(["country", "qid"])
+    kinds = dict(zip(zip(firsts["country"], firsts["qid"]), firsts["source"].map(wvs.source_kind)))
+    ids = {lang: set(read_probes(lang)[0]["probe_id"]) for lang in langs}
+    rows = []
+    for country in countries:
+        labels = majority_labels(master, country, figures).merge(master[["probe_id", "qid"]], on="probe_id")
+        labels = labels[labels["label"].notna()]
+        labels["source"] = [kinds[country, qid] for qid in labels["qid"]]
+        for lang in langs:
+            counts = labels.loc[labels["probe_id"].isin(ids[lang]), "source"].value_counts()
+            rows += [{"lang": lang, "country": country, "source": source, "labelled": int(n)} for source, n in counts.items()]
+    return pd.DataFrame(rows, columns=["lang", "country", "source", "labelled"])
 
 
 def label_balance(countries: list[str], figures: pd.DataFrame | None = None) -> pd.DataFrame:
