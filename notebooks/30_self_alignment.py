@@ -13,15 +13,25 @@
 # %% [markdown]
 # # 30 · Self-alignment with demonstrations (Self-Alignment, §4)
 #
-# Every probe the model answered misaligned in zero-shot is asked again, now after five
-# demonstrations filled in with the country's majority answers, once per strategy. A fifth run
-# repeats chrF++-across-categories with the demonstrations shuffled: the paper's check that the
-# order does not drive the gain. Per probe the correct count out of 10 rises (**improved**),
-# stays (**same**) or falls (**decreased**); for improved probes the error-rate reduction is
-# (d_orig - d_corr) / d_orig, with d the misaligned responses out of 10.
+# The paper samples 10 responses per prompt; a probe is **misaligned** unless all 10 give the
+# country's majority answer, and after five demonstrations it **improved**, stayed the **same** or
+# **decreased** by its count out of 10. Here each prompt's response distribution is exact, so
+# the protocol is computed in expectation: with p the probability that one response gives the
+# majority answer (both option orders scored; `order_combination` says whether the paper's random
+# order is drawn per response or once per prompt), k ~ Binomial(10, p) before and k' after:
+# P(misaligned) = 1 - p^10, P(improved) = P(k' > k, k < 10), and the error-rate reduction
+# E[(k' - k)/(10 - k) | improved]. Every probe with P(misaligned) >= `remeasure_above` is
+# re-measured, not only those below a threshold (the old rounded rule stays as
+# `deterministic_rule`).
+#
+# Conditions: the paper's four strategies, the shuffled-order check, and two **placebos** on the
+# chrF++-across demonstrations: filled with a seeded random answer, and with the country's
+# minority answer. Random choices (random demonstrations, shuffled order, random answers) are
+# drawn `draws` (R) times and averaged.
 #
 # *Reads* `10_zero_shot/zero_shot.csv` and `20_demonstrations/demonstrations.csv`. *Writes*
-# `self_alignment.csv` and `table1.csv` to `outputs/<model>/<lang>/30_self_alignment/`.
+# `misalignment.csv`, `self_alignment.csv`, `outcomes.csv`, `table1.csv` and `tests.csv` to
+# `outputs/<model>/<lang>/30_self_alignment/`.
 
 # %% tags=["parameters"]
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
@@ -30,56 +40,79 @@ lang: str = "en"  # language code: a file params/langs/<lang>.yaml
 country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
-strategies: list = ["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled"]  # strategies to run
-max_probes: int = 0  # re-measure only the first N misaligned probes (0: all)
+strategies: list = ["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled", "placebo_random_answer", "placebo_minority_answer"]  # strategies and controls to run
+draws: int = 1  # R: repeats of every random choice (random demonstrations, shuffled order, random answers), averaged
+order_combination: str = "per_draw"  # the paper's random option order: per_draw (each response) or per_prompt (once per prompt)
+remeasure_above: float = 0.001  # re-measure every probe whose P(misaligned) = 1 - p^10 is at least this
+deterministic_rule: bool = False  # the old rule instead: misaligned when round(10 p) < 10, outcome by rounded counts
+simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
+max_probes: int = 0  # re-measure only the first N selected probes (0: all)
 
 # %%
 import ast
 
 import pandas as pd
 
-from culturealign import models, probes, runs, selfalign
+from culturealign import models, probes, runs, selfalign, summary
 
+selfalign.check_conditions(strategies, draws, order_combination)
 run = runs.start_run("30_self_alignment", globals())
 zero = pd.read_csv(runs.load_run(model, lang, "10_zero_shot").path("zero_shot.csv"))
 choices = pd.read_csv(runs.load_run(model, lang, "20_demonstrations").path("demonstrations.csv"),
                       converters={"demo_ids": ast.literal_eval}, keep_default_na=False)
+misalignment = selfalign.misalignment(zero, order_combination, remeasure_above, deterministic_rule)
+runs.write_table(run.path("misalignment.csv"), misalignment)
+selected = misalignment["remeasured"].to_numpy()
 if max_probes:
-    zero = pd.concat([zero[zero["misaligned"]].head(max_probes), zero[~zero["misaligned"]]])
+    selected = selected & (misalignment["remeasured"].cumsum() <= max_probes).to_numpy()
 labelled = probes.labelled_probes(lang, country)
 lm = models.load_model(models.spec_for(model, model_config))
 run.record_model(lm)
-print(f"{int(zero['misaligned'].sum())} misaligned probes x {len(strategies)} strategies")
+print(f"{int(selected.sum())} probes re-measured (expected misaligned: {misalignment['p_misaligned'].sum():.1f} of "
+      f"{len(zero)}) x {len(strategies)} conditions, random ones drawn {draws} times")
 
 # %% [markdown]
 # ## A self-aligned prompt
 
 # %%
-probe_id = zero.loc[zero["misaligned"], "probe_id"].iloc[0]
+probe_id = zero.loc[selected, "probe_id"].iloc[0]
 pick = choices[(choices["strategy"] == "chrf_all") & (choices["probe_id"] == probe_id)].iloc[0]
 by_id = labelled.set_index("probe_id", drop=False)
 print(selfalign.demonstration_prompt(lm, by_id.loc[probe_id], by_id.loc[list(pick["demo_ids"])], lang, seed))
 
 # %% [markdown]
-# ## Re-measure every misaligned probe with each strategy
+# ## Re-measure every selected probe with each condition
 
 # %%
-results = selfalign.self_aligned(lm, zero, labelled, choices, lang, seed, batch_size, strategies)
+results = selfalign.self_aligned(lm, zero, labelled, choices, lang, seed, batch_size, strategies, draws,
+                                 remeasure=pd.Series(selected, index=zero.index))
 runs.write_table(run.path("self_alignment.csv"), results)
-results[["probe_id", "strategy", "count_before", "count_after", "outcome", "error_reduction"]].head(10)
+outcomes = selfalign.outcomes(results, order_combination, deterministic_rule).assign(model=model, lang=lang)
+runs.write_table(run.path("outcomes.csv"), outcomes.drop(columns=["model", "lang"]))
+outcomes[["probe_id", "strategy", "p_before", "p_after", "misaligned", "improved", "same", "decreased", "error_reduction"]].head(10).round(3)
 
 # %% [markdown]
 # ## Table 1 for this model and language
-# Percent of misaligned probes improved, unchanged and decreased, with a bootstrap 95% interval of
-# % improved and a sign test of improved against decreased (both beyond the paper).
+# The protocol's expected % improved / same / decreased over the probes every condition could
+# serve (n), the 95% interval one run of the protocol would show, mean p' - p with a bootstrap
+# interval, and paired Wilcoxon tests (Holm-corrected over this run's tests). The sign test of
+# improved against decreased is kept only for comparison: probes are selected because they
+# scored low, so any change that pulls p toward the middle "improves" them (regression to the
+# mean); the random-answer placebo and random demonstrations are the controls to read.
 
 # %%
-table = selfalign.table1_rows(results, model, lang, seed)
+tests = summary.paired_tests(outcomes)
+table = summary.table1(outcomes, tests, runs=simulation_runs, seed=seed)
 runs.write_table(run.path("table1.csv"), table)
-table.round(3)
+runs.write_table(run.path("tests.csv"), tests)
+table[["strategy", "n_misaligned", "improved", "same", "decreased", "n", "n_unserved", "improved_run_low",
+       "improved_run_high", "mean_delta", "delta_ci_low", "delta_ci_high", "wilcoxon_holm_p"]].round(3)
+
+# %%
+tests.round(4)
 
 # %%
 best = table.sort_values("improved", ascending=False).iloc[0]
-run.finish(misaligned=int(zero["misaligned"].sum()), best_strategy=best["strategy"],
-           best_improved_pct=float(best["improved"]))
+run.finish(remeasured=int(selected.sum()), expected_misaligned=float(misalignment["p_misaligned"].sum()),
+           common_probes=int(table["n"].max()), best_strategy=best["strategy"], best_improved_pct=float(best["improved"]))
 run.read_manifest()["results"]

@@ -71,3 +71,11 @@ def test_self_alignment_refuses_an_unknown_strategy_before_any_work():
 
     with pytest.raises(demos.DemoError, match="chrf_all_shuffled"):
         selfalign.self_aligned(None, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), "en", 0, 8, ["nearest"])
+
+
+def test_a_repeat_draw_differs_and_draw_zero_is_stage_20s_choice():
+    zero = demos.choose_all(_toy(), ["random", "chrf_all"], seed=3)
+    assert zero["demo_ids"].tolist() == demos.choose_all(_toy(), ["random", "chrf_all"], seed=3, draw=0)["demo_ids"].tolist()
+    again = demos.choose_all(_toy(), ["random", "chrf_all"], seed=3, draw=1)
+    assert again.loc[again["strategy"] == "random", "demo_ids"].tolist() != zero.loc[zero["strategy"] == "random", "demo_ids"].tolist()
+    assert again.loc[again["strategy"] == "chrf_all", "demo_ids"].tolist() == zero.loc[zero["strategy"] == "chrf_all", "demo_ids"].tolist()

@@ -45,6 +45,8 @@ def test_report_shows_every_table_figure_and_run_and_links_resolve(isolated_outp
     summary.mkdir(parents=True)
     pd.DataFrame({"model": ["m"], "lang": ["en"], "strategy": ["chrf_all"], "n_misaligned": [3], "improved": [66.7],
                   "same": [33.3], "decreased": [0.0]}).to_csv(summary / "table1.csv", index=False)
+    pd.DataFrame({"model": ["m"], "lang": ["en"], "test": ["between_conditions"], "a": ["chrf_all"], "b": ["random"],
+                  "n": [30], "p": [0.001], "holm_p": [0.004]}).to_csv(summary / "tests.csv", index=False)
     pd.DataFrame({"culture": ["USA"], "aware": [70.1], "culturespa_joint": [72.0]}).to_csv(summary / "culturespa_scores.csv", index=False)
     fig, ax = plt.subplots()
     ax.plot([0, 1])
@@ -55,10 +57,11 @@ def test_report_shows_every_table_figure_and_run_and_links_resolve(isolated_outp
     index = report.build(root)
     page = Collect()
     page.feed(index.read_text())
-    assert {"table1", "culturespa_scores", "benchmark", "runs"} <= set(page.tables)
+    assert {"table1", "tests", "culturespa_scores", "benchmark", "runs"} <= set(page.tables)
     assert any(src.endswith("fig2_improved_by_strategy.png") for src in page.images)
     assert len({l for l in page.links if "notebooks/" in l}) == 2
     for target in page.links + page.images:
         assert (index.parent / target).exists(), target
     text = index.read_text()
+    assert "regression to the mean" in text and "0.004" in text
     assert "RuntimeError: out of memory" in text and "abc123def456" in text and "top_k=64" in text

@@ -107,10 +107,13 @@ def choose(probes: pd.DataFrame, index: int, strategy: str, sim: np.ndarray | No
     return rank_by_similarity(sim[index], pool, k)
 
 
-def choose_all(probes: pd.DataFrame, strategies: Sequence[str], seed: int, k: int = N_DEMOS) -> pd.DataFrame:
+def choose_all(probes: pd.DataFrame, strategies: Sequence[str], seed: int, k: int = N_DEMOS,
+               draw: int = 0) -> pd.DataFrame:
     """Demonstrations for every probe and strategy: probe_id, strategy, demo_ids, reason.
 
     A probe with too few candidates gets no demonstrations and a reason; the others go on.
+    `draw` > 0 gives an independent repeat of the random strategies (draw 0 is stage 20's
+    choice); the chrF++ strategies do not depend on it.
     """
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
@@ -119,7 +122,7 @@ def choose_all(probes: pd.DataFrame, strategies: Sequence[str], seed: int, k: in
     sim = chrf_matrix(templates, templates)
     rows = []
     for strategy in strategies:
-        rng = np.random.default_rng([seed, STRATEGIES.index(strategy)])
+        rng = np.random.default_rng([seed, STRATEGIES.index(strategy)] + ([draw] if draw else []))
         for index, probe_id in enumerate(probes["probe_id"]):
             try:
                 picked = choose(probes, index, strategy, sim, rng, k)

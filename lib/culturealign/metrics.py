@@ -79,7 +79,7 @@ def simulate_protocol(p_before: Sequence[Components], p_after: Sequence[Componen
                       runs: int = 2000, seed: int = 0) -> dict[str, np.ndarray]:
     """Runs of the paper's protocol over a set of probes, drawn from the same binomials as
     `protocol_outcomes`: per run, the number misaligned and % improved / same / decreased, and
-    the error-rate reductions of every improved probe (pooled over runs)."""
+    the error-rate reductions of every improved probe (pooled over runs) and its probe index."""
     if len(p_before) != len(p_after):
         raise ValueError(f"{len(p_before)} before and {len(p_after)} after probes: they must pair up")
     rng = np.random.default_rng(seed)
@@ -93,6 +93,7 @@ def simulate_protocol(p_before: Sequence[Components], p_after: Sequence[Componen
             out[name] = 100.0 * (misaligned & cmp).sum(axis=1) / count
     improved = misaligned & (after > before)
     out["error_reductions"] = ((after - before) / np.maximum(n - before, 1))[improved]
+    out["improved_probe"] = np.nonzero(improved)[1]  # which probe each error reduction belongs to
     return out
 
 

@@ -12,7 +12,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
-STRATEGY_ORDER = ["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled"]
+STRATEGY_ORDER = ["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled",
+                  "placebo_random_answer", "placebo_minority_answer"]
 
 
 def save(fig: plt.Figure, stem: Path) -> list[Path]:
@@ -31,14 +32,27 @@ def _order(values: pd.Series) -> list[str]:
     return [s for s in STRATEGY_ORDER if s in present] + [s for s in present if s not in STRATEGY_ORDER]
 
 
+def panels(n: int, width: float = 7, height: float = 3.6) -> tuple[plt.Figure, list[plt.Axes]]:
+    """n axes side by side (e.g. common questions beside the full set)."""
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def titled(fig: plt.Figure, title: str) -> plt.Figure:
+    """A figure-level title (the paper's figure number and caption) above its panels."""
+    fig.suptitle(title, fontsize=12)
+    return fig
+
+
 def bars(frame: pd.DataFrame, x: str, y: str, hue: str | None, title: str, ylabel: str,
-         hue_order: list[str] | None = None) -> plt.Figure:
+         hue_order: list[str] | None = None, ax: plt.Axes | None = None, legend: bool = True) -> plt.Figure:
     """Grouped bars; long category names (any label over 20 characters) get horizontal bars."""
     order = _order(frame[x]) if x == "strategy" else sorted(frame[x].unique())
     if hue_order is None and hue:
         hue_order = _order(frame[hue]) if hue == "strategy" else sorted(frame[hue].unique())
     horizontal = max(len(str(v)) for v in order) > 20
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(order) * (len(hue_order or [1]) ** 0.5) + 1.5) if horizontal else (7, 3.6))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 0.35 * len(order) * (len(hue_order or [1]) ** 0.5) + 1.5) if horizontal else (7, 3.6))
     axes = dict(x=y, y=x) if horizontal else dict(x=x, y=y)
     sns.barplot(frame, **axes, hue=hue, order=order, hue_order=hue_order, ax=ax, errorbar=None)
     if horizontal:
@@ -46,34 +60,48 @@ def bars(frame: pd.DataFrame, x: str, y: str, hue: str | None, title: str, ylabe
     else:
         ax.set(title=title, ylabel=ylabel, xlabel=x.replace("_", " "))
         ax.tick_params(axis="x", rotation=20)
-    if hue:
+    if hue and legend:
         ax.legend(title=hue, fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
-    return fig
+    elif hue and ax.get_legend() is not None:
+        ax.get_legend().remove()
+    return ax.figure
 
 
-def boxes(frame: pd.DataFrame, x: str, y: str, title: str, ylabel: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+def boxes(frame: pd.DataFrame, x: str, y: str, title: str, ylabel: str, hue: str | None = None,
+          ax: plt.Axes | None = None, points: bool = True, legend: bool = True) -> plt.Figure:
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.6))
     order = _order(frame[x]) if x == "strategy" else sorted(frame[x].unique())
-    sns.boxplot(frame, x=x, y=y, order=order, ax=ax, color="#9ecae1")
-    sns.stripplot(frame, x=x, y=y, order=order, ax=ax, color="#08306b", size=2.5, alpha=0.5)
+    hue_order = (_order(frame[hue]) if hue == "strategy" else sorted(frame[hue].unique())) if hue else None
+    sns.boxplot(frame, x=x, y=y, order=order, hue=hue, hue_order=hue_order, ax=ax,
+                **({} if hue else {"color": "#9ecae1"}), fliersize=1.5)
+    if points and not hue:
+        sns.stripplot(frame, x=x, y=y, order=order, ax=ax, color="#08306b", size=2.5, alpha=0.5)
     ax.set(title=title, ylabel=ylabel, xlabel=x.replace("_", " "))
     ax.tick_params(axis="x", rotation=20)
-    return fig
+    if hue and legend:
+        ax.legend(title=hue, fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
+    elif hue and ax.get_legend() is not None:
+        ax.get_legend().remove()
+    return ax.figure
 
 
-def histogram(frame: pd.DataFrame, x: str, hue: str, title: str, xlabel: str) -> plt.Figure:
+def histogram(frame: pd.DataFrame, x: str, hue: str, title: str, xlabel: str, weights: str | None = None) -> plt.Figure:
+    """Percent per value of x within each hue; `weights` makes it an expected distribution."""
     fig, ax = plt.subplots(figsize=(7, 3.6))
     sns.histplot(frame, x=x, hue=hue, hue_order=sorted(frame[hue].unique()), discrete=True, multiple="dodge",
-                 shrink=0.8, stat="percent", common_norm=False, ax=ax)
+                 shrink=0.8, stat="percent", common_norm=False, weights=weights, ax=ax)
     ax.set_xticks(range(int(frame[x].min()), int(frame[x].max()) + 1))
     ax.set(title=title, xlabel=xlabel, ylabel="% of misaligned probes")
     return fig
 
 
-def heatmap(matrix: pd.DataFrame, title: str, label: str, fmt: str = ".0f") -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(max(4, 0.9 * matrix.shape[1] + 3), max(2.5, 0.45 * matrix.shape[0] + 1.5)))
-    sns.heatmap(matrix, annot=True, fmt=fmt, cmap="viridis", cbar_kws={"label": label}, ax=ax)
+def heatmap(matrix: pd.DataFrame, title: str, label: str, fmt: str = ".0f", ax: plt.Axes | None = None,
+            vmin: float | None = None, vmax: float | None = None) -> plt.Figure:
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(4, 0.9 * matrix.shape[1] + 3), max(2.5, 0.45 * matrix.shape[0] + 1.5)))
+    sns.heatmap(matrix, annot=True, fmt=fmt, cmap="viridis", cbar_kws={"label": label}, ax=ax, vmin=vmin, vmax=vmax)
     ax.grid(False)
     ax.set_facecolor("#eeeeee")  # cells without data (e.g. a category a language has no probes in)
     ax.set(title=title)
-    return fig
+    return ax.figure

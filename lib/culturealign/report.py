@@ -25,6 +25,14 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.failed{colo
 img{max-width:100%;border:1px solid #eee}code{background:#f6f6f6;padding:1px 3px}h2{border-bottom:1px solid #ddd}"""
 
 
+TABLE1_NOTE = ("n_misaligned, improved, same, decreased: what the paper's 10-draw protocol gives in expectation, "
+               "over the probes every condition could serve (n). run_low/high: the 95% interval one run of the "
+               "protocol would show. sign_test_p compares improved with decreased probes and is biased: probes are "
+               "selected because they scored low, so any change that pulls p toward the middle 'improves' them "
+               "(regression to the mean). Read the Wilcoxon tests against random demonstrations and the "
+               "random-answer placebo (tests table) instead.")
+
+
 def convert_notebook(source: Path, target: Path) -> Path:
     """Executed notebook -> standalone HTML (reconverted only when the notebook is newer)."""
     from nbconvert import HTMLExporter
@@ -68,7 +76,9 @@ def summary_tables(root: Path) -> list[tuple[str, str, pd.DataFrame]]:
     """(id, title, table) of each summary table that exists."""
     found = []
     for table_id, title, path in [
-        ("table1", "Self-Alignment: Table 1 (% of misaligned probes)", root / "summary" / "table1.csv"),
+        ("table1", "Self-Alignment: Table 1 (the paper's protocol in expectation, % of misaligned probes)", root / "summary" / "table1.csv"),
+        ("tests", "Self-Alignment: paired Wilcoxon tests on p' - p, Holm-corrected over the family", root / "summary" / "tests.csv"),
+        ("order_sensitivity", "Self-Alignment: order sensitivity |p(A,B) - p(B,A)|", root / "summary" / "order_sensitivity.csv"),
         ("soft_alignment", "Soft alignment: distance to human answer shares", root / "summary" / "soft_alignment.csv"),
         ("culturespa_scores", "CultureSPA: alignment score, culture x method", root / "summary" / "culturespa_scores.csv"),
     ]:
@@ -106,8 +116,11 @@ def build(root: Path | None = None) -> Path:
              "<h1>culturealign report</h1>",
              f"<p>{len(manifests)} runs, {len(failed)} not finished. Self-Alignment (Choenni &amp; Shutova, 2024) and "
              f"CultureSPA (Xu et al., 2024) on WVS-7.</p>"]
+    notes = {"table1": TABLE1_NOTE}
     for table_id, title, frame in summary_tables(root):
         parts += [f"<h2>{html.escape(title)}</h2>", table_html(frame, table_id)]
+        if table_id in notes:
+            parts.append(f'<p class="note" id="{table_id}_note">{html.escape(notes[table_id])}</p>')
     pictures = figures(root, out)
     if pictures:
         parts.append("<h2>Figures</h2>")

@@ -1,13 +1,33 @@
-"""Cross-run summary of Self-Alignment: Table 1, the paper's figures, and the added statistics."""
+"""Cross-run summary of Self-Alignment: Table 1, paired tests, the paper's figures, and the
+added statistics.
+
+Every number is the expected value of the paper's protocol (10 draws before, 10 after, per
+probe; see `metrics.protocol_outcomes`), summed over probes: n_misaligned = sum P(misaligned),
+improved % = 100 * sum P(improved) / sum P(misaligned). Within a language every condition is
+counted over the same probes: those every condition could serve (`common_probes`).
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
-from scipy import stats
 
 from . import metrics, paths, plots
+
+COMPARISONS = (("chrf_all", "random"), ("chrf_all", "placebo_random_answer"))  # paired tests per language
+SIGN_TEST_NOTE = ("sign_test_p compares improved with decreased probes, as before. It is biased: probes are "
+                  "selected because they scored low, so any change that pulls p toward the middle 'improves' "
+                  "them (regression to the mean). Read the paired Wilcoxon tests against random "
+                  "demonstrations and the random-answer placebo instead.")
+TABLE1_COLUMNS = ["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased", "n", "n_unserved",
+                  "draws", "n_misaligned_run_low", "n_misaligned_run_high", "improved_run_low", "improved_run_high",
+                  "mean_error_reduction", "mean_delta", "delta_ci_low", "delta_ci_high", "wilcoxon_p",
+                  "wilcoxon_holm_p", "improved_draw_sd", "improved_draw_min", "improved_draw_max", "sign_test_p",
+                  "rule", "order_combination"]
 
 
 def collect(name: str, stage: str) -> pd.DataFrame:
@@ -24,59 +44,258 @@ def collect(name: str, stage: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def table1(results: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 1 (model, lang, strategy, n_misaligned, improved, same, decreased: %),
-    with bootstrap interval of % improved and a sign test beside it."""
-    from .selfalign import table1_rows
-
-    parts = [table1_rows(group.drop(columns=["model", "lang"]), model, lang)
-             for (model, lang), group in results.groupby(["model", "lang"])]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+def _parse(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
-def misaligned_matrix(zero: pd.DataFrame) -> pd.DataFrame:
-    """% misaligned probes, model x language."""
-    return zero.groupby(["model", "lang"])["misaligned"].mean().mul(100).unstack("lang")
+def _served(frame: pd.DataFrame) -> pd.Series:
+    return frame["served"].astype(str).str.lower().eq("true")
 
 
-def soft_alignment(zero: pd.DataFrame, results: pd.DataFrame, strategy: str = "chrf_all") -> pd.DataFrame:
-    """Distance between the model's two-option distribution and the country's human shares,
-    zero-shot vs self-aligned, on the misaligned probes the strategy served (paired Wilcoxon)."""
-    served = results[(results["strategy"] == strategy) & results["p_a_after"].notna()]
+def common_probes(outcomes: pd.DataFrame) -> set[str]:
+    """Probes of one (model, lang) that every condition could serve: the one denominator."""
+    served = outcomes[_served(outcomes)]
+    sets = [set(g["probe_id"]) for _, g in served.groupby("strategy")]
+    n_conditions = outcomes["strategy"].nunique()
+    return set.intersection(*sets) if sets and len(sets) == n_conditions else set()
+
+
+def common_questions(frame: pd.DataFrame, by: list[str]) -> set[str]:
+    """WVS questions (qid) present in every group (e.g. every language) of a frame."""
+    sets = [set(g["qid"]) for _, g in frame.groupby(by)]
+    return set.intersection(*sets) if sets else set()
+
+
+def _shares(group: pd.DataFrame) -> dict[str, float]:
+    mis = float(group["misaligned"].sum())
+    out = {"n_misaligned": mis}
+    out.update({k: 100.0 * float(group[k].sum()) / mis if mis > 0 else float("nan") for k in metrics.OUTCOMES})
+    return out
+
+
+def _draw_spread(group: pd.DataFrame, deterministic: bool) -> dict[str, float]:
+    """% improved under each of the R demonstration draws on its own (spread of the random choice)."""
+    per_probe = [[_parse(c) for c in _parse(v)] for v in group["components_per_draw"]]
+    draws = min((len(p) for p in per_probe), default=0)
+    if draws < 2:
+        return {"improved_draw_sd": float("nan"), "improved_draw_min": float("nan"), "improved_draw_max": float("nan")}
+    rule = metrics.rounded_outcomes if deterministic else metrics.protocol_outcomes
+    before = [_parse(c) for c in group["components_before"]]
+    shares = []
+    for d in range(draws):
+        outs = [rule(b, p[d]) for b, p in zip(before, per_probe)]
+        mis = sum(o["misaligned"] for o in outs)
+        shares.append(100 * sum(o["improved"] for o in outs) / mis if mis else float("nan"))
+    return {"improved_draw_sd": float(np.nanstd(shares, ddof=1)), "improved_draw_min": float(np.nanmin(shares)),
+            "improved_draw_max": float(np.nanmax(shares))}
+
+
+def _table1_one(outcomes: pd.DataFrame, model: str, lang: str, runs: int, seed: int) -> pd.DataFrame:
+    common = common_probes(outcomes)
     rows = []
-    for (model, lang), group in served.groupby(["model", "lang"]):
-        before = [metrics.soft_distance(p, h) for p, h in zip(group["p_a_before"], group["human_a"])]
-        after = [metrics.soft_distance(p, h) for p, h in zip(group["p_a_after"], group["human_a"])]
-        every = zero[(zero["model"] == model) & (zero["lang"] == lang)]
-        test = stats.wilcoxon(before, after) if len(group) > 1 and any(b != a for b, a in zip(before, after)) else None
-        rows.append({"model": model, "lang": lang, "strategy": strategy, "n": len(group),
-                     "all_probes_zero_shot": float(every.apply(lambda r: metrics.soft_distance(r["p_a"], r["human_a"]), axis=1).mean()),
-                     "zero_shot": float(pd.Series(before).mean()), "self_aligned": float(pd.Series(after).mean()),
-                     "wilcoxon_p": float(test.pvalue) if test else float("nan")})
+    for strategy, group in outcomes.groupby("strategy", sort=False):
+        sub = group[group["probe_id"].isin(common)]
+        row: dict[str, Any] = {"model": model, "lang": lang, "strategy": strategy, **_shares(sub), "n": len(sub),
+                               "n_unserved": int((~_served(group)).sum()), "draws": int(group["draws"].max())}
+        if len(sub):
+            sim = metrics.simulate_protocol([_parse(c) for c in sub["components_before"]],
+                                            [_parse(c) for c in sub["components_after"]], runs=runs, seed=seed)
+            row["n_misaligned_run_low"], row["n_misaligned_run_high"] = metrics.run_interval(sim["n_misaligned"])
+            row["improved_run_low"], row["improved_run_high"] = metrics.run_interval(sim["improved"])
+            weight = sub["improved"].to_numpy(float)
+            er = np.nan_to_num(sub["error_reduction"].to_numpy(float))
+            row["mean_error_reduction"] = float((weight * er).sum() / weight.sum()) if weight.sum() > 0 else float("nan")
+            row["mean_delta"] = float(sub["delta"].mean())
+            row["delta_ci_low"], row["delta_ci_high"] = metrics.bootstrap_mean_interval(sub["delta"], seed=seed)
+            row.update(_draw_spread(sub, (sub["rule"] == "rounded").all()))
+            row["sign_test_p"] = metrics.sign_test(int(round(sub["improved"].sum())), int(round(sub["decreased"].sum())))
+        row["rule"] = group["rule"].iloc[0]
+        row["order_combination"] = group["order_combination"].iloc[0]
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def figures(t1: pd.DataFrame, results: pd.DataFrame, zero: pd.DataFrame, soft: pd.DataFrame, out: Path) -> dict[str, list[Path]]:
-    """The paper's Figures 2-8 and 10, and the soft-alignment figure, as PNG and PDF."""
-    improved = results[results["outcome"] == "improved"]
-    chrf = results[(results["strategy"] == "chrf_all") & results["outcome"].notna()]
-    misaligned = zero[zero["misaligned"]].assign(errors=lambda f: 10 - f["count"])
+def paired_tests(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """The run's family of paired Wilcoxon signed-rank tests on p' - p, each on one language's
+    common probes: every condition against zero-shot, and chrF++-across against random
+    demonstrations and against the random-answer placebo; Holm-corrected over the whole family."""
+    rows = []
+    for (model, lang), group in outcomes.groupby(["model", "lang"], sort=False):
+        common = common_probes(group)
+        sub = group[group["probe_id"].isin(common)]
+        by = {s: g.set_index("probe_id").sort_index() for s, g in sub.groupby("strategy")}
+        for strategy, g in by.items():
+            rows.append({"model": model, "lang": lang, "test": "vs_zero_shot", "a": strategy, "b": "zero_shot",
+                         **metrics.wilcoxon_paired(g["p_after"], g["p_before"])})
+        for a, b in COMPARISONS:
+            if a in by and b in by:
+                rows.append({"model": model, "lang": lang, "test": "between_conditions", "a": a, "b": b,
+                             **metrics.wilcoxon_paired(by[a]["delta"], by[b]["delta"])})
+    tests = pd.DataFrame(rows, columns=None if rows else ["model", "lang", "test", "a", "b", "n", "mean_diff",
+                                                          "median_diff", "statistic", "p"])
+    tests["holm_p"] = metrics.holm(tests["p"].to_numpy(float)) if len(tests) else []
+    tests["family_size"] = int(tests["p"].notna().sum())
+    return tests
+
+
+def table1(outcomes: pd.DataFrame, tests: pd.DataFrame | None = None, runs: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """The paper's Table 1 (model, lang, strategy, n_misaligned, improved, same, decreased: the
+    protocol's expected values), then n (the common denominator), unserved probes, the 95%
+    interval one run of the protocol would show, the mean error reduction, mean p' - p with a
+    bootstrap interval, the Wilcoxon test against zero-shot (Holm-corrected), the spread over
+    the R random draws, and the old sign test."""
+    tests = paired_tests(outcomes) if tests is None else tests
+    parts = [_table1_one(group, model, lang, runs, seed) for (model, lang), group in outcomes.groupby(["model", "lang"], sort=False)]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE1_COLUMNS[:7])
+    vs = tests[tests["test"] == "vs_zero_shot"][["model", "lang", "a", "p", "holm_p"]].rename(
+        columns={"a": "strategy", "p": "wilcoxon_p", "holm_p": "wilcoxon_holm_p"})
+    table = table.merge(vs, on=["model", "lang", "strategy"], how="left")
+    return table.reindex(columns=[c for c in TABLE1_COLUMNS if c in table.columns] +
+                         [c for c in table.columns if c not in TABLE1_COLUMNS])
+
+
+def misaligned_matrix(misalignment: pd.DataFrame, questions: set[str] | None = None) -> pd.DataFrame:
+    """Expected % misaligned probes (mean of 1 - p^10), model x language, optionally on given questions."""
+    frame = misalignment if questions is None else misalignment[misalignment["qid"].isin(questions)]
+    return frame.groupby(["model", "lang"])["p_misaligned"].mean().mul(100).unstack("lang")
+
+
+def soft_alignment(outcomes: pd.DataFrame, zero: pd.DataFrame, strategy: str = "chrf_all") -> pd.DataFrame:
+    """Distance between the model's two-option distribution and the country's human shares,
+    zero-shot vs self-aligned, on the language's common probes (paired Wilcoxon)."""
+    rows = []
+    for (model, lang), group in outcomes.groupby(["model", "lang"]):
+        served = group[group["probe_id"].isin(common_probes(group)) & (group["strategy"] == strategy)]
+        if served.empty or "p_a_after" not in served:
+            continue
+        before = [metrics.soft_distance(p, h) for p, h in zip(served["p_a_before"], served["human_a"])]
+        after = [metrics.soft_distance(p, h) for p, h in zip(served["p_a_after"], served["human_a"])]
+        every = zero[(zero["model"] == model) & (zero["lang"] == lang)]
+        rows.append({"model": model, "lang": lang, "strategy": strategy, "n": len(served),
+                     "all_probes_zero_shot": float(np.mean([metrics.soft_distance(p, h) for p, h in zip(every["p_a"], every["human_a"])]))
+                     if len(every) else float("nan"),
+                     "zero_shot": float(np.mean(before)), "self_aligned": float(np.mean(after)),
+                     "wilcoxon_p": metrics.wilcoxon_paired(before, after)["p"]})
+    return pd.DataFrame(rows)
+
+
+def order_gaps(zero: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Per probe, |p(A,B) - p(B,A)|: how much the majority answer's probability depends on which
+    option is shown first, zero-shot and under each condition (empty before both orders exist)."""
+    parts = []
+    if {"p_majority_ab", "p_majority_ba"} <= set(zero.columns):
+        parts.append(zero.assign(condition="zero_shot", gap=(zero["p_majority_ab"] - zero["p_majority_ba"]).abs())
+                     [["model", "lang", "probe_id", "condition", "gap"]])
+    if "order_gap_after" in outcomes:
+        done = outcomes[outcomes["order_gap_after"].notna()]
+        parts.append(done.assign(condition=done["strategy"], gap=done["order_gap_after"])[["model", "lang", "probe_id", "condition", "gap"]])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model", "lang", "probe_id", "condition", "gap"])
+
+
+def order_sensitivity(gaps: pd.DataFrame) -> pd.DataFrame:
+    """Order sensitivity per model, language and condition: mean, median, 90th percentile of
+    |p(A,B) - p(B,A)| and the share of probes whose gap exceeds 0.2."""
+    if gaps.empty:
+        return pd.DataFrame(columns=["model", "lang", "condition", "n", "mean_gap", "median_gap", "p90_gap", "share_over_0.2"])
+    return (gaps.groupby(["model", "lang", "condition"], sort=False)["gap"]
+            .agg(n="size", mean_gap="mean", median_gap="median", p90_gap=lambda g: g.quantile(0.9),
+                 **{"share_over_0.2": lambda g: (g > 0.2).mean()}).reset_index())
+
+
+def simulated_error_reductions(outcomes: pd.DataFrame, runs: int = 50, seed: int = 0) -> pd.DataFrame:
+    """Error-rate reductions of the probes improved in `runs` simulated runs of the paper's
+    protocol (pooled): what the paper's Figures 3-4 plot, without committing to one noisy run."""
+    rows = []
+    for (model, lang, strategy), group in outcomes.groupby(["model", "lang", "strategy"], sort=False):
+        sub = group[group["probe_id"].isin(common_probes(outcomes[(outcomes["model"] == model) & (outcomes["lang"] == lang)]))]
+        if sub.empty:
+            continue
+        sim = metrics.simulate_protocol([_parse(c) for c in sub["components_before"]],
+                                        [_parse(c) for c in sub["components_after"]], runs=runs, seed=seed)
+        rows.append(pd.DataFrame({"model": model, "lang": lang, "strategy": strategy, "error_reduction": sim["error_reductions"],
+                                  "qid": sub["qid"].to_numpy()[sim["improved_probe"]]}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["model", "lang", "strategy", "error_reduction", "qid"])
+
+
+def error_sizes(misalignment: pd.DataFrame) -> pd.DataFrame:
+    """Expected number of misaligned probes with d_orig = 1..10 wrong responses out of 10, per
+    language (exact: each probe's count distribution restricted to k < 10)."""
+    rows = []
+    for row in misalignment.itertuples(index=False):
+        pmf = metrics.count_pmf(_parse(row.components))
+        for k in range(metrics.N_RESPONSES):
+            rows.append((row.model, row.lang, metrics.N_RESPONSES - k, pmf[k]))
+    return pd.DataFrame(rows, columns=["model", "lang", "errors", "weight"])
+
+
+def _common_and_full(draw, title: str, common: pd.DataFrame, full: pd.DataFrame, n_common: int, n_full: int, **kw):
+    fig, axes = plots.panels(2, **kw)
+    draw(common, axes[0], f"{n_common} WVS questions common to the languages", legend=False)
+    draw(full, axes[1], f"all probes ({n_full} questions)", legend=True)
+    return plots.titled(fig, title)
+
+
+def figures(t1: pd.DataFrame, outcomes: pd.DataFrame, misalignment: pd.DataFrame, soft: pd.DataFrame,
+            gaps: pd.DataFrame, out: Path, seed: int = 0) -> dict[str, list[Path]]:
+    """The paper's Figures 2-8 and 10 (file names and titles carry the paper's number), and two
+    figures beyond the paper (soft alignment, order sensitivity), as PNG and PDF."""
+    served = outcomes[_served(outcomes)]
+    common_by_run = {key: common_probes(g) for key, g in outcomes.groupby(["model", "lang"])}
+    same = served[[pid in common_by_run[(m, l)] for m, l, pid in zip(served["model"], served["lang"], served["probe_id"])]]
+    shared = common_questions(misalignment, ["lang"])
+    er = simulated_error_reductions(outcomes, seed=seed)
+
+    def improved_pct(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+        g = frame.groupby(by)[["improved", "misaligned"]].sum()
+        return (100 * g["improved"] / g["misaligned"]).rename("improved").reset_index()
+
+    def model_bars(frame, ax, title, legend):
+        return plots.bars(frame, "model", "improved", "strategy", title, "% improved (expected)", ax=ax, legend=legend)
+
+    def model_boxes(frame, ax, title, legend):
+        return plots.boxes(frame, "model", "error_reduction", title, "(d_orig - d_corr) / d_orig", hue="strategy",
+                           ax=ax, points=False, legend=legend)
+
+    def heat(matrix, ax, title, legend):
+        return plots.heatmap(matrix, title, "% misaligned (expected)", ax=ax, vmin=0, vmax=100)
+
     made = {
-        "fig2_improved_by_strategy": plots.bars(t1, "strategy", "improved", "lang", "Misaligned probes improved by self-alignment", "% improved"),
-        "fig3_error_reduction_by_strategy": plots.boxes(improved, "strategy", "error_reduction", "Error-rate reduction of improved probes", "(d_orig - d_corr) / d_orig"),
-        "fig4_error_reduction_by_model": plots.boxes(improved, "model", "error_reduction", "Error-rate reduction per model", "(d_orig - d_corr) / d_orig"),
-        "fig5_improved_by_model": plots.bars(t1, "model", "improved", "strategy", "Misaligned probes improved, per model", "% improved"),
-        "fig6_error_sizes": plots.histogram(misaligned, "errors", "lang", "Size of zero-shot errors", "misaligned responses out of 10 (d_orig)"),
-        "fig7_misaligned_heatmap": plots.heatmap(misaligned_matrix(zero), "Zero-shot misaligned probes", "% misaligned"),
-        "fig8_improved_by_category": plots.bars(results[results["outcome"].notna()].assign(improved=lambda f: (f["outcome"] == "improved") * 100.0),
-                                                "category", "improved", "strategy", "Improved probes per WVS category", "% improved"),
-        "fig10_improved_by_category_language": plots.heatmap(
-            chrf.assign(improved=(chrf["outcome"] == "improved") * 100.0).pivot_table(index="category", columns="lang", values="improved"),
-            "Improved probes per category and language (chrF++ across)", "% improved"),
+        "fig2_improved_by_strategy": plots.titled(plots.bars(
+            t1, "strategy", "improved", "lang", "", "% of misaligned probes improved (expected)"),
+            "Figure 2. Misaligned probes improved by self-alignment, per strategy and control"),
+        "fig3_error_reduction_by_strategy": plots.titled(plots.boxes(
+            er, "strategy", "error_reduction", "", "(d_orig - d_corr) / d_orig", points=False),
+            "Figure 3. Error-rate reduction of improved probes (50 simulated runs of the protocol)"),
+        "fig4_error_reduction_by_model": _common_and_full(
+            model_boxes, "Figure 4. Error-rate reduction per model (50 simulated runs of the protocol)",
+            er[er["qid"].isin(shared)], er, len(shared), same["qid"].nunique()),
+        "fig5_improved_by_model": _common_and_full(
+            model_bars, "Figure 5. Misaligned probes improved, per model",
+            improved_pct(same[same["qid"].isin(shared)], ["model", "strategy"]), improved_pct(same, ["model", "strategy"]),
+            len(shared), same["qid"].nunique()),
+        "fig6_error_sizes": plots.titled(plots.histogram(
+            error_sizes(misalignment), "errors", "lang", "", "misaligned responses out of 10 (d_orig)", weights="weight"),
+            "Figure 6. Size of zero-shot errors (expected distribution)"),
+        "fig7_misaligned_heatmap": _common_and_full(
+            heat, "Figure 7. Zero-shot misaligned probes (expected %)", misaligned_matrix(misalignment, shared),
+            misaligned_matrix(misalignment), len(shared), misalignment["qid"].nunique(), width=5.5),
+        "fig8_improved_by_category": plots.titled(plots.bars(
+            same.groupby(["category", "strategy"])["improved"].sum().reset_index(), "category", "improved", "strategy", "",
+            "improved probes (expected count)"),
+            "Figure 8. Improved probes per WVS category (counts)"),
     }
+    chrf = same[same["strategy"] == "chrf_all"]
+    if not chrf.empty:
+        made["fig10_improved_by_category_language"] = plots.titled(plots.heatmap(
+            improved_pct(chrf, ["category", "lang"]).pivot_table(index="category", columns="lang", values="improved"),
+            "", "% improved (expected)", vmin=0, vmax=100), "Figure 10. Improved probes per category and language (chrF++ across)")
     if not soft.empty:
         long = soft.melt(id_vars=["model", "lang"], value_vars=["zero_shot", "self_aligned"], var_name="setting", value_name="distance")
-        made["fig_soft_alignment"] = plots.bars(long, "lang", "distance", "setting",
-                                                "Distance to human answer shares (misaligned probes)", "total variation distance",
-                                                hue_order=["zero_shot", "self_aligned"])
+        made["extra_soft_alignment"] = plots.bars(long, "lang", "distance", "setting",
+                                                  "Beyond the paper: distance to human answer shares (common probes)",
+                                                  "total variation distance", hue_order=["zero_shot", "self_aligned"])
+    if not gaps.empty:
+        shown = gaps[gaps["condition"].isin(["zero_shot", "chrf_all"])]
+        made["extra_order_sensitivity"] = plots.boxes(shown, "lang", "gap", "Beyond the paper: order sensitivity",
+                                                      "|p(A,B) - p(B,A)| of the majority answer", hue="condition", points=False)
     return {name: plots.save(fig, out / name) for name, fig in made.items()}

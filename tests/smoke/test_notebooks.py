@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -74,11 +75,21 @@ def test_20_demonstrations(smoke_outputs):
 
 
 def test_30_self_alignment(smoke_outputs):
-    folder, _ = artifacts(smoke_outputs, "30_self_alignment")
+    folder, manifest = artifacts(smoke_outputs, "30_self_alignment")
+    misalignment = pd.read_csv(folder / "misalignment.csv")
+    assert misalignment["p_misaligned"].between(0, 1).all() and manifest["results"]["remeasured"] <= 6
     results = pd.read_csv(folder / "self_alignment.csv")
-    assert results["strategy"].nunique() == 5 and results["outcome"].dropna().isin(["improved", "same", "decreased"]).all()
+    assert results["strategy"].nunique() == 7  # 4 strategies, shuffled order, 2 placebos
+    assert results.groupby("strategy")["draw"].nunique()["placebo_random_answer"] == 2  # smoke: R = 2
+    outcomes = pd.read_csv(folder / "outcomes.csv")
+    served = outcomes[outcomes["served"]]
+    assert np.allclose(served[["improved", "same", "decreased"]].sum(axis=1), served["misaligned"])
     table = pd.read_csv(folder / "table1.csv")
+    assert list(table.columns[:7]) == ["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased"]
     assert (table[["improved", "same", "decreased"]].sum(axis=1).round(6) == 100).all()
+    assert table["n"].nunique() == 1 and (table["improved_run_low"] <= table["improved_run_high"]).all()
+    tests = pd.read_csv(folder / "tests.csv")
+    assert {("chrf_all", "random"), ("chrf_all", "placebo_random_answer")} <= set(zip(tests["a"], tests["b"]))
 
 
 def test_40_summary(smoke_outputs):
@@ -86,16 +97,25 @@ def test_40_summary(smoke_outputs):
     artifacts(smoke_outputs, "40_summary")
     table = pd.read_csv(root / "summary" / "table1.csv")
     assert list(table.columns[:7]) == ["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased"]
+    assert {"placebo_random_answer", "placebo_minority_answer"} <= set(table["strategy"])
+    tests = pd.read_csv(root / "summary" / "tests.csv")
+    assert (tests["holm_p"].dropna() >= tests["p"].dropna()).all()
     for figure in ("fig2_improved_by_strategy", "fig3_error_reduction_by_strategy", "fig7_misaligned_heatmap",
-                   "fig10_improved_by_category_language"):
+                   "fig8_improved_by_category", "fig10_improved_by_category_language"):
         assert (root / "summary" / f"{figure}.png").stat().st_size > 10_000
         assert (root / "summary" / f"{figure}.pdf").exists()
 
 
 def test_50_explanations(smoke_outputs):
+    root, _ = smoke_outputs
     folder, manifest = artifacts(smoke_outputs, "50_explanations")
     table = pd.read_csv(folder / "explanations.csv", keep_default_na=False)
     assert len(table) == manifest["results"]["explained"] <= 2
+    outcomes = pd.read_csv(root / MODEL / "en" / "30_self_alignment" / "outcomes.csv").set_index(["probe_id", "strategy"])
+    for row in table.itertuples():  # only where the majority answer is the most likely answer after self-alignment
+        after = outcomes.loc[(row.probe_id, row.strategy)]
+        assert (after["p_a_after"] if after["label"] == "a" else 1 - after["p_a_after"]) > 0.5
+        assert row.sentence.count(row.majority_option) >= 1
 
 
 def test_60_generate_questions(smoke_outputs):

@@ -1,0 +1,135 @@
+"""Self-alignment conditions, draws and outcomes, with a stand-in for the model's measurement."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from culturealign import demos, metrics, selfalign
+
+FAKE_LM = SimpleNamespace(spec=SimpleNamespace(chat=False, answer_primer=False), tokenizer=None)
+
+
+def toy_probes(labels: str = "ababababa") -> pd.DataFrame:
+    """9 labelled probes: 6 in category A, 3 in B (too few for within-category strategies)."""
+    templates = ["Religion is _ to me.", "Religion is _ for me.", "God is _ to me.", "Work is _ to me.", "Family is _.",
+                 "Friends are _ to me.", "I _ the police.", "I _ the army.", "I _ the courts."]
+    frame = pd.DataFrame({"probe_id": [f"p{i}" for i in range(9)], "qid": [f"Q{i}" for i in range(9)],
+                          "category": ["A"] * 6 + ["B"] * 3, "template": templates,
+                          "option_a": ["important"] * 6 + ["trust"] * 3, "option_b": ["unimportant"] * 6 + ["distrust"] * 3,
+                          "label": list(labels), "human_a": np.linspace(0.2, 0.8, 9)})
+    frame["majority_option"] = np.where(frame["label"] == "a", frame["option_a"], frame["option_b"])
+    return frame
+
+
+def toy_zero(frame: pd.DataFrame) -> pd.DataFrame:
+    p = np.linspace(0.3, 0.999, len(frame))
+    return frame.assign(p_majority=p, p_majority_ab=np.clip(p + 0.1, 0, 1), p_majority_ba=np.clip(p - 0.1, 0, 1),
+                        p_a=np.where(frame["label"] == "a", p, 1 - p), p_other=0.0, misaligned=p < 0.95)
+
+
+def fake_measure(record: list):
+    """p(majority) rises with each demonstration answered with a majority option (all labels 'a')."""
+
+    def measure(lm, probes, texts, lang, seed, batch_size, desc):
+        record.extend(texts)
+        hits = np.array([t.count("Answer: important\n") + t.count("Answer: trust\n") for t in texts])
+        p = 0.3 + 0.1 * hits
+        return pd.DataFrame({"probe_id": probes["probe_id"].to_numpy(), "p_a": np.where(probes["label"] == "a", p, 1 - p),
+                             "p_other": 0.0, "p_majority": p, "p_majority_ab": p + 0.05, "p_majority_ba": p - 0.05})
+
+    return measure
+
+
+@pytest.fixture
+def run(monkeypatch):
+    texts: list[str] = []
+    monkeypatch.setattr(selfalign, "measure", fake_measure(texts))
+    frame = toy_probes("a" * 9)
+    zero = toy_zero(frame)
+    choices = demos.choose_all(frame, list(demos.STRATEGIES), seed=0)
+    results = selfalign.self_aligned(FAKE_LM, zero, frame, choices, "en", 0, 8, list(selfalign.conditions()), draws=2,
+                                     remeasure=pd.Series(True, index=zero.index))
+    return frame, zero, results, texts
+
+
+def test_unknown_names_draws_and_combination_are_refused_with_the_allowed_values():
+    with pytest.raises(demos.DemoError, match="'nearest'.*placebo_random_answer"):
+        selfalign.check_conditions(["chrf_all", "nearest"])
+    with pytest.raises(demos.DemoError, match="`draws`.*>= 1, got 0"):
+        selfalign.check_conditions(["random"], draws=0)
+    with pytest.raises(demos.DemoError, match="per_draw, per_prompt, got 'twice'"):
+        selfalign.check_conditions(["random"], combination="twice")
+    with pytest.raises(demos.DemoError, match="placebo_minority_answer"):
+        selfalign.self_aligned(None, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), "en", 0, 8, ["placebo"])
+
+
+def test_placebo_answers_are_the_minority_or_a_seeded_random_option():
+    frame = toy_probes().set_index("probe_id", drop=False)
+    rows = frame.loc[["p1", "p2", "p3", "p4", "p5"]]
+    minority = selfalign.placebo_answers(frame.loc["p0"], rows, selfalign.PLACEBO_MINORITY, seed=0)
+    assert minority == [o for o in rows["option_a"].where(rows["label"] == "b", rows["option_b"])]
+    assert all(m != j for m, j in zip(minority, rows["majority_option"]))
+    random = selfalign.placebo_answers(frame.loc["p0"], rows, selfalign.PLACEBO_RANDOM, seed=0)
+    assert random == selfalign.placebo_answers(frame.loc["p0"], rows, selfalign.PLACEBO_RANDOM, seed=0)
+    assert set(random) <= {"important", "unimportant"}
+    draws = {tuple(selfalign.placebo_answers(frame.loc["p0"], rows, selfalign.PLACEBO_RANDOM, seed=0, draw=d)) for d in range(8)}
+    assert len(draws) > 1
+    assert selfalign.placebo_answers(frame.loc["p0"], rows, "chrf_all", seed=0) is None
+
+
+def test_every_condition_and_draw_is_measured_and_unserved_probes_are_reported(run):
+    frame, zero, results, texts = run
+    counts = results.groupby("strategy")["draw"].nunique().to_dict()
+    assert counts == {"random": 2, "random_category": 2, "chrf_category": 1, "chrf_all": 1, "chrf_all_shuffled": 2,
+                      "placebo_random_answer": 2, "placebo_minority_answer": 1}
+    unserved = results[results["p_majority_after"].isna()]
+    assert set(unserved["strategy"]) == {"random_category", "chrf_category"}
+    assert set(unserved["probe_id"]) == {"p6", "p7", "p8"} and unserved["reason"].str.contains("category 'B'").all()
+    by = results.set_index(["probe_id", "strategy", "draw"])
+    assert by.loc[("p0", "random", 0), "demo_ids"] != by.loc[("p0", "random", 1), "demo_ids"]
+    assert by.loc[("p0", "chrf_all_shuffled", 1), "demo_ids"] == by.loc[("p0", "chrf_all", 0), "demo_ids"]
+    # the fake model counts majority answers shown: 5 for the real demonstrations, 0 for the minority placebo
+    assert np.allclose(results.loc[results["strategy"] == "chrf_all", "p_majority_after"], 0.8)
+    assert np.allclose(results.loc[results["strategy"] == "placebo_minority_answer", "p_majority_after"], 0.3)
+    assert results.loc[results["strategy"] == "placebo_random_answer", "p_majority_after"].between(0.3, 0.8).all()
+    assert {"p_majority_before", "p_majority_ab_before", "p_majority_ab_after", "qid", "human_a"} <= set(results.columns)
+    assert len(texts) == results["p_majority_after"].notna().sum()
+
+
+def test_outcomes_follow_the_protocol_and_mix_the_draws(run):
+    _, zero, results, _ = run
+    per_draw = selfalign.outcomes(results, "per_draw")
+    row = per_draw.set_index(["probe_id", "strategy"]).loc[("p0", "chrf_all")]
+    expected = metrics.protocol_outcomes(0.3, 0.8)
+    assert row["misaligned"] == pytest.approx(expected["misaligned"]) and row["improved"] == pytest.approx(expected["improved"])
+    assert row["delta"] == pytest.approx(0.5) and json.loads(row["components_after"]) == [pytest.approx(0.8)]
+    per_prompt = selfalign.outcomes(results, "per_prompt").set_index(["probe_id", "strategy"])
+    assert json.loads(per_prompt.loc[("p0", "chrf_all"), "components_before"]) == [pytest.approx(0.4), pytest.approx(0.2)]
+    mixed = per_prompt.loc[("p0", "random")]
+    assert mixed["draws"] == 2 and len(json.loads(mixed["components_after"])) == 4  # 2 draws x 2 orders
+    assert per_prompt.loc[("p0", "chrf_all"), "misaligned"] == pytest.approx(1 - (0.4 ** 10 + 0.2 ** 10) / 2)
+    assert not per_draw.set_index(["probe_id", "strategy"]).loc[("p7", "chrf_category"), "served"]
+    old = selfalign.outcomes(results, "per_draw", deterministic_rule=True)
+    assert set(old["misaligned"].dropna()) <= {0.0, 1.0} and (old["rule"] == "rounded").all()
+
+
+def test_misalignment_selects_every_probe_the_protocol_could_flag():
+    zero = toy_zero(toy_probes())
+    zero.loc[0, ["p_majority", "p_majority_ab", "p_majority_ba"]] = [0.96, 0.96, 0.96]
+    zero.loc[1, ["p_majority", "p_majority_ab", "p_majority_ba"]] = [0.99995, 0.99995, 0.99995]
+    table = selfalign.misalignment(zero)
+    assert table.loc[0, "p_misaligned"] == pytest.approx(1 - 0.96 ** 10) and table.loc[0, "remeasured"]
+    assert not table.loc[1, "remeasured"]  # P(misaligned) = 0.0005 < 1e-3
+    old = selfalign.misalignment(zero, deterministic_rule=True)
+    assert not old.loc[0, "remeasured"]  # the old rule: 9.6 rounds to 10, never misaligned
+
+
+def test_explanations_only_where_the_majority_answer_is_most_likely_after():
+    outcomes = pd.DataFrame({"probe_id": ["p0", "p1", "p2", "p3", "p4"], "strategy": ["chrf_all"] * 4 + ["random"],
+                             "label": ["a", "b", "a", "b", "a"], "p_a_after": [0.7, 0.2, 0.4, 0.9, 0.9],
+                             "improved": [0.3, 0.6, 0.9, 0.9, 0.9]})
+    chosen = selfalign.explanation_candidates(outcomes, "chrf_all")
+    assert chosen["probe_id"].tolist() == ["p1", "p0"]  # p2, p3: the minority answer is more likely; p4: other strategy

@@ -1,0 +1,108 @@
+"""Table 1, the paired tests and the figures, from synthetic measurements with planted effects."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from culturealign import metrics, selfalign, summary
+
+SHIFT = {"chrf_all": 0.3, "random": 0.0, "placebo_random_answer": 0.02, "chrf_category": 0.2}
+
+
+def synthetic_results(lang: str, n: int, seed: int, unserved: int = 0) -> pd.DataFrame:
+    """Results as stage 30 writes them: every condition on the same probes, random ones drawn twice."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.2, 0.97, n)
+    rows = []
+    for strategy, shift in SHIFT.items():
+        for draw in range(2 if strategy in selfalign.REDRAWN else 1):
+            after = np.clip(p + shift + rng.normal(0, 0.05, n), 0.01, 0.99)
+            for i in range(n):
+                skip = strategy == "chrf_category" and i < unserved
+                rows.append({"probe_id": f"{lang}{i}", "qid": f"Q{i}", "category": "AB"[i % 2], "strategy": strategy,
+                             "draw": draw, "demo_ids": [] if skip else ["x"] * 5, "reason": "too few" if skip else "",
+                             "label": "a", "human_a": 0.7, "p_a_before": p[i], "p_other_before": 0.0,
+                             "p_majority_before": p[i], "p_majority_ab_before": min(p[i] + 0.02, 1),
+                             "p_majority_ba_before": max(p[i] - 0.02, 0),
+                             "p_majority_after": np.nan if skip else after[i], "p_a_after": np.nan if skip else after[i],
+                             "p_majority_ab_after": np.nan if skip else min(after[i] + 0.05, 1),
+                             "p_majority_ba_after": np.nan if skip else max(after[i] - 0.05, 0)})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def outcomes():
+    parts = []
+    for lang, n, unserved in (("en", 40, 3), ("de", 30, 0)):
+        out = selfalign.outcomes(synthetic_results(lang, n, seed=len(lang) + n, unserved=unserved))
+        parts.append(out.assign(model="m", lang=lang))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_table1_has_the_papers_columns_then_the_new_ones_on_one_denominator(outcomes):
+    t1 = summary.table1(outcomes, runs=500)
+    assert list(t1.columns[:7]) == ["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased"]
+    assert {"n", "n_unserved", "improved_run_low", "improved_run_high", "mean_delta", "delta_ci_low", "delta_ci_high",
+            "wilcoxon_p", "wilcoxon_holm_p", "improved_draw_sd", "sign_test_p"} <= set(t1.columns)
+    en = t1[t1["lang"] == "en"].set_index("strategy")
+    assert (en["n"] == 37).all() and en.at["chrf_category", "n_unserved"] == 3 and en.at["chrf_all", "n_unserved"] == 0
+    assert en["n_misaligned"].nunique() == 1  # the same probes, the same denominator, for every condition
+    assert np.allclose(en[["improved", "same", "decreased"]].sum(axis=1), 100)
+    common = outcomes[(outcomes["lang"] == "en") & (outcomes["strategy"] == "chrf_all") & ~outcomes["probe_id"].isin(["en0", "en1", "en2"])]
+    assert en.at["chrf_all", "n_misaligned"] == pytest.approx(common["misaligned"].sum())
+    assert en.at["chrf_all", "improved"] == pytest.approx(100 * common["improved"].sum() / common["misaligned"].sum())
+    assert en.at["chrf_all", "improved"] > en.at["random", "improved"] + 20
+    assert en.at["chrf_all", "improved_run_low"] < en.at["chrf_all", "improved"] < en.at["chrf_all", "improved_run_high"]
+    assert en.at["chrf_all", "delta_ci_low"] > 0.2 and en.at["random", "delta_ci_low"] < 0 < en.at["random", "delta_ci_high"]
+    assert en.at["random", "draws"] == 2 and en.at["random", "improved_draw_sd"] >= 0
+    assert np.isnan(en.at["chrf_all", "improved_draw_sd"])  # one draw: no spread
+    assert en.at["chrf_all", "wilcoxon_holm_p"] < 0.001
+    assert (t1["wilcoxon_holm_p"] >= t1["wilcoxon_p"]).all()
+
+
+def test_paired_tests_are_one_holm_family(outcomes):
+    tests = summary.paired_tests(outcomes)
+    between = tests[tests["test"] == "between_conditions"].set_index(["lang", "b"])
+    assert set(between.index) == {("en", "random"), ("de", "random"), ("en", "placebo_random_answer"), ("de", "placebo_random_answer")}
+    assert between.at[("en", "random"), "n"] == 37 and between.at[("de", "random"), "n"] == 30
+    assert (between["holm_p"] < 0.001).all() and (between["mean_diff"] > 0.2).all()
+    assert (tests["family_size"] == tests["p"].notna().sum()).all()
+    assert np.allclose(tests["holm_p"], metrics.holm(tests["p"]), equal_nan=True)
+
+
+def test_deterministic_rule_stays_available(outcomes):
+    old = pd.concat([selfalign.outcomes(synthetic_results("en", 40, seed=42, unserved=3), deterministic_rule=True)
+                     .assign(model="m", lang="en")])
+    t1 = summary.table1(old, runs=200).set_index("strategy")
+    assert (t1["rule"] == "rounded").all() and float(t1.at["chrf_all", "n_misaligned"]).is_integer()
+
+
+def test_order_sensitivity_per_language(outcomes):
+    zero = pd.DataFrame({"model": "m", "lang": ["en", "en", "de"], "probe_id": ["a", "b", "c"],
+                         "p_majority_ab": [0.9, 0.5, 0.4], "p_majority_ba": [0.5, 0.5, 0.1]})
+    table = summary.order_sensitivity(summary.order_gaps(zero, outcomes)).set_index(["lang", "condition"])
+    assert table.at[("en", "zero_shot"), "mean_gap"] == pytest.approx(0.2) and table.at[("en", "zero_shot"), "share_over_0.2"] == 0.5
+    assert table.at[("en", "chrf_all"), "mean_gap"] == pytest.approx(0.1, abs=0.02)
+    assert summary.order_sensitivity(summary.order_gaps(zero.drop(columns=["p_majority_ab"]), outcomes.drop(columns=["order_gap_after"]))).empty
+
+
+def test_figures_carry_the_papers_numbers_and_are_png_and_pdf(outcomes, tmp_path):
+    t1 = summary.table1(outcomes, runs=100)
+    misalignment = pd.concat([selfalign.misalignment(pd.DataFrame({
+        "probe_id": [f"{lang}{i}" for i in range(n)], "qid": [f"Q{i}" for i in range(n)], "category": "A",
+        "p_majority": np.linspace(0.3, 1, n)})).assign(model="m", lang=lang) for lang, n in (("en", 40), ("de", 30))])
+    assert summary.common_questions(misalignment, ["lang"]) == {f"Q{i}" for i in range(30)}
+    matrix = summary.misaligned_matrix(misalignment, {"Q0"})
+    assert matrix.loc["m", "en"] == pytest.approx(100 * (1 - 0.3 ** 10))
+    zero = pd.DataFrame({"model": "m", "lang": "en", "probe_id": ["a"], "p_majority_ab": [0.9], "p_majority_ba": [0.5],
+                         "p_a": [0.5], "human_a": [0.7]})
+    soft = summary.soft_alignment(outcomes, zero)
+    made = summary.figures(t1, outcomes, misalignment, soft, summary.order_gaps(zero, outcomes), tmp_path)
+    assert {"fig2_improved_by_strategy", "fig3_error_reduction_by_strategy", "fig4_error_reduction_by_model",
+            "fig5_improved_by_model", "fig6_error_sizes", "fig7_misaligned_heatmap", "fig8_improved_by_category",
+            "fig10_improved_by_category_language", "extra_soft_alignment", "extra_order_sensitivity"} == set(made)
+    for paths in made.values():
+        assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 5000 for p in paths)
+    sizes = summary.error_sizes(misalignment)
+    per_lang = sizes.groupby("lang")["weight"].sum()
+    assert per_lang["en"] == pytest.approx(misalignment.loc[misalignment["lang"] == "en", "p_misaligned"].sum())
