@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 STAGES := $(PY) -m culturealign.stages
 
-.PHONY: help setup all run smoke test unit bench lab report wvs clean
+.PHONY: help setup all quick run smoke test unit bench lab report wvs clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -30,6 +30,10 @@ setup: $(STAMP) ## create .venv and install requirements (no-op when up to date)
 
 all: setup ## the main job on MODEL (default: the embedded gemma3-270m), every stage
 	$(STAGES) all --model $(MODEL)
+
+quick: setup ## the whole job at small scale (params/smoke.yaml), every labelled language, then its report, in outputs/quick/
+	export CULTUREALIGN_OUTPUTS=$(CURDIR)/outputs/quick; $(STAGES) all --model $(MODEL) --smoke; status=$$?; \
+	  $(PY) -m culturealign.report && exit $$status
 
 run: setup ## one stage: make run NB=10_zero_shot MODEL=gemma3-270m LANG=de
 	$(STAGES) run $(NB) --model $(MODEL) --lang $(RUN_LANG)

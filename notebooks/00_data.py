@@ -53,7 +53,9 @@ counts
 # %% [markdown]
 # ## Coverage: probes with a majority label, per language and country
 # A label needs the country's WVS figures for the probe's question. The paper maps each language
-# to one country (marked below); GRC, BGD, KOR and TUR come from respondent files with 50 items.
+# to one country (listed below). The figures merge four public derivations of WVS-7; where they
+# overlap, one wins per country and question (see `data/README.md`). Malaysia has only the ~20
+# items of a GlobalOpinionQA sample, Greece the 50 items of its respondent file plus a few more.
 
 # %%
 lang_country = params.language_countries()
@@ -68,6 +70,20 @@ for l, c in lang_country.items():
     else:
         print(f"  {l} -> {c}: {coverage.at[l, c]}")
 coverage
+
+# %% [markdown]
+# ## Coverage per language, country and source
+# Which source's figures are behind each language's labels: `release` (CultureSPA's 259 questions),
+# `simllm` (SimLLMCultureDist, 185 questions), `respondents` (aggregated here), `globalopinion`
+# (WVS items of a GlobalOpinionQA sample), `official` (a user's WVS-7 CSV). The full table, for
+# every country, is in `coverage_by_source.csv`.
+
+# %%
+by_source = probes.coverage_by_source(langs, countries, figures)
+runs.write_table(run.path("coverage_by_source.csv"), by_source)
+own = by_source[[lang_country.get(l) == c for l, c in zip(by_source["lang"], by_source["country"])]]
+own.pivot_table(index=["lang", "country"], columns="source", values="labelled", aggfunc="sum", fill_value=0, margins=True,
+                margins_name="total")
 
 # %% [markdown]
 # ## Label balance per country

@@ -115,27 +115,47 @@ def run_stage(stage: str, model: str, lang: str, smoke: bool = False) -> Path:
     return output
 
 
-def labelled_languages(model: str) -> tuple[list[str], dict[str, str]]:
-    """Languages the Self-Alignment stages can run for this model, and why the others cannot."""
-    from . import wvs
+MIN_LABELLED = 20  # fewer labelled probes than this: the language runs, with a warning
 
-    have = set(wvs.countries_with_figures())
+
+def labelled_languages(model: str) -> tuple[list[str], dict[str, str], dict[str, int]]:
+    """Languages the Self-Alignment stages can run for this model, why the others cannot, and how
+    many labelled probes (a WVS majority for the language's country) each runnable one has."""
+    from . import probes, wvs
+
+    figures = wvs.load_figures()
+    have = set(figures["country"])
     spec = ModelSpec.from_dict(P.read_yaml(P.model_file(model))["model_config"])
-    runnable, skipped = [], {}
+    with_probes = set(probes.probe_languages())
+    runnable, skipped, counts = [], {}, {}
     for lang, country in P.language_countries().items():
         if spec.languages and lang not in spec.languages:
             skipped[lang] = f"model {model} does not list '{lang}'"
+        elif lang not in with_probes:
+            skipped[lang] = f"no probe file data/probes/{lang}.tsv"
         elif country not in have:
             skipped[lang] = (f"no WVS figures for {country}; add them with "
                              f"`make wvs WVS_CSV=path/to/WVS_Cross-National_Wave_7.csv`")
+        elif (count := probes.labelled_count(lang, country, figures)) == 0:
+            skipped[lang] = f"none of its probes has a WVS majority label for {country}"
         else:
             runnable.append(lang)
-    return sorted(runnable, key=lambda l: (l != "en", l)), skipped
+            counts[lang] = count
+    return sorted(runnable, key=lambda l: (l != "en", l)), skipped, counts
 
 
-def plan(model: str, only: list[str] | None = None) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """(stage, lang) pairs of the main job, in order, and the skipped languages with reasons."""
-    langs, skipped = labelled_languages(model)
+def plan(model: str, only: list[str] | None = None, say=print) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """(stage, lang) pairs of the main job, in order, and the skipped languages with reasons.
+
+    Says (through `say`) how many labelled probes each language has, and warns for a language with
+    fewer than MIN_LABELLED: it runs, but its rates rest on few probes."""
+    langs, skipped, counts = labelled_languages(model)
+    countries = P.language_countries()
+    say("labelled probes per language: " + ", ".join(f"{l} ({countries[l]}) {counts[l]}" for l in langs))
+    for lang in langs:
+        if counts[lang] < MIN_LABELLED:
+            say(f"warning: language {lang} has only {counts[lang]} labelled probes for {countries[lang]} "
+                f"(fewer than {MIN_LABELLED}); it runs, but its rates rest on few probes")
     steps = [(DATA, "en")]
     steps += [(stage, lang) for lang in langs for stage in SELF_ALIGNMENT]
     steps += [(SUMMARY, "en")]
