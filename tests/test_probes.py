@@ -132,3 +132,10 @@ def test_english_can_take_another_countrys_labels():
     usa = probes.labelled_probes("en", "USA").set_index("probe_id")["label"]
     gbr = probes.labelled_probes("en", "GBR").set_index("probe_id")["label"]
     assert len(gbr) > 200 and (usa.reindex(gbr.index) != gbr).any()
+
+
+def test_probe_languages_are_language_files_only(tmp_path, monkeypatch):
+    for name in ("en.tsv", "ro.tsv", "review.tsv"):
+        (tmp_path / name).write_text("probe_id\n")
+    monkeypatch.setattr(probes.paths, "PROBES", tmp_path)
+    assert probes.probe_languages() == ["en", "ro"]

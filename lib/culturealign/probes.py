@@ -79,7 +79,7 @@ def read_probe_file(path: Path, columns: list[str]) -> tuple[pd.DataFrame, list[
 def probe_file(lang: str) -> Path:
     path = paths.PROBES / f"{lang}.tsv"
     if not path.exists():
-        known = ", ".join(sorted(p.stem for p in paths.PROBES.glob("*.tsv")))
+        known = ", ".join(probe_languages())
         raise ProbeError(f"no probes for language '{lang}' ({path} is missing). Languages with probes: {known}")
     return path
 
@@ -114,7 +114,10 @@ def load_probes(lang: str) -> pd.DataFrame:
 
 
 def probe_languages() -> list[str]:
-    return sorted(p.stem for p in paths.PROBES.glob("*.tsv"))
+    """Languages with a probe file: data/probes/<lang>.tsv for a known language code (one of
+    LANGUAGE_NAMES or with a params/langs/<lang>.yaml); other .tsv files there (a review log) are not."""
+    return sorted(p.stem for p in paths.PROBES.glob("*.tsv")
+                  if p.stem in LANGUAGE_NAMES or (paths.PARAMS / "langs" / f"{p.stem}.yaml").exists())
 
 
 def fill(template: str, option: str) -> str:
