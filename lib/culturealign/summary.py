@@ -242,7 +242,8 @@ def figures(t1: pd.DataFrame, outcomes: pd.DataFrame, misalignment: pd.DataFrame
     served = outcomes[_served(outcomes)]
     common_by_run = {key: common_probes(g) for key, g in outcomes.groupby(["model", "lang"])}
     same = served[[pid in common_by_run[(m, l)] for m, l, pid in zip(served["model"], served["lang"], served["probe_id"])]]
-    shared = common_questions(misalignment, ["lang"])
+    shared = common_questions(misalignment, ["lang"])  # zero-shot comparisons (Figure 7)
+    compared = common_questions(same, ["lang"])  # self-aligned comparisons across languages (Figures 4-5)
     er = simulated_error_reductions(outcomes, seed=seed)
 
     def improved_pct(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -268,22 +269,23 @@ def figures(t1: pd.DataFrame, outcomes: pd.DataFrame, misalignment: pd.DataFrame
             "Figure 3. Error-rate reduction of improved probes (50 simulated runs of the protocol)"),
         "fig4_error_reduction_by_model": _common_and_full(
             model_boxes, "Figure 4. Error-rate reduction per model (50 simulated runs of the protocol)",
-            er[er["qid"].isin(shared)], er, len(shared), same["qid"].nunique()),
+            er[er["qid"].isin(compared)], er, len(compared), same["qid"].nunique()),
         "fig5_improved_by_model": _common_and_full(
             model_bars, "Figure 5. Misaligned probes improved, per model",
-            improved_pct(same[same["qid"].isin(shared)], ["model", "strategy"]), improved_pct(same, ["model", "strategy"]),
-            len(shared), same["qid"].nunique()),
-        "fig6_error_sizes": plots.titled(plots.histogram(
-            error_sizes(misalignment), "errors", "lang", "", "misaligned responses out of 10 (d_orig)", weights="weight"),
-            "Figure 6. Size of zero-shot errors (expected distribution)"),
-        "fig7_misaligned_heatmap": _common_and_full(
-            heat, "Figure 7. Zero-shot misaligned probes (expected %)", misaligned_matrix(misalignment, shared),
-            misaligned_matrix(misalignment), len(shared), misalignment["qid"].nunique(), width=5.5),
+            improved_pct(same[same["qid"].isin(compared)], ["model", "strategy"]), improved_pct(same, ["model", "strategy"]),
+            len(compared), same["qid"].nunique()),
         "fig8_improved_by_category": plots.titled(plots.bars(
             same.groupby(["category", "strategy"])["improved"].sum().reset_index(), "category", "improved", "strategy", "",
             "improved probes (expected count)"),
             "Figure 8. Improved probes per WVS category (counts)"),
     }
+    if not misalignment.empty:
+        made["fig6_error_sizes"] = plots.titled(plots.histogram(
+            error_sizes(misalignment), "errors", "lang", "", "misaligned responses out of 10 (d_orig)", weights="weight"),
+            "Figure 6. Size of zero-shot errors (expected distribution)")
+        made["fig7_misaligned_heatmap"] = _common_and_full(
+            heat, "Figure 7. Zero-shot misaligned probes (expected %)", misaligned_matrix(misalignment, shared),
+            misaligned_matrix(misalignment), len(shared), misalignment["qid"].nunique(), width=5.5)
     chrf = same[same["strategy"] == "chrf_all"]
     if not chrf.empty:
         made["fig10_improved_by_category_language"] = plots.titled(plots.heatmap(
