@@ -1,32 +1,81 @@
-"""General-ability check: the built-in scorer agrees with lm-evaluation-harness on the same items."""
+"""General-ability check: the built-in scorer agrees with lm-evaluation-harness on the same items;
+base and adapter are compared on the same items with a paired test and interval."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 from scipy.special import softmax
 
 from culturealign import evaluation, prompts, scoring
 
-lm_eval = pytest.importorskip("lm_eval")
-
 
 def test_general_mcq_agrees_with_the_harness_item_by_item(lm):
-    """Temperature 1 and truncation rescale the surviving options alike, so the exact two-or-more
-    option distribution must equal the softmax of the harness's log-likelihoods."""
+    """The harness scores one spelling per choice (" 1" after "Answer:"); exact scoring restricted
+    to that spelling (no other forms, no ignorable prefixes) must give the same distribution:
+    temperature 1 and truncation rescale the surviving options alike, so it equals the softmax of
+    the harness's log-likelihoods. (Full exact scoring adds the reader's other spellings.)"""
+    pytest.importorskip("lm_eval")
     items = evaluation.load_general().head(8)
     harness = evaluation.harness_predictions(lm, evaluation.HARNESS_GENERAL_TASK, limit=8)
     assert harness["target"].tolist() == (items["answer"] - 1).tolist()
-    texts = [prompts.mcq_prompt(q, o) for q, o in zip(items["question"], items["options"])]
-    ours = scoring.option_distributions(lm, texts, [prompts.number_options(4)] * len(texts), batch_size=8)
-    for dist, loglik in zip(ours["dist"], harness["loglik"]):
-        assert np.allclose(dist, softmax(loglik), atol=1e-4)
-    accuracy = evaluation.mcq_accuracy(lm, items, batch_size=8, desc="ours")
-    assert accuracy == pytest.approx((harness["pick"] == harness["target"]).mean())
+    scored = []
+    for q, o in zip(items["question"], items["options"]):
+        context = prompts.mcq_prompt(q, o).rstrip()
+        forms = [[tuple(scoring.encode_pair(lm.tokenizer, context, " " + c)[1])] for c in prompts.number_options(4)]
+        scored.append(scoring.Item(scoring.prompt_ids(lm.tokenizer, context), forms))
+    probs = scoring.exact_option_probs(lm.engine, scored, tolerance=1.0, max_prefix=0)
+    for p, loglik in zip(probs, harness["loglik"]):
+        assert np.allclose(np.asarray(p) / np.sum(p), softmax(loglik), atol=1e-4)
 
 
 def test_harness_task_without_local_data_fails_with_a_fetch_hint(lm, monkeypatch):
+    pytest.importorskip("lm_eval")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match="'arc_easy' could not load its data offline.*culturealign_general_mcq"):
         evaluation.harness_predictions(lm, "arc_easy", limit=2)
+
+
+def paired(a: int, b: int, c: int, d: int) -> dict:
+    """Cells: both right, only the adapter right, only the base right, both wrong."""
+    other = [1] * a + [1] * b + [0] * c + [0] * d
+    base = [1] * a + [0] * b + [1] * c + [0] * d
+    return evaluation.paired_comparison(np.array(base, bool), np.array(other, bool))
+
+
+def test_paired_comparison_is_mcnemar_exact_and_a_paired_interval():
+    result = paired(36, 12, 2, 0)
+    assert result["difference"] == pytest.approx(0.2) and result["only_other_right"] == 12
+    assert result["mcnemar_p"] == pytest.approx(stats.binomtest(12, 14, 0.5).pvalue)
+    assert result["low"] < 0.2 < result["high"] and result["low"] > 0  # 12 vs 2 discordant: a real gain
+    same = paired(20, 0, 0, 10)  # no discordant item: no evidence either way, but 30 items do not prove 0
+    assert same["mcnemar_p"] == 1.0 and same["difference"] == 0 and -0.1 < same["low"] < 0 < same["high"] < 0.1
+    # large n: the score interval meets the paired Wald interval
+    big = paired(1200, 130, 70, 600)
+    n, diff = 2000, 60 / 2000
+    se = np.sqrt((130 + 70) / n - diff ** 2) / np.sqrt(n)
+    assert big["low"] == pytest.approx(diff - 1.96 * se, abs=0.002) and big["high"] == pytest.approx(diff + 1.96 * se, abs=0.002)
+    # pairing matters: the same accuracies (0.90 vs 0.82) with fewer discordant items are surer
+    width = lambda r: r["high"] - r["low"]  # noqa: E731
+    assert width(paired(41, 4, 0, 5)) < width(paired(36, 9, 5, 0))
+    with pytest.raises(ValueError, match="same non-empty items"):
+        evaluation.paired_comparison(np.array([True]), np.array([True, False]))
+
+
+def test_general_ability_table_says_items_chance_and_prompt(lm, tmp_path):
+    table = evaluation.general_ability(lm, tmp_path, items=6, batch_size=6)
+    row = table.iloc[0]
+    assert row["model"] == "base" and row["items"] == 6 and row["chance"] == 0.25 and row["prompt"] == "plain"
+    assert 0 <= row["accuracy"] <= 1
+
+
+def test_a_chat_model_is_asked_general_items_in_its_chat_template(lm):
+    import copy
+
+    tokenizer = copy.deepcopy(lm.tokenizer)
+    tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}[assistant]"
+    text = prompts.mcq_prompt("Capital of France?", ["Paris", "Rome", "Oslo", "Bern"], chat=True, tokenizer=tokenizer)
+    assert text.startswith("[user] Question: Capital of France?") and text.endswith("correct option.\n[assistant]")
+    assert prompts.mcq_prompt("Q?", ["a", "b", "c", "d"]).endswith("Answer: ")
