@@ -40,7 +40,7 @@ import ast
 
 import pandas as pd
 
-from culturealign import models, probes, prompts, runs, scoring, selfalign
+from culturealign import models, probes, runs, scoring, selfalign
 
 run = runs.start_run("50_explanations", globals())
 stage30 = runs.load_run(model, lang, "30_self_alignment")
@@ -60,8 +60,7 @@ demo_ids = results[(results["strategy"] == strategy) & (results["draw"] == 0)].s
 texts = []
 for row in chosen.itertuples():
     probe = labelled.loc[row.probe_id]
-    text = selfalign.demonstration_prompt(lm, probe, labelled.loc[list(demo_ids[row.probe_id])], lang, seed)
-    texts.append(prompts.explanation_prompt(text, probe.majority_option))
+    texts.append(selfalign.explanation_request(lm, probe, labelled.loc[list(demo_ids[row.probe_id])], lang, seed))
 explanations = scoring.generate_texts(lm, texts, max_new_tokens, seed, batch_size) if texts else []
 table = pd.DataFrame({"probe_id": chosen["probe_id"].to_numpy(), "strategy": strategy,
                       "sentence": [probes.fill(labelled.at[p, "template"], labelled.at[p, "majority_option"]) for p in chosen["probe_id"]],

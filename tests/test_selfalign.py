@@ -133,3 +133,10 @@ def test_explanations_only_where_the_majority_answer_is_most_likely_after():
                              "improved": [0.3, 0.6, 0.9, 0.9, 0.9]})
     chosen = selfalign.explanation_candidates(outcomes, "chrf_all")
     assert chosen["probe_id"].tolist() == ["p1", "p0"]  # p2, p3: the minority answer is more likely; p4: other strategy
+
+
+def test_explanation_request_shows_the_majority_answer_after_the_self_aligned_prompt():
+    frame = toy_probes().set_index("probe_id", drop=False)
+    text = selfalign.explanation_request(FAKE_LM, frame.loc["p1"], frame.loc[["p0", "p2"]], "en", 0)
+    prompt = selfalign.demonstration_prompt(FAKE_LM, frame.loc["p1"], frame.loc[["p0", "p2"]], "en", 0)
+    assert text.startswith(prompt.rstrip(" ")) and f" {frame.at['p1', 'majority_option']}." in text[len(prompt) - 1:]
