@@ -1,19 +1,26 @@
-"""Exact response distributions against a full forward pass, sampling, and the resumable cache."""
+"""Exact response distributions: the one token path, the reader's rule in both modes, the prefix
+search against a full forward, token-level exclusivity, per-item seeds and the resumable cache."""
 
+import copy
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
 from scipy import stats
+from tokenizers import Tokenizer, models as tok_models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
 
-from culturealign import scoring
+from culturealign import prompts, scoring
+from culturealign.engine import decoded_probs, warpers
 
 PROMPTS = ["Fill in the blank with one of the two options. Reply with the option only.\n\n"
            "Sentence: Religion is _ to me.\nOptions: important, unimportant\nAnswer: ",
            "Sentence: I _ that men make better political leaders than women do.\nOptions: agree, disagree\nAnswer: ",
            "Short. Answer: "]
 OPTIONS = [["important", "unimportant"], ["agree", "disagree"], ["no", "complete trust in everything"]]
+GEMMA_CHAT = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+              "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
 
 
 def untruncated(lm):
@@ -21,74 +28,170 @@ def untruncated(lm):
     return dataclasses.replace(lm, spec=dataclasses.replace(lm.spec, temperature=0.7, top_k=None, top_p=None))
 
 
-def full_forward(lm, encoded):
-    out = []
+def chat_tokenizer(lm):
+    """The embedded tokenizer with a Gemma-style chat template that writes BOS into the text."""
+    tok = copy.deepcopy(lm.tokenizer)
+    tok.chat_template = GEMMA_CHAT
+    return tok
+
+
+# ---------------------------------------------------------------------------------- token path
+
+def test_a_chat_template_that_writes_bos_gets_exactly_one(lm):
+    tok = chat_tokenizer(lm)
+    text = prompts.finish("Sentence: Family is _ to me.\nOptions: important, unimportant", True, tok)
+    assert text.startswith("<bos><start_of_turn>user")
+    ids = scoring.prompt_ids(tok, text)
+    assert ids[:2] == [tok.bos_token_id, 105] and ids.count(tok.bos_token_id) == 1
+    ctx, cont = scoring.encode_pair(tok, text, "important")
+    assert ctx.count(tok.bos_token_id) == 1 and tok.decode(cont) == "important"
+    # a base prompt gets its BOS from the tokenizer's own rule
+    assert scoring.prompt_ids(lm.tokenizer, "Answer:")[0] == lm.tokenizer.bos_token_id
+
+
+def test_boundary_space_moves_to_the_option(lm):
+    ctx, cont = scoring.encode_pair(lm.tokenizer, "Answer: ", "important")
+    assert ctx.count(lm.tokenizer.bos_token_id) == 1 and lm.tokenizer.decode(cont) == " important"
+    forms = scoring.answer_forms(lm.tokenizer, "Answer: ", "important")
+    assert sorted(lm.tokenizer.decode(f) for f in forms) == [" Important", " important", "Important", "important"]
+
+
+# ---------------------------------------------------------------------------- the reader's rule
+
+@pytest.mark.parametrize("reply, expected", [
+    (" <em><strong>important</strong></em>", 0), ("\n\n**Unimportant**", 1), (' "Important".', 0),
+    (" I would say important", None), ("`unimportant`", 1), ("\n", None)])
+def test_the_reader_rule_strips_markup_quotes_and_case(reply, expected):
+    assert scoring.parse_response(reply, ["important", "unimportant"]) == expected
+
+
+def test_the_longest_matching_option_wins():
+    assert scoring.parse_response(" 10 because", ["1", "10", "2"]) == 1
+    assert scoring.parse_response(" 15", ["1", "10", "2"]) == 0
+
+
+def test_duplicate_or_empty_options_are_refused_naming_the_prompt():
+    with pytest.raises(scoring.OptionError, match="prompt 1.*appear twice"):
+        scoring._check_all(["a", "b"], [["x", "y"], ["Agree", "agree "]])
+    with pytest.raises(scoring.OptionError, match="empty"):
+        scoring._check_all(["a"], [["x", " "]])
+
+
+# ------------------------------------------------------------------- the search, on a fake engine
+
+class TableEngine:
+    """An engine whose next-token distribution is a table keyed by the path after the prompt."""
+
+    has_logprobs = True
+
+    def __init__(self, tokenizer, table):
+        self.tokenizer, self.table = tokenizer, table
+
+    def next_token_probs(self, prompts_, paths, tokens, last=1):
+        out = []
+        for group, wanted in zip(paths, tokens):
+            rows = []
+            for path in group:
+                steps = []
+                for m in range(len(path) - min(last, len(path) + 1) + 1, len(path) + 1):
+                    dist = self.table.get(tuple(path[:m]), {})
+                    steps.append([dist.get(t, 0.0) for t in wanted])
+                rows.append(np.array(steps))
+            out.append(rows)
+        return out
+
+
+def digit_tokenizer(merge_digits: bool) -> PreTrainedTokenizerFast:
+    """A small BPE built here: with merge_digits it learns "10" as one token (as Llama-3 has it),
+    otherwise digits stay single tokens (as Gemma splits them)."""
+    tok = Tokenizer(tok_models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = (pre_tokenizers.WhitespaceSplit() if merge_digits else
+                         pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True)]))
+    tok.train_from_iterator(["10 10 10 10 1 2 3 answer \n **"] * 20, trainers.BpeTrainer(special_tokens=["[UNK]", "<s>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", unk_token="[UNK]")
+
+
+@pytest.mark.parametrize("merge", [False, True], ids=["splits-digits", "merges-10"])
+def test_token_level_exclusivity_of_options_that_extend_one_another(merge):
+    tok = digit_tokenizer(merge)
+    one, zero, two = (tok.convert_tokens_to_ids(t) for t in ("1", "0", "2"))
+    forms = [[(one,)], [(tok.convert_tokens_to_ids("10"),) if merge else (one, zero)], [(two,)]]
+    table = {(): {one: 0.5, two: 0.1, **({tok.convert_tokens_to_ids("10"): 0.2} if merge else {})},
+             (one,): {zero: 0.4}}
+    item = scoring.Item(prompt=[1], forms=forms)
+    got = scoring.exact_option_probs(TableEngine(tok, table), [item], tolerance=0.01)[0]
+    if merge:  # "10" is its own token: nothing is subtracted from "1"
+        assert got == pytest.approx([0.5, 0.2, 0.1])
+    else:  # "1" then "0" is option 10, so option 1 keeps only 0.5 * 0.6
+        assert got == pytest.approx([0.3, 0.2, 0.1])
+    assert scoring.exclusive_masses([{(1,): 0.5}, {(1, 0): 0.2}, {(1, 0, 0): 0.05}]) == pytest.approx([0.3, 0.15, 0.05])
+
+
+def test_ignorable_prefixes_above_the_tolerance_are_followed(lm):
+    tok = lm.tokenizer
+    newline, stars = tok.convert_tokens_to_ids("\n"), tok.encode("**", add_special_tokens=False)[0]
+    yes, no = tok.encode(" yes", add_special_tokens=False)[0], tok.encode("no", add_special_tokens=False)[0]
+    table = {(): {yes: 0.3, newline: 0.5, stars: 0.004}, (newline,): {no: 0.6, yes: 0.1}, (stars,): {no: 1.0}}
+    item = scoring.Item(prompt=[2], forms=[[(yes,)], [(no,)]])
+    got = scoring.exact_option_probs(TableEngine(tok, table), [item], tolerance=0.005)[0]
+    assert got == pytest.approx([0.3 + 0.5 * 0.1, 0.5 * 0.6])  # "**" (0.004) is below the tolerance
+
+
+# ----------------------------------------------------------------------- the embedded model itself
+
+def full_forward(lm, prompt, path):
     with torch.inference_mode():
-        for enc in encoded:
-            row = []
-            for option in enc.options:
-                logits = lm.model(input_ids=torch.tensor([enc.prompt + option])).logits[0]
-                steps = scoring.decoded_probs(logits[len(enc.prompt) - 1: len(enc.prompt) - 1 + len(option)], lm.spec)
-                row.append(float(torch.prod(steps[torch.arange(len(option)), torch.tensor(option)])))
-            out.append(row)
-    return out
+        logits = lm.model(input_ids=torch.tensor([prompt + path])).logits[0, -1]
+    return decoded_probs(logits[None], lm.spec)[0]
 
 
 @pytest.mark.model
 @pytest.mark.parametrize("make", [lambda lm: lm, untruncated], ids=["model-defaults", "untruncated"])
-def test_cached_batched_path_equals_a_full_forward(lm, make):
+def test_cached_batched_paths_equal_a_full_forward(lm, make):
     lm = make(lm)
-    encoded = []
-    for prompt, options in zip(PROMPTS, OPTIONS):
-        pairs = [scoring.encode_pair(lm.tokenizer, prompt, o) for o in options]
-        encoded.append(scoring.Encoded(pairs[0][0], [c for _, c in pairs]))
-    assert max(len(o) for e in encoded for o in e.options) > 2  # the KV-cache continuation is exercised
-    got, ref = scoring.exact_batch(lm, encoded), full_forward(lm, encoded)
-    assert np.allclose(got, ref, atol=1e-5, rtol=0)
-    assert sum(sum(r) for r in ref) > 0.1
+    ids = [scoring.prompt_ids(lm.tokenizer, p.rstrip(" ")) for p in PROMPTS]
+    paths = [[[], [236743], [623, 21484]], [[108]], [[564, 1093, 1144]]]
+    tokens = [[21484, 2132, 108], [2132, 623], [236743, 21484]]
+    got = lm.engine.next_token_probs(ids, paths, tokens, last=2)
+    for i, group in enumerate(paths):
+        for j, path in enumerate(group):
+            for r, m in enumerate(range(len(path) - min(2, len(path) + 1) + 1, len(path) + 1)):
+                ref = full_forward(lm, ids[i], path[:m])[tokens[i]].numpy()
+                assert np.allclose(got[i][j][r], ref, atol=1e-5)
 
 
-def test_boundary_space_moves_to_the_option_and_bos_is_explicit(lm):
-    ctx, cont = scoring.encode_pair(lm.tokenizer, "Answer: ", "important")
-    assert ctx[0] == lm.tokenizer.bos_token_id and ctx.count(lm.tokenizer.bos_token_id) == 1
-    assert lm.tokenizer.decode(cont) == " important"
-    assert scoring.continuation_strings("Answer: ", ["a", "b"]) == [" a", " b"]
-
-
-def test_options_that_extend_one_another_are_made_exclusive():
-    probs = scoring.exclusive_probs([0.5, 0.2, 0.1], [" 1", " 10", " 2"])
-    assert probs == pytest.approx([0.3, 0.2, 0.1])
-    assert scoring.parse_response(" 10 because", [" 1", " 10", " 2"]) == 1
-    assert scoring.parse_response("\n1", [" 1", " 2"]) is None
-    assert scoring.parse_response("\n1", [" 1", " 2"], strict=False) == 0
+def test_topk_fast_warp_equals_the_warper_chain(lm):
+    logits = torch.randn(6, 5000) * 4
+    for spec in (lm.spec, dataclasses.replace(lm.spec, temperature=0.6, top_k=50, top_p=0.9)):
+        ref = torch.softmax(warpers(spec)(None, logits.clone()), dim=-1)
+        assert torch.allclose(decoded_probs(logits, spec), ref, atol=1e-6)
 
 
 @pytest.mark.model
-def test_sampling_agrees_with_exact_mode_within_sampling_error(lm):
-    prompts, options = PROMPTS[:2], OPTIONS[:2]
-    exact = scoring.option_distributions(lm, prompts, options)
-    sampled = scoring.sample_counts(lm, prompts, options, n=200, seed=0)
-    for (_, e), (_, s) in zip(exact.iterrows(), sampled.iterrows()):
-        counts = s["counts"] + [s["invalid"]]
-        expected = np.array(e["probs"] + [e["other"]]) * 200
-        keep = expected > 0
-        assert counts[-1] < 200
-        assert stats.chisquare(np.array(counts)[keep], expected[keep] * sum(np.array(counts)[keep]) / expected[keep].sum()).pvalue > 0.001
+@pytest.mark.parametrize("chat", [False, True], ids=["base-prompt", "chat-prompt"])
+def test_sampling_agrees_with_exact_mode_under_the_reader_rule(lm, chat):
+    query = prompts.Cloze("Religion is _ to me.", ("important", "unimportant"))
+    if chat:  # the base model follows the chat format once it has seen one answered turn
+        lm = untruncated(dataclasses.replace(lm, tokenizer=chat_tokenizer(lm)))
+        solved = prompts.cloze_body(prompts.Cloze("A week has _ days.", ("seven", "five")), chat=True)
+        text = prompts.finish(prompts.cloze_body(query, chat=True), True, lm.tokenizer, history=[(solved, "seven")])
+    else:
+        text = prompts.cloze_prompt(query, primer=True)
+    exact = scoring.option_distributions(lm, [text], [list(query.options)]).iloc[0]
+    sampled = scoring.sample_counts(lm, [text], [list(query.options)], n=200, seed=0).iloc[0]
+    counts = np.array(sampled["counts"] + [sampled["invalid"]])
+    expected = np.array(exact["probs"] + [exact["other"]]) * 200
+    keep = expected > 1
+    assert counts[:-1].sum() > 0
+    assert stats.chisquare(counts[keep], expected[keep] * counts[keep].sum() / expected[keep].sum()).pvalue > 0.001
 
 
 @pytest.mark.model
-def test_rerun_reads_the_cache_and_runs_no_forward(lm, monkeypatch):
-    first = scoring.option_distributions(lm, PROMPTS, OPTIONS)
-    monkeypatch.setattr(scoring, "exact_batch", lambda *a, **k: pytest.fail("forward pass on a cached item"))
-    again = scoring.option_distributions(lm, PROMPTS, OPTIONS)
-    assert first.equals(again)
-    assert np.allclose([sum(d) for d in first["dist"]], 1)
-
-
-@pytest.mark.model
-def test_killed_run_keeps_finished_batches(lm, monkeypatch):
-    real = scoring.exact_batch
-    calls = {"n": 0}
+def test_draws_do_not_depend_on_batch_position(lm, monkeypatch):
+    texts, options = PROMPTS, OPTIONS
+    whole = scoring.sample_counts(lm, texts, options, n=6, seed=4, batch_size=3)
+    scoring.score_cache(lm, "sampled").path.unlink()
+    real, calls = lm.engine.sample, {"n": 0}
 
     def dies_on_second(*args, **kwargs):
         calls["n"] += 1
@@ -96,7 +199,35 @@ def test_killed_run_keeps_finished_batches(lm, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(scoring, "exact_batch", dies_on_second)
+    monkeypatch.setattr(lm.engine, "sample", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        scoring.sample_counts(lm, texts[::-1], options[::-1], n=6, seed=4, batch_size=1)
+    monkeypatch.setattr(lm.engine, "sample", real)
+    resumed = scoring.sample_counts(lm, texts, options, n=6, seed=4, batch_size=2)
+    assert resumed.equals(whole)
+
+
+@pytest.mark.model
+def test_rerun_reads_the_cache_and_runs_no_forward(lm, monkeypatch):
+    first = scoring.option_distributions(lm, PROMPTS, OPTIONS)
+    monkeypatch.setattr(scoring, "exact_option_probs", lambda *a, **k: pytest.fail("scored a cached item"))
+    again = scoring.option_distributions(lm, PROMPTS, OPTIONS)
+    assert first.equals(again) and set(first["mode"]) == {"exact"}
+    assert np.allclose([sum(d) for d in first["dist"]], 1)
+    assert all(0 <= o <= 1 for o in first["other"])
+
+
+@pytest.mark.model
+def test_killed_run_keeps_finished_batches(lm, monkeypatch):
+    real, calls = scoring.exact_option_probs, {"n": 0}
+
+    def dies_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "exact_option_probs", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         scoring.option_distributions(lm, PROMPTS, OPTIONS, batch_size=1)
     assert len(scoring.score_cache(lm)) == 1
@@ -107,7 +238,7 @@ def test_generated_texts_are_seeded_cached_and_not_generated_again(lm, monkeypat
     first = scoring.generate_texts(lm, PROMPTS[:2], max_new_tokens=6, seed=3, batch_size=1)
     assert len(first) == 2 and all(isinstance(t, str) for t in first)
     with monkeypatch.context() as patched:
-        patched.setattr(lm.model, "generate", lambda *a, **k: pytest.fail("generated a cached text"))
+        patched.setattr(lm.engine, "sample", lambda *a, **k: pytest.fail("generated a cached text"))
         assert scoring.generate_texts(lm, PROMPTS[:2], max_new_tokens=6, seed=3, batch_size=1) == first
     scoring.score_cache(lm, "generated").path.unlink()
-    assert scoring.generate_texts(lm, PROMPTS[:2], max_new_tokens=6, seed=3, batch_size=1) == first  # same seed
+    assert scoring.generate_texts(lm, PROMPTS[:2][::-1], max_new_tokens=6, seed=3, batch_size=2) == first[::-1]

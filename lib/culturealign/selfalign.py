@@ -1,12 +1,17 @@
 """Self-Alignment (Choenni & Shutova, 2024): zero-shot measurement, then demonstrations.
 
-Each probe is shown with its options in a seeded random order; the model's exact response
-distribution gives p(majority answer), the expected correct count out of 10, and whether the
-probe is misaligned. Misaligned probes are re-measured with 5 demonstrations filled in with the
-country's majority answers, chosen by each strategy.
+Each probe's exact response distribution gives p, the probability that one response gives the
+country's majority answer. Every probe the paper's 10-draw protocol could flag as misaligned
+(P(misaligned) = 1 - p^10 at or above a threshold) is re-measured with 5 demonstrations filled
+in with the country's majority answers, chosen by each strategy, plus controls: the shuffled
+order check and two placebos on the chrF++-across demonstrations (a seeded random answer, the
+minority answer). Random choices are drawn R times. `outcomes` turns each probe's before/after
+measurements into the protocol's exact outcome probabilities (see `metrics.protocol_outcomes`).
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -15,6 +20,33 @@ from . import metrics, prompts, scoring
 from .models import LoadedModel
 
 SHUFFLED = "chrf_all_shuffled"  # the paper's order-robustness check
+PLACEBO_RANDOM = "placebo_random_answer"  # chrF++-across demonstrations, each filled with a random option (seeded)
+PLACEBO_MINORITY = "placebo_minority_answer"  # chrF++-across demonstrations filled with the country's minority answer
+DERIVED = {SHUFFLED: "chrf_all", PLACEBO_RANDOM: "chrf_all", PLACEBO_MINORITY: "chrf_all"}  # condition -> whose demos
+REDRAWN = ("random", "random_category", SHUFFLED, PLACEBO_RANDOM)  # random choices: drawn `draws` times, averaged
+COMBINATIONS = ("per_draw", "per_prompt")  # the paper's random option order: drawn for each response, or once per prompt
+
+
+def conditions() -> tuple[str, ...]:
+    """Every strategy and control that stage 30 can run."""
+    from .demos import STRATEGIES
+
+    return (*STRATEGIES, *DERIVED)
+
+
+def check_conditions(strategies: list[str], draws: int = 1, combination: str = "per_draw") -> None:
+    """Refuse an unknown strategy or placebo, draws < 1 or an unknown order combination, before
+    any work, naming the bad value and the allowed ones."""
+    from .demos import DemoError
+
+    unknown = [s for s in strategies if s not in conditions()]
+    if unknown:
+        raise DemoError(f"unknown strategy or placebo {unknown} in parameter `strategies`. "
+                        f"Strategies: {', '.join(conditions())}")
+    if not isinstance(draws, int) or draws < 1:
+        raise DemoError(f"parameter `draws` (R, repeats of the random choices) must be a whole number >= 1, got {draws!r}")
+    if combination not in COMBINATIONS:
+        raise DemoError(f"parameter `order_combination` must be one of {', '.join(COMBINATIONS)}, got {combination!r}")
 
 
 def display_order(probe: pd.Series | tuple, lang: str, seed: int, context: str = "query") -> tuple[str, str]:
@@ -25,19 +57,46 @@ def query_of(probe, lang: str, seed: int) -> prompts.Cloze:
     return prompts.Cloze(probe.template, display_order(probe, lang, seed))
 
 
-def demo_of(probe, lang: str, seed: int) -> prompts.Cloze:
-    """A demonstration: the probe filled in with the country's majority answer."""
-    return prompts.Cloze(probe.template, display_order(probe, lang, seed, "demo"), probe.majority_option)
+INVALID_POLICIES = ("not_aligned", "excluded")  # an invalid response: counted as not the majority (the paper), or renormalised away
 
 
 def measure(lm: LoadedModel, probes: pd.DataFrame, prompt_texts: list[str], lang: str, seed: int,
-            batch_size: int, desc: str) -> pd.DataFrame:
-    """p(option a), p(other) and the majority's expected count for each probe under its prompt."""
-    orders = [display_order(p, lang, seed) for p in probes.itertuples(index=False)]
-    scored = scoring.option_distributions(lm, prompt_texts, [list(o) for o in orders], batch_size=batch_size, desc=desc)
-    p_a = [d[o.index(p.option_a)] for d, o, p in zip(scored["dist"], orders, probes.itertuples(index=False))]
-    out = pd.DataFrame({"probe_id": probes["probe_id"].to_numpy(), "p_a": p_a, "p_other": scored["other"].to_numpy()})
-    out["p_majority"] = np.where(probes["label"].to_numpy() == "a", out["p_a"], 1 - out["p_a"])
+            batch_size: int, desc: str, invalid: str = "not_aligned", draws: int = 10) -> pd.DataFrame:
+    """Each probe's response distribution in both option orders (the paper shows them in random
+    order), from prompts built with the query in its seeded display order.
+
+    Columns: p_a (share of option a among valid answers), p_majority (probability that one response
+    gives the majority answer, averaged over the two orders; invalid responses count as not aligned,
+    or are excluded under invalid='excluded'), the same per order (_ab: shown as option_a, option_b;
+    _ba: reversed), p_other, mode (exact, or sampled with `draws` responses for an engine without
+    logits), flagged (p_other > 0.5) and the old rounded count out of 10.
+    """
+    if invalid not in INVALID_POLICIES:
+        raise ValueError(f"parameter `invalid_responses` is {invalid!r}; use one of {', '.join(INVALID_POLICIES)}")
+    rows = list(probes.itertuples(index=False))
+    texts, options = [], []
+    for probe, text in zip(rows, prompt_texts):
+        shown = display_order(probe, lang, seed)
+        other = prompts.swap_query_options(text, prompts.Cloze(probe.template, shown))
+        ab, ba = (text, other) if shown == (probe.option_a, probe.option_b) else (other, text)
+        texts += [ab, ba]
+        options += [[probe.option_a, probe.option_b], [probe.option_b, probe.option_a]]
+    scored = scoring.response_distributions(lm, texts, options, batch_size=batch_size, desc=desc, draws=draws, seed=seed)
+    key = "probs" if invalid == "not_aligned" else "dist"
+    even = (np.arange(len(texts)) % 2 == 0)[:, None]  # rows alternate: order ab, then order ba
+    values, shares = np.array(list(scored[key]), dtype=float), np.array(list(scored["dist"]), dtype=float)
+    p_opt_a = np.where(even, values[:, :1], values[:, 1:]).reshape(-1, 2)  # columns: order ab, order ba
+    p_opt_b = np.where(even, values[:, 1:], values[:, :1]).reshape(-1, 2)
+    share_a = np.where(even, shares[:, :1], shares[:, 1:]).reshape(-1, 2)
+    other = scored["other"].to_numpy(dtype=float).reshape(-1, 2)
+    p_maj = np.where((probes["label"].to_numpy() == "a")[:, None], p_opt_a, p_opt_b)
+    p_ab, p_ba = p_maj[:, 0], p_maj[:, 1]
+    out = pd.DataFrame({"probe_id": probes["probe_id"].to_numpy(), "p_a": share_a.mean(axis=1),
+                        "p_a_ab": share_a[:, 0], "p_a_ba": share_a[:, 1], "p_other": other.mean(axis=1),
+                        "p_majority": (p_ab + p_ba) / 2, "p_majority_ab": p_ab, "p_majority_ba": p_ba,
+                        "mode": scored["mode"].to_numpy()[::2]})
+    out["order_sensitivity"] = (out["p_a_ab"] - out["p_a_ba"]).abs()
+    out["flagged"] = out["p_other"] > 0.5
     out["count"] = out["p_majority"].map(metrics.correct_count)
     return out
 
@@ -45,7 +104,8 @@ def measure(lm: LoadedModel, probes: pd.DataFrame, prompt_texts: list[str], lang
 def zero_shot(lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, batch_size: int,
               misaligned_below: int = metrics.N_RESPONSES) -> pd.DataFrame:
     """Zero-shot table: the probes with the model's p(a), expected count out of 10 and misalignment."""
-    texts = [prompts.cloze_prompt(query_of(p, lang, seed), chat=lm.spec.chat, tokenizer=lm.tokenizer)
+    texts = [prompts.cloze_prompt(query_of(p, lang, seed), chat=lm.spec.chat, tokenizer=lm.tokenizer,
+                                 primer=lm.spec.answer_primer)
              for p in probes.itertuples(index=False)]
     scored = measure(lm, probes, texts, lang, seed, batch_size, "zero-shot")
     table = probes[["probe_id", "qid", "category", "template", "option_a", "option_b", "label",
@@ -54,78 +114,183 @@ def zero_shot(lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, batch
     return table
 
 
+def demo_of(probe, lang: str, seed: int, answer: str | None = None) -> prompts.Cloze:
+    """A demonstration: the probe filled in with the country's majority answer (or, for a
+    placebo, the answer given)."""
+    return prompts.Cloze(probe.template, display_order(probe, lang, seed, "demo"), answer or probe.majority_option)
+
+
+def _probe_seed(probe_id: str) -> int:
+    return int.from_bytes(probe_id.encode()[:8], "little")
+
+
+def placebo_answers(probe, demo_rows: pd.DataFrame, condition: str, seed: int, draw: int = 0) -> list[str] | None:
+    """The answers a placebo puts in its demonstrations: a seeded random option per
+    demonstration, or the minority option; None (the majority answers) for every other condition."""
+    if condition == PLACEBO_MINORITY:
+        return [d.option_b if d.majority_option == d.option_a else d.option_a for d in demo_rows.itertuples(index=False)]
+    if condition == PLACEBO_RANDOM:
+        rng = np.random.default_rng([seed, _probe_seed(probe.probe_id), draw, 1])
+        return [(d.option_a, d.option_b)[int(i)] for d, i in zip(demo_rows.itertuples(index=False), rng.integers(0, 2, len(demo_rows)))]
+    return None
+
+
 def demonstration_prompt(lm: LoadedModel, probe, demo_rows: pd.DataFrame, lang: str, seed: int,
-                         shuffle: bool = False) -> str:
-    demos = [demo_of(d, lang, seed) for d in demo_rows.itertuples(index=False)]
+                         shuffle: bool = False, answers: list[str] | None = None, draw: int = 0,
+                         query: prompts.Cloze | None = None) -> str:
+    """The self-aligned prompt: demonstrations (shuffled for the order check, draw-seeded;
+    placebo answers if given), then the query (by default in its seeded display order)."""
+    demos = demonstrations(probe, demo_rows, lang, seed, shuffle, answers, draw)
+    return prompts.cloze_prompt(query or query_of(probe, lang, seed), demos, chat=lm.spec.chat, tokenizer=lm.tokenizer,
+                                primer=lm.spec.answer_primer)
+
+
+def demonstrations(probe, demo_rows: pd.DataFrame, lang: str, seed: int, shuffle: bool = False,
+                   answers: list[str] | None = None, draw: int = 0) -> list[prompts.Cloze]:
+    """The filled-in demonstrations of one self-aligned prompt, in the order shown."""
+    demos = [demo_of(d, lang, seed, a) for d, a in zip(demo_rows.itertuples(index=False), answers or [None] * len(demo_rows))]
     if shuffle:
-        order = np.random.default_rng([seed, int.from_bytes(probe.probe_id.encode()[:8], "little")]).permutation(len(demos))
+        order = np.random.default_rng([seed, _probe_seed(probe.probe_id)] + ([draw] if draw else [])).permutation(len(demos))
         demos = [demos[i] for i in order]
-    return prompts.cloze_prompt(query_of(probe, lang, seed), demos, chat=lm.spec.chat, tokenizer=lm.tokenizer)
+    return demos
+
+
+def explanation_request(lm: LoadedModel, probe, demo_rows: pd.DataFrame, lang: str, seed: int) -> str:
+    """Table 2's prompt: the self-aligned prompt answered with the majority answer, then the
+    request for a post-hoc explanation."""
+    return prompts.explanation_prompt(query_of(probe, lang, seed), demonstrations(probe, demo_rows, lang, seed),
+                                      probe.majority_option, chat=lm.spec.chat, tokenizer=lm.tokenizer,
+                                      primer=lm.spec.answer_primer)
+
+
+def _choices_per_draw(candidates: pd.DataFrame, choices: pd.DataFrame, strategies: list[str], seed: int,
+                      draws: int) -> dict[tuple[str, int], pd.DataFrame]:
+    """(strategy, draw) -> its demonstration choices, by probe_id. Draw 0 is stage 20's choice;
+    the random strategies are drawn again for draws 1..R-1."""
+    from .demos import choose_all
+
+    k = int(choices["demo_ids"].map(len).max()) if len(choices) else 5
+    out = {}
+    for strategy in strategies:
+        source = DERIVED.get(strategy, strategy)
+        for draw in range(draws if strategy in REDRAWN else 1):
+            if draw and source.startswith("random"):
+                picked = choose_all(candidates, [source], seed, k, draw=draw)
+            else:
+                picked = choices[choices["strategy"] == source]
+            out[strategy, draw] = picked.set_index("probe_id")
+    return out
 
 
 def self_aligned(lm: LoadedModel, zero: pd.DataFrame, candidates: pd.DataFrame, choices: pd.DataFrame,
-                 lang: str, seed: int, batch_size: int, strategies: list[str]) -> pd.DataFrame:
-    """Re-measure misaligned probes with each strategy's demonstrations (and the shuffled check).
+                 lang: str, seed: int, batch_size: int, strategies: list[str], draws: int = 1,
+                 remeasure: pd.Series | None = None) -> pd.DataFrame:
+    """Re-measure the selected probes (`remeasure`, a boolean mask over `zero`; by default
+    zero's `misaligned` column) with each strategy's demonstrations and each control.
 
-    One row per probe and strategy: counts before and after, outcome and error reduction.
-    Probes a strategy could not serve (too few candidates) keep their reason and no outcome.
+    One row per probe, condition and draw (random choices are drawn `draws` times): the
+    zero-shot and self-aligned measurements. A probe a strategy could not serve (too few
+    candidates) keeps its reason and no measurement; the other strategies go on.
     """
-    from .demos import STRATEGIES, DemoError
-
-    unknown = [s for s in strategies if s not in (*STRATEGIES, SHUFFLED)]
-    if unknown:
-        raise DemoError(f"unknown strategy {unknown}. Strategies: {', '.join((*STRATEGIES, SHUFFLED))}")
+    check_conditions(strategies, draws)
     by_id = candidates.set_index("probe_id", drop=False)
-    misaligned = zero[zero["misaligned"]]
+    selected = zero[remeasure if remeasure is not None else zero["misaligned"].astype(bool)]
+    picks = _choices_per_draw(candidates, choices, strategies, seed, draws)
     rows, texts, keep = [], [], []
-    for strategy in strategies:
-        source = "chrf_all" if strategy == SHUFFLED else strategy
-        chosen = choices[choices["strategy"] == source].set_index("probe_id")
-        for probe in misaligned.itertuples(index=False):
+    for (strategy, draw), chosen in picks.items():
+        for probe in selected.itertuples(index=False):
             pick = chosen.loc[probe.probe_id]
-            base = {"probe_id": probe.probe_id, "strategy": strategy, "demo_ids": list(pick["demo_ids"]),
-                    "reason": pick["reason"]}
-            if not pick["demo_ids"]:
-                rows.append(base)
+            demo_ids = list(pick["demo_ids"])
+            rows.append({"probe_id": probe.probe_id, "strategy": strategy, "draw": draw, "demo_ids": demo_ids,
+                         "reason": pick["reason"]})
+            if not demo_ids:
                 continue
-            text = demonstration_prompt(lm, by_id.loc[probe.probe_id], by_id.loc[list(pick["demo_ids"])],
-                                        lang, seed, shuffle=strategy == SHUFFLED)
-            rows.append(base)
-            texts.append(text)
+            target, demo_rows = by_id.loc[probe.probe_id], by_id.loc[demo_ids]
+            answers = placebo_answers(target, demo_rows, strategy, seed, draw)
+            rows[-1]["demo_answers"] = answers
+            texts.append(demonstration_prompt(lm, target, demo_rows, lang, seed, shuffle=strategy == SHUFFLED,
+                                              answers=answers, draw=draw))
             keep.append(len(rows) - 1)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=["probe_id", "strategy", "draw", "demo_ids", "reason", "demo_answers"] if not rows else None)
     if texts:
         served = by_id.loc[table.loc[keep, "probe_id"]].reset_index(drop=True)
         after = measure(lm, served, texts, lang, seed, batch_size, "self-aligned")
-        for column in ("p_a", "p_other", "p_majority", "count"):
-            table.loc[keep, f"{column}_after"] = after[column].to_numpy()
+        for column in MEASURED:
+            if column in after:
+                table.loc[keep, f"{column}_after"] = after[column].to_numpy()
     before = zero.set_index("probe_id")
-    table = table.join(before[["qid", "category", "label", "human_a", "p_a", "count"]].rename(
-        columns={"p_a": "p_a_before", "count": "count_before"}), on="probe_id")
-    served_mask = table["count_after"].notna() if "count_after" in table else pd.Series(False, index=table.index)
-    table["outcome"] = None
-    table.loc[served_mask, "outcome"] = [metrics.outcome(int(b), int(a)) for b, a in
-                                         zip(table.loc[served_mask, "count_before"], table.loc[served_mask, "count_after"])]
-    table["error_reduction"] = np.nan
-    improved = table["outcome"] == "improved"
-    table.loc[improved, "error_reduction"] = [metrics.error_reduction(int(b), int(a)) for b, a in
-                                              zip(table.loc[improved, "count_before"], table.loc[improved, "count_after"])]
-    return table
+    kept = ["qid", "category", "label", "human_a", *[c for c in MEASURED if c in before]]
+    return table.join(before[kept].rename(columns={c: f"{c}_before" for c in MEASURED}), on="probe_id")
 
 
-def table1_rows(results: pd.DataFrame, model: str, lang: str, seed: int = 0) -> pd.DataFrame:
-    """The paper's Table 1 for one run, plus a sign test and a bootstrap interval of % improved."""
+MEASURED = ("p_a", "p_other", "p_majority", "p_majority_ab", "p_majority_ba")  # columns of `measure` carried over
+
+
+def components(frame: pd.DataFrame, suffix: str = "", combination: str = "per_draw") -> list[list[float]]:
+    """Mixture components of each row's count distribution: the order-averaged p (per draw), or
+    the two orders' p (drawn once per prompt; needs the _ab/_ba columns, else falls back)."""
+    if combination not in COMBINATIONS:
+        raise ValueError(f"order combination must be one of {COMBINATIONS}, got {combination!r}")
+    both = combination == "per_prompt" and {f"p_majority_ab{suffix}", f"p_majority_ba{suffix}"} <= set(frame.columns)
+    if both:
+        return [[ab, ba] for ab, ba in zip(frame[f"p_majority_ab{suffix}"], frame[f"p_majority_ba{suffix}"])]
+    return [[p] for p in frame[f"p_majority{suffix}"]]
+
+
+def misalignment(zero: pd.DataFrame, combination: str = "per_draw", remeasure_above: float = 1e-3,
+                 deterministic_rule: bool = False) -> pd.DataFrame:
+    """Each zero-shot probe's P(misaligned) under the paper's protocol (1 - p^10, order-mixed),
+    its mixture components, and whether it is re-measured: P(misaligned) >= remeasure_above, or
+    under the old rule (expected count rounded below 10) when `deterministic_rule`."""
+    comps = components(zero, "", combination)
+    out = zero[["probe_id", "qid", "category"]].copy()
+    out["p_misaligned"] = [metrics.protocol_outcomes(c, c)["misaligned"] for c in comps]
+    out["components"] = [json.dumps(c) for c in comps]
+    if deterministic_rule:
+        out["remeasured"] = [metrics.correct_count(float(np.mean(c))) < metrics.N_RESPONSES for c in comps]
+    else:
+        out["remeasured"] = out["p_misaligned"] >= remeasure_above
+    out["order_combination"] = combination
+    return out
+
+
+def outcomes(results: pd.DataFrame, combination: str = "per_draw", deterministic_rule: bool = False) -> pd.DataFrame:
+    """Per probe and condition: the protocol's P(misaligned), P(improved / same / decreased),
+    E[error reduction | improved], p before and after (averaged over draws), p' - p, and the
+    mixture components (JSON) that one run of the protocol would be drawn from.
+
+    The R draws of a random condition are equally likely demonstration choices of one prompt,
+    so their components join one mixture. Unserved probes keep served=False and NaN outcomes.
+    """
+    rule = metrics.rounded_outcomes if deterministic_rule else metrics.protocol_outcomes
     rows = []
-    for strategy, group in results.groupby("strategy", sort=False):
-        served = group[group["outcome"].notna()]
-        outcomes = served["outcome"].tolist()
-        shares = metrics.outcome_shares(outcomes)
-        low, high = metrics.bootstrap_interval(outcomes, seed=seed)
-        rows.append({"model": model, "lang": lang, "strategy": strategy, "n_misaligned": len(group),
-                     **shares, "n_served": len(served), "improved_ci_low": low, "improved_ci_high": high,
-                     "sign_test_p": metrics.sign_test(outcomes.count("improved"), outcomes.count("decreased")),
-                     "mean_error_reduction": float(served["error_reduction"].mean())})
-    return pd.DataFrame(rows)
+    for (probe_id, strategy), group in results.groupby(["probe_id", "strategy"], sort=False):
+        first = group.iloc[0]
+        row = {"probe_id": probe_id, "strategy": strategy, "qid": first["qid"], "category": first["category"],
+               "label": first["label"], "human_a": first["human_a"], "draws": len(group), "reason": first["reason"]}
+        for column in ("p_a_before", "p_other_before"):
+            if column in group:
+                row[column] = first[column]
+        served = group[group["p_majority_after"].notna()] if "p_majority_after" in group else group.iloc[:0]
+        before = components(group.iloc[:1], "_before", combination)[0]
+        row.update(served=len(served) == len(group) and len(group) > 0, p_before=float(np.mean(before)),
+                   components_before=json.dumps(before))
+        if row["served"]:
+            after = [c for comp in components(served, "_after", combination) for c in comp]
+            per_draw = [json.dumps(c) for c in components(served, "_after", combination)]
+            row.update(rule(before, after), p_after=float(served["p_majority_after"].mean()),
+                       components_after=json.dumps(after), components_per_draw=json.dumps(per_draw))
+            row["delta"] = row["p_after"] - row["p_before"]
+            for column in ("p_a", "p_other"):
+                if f"{column}_after" in served:
+                    row[f"{column}_after"] = float(served[f"{column}_after"].mean())
+            if "p_majority_ab_after" in served:
+                row["order_gap_after"] = float((served["p_majority_ab_after"] - served["p_majority_ba_after"]).abs().mean())
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["rule"] = "rounded" if deterministic_rule else "expected"
+    table["order_combination"] = combination
+    return table
 
 
 def fidelity_check(lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, draws: int,
@@ -137,7 +302,8 @@ def fidelity_check(lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, 
     """
     from scipy import stats
 
-    texts = [prompts.cloze_prompt(query_of(p, lang, seed), chat=lm.spec.chat, tokenizer=lm.tokenizer)
+    texts = [prompts.cloze_prompt(query_of(p, lang, seed), chat=lm.spec.chat, tokenizer=lm.tokenizer,
+                                 primer=lm.spec.answer_primer)
              for p in probes.itertuples(index=False)]
     orders = [list(display_order(p, lang, seed)) for p in probes.itertuples(index=False)]
     exact = scoring.option_distributions(lm, texts, orders, batch_size=batch_size, desc="fidelity exact")
@@ -152,3 +318,12 @@ def fidelity_check(lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, 
                      "exact_a": exact_a, "sampled_other": s["invalid"] / draws, "exact_other": e["other"],
                      "p_value": test.pvalue if test else None})
     return pd.DataFrame(rows)
+
+
+def explanation_candidates(outcomes: pd.DataFrame, strategy: str) -> pd.DataFrame:
+    """Probes to explain (Table 2): served by `strategy`, whose most likely answer after
+    self-alignment is the majority answer (its share among the two options above one half),
+    most likely improved first."""
+    rows = outcomes[(outcomes["strategy"] == strategy) & outcomes["p_a_after"].notna()]
+    share_majority = np.where(rows["label"] == "a", rows["p_a_after"], 1 - rows["p_a_after"])
+    return rows[share_majority > 0.5].sort_values(["improved", "probe_id"], ascending=[False, True])

@@ -1,0 +1,239 @@
+"""Engines: where decoded next-token probabilities and sampled responses come from.
+
+Scoring and generation are written once against this interface (scoring.py); an engine answers
+two questions only: how likely is each of these tokens next, after this prefix, under the model's
+decoding settings; and what does the model write from this prompt, with this seed. Three
+implementations: in-process transformers (the reference, here), an OpenAI-compatible server such
+as vLLM (openai_engine.py), and the Gemini API (api.py, sampling only). A model file names its
+engine (`model_config.engine`); stages and pipelines never branch on it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
+                                                    TopKLogitsWarper, TopPLogitsWarper)
+
+from .tokens import prompt_ids
+
+
+class Engine(Protocol):
+    """What scoring needs from a model, whatever serves it."""
+
+    spec: Any  # models.ModelSpec
+    tokenizer: Any  # the model's tokenizer (None for an API without one)
+    has_logprobs: bool
+    identity: str  # model + weights (+ adapter): part of every cache key
+
+    def next_token_probs(self, prompts: Sequence[list[int]], paths: Sequence[Sequence[list[int]]],
+                         tokens: Sequence[Sequence[int]], last: int = 1) -> list[list[np.ndarray]]:
+        """For prompt i and each path j of paths[i] (token ids): the decoded probability of each
+        token of tokens[i] as the next token after prompt_i + path[:m], for the last `last` values
+        of m (m = len(path) - k + 1 .. len(path), k = min(last, len(path) + 1)): an array (k, len(tokens[i]))."""
+
+    def sample(self, prompts: Sequence[str], seeds: Sequence[int], n: int, max_new_tokens: int,
+               decoding: dict | None = None) -> list[list[str]]:
+        """n sampled continuations per prompt, seeded per prompt (never by batch position)."""
+
+
+# ------------------------------------------------------------------------------- decoding warp
+
+def warpers(spec: Any) -> LogitsProcessorList:
+    """Temperature, then top-k, then top-p: the order and classes `generate` uses."""
+    chain = LogitsProcessorList()
+    if spec.temperature and spec.temperature != 1.0:
+        chain.append(TemperatureLogitsWarper(spec.temperature))
+    if spec.top_k:
+        chain.append(TopKLogitsWarper(spec.top_k))
+    if spec.top_p is not None and spec.top_p < 1.0:
+        chain.append(TopPLogitsWarper(spec.top_p))
+    return chain
+
+
+def decoded_probs(logits: torch.Tensor, spec: Any) -> torch.Tensor:
+    """Next-token probabilities under the model's decoding settings, for rows of logits.
+
+    With top-k set, only the k best logits can survive, so temperature and top-p run on those k
+    (torch.topk is linear in the vocabulary; top-p over all 262k entries would sort them): the
+    same probabilities as the warper chain, tested against it."""
+    logits = logits.float()
+    if not spec.top_k or spec.top_k >= logits.shape[-1]:
+        return torch.softmax(warpers(spec)(None, logits), dim=-1)
+    values, index = torch.topk(logits, spec.top_k, dim=-1)
+    kept = torch.softmax(warpers(dataclasses.replace(spec, top_k=None))(None, values), dim=-1)
+    return torch.zeros_like(logits).scatter_(-1, index, kept)
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(list(row), dtype=torch.long)
+        mask[i, width - len(row):] = 1
+    return ids, mask
+
+
+def positions_of(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """EOS ids as generate stops on them: the generation config's (Gemma: <eos>, <end_of_turn>)."""
+    config = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = set(config if isinstance(config, (list, tuple)) else [config] if config is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(ids)
+
+
+# ------------------------------------------------------------------------ in-process transformers
+
+@dataclasses.dataclass
+class _PromptState:
+    key: tuple
+    cache: Any
+    mask: torch.Tensor
+    root: torch.Tensor  # decoded next-token probabilities at each prompt's end (B, V)
+
+
+class TransformersEngine:
+    """The reference engine: a transformers model in this process.
+
+    A batch of prompts runs once with logits only at its last position (the output layer is most
+    of Gemma's cost); paths continue from the prompts' key-value cache. The last batch's cache is
+    kept, so a caller that asks about deeper paths of the same prompts pays no second prompt pass.
+    """
+
+    has_logprobs = True
+    row_chunk = 64  # continuation rows per forward
+
+    def __init__(self, lm: Any):
+        self.lm = lm
+        self._state: _PromptState | None = None
+
+    @property
+    def spec(self) -> Any:
+        return self.lm.spec
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.lm.tokenizer
+
+    @property
+    def identity(self) -> str:
+        return f"{self.lm.spec.name}|{self.lm.weights_hash}"
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
+
+    @torch.inference_mode()
+    def _prompts(self, prompts: Sequence[list[int]]) -> _PromptState:
+        key = (id(self.lm.model), tuple(tuple(p) for p in prompts))
+        if self._state is not None and self._state.key == key:
+            return self._state
+        ids, mask = left_pad(prompts, self.pad_id)
+        ids, mask = ids.to(self.lm.device), mask.to(self.lm.device)
+        out = self.lm.model(input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True,
+                            logits_to_keep=1)
+        self._state = _PromptState(key, out.past_key_values, mask, decoded_probs(out.logits[:, -1, :], self.spec))
+        return self._state
+
+    @torch.inference_mode()
+    def _continue(self, state: _PromptState, owners: list[int], rows: list[list[int]], keep: int) -> torch.Tensor:
+        """Decoded next-token probabilities at the last `keep` positions of each row, continuing
+        prompt `owners[r]` from its key-value cache: shape (rows, keep, vocab). Rows are left-padded
+        (a masked gap between prompt and row), so the output layer, most of the cost with a 262k
+        vocabulary, runs only where probabilities are read."""
+        device = self.lm.device
+        cache = copy.deepcopy(state.cache)
+        cache.reorder_cache(torch.tensor(owners, device=device))
+        ids, row_mask = (t.to(device) for t in left_pad(rows, self.pad_id))
+        prompt_mask = state.mask[owners]
+        positions = prompt_mask.sum(-1, keepdim=True) + positions_of(row_mask)
+        logits = self.lm.model(input_ids=ids, attention_mask=torch.cat([prompt_mask, row_mask], dim=1),
+                               position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=keep).logits
+        return decoded_probs(logits.reshape(-1, logits.shape[-1]), self.spec).reshape(logits.shape)
+
+    def next_token_probs(self, prompts: Sequence[list[int]], paths: Sequence[Sequence[list[int]]],
+                         tokens: Sequence[Sequence[int]], last: int = 1) -> list[list[np.ndarray]]:
+        state = self._prompts(prompts)
+        wanted = [torch.tensor(list(t), dtype=torch.long, device=self.lm.device) for t in tokens]
+        out: list[list[np.ndarray]] = [[None] * len(p) for p in paths]  # type: ignore[list-item]
+        roots = [state.root[i, wanted[i]].cpu().numpy() for i in range(len(prompts))]
+        rows = [(i, j) for i, group in enumerate(paths) for j, path in enumerate(group) if path]
+        for i, group in enumerate(paths):
+            for j, path in enumerate(group):
+                if not path:
+                    out[i][j] = roots[i][None, :]
+        for start in range(0, len(rows), self.row_chunk):
+            chunk = rows[start: start + self.row_chunk]
+            width = max(len(paths[i][j]) for i, j in chunk)
+            keep = min(last, width)
+            probs = self._continue(state, [i for i, _ in chunk], [list(paths[i][j]) for i, j in chunk], keep)
+            for r, (i, j) in enumerate(chunk):
+                n = len(paths[i][j])
+                steps = [roots[i] if m == 0 else probs[r, keep - 1 - (n - m), wanted[i]].cpu().numpy()
+                         for m in range(n - min(last, n + 1) + 1, n + 1)]
+                out[i][j] = np.stack(steps)
+        return out
+
+    @torch.inference_mode()
+    def sample(self, prompts: Sequence[str], seeds: Sequence[int], n: int, max_new_tokens: int,
+               decoding: dict | None = None) -> list[list[str]]:
+        """Sampling with one generator per prompt: a draw depends on its prompt's seed alone, not on
+        which other prompts share the batch (generate has one global generator, so it cannot)."""
+        spec = dataclasses.replace(self.spec, **decoding) if decoding else self.spec
+        model, tok, device = self.lm.model, self.tokenizer, self.lm.device
+        ids, mask = left_pad([prompt_ids(tok, p) for p in prompts], self.pad_id)
+        ids, mask = ids.to(device), mask.to(device)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True, logits_to_keep=1)
+        expand = torch.arange(len(prompts), device=device).repeat_interleave(n)
+        cache = out.past_key_values
+        cache.reorder_cache(expand)
+        logits, mask = out.logits[:, -1, :][expand], mask[expand]
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        stops = torch.tensor(stop_token_ids(model, tok), device=device)
+        done = torch.zeros(len(expand), dtype=torch.bool, device=device)
+        drawn: list[torch.Tensor] = []
+        for _ in range(max_new_tokens):
+            probs = decoded_probs(logits, spec).cpu()
+            nxt = torch.cat([torch.multinomial(probs[i * n:(i + 1) * n], 1, generator=g)[:, 0]
+                             for i, g in enumerate(generators)]).to(device)
+            nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
+            drawn.append(nxt)
+            done |= torch.isin(nxt, stops)
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, torch.ones((len(expand), 1), dtype=mask.dtype, device=device)], dim=1)
+            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1,
+                        past_key_values=cache, use_cache=True, logits_to_keep=1)
+            logits = out.logits[:, -1, :]
+        texts, stop_set = [], set(stops.tolist())
+        for row in torch.stack(drawn, dim=1).tolist() if drawn else [[] for _ in expand]:
+            cut = next((k for k, t in enumerate(row) if t in stop_set), len(row))
+            texts.append(tok.decode(row[:cut], skip_special_tokens=True))
+        return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+
+def engine_for(lm: Any) -> Engine:
+    """The engine a model file names (model_config.engine): built on demand, one per LoadedModel."""
+    kind = getattr(lm.spec, "engine", "transformers")
+    if kind == "transformers":
+        return TransformersEngine(lm)
+    if kind == "gemini":
+        from .api import GeminiEngine
+
+        return GeminiEngine(lm.spec)
+    if kind == "openai":
+        from .openai_engine import OpenAIServerEngine  # noqa: F401  (vLLM or any completions server)
+
+        return OpenAIServerEngine.for_model(lm)  # type: ignore[attr-defined]
+    raise ValueError(f"model {lm.spec.name}: unknown engine {kind!r}; use transformers, openai or gemini")
+
