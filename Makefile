@@ -47,8 +47,15 @@ unit: setup ## unit tests of lib only
 test: setup ## unit tests and notebook smoke tests
 	$(PY) -m pytest -q tests
 
-bench: setup ## time exact scoring against the forward limit, sampling and per-option scoring
+bench: setup ## time exact scoring against the forward limit, sampling and per-option scoring (ENGINE=vllm: also through vLLM)
 	$(PY) benchmarks/bench_scoring.py
+	$(if $(filter vllm,$(ENGINE)),$(PY) benchmarks/bench_engines.py)
+
+serve: setup ## start vLLM for MODEL on 127.0.0.1 from .venv-vllm (made on first use); LORA=1 for adapters
+	$(PY) -m culturealign.serve start --model $(MODEL) $(if $(LORA),--lora) $(if $(THREADS),--threads $(THREADS))
+
+serve-stop: ## stop the vLLM server of MODEL (MODEL=all: every one recorded under outputs/serve)
+	$(PY) -m culturealign.serve stop --model $(MODEL)
 
 lab: setup ## JupyterLab on 127.0.0.1 with the text notebooks opening as notebooks
 	JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings $(PY) -m jupyter lab --ip=127.0.0.1 \
