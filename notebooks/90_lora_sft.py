@@ -81,7 +81,7 @@ pd.DataFrame({name: {"batch": s.batch_size, "accumulation": s.accumulation, "per
 report = []
 for name in ["joint", *cultures_specific]:
     records = pd.read_json(crqpc.path(f"crqpc_{name}.jsonl"), lines=True) if crqpc.path(f"crqpc_{name}.jsonl").stat().st_size else pd.DataFrame()
-    pairs = [culturespa.training_text(r, lm.spec.chat, lm.tokenizer) for r in records.to_dict("records")]
+    pairs = [culturespa.training_text(r, lm.spec.chat, lm.tokenizer, lm.spec.answer_primer) for r in records.to_dict("records")]
     kind = "joint" if name == "joint" else "specific"
     try:
         outcome = train.train_adapter(lm, pairs, run.path(f"adapters/{name}"), settings[kind], seed, prompt_format)

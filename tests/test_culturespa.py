@@ -143,33 +143,37 @@ CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ 
                  "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 
 
-def test_a_chat_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(lm, monkeypatch):
-    """Stage 70/95 prompts and stage 90 training prompts of a chat model: the same text, its chat
-    template applied once (one BOS), and the same token ids."""
+@pytest.mark.parametrize("chat", [False, True])
+def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(lm, monkeypatch, chat):
+    """Stage 70/95 prompts and stage 90 training prompts: the same text (a chat model's template
+    applied once, one BOS; a base model's primer included), and the same token ids."""
     import copy
     import dataclasses
 
+    from culturealign import train
+
     tokenizer = copy.deepcopy(lm.tokenizer)
     tokenizer.chat_template = CHAT_TEMPLATE
-    chat = dataclasses.replace(lm, spec=dataclasses.replace(lm.spec, chat=True), tokenizer=tokenizer)
+    model = dataclasses.replace(lm, spec=dataclasses.replace(lm.spec, chat=chat, answer_primer=not chat), tokenizer=tokenizer)
     asked = []
 
-    def fake(model, texts, options, batch_size, desc):
+    def fake(_, texts, options, batch_size, desc):
         asked.extend(texts)
         return pd.DataFrame({"probs": [[1.0] + [0.0] * (len(o) - 1) if t.count("own values") else [0.0] * (len(o) - 1) + [1.0]
                                        for t, o in zip(texts, options)], "other": 0.0, "mode": "exact"})
 
     monkeypatch.setattr(culturespa, "distributions", fake)
-    answers = culturespa.answer_questions(chat, QUESTIONS, [("unaware", None), ("aware", "KEN")], None, 4, mode="argmax")
+    answers = culturespa.answer_questions(model, QUESTIONS, [("unaware", None), ("aware", "KEN")], None, 4, mode="argmax")
     pairs = culturespa.crqpc(answers, QUESTIONS)
     assert len(pairs) == 3
     for record in pairs.to_dict("records"):
-        prompt, answer = culturespa.training_text(record, chat=True, tokenizer=tokenizer)
-        assert prompt in asked and prompt.startswith(tokenizer.bos_token + "<|system|>") and prompt.endswith("<|assistant|>\n")
-        assert answer == str(record["start"] + len(record["options"]) - 1)
-    prompt, answer = culturespa.training_text(pairs.iloc[0].to_dict(), chat=True, tokenizer=tokenizer)
-    from culturealign import train
-
-    ids = train.encode_examples(tokenizer, [(prompt, answer)])[0]["input_ids"]
-    assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
-    assert culturespa.prompt_format(chat) != culturespa.prompt_format(lm) and culturespa.prompt_format(chat).startswith("chat:")
+        prompt, answer = culturespa.training_text(record, chat, tokenizer, model.spec.answer_primer)
+        assert prompt in asked and answer == str(record["start"] + len(record["options"]) - 1)
+        if chat:
+            assert prompt.startswith(tokenizer.bos_token + "<|system|>") and prompt.endswith("<|assistant|>\n")
+        else:
+            assert prompts.SURVEY_PRIMER[0] in prompt and prompt.endswith("Answer: ")
+        ids = train.encode_examples(tokenizer, [(prompt, answer)])[0]["input_ids"]
+        assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
+    assert culturespa.prompt_format(model).startswith("chat:" if chat else "plain:")
+    assert culturespa.prompt_format(model) != culturespa.prompt_format(dataclasses.replace(model, spec=dataclasses.replace(model.spec, answer_primer=chat)))

@@ -274,7 +274,7 @@ def answer_questions(lm: LoadedModel, questions: pd.DataFrame, settings: list[tu
         for q in questions.itertuples(index=False):
             shots = (demos or {}).get((culture, q.id), ())
             texts.append(prompts.survey_prompt(system, q.question, q.options, shots, chat=lm.spec.chat,
-                                               tokenizer=lm.tokenizer, start=q.start))
+                                               tokenizer=lm.tokenizer, start=q.start, primer=lm.spec.answer_primer))
             options.append(prompts.number_options(len(q.options), q.start))
             rows.append({"id": q.id, "kind": kind, "culture": culture or "", "start": int(q.start),
                          "stream": f"{stream}|{kind}|{culture or ''}"})
@@ -374,12 +374,14 @@ def crqpc_counts(answers: pd.DataFrame, aware_kind: str = "aware") -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def training_text(record: dict[str, Any], chat: bool = False, tokenizer: Any = None) -> tuple[str, str]:
+def training_text(record: dict[str, Any], chat: bool = False, tokenizer: Any = None,
+                  primer: bool = False) -> tuple[str, str]:
     """(prompt, answer) of an instruction record: the prompt is built by prompts.survey_prompt, the
     function that builds the evaluation prompt, so a chat model is tuned on its own chat template
-    and exactly the text it is asked at evaluation; the answer is the option code."""
+    and exactly the text it is asked at evaluation (a base model with the same primer); the answer
+    is the option code."""
     prompt = prompts.survey_prompt(record["system"], record["question"], list(record["options"]), chat=chat,
-                                   tokenizer=tokenizer, start=int(record.get("start", 1)))
+                                   tokenizer=tokenizer, start=int(record.get("start", 1)), primer=primer)
     return prompt, str(record["output"])
 
 
@@ -387,7 +389,8 @@ def prompt_format(lm: LoadedModel) -> str:
     """A fingerprint of the prompt text this model is asked (wording, numbering and chat template):
     an adapter trained under one format must not be evaluated under another."""
     probe = prompts.survey_prompt(prompts.persona("aware", "Kenya"), "How important is family in your life?",
-                                  ["Very important", "Not important"], chat=lm.spec.chat, tokenizer=lm.tokenizer)
+                                  ["Very important", "Not important"], chat=lm.spec.chat, tokenizer=lm.tokenizer,
+                                  primer=lm.spec.answer_primer)
     kind = "chat" if lm.spec.chat else "plain"
     return f"{kind}:{hashlib.sha256(probe.encode()).hexdigest()[:16]}"
 
