@@ -13,12 +13,16 @@
 # %% [markdown]
 # # 10 · Zero-shot response distributions (Self-Alignment, §3)
 #
-# Choenni & Shutova (2024) first ask the model every probe without demonstrations and count how
-# many of 10 sampled responses give the country's majority answer; a probe is **misaligned** when
-# fewer than all 10 do. Here the 10 draws are replaced by the exact distribution: from the logits,
-# the probability that the model, decoding with its own temperature and top-k/top-p, answers with
-# each option. The expected count out of 10 is that probability times 10, rounded. Exact numbers
-# remove the up-to-16-point noise of 10 samples; a sampled fidelity check runs at the end.
+# Choenni & Shutova (2024) first ask the model every probe without demonstrations, options in random
+# order, and count how many of 10 sampled responses give the country's majority answer; a probe is
+# **misaligned** when fewer than all 10 do. Here the 10 draws are computed exactly: p, the
+# probability that one response (decoded with the model's own temperature, top-k and top-p) gives
+# the majority answer, read by the reader's rule (markup, quotes, case and a leading space ignored),
+# in both option orders; the paper's protocol then flags the probe with probability
+# P(misaligned) = 1 - p^10. A response that is no option counts as not aligned, as in the paper's
+# count (`invalid_responses`); its probability, `p_other`, is in the table, and probes where it is
+# above 0.5 are flagged. A model without logits (an API) is measured with `sample_draws` parsed
+# responses instead, and the `mode` column says so. A sampled fidelity check runs at the end.
 #
 # *Reads* the probes of the language and the country's WVS labels. *Writes* `zero_shot.csv` and
 # `fidelity.csv` to `outputs/<model>/<lang>/10_zero_shot/`.
@@ -31,7 +35,8 @@ country: str = "USA"  # ISO3 country whose WVS answers are the labels for this l
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
 max_probes: int = 0  # use only the first N labelled probes (0: all)
-misaligned_below: int = 10  # misaligned when the expected correct count out of 10 is below this
+invalid_responses: str = "not_aligned"  # a response that is no option: not_aligned (the paper's count) or excluded (renormalised)
+sample_draws: int = 10  # responses per prompt for a model without logits (API), parsed by the reader's rule
 fidelity_probes: int = 3  # probes re-measured by sampling, to check exact mode
 fidelity_draws: int = 50  # sampled responses per fidelity probe
 
@@ -51,23 +56,36 @@ print(f"{len(labelled)} probes in {lang} with a majority label for {country}; mo
 
 # %%
 example = labelled.iloc[0]
-print(scoring.split_boundary(selfalign.prompts.cloze_prompt(selfalign.query_of(example, lang, seed), chat=lm.spec.chat,
-                                                            tokenizer=lm.tokenizer), "")[0])
+print(scoring.context_of(selfalign.prompts.cloze_prompt(selfalign.query_of(example, lang, seed), chat=lm.spec.chat,
+                                                       tokenizer=lm.tokenizer, primer=lm.spec.answer_primer)))
 
 # %% [markdown]
 # ## Exact response distribution of every probe
 
 # %%
-zero = selfalign.zero_shot(lm, labelled, lang, seed, batch_size, misaligned_below)
+zero = selfalign.zero_shot(lm, labelled, lang, seed, batch_size, invalid_responses, sample_draws)
 runs.write_table(run.path("zero_shot.csv"), zero)
-zero[["probe_id", "template", "majority_option", "p_a", "p_other", "count", "misaligned"]].head(10)
+zero[["probe_id", "template", "majority_option", "p_majority_ab", "p_majority_ba", "p_other", "p_misaligned", "mode"]].head(10)
 
 # %% [markdown]
-# ## Distribution of correct counts out of 10
+# ## How valid is the instrument: probability of a response that is no option
 
 # %%
-share = zero["misaligned"].mean() * 100
-print(f"misaligned: {zero['misaligned'].sum()} of {len(zero)} probes ({share:.1f}%)")
+flagged = int(zero["flagged"].sum())
+print(f"median p_other {zero['p_other'].median():.3f} (mean {zero['p_other'].mean():.3f}); "
+      f"{flagged} of {len(zero)} probes flagged (p_other > 0.5); measured by: {', '.join(sorted(set(zero['mode'])))}")
+zero["p_other"].describe().round(3)
+
+# %% [markdown]
+# ## Misaligned probes under the paper's protocol
+# The expected number of probes one run of the protocol flags, against the old rounded rule
+# (round(10 p) < 10, i.e. p < 0.95), which calls a probe with p = 0.96 never misaligned although the
+# protocol flags it in 34% of runs.
+
+# %%
+share = zero["p_misaligned"].mean() * 100
+print(f"expected misaligned: {zero['p_misaligned'].sum():.1f} of {len(zero)} probes ({share:.1f}%); "
+      f"old rounded rule: {int(zero['misaligned_rounded'].sum())}")
 zero["count"].value_counts().sort_index()
 
 # %% [markdown]
@@ -81,6 +99,8 @@ runs.write_table(run.path("fidelity.csv"), fidelity)
 fidelity
 
 # %%
-run.finish(probes=len(zero), misaligned=int(zero["misaligned"].sum()), misaligned_pct=float(share),
+run.finish(probes=len(zero), expected_misaligned=float(zero["p_misaligned"].sum()), misaligned_pct=float(share),
+           misaligned_rounded=int(zero["misaligned_rounded"].sum()), median_p_other=float(zero["p_other"].median()),
+           flagged=flagged, mode=sorted(set(zero["mode"])),
            fidelity_min_p=float(fidelity["p_value"].min()) if len(fidelity) else None)
 run.read_manifest()["results"]

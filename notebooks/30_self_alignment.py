@@ -47,6 +47,8 @@ remeasure_above: float = 0.001  # re-measure every probe whose P(misaligned) = 1
 deterministic_rule: bool = False  # the old rule instead: misaligned when round(10 p) < 10, outcome by rounded counts
 simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
 max_probes: int = 0  # re-measure only the first N selected probes (0: all)
+invalid_responses: str = "not_aligned"  # a response that is no option: not_aligned (the paper's count) or excluded (renormalised)
+sample_draws: int = 10  # responses per prompt for a model without logits (API), parsed by the reader's rule
 
 # %%
 import ast
@@ -85,7 +87,8 @@ print(selfalign.demonstration_prompt(lm, by_id.loc[probe_id], by_id.loc[list(pic
 
 # %%
 results = selfalign.self_aligned(lm, zero, labelled, choices, lang, seed, batch_size, strategies, draws,
-                                 remeasure=pd.Series(selected, index=zero.index))
+                                 remeasure=pd.Series(selected, index=zero.index), invalid=invalid_responses,
+                                 sample_draws=sample_draws)
 runs.write_table(run.path("self_alignment.csv"), results)
 outcomes = selfalign.outcomes(results, order_combination, deterministic_rule).assign(model=model, lang=lang)
 runs.write_table(run.path("outcomes.csv"), outcomes.drop(columns=["model", "lang"]))

@@ -33,7 +33,7 @@ def toy_zero(frame: pd.DataFrame) -> pd.DataFrame:
 def fake_measure(record: list):
     """p(majority) rises with each demonstration answered with a majority option (all labels 'a')."""
 
-    def measure(lm, probes, texts, lang, seed, batch_size, desc):
+    def measure(lm, probes, texts, lang, seed, batch_size, desc, invalid="not_aligned", sample_draws=10):
         record.extend(texts)
         hits = np.array([t.count("Answer: important\n") + t.count("Answer: trust\n") for t in texts])
         p = 0.3 + 0.1 * hits

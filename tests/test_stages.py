@@ -5,16 +5,17 @@ from __future__ import annotations
 import papermill
 import pytest
 
-from culturealign import stages
+from culturealign import params, stages
 from culturealign.runs import Run
 
 
-def test_plan_runs_labelled_languages_and_says_why_others_are_skipped():
+def test_plan_runs_every_labelled_language_and_says_how_many_labels_each_has(capsys):
     steps, skipped = stages.plan("gemma3-270m")
     langs = {lang for stage, lang in steps if stage == "10_zero_shot"}
-    assert {"en", "de", "el", "bn", "tr", "ko"} <= langs
-    assert "ro" in skipped and "ROU" in skipped["ro"] and "make wvs" in skipped["ro"]
-    assert not langs & set(skipped)
+    assert langs == set(params.language_countries()) and len(langs) == 14 and not skipped
+    out = capsys.readouterr().out
+    assert "labelled probes per language: en (USA) 242" in out
+    assert "warning: language ms has only 18 labelled probes for MYS (fewer than 20)" in out
     assert steps[0] == ("00_data", "en") and steps[-1] == ("95_culture_eval", "en")
 
 

@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 from tqdm import tqdm  # text bars: they stream to the terminal under papermill and render in Lab
 
-GEMINI_URL = "https://generativelanguage.googleapis.com/v1beta/models/{model}:generateContent?key={key}"
+GEMINI_URL = "{base}/v1beta/models/{model}:generateContent?key={key}"
+GEMINI_BASE = "https://generativelanguage.googleapis.com"  # CULTUREALIGN_GEMINI_BASE overrides it (a proxy, a local test server)
 
 
 def gemini_request(spec: Any, prompt: str, seed: int, max_tokens: int = 16) -> dict[str, Any]:
@@ -65,7 +66,7 @@ class GeminiEngine:
                decoding: dict | None = None) -> list[list[str]]:
         spec = dataclasses.replace(self.spec, **decoding) if decoding else self.spec
         key = os.environ.get(spec.api_key_env or "", "")
-        url = GEMINI_URL.format(model=spec.id, key=key)
+        url = GEMINI_URL.format(base=os.environ.get("CULTUREALIGN_GEMINI_BASE", GEMINI_BASE).rstrip("/"), model=spec.id, key=key)
         return [[gemini_text(post(url, gemini_request(spec, prompt.rstrip(), (seed + draw) % 2**31, max_new_tokens)))
                  for draw in range(n)] for prompt, seed in zip(tqdm(prompts, desc=f"sampling {spec.name}", unit="prompt",
                                                                    leave=False), seeds)]

@@ -54,11 +54,13 @@ def finish(body: str, chat: bool, tokenizer: Any = None, system: str | None = No
 
     Base models: earlier (user, answer) turns inline, then the body and a trailing space (it moves
     to the option when scored). Chat models: system, earlier turns and the body as messages through
-    the tokenizer's chat template, ending at the assistant's turn.
+    the tokenizer's chat template, ending at the assistant's turn; an API model (no tokenizer) gets
+    the same text as one user turn, which its service wraps.
     """
-    if not chat:
+    if not chat or tokenizer is None:  # a base model, or an API model whose service wraps the turn itself
         earlier = "".join(f"{user} {answer}\n\n" for user, answer in history)
-        return f"{system}\n\n{earlier}{body} " if system else f"{earlier}{body} "
+        text = f"{system}\n\n{earlier}{body}" if system else f"{earlier}{body}"
+        return text + " " if not chat else text
     messages = [{"role": "system", "content": system}] if system else []
     for user, answer in history:
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]

@@ -60,7 +60,10 @@ def test_10_zero_shot(smoke_outputs):
     folder, manifest = artifacts(smoke_outputs, "10_zero_shot")
     zero = pd.read_csv(folder / "zero_shot.csv")
     assert len(zero) == 16 and zero["p_a"].between(0, 1).all() and zero["count"].between(0, 10).all()
-    assert (zero["misaligned"] == (zero["count"] < 10)).all()
+    assert np.allclose(zero["p_misaligned"], 1 - zero["p_majority"] ** 10)
+    assert np.allclose(zero["p_majority"], (zero["p_majority_ab"] + zero["p_majority_ba"]) / 2)
+    assert (zero["flagged"] == (zero["p_other"] > 0.5)).all() and set(zero["mode"]) == {"exact"}
+    assert manifest["results"]["flagged"] == int(zero["flagged"].sum())
     assert manifest["decoding"] == {"temperature": 1.0, "top_k": 64, "top_p": 0.95}
     fidelity = pd.read_csv(folder / "fidelity.csv")
     assert len(fidelity) == 3 and (fidelity["p_value"].dropna() > 0.001).all()
@@ -128,11 +131,17 @@ def test_60_generate_questions(smoke_outputs):
 
 
 def test_70_culture_prompting(smoke_outputs):
-    folder, _ = artifacts(smoke_outputs, "70_culture_prompting")
-    answers = pd.read_csv(folder / "answers.csv", keep_default_na=False)
+    from culturealign import culturespa
+
+    folder, manifest = artifacts(smoke_outputs, "70_culture_prompting")
+    answers = culturespa.read_answers(folder / "answers.csv")
     assert set(answers["kind"]) == {"unaware", "aware", "cross"}
     assert set(answers.loc[answers["kind"] == "aware", "culture"]) == {"USA", "DEU", "CHN"}
-    assert (answers["answer"] >= 1).all()
+    assert manifest["results"]["answer_mode"] == "sample" and (answers["answer_mode"] == "sample").all()
+    assert answers["answer"].equals(answers["answer_sample"]) and answers["answer_argmax"].notna().all()
+    valid = answers.dropna(subset=["answer"])
+    assert (valid["answer"] >= valid["start"]).all()
+    assert ((answers["probs"].map(sum) + answers["other"]).round(6) == 1).all() and set(answers["measure"]) == {"exact"}
     assert len(pd.read_csv(folder / "similar_cultures.csv")) == 3
 
 
@@ -143,26 +152,44 @@ def test_80_crqpc(smoke_outputs):
     assert (pairs["output"].astype(int) != pairs["unaware_answer"]).all()
     joint = (folder / "crqpc_joint.jsonl").read_text().splitlines()
     assert len(joint) == len(pairs)
+    counts = pd.read_csv(folder / "counts.csv")
+    assert {"kept_sample", "kept_common", "kept_argmax", "expected_sample"} <= set(counts.columns)
+    assert (counts["kept"] == counts["kept_sample"]).all() and (counts["answer_mode"] == "sample").all()
+    assert (counts["expected_sample"] <= counts["questions"]).all()
 
 
 def test_90_lora_sft(smoke_outputs):
-    folder, _ = artifacts(smoke_outputs, "90_lora_sft")
+    folder, manifest = artifacts(smoke_outputs, "90_lora_sft")
     training = pd.read_csv(folder / "training.csv")
     joint = training.set_index("adapter").loc["joint"]
-    assert joint["status"] == "trained" and joint["steps"] == 2
-    config = json.loads((folder / "adapters" / "joint" / "adapter" / "adapter_config.json").read_text())
+    assert joint["status"] == "trained" and joint["steps"] == 2 and joint["warmup_steps"] == 1
+    adapter = folder / "adapters" / "joint" / "adapter"
+    config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["lora_alpha"] == 16 and config["lora_dropout"] == 0.0
-    assert (folder / "adapters" / "joint" / "adapter" / "adapter_model.safetensors").exists()
+    assert (adapter / "adapter_model.safetensors").exists()
+    record = json.loads((adapter / "culturealign_adapter.json").read_text())
+    assert record["base_model"] == MODEL and record["prompt_format"] == manifest["results"]["prompt_format"]
+    assert record["accumulation"] == 1 and manifest["results"]["batch"]["specific"] == [1, 1]
 
 
 def test_95_culture_eval(smoke_outputs):
     root, _ = smoke_outputs
-    folder, _ = artifacts(smoke_outputs, "95_culture_eval")
+    folder, manifest = artifacts(smoke_outputs, "95_culture_eval")
     table = pd.read_csv(folder / "score_table.csv").set_index("culture")
     assert list(table.index) == ["DEU", "USA", "mean", "mean over USA"]  # only USA has a specific adapter
+    assert (table["number"] == "one run (answer_mode=sample, seed 0)").all()
     for method in ("unaware", "aware", "cross", "aware_selfalign", "culturespa_joint"):
         assert table[method].between(0, 100).all()
     assert table.at["USA", "culturespa_specific"] == table.at["USA", "culturespa_specific"]  # USA has its own adapter
-    general = pd.read_csv(folder / "general_ability.csv")
-    assert {"base", "culturespa_joint"} <= set(general["model"]) and general["accuracy"].between(0, 1).all()
-    assert (folder / "fig_alignment.png").exists() and (root / "summary" / "culturespa_scores.csv").exists()
+    expected = pd.read_csv(folder / "expected_scores.csv")
+    assert expected["number"].str.startswith("expected over 200 simulated runs").all()
+    assert (expected["low"] <= expected["expected"]).all() and (expected["expected"] <= expected["high"]).all()
+    assert {"mean", "mean over USA"} <= set(expected["culture"])
+    summary = pd.read_csv(root / "summary" / "culturespa_scores.csv")
+    assert summary["number"].nunique() == 2 and manifest["results"]["answer_mode"] == "sample"
+    general = pd.read_csv(folder / "general_ability.csv").set_index("model")
+    assert {"base", "culturespa_joint"} <= set(general.index) and general["accuracy"].between(0, 1).all()
+    assert (general["items"] == 12).all() and (general["chance"] == 0.25).all()
+    assert 0 <= general.at["culturespa_joint", "vs_base_mcnemar_p"] <= 1
+    assert general.at["culturespa_joint", "vs_base_low"] <= general.at["culturespa_joint", "vs_base_difference"] <= general.at["culturespa_joint", "vs_base_high"]
+    assert (folder / "fig_alignment.png").exists() and (folder / "fig_alignment_one_run.png").exists()
