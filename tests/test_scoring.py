@@ -12,6 +12,7 @@ from tokenizers import Tokenizer, models as tok_models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from culturealign import prompts, scoring
+from culturealign import engine
 from culturealign.engine import decoded_probs, warpers
 
 PROMPTS = ["Fill in the blank with one of the two options. Reply with the option only.\n\n"
@@ -242,3 +243,23 @@ def test_generated_texts_are_seeded_cached_and_not_generated_again(lm, monkeypat
         assert scoring.generate_texts(lm, PROMPTS[:2], max_new_tokens=6, seed=3, batch_size=1) == first
     scoring.score_cache(lm, "generated").path.unlink()
     assert scoring.generate_texts(lm, PROMPTS[:2][::-1], max_new_tokens=6, seed=3, batch_size=2) == first[::-1]
+
+
+def test_prompts_that_share_a_prefix_are_grouped():
+    groups = engine.shared_prefixes([[1, 2, 3, 4, 5], [9, 9], [1, 2, 3, 4, 6], [1, 2, 7]])
+    assert groups == [(4, [0, 2]), (2, [3]), (1, [1])]  # joining [1, 2, 7] would save nothing
+    assert engine.shared_prefixes([[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 9], [1, 2, 3, 4, 5, 6, 9, 9]]) == [(6, [0, 1, 2])]
+
+
+@pytest.mark.model
+def test_two_option_orders_scored_from_one_shared_prefix_equal_separate_runs(lm):
+    query = prompts.Cloze("Religion is _ to me.", ("important", "unimportant"))
+    ab = prompts.cloze_prompt(query, primer=True)
+    ba = prompts.swap_query_options(ab, query)
+    ids = [scoring.prompt_ids(lm.tokenizer, scoring.context_of(t)) for t in (ab, ba, PROMPTS[2])]
+    assert any(sorted(m) == [0, 1] for _, m in engine.shared_prefixes(ids))
+    together = lm.engine.next_token_probs(ids, [[[], [236743]]] * 3, [[21484, 2132, 623]] * 3)
+    for i, prompt in enumerate(ids):
+        alone = lm.engine.next_token_probs([prompt], [[[], [236743]]], [[21484, 2132, 623]])[0]
+        for got, ref in zip(together[i], alone):
+            assert np.allclose(got, ref, atol=1e-5)

@@ -92,6 +92,36 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
+def common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def shared_prefixes(prompts: Sequence[Sequence[int]]) -> list[tuple[int, list[int]]]:
+    """Group prompts that share a prefix: (trunk length, member indices) per group. Sorted by their
+    ids, a prompt joins its neighbour's group when that saves at least half of its own tokens (the
+    trunk runs once, then each member's rest); every member keeps one token of its own."""
+    order = sorted(range(len(prompts)), key=lambda i: list(prompts[i]))
+    groups: list[tuple[int, list[int]]] = []
+
+    def cost(trunk: int, members: list[int]) -> int:
+        return trunk + sum(len(prompts[m]) - trunk for m in members)
+
+    for i in order:
+        if groups:
+            trunk, members = groups[-1]
+            shared = min(trunk, common_length(prompts[members[0]], prompts[i]), len(prompts[i]) - 1)
+            if cost(trunk, members) + len(prompts[i]) - cost(shared, members + [i]) >= len(prompts[i]) / 2:
+                groups[-1] = (shared, members + [i])
+                continue
+        groups.append((len(prompts[i]) - 1, [i]))
+    return groups
+
+
 # ------------------------------------------------------------------------ in-process transformers
 
 @dataclasses.dataclass
@@ -138,11 +168,31 @@ class TransformersEngine:
         key = (id(self.lm.model), tuple(tuple(p) for p in prompts))
         if self._state is not None and self._state.key == key:
             return self._state
-        ids, mask = left_pad(prompts, self.pad_id)
-        ids, mask = ids.to(self.lm.device), mask.to(self.lm.device)
-        out = self.lm.model(input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True,
-                            logits_to_keep=1)
-        self._state = _PromptState(key, out.past_key_values, mask, decoded_probs(out.logits[:, -1, :], self.spec))
+        device, groups = self.lm.device, shared_prefixes(prompts)
+        if all(len(members) == 1 for _, members in groups):
+            ids, mask = (t.to(device) for t in left_pad(prompts, self.pad_id))
+            out = self.lm.model(input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True,
+                                logits_to_keep=1)
+            self._state = _PromptState(key, out.past_key_values, mask, decoded_probs(out.logits[:, -1, :], self.spec))
+            return self._state
+        # prompts that share a long prefix (a prompt's two option orders, a common instruction):
+        # run each shared trunk once, then every prompt's own rest from the trunk's cache
+        order = [i for _, members in groups for i in members]
+        trunk_ids, trunk_mask = (t.to(device) for t in left_pad([prompts[m[0]][:n] for n, m in groups], self.pad_id))
+        out = self.lm.model(input_ids=trunk_ids, attention_mask=trunk_mask, position_ids=positions_of(trunk_mask),
+                            use_cache=True, logits_to_keep=1)
+        owner = torch.tensor([g for g, (_, members) in enumerate(groups) for _ in members], device=device)
+        cache = out.past_key_values
+        cache.reorder_cache(owner)
+        rests = [prompts[i][n:] for n, members in groups for i in members]
+        rest_ids, rest_mask = (t.to(device) for t in left_pad(rests, self.pad_id))
+        mask = torch.cat([trunk_mask[owner], rest_mask], dim=1)
+        positions = trunk_mask[owner].sum(-1, keepdim=True) + positions_of(rest_mask)
+        logits = self.lm.model(input_ids=rest_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                               use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        back = torch.tensor([order.index(i) for i in range(len(prompts))], device=device)  # batch order again
+        cache.reorder_cache(back)
+        self._state = _PromptState(key, cache, mask[back], decoded_probs(logits[back], self.spec))
         return self._state
 
     @torch.inference_mode()

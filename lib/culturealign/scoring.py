@@ -231,7 +231,9 @@ def option_distributions(lm: LoadedModel, prompts: Sequence[str], options: Seque
     todo = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values(), key=lambda i: len(prompts[i]))
     items = {i: Item(prompt_ids(lm.tokenizer, context_of(prompts[i])),
                      [answer_forms(lm.tokenizer, prompts[i], o) for o in options[i]]) for i in todo}
-    todo.sort(key=lambda i: len(items[i].prompt))
+    # similar lengths batch together (little padding); within a length band, prompts that share a
+    # prefix (a probe's two option orders) sit side by side, so the engine runs their trunk once
+    todo.sort(key=lambda i: (len(items[i].prompt) // 32, items[i].prompt))
 
     def compute(chunk: list[int]) -> list[dict[str, Any]]:
         probs = exact_option_probs(engine, [items[i] for i in chunk], tolerance)
