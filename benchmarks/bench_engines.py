@@ -39,7 +39,8 @@ def cases(tokenizer, texts, options):
 
 def option_probs(engine, batch) -> list[list[float]]:
     """Probability of each option (product over its tokens) from next_token_probs."""
-    arrays = engine.next_token_probs([c[0] for c in batch], [c[1] for c in batch], [c[2] for c in batch])
+    arrays = engine.next_token_probs([c[0] for c in batch], [c[1] for c in batch], [c[2] for c in batch],
+                                     last=10 ** 6)  # every prefix of each option
     return [[float(np.prod([a[k, tokens.index(t)] for k, t in enumerate(path)])) for path, a in zip(paths_, row)]
             for (_, paths_, tokens), row in zip(batch, arrays)]
 

@@ -27,6 +27,7 @@ from culturealign.openai_engine import OpenAIServerEngine, ServerError, token_id
 from culturealign.tokens import encode_pair
 
 MODEL = "gemma3-270m"
+ALL = 10 ** 6  # `last` that asks for every prefix of a path
 
 
 # ------------------------------------------------------------------------------ fake server
@@ -104,11 +105,15 @@ def test_token_names_map_back_to_ids():
 def test_probabilities_one_request_per_distinct_prefix(fake):
     engine = engine_at(fake.url)
     fake.requests.clear()
-    out = engine.next_token_probs([[2, 9]], [[[5, 6], [5], []]], [[5, 6, 99]])
+    out = engine.next_token_probs([[2, 9]], [[[5, 6], [5], []]], [[5, 6, 99]], last=3)
     prefixes = sorted(tuple(body["prompt"]) for _, body in fake.requests)
     assert prefixes == [(2, 9), (2, 9, 5), (2, 9, 5, 6)]  # (2, 9) and (2, 9, 5) asked once though shared
     assert [a.shape for a in out[0]] == [(3, 3), (2, 3), (1, 3)]
     np.testing.assert_allclose(out[0][0][0], [0.5, 0.3, 0.0])  # 99 not in the top: 0; 40+: masked: 0
+    fake.requests.clear()
+    only_last = engine.next_token_probs([[2, 9]], [[[5, 6], [5]]], [[5]])  # default: after the whole path
+    assert [a.shape for a in only_last[0]] == [(1, 1), (1, 1)]
+    assert sorted(tuple(b["prompt"]) for _, b in fake.requests) == [(2, 9, 5), (2, 9, 5, 6)]
     body = fake.requests[0][1]
     assert (body["max_tokens"], body["logprobs"], body["top_k"], body["top_p"], body["temperature"]) == (1, 100, 64, 0.95, 1.0)
     assert body["return_tokens_as_token_ids"] is True
@@ -278,7 +283,7 @@ def option_cases(tokenizer, texts, options):
 
 def compare(engine, reference, cases) -> tuple[float, float]:
     """Largest difference of any token probability and of any option probability."""
-    got = engine.next_token_probs([c[0] for c in cases], [c[1] for c in cases], [c[2] for c in cases])
+    got = engine.next_token_probs([c[0] for c in cases], [c[1] for c in cases], [c[2] for c in cases], last=ALL)
     worst_token = worst_option = 0.0
     for (prompt, paths, tokens), arrays in zip(cases, got):
         for path, array, ref in zip(paths, arrays, reference_probs(reference, engine.spec, prompt, paths, tokens)):
@@ -386,7 +391,7 @@ def test_lora_adapter_served_matches_peft(engine, reference, adapter):
     worst_token, worst_option = compare(served, tuned, cases)
     base_token, _ = compare(engine, reference, cases)
     shift = max(float(np.abs(a - b).max()) for x, y in zip(
-        engine.next_token_probs(*zip(*cases)), served.next_token_probs(*zip(*cases))) for a, b in zip(x, y))
+        engine.next_token_probs(*zip(*cases), last=ALL), served.next_token_probs(*zip(*cases), last=ALL)) for a, b in zip(x, y))
     print(f"\nLoRA adapter: max |vLLM - peft| token {worst_token:.2e}, option {worst_option:.2e}; the adapter moves "
           f"probabilities by up to {shift:.3f}")
     assert shift > 1e-2, "the random adapter should change the distribution"

@@ -118,7 +118,11 @@ class OpenAIServerEngine:
                                              headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return json.load(response)
+                    raw = response.read().decode(errors="replace")
+                try:
+                    return json.loads(raw)
+                except ValueError:  # vLLM answers /v1/load_lora_adapter with plain text
+                    return {"text": raw}
             except urllib.error.HTTPError as err:
                 detail = err.read().decode(errors="replace")[:800]
                 if err.code in (502, 503, 504) and attempt < retries - 1:
@@ -197,36 +201,33 @@ class OpenAIServerEngine:
         return tops[0]
 
     def next_token_probs(self, prompts: Sequence[list[int]], paths: Sequence[Sequence[list[int]]],
-                         tokens: Sequence[Sequence[int]]) -> list[list[np.ndarray]]:
-        """Decoded next-token probabilities of tokens[i] after prompt_i + path[:t], t = 0..len(path),
-        one request per distinct prefix, all in flight together. Tokens outside the server's top-K
-        (max_logprobs) get 0; K must cover every token the decoding keeps (top_k or top_p)."""
+                         tokens: Sequence[Sequence[int]], last: int = 1) -> list[list[np.ndarray]]:
+        """Decoded next-token probabilities of tokens[i] after prompt_i + path[:m] for the last
+        `last` values of m (k = min(last, len(path) + 1) rows ending at m = len(path)), as the
+        in-process engine answers; one request per distinct prefix, all in flight together.
+        Tokens outside the server's top-K (max_logprobs) get 0; K must cover every token the
+        decoding keeps (top_k or top_p)."""
+        def ends(path: Sequence[int]) -> range:
+            return range(len(path) - min(last, len(path) + 1) + 1, len(path) + 1)
+
         prefixes: dict[tuple[int, ...], int] = {}
         for prompt, row in zip(prompts, paths):
             for path in row:
-                for t in range(len(path) + 1):
-                    prefixes.setdefault(tuple(prompt) + tuple(path[:t]), len(prefixes))
-        order = list(prefixes)
+                for m in ends(path):
+                    prefixes.setdefault(tuple(prompt) + tuple(path[:m]), len(prefixes))
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            tops = list(pool.map(self._top, order))
+            tops = list(pool.map(self._top, list(prefixes)))
         out: list[list[np.ndarray]] = []
         for prompt, row, wanted in zip(prompts, paths, tokens):
             arrays = []
             for path in row:
-                table = np.zeros((len(path) + 1, len(wanted)))
-                for t in range(len(path) + 1):
-                    top = token_ids_of(tops[prefixes[tuple(prompt) + tuple(path[:t])]], self.tokenizer, wanted)
-                    table[t] = [math.exp(top[w]) if top.get(w, -math.inf) > MASKED_LOGPROB else 0.0 for w in wanted]
+                table = np.zeros((len(ends(path)), len(wanted)))
+                for r, m in enumerate(ends(path)):
+                    top = token_ids_of(tops[prefixes[tuple(prompt) + tuple(path[:m])]], self.tokenizer, wanted)
+                    table[r] = [math.exp(top[w]) if top.get(w, -math.inf) > MASKED_LOGPROB else 0.0 for w in wanted]
                 arrays.append(table)
             out.append(arrays)
         return out
-
-    def _ids(self, prompt: list[int] | str) -> list[int]:
-        if not isinstance(prompt, str):
-            return [int(t) for t in prompt]
-        from .tokens import prompt_ids
-
-        return prompt_ids(self.tokenizer, prompt)
 
     def _samples(self, job: tuple[list[int], int, int, int, dict[str, Any]]) -> list[str]:
         prompt, seed, n, max_new_tokens, decoding = job
@@ -234,6 +235,13 @@ class OpenAIServerEngine:
                 "skip_special_tokens": True, "stop_token_ids": self.stop_ids, **decoding_body(decoding)}
         choices = sorted(self._complete(body)["choices"], key=lambda c: c.get("index", 0))
         return [c["text"] for c in choices]
+
+    def _ids(self, prompt: list[int] | str) -> list[int]:
+        if not isinstance(prompt, str):
+            return [int(t) for t in prompt]
+        from .tokens import prompt_ids
+
+        return prompt_ids(self.tokenizer, prompt)
 
     def sample(self, prompts: Sequence[list[int] | str], seeds: Sequence[int], n: int, max_new_tokens: int,
                decoding: dict | None = None) -> list[list[str]]:
