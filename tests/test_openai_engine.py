@@ -377,6 +377,10 @@ def adapter(server, tmp_path_factory):
     torch.manual_seed(0)
     tuned = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear",
                                             init_lora_weights=False))
+    with torch.no_grad():  # random B at full size would wreck the model; small, it moves the answer
+        for name, weight in tuned.named_parameters():
+            if "lora_B" in name:
+                weight.mul_(0.02)
     folder = tmp_path_factory.mktemp("adapters") / "joint"
     tuned.save_pretrained(folder)
     return folder, tuned.eval()
@@ -394,6 +398,6 @@ def test_lora_adapter_served_matches_peft(engine, reference, adapter):
         engine.next_token_probs(*zip(*cases), last=ALL), served.next_token_probs(*zip(*cases), last=ALL)) for a, b in zip(x, y))
     print(f"\nLoRA adapter: max |vLLM - peft| token {worst_token:.2e}, option {worst_option:.2e}; the adapter moves "
           f"probabilities by up to {shift:.3f}")
-    assert shift > 1e-2, "the random adapter should change the distribution"
+    assert 1e-2 < shift < 0.9, "the adapter should move the distribution without wrecking it"
     assert worst_option < 1e-3 and worst_token < 1e-3 and base_token < 1e-3
     assert engine.with_adapter(folder).model == served.model  # loaded once, found again by name
