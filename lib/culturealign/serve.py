@@ -155,7 +155,8 @@ def weights_id(spec: Any, folder: Path) -> str:
 def server_command(python: Path, spec: Any, serving: dict[str, Any], folder: Path, port: int, cuda: bool,
                    lora: bool = False, adapters: Sequence[Path] = ()) -> list[str]:
     """The vLLM command line for exact scoring and seeded sampling."""
-    dtype = serving["dtype"] or ("bfloat16" if cuda else "float32")
+    asked = serving["dtype"] if serving["dtype"] not in (None, "auto") else None  # models.py: auto = CUDA bf16, CPU fp32
+    dtype = asked or ("bfloat16" if cuda else "float32")
     cmd = [str(python), "-m", SERVER_MODULE, "--model", str(folder), "--served-model-name", spec.name,
            "--host", "127.0.0.1", "--port", str(port), "--dtype", dtype,
            "--logprobs-mode", "processed_logprobs", "--max-logprobs", str(serving["max_logprobs"]),
