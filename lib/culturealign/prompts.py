@@ -76,11 +76,14 @@ def finish(body: str, chat: bool, tokenizer: Any = None, system: str | None = No
                           f"to {[m['role'] for m in messages]}: {err}") from err
 
 
-# A value-neutral example of the answer format for base models (model_config.answer_primer): two
-# made-up facts with their filled answer, the first option once and the second once, never a WVS
-# topic. The same in every condition (zero-shot, every demonstration strategy, every placebo).
+# A value-neutral example of the answer format for base models (model_config.answer_primer): three
+# made-up facts with their filled answer, never a WVS topic; the answer is once the second option
+# and once a phrase of several words, as many probe options are. The same in every condition
+# (zero-shot, every demonstration strategy, every placebo). On 40 random English probes of the
+# embedded model, median p_other: 0.81 without a primer, 0.32 with two one-word examples, 0.24 with these.
 PRIMER = (Cloze("A week has _ days.", ("seven", "five"), "seven"),
-          Cloze("Ice is _ water.", ("boiling", "frozen"), "frozen"))
+          Cloze("Every morning the sun _.", ("rises in the west", "rises in the east"), "rises in the east"),
+          Cloze("Ice is _ water.", ("frozen", "boiling"), "frozen"))
 
 
 def cloze_body(query: Cloze, demos: Sequence[Cloze] = (), primer: bool = False, chat: bool = False) -> str:
