@@ -15,11 +15,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 STAGES := $(PY) -m culturealign.stages
 
-.PHONY: help setup all quick run smoke test unit bench lab report wvs clean
+.PHONY: help setup all quick run smoke test test-vllm unit bench serve serve-stop lab report wvs clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,8 +44,11 @@ smoke: setup ## execute every notebook on tiny parameters (tests/smoke)
 unit: setup ## unit tests of lib only
 	$(PY) -m pytest -q tests --ignore=tests/smoke
 
-test: setup ## unit tests and notebook smoke tests
-	$(PY) -m pytest -q tests
+test: setup ## unit tests and notebook smoke tests (the real vLLM server tests: make test-vllm)
+	$(PY) -m pytest -q tests -m "not vllm"
+
+test-vllm: setup ## the tests that start a real vLLM CPU server (.venv-vllm, made on first use; minutes)
+	$(PY) -m pytest -q tests -m vllm
 
 bench: setup ## time exact scoring against the forward limit, sampling and per-option scoring (ENGINE=vllm: also through vLLM)
 	$(PY) benchmarks/bench_scoring.py

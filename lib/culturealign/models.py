@@ -48,6 +48,12 @@ class ModelSpec:
     answer_primer: bool = False  # base models: a value-neutral example of the answer format first
     prefix_tolerance: float = 0.005  # exact mode follows ignorable prefixes more likely than this
     dtype: str = "auto"  # auto (CUDA: bf16, CPU: fp32) | float32 | bfloat16 (bf16 on a CPU that has it)
+    # serving (engine: openai; read by serve.py when `make serve` starts vLLM for this model)
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    max_logprobs: int = 100
+    max_lora_rank: int = 16
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "model_config") -> "ModelSpec":
@@ -65,7 +71,9 @@ class ModelSpec:
             raise ParamError(f"{where}: model_config.source is {data['source']!r}; use one of {SOURCES}")
         checks = {"temperature": (int, float), "top_p": (int, float, type(None)), "top_k": (int, type(None)),
                   "chat": (bool,), "languages": (list,), "name": (str,), "id": (str,), "engine": (str,),
-                  "answer_primer": (bool,), "prefix_tolerance": (int, float), "dtype": (str,)}
+                  "answer_primer": (bool,), "prefix_tolerance": (int, float), "dtype": (str,),
+                  "tensor_parallel_size": (int,), "gpu_memory_utilization": (int, float), "max_model_len": (int, type(None)),
+                  "max_logprobs": (int,), "max_lora_rank": (int,)}
         for key, types in checks.items():
             if key in data and (not isinstance(data[key], types) or (isinstance(data[key], bool) and bool not in types)):
                 raise ParamError(f"{where}: model_config.{key} has the wrong type: {data[key]!r}")
@@ -210,6 +218,13 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if spec.engine == "openai":  # the weights live in the vLLM server; here only the tokenizer
+        from .serve import connect
+
+        served = LoadedModel(spec, model=None, tokenizer=None, weights_hash="", device="server", dtype=spec.dtype)
+        served._engine = connect(spec.name, spec=spec)
+        served.tokenizer, served.weights_hash = served._engine.tokenizer, served._engine.identity.split("|", 1)[-1]
+        return served
     device, dtype = device_and_dtype(spec.dtype)
     if spec.source == "embedded":
         folder = str(prepare_embedded())

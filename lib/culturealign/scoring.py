@@ -172,8 +172,11 @@ def exact_option_probs(engine: Any, items: list[Item], tolerance: float,
 
 
 def item_key(lm: LoadedModel, mode: str, prompt: str, options: Sequence[str], extra: Any = None) -> str:
-    """Cache key: model, weights hash, decoding settings, mode and the exact prompt and options."""
-    payload = [lm.spec.name, lm.weights_hash, lm.spec.decoding(), mode, prompt, list(options), extra]
+    """Cache key: model, weights hash, decoding settings, mode and the exact prompt and options.
+    Exact scores agree across engines (to 1e-5, tested), so they share a key; samples and
+    generated texts differ from engine to engine, so their keys name it."""
+    engine = [] if mode == "exact" else [lm.spec.engine]
+    payload = [lm.spec.name, lm.weights_hash, lm.spec.decoding(), mode, prompt, list(options), extra, *engine]
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 
