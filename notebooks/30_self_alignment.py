@@ -92,6 +92,9 @@ results = selfalign.self_aligned(lm, zero, labelled, choices, lang, seed, batch_
 runs.write_table(run.path("self_alignment.csv"), results)
 outcomes = selfalign.outcomes(results, order_combination, deterministic_rule).assign(model=model, lang=lang)
 runs.write_table(run.path("outcomes.csv"), outcomes.drop(columns=["model", "lang"]))
+if "p_other_after" in results:
+    print(f"self-aligned prompts flagged (p_other > 0.5): {int((results['p_other_after'] > 0.5).sum())} of "
+          f"{int(results['p_other_after'].notna().sum())}; median p_other {results['p_other_after'].median():.3f}")
 outcomes[["probe_id", "strategy", "p_before", "p_after", "misaligned", "improved", "same", "decreased", "error_reduction"]].head(10).round(3)
 
 # %% [markdown]

@@ -76,7 +76,8 @@ answers = culturespa.answer_questions(lm, questions, settings, similar, batch_si
 culturespa.write_answers(run.path("answers.csv"), answers)
 changed = culturespa.shift_rates(answers)
 print(f"answers counted: answer_mode={answer_mode}; measured: {', '.join(sorted(set(answers['measure'])))}; "
-      f"invalid draws under sample: {answers['answer_sample'].isna().mean():.1%}")
+      f"invalid draws under sample: {answers['answer_sample'].isna().mean():.1%}; "
+      f"prompts flagged (other > 0.5): {int((answers['other'] > 0.5).sum())} of {len(answers)}")
 changed.round(1).rename_axis("% of valid answers that differ from unaware, by answer mode")
 
 # %%

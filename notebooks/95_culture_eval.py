@@ -84,6 +84,7 @@ answers["method"].value_counts()
 tuned = evaluation.adapter_answers(lm, questions, cultures, adapters, batch_size, answer_mode, seed)
 answers = pd.concat([answers, tuned], ignore_index=True)
 culturespa.write_answers(run.path("answers.csv"), answers)
+print(f"prompts flagged (probability of no option > 0.5): {int((answers['other'] > 0.5).sum())} of {len(answers)}")
 tuned.groupby("method").size()
 
 # %% [markdown]
