@@ -22,19 +22,9 @@ from bench_scoring import bench_prompts
 from culturealign import models, paths, serve
 from culturealign.engine import TransformersEngine
 from culturealign.openai_engine import OpenAIServerEngine
-from culturealign.tokens import encode_pair
+from culturealign.tokens import option_paths
 
 MODEL = "gemma3-270m"
-
-
-def cases(tokenizer, texts, options):
-    """Prompt ids, option token paths and the tokens read, per prompt."""
-    out = []
-    for text, opts in zip(texts, options):
-        pairs = [encode_pair(tokenizer, text, o) for o in opts]
-        paths_ = [cont for _, cont in pairs]
-        out.append((pairs[0][0], paths_, sorted({t for p in paths_ for t in p})))
-    return out
 
 
 def option_probs(engine, batch) -> list[list[float]]:
@@ -73,7 +63,7 @@ def main() -> None:
     lm = models.load_model(models.spec_for(MODEL))
     warm = 8
     texts, options = bench_prompts(lm, args.prompts + warm)
-    items = cases(lm.tokenizer, texts, options)
+    items = option_paths(lm.tokenizer, texts, options)
     warmup, items = items[args.prompts:], items[: args.prompts]
     tokens = sum(len(c[0]) for c in items)
 

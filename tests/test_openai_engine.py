@@ -24,7 +24,7 @@ import torch
 
 from culturealign import culturespa, demos, models, probes, prompts, selfalign, serve
 from culturealign.openai_engine import OpenAIServerEngine, ServerError, token_ids_of
-from culturealign.tokens import encode_pair
+from culturealign.tokens import option_paths
 
 MODEL = "gemma3-270m"
 ALL = 10 ** 6  # `last` that asks for every prefix of a path
@@ -271,16 +271,6 @@ def reference_probs(model, spec, prompt: list[int], paths: list[list[int]], toke
     return arrays
 
 
-def option_cases(tokenizer, texts, options):
-    """Prompt ids, option paths and the tokens read (every option token) for each prompt."""
-    cases = []
-    for text, opts in zip(texts, options):
-        pairs = [encode_pair(tokenizer, text, o) for o in opts]
-        paths = [cont for _, cont in pairs]
-        cases.append((pairs[0][0], paths, sorted({t for p in paths for t in p})))
-    return cases
-
-
 def compare(engine, reference, cases) -> tuple[float, float]:
     """Largest difference of any token probability and of any option probability."""
     got = engine.next_token_probs([c[0] for c in cases], [c[1] for c in cases], [c[2] for c in cases], last=ALL)
@@ -305,7 +295,7 @@ def probe_cases(tokenizer, n: int):
         assert len(row.demo_ids) == demos.N_DEMOS
         texts.append(selfalign.demonstration_prompt(lm, probe, by_id.loc[list(row.demo_ids)], "en", 0))
         options.append(list(selfalign.display_order(probe, "en", 0)))
-    return option_cases(tokenizer, texts, options)
+    return option_paths(tokenizer, texts, options)
 
 
 @pytest.mark.vllm
@@ -324,7 +314,7 @@ def test_ten_option_survey_questions_match_transformers(engine, reference):
     assert len(ten) >= 10
     texts = [prompts.survey_prompt(culturespa.persona_for("aware", "DEU"), q.question, q.options)
              for q in ten.itertuples(index=False)]
-    cases = option_cases(engine.tokenizer, texts, [prompts.number_options(10)] * len(texts))
+    cases = option_paths(engine.tokenizer, texts, [prompts.number_options(10)] * len(texts))
     assert any(len(p) > 1 for _, paths, _ in cases for p in paths), "option 10 should take two tokens"
     worst_token, worst_option = compare(engine, reference, cases)
     print(f"\n{len(cases)} ten-option questions: max |vLLM - transformers| token {worst_token:.2e}, option {worst_option:.2e}")

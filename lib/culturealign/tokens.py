@@ -57,6 +57,17 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     return ctx, list(tokenizer(continuation, add_special_tokens=False)["input_ids"])
 
 
+def option_paths(tokenizer: Any, texts: list[str], options: list[list[str]]) -> list[tuple[list[int], list[list[int]], list[int]]]:
+    """Per prompt: its ids, each option's token path after it, and every token those paths read
+    (what an engine comparison scores option by option)."""
+    out = []
+    for text, opts in zip(texts, options):
+        pairs = [encode_pair(tokenizer, text, o) for o in opts]
+        paths = [cont for _, cont in pairs]
+        out.append((pairs[0][0], paths, sorted({t for p in paths for t in p})))
+    return out
+
+
 @lru_cache(maxsize=8)
 def _vocab_texts(tokenizer_key: tuple, tokenizer: Any) -> tuple[list[str], frozenset[int]]:
     texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
