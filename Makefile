@@ -28,8 +28,8 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP) ## create .venv and install requirements (no-op when up to date)
 
-all: setup ## the main job on MODEL (default: the embedded gemma3-270m), every stage
-	$(STAGES) all --model $(MODEL)
+all: setup ## the main job on MODEL (default: the embedded gemma3-270m), every stage; JOBS=N runs N stages at once
+	$(STAGES) all --model $(MODEL) $(if $(JOBS),--jobs $(JOBS))
 
 quick: setup ## the whole job at small scale (params/smoke.yaml), every labelled language, then its report, in outputs/quick/
 	export CULTUREALIGN_OUTPUTS=$(CURDIR)/outputs/quick; $(STAGES) all --model $(MODEL) --smoke; status=$$?; \
@@ -42,12 +42,12 @@ smoke: setup ## execute every notebook on tiny parameters (tests/smoke)
 	$(PY) -m pytest -q tests/smoke
 
 unit: setup ## unit tests of lib only
-	$(PY) -m pytest -q tests --ignore=tests/smoke
+	$(PY) -m pytest -q tests --ignore=tests/smoke -m "not vllm"
 
-test: setup ## unit tests and notebook smoke tests (the real vLLM server tests: make test-vllm)
-	$(PY) -m pytest -q tests -m "not vllm"
+test: setup ## unit tests, notebook smoke tests, and the tests against a real vLLM CPU server (.venv-vllm, made on first use)
+	$(PY) -m pytest -q tests
 
-test-vllm: setup ## the tests that start a real vLLM CPU server (.venv-vllm, made on first use; minutes)
+test-vllm: setup ## only the tests that start a real vLLM CPU server (minutes)
 	$(PY) -m pytest -q tests -m vllm
 
 bench: setup ## time exact scoring against the forward limit, sampling and per-option scoring (ENGINE=vllm: also through vLLM)

@@ -23,9 +23,11 @@
 #
 # Each example's prompt is built by the same function as the evaluation prompt (`survey_prompt`),
 # with the model's chat template for chat models, so the model is tuned on exactly what it is
-# asked in stage 95. bf16 autocast is used where the CPU or GPU supports it. An interrupted run
-# resumes from its last checkpoint; a finished adapter is kept. Each adapter records the base model
-# and prompt format it was trained with (`culturealign_adapter.json`), checked before it is used.
+# asked in stage 95. A model served by vLLM (engine: openai) is trained here on its own weights;
+# stage 95 then asks the server to answer through the adapters (LoRA serving). bf16 autocast is
+# used where the CPU or GPU supports it. An interrupted run resumes from its last checkpoint; a
+# finished adapter is kept. Each adapter records the base model and prompt format it was trained
+# with (`culturealign_adapter.json`), checked before it is used.
 #
 # *Reads* `80_crqpc/crqpc_*.jsonl`. *Writes* `adapters/<joint|culture>/adapter/` (peft
 # `save_pretrained` and the manifest) and `training.csv`.
@@ -66,7 +68,7 @@ for name, batch, accumulation in [("joint", joint_batch_size, joint_accumulation
              f"{culturespa.param_source('90_lora_sft', f'{name}_accumulation', model, lang)})")
     settings[name] = train.LoraSettings(lora_rank, lora_alpha, lora_dropout, tuple(target_modules), learning_rate, epochs,
                                         warmup_ratio, batch, accumulation, max_steps, save_steps).check(where)
-lm = models.load_model(models.spec_for(model, model_config))
+lm = models.load_model(models.spec_for(model, model_config), in_process=True)  # training needs the weights here, even for a served model
 run.record_model(lm)
 train.check_targets(lm.model, target_modules)
 prompt_format = culturespa.prompt_format(lm)

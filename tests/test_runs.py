@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 from culturealign import runs
 
@@ -25,6 +27,21 @@ def test_result_cache_survives_a_torn_last_line(tmp_path):
     assert len(cache) == 2 and "c" not in cache
     cache.add_many([{"key": "c", "v": 3}])
     assert runs.ResultCache(path).get("c") == {"key": "c", "v": 3}
+
+
+def test_result_cache_shared_by_processes_writing_at_once(tmp_path):
+    """`stages all --jobs N`: several stage processes append to one score cache, while others open
+    it (and would repair a torn tail); every record of every writer survives whole."""
+    path = tmp_path / "cache.jsonl"
+    writer = ("import sys; from culturealign import runs; name = sys.argv[2]\n"
+              "for batch in range(20):\n"
+              "    runs.ResultCache(runs.Path(sys.argv[1])).add_many("
+              "[{'key': f'{name}-{batch}-{i}', 'pad': 'x' * 20000} for i in range(3)])\n")
+    processes = [subprocess.Popen([sys.executable, "-c", writer, str(path), f"w{n}"]) for n in range(4)]
+    assert [p.wait(timeout=120) for p in processes] == [0] * 4
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 4 * 20 * 3 and all(len(json.loads(line)["pad"]) == 20000 for line in lines)
+    assert len(runs.ResultCache(path)) == 240
 
 
 def test_load_run_says_which_stage_to_run_first():

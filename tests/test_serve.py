@@ -31,12 +31,13 @@ def embedded():
 
 def test_cpu_command_has_what_exact_scoring_needs():
     spec, serving = embedded()
-    cmd = serve.server_command(Path("/v/bin/python"), spec, serving, Path("/m"), 8123, cuda=False)
-    text = " ".join(cmd)
+    cmd = serve.server_command(Path("/v/bin/python"), spec, serving, models.prepare_embedded(), 8123, cuda=False)
+    text = " ".join(cmd).replace(str(models.prepare_embedded()), "/m")
     assert cmd[:3] == ["/v/bin/python", "-m", "vllm.entrypoints.openai.api_server"]  # not the vllm script
     for part in ("--model /m", "--served-model-name gemma3-270m", "--host 127.0.0.1", "--port 8123",
                  "--dtype float32", "--logprobs-mode processed_logprobs", "--max-logprobs 100",
-                 "--enable-prefix-caching", "--generation-config vllm", "--kv-cache-memory-bytes"):
+                 "--enable-prefix-caching", "--generation-config vllm", "--kv-cache-memory-bytes",
+                 "--no-enable-chunked-prefill --max-num-batched-tokens 32768"):  # seeded requests never split
         assert part in text
     assert "--enable-lora" not in text and "--tensor-parallel-size" not in text
 

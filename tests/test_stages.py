@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import papermill
 import pytest
 
@@ -50,3 +52,55 @@ def test_a_failing_stage_does_not_stop_the_others(monkeypatch, capsys):
     assert ("10_zero_shot", "ko") in ran and ("20_demonstrations", "tr") in ran
     out = capsys.readouterr()
     assert "failed: 20_demonstrations/de" in out.out and "boom" in out.err
+
+
+def fake_stage_process(tmp_path, fail: str):
+    """A stage_command stand-in: each 'stage' records its start and end times and fails for `fail`."""
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    script = ("import sys, time, pathlib; stage, lang = sys.argv[1:3]; j = pathlib.Path(sys.argv[3]); "
+              "(j / f'{stage}-{lang}.start').write_text(repr(time.time())); print('output of', stage, lang); "
+              "time.sleep(0.3); (j / f'{stage}-{lang}.end').write_text(repr(time.time())); "
+              f"sys.exit(1 if stage == {fail!r} else 0)")
+
+    def command(stage, model, lang, smoke):
+        return [sys.executable, "-c", script, stage, lang, str(journal)]
+    return command, journal
+
+
+def test_jobs_run_chains_side_by_side_in_order_and_list_failures(monkeypatch, capsys, tmp_path):
+    steps, _ = stages.plan("gemma3-270m")
+    steps = [s for s in steps if s[1] in ("en", "de") or s[0] in (stages.DATA, stages.SUMMARY)]
+    command, journal = fake_stage_process(tmp_path, fail="20_demonstrations")
+    monkeypatch.setattr(stages, "stage_command", command)
+    failed = stages.run_concurrently(stages.chains(steps), "gemma3-270m", False, jobs=3, poll=0.02)
+    assert sorted(failed) == ["20_demonstrations/de", "20_demonstrations/en"]
+    at = {p.name: float(p.read_text()) for p in journal.iterdir()}
+    assert len(at) == 2 * len(steps)  # every step ran, a failure does not stop its chain
+    for lang in ("en", "de"):
+        order = [at[f"{stage}-{lang}.start"] for stage in stages.SELF_ALIGNMENT]
+        assert order == sorted(order) and at[f"{stages.SELF_ALIGNMENT[0]}-{lang}.start"] >= at["00_data-en.end"]
+        assert at[f"{stages.SUMMARY}-en.start"] >= at[f"{stages.SELF_ALIGNMENT[-1]}-{lang}.end"]
+    events = sorted([(t, +1) for n, t in at.items() if n.endswith(".start")] + [(t, -1) for n, t in at.items() if n.endswith(".end")])
+    level = [sum(e for _, e in events[:i + 1]) for i in range(len(events))]
+    assert 1 < max(level) <= 3  # side by side, never more than --jobs
+    out = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert sum(line.split("] ")[1].startswith("start ") for line in out) == len(steps)
+    assert sum("] done " in line or "] FAILED " in line for line in out) == len(steps)
+    assert not any("output of" in line for line in out)  # the stages' own output goes to their logs
+    assert "output of 10_zero_shot de" in stages.log_path("gemma3-270m", "de", "10_zero_shot").read_text()
+
+
+def test_chains_put_data_first_and_the_summary_after_self_alignment():
+    steps, _ = stages.plan("gemma3-270m")
+    found = {name: (chain, after) for name, chain, after in stages.chains(steps)}
+    assert found["data"] == ([("00_data", "en")], set())
+    assert [s for s, _ in found["culturespa"][0]] == stages.CULTURESPA and found["culturespa"][1] == {"data"}
+    assert [s for s, _ in found["en"][0]] == stages.SELF_ALIGNMENT
+    assert found["summary"][1] == {"data"} | set(params.language_countries())
+    assert sum(len(chain) for chain, _ in found.values()) == len(steps)
+
+
+def test_jobs_below_one_is_refused():
+    with pytest.raises(params.ParamError, match="--jobs must be a whole number >= 1, not 0"):
+        stages.run_all("gemma3-270m", jobs=0)

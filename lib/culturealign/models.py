@@ -8,8 +8,10 @@ Nothing here downloads: a model that is not on disk fails at once and says what 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -195,8 +197,14 @@ def _fetch_hint(spec: ModelSpec) -> str:
             f"to a local folder with its weights.")
 
 
-def _hf_weights_hash(model: Any, folder: str) -> str:
-    commit = getattr(model.config, "_commit_hash", None)
+def weights_identity(spec: ModelSpec, folder: Path | str, commit: str | None = None) -> str:
+    """What identifies the weights in cache keys and adapter manifests, the same whether they are
+    loaded here or served by vLLM: the GGUF's hash for the embedded model, the hub commit (the
+    snapshot folder's name, as transformers records it), else a hash of the folder's config files."""
+    if spec.source == "embedded":
+        return f"gguf-sha256:{embedded_gguf_sha256()}"
+    found = re.search(r"snapshots/([^/]+)", Path(folder).as_posix())
+    commit = commit or (found.group(1) if found else None)
     if commit:
         return f"hf-commit:{commit}"
     digest = hashlib.sha256()
@@ -205,8 +213,13 @@ def _hf_weights_hash(model: Any, folder: str) -> str:
     return f"config-sha256:{digest.hexdigest()}"
 
 
-def load_model(spec: ModelSpec) -> LoadedModel:
-    """Load a model for scoring and generation, offline, on the best device here."""
+def load_model(spec: ModelSpec, in_process: bool = False) -> LoadedModel:
+    """Load a model for scoring and generation, offline, on the best device here.
+
+    A model served by a vLLM server (engine: openai) loads only its tokenizer, unless `in_process`
+    asks for its weights here too: LoRA training (stage 90) needs them, and the adapters it writes
+    are then served by the server. Its weights hash is the server's (serve.weights_id), so the
+    adapter's manifest matches the served model."""
     if spec.source == "api":
         key = os.environ.get(spec.api_key_env or "")
         if not key:
@@ -218,6 +231,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if spec.engine == "openai" and in_process:
+        return dataclasses.replace(load_model(dataclasses.replace(spec, engine="transformers")), spec=spec)
     if spec.engine == "openai":  # the weights live in the vLLM server; here only the tokenizer
         from .serve import connect
 
@@ -240,7 +255,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         raise ModelUnavailable(f"params/models/{spec.name}.yaml says chat: true, but the tokenizer in {folder} has no "
                                f"chat template: set chat: false (and answer_primer: true) or use the model's own tokenizer")
     if spec.source != "embedded":
-        weights_hash = _hf_weights_hash(model, folder)
+        weights_hash = weights_identity(spec, folder, getattr(model.config, "_commit_hash", None))
     model.to(device).eval()
     return LoadedModel(spec, model, tokenizer, weights_hash, device, str(dtype).replace("torch.", ""))
 

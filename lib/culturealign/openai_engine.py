@@ -191,7 +191,9 @@ class OpenAIServerEngine:
         return {**self.spec.decoding(), **(decoding or {})}
 
     def _top(self, prefix: tuple[int, ...]) -> dict[str, float]:
-        body = {"prompt": list(prefix), "max_tokens": 1, "logprobs": self.max_logprobs, "seed": 0,
+        # No seed: the one sampled token is thrown away, and a seeded request costs the server a
+        # generator of its own (slower batched sampling).
+        body = {"prompt": list(prefix), "max_tokens": 1, "logprobs": self.max_logprobs,
                 "return_tokens_as_token_ids": True, **decoding_body(self._decoding())}
         choice = self._complete(body)["choices"][0]
         tops = (choice.get("logprobs") or {}).get("top_logprobs") or []
@@ -266,7 +268,8 @@ class OpenAIServerEngine:
                         if (adapter_dir / f).exists()), None)
         if weights is None:
             raise ServerError(f"{adapter_dir} holds no adapter_model.safetensors: not a trained LoRA adapter")
-        name = f"{adapter_dir.name}-{hashlib.sha256(weights.read_bytes()).hexdigest()[:12]}"
+        label = adapter_dir.parent.name if adapter_dir.name == "adapter" else adapter_dir.name  # 90's adapters/<name>/adapter
+        name = f"{label}-{hashlib.sha256(weights.read_bytes()).hexdigest()[:12]}"
         if name not in self.served_models():
             if not self.lora:
                 raise ServerError(f"the server at {self.url} was not started with LoRA adapters; restart it with "

@@ -7,6 +7,7 @@ without its manifest is not a result.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -164,21 +165,35 @@ def all_manifests() -> list[dict[str, Any]]:
     return found
 
 
+@contextmanager
+def _locked(handle: Any) -> Iterator[None]:
+    """An exclusive advisory lock on an open file, released on exit."""
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 class ResultCache:
     """An append-only JSON-lines cache: one record per finished item, keyed by a string.
 
     A rerun reads it and skips finished keys; a killed run loses at most what was not yet
-    appended. A torn last line (killed mid-write) is ignored on read.
+    appended. A torn last line (killed mid-write) is ignored on read. Several processes may share
+    one cache (`stages all --jobs N`: languages write the model's score cache side by side): each
+    batch is appended in one write under an exclusive lock, and the torn-line repair takes the lock
+    too, so it never cuts another process's record.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.records: dict[str, dict[str, Any]] = {}
         if path.exists():
-            raw = path.read_bytes()
-            if raw and not raw.endswith(b"\n"):  # torn last line from a killed run: drop it
-                raw = raw[: raw.rfind(b"\n") + 1]
-                path.write_bytes(raw)
+            with path.open("r+b") as handle, _locked(handle):
+                raw = handle.read()
+                if raw and not raw.endswith(b"\n"):  # torn last line from a killed run: drop it
+                    raw = raw[: raw.rfind(b"\n") + 1]
+                    handle.truncate(len(raw))
             for line in raw.decode("utf-8").splitlines():
                 try:
                     record = json.loads(line)
@@ -201,9 +216,11 @@ class ResultCache:
         if not records:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                self.records[record["key"]] = record
-            handle.flush()
+        data = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode("utf-8")
+        with self.path.open("ab") as handle, _locked(handle):
+            view = memoryview(data)
+            while view:  # one write normally; a partial write continues where it stopped
+                view = view[os.write(handle.fileno(), view):]
             os.fsync(handle.fileno())
+        for record in records:
+            self.records[record["key"]] = record

@@ -20,7 +20,6 @@ dtype (float32 on CPU, bfloat16 on CUDA).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -141,15 +140,20 @@ def model_folder(spec: Any) -> Path:
 
 
 def weights_id(spec: Any, folder: Path) -> str:
-    """What identifies the weights in cache keys, as the in-process engine records them."""
+    """What identifies the served weights: the in-process rule (models.weights_identity), so cache
+    keys and adapter manifests are the same either way."""
     from . import models
 
-    if spec.source == "embedded":
-        return f"gguf-sha256:{models.embedded_gguf_sha256()}"
-    digest = hashlib.sha256()
-    for path in sorted(folder.glob("*.json")):
-        digest.update(path.read_bytes())
-    return f"config-sha256:{digest.hexdigest()}"
+    return models.weights_identity(spec, folder)
+
+
+def context_length(folder: Path) -> int:
+    """The model's longest context (config.json), what vLLM takes for max_model_len by default."""
+    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    for part in (config, config.get("text_config") or {}):
+        if part.get("max_position_embeddings"):
+            return int(part["max_position_embeddings"])
+    raise ServerError(f"{folder}/config.json names no max_position_embeddings: set model_config.max_model_len")
 
 
 def server_command(python: Path, spec: Any, serving: dict[str, Any], folder: Path, port: int, cuda: bool,
@@ -168,6 +172,10 @@ def server_command(python: Path, spec: Any, serving: dict[str, Any], folder: Pat
                 "--gpu-memory-utilization", str(serving["gpu_memory_utilization"])]
     else:  # on CPU vLLM would otherwise reserve gpu_memory_utilization of all memory
         cmd += ["--kv-cache-memory-bytes", str(int(float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")) * 2**30))]
+        # vLLM's CPU worker dies ("CPU Generator does not use offset") when a seeded request's prompt
+        # is split over two steps (it rewinds a CUDA-only generator offset): never split prompts.
+        cmd += ["--no-enable-chunked-prefill", "--max-num-batched-tokens",
+                str(serving["max_model_len"] or context_length(folder))]
     if lora or adapters:
         cmd += ["--enable-lora", "--max-lora-rank", str(serving["max_lora_rank"]), "--max-loras", "4"]
         if adapters:

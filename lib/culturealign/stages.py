@@ -1,18 +1,29 @@
 """Run the numbered notebooks headless with papermill: one stage, or the whole job.
 
     python -m culturealign.stages run 10_zero_shot --model gemma3-270m --lang de [--smoke]
-    python -m culturealign.stages all --model gemma3-270m [--smoke]
+    python -m culturealign.stages all --model gemma3-270m [--smoke] [--jobs N]
     python -m culturealign.stages help 10_zero_shot
 
 Parameters are layered and checked (see params.py) before any work starts; the resolved set is
 written beside the run's artifacts and handed to papermill (kernel python3, cwd the repository); the
 notebook's printed output and progress bars stream to the terminal as it runs.
+
+`all --jobs N` runs independent chains side by side, each stage in its own process: after 00_data,
+every language's Self-Alignment stages are one chain and the CultureSPA stages another; 40_summary
+waits for the Self-Alignment chains. With a served model (engine: openai) the chains are
+concurrent clients of one vLLM server, so its continuous batching is used. Each run's output goes to
+outputs/<model>/<lang>/<stage>.log; the terminal gets one line per start and end, and the failures
+at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,21 +177,123 @@ def plan(model: str, only: list[str] | None = None, say=print) -> tuple[list[tup
     return steps, skipped
 
 
-def run_all(model: str, smoke: bool = False, only: list[str] | None = None) -> int:
+def run_all(model: str, smoke: bool = False, only: list[str] | None = None, jobs: int = 1) -> int:
     """The main job: every stage for every language with labels. A failing run does not stop others."""
+    if jobs < 1:
+        raise P.ParamError(f"--jobs must be a whole number >= 1, not {jobs}")
     steps, skipped = plan(model, only)
     for lang, why in sorted(skipped.items()):
         print(f"skipping language {lang}: {why}")
-    failed: list[str] = []
-    for stage, lang in steps:
-        try:
-            run_stage(stage, model, lang, smoke)
-        except (StageFailed, P.ParamError, ModelUnavailable, PermissionError) as err:
-            print(f"FAILED: {err}", file=sys.stderr, flush=True)
-            failed.append(f"{stage}/{lang}")
+    if jobs > 1:
+        failed = run_concurrently(chains(steps), model, smoke, jobs)
+    else:
+        failed = []
+        for stage, lang in steps:
+            try:
+                run_stage(stage, model, lang, smoke)
+            except (StageFailed, P.ParamError, ModelUnavailable, PermissionError) as err:
+                print(f"FAILED: {err}", file=sys.stderr, flush=True)
+                failed.append(f"{stage}/{lang}")
     print(f"done: {len(steps) - len(failed)} of {len(steps)} stage runs succeeded"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+Step = tuple[str, str]
+
+
+def chains(steps: list[Step]) -> list[tuple[str, list[Step], set[str]]]:
+    """The plan as (name, steps in order, names of the chains it waits for): 00_data first, then
+    one chain per language's Self-Alignment stages and one of the CultureSPA stages, side by side,
+    then 40_summary once every Self-Alignment chain has ended."""
+    data = [step for step in steps if step[0] == DATA]
+    middle: dict[str, list[Step]] = {}
+    for stage, lang in steps:
+        if stage not in (DATA, SUMMARY):
+            middle.setdefault("culturespa" if stage in CULTURESPA else lang, []).append((stage, lang))
+    first = {"data"} if data else set()
+    found = [("data", data, set())] if data else []
+    found += [(name, chain, first) for name, chain in middle.items()]
+    summary = [step for step in steps if step[0] == SUMMARY]
+    if summary:
+        found.append(("summary", summary, first | {name for name in middle if name != "culturespa"}))
+    return found
+
+
+def stage_command(stage: str, model: str, lang: str, smoke: bool) -> list[str]:
+    """The command that runs one stage in its own process (what `--jobs` starts)."""
+    return [sys.executable, "-m", "culturealign.stages", "run", stage, "--model", model, "--lang", lang] + \
+        (["--smoke"] if smoke else [])
+
+
+def log_path(model: str, lang: str, stage: str) -> Path:
+    return paths.outputs() / model / lang / f"{stage}.log"
+
+
+def run_concurrently(plan_chains: list[tuple[str, list[Step], set[str]]], model: str, smoke: bool, jobs: int,
+                     poll: float = 0.2) -> list[str]:
+    """Run the chains with up to `jobs` stage processes at a time; returns the failed runs.
+
+    Each process's output goes to its log file; threads are shared out (OMP_NUM_THREADS) so
+    in-process engines do not oversubscribe the cores. Ctrl-C stops every running stage (each
+    records itself as interrupted) and the cached items are kept."""
+    from .runs import now
+
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    waiting = {name: (list(chain), set(after)) for name, chain, after in plan_chains}
+    running: dict[str, tuple[subprocess.Popen, Step, float, Any]] = {}
+    ended: set[str] = set()
+    failed: list[str] = []
+
+    def start(name: str) -> None:
+        chain, _ = waiting[name]
+        stage, lang = chain.pop(0)
+        log = log_path(model, lang, stage)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        handle = log.open("w", encoding="utf-8")
+        process = subprocess.Popen(stage_command(stage, model, lang, smoke), stdout=handle, stderr=subprocess.STDOUT,
+                                   env=env, cwd=str(paths.REPO))
+        running[name] = (process, (stage, lang), time.perf_counter(), handle)
+        print(f"[{now()}] start {stage} {lang}  (log {log})", flush=True)
+
+    try:
+        while waiting or running:
+            for name in [n for n, (chain, after) in waiting.items() if n not in running and after <= ended]:
+                if len(running) >= jobs:
+                    break
+                if waiting[name][0]:
+                    start(name)
+                else:
+                    del waiting[name]
+                    ended.add(name)
+            for name, (process, (stage, lang), began, handle) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                handle.close()
+                del running[name]
+                seconds = time.perf_counter() - began
+                if process.returncode == 0:
+                    print(f"[{now()}] done  {stage} {lang}  {seconds:.0f} s", flush=True)
+                else:
+                    failed.append(f"{stage}/{lang}")
+                    print(f"[{now()}] FAILED {stage} {lang}  {seconds:.0f} s (exit {process.returncode}; see "
+                          f"{log_path(model, lang, stage)})", flush=True)
+                if not waiting[name][0]:
+                    del waiting[name]
+                    ended.add(name)
+            time.sleep(poll)
+    except KeyboardInterrupt:  # Ctrl-C reached the stages too; a signal to this process alone is passed on
+        deadline = time.perf_counter() + 5
+        for process, *_ in running.values():
+            try:
+                process.wait(max(0.0, deadline - time.perf_counter()))
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGINT)
+        for process, *_ in running.values():
+            process.wait()
+        raise
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("stage")
     every = sub.add_parser("all", help="run the main job")
     every.add_argument("--only", nargs="*", help="only these stages")
+    every.add_argument("--jobs", type=int, default=1,
+                       help="run up to N stages at once (independent languages and CultureSPA; best with a served model)")
     for p in (one, every):
         p.add_argument("--model", default="gemma3-270m")
         p.add_argument("--smoke", action="store_true", help="layer params/smoke.yaml on top")
@@ -206,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             run_stage(args.stage, args.model, args.lang, args.smoke)
             return 0
-        return run_all(args.model, args.smoke, args.only)
+        return run_all(args.model, args.smoke, args.only, args.jobs)
     except (P.ParamError, ModelUnavailable, PermissionError, StageFailed, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -201,14 +201,25 @@ def train_adapter(lm: LoadedModel, pairs: Sequence[tuple[str, str]], out_dir: Pa
 
 
 def with_adapter(lm: LoadedModel, adapter: Path, prompt_format: str) -> LoadedModel:
-    """The base model with a trained adapter merged in, as a separate LoadedModel whose cache
-    key names the adapter; the base model is left untouched. The adapter's manifest must name
-    this base model and prompt format (check_adapter)."""
+    """The base model with a trained adapter, as a separate LoadedModel whose cache key names the
+    adapter; the base model is left untouched. In process the adapter is merged into a copy of the
+    weights (peft); a served model answers through the server with the adapter loaded there
+    (its engine's with_adapter: vLLM LoRA serving). The adapter's manifest must name this base
+    model and prompt format (check_adapter)."""
     import copy
 
+    check_adapter(lm, adapter, prompt_format)
+    weights_hash = f"{lm.weights_hash}+lora:{adapter_hash(adapter)}"
+    if lm.model is None:
+        serving = getattr(lm.engine, "with_adapter", None)
+        if serving is None:
+            raise TrainingError(f"model {lm.spec.name}: its engine ({lm.spec.engine}) cannot answer through a LoRA "
+                                f"adapter; evaluate {adapter} with a model file whose engine is transformers or openai")
+        tuned = dataclasses.replace(lm, weights_hash=weights_hash)
+        tuned._engine = serving(adapter)
+        return tuned
     from peft import PeftModel
 
-    check_adapter(lm, adapter, prompt_format)
     merged = PeftModel.from_pretrained(copy.deepcopy(lm.model), str(adapter)).merge_and_unload()
     merged.eval()
-    return dataclasses.replace(lm, model=merged, weights_hash=f"{lm.weights_hash}+lora:{adapter_hash(adapter)}")
+    return dataclasses.replace(lm, model=merged, weights_hash=weights_hash)
