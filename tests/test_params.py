@@ -98,3 +98,14 @@ def test_unwritable_outputs_stop_before_work_and_keep_earlier_outputs(tmp_path):
 def test_help_lists_a_stage_parameters():
     result = _cli("help", "10")
     assert result.returncode == 0 and "max_probes: int" in result.stdout
+
+
+def test_served_embedded_model_file_is_the_embedded_model_behind_a_server():
+    """gemma3-270m-vllm must stay the same model, decoding and prompts as gemma3-270m (only its
+    engine and serving keys differ), so its numbers compare with the in-process ones."""
+    local = stages.ModelSpec.from_dict(params.read_yaml(params.model_file("gemma3-270m"))["model_config"])
+    served = stages.ModelSpec.from_dict(params.read_yaml(params.model_file("gemma3-270m-vllm"))["model_config"])
+    differ = {k for k, v in served.as_dict().items() if local.as_dict()[k] != v}
+    assert served.engine == "openai" and differ <= {"name", "engine", "max_logprobs"}
+    stages_local = params.read_yaml(params.model_file("gemma3-270m"))["stages"]
+    assert params.read_yaml(params.model_file("gemma3-270m-vllm"))["stages"] == stages_local

@@ -37,7 +37,8 @@ def test_cpu_command_has_what_exact_scoring_needs():
     for part in ("--model /m", "--served-model-name gemma3-270m", "--host 127.0.0.1", "--port 8123",
                  "--dtype float32", "--logprobs-mode processed_logprobs", "--max-logprobs 100",
                  "--enable-prefix-caching", "--generation-config vllm", "--kv-cache-memory-bytes",
-                 "--no-enable-chunked-prefill --max-num-batched-tokens 32768"):  # seeded requests never split
+                 "--no-enable-chunked-prefill --max-num-batched-tokens 32768",  # seeded requests never split
+                 "--block-size 32"):
         assert part in text
     assert "--enable-lora" not in text and "--tensor-parallel-size" not in text
 

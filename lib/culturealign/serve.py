@@ -176,6 +176,9 @@ def server_command(python: Path, spec: Any, serving: dict[str, Any], folder: Pat
         # is split over two steps (it rewinds a CUDA-only generator offset): never split prompts.
         cmd += ["--no-enable-chunked-prefill", "--max-num-batched-tokens",
                 str(serving["max_model_len"] or context_length(folder))]
+        # Exact scoring asks for many prefixes that differ in their last tokens; the prefix cache
+        # reuses whole blocks only, and the CPU default (128 tokens) recomputes up to 127 of them.
+        cmd += ["--block-size", "32"]
     if lora or adapters:
         cmd += ["--enable-lora", "--max-lora-rank", str(serving["max_lora_rank"]), "--max-loras", "4"]
         if adapters:
