@@ -60,6 +60,20 @@ def test_table1_has_the_papers_columns_then_the_new_ones_on_one_denominator(outc
     assert (t1["wilcoxon_holm_p"] >= t1["wilcoxon_p"]).all()
 
 
+def test_a_condition_that_serves_no_probe_leaves_the_others_their_denominator():
+    """Malaysian: no category has 6 candidates, so the category strategies serve nothing; the other
+    conditions still compare on every probe, and the table keeps all its columns."""
+    out = selfalign.outcomes(synthetic_results("ms", 18, seed=5, unserved=18)).assign(model="m", lang="ms")
+    t1 = summary.table1(out, runs=200).set_index("strategy")
+    assert list(t1.columns[:6]) == ["model", "lang", "n_misaligned", "improved", "same", "decreased"]
+    assert t1.at["chrf_category", "n"] == 0 and t1.at["chrf_category", "n_unserved"] == 18
+    assert (t1.drop(index="chrf_category")["n"] == 18).all()
+    assert t1.at["chrf_all", "improved_run_low"] <= t1.at["chrf_all", "improved"] <= t1.at["chrf_all", "improved_run_high"]
+    assert np.isnan(t1.at["chrf_category", "mean_delta"])  # nothing to compute, but the column is there
+    tests = summary.paired_tests(out)
+    assert not (tests["a"] == "chrf_category").any() and tests["p"].notna().all()
+
+
 def test_paired_tests_are_one_holm_family(outcomes):
     tests = summary.paired_tests(outcomes)
     between = tests[tests["test"] == "between_conditions"].set_index(["lang", "b"])

@@ -53,11 +53,19 @@ def _served(frame: pd.DataFrame) -> pd.Series:
 
 
 def common_probes(outcomes: pd.DataFrame) -> set[str]:
-    """Probes of one (model, lang) that every condition could serve: the one denominator."""
+    """Probes of one (model, lang) that every condition could serve: the one denominator.
+
+    A condition that can serve no probe of the language at all (the category strategies where
+    no category has 6 candidates, as in Malaysian) is left out of it, so it does not empty every
+    other comparison; its row shows n = 0 and every probe unserved."""
     served = outcomes[_served(outcomes)]
     sets = [set(g["probe_id"]) for _, g in served.groupby("strategy")]
-    n_conditions = outcomes["strategy"].nunique()
-    return set.intersection(*sets) if sets and len(sets) == n_conditions else set()
+    return set.intersection(*sets) if sets else set()
+
+
+def on_common(frame: pd.DataFrame, common: set[str]) -> pd.DataFrame:
+    """The served rows of the common probes: what every percentage and test is computed over."""
+    return frame[frame["probe_id"].isin(common) & _served(frame)]
 
 
 def common_questions(frame: pd.DataFrame, by: list[str]) -> set[str]:
@@ -94,7 +102,7 @@ def _table1_one(outcomes: pd.DataFrame, model: str, lang: str, runs: int, seed: 
     common = common_probes(outcomes)
     rows = []
     for strategy, group in outcomes.groupby("strategy", sort=False):
-        sub = group[group["probe_id"].isin(common)]
+        sub = on_common(group, common)
         row: dict[str, Any] = {"model": model, "lang": lang, "strategy": strategy, **_shares(sub), "n": len(sub),
                                "n_unserved": int((~_served(group)).sum()), "draws": int(group["draws"].max())}
         if len(sub):
@@ -121,8 +129,7 @@ def paired_tests(outcomes: pd.DataFrame) -> pd.DataFrame:
     demonstrations and against the random-answer placebo; Holm-corrected over the whole family."""
     rows = []
     for (model, lang), group in outcomes.groupby(["model", "lang"], sort=False):
-        common = common_probes(group)
-        sub = group[group["probe_id"].isin(common)]
+        sub = on_common(group, common_probes(group))
         by = {s: g.set_index("probe_id").sort_index() for s, g in sub.groupby("strategy")}
         for strategy, g in by.items():
             rows.append({"model": model, "lang": lang, "test": "vs_zero_shot", "a": strategy, "b": "zero_shot",
@@ -150,8 +157,7 @@ def table1(outcomes: pd.DataFrame, tests: pd.DataFrame | None = None, runs: int 
     vs = tests[tests["test"] == "vs_zero_shot"][["model", "lang", "a", "p", "holm_p"]].rename(
         columns={"a": "strategy", "p": "wilcoxon_p", "holm_p": "wilcoxon_holm_p"})
     table = table.merge(vs, on=["model", "lang", "strategy"], how="left")
-    return table.reindex(columns=[c for c in TABLE1_COLUMNS if c in table.columns] +
-                         [c for c in table.columns if c not in TABLE1_COLUMNS])
+    return table.reindex(columns=TABLE1_COLUMNS + [c for c in table.columns if c not in TABLE1_COLUMNS])
 
 
 def misaligned_matrix(misalignment: pd.DataFrame, questions: set[str] | None = None) -> pd.DataFrame:
@@ -207,7 +213,7 @@ def simulated_error_reductions(outcomes: pd.DataFrame, runs: int = 50, seed: int
     protocol (pooled): what the paper's Figures 3-4 plot, without committing to one noisy run."""
     rows = []
     for (model, lang, strategy), group in outcomes.groupby(["model", "lang", "strategy"], sort=False):
-        sub = group[group["probe_id"].isin(common_probes(outcomes[(outcomes["model"] == model) & (outcomes["lang"] == lang)]))]
+        sub = on_common(group, common_probes(outcomes[(outcomes["model"] == model) & (outcomes["lang"] == lang)]))
         if sub.empty:
             continue
         sim = metrics.simulate_protocol([_parse(c) for c in sub["components_before"]],
