@@ -259,14 +259,13 @@ def run_concurrently(plan_chains: list[tuple[str, list[Step], set[str]]], model:
 
     try:
         while waiting or running:
-            for name in [n for n, (chain, after) in waiting.items() if n not in running and after <= ended]:
+            for name in [n for n, (chain, _) in waiting.items() if not chain and n not in running]:
+                del waiting[name]  # a chain ends when its last stage has ended
+                ended.add(name)
+            for name in [n for n, (_, after) in waiting.items() if n not in running and after <= ended]:
                 if len(running) >= jobs:
                     break
-                if waiting[name][0]:
-                    start(name)
-                else:
-                    del waiting[name]
-                    ended.add(name)
+                start(name)
             for name, (process, (stage, lang), began, handle) in list(running.items()):
                 if process.poll() is None:
                     continue
@@ -279,9 +278,6 @@ def run_concurrently(plan_chains: list[tuple[str, list[Step], set[str]]], model:
                     failed.append(f"{stage}/{lang}")
                     print(f"[{now()}] FAILED {stage} {lang}  {seconds:.0f} s (exit {process.returncode}; see "
                           f"{log_path(model, lang, stage)})", flush=True)
-                if not waiting[name][0]:
-                    del waiting[name]
-                    ended.add(name)
             time.sleep(poll)
     except KeyboardInterrupt:  # Ctrl-C reached the stages too; a signal to this process alone is passed on
         deadline = time.perf_counter() + 5
