@@ -31,8 +31,8 @@ setup: $(STAMP) ## create .venv and install requirements (no-op when up to date)
 all: setup ## the main job on MODEL (default: the embedded gemma3-270m), every stage; JOBS=N runs N stages at once
 	$(STAGES) all --model $(MODEL) $(if $(JOBS),--jobs $(JOBS))
 
-quick: setup ## the whole job at small scale (params/smoke.yaml), every labelled language, then its report, in outputs/quick/
-	export CULTUREALIGN_OUTPUTS=$(CURDIR)/outputs/quick; $(STAGES) all --model $(MODEL) --smoke; status=$$?; \
+quick: setup ## the whole job at small scale (params/quick.yaml, 2 stages at once), every labelled language, then its report, in outputs/quick/
+	export CULTUREALIGN_OUTPUTS=$(CURDIR)/outputs/quick; $(STAGES) all --model $(MODEL) --scale quick --jobs $(or $(JOBS),2); status=$$?; \
 	  $(PY) -m culturealign.report && exit $$status
 
 run: setup ## one stage: make run NB=10_zero_shot MODEL=gemma3-270m LANG=de

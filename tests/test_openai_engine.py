@@ -414,14 +414,14 @@ def test_stages_run_through_the_server(server, engine, monkeypatch, isolated_out
     monkeypatch.setattr(stages.P, "layer_files", lambda *a, **k: layers(*a, **k) + [tiny])
     began = time.perf_counter()
     for model in (MODEL, SERVED):
-        stages.run_stage("10_zero_shot", model, "en", smoke=True)
+        stages.run_stage("10_zero_shot", model, "en", "smoke")
     zero = {m: pd.read_csv(isolated_outputs / m / "en" / "10_zero_shot" / "zero_shot.csv").set_index("probe_id")
             for m in (MODEL, SERVED)}
     assert len(zero[SERVED]) == 4 and list(zero[SERVED].index) == list(zero[MODEL].index)
     worst = float((zero[SERVED]["p_majority"] - zero[MODEL]["p_majority"]).abs().max())
     assert worst < 1e-3 and (zero[SERVED]["mode"] == "exact").all()
     for stage in stages.CULTURESPA:
-        stages.run_stage(stage, SERVED, "en", smoke=True)
+        stages.run_stage(stage, SERVED, "en", "smoke")
     folder = isolated_outputs / SERVED / "en"
     for stage in stages.CULTURESPA:
         manifest = json.loads((folder / stage / "manifest.json").read_text())

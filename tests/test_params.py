@@ -109,3 +109,15 @@ def test_served_embedded_model_file_is_the_embedded_model_behind_a_server():
     assert served.engine == "openai" and differ <= {"name", "engine", "max_logprobs"}
     stages_local = params.read_yaml(params.model_file("gemma3-270m"))["stages"]
     assert params.read_yaml(params.model_file("gemma3-270m-vllm"))["stages"] == stages_local
+
+
+def test_every_scale_file_is_valid_for_every_stage_and_an_unknown_scale_is_refused():
+    for scale in ("smoke", "quick"):
+        assert params.layer_files("gemma3-270m", "de", scale)[-1].name == f"{scale}.yaml"
+        for stage in stages.stage_names():
+            stages.resolve_params(stage, "gemma3-270m", "de", scale)  # every key is a parameter of its stage
+    quick = stages.resolve_params("10_zero_shot", "gemma3-270m", "de", "quick")
+    assert quick["max_probes"] == 6 and quick["country"] == "DEU"
+    assert "max_probes" not in stages.resolve_params("10_zero_shot", "gemma3-270m", "de")  # the notebook default: all
+    with pytest.raises(params.ParamError, match="unknown scale 'tiny': use one of full, smoke, quick"):
+        params.layer_files("gemma3-270m", "de", "tiny")

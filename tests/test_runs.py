@@ -2,7 +2,10 @@ import json
 import subprocess
 import sys
 
-from culturealign import runs
+import jupytext
+import pytest
+
+from culturealign import paths, runs
 
 
 def test_manifest_records_parameters_commit_versions_and_times(isolated_outputs):
@@ -15,6 +18,15 @@ def test_manifest_records_parameters_commit_versions_and_times(isolated_outputs)
     assert manifest["status"] == "done" and manifest["results"] == {"answer": 42}
     assert manifest["started"] <= manifest["finished"]
     assert manifest["packages"]["torch"].startswith("2.13.0") and manifest["git_commit"]
+
+
+@pytest.mark.parametrize("stage", sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9]*.py")))
+def test_parameter_names_are_read_as_jupytext_reads_the_cell(stage):
+    cell = next(c for c in jupytext.read(paths.NOTEBOOKS / f"{stage}.py").cells
+                if "parameters" in c.metadata.get("tags", []))
+    expected = [line.split(":")[0].split("=")[0].strip() for line in cell.source.splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    assert runs.declared_parameters(stage) == expected and "model" in expected and "seed" in expected
 
 
 def test_result_cache_survives_a_torn_last_line(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import papermill
@@ -41,7 +42,7 @@ def test_interrupted_stage_is_marked_and_resumable(monkeypatch):
 def test_a_failing_stage_does_not_stop_the_others(monkeypatch, capsys):
     ran = []
 
-    def fake_run(stage, model, lang, smoke=False):
+    def fake_run(stage, model, lang, scale="full"):
         ran.append((stage, lang))
         if stage == "20_demonstrations" and lang == "de":
             raise stages.StageFailed("20_demonstrations failed for model gemma3-270m, language de: boom")
@@ -63,7 +64,7 @@ def fake_stage_process(tmp_path, fail: str):
               "time.sleep(0.3); (j / f'{stage}-{lang}.end').write_text(repr(time.time())); "
               f"sys.exit(1 if stage == {fail!r} else 0)")
 
-    def command(stage, model, lang, smoke):
+    def command(stage, model, lang, scale):
         return [sys.executable, "-c", script, stage, lang, str(journal)]
     return command, journal
 
@@ -73,7 +74,7 @@ def test_jobs_run_chains_side_by_side_in_order_and_list_failures(monkeypatch, ca
     steps = [s for s in steps if s[1] in ("en", "de") or s[0] in (stages.DATA, stages.SUMMARY)]
     command, journal = fake_stage_process(tmp_path, fail="20_demonstrations")
     monkeypatch.setattr(stages, "stage_command", command)
-    failed = stages.run_concurrently(stages.chains(steps), "gemma3-270m", False, jobs=3, poll=0.02)
+    failed = stages.run_concurrently(stages.chains(steps), "gemma3-270m", "full", jobs=3, poll=0.02)
     assert sorted(failed) == ["20_demonstrations/de", "20_demonstrations/en"]
     at = {p.name: float(p.read_text()) for p in journal.iterdir()}
     assert len(at) == 2 * len(steps)  # every step ran, a failure does not stop its chain
@@ -94,6 +95,7 @@ def test_jobs_run_chains_side_by_side_in_order_and_list_failures(monkeypatch, ca
 def test_chains_put_data_first_and_the_summary_after_self_alignment():
     steps, _ = stages.plan("gemma3-270m")
     found = {name: (chain, after) for name, chain, after in stages.chains(steps)}
+    assert list(found)[:2] == ["data", "culturespa"]  # the longest chain is started first
     assert found["data"] == ([("00_data", "en")], set())
     assert [s for s, _ in found["culturespa"][0]] == stages.CULTURESPA and found["culturespa"][1] == {"data"}
     assert [s for s, _ in found["en"][0]] == stages.SELF_ALIGNMENT
@@ -104,3 +106,10 @@ def test_chains_put_data_first_and_the_summary_after_self_alignment():
 def test_jobs_below_one_is_refused():
     with pytest.raises(params.ParamError, match="--jobs must be a whole number >= 1, not 0"):
         stages.run_all("gemma3-270m", jobs=0)
+
+
+def test_a_stage_process_starts_without_building_jsonschema_iri_grammar():
+    # about 2.6 s of every stage process's start (see stages.py); papermill still imports and works
+    code = ("import sys, culturealign.stages, papermill; "
+            "assert 'nbformat' in sys.modules and 'lark' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)

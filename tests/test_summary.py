@@ -120,3 +120,15 @@ def test_figures_carry_the_papers_numbers_and_are_png_and_pdf(outcomes, tmp_path
     sizes = summary.error_sizes(misalignment)
     per_lang = sizes.groupby("lang")["weight"].sum()
     assert per_lang["en"] == pytest.approx(misalignment.loc[misalignment["lang"] == "en", "p_misaligned"].sum())
+
+
+def test_figures_say_so_when_no_question_is_common_to_the_languages(outcomes, tmp_path):
+    # the quick tour: a couple of probes per language, no WVS question measured in every language
+    disjoint = outcomes.assign(qid=outcomes["lang"] + outcomes["qid"])
+    misalignment = pd.concat([selfalign.misalignment(pd.DataFrame({
+        "probe_id": [f"{lang}{i}" for i in range(3)], "qid": [f"{lang}Q{i}" for i in range(3)], "category": "A",
+        "p_majority": [0.3, 0.6, 0.9]})).assign(model="m", lang=lang) for lang in ("en", "de")])
+    assert not summary.common_questions(misalignment, ["lang"])
+    made = summary.figures(summary.table1(disjoint, runs=50), disjoint, misalignment, pd.DataFrame(), pd.DataFrame(), tmp_path)
+    assert {"fig4_error_reduction_by_model", "fig5_improved_by_model", "fig7_misaligned_heatmap"} <= set(made)
+    assert all(p.stat().st_size > 5000 for paths in made.values() for p in paths)

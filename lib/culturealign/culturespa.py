@@ -150,7 +150,7 @@ def param_source(stage: str, key: str, model: str, lang: str = "en") -> str:
     from . import params
 
     try:
-        files = params.layer_files(model, lang, smoke=True)
+        files = params.layer_files(model, lang, "smoke")
     except params.ParamError:
         return "the notebook's parameters cell"
     found = []

@@ -1,11 +1,11 @@
-"""Layered run parameters: base, then model, then language, then smoke; later wins.
+"""Layered run parameters: base, then model, then language, then the scale's file; later wins.
 
 papermill only warns about a parameter the notebook does not declare, so a typo would run with a
 silent default. Here every key of every layer is checked against the notebook's parameters cell
 (its names and types, read by papermill's own inspector) before any work starts.
 
 A layer may hold a `stages:` mapping of stage name to overrides that apply to that stage only
-(smoke.yaml uses it to shrink each stage).
+(smoke.yaml and quick.yaml use it to shrink each stage).
 """
 
 from __future__ import annotations
@@ -70,11 +70,21 @@ def lang_file(lang: str) -> Path:
     return _named_file("langs", lang, "language code")
 
 
-def layer_files(model: str, lang: str, smoke: bool = False) -> list[Path]:
+# A run's scale: the model's own settings (full), the smoke tests' tiny one, or the quick tour's.
+SCALES = {"full": None, "smoke": "smoke.yaml", "quick": "quick.yaml"}
+
+
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ParamError(f"unknown scale {scale!r}: use one of {', '.join(SCALES)}")
+    return scale
+
+
+def layer_files(model: str, lang: str, scale: str = "full") -> list[Path]:
     """The parameter files of one run, in the order they are merged."""
     files = [paths.PARAMS / "base.yaml", model_file(model), lang_file(lang)]
-    if smoke:
-        files.append(paths.PARAMS / "smoke.yaml")
+    if SCALES[check_scale(scale)]:
+        files.append(paths.PARAMS / SCALES[scale])
     return files
 
 

@@ -38,6 +38,13 @@ def panels(n: int, width: float = 7, height: float = 3.6) -> tuple[plt.Figure, l
     return fig, list(axes[0])
 
 
+def no_data(ax: plt.Axes, title: str, why: str) -> plt.Axes:
+    """A panel that says why it is empty, instead of an empty plot or a crash."""
+    ax.set(title=title, xticks=[], yticks=[])
+    ax.text(0.5, 0.5, why, ha="center", va="center", wrap=True, fontsize=9, transform=ax.transAxes, color="#555555")
+    return ax
+
+
 def titled(fig: plt.Figure, title: str) -> plt.Figure:
     """A figure-level title (the paper's figure number and caption) above its panels."""
     fig.suptitle(title, fontsize=12)

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from contextlib import contextmanager
@@ -89,16 +90,24 @@ def check_writable(folder: Path) -> None:
                               f"CULTUREALIGN_OUTPUTS to a writable folder.") from err
 
 
-def declared_parameters(stage: str) -> list[str]:
-    """Names in a notebook's parameters cell, read from its text file."""
-    import jupytext
+PARAMETERS_CELL = re.compile(r'^# %%.*\btags=\[[^\]]*"parameters"')
 
-    notebook = jupytext.read(paths.NOTEBOOKS / f"{stage}.py")
-    for cell in notebook.cells:
-        if "parameters" in cell.metadata.get("tags", []):
-            return [line.split(":")[0].split("=")[0].strip() for line in cell.source.splitlines()
-                    if line.strip() and not line.lstrip().startswith("#")]
-    return []
+
+def declared_parameters(stage: str) -> list[str]:
+    """Names in a notebook's parameters cell, read from its percent-format text file.
+
+    Read line by line, not with jupytext: importing jupytext (nbformat, jsonschema's format
+    grammars) costs about 4 s, paid at the start of every stage run. tests/test_runs.py checks
+    this reader against jupytext on every notebook."""
+    names, inside = [], False
+    for line in (paths.NOTEBOOKS / f"{stage}.py").read_text(encoding="utf-8").splitlines():
+        if line.startswith("# %%"):
+            if inside:
+                break
+            inside = bool(PARAMETERS_CELL.match(line))
+        elif inside and line.strip() and not line.lstrip().startswith("#"):
+            names.append(line.split(":")[0].split("=")[0].strip())
+    return names
 
 
 class Run:

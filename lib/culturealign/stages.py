@@ -1,7 +1,7 @@
 """Run the numbered notebooks headless with papermill: one stage, or the whole job.
 
-    python -m culturealign.stages run 10_zero_shot --model gemma3-270m --lang de [--smoke]
-    python -m culturealign.stages all --model gemma3-270m [--smoke] [--jobs N]
+    python -m culturealign.stages run 10_zero_shot --model gemma3-270m --lang de [--scale smoke|quick]
+    python -m culturealign.stages all --model gemma3-270m [--scale smoke|quick] [--jobs N]
     python -m culturealign.stages help 10_zero_shot
 
 Parameters are layered and checked (see params.py) before any work starts; the resolved set is
@@ -36,6 +36,11 @@ from .models import ModelSpec, ModelUnavailable
 
 if TYPE_CHECKING:
     from .runs import Run
+
+# papermill imports nbformat, which imports jsonschema, which builds the lark grammar of its optional
+# IRI format checker at import when rfc3987-syntax is installed (jupyter's extras install it): about
+# 2.6 s of every stage process's start, 63 of them in `make quick`. No notebook schema checks IRIs.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 SELF_ALIGNMENT = ["10_zero_shot", "20_demonstrations", "30_self_alignment", "50_explanations"]
 CULTURESPA = ["60_generate_questions", "70_culture_prompting", "80_crqpc", "90_lora_sft", "95_culture_eval"]
@@ -79,9 +84,9 @@ def declared_parameters(stage: str) -> dict[str, P.Declared]:
     return {name: P.Declared(name, p["inferred_type_name"], p["default"], p["help"]) for name, p in found.items()}
 
 
-def resolve_params(stage: str, model: str, lang: str, smoke: bool = False) -> dict[str, Any]:
+def resolve_params(stage: str, model: str, lang: str, scale: str = "full") -> dict[str, Any]:
     """Merged, checked parameters of one run; raises ParamError/ModelUnavailable before any work."""
-    files = P.layer_files(model, lang, smoke)
+    files = P.layer_files(model, lang, scale)
     merged = P.merge_layers(files, stage, declared_parameters(stage), stage_names())
     spec = ModelSpec.from_dict(merged.get("model_config", {}), where=str(files[1]))
     if merged.get("model") != model or spec.name != model:
@@ -98,20 +103,20 @@ def _record_failure(run: Run, message: str) -> None:
         run.fail(message)
 
 
-def run_stage(stage: str, model: str, lang: str, smoke: bool = False) -> Path:
+def run_stage(stage: str, model: str, lang: str, scale: str = "full") -> Path:
     """Execute one stage; returns the executed notebook's path."""
     import papermill
 
     from .runs import Run, check_writable, now
 
     stage = resolve_stage(stage)
-    values = resolve_params(stage, model, lang, smoke)
+    values = resolve_params(stage, model, lang, scale)
     run = Run(stage, model, lang)
     check_writable(run.dir)
     (run.dir / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
     output = run.dir.parent / f"{stage}.ipynb"
     source = build_notebook(stage)
-    print(f"[{now()}] {stage}  model={model} lang={lang}{' (smoke)' if smoke else ''} -> {output}", flush=True)
+    print(f"[{now()}] {stage}  model={model} lang={lang}{f' ({scale})' if scale != 'full' else ''} -> {output}", flush=True)
     try:
         papermill.execute_notebook(str(source), str(output), parameters=values, kernel_name="python3",
                                    cwd=str(paths.REPO), progress_bar=False,
@@ -177,7 +182,7 @@ def plan(model: str, only: list[str] | None = None, say=print) -> tuple[list[tup
     return steps, skipped
 
 
-def run_all(model: str, smoke: bool = False, only: list[str] | None = None, jobs: int = 1) -> int:
+def run_all(model: str, scale: str = "full", only: list[str] | None = None, jobs: int = 1) -> int:
     """The main job: every stage for every language with labels. A failing run does not stop others."""
     if jobs < 1:
         raise P.ParamError(f"--jobs must be a whole number >= 1, not {jobs}")
@@ -185,12 +190,12 @@ def run_all(model: str, smoke: bool = False, only: list[str] | None = None, jobs
     for lang, why in sorted(skipped.items()):
         print(f"skipping language {lang}: {why}")
     if jobs > 1:
-        failed = run_concurrently(chains(steps), model, smoke, jobs)
+        failed = run_concurrently(chains(steps), model, scale, jobs)
     else:
         failed = []
         for stage, lang in steps:
             try:
-                run_stage(stage, model, lang, smoke)
+                run_stage(stage, model, lang, scale)
             except (StageFailed, P.ParamError, ModelUnavailable, PermissionError) as err:
                 print(f"FAILED: {err}", file=sys.stderr, flush=True)
                 failed.append(f"{stage}/{lang}")
@@ -205,12 +210,14 @@ Step = tuple[str, str]
 def chains(steps: list[Step]) -> list[tuple[str, list[Step], set[str]]]:
     """The plan as (name, steps in order, names of the chains it waits for): 00_data first, then
     one chain per language's Self-Alignment stages and one of the CultureSPA stages, side by side,
-    then 40_summary once every Self-Alignment chain has ended."""
+    then 40_summary once every Self-Alignment chain has ended. CultureSPA's chain comes first: it is
+    the longest at every scale, and started last it would run alone at the end."""
     data = [step for step in steps if step[0] == DATA]
-    middle: dict[str, list[Step]] = {}
+    middle: dict[str, list[Step]] = {"culturespa": []}
     for stage, lang in steps:
         if stage not in (DATA, SUMMARY):
             middle.setdefault("culturespa" if stage in CULTURESPA else lang, []).append((stage, lang))
+    middle = {name: chain for name, chain in middle.items() if chain}
     first = {"data"} if data else set()
     found = [("data", data, set())] if data else []
     found += [(name, chain, first) for name, chain in middle.items()]
@@ -220,17 +227,17 @@ def chains(steps: list[Step]) -> list[tuple[str, list[Step], set[str]]]:
     return found
 
 
-def stage_command(stage: str, model: str, lang: str, smoke: bool) -> list[str]:
+def stage_command(stage: str, model: str, lang: str, scale: str) -> list[str]:
     """The command that runs one stage in its own process (what `--jobs` starts)."""
     return [sys.executable, "-m", "culturealign.stages", "run", stage, "--model", model, "--lang", lang] + \
-        (["--smoke"] if smoke else [])
+        ["--scale", scale]
 
 
 def log_path(model: str, lang: str, stage: str) -> Path:
     return paths.outputs() / model / lang / f"{stage}.log"
 
 
-def run_concurrently(plan_chains: list[tuple[str, list[Step], set[str]]], model: str, smoke: bool, jobs: int,
+def run_concurrently(plan_chains: list[tuple[str, list[Step], set[str]]], model: str, scale: str, jobs: int,
                      poll: float = 0.2) -> list[str]:
     """Run the chains with up to `jobs` stage processes at a time; returns the failed runs.
 
@@ -252,7 +259,7 @@ def run_concurrently(plan_chains: list[tuple[str, list[Step], set[str]]], model:
         log = log_path(model, lang, stage)
         log.parent.mkdir(parents=True, exist_ok=True)
         handle = log.open("w", encoding="utf-8")
-        process = subprocess.Popen(stage_command(stage, model, lang, smoke), stdout=handle, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(stage_command(stage, model, lang, scale), stdout=handle, stderr=subprocess.STDOUT,
                                    env=env, cwd=str(paths.REPO))
         running[name] = (process, (stage, lang), time.perf_counter(), handle)
         print(f"[{now()}] start {stage} {lang}  (log {log})", flush=True)
@@ -304,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="run up to N stages at once (independent languages and CultureSPA; best with a served model)")
     for p in (one, every):
         p.add_argument("--model", default="gemma3-270m")
-        p.add_argument("--smoke", action="store_true", help="layer params/smoke.yaml on top")
+        p.add_argument("--scale", choices=list(P.SCALES), default="full",
+                       help="full: the model's settings; smoke: params/smoke.yaml on top (tests); quick: params/quick.yaml (the tour)")
     one.add_argument("--lang", default="en")
     helper = sub.add_parser("help", help="list a stage's parameters")
     helper.add_argument("stage")
@@ -315,9 +323,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{stage} parameters:\n{P.describe(declared_parameters(stage))}")
             return 0
         if args.command == "run":
-            run_stage(args.stage, args.model, args.lang, args.smoke)
+            run_stage(args.stage, args.model, args.lang, args.scale)
             return 0
-        return run_all(args.model, args.smoke, args.only, args.jobs)
+        return run_all(args.model, args.scale, args.only, args.jobs)
     except (P.ParamError, ModelUnavailable, PermissionError, StageFailed, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -235,8 +235,14 @@ def error_sizes(misalignment: pd.DataFrame) -> pd.DataFrame:
 
 
 def _common_and_full(draw, title: str, common: pd.DataFrame, full: pd.DataFrame, n_common: int, n_full: int, **kw):
+    """The comparison on the questions every language measured, beside the one on all probes. With
+    few probes per language (the quick tour) no question may be common: that panel says so."""
     fig, axes = plots.panels(2, **kw)
-    draw(common, axes[0], f"{n_common} WVS questions common to the languages", legend=False)
+    if common.empty:
+        plots.no_data(axes[0], f"{n_common} WVS questions common to the languages",
+                      "no WVS question was measured in every language")
+    else:
+        draw(common, axes[0], f"{n_common} WVS questions common to the languages", legend=False)
     draw(full, axes[1], f"all probes ({n_full} questions)", legend=True)
     return plots.titled(fig, title)
 

@@ -47,7 +47,7 @@ def api_outputs(tmp_path_factory):
             patch.setenv("GOOGLE_API_KEY", "test-key")
             patch.setenv("CULTUREALIGN_GEMINI_BASE", f"http://127.0.0.1:{server.server_port}")
             for stage in ("10_zero_shot", "20_demonstrations", "30_self_alignment", "40_summary"):
-                stages.run_stage(stage, MODEL, "en", smoke=True)
+                stages.run_stage(stage, MODEL, "en", "smoke")
     finally:
         server.shutdown()
     return root / MODEL / "en"

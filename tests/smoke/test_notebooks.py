@@ -25,7 +25,7 @@ def smoke_outputs(tmp_path_factory):
         patch.setenv("CULTUREALIGN_OUTPUTS", str(root))
         for stage in stages.stage_names():
             try:
-                stages.run_stage(stage, MODEL, "en", smoke=True)
+                stages.run_stage(stage, MODEL, "en", "smoke")
             except (stages.StageFailed, stages.P.ParamError) as err:
                 failures[stage] = str(err)
     return root, failures
