@@ -39,6 +39,16 @@ def test_interrupted_stage_is_marked_and_resumable(monkeypatch):
     assert manifest["status"] == "failed" and "interrupted" in manifest["error"]
 
 
+def test_ctrl_c_on_the_main_job_ends_with_a_message_not_a_traceback(monkeypatch, capsys):
+    def interrupted(stage, model, lang, scale="full"):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stages, "run_stage", interrupted)
+    assert stages.main(["all", "--only", "00"]) == 130
+    err = capsys.readouterr().err
+    assert "rerun the same command to resume" in err and "Traceback" not in err
+
+
 def test_a_failing_stage_does_not_stop_the_others(monkeypatch, capsys):
     ran = []
 

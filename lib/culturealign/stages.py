@@ -329,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     except (P.ParamError, ModelUnavailable, PermissionError, StageFailed, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # every interrupted run has marked itself; its finished items are cached
+        print("\ninterrupted: finished items are cached; rerun the same command to resume", file=sys.stderr)
+        return 130
     except Exception:  # an unexpected bug: show it whole
         traceback.print_exc()
         return 3
