@@ -1,5 +1,7 @@
 """Table 1, the paired tests and the figures, from synthetic measurements with planted effects."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,7 +45,7 @@ def test_table1_has_the_papers_columns_then_the_new_ones_on_one_denominator(outc
     t1 = summary.table1(outcomes, runs=500)
     assert list(t1.columns[:7]) == ["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased"]
     assert {"n", "n_unserved", "improved_run_low", "improved_run_high", "mean_delta", "delta_ci_low", "delta_ci_high",
-            "wilcoxon_p", "wilcoxon_holm_p", "improved_draw_sd", "sign_test_p"} <= set(t1.columns)
+            "wilcoxon_p", "improved_draw_sd", "sign_test_p", "improved_no_effect", "improved_beyond_no_effect"} <= set(t1.columns)
     en = t1[t1["lang"] == "en"].set_index("strategy")
     assert (en["n"] == 37).all() and en.at["chrf_category", "n_unserved"] == 3 and en.at["chrf_all", "n_unserved"] == 0
     assert en["n_misaligned"].nunique() == 1  # the same probes, the same denominator, for every condition
@@ -56,8 +58,7 @@ def test_table1_has_the_papers_columns_then_the_new_ones_on_one_denominator(outc
     assert en.at["chrf_all", "delta_ci_low"] > 0.2 and en.at["random", "delta_ci_low"] < 0 < en.at["random", "delta_ci_high"]
     assert en.at["random", "draws"] == 2 and en.at["random", "improved_draw_sd"] >= 0
     assert np.isnan(en.at["chrf_all", "improved_draw_sd"])  # one draw: no spread
-    assert en.at["chrf_all", "wilcoxon_holm_p"] < 0.001
-    assert (t1["wilcoxon_holm_p"] >= t1["wilcoxon_p"]).all()
+    assert en.at["chrf_all", "wilcoxon_p"] < 0.001
 
 
 def test_a_condition_that_serves_no_probe_leaves_the_others_their_denominator():
@@ -74,14 +75,20 @@ def test_a_condition_that_serves_no_probe_leaves_the_others_their_denominator():
     assert not (tests["a"] == "chrf_category").any() and tests["p"].notna().all()
 
 
-def test_paired_tests_are_one_holm_family(outcomes):
+def test_primary_family_is_holm_adjusted_per_language_and_the_rest_is_exploratory(outcomes):
     tests = summary.paired_tests(outcomes)
-    between = tests[tests["test"] == "between_conditions"].set_index(["lang", "b"])
+    assert set(tests["family"]) == {"primary", "exploratory"}
+    assert tests.loc[tests["family"] == "exploratory", "holm_p"].isna().all()
+    between = tests[tests["family"] == "primary"].set_index(["lang", "b"])
     assert set(between.index) == {("en", "random"), ("de", "random"), ("en", "placebo_random_answer"), ("de", "placebo_random_answer")}
     assert between.at[("en", "random"), "n"] == 37 and between.at[("de", "random"), "n"] == 30
     assert (between["holm_p"] < 0.001).all() and (between["mean_diff"] > 0.2).all()
-    assert (tests["family_size"] == tests["p"].notna().sum()).all()
-    assert np.allclose(tests["holm_p"], metrics.holm(tests["p"]), equal_nan=True)
+    assert (between["family_size"] == 2).all() and (between["method"] == "sign_flip_mean").all()
+    for lang in ("en", "de"):
+        assert np.allclose(between.loc[lang, "holm_p"], metrics.holm(between.loc[lang, "p"]))
+    # one definition of the family: a language's adjusted p is the same alone (stage 30) and in the summary (stage 40)
+    alone = summary.paired_tests(outcomes[outcomes["lang"] == "de"])
+    assert np.allclose(alone.loc[alone["family"] == "primary", "holm_p"], between.loc["de", "holm_p"])
 
 
 def test_deterministic_rule_stays_available(outcomes):
@@ -132,3 +139,45 @@ def test_figures_say_so_when_no_question_is_common_to_the_languages(outcomes, tm
     made = summary.figures(summary.table1(disjoint, runs=50), disjoint, misalignment, pd.DataFrame(), pd.DataFrame(), tmp_path)
     assert {"fig4_error_reduction_by_model", "fig5_improved_by_model", "fig7_misaligned_heatmap"} <= set(made)
     assert all(p.stat().st_size > 5000 for paths in made.values() for p in paths)
+
+
+def test_table1_shows_what_no_effect_gives_beside_each_row(outcomes):
+    t1 = summary.table1(outcomes, runs=100)
+    en = t1[t1["lang"] == "en"].set_index("strategy")
+    common = outcomes[(outcomes["lang"] == "en") & (outcomes["strategy"] == "random") & ~outcomes["probe_id"].isin(["en0", "en1", "en2"])]
+    null = [metrics.protocol_outcomes(json.loads(b), json.loads(b)) for b in common["components_before"]]
+    mis = sum(o["misaligned"] for o in null)
+    for k in metrics.OUTCOMES:
+        assert en.at["random", f"{k}_no_effect"] == pytest.approx(100 * sum(o[k] for o in null) / mis)
+    assert np.allclose(en[["improved_no_effect", "same_no_effect", "decreased_no_effect"]].sum(axis=1), 100)
+    assert en["improved_no_effect"].nunique() == 1  # the same probes, the same reference for every condition
+    assert 30 < en.at["random", "improved_no_effect"] < 60  # the protocol calls about half "improved" under no effect
+    assert np.allclose(en["improved_beyond_no_effect"], en["improved"] - en["improved_no_effect"])
+    assert en.at["random", "improved_beyond_no_effect"] == pytest.approx(0, abs=8)  # random planted no shift
+    assert en.at["chrf_all", "improved_beyond_no_effect"] > 30
+
+
+def test_contrasts_against_the_placebo_and_random_with_paired_intervals(outcomes):
+    table = summary.contrasts(outcomes, n_boot=500)
+    assert list(table.columns) == summary.CONTRAST_COLUMNS
+    row = table.set_index(["lang", "condition", "reference"]).loc[("en", "chrf_all", "placebo_random_answer")]
+    t1 = summary.table1(outcomes, runs=100).set_index(["lang", "strategy"])
+    assert row["improved_diff"] == pytest.approx(t1.at[("en", "chrf_all"), "improved"] - t1.at[("en", "placebo_random_answer"), "improved"])
+    assert row["improved_diff_low"] < row["improved_diff"] < row["improved_diff_high"] and row["improved_diff_low"] > 20
+    assert row["mean_delta_diff_low"] < row["mean_delta_diff"] < row["mean_delta_diff_high"]
+    assert row["mean_delta_diff"] == pytest.approx(0.28, abs=0.04) and not row["too_few_probes"]
+    assert set(table["reference"]) == {"placebo_random_answer", "random"}
+
+
+def test_too_few_probes_are_computed_and_flagged():
+    out = selfalign.outcomes(synthetic_results("xx", 4, seed=1)).assign(model="m", lang="xx")
+    table = summary.contrasts(out, n_boot=200)
+    assert table["too_few_probes"].all() and table["improved_diff"].notna().all()
+    tests = summary.paired_tests(out)
+    assert tests["too_few_probes"].all() and tests.loc[tests["family"] == "primary", "p"].notna().all()
+
+
+def test_sampled_runs_keep_zero_differences_by_pratt():
+    out = selfalign.outcomes(synthetic_results("en", 20, seed=2)).assign(model="m", lang="en", mode="sampled (10 draws)")
+    tests = summary.paired_tests(out)
+    assert (tests.loc[tests["test"] == "vs_zero_shot", "method"] == "wilcoxon_pratt").all()

@@ -36,6 +36,18 @@ def _cells(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(k, k, indexing="ij")  # before k (rows), after k' (columns)
 
 
+def _joint_outcomes(joint: np.ndarray, before: np.ndarray, n: int) -> dict[str, float]:
+    """Outcome probabilities of a joint distribution of (k, k'): rows k before, columns k' after."""
+    k, k2 = _cells(n)
+    low = k < n
+    masks = {"improved": low & (k2 > k), "same": low & (k2 == k), "decreased": low & (k2 < k)}
+    out = {"misaligned": float(before[:n].sum())}
+    out.update({name: float(joint[mask].sum()) for name, mask in masks.items()})
+    gain = np.where(masks["improved"], (k2 - k) / np.maximum(n - k, 1), 0.0)
+    out["error_reduction"] = float((joint * gain).sum() / out["improved"]) if out["improved"] > 0 else float("nan")
+    return out
+
+
 def protocol_outcomes(p_before: Components, p_after: Components, n: int = N_RESPONSES) -> dict[str, float]:
     """The paper's protocol for one probe, exactly in expectation.
 
@@ -45,15 +57,36 @@ def protocol_outcomes(p_before: Components, p_after: Components, n: int = N_RESP
     reduction E[(k' - k) / (n - k) | improved] (NaN when improvement is impossible).
     """
     before, after = count_pmf(p_before, n), count_pmf(p_after, n)
-    joint = np.outer(before, after)
-    k, k2 = _cells(n)
-    low = k < n
-    masks = {"improved": low & (k2 > k), "same": low & (k2 == k), "decreased": low & (k2 < k)}
-    out = {"misaligned": float(before[:n].sum())}
-    out.update({name: float(joint[mask].sum()) for name, mask in masks.items()})
-    gain = np.where(masks["improved"], (k2 - k) / np.maximum(n - k, 1), 0.0)
-    out["error_reduction"] = float((joint * gain).sum() / out["improved"]) if out["improved"] > 0 else float("nan")
-    return out
+    return _joint_outcomes(np.outer(before, after), before, n)
+
+
+PAIRINGS = ("independent", "same_order")  # option order of the before and after prompts: drawn apart, or shared
+
+
+def same_order_outcomes(before_by_order: Sequence[Components], after_by_order: Sequence[Components],
+                        n: int = N_RESPONSES) -> dict[str, float]:
+    """The protocol when one option order, drawn once per probe, is shown before and after:
+    the joint law of (k, k') is the equal mixture over orders o of count_pmf(before_o) x
+    count_pmf(after_o), so before and after are dependent through the shared order."""
+    if len(before_by_order) != len(after_by_order) or not len(before_by_order):
+        raise ValueError(f"{len(before_by_order)} before and {len(after_by_order)} after orders: they must pair up")
+    befores = [count_pmf(b, n) for b in before_by_order]
+    joint = np.mean([np.outer(b, count_pmf(a, n)) for b, a in zip(befores, after_by_order)], axis=0)
+    return _joint_outcomes(joint, np.mean(befores, axis=0), n)
+
+
+def paired_outcomes(before: Sequence[float], after: Sequence[float], pairing: str = "independent",
+                    n: int = N_RESPONSES) -> dict[str, float]:
+    """`protocol_outcomes` under a pairing of option orders. Components come as stage 30 stores
+    them: order-major per draw ([ab, ba] before; [ab, ba, ab, ba, ...] after, one pair per draw).
+    same_order pairs before order o with the after components of order o; with one component
+    per side (order drawn per response) both pairings coincide."""
+    if pairing not in PAIRINGS:
+        raise ValueError(f"parameter `order_pairing` must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+    before, after = list(np.atleast_1d(before)), list(np.atleast_1d(after))
+    if pairing == "same_order" and len(before) == 2 and len(after) % 2 == 0:
+        return same_order_outcomes([before[0], before[1]], [after[0::2], after[1::2]], n)
+    return protocol_outcomes(before, after, n)
 
 
 def rounded_outcomes(p_before: Components, p_after: Components, n: int = N_RESPONSES) -> dict[str, float]:
@@ -75,16 +108,32 @@ def simulate_counts(pmfs: np.ndarray, runs: int, rng: np.random.Generator) -> np
     return (u[:, :, None] > cdf[None, :, :]).sum(axis=2)
 
 
+def _pairs_by_order(p_before: Sequence[Components], p_after: Sequence[Components], pairing: str) -> bool:
+    return pairing == "same_order" and all(len(np.atleast_1d(b)) == 2 and len(np.atleast_1d(a)) % 2 == 0
+                                           for b, a in zip(p_before, p_after))
+
+
 def simulate_protocol(p_before: Sequence[Components], p_after: Sequence[Components], n: int = N_RESPONSES,
-                      runs: int = 2000, seed: int = 0) -> dict[str, np.ndarray]:
+                      runs: int = 2000, seed: int = 0, pairing: str = "independent") -> dict[str, np.ndarray]:
     """Runs of the paper's protocol over a set of probes, drawn from the same binomials as
-    `protocol_outcomes`: per run, the number misaligned and % improved / same / decreased, and
-    the error-rate reductions of every improved probe (pooled over runs) and its probe index."""
+    `protocol_outcomes` (or, under pairing='same_order', one option order per probe and run
+    shared by before and after, as `paired_outcomes`): per run, the number misaligned and %
+    improved / same / decreased, and the error-rate reductions of every improved probe (pooled
+    over runs) and its probe index."""
     if len(p_before) != len(p_after):
         raise ValueError(f"{len(p_before)} before and {len(p_after)} after probes: they must pair up")
     rng = np.random.default_rng(seed)
-    before = simulate_counts(np.array([count_pmf(p, n) for p in p_before]).reshape(len(p_before), n + 1), runs, rng)
-    after = simulate_counts(np.array([count_pmf(p, n) for p in p_after]).reshape(len(p_after), n + 1), runs, rng)
+    m = len(p_before)
+
+    def draw(comps: Sequence[Components]) -> np.ndarray:
+        return simulate_counts(np.array([count_pmf(p, n) for p in comps]).reshape(m, n + 1), runs, rng)
+
+    if _pairs_by_order(p_before, p_after, pairing):
+        order = rng.integers(0, 2, (runs, m)).astype(bool)
+        before = np.where(order, draw([np.atleast_1d(b)[1] for b in p_before]), draw([np.atleast_1d(b)[0] for b in p_before]))
+        after = np.where(order, draw([np.atleast_1d(a)[1::2] for a in p_after]), draw([np.atleast_1d(a)[0::2] for a in p_after]))
+    else:
+        before, after = draw(p_before), draw(p_after)
     misaligned = before < n
     count = misaligned.sum(axis=1)
     out: dict[str, np.ndarray] = {"n_misaligned": count.astype(float)}
@@ -168,9 +217,10 @@ def bootstrap_mean_interval(values: Sequence[float], n_boot: int = 2000, seed: i
     return float(low), float(high)
 
 
-def wilcoxon_paired(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
+def wilcoxon_paired(x: Sequence[float], y: Sequence[float], zero_method: str = "wilcox") -> dict[str, float]:
     """Two-sided Wilcoxon signed-rank test of x - y (paired on the same probes): n, mean and
-    median difference, statistic and p; p is NaN when there is nothing to test (all ties)."""
+    median difference, statistic and p; p is NaN when there is nothing to test (all ties).
+    zero_method 'pratt' keeps zero differences in the ranking (sampled counts tie often)."""
     diff = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
     if diff.shape[0] != np.asarray(y).shape[0]:
         raise ValueError("x and y must be paired (same length)")
@@ -178,7 +228,7 @@ def wilcoxon_paired(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
            "median_diff": float(np.median(diff)) if diff.size else float("nan"),
            "statistic": float("nan"), "p": float("nan")}
     if np.count_nonzero(diff) >= 1:
-        test = stats.wilcoxon(diff)
+        test = stats.wilcoxon(diff, zero_method=zero_method)
         out["statistic"], out["p"] = float(test.statistic), float(test.pvalue)
     return out
 
@@ -201,6 +251,60 @@ def soft_distance(p_model_a: float, p_human_a: float) -> float:
     """Soft alignment (the paper's future work): total variation distance between the model's
     two-option distribution and the country's human answer shares, in [0, 1]."""
     return abs(p_model_a - p_human_a)
+
+
+MIN_PROBES = 5  # a bootstrap or permutation over fewer probes is computed, and flagged as resting on too few
+
+
+def sign_flip_test(diff: Sequence[float], n_resamples: int = 9999, seed: int = 0) -> dict[str, float]:
+    """Paired sign-flip permutation test of mean(diff) = 0, two-sided (scipy's permutation_test;
+    exact over all 2^n sign patterns when that is at most n_resamples). The statistic is the
+    mean difference, the headline's estimand. A zero difference stays in n and adds nothing
+    under either sign (Pratt's treatment of zeros). p is NaN when every difference is zero."""
+    diff = np.asarray(diff, dtype=float)
+    out = {"n": int(diff.size), "mean_diff": float(diff.mean()) if diff.size else float("nan"),
+           "p": float("nan"), "too_few_probes": bool(diff.size < MIN_PROBES)}
+    if np.count_nonzero(diff) == 0:
+        return out
+    test = stats.permutation_test((diff,), lambda d, axis: np.mean(d, axis=axis), permutation_type="samples",
+                                  vectorized=True, n_resamples=n_resamples, alternative="two-sided",
+                                  random_state=np.random.default_rng(seed))
+    out["p"] = float(test.pvalue)
+    return out
+
+
+def paired_contrast(misaligned: Sequence[float], improved_a: Sequence[float], improved_b: Sequence[float],
+                    delta_a: Sequence[float], delta_b: Sequence[float], n_boot: int = 2000, seed: int = 0,
+                    level: float = 0.95) -> dict[str, float]:
+    """Condition a minus condition b on the same probes, as Table 1 counts them:
+
+    improved_diff = 100 (sum improved_a - sum improved_b) / sum misaligned (points), and
+    mean_delta_diff = sum misaligned (delta_a - delta_b) / sum misaligned (p' - p weighted by
+    P(misaligned)), each with a percentile interval from a paired bootstrap over probes (scipy's
+    bootstrap, paired=True: one set of resampled probes for both conditions)."""
+    data = [np.asarray(v, dtype=float) for v in (misaligned, improved_a, improved_b, delta_a, delta_b)]
+    n = int(data[0].size)
+    if any(v.size != n for v in data):
+        raise ValueError("misaligned, improved and delta of both conditions must cover the same probes")
+
+    def improved_diff(mis, ia, ib, axis=-1):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 100 * (ia.sum(axis=axis) - ib.sum(axis=axis)) / mis.sum(axis=axis)
+
+    def delta_diff(mis, da, db, axis=-1):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (mis * (da - db)).sum(axis=axis) / mis.sum(axis=axis)
+
+    out = {"n": n, "too_few_probes": bool(n < MIN_PROBES)}
+    mis, ia, ib, da, db = data
+    for name, fn, args in (("improved_diff", improved_diff, (mis, ia, ib)), ("mean_delta_diff", delta_diff, (mis, da, db))):
+        out[name] = float(fn(*args)) if n else float("nan")
+        out[f"{name}_low"] = out[f"{name}_high"] = float("nan")
+        if n >= 2 and mis.sum() > 0:
+            ci = stats.bootstrap(args, fn, paired=True, vectorized=True, n_resamples=n_boot, method="percentile",
+                                 confidence_level=level, random_state=np.random.default_rng(seed)).confidence_interval
+            out[f"{name}_low"], out[f"{name}_high"] = float(ci.low), float(ci.high)
+    return out
 
 
 def culturespa_score(answers: Mapping[str, int], gold: Mapping[str, int], n_options: Mapping[str, int]) -> float:

@@ -24,7 +24,9 @@ PLACEBO_RANDOM = "placebo_random_answer"  # chrF++-across demonstrations, each f
 PLACEBO_MINORITY = "placebo_minority_answer"  # chrF++-across demonstrations filled with the country's minority answer
 DERIVED = {SHUFFLED: "chrf_all", PLACEBO_RANDOM: "chrf_all", PLACEBO_MINORITY: "chrf_all"}  # condition -> whose demos
 REDRAWN = ("random", "random_category", SHUFFLED, PLACEBO_RANDOM)  # random choices: drawn `draws` times, averaged
+RESHUFFLED_PER_RESPONSE = (SHUFFLED,)  # the paper reshuffles per response: p' is the mean over draws, one binomial
 COMBINATIONS = ("per_draw", "per_prompt")  # the paper's random option order: drawn for each response, or once per prompt
+PAIRINGS = metrics.PAIRINGS  # option order of the before and after prompts of one probe: independent or same_order
 
 
 def conditions() -> tuple[str, ...]:
@@ -34,9 +36,10 @@ def conditions() -> tuple[str, ...]:
     return (*STRATEGIES, *DERIVED)
 
 
-def check_conditions(strategies: list[str], draws: int = 1, combination: str = "per_draw") -> None:
-    """Refuse an unknown strategy or placebo, draws < 1 or an unknown order combination, before
-    any work, naming the bad value and the allowed ones."""
+def check_conditions(strategies: list[str], draws: int = 1, combination: str = "per_draw",
+                     pairing: str = "independent") -> None:
+    """Refuse an unknown strategy or placebo, draws < 1, an unknown order combination or order
+    pairing, before any work, naming the bad value and the allowed ones."""
     from .demos import DemoError
 
     unknown = [s for s in strategies if s not in conditions()]
@@ -47,6 +50,8 @@ def check_conditions(strategies: list[str], draws: int = 1, combination: str = "
         raise DemoError(f"parameter `draws` (R, repeats of the random choices) must be a whole number >= 1, got {draws!r}")
     if combination not in COMBINATIONS:
         raise DemoError(f"parameter `order_combination` must be one of {', '.join(COMBINATIONS)}, got {combination!r}")
+    if pairing not in PAIRINGS:
+        raise DemoError(f"parameter `order_pairing` must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
 
 
 def display_order(probe: pd.Series | tuple, lang: str, seed: int, context: str = "query") -> tuple[str, str]:
@@ -61,7 +66,8 @@ INVALID_POLICIES = ("not_aligned", "excluded")  # an invalid response: counted a
 
 
 def measure(lm: LoadedModel, probes: pd.DataFrame, prompt_texts: list[str], lang: str, seed: int,
-            batch_size: int, desc: str, invalid: str = "not_aligned", draws: int = 10) -> pd.DataFrame:
+            batch_size: int, desc: str, invalid: str = "not_aligned", draws: int = 10,
+            draw_seed: int | None = None) -> pd.DataFrame:
     """Each probe's response distribution in both option orders (the paper shows them in random
     order), from prompts built with the query in its seeded display order.
 
@@ -69,7 +75,8 @@ def measure(lm: LoadedModel, probes: pd.DataFrame, prompt_texts: list[str], lang
     gives the majority answer, averaged over the two orders; invalid responses count as not aligned,
     or are excluded under invalid='excluded'), the same per order (_ab: shown as option_a, option_b;
     _ba: reversed), p_other, mode (exact, or sampled with `draws` responses for an engine without
-    logits), flagged (p_other > 0.5) and the old rounded count out of 10.
+    logits), flagged (p_other > 0.5) and the old rounded count out of 10. `draw_seed` (default
+    `seed`) seeds the sampled responses only, so fresh draws of the same prompts are possible.
     """
     if invalid not in INVALID_POLICIES:
         raise ValueError(f"parameter `invalid_responses` is {invalid!r}; use one of {', '.join(INVALID_POLICIES)}")
@@ -81,7 +88,8 @@ def measure(lm: LoadedModel, probes: pd.DataFrame, prompt_texts: list[str], lang
         ab, ba = (text, other) if shown == (probe.option_a, probe.option_b) else (other, text)
         texts += [ab, ba]
         options += [[probe.option_a, probe.option_b], [probe.option_b, probe.option_a]]
-    scored = scoring.response_distributions(lm, texts, options, batch_size=batch_size, desc=desc, draws=draws, seed=seed)
+    scored = scoring.response_distributions(lm, texts, options, batch_size=batch_size, desc=desc, draws=draws,
+                                              seed=seed if draw_seed is None else draw_seed)
     key = "probs" if invalid == "not_aligned" else "dist"
     even = (np.arange(len(texts)) % 2 == 0)[:, None]  # rows alternate: order ab, then order ba
     values, shares = np.array(list(scored[key]), dtype=float), np.array(list(scored["dist"]), dtype=float)
@@ -105,17 +113,30 @@ def zero_shot(lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, batch
               invalid: str = "not_aligned", sample_draws: int = 10, remeasure_above: float = 1e-3) -> pd.DataFrame:
     """Zero-shot table: each probe's p (majority answer, both orders), P(misaligned) = 1 - p^10
     under the paper's 10-draw protocol (`misaligned`: at least `remeasure_above`, so stage 30
-    re-measures it), and the old rounded count out of 10 beside it."""
+    re-measures it), and the old rounded count out of 10 beside it.
+
+    Sampled mode (no logits): the draws that select misaligned probes are kept apart
+    (p_majority*_selection) and p_majority* is measured on fresh draws (seed + 1). A baseline
+    taken from the selecting draws is biased low on exactly the selected probes, so any later
+    measurement would "improve" them (regression to the mean)."""
     texts = [prompts.cloze_prompt(query_of(p, lang, seed), chat=lm.spec.chat, tokenizer=lm.tokenizer,
                                   primer=lm.spec.answer_primer)
              for p in probes.itertuples(index=False)]
     scored = measure(lm, probes, texts, lang, seed, batch_size, "zero-shot", invalid, sample_draws)
+    if scored["mode"].astype(str).str.startswith("sampled").any():
+        fresh = measure(lm, probes, texts, lang, seed, batch_size, "zero-shot baseline", invalid, sample_draws, seed + 1)
+        chosen = scored[["probe_id", *SELECTION]].rename(columns={c: f"{c}_selection" for c in SELECTION})
+        scored = fresh.merge(chosen, on="probe_id")
     table = probes[["probe_id", "qid", "category", "template", "option_a", "option_b", "label",
                     "majority_option", "human_a"]].merge(scored, on="probe_id")
-    table["p_misaligned"] = 1 - table["p_majority"] ** metrics.N_RESPONSES
+    selecting = "p_majority_selection" if "p_majority_selection" in table else "p_majority"
+    table["p_misaligned"] = 1 - table[selecting] ** metrics.N_RESPONSES
     table["misaligned"] = table["p_misaligned"] >= remeasure_above
     table["misaligned_rounded"] = table["count"] < metrics.N_RESPONSES
     return table
+
+
+SELECTION = ("p_majority", "p_majority_ab", "p_majority_ba")  # kept from the selecting draws in sampled mode
 
 
 def demo_of(probe, lang: str, seed: int, answer: str | None = None) -> prompts.Cloze:
@@ -223,7 +244,7 @@ def self_aligned(lm: LoadedModel, zero: pd.DataFrame, candidates: pd.DataFrame, 
             if column in after:
                 table.loc[keep, f"{column}_after"] = after[column].to_numpy()
     before = zero.set_index("probe_id")
-    kept = ["qid", "category", "label", "human_a", *[c for c in MEASURED if c in before]]
+    kept = ["qid", "category", "label", "human_a", *[c for c in (*MEASURED, "mode") if c in before]]
     return table.join(before[kept].rename(columns={c: f"{c}_before" for c in MEASURED}), on="probe_id")
 
 
@@ -245,34 +266,64 @@ def misalignment(zero: pd.DataFrame, combination: str = "per_draw", remeasure_ab
                  deterministic_rule: bool = False) -> pd.DataFrame:
     """Each zero-shot probe's P(misaligned) under the paper's protocol (1 - p^10, order-mixed),
     its mixture components, and whether it is re-measured: P(misaligned) >= remeasure_above, or
-    under the old rule (expected count rounded below 10) when `deterministic_rule`."""
+    under the old rule (expected count rounded below 10) when `deterministic_rule`. In sampled
+    mode the selection uses the selecting draws (`_selection` columns) and the components (the
+    baseline) the fresh ones, so selection and baseline are independent."""
     comps = components(zero, "", combination)
+    suffix = "_selection" if "p_majority_selection" in zero else ""
+    selecting = components(zero, suffix, combination)
     out = zero[["probe_id", "qid", "category"]].copy()
-    out["p_misaligned"] = [metrics.protocol_outcomes(c, c)["misaligned"] for c in comps]
+    out["p_misaligned"] = [metrics.protocol_outcomes(c, c)["misaligned"] for c in selecting]
     out["components"] = [json.dumps(c) for c in comps]
     if deterministic_rule:
-        out["remeasured"] = [metrics.correct_count(float(np.mean(c))) < metrics.N_RESPONSES for c in comps]
+        out["remeasured"] = [metrics.correct_count(float(np.mean(c))) < metrics.N_RESPONSES for c in selecting]
     else:
         out["remeasured"] = out["p_misaligned"] >= remeasure_above
     out["order_combination"] = combination
+    out["selected_on"] = "selection draws" if suffix else "baseline"
     return out
 
 
-def outcomes(results: pd.DataFrame, combination: str = "per_draw", deterministic_rule: bool = False) -> pd.DataFrame:
+NO_EFFECT = tuple(f"{k}_no_effect" for k in metrics.OUTCOMES)  # the protocol's outcomes when p' = p
+
+
+def after_components(served: pd.DataFrame, strategy: str, combination: str) -> list[list[float]]:
+    """The after side's components per draw. A condition reshuffled for every response (the
+    shuffled order check) gives one binomial per order, p' averaged over the R permutations,
+    not a mixture of R fixed prompts."""
+    per_draw = components(served, "_after", combination)
+    if strategy in RESHUFFLED_PER_RESPONSE:
+        return [np.mean(np.array(per_draw, dtype=float), axis=0).tolist()]
+    return per_draw
+
+
+def outcomes(results: pd.DataFrame, combination: str = "per_draw", deterministic_rule: bool = False,
+             pairing: str = "independent") -> pd.DataFrame:
     """Per probe and condition: the protocol's P(misaligned), P(improved / same / decreased),
-    E[error reduction | improved], p before and after (averaged over draws), p' - p, and the
-    mixture components (JSON) that one run of the protocol would be drawn from.
+    E[error reduction | improved], p before and after (averaged over draws), p' - p, the mixture
+    components (JSON) that one run of the protocol would be drawn from, and the same outcomes
+    under no effect (p' = p: improved_no_effect, same_no_effect, decreased_no_effect).
 
     The R draws of a random condition are equally likely demonstration choices of one prompt,
-    so their components join one mixture. Unserved probes keep served=False and NaN outcomes.
+    so their components join one mixture; the shuffled order check is reshuffled per response
+    (`after_components`). `pairing` says whether the option order drawn once per prompt is
+    shared by the before and after prompts (same_order) or drawn apart (independent).
+    Unserved probes keep served=False and NaN outcomes.
     """
-    rule = metrics.rounded_outcomes if deterministic_rule else metrics.protocol_outcomes
+    if pairing not in PAIRINGS:
+        raise ValueError(f"parameter `order_pairing` must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+
+    def rule(before: list[float], after: list[float]) -> dict[str, float]:
+        if deterministic_rule:
+            return metrics.rounded_outcomes(before, after)
+        return metrics.paired_outcomes(before, after, pairing)
+
     rows = []
     for (probe_id, strategy), group in results.groupby(["probe_id", "strategy"], sort=False):
         first = group.iloc[0]
         row = {"probe_id": probe_id, "strategy": strategy, "qid": first["qid"], "category": first["category"],
                "label": first["label"], "human_a": first["human_a"], "draws": len(group), "reason": first["reason"]}
-        for column in ("p_a_before", "p_other_before"):
+        for column in ("p_a_before", "p_other_before", "mode"):
             if column in group:
                 row[column] = first[column]
         served = group[group["p_majority_after"].notna()] if "p_majority_after" in group else group.iloc[:0]
@@ -280,10 +331,13 @@ def outcomes(results: pd.DataFrame, combination: str = "per_draw", deterministic
         row.update(served=len(served) == len(group) and len(group) > 0, p_before=float(np.mean(before)),
                    components_before=json.dumps(before))
         if row["served"]:
-            after = [c for comp in components(served, "_after", combination) for c in comp]
-            per_draw = [json.dumps(c) for c in components(served, "_after", combination)]
+            per_draw = after_components(served, strategy, combination)
+            after = [c for comp in per_draw for c in comp]
             row.update(rule(before, after), p_after=float(served["p_majority_after"].mean()),
-                       components_after=json.dumps(after), components_per_draw=json.dumps(per_draw))
+                       components_after=json.dumps(after),
+                       components_per_draw=json.dumps([json.dumps(c) for c in components(served, "_after", combination)]))
+            null = rule(before, before)
+            row.update({f"{k}_no_effect": null[k] for k in metrics.OUTCOMES})
             row["delta"] = row["p_after"] - row["p_before"]
             for column in ("p_a", "p_other"):
                 if f"{column}_after" in served:
@@ -294,6 +348,7 @@ def outcomes(results: pd.DataFrame, combination: str = "per_draw", deterministic
     table = pd.DataFrame(rows)
     table["rule"] = "rounded" if deterministic_rule else "expected"
     table["order_combination"] = combination
+    table["order_pairing"] = pairing
     return table
 
 

@@ -18,16 +18,24 @@ import pandas as pd
 
 from . import metrics, paths, plots
 
-COMPARISONS = (("chrf_all", "random"), ("chrf_all", "placebo_random_answer"))  # paired tests per language
-SIGN_TEST_NOTE = ("sign_test_p compares improved with decreased probes, as before. It is biased: probes are "
+PRIMARY = (("chrf_all", "placebo_random_answer"), ("chrf_all", "random"))  # the pre-specified family, per language
+REFERENCES = ("placebo_random_answer", "random")  # every condition is contrasted with these
+EXPLORATORY_BETWEEN = (("chrf_all", "placebo_country_swap"), ("chrf_all", "placebo_minority_answer"))
+COMPARISONS = PRIMARY  # paired between-condition tests per language (the primary family)
+SIGN_TEST_NOTE = ("sign_test_p compares improved with decreased probes. It is biased: probes are "
                   "selected because they scored low, so any change that pulls p toward the middle 'improves' "
-                  "them (regression to the mean). Read the paired Wilcoxon tests against random "
-                  "demonstrations and the random-answer placebo instead.")
-TABLE1_COLUMNS = ["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased", "n", "n_unserved",
+                  "them (regression to the mean). Read improved_beyond_no_effect and the primary tests against "
+                  "the random-answer placebo and random demonstrations instead.")
+TABLE1_COLUMNS = ["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased", "improved_no_effect",
+                  "same_no_effect", "decreased_no_effect", "improved_beyond_no_effect", "n", "n_unserved",
                   "draws", "n_misaligned_run_low", "n_misaligned_run_high", "improved_run_low", "improved_run_high",
                   "mean_error_reduction", "mean_delta", "delta_ci_low", "delta_ci_high", "wilcoxon_p",
-                  "wilcoxon_holm_p", "improved_draw_sd", "improved_draw_min", "improved_draw_max", "sign_test_p",
-                  "rule", "order_combination"]
+                  "improved_draw_sd", "improved_draw_min", "improved_draw_max", "sign_test_p",
+                  "rule", "order_combination", "order_pairing"]
+CONTRAST_COLUMNS = ["model", "lang", "condition", "reference", "n", "improved_diff", "improved_diff_low",
+                    "improved_diff_high", "mean_delta_diff", "mean_delta_diff_low", "mean_delta_diff_high", "too_few_probes"]
+TEST_COLUMNS = ["model", "lang", "family", "test", "method", "a", "b", "n", "mean_diff", "median_diff", "statistic",
+                "p", "holm_p", "family_size", "too_few_probes"]
 
 
 def collect(name: str, stage: str) -> pd.DataFrame:
@@ -75,10 +83,23 @@ def common_questions(frame: pd.DataFrame, by: list[str]) -> set[str]:
 
 
 def _shares(group: pd.DataFrame) -> dict[str, float]:
+    """% improved / same / decreased of the summed P(misaligned), and the same under no effect
+    (p' = p) summed the same way; improved_beyond_no_effect is their difference in points."""
     mis = float(group["misaligned"].sum())
     out = {"n_misaligned": mis}
-    out.update({k: 100.0 * float(group[k].sum()) / mis if mis > 0 else float("nan") for k in metrics.OUTCOMES})
+    names = [*metrics.OUTCOMES, *(f"{k}_no_effect" for k in metrics.OUTCOMES)]
+    out.update({k: 100.0 * float(group[k].sum()) / mis if mis > 0 and k in group else float("nan") for k in names})
+    out["improved_beyond_no_effect"] = out["improved"] - out["improved_no_effect"]
     return out
+
+
+def _pairing(group: pd.DataFrame) -> str:
+    return str(group["order_pairing"].iloc[0]) if "order_pairing" in group and len(group) else "independent"
+
+
+def _sampled(group: pd.DataFrame) -> bool:
+    """Measured by sampling (a model without logits): zero differences are common, Pratt's method."""
+    return "mode" in group and group["mode"].astype(str).str.startswith("sampled").any()
 
 
 def _draw_spread(group: pd.DataFrame, deterministic: bool) -> dict[str, float]:
@@ -87,7 +108,11 @@ def _draw_spread(group: pd.DataFrame, deterministic: bool) -> dict[str, float]:
     draws = min((len(p) for p in per_probe), default=0)
     if draws < 2:
         return {"improved_draw_sd": float("nan"), "improved_draw_min": float("nan"), "improved_draw_max": float("nan")}
-    rule = metrics.rounded_outcomes if deterministic else metrics.protocol_outcomes
+    pairing = _pairing(group)
+
+    def rule(b, a):
+        return metrics.rounded_outcomes(b, a) if deterministic else metrics.paired_outcomes(b, a, pairing)
+
     before = [_parse(c) for c in group["components_before"]]
     shares = []
     for d in range(draws):
@@ -107,7 +132,8 @@ def _table1_one(outcomes: pd.DataFrame, model: str, lang: str, runs: int, seed: 
                                "n_unserved": int((~_served(group)).sum()), "draws": int(group["draws"].max())}
         if len(sub):
             sim = metrics.simulate_protocol([_parse(c) for c in sub["components_before"]],
-                                            [_parse(c) for c in sub["components_after"]], runs=runs, seed=seed)
+                                            [_parse(c) for c in sub["components_after"]], runs=runs, seed=seed,
+                                            pairing=_pairing(sub))
             row["n_misaligned_run_low"], row["n_misaligned_run_high"] = metrics.run_interval(sim["n_misaligned"])
             row["improved_run_low"], row["improved_run_high"] = metrics.run_interval(sim["improved"])
             weight = sub["improved"].to_numpy(float)
@@ -119,43 +145,84 @@ def _table1_one(outcomes: pd.DataFrame, model: str, lang: str, runs: int, seed: 
             row["sign_test_p"] = metrics.sign_test(int(round(sub["improved"].sum())), int(round(sub["decreased"].sum())))
         row["rule"] = group["rule"].iloc[0]
         row["order_combination"] = group["order_combination"].iloc[0]
+        row["order_pairing"] = _pairing(group)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def paired_tests(outcomes: pd.DataFrame) -> pd.DataFrame:
-    """The run's family of paired Wilcoxon signed-rank tests on p' - p, each on one language's
-    common probes: every condition against zero-shot, and chrF++-across against random
-    demonstrations and against the random-answer placebo; Holm-corrected over the whole family."""
+def contrasts(outcomes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Every condition against the random-answer placebo and against random demonstrations,
+    per language on its common probes: improved % minus the reference's (points) and the
+    P(misaligned)-weighted mean of p' - p minus the reference's, each with a 95% interval from
+    a paired bootstrap over probes (`metrics.paired_contrast`). too_few_probes flags n < 5."""
     rows = []
     for (model, lang), group in outcomes.groupby(["model", "lang"], sort=False):
         sub = on_common(group, common_probes(group))
-        by = {s: g.set_index("probe_id").sort_index() for s, g in sub.groupby("strategy")}
-        for strategy, g in by.items():
-            rows.append({"model": model, "lang": lang, "test": "vs_zero_shot", "a": strategy, "b": "zero_shot",
-                         **metrics.wilcoxon_paired(g["p_after"], g["p_before"])})
-        for a, b in COMPARISONS:
+        by = {s: g.set_index("probe_id").sort_index() for s, g in sub.groupby("strategy", sort=False)}
+        for reference in REFERENCES:
+            if reference not in by:
+                continue
+            ref = by[reference]
+            for condition, g in by.items():
+                if condition == reference:
+                    continue
+                rows.append({"model": model, "lang": lang, "condition": condition, "reference": reference,
+                             **metrics.paired_contrast(g["misaligned"], g["improved"], ref["improved"], g["delta"],
+                                                       ref["delta"], n_boot=n_boot, seed=seed)})
+    return pd.DataFrame(rows).reindex(columns=CONTRAST_COLUMNS)
+
+
+def paired_tests(outcomes: pd.DataFrame, n_resamples: int = 9999, seed: int = 0) -> pd.DataFrame:
+    """The tests of a run, in two families, each test on one language's common probes.
+
+    primary (pre-specified, per language): chrF++ across against the random-answer placebo and
+    against random demonstrations, a paired sign-flip permutation test of the mean difference of
+    p' - p; Holm-adjusted within the language's primary family, so one language's adjusted p is
+    the same in its stage 30 run and in the stage 40 summary. exploratory (no holm_p): every
+    condition against zero-shot and chrF++ across against the other placebos, Wilcoxon signed
+    rank (Pratt's zeros in sampled mode) and sign-flip tests."""
+    rows = []
+    for (model, lang), group in outcomes.groupby(["model", "lang"], sort=False):
+        sub = on_common(group, common_probes(group))
+        zeros = "pratt" if _sampled(sub) else "wilcox"
+        by = {s: g.set_index("probe_id").sort_index() for s, g in sub.groupby("strategy", sort=False)}
+        base = {"model": model, "lang": lang}
+        for a, b in PRIMARY:
             if a in by and b in by:
-                rows.append({"model": model, "lang": lang, "test": "between_conditions", "a": a, "b": b,
-                             **metrics.wilcoxon_paired(by[a]["delta"], by[b]["delta"])})
-    tests = pd.DataFrame(rows, columns=None if rows else ["model", "lang", "test", "a", "b", "n", "mean_diff",
-                                                          "median_diff", "statistic", "p"])
-    tests["holm_p"] = metrics.holm(tests["p"].to_numpy(float)) if len(tests) else []
-    tests["family_size"] = int(tests["p"].notna().sum())
+                rows.append({**base, "family": "primary", "test": "between_conditions", "method": "sign_flip_mean",
+                             "a": a, "b": b, **_sign_flip(by[a]["delta"] - by[b]["delta"], n_resamples, seed)})
+        for a, b in EXPLORATORY_BETWEEN:
+            if a in by and b in by:
+                rows.append({**base, "family": "exploratory", "test": "between_conditions", "method": "sign_flip_mean",
+                             "a": a, "b": b, **_sign_flip(by[a]["delta"] - by[b]["delta"], n_resamples, seed)})
+        for strategy, g in by.items():
+            test = metrics.wilcoxon_paired(g["p_after"], g["p_before"], zero_method=zeros)
+            rows.append({**base, "family": "exploratory", "test": "vs_zero_shot", "method": f"wilcoxon_{zeros}",
+                         "a": strategy, "b": "zero_shot", **test, "too_few_probes": test["n"] < metrics.MIN_PROBES})
+    tests = pd.DataFrame(rows).reindex(columns=TEST_COLUMNS)
+    primary = tests["family"] == "primary"
+    for _, index in tests[primary].groupby(["model", "lang"], sort=False).groups.items():
+        tests.loc[index, "holm_p"] = metrics.holm(tests.loc[index, "p"].to_numpy(float))
+        tests.loc[index, "family_size"] = int(tests.loc[index, "p"].notna().sum())
     return tests
+
+
+def _sign_flip(diff: pd.Series, n_resamples: int, seed: int) -> dict[str, Any]:
+    test = metrics.sign_flip_test(diff.to_numpy(float), n_resamples=n_resamples, seed=seed)
+    return {**test, "median_diff": float(diff.median()) if len(diff) else float("nan")}
 
 
 def table1(outcomes: pd.DataFrame, tests: pd.DataFrame | None = None, runs: int = 2000, seed: int = 0) -> pd.DataFrame:
     """The paper's Table 1 (model, lang, strategy, n_misaligned, improved, same, decreased: the
-    protocol's expected values), then n (the common denominator), unserved probes, the 95%
-    interval one run of the protocol would show, the mean error reduction, mean p' - p with a
-    bootstrap interval, the Wilcoxon test against zero-shot (Holm-corrected), the spread over
-    the R random draws, and the old sign test."""
+    protocol's expected values), then the same under no effect (p' = p) and the improvement
+    beyond it, n (the common denominator), unserved probes, the 95% interval one run of the
+    protocol would show, the mean error reduction, mean p' - p with a bootstrap interval, the
+    exploratory Wilcoxon test against zero-shot, the spread over the R random draws, and the
+    sign test kept for comparison."""
     tests = paired_tests(outcomes) if tests is None else tests
     parts = [_table1_one(group, model, lang, runs, seed) for (model, lang), group in outcomes.groupby(["model", "lang"], sort=False)]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE1_COLUMNS[:7])
-    vs = tests[tests["test"] == "vs_zero_shot"][["model", "lang", "a", "p", "holm_p"]].rename(
-        columns={"a": "strategy", "p": "wilcoxon_p", "holm_p": "wilcoxon_holm_p"})
+    vs = tests[tests["test"] == "vs_zero_shot"][["model", "lang", "a", "p"]].rename(columns={"a": "strategy", "p": "wilcoxon_p"})
     table = table.merge(vs, on=["model", "lang", "strategy"], how="left")
     return table.reindex(columns=TABLE1_COLUMNS + [c for c in table.columns if c not in TABLE1_COLUMNS])
 
