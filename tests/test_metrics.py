@@ -102,3 +102,99 @@ def test_wilcoxon_holm_and_mean_interval():
     assert list(metrics.holm([0.5, 0.9])) == [1.0, 1.0]  # 2 x 0.5 capped at 1; monotone
     low, high = metrics.bootstrap_mean_interval(x, seed=0)
     assert low < x.mean() < high
+
+
+def _simulate_counts_per_order(before, after, pairing, draws, rng):
+    """Brute force: one option order per probe (before and after share it under same_order),
+    then 10 responses from that order's p; the after side picks one of its draws per prompt."""
+    o = rng.integers(0, 2, draws)
+    o2 = o if pairing == "same_order" else rng.integers(0, 2, draws)
+    d = rng.integers(0, len(after) // 2, draws)
+    k = rng.binomial(10, np.array(before)[o])
+    k2 = rng.binomial(10, np.array(after)[2 * d + o2])
+    return k, k2
+
+
+@pytest.mark.parametrize("pairing", metrics.PAIRINGS)
+def test_order_pairings_equal_a_simulation_of_the_prompts(pairing):
+    rng = np.random.default_rng(3)
+    before, after = [0.95, 0.4], [0.6, 0.9, 0.3, 0.99]  # orders ab, ba; two draws of the after prompt
+    k, k2 = _simulate_counts_per_order(before, after, pairing, 400_000, rng)
+    exact = metrics.paired_outcomes(before, after, pairing)
+    low = k < 10
+    assert exact["misaligned"] == pytest.approx(low.mean(), abs=0.003)
+    for name, mask in (("improved", k2 > k), ("same", k2 == k), ("decreased", k2 < k)):
+        assert exact[name] == pytest.approx((low & mask).mean(), abs=0.003)
+    improved = low & (k2 > k)
+    assert exact["error_reduction"] == pytest.approx(((k2 - k)[improved] / (10 - k)[improved]).mean(), abs=0.004)
+    sim = metrics.simulate_protocol([before] * 30, [after] * 30, runs=3000, seed=2, pairing=pairing)
+    assert sim["n_misaligned"].mean() == pytest.approx(30 * exact["misaligned"], rel=0.02)
+    assert np.nanmean(sim["improved"]) == pytest.approx(100 * exact["improved"] / exact["misaligned"], abs=1.0)
+
+
+def test_same_order_differs_from_independent_and_coincides_with_one_component():
+    independent = metrics.paired_outcomes([0.99, 0.2], [0.99, 0.3], "independent")
+    same = metrics.paired_outcomes([0.99, 0.2], [0.99, 0.3], "same_order")
+    assert same["improved"] < independent["improved"] - 0.05  # independent orders "improve" a bad order drawn before
+    assert metrics.paired_outcomes([0.7], [0.8], "same_order") == metrics.protocol_outcomes(0.7, 0.8)
+    with pytest.raises(ValueError, match="`order_pairing` must be one of independent, same_order, got 'both'"):
+        metrics.paired_outcomes([0.7], [0.8], "both")
+
+
+def test_no_effect_calls_about_half_of_misaligned_probes_improved():
+    out = metrics.protocol_outcomes(0.9, 0.9)
+    assert 100 * out["improved"] / out["misaligned"] == pytest.approx(52.8, abs=0.1)  # the review's figure at p = 0.9
+
+
+def test_sign_flip_test_equals_the_enumeration_of_every_sign_pattern():
+    diff = np.array([0.3, -0.1, 0.25, 0.05, 0.0, 0.4, -0.2, 0.15])
+    signs = np.array(np.meshgrid(*[[-1, 1]] * diff.size)).reshape(diff.size, -1).T
+    means = (signs * diff).mean(axis=1)
+    brute = np.mean(np.abs(means) >= abs(diff.mean()) - 1e-12)
+    test = metrics.sign_flip_test(diff)
+    assert test["p"] == pytest.approx(brute) and test["mean_diff"] == pytest.approx(diff.mean())
+    assert not test["too_few_probes"] and metrics.sign_flip_test(diff[:4])["too_few_probes"]
+    assert math.isnan(metrics.sign_flip_test(np.zeros(6))["p"])
+
+
+def test_paired_contrast_resamples_the_same_probes_for_both_conditions():
+    rng = np.random.default_rng(5)
+    n = 40
+    mis = rng.uniform(0.3, 1.0, n)
+    shared = rng.uniform(0, 1, n)  # a probe effect both conditions share: pairing removes it
+    ia, ib = mis * np.clip(shared + 0.1, 0, 1), mis * np.clip(shared, 0, 1)
+    da, db = shared + 0.05 + rng.normal(0, 0.01, n), shared + rng.normal(0, 0.01, n)
+    out = metrics.paired_contrast(mis, ia, ib, da, db, n_boot=4000, seed=1)
+    assert out["improved_diff"] == pytest.approx(100 * (ia.sum() - ib.sum()) / mis.sum())
+    assert out["mean_delta_diff"] == pytest.approx((mis * (da - db)).sum() / mis.sum())
+    # a hand-written paired bootstrap (one index set per resample for both conditions) agrees
+    idx = np.random.default_rng(9).integers(0, n, (4000, n))
+    hand = 100 * (ia[idx].sum(1) - ib[idx].sum(1)) / mis[idx].sum(1)
+    low, high = np.quantile(hand, [0.025, 0.975])
+    assert out["improved_diff_low"] == pytest.approx(low, abs=0.3) and out["improved_diff_high"] == pytest.approx(high, abs=0.3)
+    unpaired = 100 * ia[idx].sum(1) / mis[idx].sum(1) - 100 * ib[rng.integers(0, n, (4000, n))].sum(1) / mis[idx].sum(1)
+    assert out["improved_diff_high"] - out["improved_diff_low"] < (np.quantile(unpaired, 0.975) - np.quantile(unpaired, 0.025)) / 3
+    assert out["mean_delta_diff_low"] < 0.05 < out["mean_delta_diff_high"]
+    few = metrics.paired_contrast(mis[:3], ia[:3], ib[:3], da[:3], db[:3])
+    assert few["too_few_probes"] and not math.isnan(few["improved_diff_low"])
+
+
+def _sampled_rejections(fresh_baseline: bool, sims: int, seed: int) -> float:
+    """Sampled mode under no effect (p' = p), p ~ Beta(12, 1): 20 zero-shot draws select the
+    probes with any non-majority answer; the baseline is those draws or 20 fresh ones; the
+    condition is 20 draws. Share of runs whose sign-flip test of p' - p rejects at 5%."""
+    rng = np.random.default_rng(seed)
+    rejected = 0
+    for _ in range(sims):
+        p = rng.beta(12, 1, 60)
+        chosen = rng.binomial(20, p) / 20
+        selected = chosen < 1  # P(misaligned) = 1 - p^10 above 1e-3
+        baseline = rng.binomial(20, p) / 20 if fresh_baseline else chosen
+        after = rng.binomial(20, p) / 20
+        rejected += metrics.sign_flip_test((after - baseline)[selected], n_resamples=999, seed=int(rng.integers(1 << 30)))["p"] < 0.05
+    return rejected / sims
+
+
+def test_sampled_mode_with_a_fresh_baseline_keeps_the_type_one_error_at_five_percent():
+    assert _sampled_rejections(True, 1000, 11) == pytest.approx(0.05, abs=0.02)
+    assert _sampled_rejections(False, 200, 12) > 0.12  # the selecting draws as baseline: regression to the mean
