@@ -140,3 +140,66 @@ def test_explanation_request_shows_the_majority_answer_after_the_self_aligned_pr
     text = selfalign.explanation_request(FAKE_LM, frame.loc["p1"], frame.loc[["p0", "p2"]], "en", 0)
     prompt = selfalign.demonstration_prompt(FAKE_LM, frame.loc["p1"], frame.loc[["p0", "p2"]], "en", 0)
     assert text.startswith(prompt.rstrip(" ")) and f" {frame.at['p1', 'majority_option']}." in text[len(prompt) - 1:]
+
+
+def test_unknown_order_pairing_is_refused_with_the_allowed_values():
+    with pytest.raises(demos.DemoError, match="`order_pairing` must be one of independent, same_order, got 'shared'"):
+        selfalign.check_conditions(["random"], pairing="shared")
+
+
+def _redrawn(strategy: str, after: list[float], before: float = 0.5) -> pd.DataFrame:
+    return pd.DataFrame({"probe_id": "p0", "strategy": strategy, "draw": range(len(after)), "reason": "", "qid": "Q0",
+                         "category": "A", "label": "a", "human_a": 0.6, "p_majority_before": before,
+                         "p_majority_after": after})
+
+
+def test_the_shuffled_condition_is_reshuffled_per_response_as_the_paper_ran_it():
+    after = [0.2, 0.6, 0.95]
+    row = selfalign.outcomes(_redrawn(selfalign.SHUFFLED, after)).iloc[0]
+    assert json.loads(row["components_after"]) == [pytest.approx(np.mean(after))]  # one binomial, not a mixture
+    # simulation: every response of the after prompt gets its own permutation (one of the R draws)
+    rng = np.random.default_rng(4)
+    runs = 200_000
+    k = rng.binomial(10, 0.5, runs)
+    k2 = (rng.random((runs, 10)) < np.array(after)[rng.integers(0, 3, (runs, 10))]).sum(axis=1)
+    assert row["improved"] == pytest.approx(((k < 10) & (k2 > k)).mean(), abs=0.004)
+    assert row["same"] == pytest.approx(((k < 10) & (k2 == k)).mean(), abs=0.004)
+    fixed = selfalign.outcomes(_redrawn("random", after)).iloc[0]  # random demonstrations: one choice per prompt
+    assert len(json.loads(fixed["components_after"])) == 3 and fixed["same"] != pytest.approx(row["same"], abs=0.01)
+
+
+def test_outcomes_carry_the_no_effect_reference_of_each_probe(run):
+    _, _, results, _ = run
+    for pairing in selfalign.PAIRINGS:
+        table = selfalign.outcomes(results, "per_prompt", pairing=pairing).set_index(["probe_id", "strategy"])
+        row = table.loc[("p0", "chrf_all")]
+        before = json.loads(row["components_before"])
+        null = metrics.paired_outcomes(before, before, pairing)
+        assert [row[f"{k}_no_effect"] for k in metrics.OUTCOMES] == [pytest.approx(null[k]) for k in metrics.OUTCOMES]
+        assert (table["order_pairing"] == pairing).all()
+
+
+def test_sampled_mode_selects_on_one_set_of_draws_and_takes_the_baseline_from_fresh_ones():
+    zero = toy_zero(toy_probes())
+    zero["p_majority_selection"] = zero["p_majority_ab_selection"] = zero["p_majority_ba_selection"] = 1.0
+    zero.loc[0, ["p_majority_selection", "p_majority_ab_selection", "p_majority_ba_selection"]] = 0.9
+    table = selfalign.misalignment(zero)
+    assert table["remeasured"].tolist() == [True] + [False] * 8  # selected on the selecting draws
+    assert json.loads(table.loc[0, "components"]) == [pytest.approx(zero.loc[0, "p_majority"])]  # baseline: fresh draws
+    assert (table["selected_on"] == "selection draws").all()
+
+
+def test_zero_shot_in_sampled_mode_measures_a_fresh_baseline(monkeypatch):
+    seeds = []
+
+    def measure(lm, probes, texts, lang, seed, batch_size, desc, invalid="not_aligned", draws=10, draw_seed=None):
+        seeds.append(seed if draw_seed is None else draw_seed)
+        p = np.full(len(probes), 0.9 if draw_seed is None else 0.6)
+        return pd.DataFrame({"probe_id": probes["probe_id"].to_numpy(), "p_a": p, "p_other": 0.0, "p_majority": p,
+                             "p_majority_ab": p, "p_majority_ba": p, "mode": "sampled (10 draws)", "count": 9})
+
+    monkeypatch.setattr(selfalign, "measure", measure)
+    zero = selfalign.zero_shot(FAKE_LM, toy_probes(), "en", 3, 8)
+    assert seeds == [3, 4]
+    assert (zero["p_majority_selection"] == 0.9).all() and (zero["p_majority"] == 0.6).all()
+    assert zero["p_misaligned"].tolist() == pytest.approx([1 - 0.9 ** 10] * 9)  # selection: the selecting draws
