@@ -50,8 +50,9 @@ def run(monkeypatch):
     frame = toy_probes("a" * 9)
     zero = toy_zero(frame)
     choices = demos.choose_all(frame, list(demos.STRATEGIES), seed=0)
+    swap = pd.DataFrame({"DEU": ["b"] * 9, "FRA": ["a"] * 9}, index=frame["probe_id"])  # DEU differs everywhere
     results = selfalign.self_aligned(FAKE_LM, zero, frame, choices, "en", 0, 8, list(selfalign.conditions()), draws=2,
-                                     remeasure=pd.Series(True, index=zero.index))
+                                     remeasure=pd.Series(True, index=zero.index), swap_labels=swap)
     return frame, zero, results, texts
 
 
@@ -84,7 +85,7 @@ def test_every_condition_and_draw_is_measured_and_unserved_probes_are_reported(r
     frame, zero, results, texts = run
     counts = results.groupby("strategy")["draw"].nunique().to_dict()
     assert counts == {"random": 2, "random_category": 2, "chrf_category": 1, "chrf_all": 1, "chrf_all_shuffled": 2,
-                      "placebo_random_answer": 2, "placebo_minority_answer": 1}
+                      "placebo_random_answer": 2, "placebo_minority_answer": 1, "placebo_country_swap": 1}
     unserved = results[results["p_majority_after"].isna()]
     assert set(unserved["strategy"]) == {"random_category", "chrf_category"}
     assert set(unserved["probe_id"]) == {"p6", "p7", "p8"} and unserved["reason"].str.contains("category 'B'").all()
@@ -94,6 +95,8 @@ def test_every_condition_and_draw_is_measured_and_unserved_probes_are_reported(r
     # the fake model counts majority answers shown: 5 for the real demonstrations, 0 for the minority placebo
     assert np.allclose(results.loc[results["strategy"] == "chrf_all", "p_majority_after"], 0.8)
     assert np.allclose(results.loc[results["strategy"] == "placebo_minority_answer", "p_majority_after"], 0.3)
+    swapped = results[(results["strategy"] == "placebo_country_swap") & results["p_majority_after"].notna()]
+    assert (swapped["swap_country"] == "DEU").all() and np.allclose(swapped["p_majority_after"], 0.3)
     assert results.loc[results["strategy"] == "placebo_random_answer", "p_majority_after"].between(0.3, 0.8).all()
     assert {"p_majority_before", "p_majority_ab_before", "p_majority_ab_after", "qid", "human_a"} <= set(results.columns)
     assert len(texts) == results["p_majority_after"].notna().sum()
@@ -203,3 +206,31 @@ def test_zero_shot_in_sampled_mode_measures_a_fresh_baseline(monkeypatch):
     assert seeds == [3, 4]
     assert (zero["p_majority_selection"] == 0.9).all() and (zero["p_majority"] == 0.6).all()
     assert zero["p_misaligned"].tolist() == pytest.approx([1 - 0.9 ** 10] * 9)  # selection: the selecting draws
+
+
+def test_country_swap_answers_with_the_country_that_differs_most_on_the_demonstrations():
+    frame = toy_probes("ababababa").assign(country="USA").set_index("probe_id", drop=False)
+    rows = frame.loc[["p1", "p2", "p3", "p4", "p5"]]  # USA labels b a b a b
+    labels = pd.DataFrame({"USA": list("ababababa"), "ARG": list("abaaaaaaa"), "DEU": list("aaaaaaaaa"),
+                           "CHN": list("bbbbbbbbb"), "FRA": [None, "a", "a", "a", "a", "a", "a", "a", "a"]},
+                          index=frame["probe_id"])
+    # differences from USA on p1..p5: ARG 2 (p1, p3), DEU 3, CHN 2, FRA 3: DEU and FRA tie, DEU first alphabetically
+    country, answers = selfalign.swap_choice(rows, labels)
+    assert country == "DEU" and answers == ["important"] * 5
+    country, answers = selfalign.swap_choice(rows, labels, "CHN")
+    assert country == "CHN" and answers == ["unimportant"] * 5
+    partial = labels.assign(DEU=[None] * 2 + ["a"] * 7, FRA=[None] * 2 + ["a"] * 7)  # p1 unlabelled: keeps the USA answer
+    country, answers = selfalign.swap_choice(rows, partial.drop(columns=["ARG", "CHN"]))
+    assert country == "DEU" and answers[0] == rows["majority_option"].iloc[0]
+    with pytest.raises(demos.DemoError, match="`swap_country` must be most_different or a country.*ARG, DEU; got 'XXX'"):
+        selfalign.check_swap_country("XXX", ["ARG", "USA", "DEU"], "USA")
+    selfalign.check_swap_country("DEU", ["ARG", "USA", "DEU"], "USA")
+
+
+def test_country_labels_come_from_the_wvs_figures():
+    from culturealign import probes
+
+    en = probes.load_probes("en").head(12)
+    table = selfalign.country_labels(en, ["USA", "DEU"])
+    usa = probes.majority_labels(en, "USA").set_index("probe_id")["label"]
+    assert list(table.columns) == ["DEU", "USA"] and table["USA"].reindex(usa.index).equals(usa)

@@ -22,7 +22,10 @@ from .models import LoadedModel
 SHUFFLED = "chrf_all_shuffled"  # the paper's order-robustness check
 PLACEBO_RANDOM = "placebo_random_answer"  # chrF++-across demonstrations, each filled with a random option (seeded)
 PLACEBO_MINORITY = "placebo_minority_answer"  # chrF++-across demonstrations filled with the country's minority answer
-DERIVED = {SHUFFLED: "chrf_all", PLACEBO_RANDOM: "chrf_all", PLACEBO_MINORITY: "chrf_all"}  # condition -> whose demos
+PLACEBO_COUNTRY = "placebo_country_swap"  # chrF++-across demonstrations answered with another country's majority answers
+DERIVED = {SHUFFLED: "chrf_all", PLACEBO_RANDOM: "chrf_all", PLACEBO_MINORITY: "chrf_all",
+           PLACEBO_COUNTRY: "chrf_all"}  # condition -> whose demos
+MOST_DIFFERENT = "most_different"  # swap_country: per probe, the labelled country that differs most on its demonstrations
 REDRAWN = ("random", "random_category", SHUFFLED, PLACEBO_RANDOM)  # random choices: drawn `draws` times, averaged
 RESHUFFLED_PER_RESPONSE = (SHUFFLED,)  # the paper reshuffles per response: p' is the mean over draws, one binomial
 COMBINATIONS = ("per_draw", "per_prompt")  # the paper's random option order: drawn for each response, or once per prompt
@@ -60,6 +63,47 @@ def display_order(probe: pd.Series | tuple, lang: str, seed: int, context: str =
 
 def query_of(probe, lang: str, seed: int) -> prompts.Cloze:
     return prompts.Cloze(probe.template, display_order(probe, lang, seed))
+
+
+def check_swap_country(swap_country: str, countries: list[str], target: str) -> None:
+    """Refuse a swap country that is not `most_different` or another country with WVS figures,
+    before any model loads, naming the parameter and the allowed values."""
+    from .demos import DemoError
+
+    allowed = [c for c in countries if c != target]
+    if swap_country != MOST_DIFFERENT and swap_country not in allowed:
+        raise DemoError(f"parameter `swap_country` must be {MOST_DIFFERENT} or a country with WVS figures other than "
+                        f"{target}: {', '.join(allowed)}; got {swap_country!r}")
+
+
+def country_labels(probes: pd.DataFrame, countries: list[str], figures: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Majority label ('a', 'b' or missing) of every probe for every country: probe_id x country.
+    What the country-swap placebo answers its demonstrations with."""
+    from .probes import majority_labels
+
+    table = pd.concat([majority_labels(probes, c, figures)[["probe_id", "label"]].assign(country=c) for c in countries])
+    return table.pivot(index="probe_id", columns="country", values="label")
+
+
+def swap_choice(demo_rows: pd.DataFrame, labels: pd.DataFrame, swap_country: str = MOST_DIFFERENT) -> tuple[str, list[str]]:
+    """The country-swap placebo's country and the answers it puts in the demonstrations.
+
+    most_different: among countries that label every demonstration, the one whose majority
+    answers differ from the target country's on most of them (ties: alphabetical); a stated
+    country otherwise. A demonstration the chosen country does not label keeps the target's
+    majority answer."""
+    target = demo_rows["country"].iloc[0] if "country" in demo_rows else None
+    sub = labels.reindex(demo_rows["probe_id"]).drop(columns=[target], errors="ignore")
+    if swap_country == MOST_DIFFERENT:
+        complete = sub.loc[:, sub.notna().all(axis=0)] if sub.notna().all(axis=0).any() else sub
+        differ = complete.ne(demo_rows["label"].to_numpy(), axis=0).where(complete.notna(), False).sum(axis=0)
+        country = sorted(differ.index, key=lambda c: (-int(differ[c]), c))[0]
+    else:
+        country = swap_country
+    chosen = sub[country].to_numpy() if country in sub else [None] * len(demo_rows)
+    answers = [getattr(d, f"option_{lab}") if lab in ("a", "b") else d.majority_option
+               for d, lab in zip(demo_rows.itertuples(index=False), chosen)]
+    return country, answers
 
 
 INVALID_POLICIES = ("not_aligned", "excluded")  # an invalid response: counted as not the majority (the paper), or renormalised away
@@ -209,15 +253,21 @@ def _choices_per_draw(candidates: pd.DataFrame, choices: pd.DataFrame, strategie
 
 def self_aligned(lm: LoadedModel, zero: pd.DataFrame, candidates: pd.DataFrame, choices: pd.DataFrame,
                  lang: str, seed: int, batch_size: int, strategies: list[str], draws: int = 1,
-                 remeasure: pd.Series | None = None, invalid: str = "not_aligned", sample_draws: int = 10) -> pd.DataFrame:
+                 remeasure: pd.Series | None = None, invalid: str = "not_aligned", sample_draws: int = 10,
+                 swap_labels: pd.DataFrame | None = None, swap_country: str = MOST_DIFFERENT) -> pd.DataFrame:
     """Re-measure the selected probes (`remeasure`, a boolean mask over `zero`; by default
     zero's `misaligned` column) with each strategy's demonstrations and each control.
 
     One row per probe, condition and draw (random choices are drawn `draws` times): the
     zero-shot and self-aligned measurements. A probe a strategy could not serve (too few
-    candidates) keeps its reason and no measurement; the other strategies go on.
+    candidates) keeps its reason and no measurement; the other strategies go on. The
+    country-swap placebo needs `swap_labels` (`country_labels`) and records its country.
     """
+    from .demos import DemoError
+
     check_conditions(strategies, draws)
+    if PLACEBO_COUNTRY in strategies and swap_labels is None:
+        raise DemoError(f"condition {PLACEBO_COUNTRY} needs `swap_labels`: selfalign.country_labels(probes, countries)")
     by_id = candidates.set_index("probe_id", drop=False)
     selected = zero[remeasure if remeasure is not None else zero["misaligned"].astype(bool)]
     picks = _choices_per_draw(candidates, choices, strategies, seed, draws)
@@ -232,6 +282,8 @@ def self_aligned(lm: LoadedModel, zero: pd.DataFrame, candidates: pd.DataFrame, 
                 continue
             target, demo_rows = by_id.loc[probe.probe_id], by_id.loc[demo_ids]
             answers = placebo_answers(target, demo_rows, strategy, seed, draw)
+            if strategy == PLACEBO_COUNTRY:
+                rows[-1]["swap_country"], answers = swap_choice(demo_rows, swap_labels, swap_country)
             rows[-1]["demo_answers"] = answers
             texts.append(demonstration_prompt(lm, target, demo_rows, lang, seed, shuffle=strategy == SHUFFLED,
                                               answers=answers, draw=draw))
