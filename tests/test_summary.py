@@ -181,3 +181,11 @@ def test_sampled_runs_keep_zero_differences_by_pratt():
     out = selfalign.outcomes(synthetic_results("en", 20, seed=2)).assign(model="m", lang="en", mode="sampled (10 draws)")
     tests = summary.paired_tests(out)
     assert (tests.loc[tests["test"] == "vs_zero_shot", "method"] == "wilcoxon_pratt").all()
+
+
+def test_resample_counts_below_one_are_refused_naming_the_parameter():
+    with pytest.raises(ValueError, match="`permutation_resamples` must be a whole number >= 1, got 0"):
+        summary.check_resamples(2000, 0)
+    with pytest.raises(ValueError, match="`contrast_resamples`"):
+        summary.check_resamples(-1, 10)
+    summary.check_resamples(1, 1)

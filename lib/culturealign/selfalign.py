@@ -4,9 +4,10 @@ Each probe's exact response distribution gives p, the probability that one respo
 country's majority answer. Every probe the paper's 10-draw protocol could flag as misaligned
 (P(misaligned) = 1 - p^10 at or above a threshold) is re-measured with 5 demonstrations filled
 in with the country's majority answers, chosen by each strategy, plus controls: the shuffled
-order check and two placebos on the chrF++-across demonstrations (a seeded random answer, the
-minority answer). Random choices are drawn R times. `outcomes` turns each probe's before/after
-measurements into the protocol's exact outcome probabilities (see `metrics.protocol_outcomes`).
+order check and three placebos on the chrF++-across demonstrations (a seeded random answer, the
+minority answer, another country's majority answers). Random choices are drawn R times.
+`outcomes` turns each probe's before/after measurements into the protocol's exact outcome
+probabilities (see `metrics.paired_outcomes`), beside the same protocol under no effect.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Cross-run summary of Self-Alignment: Table 1, paired tests, the paper's figures, and the
-added statistics.
+"""Cross-run summary of Self-Alignment: Table 1 beside its no-effect reference, contrasts with
+the placebos, the primary and exploratory tests, the paper's figures, and the added statistics
+(docs/protocol.md says what each means).
 
 Every number is the expected value of the paper's protocol (10 draws before, 10 after, per
 probe; see `metrics.protocol_outcomes`), summed over probes: n_misaligned = sum P(misaligned),
@@ -148,6 +149,13 @@ def _table1_one(outcomes: pd.DataFrame, model: str, lang: str, runs: int, seed: 
         row["order_pairing"] = _pairing(group)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def check_resamples(contrast_resamples: int, permutation_resamples: int) -> None:
+    """Refuse resample counts below 1 before any work, naming the parameter."""
+    for name, value in (("contrast_resamples", contrast_resamples), ("permutation_resamples", permutation_resamples)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"parameter `{name}` must be a whole number >= 1, got {value!r}")
 
 
 def contrasts(outcomes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
