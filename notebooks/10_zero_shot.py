@@ -22,7 +22,10 @@
 # P(misaligned) = 1 - p^10. A response that is no option counts as not aligned, as in the paper's
 # count (`invalid_responses`); its probability, `p_other`, is in the table, and probes where it is
 # above 0.5 are flagged. A model without logits (an API) is measured with `sample_draws` parsed
-# responses instead, and the `mode` column says so. A sampled fidelity check runs at the end.
+# responses instead, and the `mode` column says so; its misaligned probes are selected on one set
+# of draws (the `_selection` columns) and its baseline p is taken from fresh draws, so that a
+# probe selected for a low count is not compared against that same low count (regression to the
+# mean). A sampled fidelity check runs at the end.
 #
 # *Reads* the probes of the language and the country's WVS labels. *Writes* `zero_shot.csv` and
 # `fidelity.csv` to `outputs/<model>/<lang>/10_zero_shot/`.

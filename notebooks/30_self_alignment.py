@@ -24,14 +24,18 @@
 # re-measured, not only those below a threshold (the old rounded rule stays as
 # `deterministic_rule`).
 #
-# Conditions: the paper's four strategies, the shuffled-order check, and two **placebos** on the
-# chrF++-across demonstrations: filled with a seeded random answer, and with the country's
-# minority answer. Random choices (random demonstrations, shuffled order, random answers) are
-# drawn `draws` (R) times and averaged.
+# Conditions: the paper's four strategies, the shuffled-order check, and three **placebos** on
+# the chrF++-across demonstrations: filled with a seeded random answer, with the country's
+# minority answer, and with another country's majority answers (`swap_country`). Random choices
+# (random demonstrations, random answers) are drawn `draws` (R) times and form one mixture; the
+# shuffled order is reshuffled for every response, as in the paper, so its p' is the mean over
+# the R permutations. `order_pairing` says whether the before and after prompts of a probe share
+# their option order. Every row stands beside what **no effect** (p' = p) gives under the same
+# protocol. docs/protocol.md says what each statistic means.
 #
 # *Reads* `10_zero_shot/zero_shot.csv` and `20_demonstrations/demonstrations.csv`. *Writes*
-# `misalignment.csv`, `self_alignment.csv`, `outcomes.csv`, `table1.csv` and `tests.csv` to
-# `outputs/<model>/<lang>/30_self_alignment/`.
+# `misalignment.csv`, `self_alignment.csv`, `outcomes.csv`, `table1.csv`, `contrasts.csv` and
+# `tests.csv` to `outputs/<model>/<lang>/30_self_alignment/`.
 
 # %% tags=["parameters"]
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
@@ -40,12 +44,16 @@ lang: str = "en"  # language code: a file params/langs/<lang>.yaml
 country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
-strategies: list = ["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled", "placebo_random_answer", "placebo_minority_answer"]  # strategies and controls to run
+strategies: list = ["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled", "placebo_random_answer", "placebo_minority_answer", "placebo_country_swap"]  # strategies and controls to run
 draws: int = 1  # R: repeats of every random choice (random demonstrations, shuffled order, random answers), averaged
 order_combination: str = "per_draw"  # the paper's random option order: per_draw (each response) or per_prompt (once per prompt)
+order_pairing: str = "independent"  # per_prompt order of the before and after prompts: independent or same_order (shared)
+swap_country: str = "most_different"  # country-swap placebo: most_different (per probe) or an ISO3 country with WVS figures
 remeasure_above: float = 0.001  # re-measure every probe whose P(misaligned) = 1 - p^10 is at least this
 deterministic_rule: bool = False  # the old rule instead: misaligned when round(10 p) < 10, outcome by rounded counts
 simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
+contrast_resamples: int = 2000  # paired bootstrap resamples of the probes for the intervals of contrasts.csv
+permutation_resamples: int = 9999  # sign-flip resamples of the tests (exact when 2^n is fewer)
 max_probes: int = 0  # re-measure only the first N selected probes (0: all)
 invalid_responses: str = "not_aligned"  # a response that is no option: not_aligned (the paper's count) or excluded (renormalised)
 sample_draws: int = 10  # responses per prompt for a model without logits (API), parsed by the reader's rule
@@ -55,9 +63,12 @@ import ast
 
 import pandas as pd
 
-from culturealign import models, probes, runs, selfalign, summary
+from culturealign import models, probes, runs, selfalign, summary, wvs
 
-selfalign.check_conditions(strategies, draws, order_combination)
+selfalign.check_conditions(strategies, draws, order_combination, order_pairing)
+summary.check_resamples(contrast_resamples, permutation_resamples)
+if selfalign.PLACEBO_COUNTRY in strategies:
+    selfalign.check_swap_country(swap_country, wvs.countries_with_figures(), country)
 run = runs.start_run("30_self_alignment", globals())
 zero = pd.read_csv(runs.load_run(model, lang, "10_zero_shot").path("zero_shot.csv"))
 choices = pd.read_csv(runs.load_run(model, lang, "20_demonstrations").path("demonstrations.csv"),
@@ -68,6 +79,7 @@ selected = misalignment["remeasured"].to_numpy()
 if max_probes:
     selected = selected & (misalignment["remeasured"].cumsum() <= max_probes).to_numpy()
 labelled = probes.labelled_probes(lang, country)
+swap_labels = selfalign.country_labels(labelled, wvs.countries_with_figures()) if selfalign.PLACEBO_COUNTRY in strategies else None
 lm = models.load_model(models.spec_for(model, model_config))
 run.record_model(lm)
 print(f"{int(selected.sum())} probes re-measured (expected misaligned: {misalignment['p_misaligned'].sum():.1f} of "
@@ -88,9 +100,9 @@ print(selfalign.demonstration_prompt(lm, by_id.loc[probe_id], by_id.loc[list(pic
 # %%
 results = selfalign.self_aligned(lm, zero, labelled, choices, lang, seed, batch_size, strategies, draws,
                                  remeasure=pd.Series(selected, index=zero.index), invalid=invalid_responses,
-                                 sample_draws=sample_draws)
+                                 sample_draws=sample_draws, swap_labels=swap_labels, swap_country=swap_country)
 runs.write_table(run.path("self_alignment.csv"), results)
-outcomes = selfalign.outcomes(results, order_combination, deterministic_rule).assign(model=model, lang=lang)
+outcomes = selfalign.outcomes(results, order_combination, deterministic_rule, order_pairing).assign(model=model, lang=lang)
 runs.write_table(run.path("outcomes.csv"), outcomes.drop(columns=["model", "lang"]))
 if "p_other_after" in results:
     print(f"self-aligned prompts flagged (p_other > 0.5): {int((results['p_other_after'] > 0.5).sum())} of "
@@ -100,22 +112,36 @@ outcomes[["probe_id", "strategy", "p_before", "p_after", "misaligned", "improved
 # %% [markdown]
 # ## Table 1 for this model and language
 # The protocol's expected % improved / same / decreased over the probes every condition could
-# serve (n), the 95% interval one run of the protocol would show, mean p' - p with a bootstrap
-# interval, and paired Wilcoxon tests (Holm-corrected over this run's tests). The sign test of
-# improved against decreased is kept only for comparison: probes are selected because they
-# scored low, so any change that pulls p toward the middle "improves" them (regression to the
-# mean); the random-answer placebo and random demonstrations are the controls to read.
+# serve (n), beside the same protocol under no effect (p' = p, `improved_no_effect`) and the
+# improvement beyond it (`improved_beyond_no_effect`, points), the 95% interval one run of the
+# protocol would show, and mean p' - p with a bootstrap interval.
 
 # %%
-tests = summary.paired_tests(outcomes)
+tests = summary.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
 table = summary.table1(outcomes, tests, runs=simulation_runs, seed=seed)
 runs.write_table(run.path("table1.csv"), table)
 runs.write_table(run.path("tests.csv"), tests)
-table[["strategy", "n_misaligned", "improved", "same", "decreased", "n", "n_unserved", "improved_run_low",
-       "improved_run_high", "mean_delta", "delta_ci_low", "delta_ci_high", "wilcoxon_holm_p"]].round(3)
+table[["strategy", "n_misaligned", "improved", "improved_no_effect", "improved_beyond_no_effect", "same", "decreased",
+       "n", "n_unserved", "improved_run_low", "improved_run_high", "mean_delta", "delta_ci_low", "delta_ci_high"]].round(3)
+
+# %% [markdown]
+# ## Contrasts with the random-answer placebo and random demonstrations
+# Each condition's improved % minus the reference's (points) and the P(misaligned)-weighted mean
+# p' - p minus the reference's, with 95% intervals from a paired bootstrap over probes.
 
 # %%
-tests.round(4)
+contrasts = summary.contrasts(outcomes, n_boot=contrast_resamples, seed=seed)
+runs.write_table(run.path("contrasts.csv"), contrasts)
+contrasts.drop(columns=["model", "lang"]).round(3)
+
+# %% [markdown]
+# ## Tests: the primary family and the exploratory rest
+# Primary: chrF++ across against the random-answer placebo and against random demonstrations, a
+# paired sign-flip permutation test of the mean difference of p' - p, Holm-adjusted within this
+# language (`holm_p`). Every other test is exploratory (no `holm_p`).
+
+# %%
+tests.drop(columns=["model", "lang"]).round(4)
 
 # %%
 best = table.sort_values("improved", ascending=False).iloc[0]
