@@ -295,3 +295,22 @@ def test_sampled_replies_are_parsed_by_the_chosen_rule(monkeypatch):
 def test_unknown_parsing_rule_names_where_it_was_set_and_the_rules():
     with pytest.raises(culturespa.CultureSPAError, match=r"params/x.yaml: reply_parsing 'loose' does not exist.*authors: .*strict: "):
         culturespa.check_reply_parsing("loose", "params/x.yaml")
+
+
+def test_parsing_check_reads_one_free_reply_per_unaware_prompt_both_ways(monkeypatch):
+    from types import SimpleNamespace
+
+    lm = SimpleNamespace(spec=SimpleNamespace(chat=False, answer_primer=False), tokenizer=None)
+    asked = []
+
+    def replies(_, texts, n, seed, batch_size, desc):
+        asked.extend(texts)
+        return [["2"], ["I would say 1"], ["12"]][: len(texts)]
+
+    monkeypatch.setattr(culturespa, "sample_replies", replies)
+    questions = pd.DataFrame({"id": ["Q1", "Q2", "Q3"], "question": ["A?", "B?", "C?"], "options": [["x", "y"]] * 3})
+    check = culturespa.parsing_check(lm, questions, 3, 0, 2)
+    assert all(t.startswith(prompts.UNAWARE) for t in asked) and len(asked) == 3
+    assert check["authors"].tolist() == [2, 1, pd.NA] and check["strict"].tolist() == [2, pd.NA, 1]
+    assert check["differ"].tolist() == [False, True, True]
+    assert culturespa.parsing_check(lm, questions, 0, 0, 2).empty

@@ -24,10 +24,11 @@ METHODS = ["unaware", "aware", "cross", "aware_selfalign", "culturespa_joint", "
 
 
 def base_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence[str], similar: dict,
-                 batch_size: int, mode: str = "sample", seed: int = 0) -> pd.DataFrame:
+                 batch_size: int, mode: str = "sample", seed: int = 0, parsing: str = "authors") -> pd.DataFrame:
     """Base-model answers: unaware (once, shared by every culture, as the authors score one unaware
-    file against every culture), aware, cross, aware + demonstrations."""
-    common = dict(mode=mode, seed=seed)
+    file against every culture), aware, cross, aware + demonstrations. `parsing` reads sampled
+    replies of a model without logits (culturespa.REPLY_PARSING)."""
+    common = dict(mode=mode, seed=seed, parsing=parsing)
     unaware = culturespa.answer_questions(lm, questions, [("unaware", None)], similar, batch_size, desc="unaware",
                                           stream="unaware", **common)
     parts = [pd.concat([unaware.assign(culture=c) for c in cultures], ignore_index=True).assign(method="unaware")]
@@ -48,7 +49,7 @@ def trained_adapter(adapters: Path, name: str) -> Path | None:
 
 
 def adapter_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence[str], adapters: Path,
-                    batch_size: int, mode: str = "sample", seed: int = 0) -> pd.DataFrame:
+                    batch_size: int, mode: str = "sample", seed: int = 0, parsing: str = "authors") -> pd.DataFrame:
     """Aware answers of the joint adapter for every culture, and of each culture's own adapter.
     Each adapter's manifest must name this base model and prompt format."""
     parts, fmt = [], culturespa.prompt_format(lm)
@@ -58,7 +59,8 @@ def adapter_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence
     else:
         tuned = train.with_adapter(lm, joint, fmt)
         parts.append(culturespa.answer_questions(tuned, questions, [("aware", c) for c in cultures], None, batch_size,
-                                                 desc="joint", mode=mode, seed=seed, stream="culturespa_joint")
+                                                 desc="joint", mode=mode, seed=seed, stream="culturespa_joint",
+                                                 parsing=parsing)
                      .assign(method="culturespa_joint"))
     for culture in cultures:
         folder = trained_adapter(adapters, culture)
@@ -67,7 +69,7 @@ def adapter_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence
         tuned = train.with_adapter(lm, folder, fmt)
         parts.append(culturespa.answer_questions(tuned, questions, [("aware", culture)], None, batch_size,
                                                  desc=f"specific {culture}", mode=mode, seed=seed,
-                                                 stream="culturespa_specific").assign(method="culturespa_specific"))
+                                                 stream="culturespa_specific", parsing=parsing).assign(method="culturespa_specific"))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "kind", "culture", "answer", "method"])
 
 
