@@ -298,7 +298,8 @@ def distributions(lm: LoadedModel, texts: Sequence[str], options: Sequence[Seque
     return pd.DataFrame(rows)
 
 
-def parsing_check(lm: LoadedModel, questions: pd.DataFrame, prompts_checked: int, seed: int, batch_size: int) -> pd.DataFrame:
+def parsing_check(lm: LoadedModel, questions: pd.DataFrame, prompts_checked: int, seed: int,
+                  batch_size: int) -> pd.DataFrame:
     """One sampled reply to each of the first `prompts_checked` culture-unaware prompts, read by both
     parsing rules: where they differ is what the choice of rule changes (exact scoring computes the
     strict rule; the authors read any first integer)."""
@@ -308,7 +309,8 @@ def parsing_check(lm: LoadedModel, questions: pd.DataFrame, prompts_checked: int
     rows = []
     for q, reply in zip(questions.itertuples(index=False), replies):
         codes = [int(c) for c in prompts.number_options(len(q.options), q.start)]
-        rows.append({"id": q.id, "reply": reply[0], **{rule: parse_reply(reply[0], codes, rule) for rule in REPLY_PARSING}})
+        read = {rule: parse_reply(reply[0], codes, rule) for rule in REPLY_PARSING}
+        rows.append({"id": q.id, "reply": reply[0], **read})
     table = pd.DataFrame(rows, columns=["id", "reply", *REPLY_PARSING])
     for rule in REPLY_PARSING:
         table[rule] = table[rule].astype("Int64")
@@ -562,7 +564,8 @@ def score_table(answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequen
         given_by_method = {}
         for method, group in answers[answers["culture"] == culture].groupby("method"):
             valid = group[group["answer"].notna()]
-            given_by_method[method] = (dict(zip(valid["id"], valid["answer"].astype(int))), int(group["answer"].isna().sum()))
+            given = dict(zip(valid["id"], valid["answer"].astype(int)))
+            given_by_method[method] = (given, int(group["answer"].isna().sum()))
         common = set(gold).intersection(*(set(given) for given, _ in given_by_method.values()))
         for method, (given, invalid) in given_by_method.items():
             scored = set(given) & set(gold)

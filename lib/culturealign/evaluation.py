@@ -69,7 +69,8 @@ def adapter_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence
         tuned = train.with_adapter(lm, folder, fmt)
         parts.append(culturespa.answer_questions(tuned, questions, [("aware", culture)], None, batch_size,
                                                  desc=f"specific {culture}", mode=mode, seed=seed,
-                                                 stream="culturespa_specific", parsing=parsing).assign(method="culturespa_specific"))
+                                                 stream="culturespa_specific", parsing=parsing)
+                     .assign(method="culturespa_specific"))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "kind", "culture", "answer", "method"])
 
 

@@ -272,7 +272,8 @@ def tango_z(b: int, c: int, n: int, delta: float) -> float:
 EQUIVALENCE_LEVEL = 0.05
 
 
-def tost_paired(a: int, b: int, c: int, d: int, margin: float, alpha: float = EQUIVALENCE_LEVEL) -> dict[str, float | str]:
+def tost_paired(a: int, b: int, c: int, d: int, margin: float,
+                alpha: float = EQUIVALENCE_LEVEL) -> dict[str, float | bool]:
     """Equivalence of two paired proportions within +/- margin (a proportion, e.g. 0.05): two
     one-sided Tango score tests (H0: p1 - p2 <= -margin, H0: p1 - p2 >= margin); tost_p is the
     larger p. Equivalence is shown when tost_p < alpha. Also the difference and its Newcombe
