@@ -92,6 +92,7 @@ print(f"answers counted: answer_mode={answer_mode}; measured: {', '.join(sorted(
 changed.round(1).rename_axis("% of valid answers that differ from unaware, by answer mode")
 
 # %%
-run.finish(questions=len(questions), prompts=len(answers), answer_mode=answer_mode, reply_parsing=reply_parsing,
+run.finish(cultures=cultures, questions=len(questions), prompts=len(answers), answer_mode=answer_mode,
+           reply_parsing=reply_parsing,
            measure=sorted(set(answers["measure"])), changed_pct=changed.mean().round(2).to_dict())
 run.read_manifest()["results"]

@@ -168,7 +168,7 @@ general[[c for c in ["model", "items", "chance", "accuracy", "vs_base_difference
                      "verdict"] if c in general]]
 
 # %%
-run.finish(answer_mode=answer_mode, reply_parsing=reply_parsing, measure=sorted(set(answers["measure"])),
+run.finish(cultures=cultures, answer_mode=answer_mode, reply_parsing=reply_parsing, measure=sorted(set(answers["measure"])),
            parse_check_differ=int(check["differ"].sum()), parse_check_replies=len(check),
            mean_scores_one_run=table.loc["mean"].round(3).to_dict(),
            mean_scores_expected=expected_table.loc["mean"].round(3).to_dict(),
