@@ -29,6 +29,11 @@
 #   so an answer shifts only when the distribution moved, never from sampling noise alone.
 # - `argmax`: the most probable option.
 #
+# A model without logits is measured by sampled free replies, read under `reply_parsing`: `authors`
+# (the first integer 0-10 anywhere, as their scoring script reads it) or `strict` (the reply
+# begins with an option code, what exact scoring computes); `parse_differs` counts the replies the
+# two rules read differently.
+#
 # *Reads* `60_generate_questions/questions.jsonl`. *Writes* `answers.csv` (distributions, the
 # answer under every mode, and `answer` under the chosen one) and `similar_cultures.csv`.
 
@@ -39,9 +44,10 @@ lang: str = "en"  # language code: a file params/langs/<lang>.yaml
 country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
-cultures: list = ["USA", "CAN", "BOL", "BRA", "GBR", "NLD", "DEU", "UKR", "CHN", "RUS", "IND", "THA", "KEN", "NGA", "ETH", "ZWE", "AUS", "NZL"]  # ISO3 cultures
+cultures: list = []  # ISO3 cultures (empty: the paper's 18, culturespa.CULTURES)
 max_questions: int = 0  # answer only the first N generated questions (0: all)
 answer_mode: str = "sample"  # sample: one reply drawn as the authors did; common: common random numbers; argmax
+reply_parsing: str = "authors"  # authors: first integer 0-10 anywhere in a reply (their script); strict: the reply begins with an option code
 
 # %%
 import pandas as pd
@@ -50,6 +56,8 @@ from culturealign import culturespa, models, runs
 
 run = runs.start_run("70_culture_prompting", globals())
 culturespa.check_answer_mode(answer_mode, culturespa.param_source("70_culture_prompting", "answer_mode", model, lang))
+culturespa.check_reply_parsing(reply_parsing, culturespa.param_source("70_culture_prompting", "reply_parsing", model, lang))
+cultures = cultures or culturespa.CULTURES
 culturespa.check_cultures(cultures)
 questions = pd.DataFrame(runs.ResultCache(runs.load_run(model, lang, "60_generate_questions").path("questions.jsonl")).records.values())
 if max_questions:
@@ -72,15 +80,19 @@ table
 
 # %%
 settings = [("unaware", None)] + [(kind, c) for kind in ("aware", "cross") for c in cultures]
-answers = culturespa.answer_questions(lm, questions, settings, similar, batch_size, mode=answer_mode, seed=seed)
+answers = culturespa.answer_questions(lm, questions, settings, similar, batch_size, mode=answer_mode, seed=seed,
+                                      parsing=reply_parsing)
 culturespa.write_answers(run.path("answers.csv"), answers)
 changed = culturespa.shift_rates(answers)
 print(f"answers counted: answer_mode={answer_mode}; measured: {', '.join(sorted(set(answers['measure'])))}; "
       f"invalid draws under sample: {answers['answer_sample'].isna().mean():.1%}; "
-      f"prompts flagged (other > 0.5): {int((answers['other'] > 0.5).sum())} of {len(answers)}")
+      f"prompts flagged (other > 0.5): {int((answers['other'] > 0.5).sum())} of {len(answers)}; "
+      f"sampled replies the two parsing rules read differently: "
+      f"{int(answers['parse_differs'].sum()) if 'parse_differs' in answers else 'none sampled (exact)'}")
 changed.round(1).rename_axis("% of valid answers that differ from unaware, by answer mode")
 
 # %%
-run.finish(questions=len(questions), prompts=len(answers), answer_mode=answer_mode,
+run.finish(cultures=cultures, questions=len(questions), prompts=len(answers), answer_mode=answer_mode,
+           reply_parsing=reply_parsing,
            measure=sorted(set(answers["measure"])), changed_pct=changed.mean().round(2).to_dict())
 run.read_manifest()["results"]

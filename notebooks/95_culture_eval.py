@@ -34,11 +34,18 @@
 # some cultures, a second mean over those cultures compares every method on the same ground.
 # A general-knowledge multiple-choice set, scored by exact option probabilities in the model's own
 # prompt format, checks that tuning kept general ability: each adapter against the base model on
-# the same items, with an exact McNemar test and a 95% interval of the accuracy difference.
+# the same items, with an exact McNemar test, a 95% interval of the accuracy difference and a TOST
+# equivalence test within +/- `equivalence_margin` points, whose verdict reads "within +/- m points"
+# or "not shown" (a large McNemar p on few items near chance shows nothing).
+#
+# Replies are read as the authors read them (`reply_parsing: authors`, the first integer 0-10
+# anywhere) or strictly; the expected score draws the unaware answers once per simulated run and
+# scores them against every culture, as the authors score one unaware file against every culture.
 #
 # *Reads* WVS texts from `../shared`, the figures table, `90_lora_sft/adapters/`. *Writes*
-# `answers.csv`, `scores.csv`, `score_table.csv`, `expected_scores.csv`, `expected_table.csv`,
-# `general_ability.csv` and `fig_alignment`, `fig_alignment_one_run` (PNG, PDF).
+# `answers.csv`, `parsing_check.csv`, `scores.csv`, `score_table.csv`, `expected_scores.csv`,
+# `expected_table.csv`, `common_table.csv`, `general_ability.csv` and `fig_alignment`,
+# `fig_alignment_one_run` (PNG, PDF).
 
 # %% tags=["parameters"]
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
@@ -47,10 +54,13 @@ lang: str = "en"  # language code: a file params/langs/<lang>.yaml
 country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
-cultures: list = ["USA", "CAN", "BOL", "BRA", "GBR", "NLD", "DEU", "UKR", "CHN", "RUS", "IND", "THA", "KEN", "NGA", "ETH", "ZWE", "AUS", "NZL"]  # ISO3 cultures
+cultures: list = []  # ISO3 cultures (empty: the paper's 18, culturespa.CULTURES)
 max_questions: int = 0  # evaluate only the first N WVS questions (0: all 259)
 general_items: int = 0  # general-knowledge items to score (0: all)
 answer_mode: str = "sample"  # sample: one reply drawn as the authors did; common: common random numbers; argmax
+reply_parsing: str = "authors"  # authors: first integer 0-10 anywhere in a reply (their script); strict: the reply begins with an option code
+parse_check: int = 40  # unaware prompts answered once in free text to count replies the two parsing rules read differently (0: none)
+equivalence_margin: float = 5.0  # general ability: accuracy points within which an adapter counts as equal to the base (TOST)
 score_draws: int = 2000  # simulated runs of the authors' one-sample protocol for the expected score
 harness_task: str = ""  # run lm-evaluation-harness instead: "culturealign_general_mcq" (the same items) or a task cached locally
 
@@ -62,6 +72,9 @@ from culturealign import culturespa, evaluation, models, paths, plots, runs, tra
 
 run = runs.start_run("95_culture_eval", globals())
 culturespa.check_answer_mode(answer_mode, culturespa.param_source("95_culture_eval", "answer_mode", model, lang))
+culturespa.check_reply_parsing(reply_parsing, culturespa.param_source("95_culture_eval", "reply_parsing", model, lang))
+evaluation.check_margin(equivalence_margin, culturespa.param_source("95_culture_eval", "equivalence_margin", model, lang))
+cultures = cultures or culturespa.CULTURES
 culturespa.check_cultures(cultures)
 questions = culturespa.wvs_eval_questions(max_questions)
 adapters = runs.load_run(model, lang, "90_lora_sft").path("adapters")
@@ -74,18 +87,34 @@ print(f"{len(questions)} WVS questions x {len(cultures)} cultures")
 # ## Answers of the base model: unaware, aware, cross-culture, self-aligned
 
 # %%
-answers = evaluation.base_answers(lm, questions, cultures, similar, batch_size, answer_mode, seed)
+answers = evaluation.base_answers(lm, questions, cultures, similar, batch_size, answer_mode, seed, reply_parsing)
 answers["method"].value_counts()
 
 # %% [markdown]
 # ## Answers of the CultureSPA adapters
 
 # %%
-tuned = evaluation.adapter_answers(lm, questions, cultures, adapters, batch_size, answer_mode, seed)
+tuned = evaluation.adapter_answers(lm, questions, cultures, adapters, batch_size, answer_mode, seed, reply_parsing)
 answers = pd.concat([answers, tuned], ignore_index=True)
 culturespa.write_answers(run.path("answers.csv"), answers)
 print(f"prompts flagged (probability of no option > 0.5): {int((answers['other'] > 0.5).sum())} of {len(answers)}")
 tuned.groupby("method").size()
+
+# %% [markdown]
+# ## Parsing rule: replies the authors' rule and the strict rule read differently
+#
+# Exact scoring computes replies that begin with an option code (the strict rule); the authors read
+# the first integer 0-10 anywhere. One free reply to each of the first `parse_check` unaware
+# prompts shows how often the two differ (a model without logits is parsed by `reply_parsing`
+# itself, and counts `parse_differs` per prompt in answers.csv).
+
+# %%
+check = culturespa.parsing_check(lm, questions, parse_check, seed, batch_size)
+runs.write_table(run.path("parsing_check.csv"), check)
+sampled_differ = int(answers["parse_differs"].sum()) if "parse_differs" in answers else 0
+print(f"reply_parsing={reply_parsing}; free replies read differently: {int(check['differ'].sum())} of {len(check)}; "
+      f"sampled replies read differently: {sampled_differ}")
+check[check["differ"]].head(10)
 
 # %% [markdown]
 # ## Alignment score per culture and method: one run, and expected
@@ -112,6 +141,17 @@ runs.write_table(paths.summary_dir() / "culturespa_scores.csv",
 print(expected_label, "(95% interval of one run in expected_scores.csv)")
 expected_table.round(2)
 
+# %% [markdown]
+# Each method on its own valid replies (above) can rest on different questions; below, every
+# method of a culture on the questions all of them answered validly (`n_common` in scores.csv).
+
+# %%
+common = pd.concat([culturespa.method_table(scores, evaluation.METHODS, "score_common").reset_index().assign(number=one_run),
+                    culturespa.method_table(expected[expected["culture"].isin(cultures)], evaluation.METHODS,
+                                            "expected_common").reset_index().assign(number=expected_label)], ignore_index=True)
+runs.write_table(run.path("common_table.csv"), common)
+common[common["culture"].str.startswith("mean")].round(2)
+
 # %%
 files = plots.save(plots.heatmap(expected_table, f"CultureSPA score on WVS-7: {expected_label}", "expected score", ".1f"),
                    run.path("fig_alignment"))
@@ -122,12 +162,14 @@ display(Image(filename=str(files[0]), width=700))
 # ## General ability before and after tuning
 
 # %%
-general = evaluation.general_ability(lm, adapters, general_items, batch_size, harness_task)
+general = evaluation.general_ability(lm, adapters, general_items, batch_size, harness_task, equivalence_margin)
 runs.write_table(run.path("general_ability.csv"), general)
-general
+general[[c for c in ["model", "items", "chance", "accuracy", "vs_base_difference", "diff_low", "diff_high", "tost_p",
+                     "verdict"] if c in general]]
 
 # %%
-run.finish(answer_mode=answer_mode, measure=sorted(set(answers["measure"])),
+run.finish(cultures=cultures, answer_mode=answer_mode, reply_parsing=reply_parsing, measure=sorted(set(answers["measure"])),
+           parse_check_differ=int(check["differ"].sum()), parse_check_replies=len(check),
            mean_scores_one_run=table.loc["mean"].round(3).to_dict(),
            mean_scores_expected=expected_table.loc["mean"].round(3).to_dict(),
            general=general.set_index("model")["accuracy"].round(4).to_dict())

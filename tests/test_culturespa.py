@@ -157,7 +157,7 @@ def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(lm, mon
     model = dataclasses.replace(lm, spec=dataclasses.replace(lm.spec, chat=chat, answer_primer=not chat), tokenizer=tokenizer)
     asked = []
 
-    def fake(_, texts, options, batch_size, desc):
+    def fake(_, texts, options, batch_size, desc, *parsing, **seed):
         asked.extend(texts)
         return pd.DataFrame({"probs": [[1.0] + [0.0] * (len(o) - 1) if t.count("own values") else [0.0] * (len(o) - 1) + [1.0]
                                        for t, o in zip(texts, options)], "other": 0.0, "mode": "exact"})
@@ -177,3 +177,140 @@ def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(lm, mon
         assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
     assert culturespa.prompt_format(model).startswith("chat:" if chat else "plain:")
     assert culturespa.prompt_format(model) != culturespa.prompt_format(dataclasses.replace(model, spec=dataclasses.replace(model.spec, answer_primer=chat)))
+
+
+def figures_for(gold_by_culture: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """A WVS figures table in which each culture's majority code is the given one (share 1)."""
+    rows = [(c, q, code, 1.0, "test") for c, gold in gold_by_culture.items() for q, code in gold.items()]
+    return pd.DataFrame(rows, columns=["country", "qid", "code", "share", "source"])
+
+
+def shared_unaware_case(n_questions: int = 12, cultures=("USA", "DEU", "CHN")):
+    rng = np.random.default_rng(5)
+    ids = [f"Q{i}" for i in range(1, n_questions + 1)]
+    questions = pd.DataFrame({"id": ids, "options": [["a", "b", "c", "d"]] * n_questions, "start": 1})
+    unaware = pd.DataFrame({"id": ids, "probs": [list(rng.dirichlet([1, 1, 1, 1]) * 0.9) for _ in ids],
+                            "other": 0.1, "start": 1})
+    base = {q: int(rng.integers(1, 5)) for q in ids}  # cultures share most majorities, as real ones do
+    gold = {c: {q: (code % 4) + 1 if j % 4 == k else code for j, (q, code) in enumerate(base.items())}
+            for k, c in enumerate(cultures)}
+    answers = pd.concat([unaware.assign(culture=c, method="unaware") for c in cultures], ignore_index=True)
+    return questions, unaware, gold, answers
+
+
+def direct_runs(unaware: pd.DataFrame, gold: dict, runs: int, seed: int, shared: bool) -> np.ndarray:
+    """Mean over cultures of runs of the authors' protocol, drawn reply by reply: one unaware reply per
+    question per run scored against every culture (shared), or a fresh reply per culture."""
+    rng = np.random.default_rng(seed)
+    n_options = {q: 4 for q in unaware["id"]}
+    means = []
+    for _ in range(runs):
+        def draw():
+            out = {}
+            for q, p, o in zip(unaware["id"], unaware["probs"], unaware["other"]):
+                k = rng.choice(5, p=np.append(p, o) / np.sum(np.append(p, o)))
+                if k < 4:
+                    out[q] = 1 + int(k)
+            return out
+        replies = draw()
+        means.append(np.mean([metrics.culturespa_score(replies if shared else draw(), g, n_options) for g in gold.values()]))
+    return np.array(means)
+
+
+def test_one_unaware_draw_per_simulated_run_is_scored_against_every_culture():
+    questions, unaware, gold, answers = shared_unaware_case()
+    table, simulated = culturespa.expected_scores(answers, questions, list(gold), draws=3000, seed=0,
+                                                  figures=figures_for(gold))
+    # every culture sees the same unaware replies in a run: the same questions valid, run by run
+    assert np.array_equal(np.isnan(simulated[("USA", "unaware")]), np.isnan(simulated[("CHN", "unaware")]))
+    mean_runs = np.mean(np.vstack([simulated[(c, "unaware")] for c in gold]), axis=0)
+    shared, independent = direct_runs(unaware, gold, 2000, 1, True), direct_runs(unaware, gold, 1000, 2, False)
+    assert np.mean(mean_runs) == pytest.approx(shared.mean(), abs=0.6)
+    assert np.std(mean_runs) == pytest.approx(shared.std(), rel=0.1)
+    assert independent.std() < 0.75 * shared.std()  # a fresh draw per culture: too narrow
+    means = culturespa.expected_means(simulated, ["unaware"]).set_index("culture")
+    low, high = np.quantile(shared, [0.025, 0.975])
+    assert means.at["mean", "low"] == pytest.approx(low, abs=1.0) and means.at["mean", "high"] == pytest.approx(high, abs=1.0)
+
+
+def test_scores_on_the_questions_every_method_answered_validly():
+    questions = pd.DataFrame({"id": ["Q1", "Q2"], "options": [["a", "b", "c", "d"]] * 2, "start": [1, 1]})
+    gold = {"USA": {"Q1": 1, "Q2": 4}}
+    answers = pd.DataFrame({"id": ["Q1", "Q2", "Q1", "Q2"], "culture": "USA", "method": ["aware", "aware", "cross", "cross"],
+                            "answer": pd.array([1, 1, 4, None], dtype="Int64"), "start": 1,
+                            "probs": [[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]], "other": [0, 0, 0, 1.0]})
+    table = culturespa.score_table(answers, questions, ["USA"], figures_for(gold)).set_index("method")
+    assert table.at["aware", "n"] == 2 and table.at["aware", "score"] == pytest.approx(100 * (1 - 3 / np.sqrt(18)))
+    assert table.at["aware", "n_common"] == 1 and table.at["aware", "score_common"] == 100  # Q1 only
+    assert table.at["cross", "score"] == 0 and table.at["cross", "score_common"] == 0
+    expected, _ = culturespa.expected_scores(answers, questions, ["USA"], draws=50, figures=figures_for(gold))
+    expected = expected.set_index("method")
+    assert expected.at["aware", "expected"] == pytest.approx(table.at["aware", "score"])
+    assert expected.at["aware", "expected_common"] == 100 and expected.at["cross", "expected_common"] == 0
+
+
+def authors_parse_answer(answer: str) -> str:
+    """The authors' result_analysis_run_3.py parse_answer, as published (the reference)."""
+    import re
+
+    match = re.search(r"\d+", answer)
+    if match:
+        number = match.group()
+        if 0 <= int(number) <= 10:
+            return number
+    return "None"
+
+
+def test_authors_parsing_is_the_authors_function_and_strict_differs_where_it_should():
+    rng = np.random.default_rng(0)
+    pieces = ["", " ", "Answer: ", "I choose ", "**", "3", "12", "0", "10", "7.", "Option ", "\n", "x", "²"]
+    replies = ["".join(rng.choice(pieces, size=int(rng.integers(1, 5)))) for _ in range(3000)]
+    for reply in replies:
+        theirs = authors_parse_answer(reply)
+        assert culturespa.parse_reply(reply, [1, 2, 3, 4], "authors") == (None if theirs == "None" else int(theirs))
+    cases = {"2": (2, 2), " **4**": (4, 4), "I would choose 3.": (3, None), "12": (None, 1), "7": (7, None),
+             "Option 2 of 4": (2, None), "none": (None, None)}
+    for reply, (authors, strict) in cases.items():
+        assert culturespa.parse_reply(reply, [1, 2, 3, 4], "authors") == authors, reply
+        assert culturespa.parse_reply(reply, [1, 2, 3, 4], "strict") == strict, reply
+    assert culturespa.parse_reply("10", list(range(11)), "strict") == 10  # the longest code wins
+    tally = culturespa.tally_replies(list(cases), [1, 2, 3, 4], "authors")
+    assert tally == {"counts": [0, 2, 1, 1], "invalid": 3, "off_scale": 1, "parse_differs": 4}
+
+
+def test_sampled_replies_are_parsed_by_the_chosen_rule(monkeypatch):
+    from types import SimpleNamespace
+
+    lm = SimpleNamespace(engine=SimpleNamespace(has_logprobs=False))
+    replies = [["1", "I pick 2", "2", "x"], ["0", "1", "none", "3"]]
+    monkeypatch.setattr(culturespa, "sample_replies", lambda *args: replies)
+    options = [["1", "2"], ["0", "1", "2"]]
+    authors = culturespa.distributions(lm, ["p", "q"], options, 2, "t", "authors", draws=4)
+    strict = culturespa.distributions(lm, ["p", "q"], options, 2, "t", "strict", draws=4)
+    assert authors["probs"].tolist() == [[0.25, 0.5], [0.25, 0.25, 0.0]] and authors["off_scale"].tolist() == [0, 1]
+    assert strict["probs"].tolist() == [[0.25, 0.25], [0.25, 0.25, 0.0]] and strict["other"].tolist() == [0.5, 0.5]
+    assert authors["parse_differs"].tolist() == [1, 1] and authors["mode"].iloc[0] == "sampled (4 draws, authors parsing)"
+
+
+def test_unknown_parsing_rule_names_where_it_was_set_and_the_rules():
+    with pytest.raises(culturespa.CultureSPAError, match=r"params/x.yaml: reply_parsing 'loose' does not exist.*authors: .*strict: "):
+        culturespa.check_reply_parsing("loose", "params/x.yaml")
+
+
+def test_parsing_check_reads_one_free_reply_per_unaware_prompt_both_ways(monkeypatch):
+    from types import SimpleNamespace
+
+    lm = SimpleNamespace(spec=SimpleNamespace(chat=False, answer_primer=False), tokenizer=None)
+    asked = []
+
+    def replies(_, texts, n, seed, batch_size, desc):
+        asked.extend(texts)
+        return [["2"], ["I would say 1"], ["12"]][: len(texts)]
+
+    monkeypatch.setattr(culturespa, "sample_replies", replies)
+    questions = pd.DataFrame({"id": ["Q1", "Q2", "Q3"], "question": ["A?", "B?", "C?"], "options": [["x", "y"]] * 3})
+    check = culturespa.parsing_check(lm, questions, 3, 0, 2)
+    assert all(t.startswith(prompts.UNAWARE) for t in asked) and len(asked) == 3
+    assert check["authors"].tolist() == [2, 1, pd.NA] and check["strict"].tolist() == [2, pd.NA, 1]
+    assert check["differ"].tolist() == [False, True, True]
+    assert culturespa.parsing_check(lm, questions, 0, 0, 2).empty

@@ -64,11 +64,30 @@ def test_paired_comparison_is_mcnemar_exact_and_a_paired_interval():
         evaluation.paired_comparison(np.array([True]), np.array([True, False]))
 
 
+def test_general_ability_is_an_equivalence_question():
+    """30 items near chance with no difference: McNemar p = 1, yet equivalence is not shown; 2,000
+    items with a 1-point difference: within +/- 5 points."""
+    chance = paired(4, 4, 4, 18)
+    assert chance["mcnemar_p"] == 1.0 and chance["verdict"] == "not shown" and chance["tost_p"] > 0.05
+    assert chance["diff_low"] == pytest.approx(100 * chance["low"]) and chance["margin"] == 5.0
+    big = paired(1200, 60, 40, 700)
+    assert big["verdict"] == "within +/- 5 points" and big["tost_p"] < 0.05
+    assert evaluation.paired_comparison(np.ones(2000, bool), np.ones(2000, bool), margin_points=2)["verdict"] == "within +/- 2 points"
+
+
+@pytest.mark.parametrize("margin", [0, -5, 100, "5", True])
+def test_an_equivalence_margin_outside_0_100_points_is_refused_naming_the_parameter(margin):
+    with pytest.raises(ValueError, match=r"params/x.yaml: equivalence_margin .* is not allowed. Use a number of accuracy points"):
+        evaluation.check_margin(margin, "params/x.yaml")
+
+
 def test_general_ability_table_says_items_chance_and_prompt(lm, tmp_path):
     table = evaluation.general_ability(lm, tmp_path, items=6, batch_size=6)
     row = table.iloc[0]
     assert row["model"] == "base" and row["items"] == 6 and row["chance"] == 0.25 and row["prompt"] == "plain"
     assert 0 <= row["accuracy"] <= 1
+    with pytest.raises(ValueError, match="equivalence_margin 0 is not allowed"):
+        evaluation.general_ability(lm, tmp_path, items=6, batch_size=6, margin_points=0)
 
 
 def test_a_chat_model_is_asked_general_items_in_its_chat_template(lm):

@@ -26,6 +26,7 @@ from . import metrics, paths, prompts, scoring, wvs
 from .models import LoadedModel
 from .runs import ResultCache
 
+# The paper's 18 cultures (stages 70 and 95 use them when their `cultures` parameter is empty).
 CULTURES = ["USA", "CAN", "BOL", "BRA", "GBR", "NLD", "DEU", "UKR", "CHN", "RUS", "IND", "THA", "KEN",
             "NGA", "ETH", "ZWE", "AUS", "NZL"]
 CULTURE_NAMES = {"USA": "the United States", "CAN": "Canada", "BOL": "Bolivia", "BRA": "Brazil",
@@ -169,6 +170,54 @@ def check_answer_mode(mode: str, where: str = "answer_mode") -> str:
     return mode
 
 
+REPLY_PARSING = {
+    "authors": "the first integer anywhere in the reply, if it is 0-10 (the authors' result_analysis_run_3.py, "
+               "parse_answer); a number 0-10 off the question's scale, which the authors would score, is "
+               "counted in `off_scale` and left out",
+    "strict": "the reply begins with an option code after whitespace and markup (the reader's rule, "
+              "scoring.parse_response), the rule exact scoring computes",
+}
+FIRST_INTEGER = re.compile(r"\d+")
+REPLY_TOKENS = 32  # new tokens per sampled reply: room for a number after a few words
+
+
+def check_reply_parsing(rule: str, where: str = "reply_parsing") -> str:
+    """Refuse a parsing rule that does not exist, naming where it was set and the rules that do."""
+    if rule not in REPLY_PARSING:
+        known = "; ".join(f"{name}: {why}" for name, why in REPLY_PARSING.items())
+        raise CultureSPAError(f"{where}: reply_parsing {rule!r} does not exist. Use one of: {known}")
+    return rule
+
+
+def parse_reply(reply: str, codes: Sequence[int], rule: str) -> int | None:
+    """The answer code a reply gives under a parsing rule (REPLY_PARSING), or None (invalid). The
+    authors' rule reads the first run of digits anywhere and keeps it if it is 0-10, even off the
+    question's scale; the strict rule needs the reply to begin with one of `codes`."""
+    check_reply_parsing(rule)
+    if rule == "strict":
+        index = scoring.parse_response(reply, [str(c) for c in codes])
+        return None if index is None else int(codes[index])
+    match = FIRST_INTEGER.search(reply)
+    return int(match.group()) if match and int(match.group()) <= 10 else None
+
+
+def tally_replies(replies: Sequence[str], codes: Sequence[int], rule: str) -> dict[str, Any]:
+    """Replies of one prompt counted per option code under `rule`: counts, invalid, off_scale (a code
+    0-10 the question does not have, part of invalid) and parse_differs (replies the two rules read
+    differently)."""
+    counts, off_scale, differs = [0] * len(codes), 0, 0
+    other_rule = "strict" if rule == "authors" else "authors"
+    for reply in replies:
+        code = parse_reply(reply, codes, rule)
+        differs += code != parse_reply(reply, codes, other_rule)
+        if code in codes:
+            counts[list(codes).index(code)] += 1
+        elif code is not None:
+            off_scale += 1
+    return {"counts": counts, "invalid": len(replies) - sum(counts), "off_scale": off_scale,
+            "parse_differs": differs}
+
+
 def option_start(qid: str, options: Sequence[Any]) -> int:
     """The code of a question's first option: WVS's 0-based scales (wvs.ZERO_BASED) start at 0, and a
     generated question whose first option reads "0" too (the authors' rule); every other starts at 1."""
@@ -213,12 +262,60 @@ def pick_answer(probs: Sequence[float], other: float, mode: str, seed: int, ques
     raise AssertionError(mode)
 
 
+def sample_replies(lm: LoadedModel, texts: Sequence[str], n: int, seed: int, batch_size: int,
+                   desc: str) -> list[list[str]]:
+    """n free replies per prompt at the model's decoding, seeded per prompt and cached (resumable),
+    so they can be parsed under either rule."""
+    cache = scoring.score_cache(lm, "replies")
+    keys = [scoring.item_key(lm, "replies", t, [], [n, seed, REPLY_TOKENS]) for t in texts]
+    todo = list({k: i for i, k in enumerate(keys) if k not in cache}.values())
+
+    def compute(chunk: list[int]) -> list[dict[str, Any]]:
+        replies = lm.engine.sample([scoring.context_of(texts[i]) for i in chunk],
+                                   [scoring.seed_for(seed, keys[i]) for i in chunk], n, REPLY_TOKENS)
+        return [{"replies": r} for r in replies]
+
+    scoring.fill_cache(cache, keys, todo, batch_size, desc, compute)
+    return [cache.get(key)["replies"] for key in keys]
+
+
 def distributions(lm: LoadedModel, texts: Sequence[str], options: Sequence[Sequence[str]], batch_size: int,
-                  desc: str) -> pd.DataFrame:
-    """Response distributions (`probs`, `other`, `dist`, `mode`: exact, or sampled for API models)."""
-    if hasattr(scoring, "response_distributions"):
-        return scoring.response_distributions(lm, texts, options, batch_size=batch_size, desc=desc)
-    return scoring.option_distributions(lm, texts, options, batch_size=batch_size, desc=desc).assign(mode="exact")
+                  desc: str, parsing: str = "authors", draws: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Response distributions (`probs`, `other`, `dist`, `mode`). Exact where the engine has logits
+    (replies that begin with an option code: the strict rule); else `draws` sampled replies per
+    prompt parsed by `parsing`, with `off_scale` and `parse_differs` counted per prompt."""
+    check_reply_parsing(parsing)
+    if lm.engine.has_logprobs:
+        return scoring.option_distributions(lm, texts, options, batch_size=batch_size, desc=desc)
+    rows = []
+    for replies, opts in zip(sample_replies(lm, texts, draws, seed, batch_size, desc), options):
+        tally = tally_replies(replies, [int(o) for o in opts], parsing)
+        valid = sum(tally["counts"])
+        rows.append({"probs": [c / draws for c in tally["counts"]], "other": tally["invalid"] / draws,
+                     "dist": [c / valid for c in tally["counts"]] if valid else [1.0 / len(opts)] * len(opts),
+                     "mode": f"sampled ({draws} draws, {parsing} parsing)", "off_scale": tally["off_scale"],
+                     "parse_differs": tally["parse_differs"]})
+    return pd.DataFrame(rows)
+
+
+def parsing_check(lm: LoadedModel, questions: pd.DataFrame, prompts_checked: int, seed: int,
+                  batch_size: int) -> pd.DataFrame:
+    """One sampled reply to each of the first `prompts_checked` culture-unaware prompts, read by both
+    parsing rules: where they differ is what the choice of rule changes (exact scoring computes the
+    strict rule; the authors read any first integer)."""
+    questions = with_starts(questions).head(prompts_checked)
+    texts = survey_texts(lm, questions, [("unaware", None)], None)
+    replies = sample_replies(lm, texts, 1, seed, batch_size, "parsing check")
+    rows = []
+    for q, reply in zip(questions.itertuples(index=False), replies):
+        codes = [int(c) for c in prompts.number_options(len(q.options), q.start)]
+        read = {rule: parse_reply(reply[0], codes, rule) for rule in REPLY_PARSING}
+        rows.append({"id": q.id, "reply": reply[0], **read})
+    table = pd.DataFrame(rows, columns=["id", "reply", *REPLY_PARSING])
+    for rule in REPLY_PARSING:
+        table[rule] = table[rule].astype("Int64")
+    table["differ"] = (table["authors"].fillna(-1) != table["strict"].fillna(-1)).astype(bool)
+    return table
 
 
 def answer_columns(table: pd.DataFrame, mode: str, seed: int) -> pd.DataFrame:
@@ -256,33 +353,48 @@ def persona_for(kind: str, culture: str | None, similar: dict | None = None) -> 
     return prompts.persona(kind, culture_name(culture) if culture else None)
 
 
-def answer_questions(lm: LoadedModel, questions: pd.DataFrame, settings: list[tuple[str, str | None]],
-                     similar: dict | None, batch_size: int, demos: dict | None = None, desc: str = "answering",
-                     mode: str = "sample", seed: int = 0, stream: str = "") -> pd.DataFrame:
-    """Every question under every (kind, culture): its response distribution over the option codes
-    and the answer drawn from it under every answer mode (see answer_columns).
-
-    `stream` names the model or method, so `sample` draws of different methods are independent.
-    `demos` optionally maps (culture, question id) to demonstrations [(question, options, code, start)].
-    Columns: id, kind, culture, start, probs, other, measure, answer_<mode>..., answer, answer_mode.
-    """
-    check_answer_mode(mode)
+def survey_texts(lm: LoadedModel, questions: pd.DataFrame, settings: list[tuple[str, str | None]],
+                 similar: dict | None, demos: dict | None = None) -> list[str]:
+    """The prompt of every question under every (kind, culture), settings-major, in the model's format."""
     questions = with_starts(questions)
-    texts, options, rows = [], [], []
+    texts = []
     for kind, culture in settings:
         system = persona_for(kind, culture, similar)
         for q in questions.itertuples(index=False):
             shots = (demos or {}).get((culture, q.id), ())
             texts.append(prompts.survey_prompt(system, q.question, q.options, shots, chat=lm.spec.chat,
                                                tokenizer=lm.tokenizer, start=q.start, primer=lm.spec.answer_primer))
+    return texts
+
+
+def answer_questions(lm: LoadedModel, questions: pd.DataFrame, settings: list[tuple[str, str | None]],
+                     similar: dict | None, batch_size: int, demos: dict | None = None, desc: str = "answering",
+                     mode: str = "sample", seed: int = 0, stream: str = "", parsing: str = "authors") -> pd.DataFrame:
+    """Every question under every (kind, culture): its response distribution over the option codes
+    and the answer drawn from it under every answer mode (see answer_columns).
+
+    `stream` names the model or method, so `sample` draws of different methods are independent.
+    `parsing` (REPLY_PARSING) reads the sampled replies of a model without logits.
+    `demos` optionally maps (culture, question id) to demonstrations [(question, options, code, start)].
+    Columns: id, kind, culture, start, probs, other, measure, answer_<mode>..., answer, answer_mode.
+    """
+    check_answer_mode(mode)
+    questions = with_starts(questions)
+    texts = survey_texts(lm, questions, settings, similar, demos)
+    options, rows = [], []
+    for kind, culture in settings:
+        for q in questions.itertuples(index=False):
             options.append(prompts.number_options(len(q.options), q.start))
             rows.append({"id": q.id, "kind": kind, "culture": culture or "", "start": int(q.start),
                          "stream": f"{stream}|{kind}|{culture or ''}"})
-    scored = distributions(lm, texts, options, batch_size, desc)
+    scored = distributions(lm, texts, options, batch_size, desc, parsing, seed=seed)
     table = pd.DataFrame(rows)
     table["probs"] = list(scored["probs"])
     table["other"] = scored["other"].to_numpy(dtype=float)
     table["measure"] = scored["mode"].to_numpy() if "mode" in scored else "exact"
+    for column in ("off_scale", "parse_differs"):
+        if column in scored:
+            table[column] = scored[column].to_numpy()
     return answer_columns(table, mode, seed).drop(columns="stream")
 
 
@@ -442,18 +554,57 @@ def selfalign_demos(questions: pd.DataFrame, cultures: Sequence[str], k: int = 5
 def score_table(answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequence[str],
                 figures: pd.DataFrame | None = None) -> pd.DataFrame:
     """CultureSPA alignment score of the chosen answers per culture and method, as the authors score
-    (result_analysis_run_3.py: invalid replies left out). Columns: culture, method, score, n, invalid."""
+    (result_analysis_run_3.py: invalid replies left out), and beside it the score on the questions
+    every method of that culture answered validly, so methods that fail on different questions are
+    compared on the same ones. Columns: culture, method, score, n, invalid, score_common, n_common."""
     n_options = dict(zip(questions["id"], questions["options"].map(len)))
     rows = []
     for culture in cultures:
         gold = gold_answers(culture, questions, figures)
+        given_by_method = {}
         for method, group in answers[answers["culture"] == culture].groupby("method"):
             valid = group[group["answer"].notna()]
             given = dict(zip(valid["id"], valid["answer"].astype(int)))
-            rows.append({"culture": culture, "method": method, "n": len(set(given) & set(gold)),
-                         "invalid": int(group["answer"].isna().sum()),
-                         "score": metrics.culturespa_score(given, gold, n_options) if set(given) & set(gold) else np.nan})
+            given_by_method[method] = (given, int(group["answer"].isna().sum()))
+        common = set(gold).intersection(*(set(given) for given, _ in given_by_method.values()))
+        for method, (given, invalid) in given_by_method.items():
+            scored = set(given) & set(gold)
+            rows.append({"culture": culture, "method": method, "n": len(scored), "invalid": invalid,
+                         "score": metrics.culturespa_score(given, gold, n_options) if scored else np.nan,
+                         "n_common": len(common),
+                         "score_common": metrics.culturespa_score({q: given[q] for q in common}, gold, n_options)
+                         if common else np.nan})
     return pd.DataFrame(rows)
+
+
+# Methods whose answers are the same for every culture: the authors answer culture-unaware once and
+# score that one file against every culture, so one simulated run draws them once for all cultures.
+SHARED_METHODS = ("unaware",)
+
+
+def simulated_replies(group: pd.DataFrame, ids: Sequence[str], u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Answer codes and validity (draws x questions, in the order of `ids`) of simulated one-sample
+    runs: question j's reply falls where the uniform u[:, j] lands on its exact distribution (the
+    options, then `other`: invalid). A question the group lacks is never valid."""
+    by_id = group.drop_duplicates("id").set_index("id")
+    codes, valid = np.zeros(u.shape), np.zeros(u.shape, dtype=bool)
+    for j, qid in enumerate(ids):
+        if qid not in by_id.index:
+            continue
+        probs, other, start = by_id.at[qid, "probs"], by_id.at[qid, "other"], by_id.at[qid, "start"]
+        weights = np.append(np.clip(np.asarray(probs, dtype=float), 0, None), max(float(other), 0.0))
+        index = np.searchsorted(np.cumsum(weights) / weights.sum(), u[:, j], side="right")
+        valid[:, j] = index < len(probs)
+        codes[:, j] = int(start) + np.minimum(index, len(probs) - 1)
+    return codes, valid
+
+
+def run_scores(codes: np.ndarray, valid: np.ndarray, gold: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """CultureSPA score of each simulated run over its valid questions (NaN when none is valid)."""
+    distance = np.sqrt((valid * (codes - gold[None, :]) ** 2).sum(axis=1))
+    norm = np.sqrt((valid * span[None, :] ** 2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, 100 * (1 - distance / norm), np.nan)
 
 
 def simulate_scores(group: pd.DataFrame, gold: dict[str, int], n_options: dict[str, int], draws: int,
@@ -461,42 +612,49 @@ def simulate_scores(group: pd.DataFrame, gold: dict[str, int], n_options: dict[s
     """Scores of `draws` simulated runs of the authors' one-sample protocol on one culture and method:
     each question's reply drawn from its exact distribution (invalid with probability `other`, then
     left out as the authors do), scored against the gold codes. No model calls."""
-    group = group[group["id"].isin(list(gold))]
-    if group.empty:
+    ids = [q for q in group["id"].drop_duplicates() if q in gold]
+    if not ids:
         return np.full(draws, np.nan)
-    width = max(len(p) for p in group["probs"])
-    weights = np.zeros((len(group), width + 1))
-    for i, (p, o) in enumerate(zip(group["probs"], group["other"])):
-        weights[i, : len(p)] = np.clip(p, 0, None)
-        weights[i, width] = max(float(o), 0.0)
-    cdf = np.cumsum(weights, axis=1) / weights.sum(axis=1, keepdims=True)
-    u = rng.random((draws, len(group)))
-    index = (cdf[None, :, :] <= u[:, :, None]).sum(axis=2)  # draws x questions
-    valid = index < np.array([len(p) for p in group["probs"]])[None, :]
-    codes = group["start"].to_numpy()[None, :] + index
-    g = np.array([gold[q] for q in group["id"]])[None, :]
-    span = np.array([n_options[q] - 1 for q in group["id"]], dtype=float)[None, :]
-    distance = np.sqrt((valid * (codes - g) ** 2).sum(axis=1))
-    norm = np.sqrt((valid * span ** 2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norm > 0, 100 * (1 - distance / norm), np.nan)
+    codes, valid = simulated_replies(group, ids, rng.random((draws, len(ids))))
+    return run_scores(codes, valid, np.array([gold[q] for q in ids], dtype=float),
+                      np.array([n_options[q] - 1 for q in ids], dtype=float))
 
 
 def expected_scores(answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequence[str], draws: int = 2000,
                     seed: int = 0, figures: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """Expected CultureSPA score under the authors' one-sample protocol and the 95% interval one run
     of it would show, per culture and method, by seeded simulation from the exact distributions.
-    Returns the long table (culture, method, expected, low, high, draws) and the simulated runs
+
+    One simulated run draws each method's replies once per culture, except SHARED_METHODS, drawn
+    once and scored against every culture (as the authors score their one unaware file), so a mean
+    over cultures keeps the correlation one run has. `expected_common` is the expected score on the
+    questions every method of the culture answered validly in that run. Returns the long table
+    (culture, method, expected, low, high, draws, expected_common) and the simulated runs
     {(culture, method): array}, from which means over cultures get their own intervals."""
     n_options = dict(zip(questions["id"], questions["options"].map(len)))
+    methods = sorted(answers["method"].unique())
+    every_id = list(dict.fromkeys(answers["id"]))
+    column = {q: j for j, q in enumerate(every_id)}
+    shared = {m: np.random.default_rng([seed, len(cultures), methods.index(m)]).random((draws, len(every_id)))
+              for m in SHARED_METHODS if m in methods}
     runs_by_cell, rows = {}, []
     for c_index, culture in enumerate(cultures):
         gold = gold_answers(culture, questions, figures)
+        ids = [q for q in every_id if q in gold]
+        gold_codes = np.array([gold[q] for q in ids], dtype=float)
+        span = np.array([n_options[q] - 1 for q in ids], dtype=float)
+        replies = {}
         for method, group in answers[answers["culture"] == culture].groupby("method", sort=True):
-            rng = np.random.default_rng([seed, c_index, sorted(answers["method"].unique()).index(method)])
-            sims = simulate_scores(group, gold, n_options, draws, rng)
+            u = (shared[method][:, [column[q] for q in ids]] if method in shared else
+                 np.random.default_rng([seed, c_index, methods.index(method)]).random((draws, len(ids))))
+            replies[method] = simulated_replies(group, ids, u)
+        common = np.logical_and.reduce([valid for _, valid in replies.values()]) if replies else None
+        for method, (codes, valid) in replies.items():
+            sims = run_scores(codes, valid, gold_codes, span) if ids else np.full(draws, np.nan)
+            on_common = run_scores(codes, common, gold_codes, span) if ids else np.full(draws, np.nan)
             runs_by_cell[(culture, method)] = sims
-            rows.append({"culture": culture, "method": method, **_summary(sims, draws)})
+            rows.append({"culture": culture, "method": method, **_summary(sims, draws),
+                         "expected_common": float(np.nanmean(on_common)) if not np.isnan(on_common).all() else np.nan})
     return pd.DataFrame(rows), runs_by_cell
 
 

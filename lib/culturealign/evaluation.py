@@ -2,8 +2,10 @@
 
 Every method is answered under one answer mode (culturespa.ANSWER_MODES; the authors': `sample`),
 its distributions kept so the expected score of the authors' protocol can be simulated. General
-ability compares the base model with each adapter on the same items: a paired exact McNemar test
-and a 95% interval of the accuracy difference (Newcombe's hybrid score interval for paired data).
+ability compares the base model with each adapter on the same items: a paired exact McNemar test,
+a 95% interval of the accuracy difference (Newcombe's hybrid score interval for paired data) and a
+TOST equivalence test within a stated margin, whose verdict says "within +/- m points" or "not
+shown": a large McNemar p on a few items at chance accuracy is no evidence of unchanged ability.
 """
 
 from __future__ import annotations
@@ -15,17 +17,18 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import culturespa, paths, prompts, train
+from . import culturespa, metrics, paths, prompts, train
 from .models import LoadedModel
 
 METHODS = ["unaware", "aware", "cross", "aware_selfalign", "culturespa_joint", "culturespa_specific"]
 
 
 def base_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence[str], similar: dict,
-                 batch_size: int, mode: str = "sample", seed: int = 0) -> pd.DataFrame:
+                 batch_size: int, mode: str = "sample", seed: int = 0, parsing: str = "authors") -> pd.DataFrame:
     """Base-model answers: unaware (once, shared by every culture, as the authors score one unaware
-    file against every culture), aware, cross, aware + demonstrations."""
-    common = dict(mode=mode, seed=seed)
+    file against every culture), aware, cross, aware + demonstrations. `parsing` reads sampled
+    replies of a model without logits (culturespa.REPLY_PARSING)."""
+    common = dict(mode=mode, seed=seed, parsing=parsing)
     unaware = culturespa.answer_questions(lm, questions, [("unaware", None)], similar, batch_size, desc="unaware",
                                           stream="unaware", **common)
     parts = [pd.concat([unaware.assign(culture=c) for c in cultures], ignore_index=True).assign(method="unaware")]
@@ -46,7 +49,7 @@ def trained_adapter(adapters: Path, name: str) -> Path | None:
 
 
 def adapter_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence[str], adapters: Path,
-                    batch_size: int, mode: str = "sample", seed: int = 0) -> pd.DataFrame:
+                    batch_size: int, mode: str = "sample", seed: int = 0, parsing: str = "authors") -> pd.DataFrame:
     """Aware answers of the joint adapter for every culture, and of each culture's own adapter.
     Each adapter's manifest must name this base model and prompt format."""
     parts, fmt = [], culturespa.prompt_format(lm)
@@ -56,7 +59,8 @@ def adapter_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence
     else:
         tuned = train.with_adapter(lm, joint, fmt)
         parts.append(culturespa.answer_questions(tuned, questions, [("aware", c) for c in cultures], None, batch_size,
-                                                 desc="joint", mode=mode, seed=seed, stream="culturespa_joint")
+                                                 desc="joint", mode=mode, seed=seed, stream="culturespa_joint",
+                                                 parsing=parsing)
                      .assign(method="culturespa_joint"))
     for culture in cultures:
         folder = trained_adapter(adapters, culture)
@@ -65,7 +69,8 @@ def adapter_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence
         tuned = train.with_adapter(lm, folder, fmt)
         parts.append(culturespa.answer_questions(tuned, questions, [("aware", culture)], None, batch_size,
                                                  desc=f"specific {culture}", mode=mode, seed=seed,
-                                                 stream="culturespa_specific").assign(method="culturespa_specific"))
+                                                 stream="culturespa_specific", parsing=parsing)
+                     .assign(method="culturespa_specific"))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "kind", "culture", "answer", "method"])
 
 
@@ -86,38 +91,37 @@ def mcq_picks(lm: LoadedModel, items: pd.DataFrame, batch_size: int, desc: str) 
     return np.array([int(np.argmax(d)) + 1 for d in scored["dist"]])
 
 
-def mcq_accuracy(lm: LoadedModel, items: pd.DataFrame, batch_size: int, desc: str) -> float:
-    """Share of items whose most probable option number (exact) is the right one."""
-    return float((mcq_picks(lm, items, batch_size, desc) == items["answer"].to_numpy()).mean())
+EQUIVALENCE_MARGINS = "a number of accuracy points in (0, 100), e.g. 5"
 
 
-def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval of a proportion."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(centre - half), float(centre + half)
+def check_margin(margin: float, where: str = "equivalence_margin") -> float:
+    """Refuse an equivalence margin that is not a number of points in (0, 100), naming where it was set."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 100:
+        raise ValueError(f"{where}: equivalence_margin {margin!r} is not allowed. Use {EQUIVALENCE_MARGINS}")
+    return float(margin)
 
 
-def paired_comparison(base_right: Sequence[bool], other_right: Sequence[bool]) -> dict[str, float]:
+def verdict(tost: dict, margin_points: float) -> str:
+    """The equivalence result in words: "within +/- m points" when the TOST shows it, else "not
+    shown" (never "no difference" from a large p)."""
+    if tost["equivalent"]:
+        return f"within +/- {margin_points:g} points"
+    return "not shown"
+
+
+def paired_comparison(base_right: Sequence[bool], other_right: Sequence[bool],
+                      margin_points: float = 5.0) -> dict[str, float | str]:
     """Accuracy difference (other - base) on the same items: the exact McNemar test (binomial on the
-    discordant items) and Newcombe's (1998, method 10) 95% hybrid score interval for paired data."""
-    x, y = np.asarray(other_right, dtype=bool), np.asarray(base_right, dtype=bool)
-    n = len(x)
-    if n == 0 or len(y) != n:
-        raise ValueError(f"paired comparison needs the same non-empty items: {n} and {len(y)}")
-    a, b, c, d = int((x & y).sum()), int((x & ~y).sum()), int((~x & y).sum()), int((~x & ~y).sum())
-    p1, p2 = (a + b) / n, (a + c) / n
-    l1, u1 = wilson(a + b, n)
-    l2, u2 = wilson(a + c, n)
-    denominator = np.sqrt(float((a + b) * (c + d) * (a + c) * (b + d)))
-    phi = (a * d - b * c) / denominator if denominator else 0.0
-    low = (p1 - p2) - np.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
-    high = (p1 - p2) + np.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0.0))
+    discordant items), Newcombe's (1998, method 10) 95% interval for paired data, and the TOST
+    equivalence test within +/- margin_points (metrics.tost_paired). A McNemar p near 1 at chance
+    accuracy shows nothing; the verdict says whether the items show the accuracies are the same."""
+    a, b, c, d = metrics.paired_cells(other_right, base_right)
+    low, high = metrics.newcombe_paired_interval(a, b, c, d)
+    tost = metrics.tost_paired(a, b, c, d, check_margin(margin_points) / 100)
     p_value = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
-    return {"difference": p1 - p2, "low": float(low), "high": float(high), "only_other_right": b,
-            "only_base_right": c, "mcnemar_p": p_value}
+    return {"difference": (b - c) / (a + b + c + d), "low": low, "high": high, "only_other_right": b,
+            "only_base_right": c, "mcnemar_p": p_value, "margin": margin_points, "tost_p": tost["tost_p"],
+            "diff_low": 100 * low, "diff_high": 100 * high, "verdict": verdict(tost, margin_points)}
 
 
 HARNESS_GENERAL_TASK = "culturealign_general_mcq"
@@ -160,10 +164,14 @@ def harness_predictions(lm: LoadedModel, task: str, limit: int | None = None) ->
     return pd.DataFrame(rows)
 
 
-def general_ability(lm: LoadedModel, adapters: Path, items: int, batch_size: int, harness_task: str = "") -> pd.DataFrame:
+def general_ability(lm: LoadedModel, adapters: Path, items: int, batch_size: int, harness_task: str = "",
+                    margin_points: float = 5.0) -> pd.DataFrame:
     """General-knowledge accuracy of the base model and of every trained adapter on the same items,
-    each adapter against the base: accuracy difference with its 95% interval and the exact McNemar
-    p-value. Columns say the task, the number of items and the chance level."""
+    each adapter against the base (paired_comparison): accuracy difference with its 95% interval
+    (vs_base_low/high as proportions, diff_low/high in points), the exact McNemar p-value, and the
+    equivalence test within +/- margin_points (margin, tost_p, verdict). Columns say the task, the
+    number of items and the chance level."""
+    check_margin(margin_points)
     fmt = culturespa.prompt_format(lm)
     models = [("base", lm)]
     for name in ["joint"] + sorted(p.name for p in adapters.glob("*") if p.name != "joint"):
@@ -185,6 +193,8 @@ def general_ability(lm: LoadedModel, adapters: Path, items: int, batch_size: int
         row = {"model": name, "task": harness_task or "general_mcq", "items": len(hits), "chance": chance,
                "accuracy": float(hits.mean()), "prompt": "chat template" if lm.spec.chat else "plain"}
         if name != "base":
-            row.update({f"vs_base_{k}": v for k, v in paired_comparison(right["base"], hits).items()})
+            compared = paired_comparison(right["base"], hits, margin_points)
+            equivalence = {k: compared.pop(k) for k in ("margin", "tost_p", "diff_low", "diff_high", "verdict")}
+            row.update({f"vs_base_{k}": v for k, v in compared.items()} | equivalence)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -320,3 +320,76 @@ def culturespa_score(answers: Mapping[str, int], gold: Mapping[str, int], n_opti
     g = np.array([gold[q] for q in common], dtype=float)
     span = np.array([n_options[q] - 1 for q in common], dtype=float)
     return float(100 * (1 - np.linalg.norm(a - g) / np.linalg.norm(span)))
+
+
+# ------------------------------------------------------- paired proportions: interval and equivalence
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion."""
+    if n == 0:
+        return float("nan"), float("nan")
+    z = float(stats.norm.ppf((1 + level) / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
+
+
+def paired_cells(first_right: Sequence[bool], second_right: Sequence[bool]) -> tuple[int, int, int, int]:
+    """(both right, only first right, only second right, both wrong) over the same items."""
+    x, y = np.asarray(first_right, dtype=bool), np.asarray(second_right, dtype=bool)
+    if x.size == 0 or x.shape != y.shape:
+        raise ValueError(f"a paired comparison needs the same non-empty items: {x.size} and {y.size}")
+    return int((x & y).sum()), int((x & ~y).sum()), int((~x & y).sum()), int((~x & ~y).sum())
+
+
+def newcombe_paired_interval(a: int, b: int, c: int, d: int, level: float = 0.95) -> tuple[float, float]:
+    """Newcombe's (1998, method 10) hybrid score interval of p1 - p2 for paired proportions, from
+    the cells a (both), b (only 1), c (only 2), d (neither): Wilson limits of each proportion,
+    combined with the correlation phi of the pairs."""
+    n = a + b + c + d
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson_interval(a + b, n, level)
+    l2, u2 = wilson_interval(a + c, n, level)
+    denominator = np.sqrt(float((a + b) * (c + d) * (a + c) * (b + d)))
+    phi = (a * d - b * c) / denominator if denominator else 0.0
+    low = (p1 - p2) - np.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
+    high = (p1 - p2) + np.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0.0))
+    return float(low), float(high)
+
+
+def _restricted_discordant(b: int, c: int, n: int, delta: float) -> float:
+    """Maximum-likelihood P(only 2 right) given p1 - p2 = delta (Tango 1998): the root in [0, 1] of
+    2n q^2 + (delta (2n - b + c) - b - c) q - c delta (1 - delta) = 0."""
+    A, B, C = 2.0 * n, delta * (2 * n - b + c) - b - c, -c * delta * (1 - delta)
+    return float((-B + np.sqrt(max(B * B - 4 * A * C, 0.0))) / (2 * A))
+
+
+def tango_z(b: int, c: int, n: int, delta: float) -> float:
+    """Tango's (1998) score statistic for H0: p1 - p2 = delta on paired items (b: only 1 right,
+    c: only 2 right); approximately standard normal under H0, also with no discordant item."""
+    q = max(_restricted_discordant(b, c, n, delta), max(-delta, 0.0))  # p(only 1) = q + delta >= 0
+    variance = n * (2 * q + delta * (1 - delta))
+    return float((b - c - n * delta) / np.sqrt(variance)) if variance > 0 else float("nan")
+
+
+EQUIVALENCE_LEVEL = 0.05
+
+
+def tost_paired(a: int, b: int, c: int, d: int, margin: float,
+                alpha: float = EQUIVALENCE_LEVEL) -> dict[str, float | bool]:
+    """Equivalence of two paired proportions within +/- margin (a proportion, e.g. 0.05): two
+    one-sided Tango score tests (H0: p1 - p2 <= -margin, H0: p1 - p2 >= margin); tost_p is the
+    larger p. Equivalence is shown when tost_p < alpha. Also the difference and its Newcombe
+    interval at the matching 1 - 2 alpha level (inside +/- margin exactly when the TOST, up to
+    the approximations, rejects) and at 95%."""
+    if not 0 < margin < 1:
+        raise ValueError(f"margin must be a proportion in (0, 1), got {margin!r}")
+    n = a + b + c + d
+    lower = float(stats.norm.sf(tango_z(b, c, n, -margin)))
+    upper = float(stats.norm.cdf(tango_z(b, c, n, margin)))
+    low90, high90 = newcombe_paired_interval(a, b, c, d, 1 - 2 * alpha)
+    low, high = newcombe_paired_interval(a, b, c, d)
+    p = max(lower, upper)
+    return {"difference": (b - c) / n, "margin": margin, "tost_p": p, "tost_low": low90, "tost_high": high90,
+            "diff_low": low, "diff_high": high, "equivalent": bool(p < alpha)}

@@ -2,7 +2,8 @@
 
 Base models get a plain prompt ending in "Answer: " (the trailing space moves to the option when
 scored, as lm-evaluation-harness does); chat models get their tokenizer's chat template and
-answer in the assistant turn. Instructions are in English for every language; the probe itself
+answer in the assistant turn (a persona opens the first user turn where the template has no
+system role). Instructions are in English for every language; the probe itself
 is in the probe's language. Wording is the project's own.
 """
 
@@ -48,27 +49,59 @@ class PromptError(ValueError):
     """A prompt that cannot be built for this model (no chat template, a template that fails)."""
 
 
+SYSTEM_PROBE = "culturealign system-role probe"
+_SYSTEM_ROLE: dict[str, bool] = {}
+
+
+def has_system_role(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template renders a system turn. Some templates raise on one
+    (Mistral-7B-Instruct-v0.2: "Only user and assistant roles are supported!"), some drop it
+    silently; either way the persona must travel in the user turn instead."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if template not in _SYSTEM_ROLE:
+        probe = [{"role": "system", "content": SYSTEM_PROBE}, {"role": "user", "content": "?"}]
+        try:
+            text = tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False)
+        except Exception:  # jinja's raise_exception, or a template that indexes roles it does not know
+            text = ""
+        _SYSTEM_ROLE[template] = SYSTEM_PROBE in str(text)
+    return _SYSTEM_ROLE[template]
+
+
+def chat_messages(body: str, system: str | None = None, history: Sequence[tuple[str, str]] = (),
+                  system_role: bool = True) -> list[dict[str, str]]:
+    """The conversation of a chat prompt: system, earlier (user, answer) turns, then the body.
+    Without a system role the system text opens the first user turn, separated by a blank line,
+    as a base model reads it before the body."""
+    turns = [*history, (body, None)]
+    messages = [{"role": "system", "content": system}] if system and system_role else []
+    for n, (user, answer) in enumerate(turns):
+        text = f"{system}\n\n{user}" if system and not system_role and n == 0 else user
+        messages.append({"role": "user", "content": text})
+        if answer is not None:
+            messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
 def finish(body: str, chat: bool, tokenizer: Any = None, system: str | None = None,
            history: Sequence[tuple[str, str]] = ()) -> str:
     """Close a prompt for scoring or generation, the one place a chat template is applied.
 
     Base models: earlier (user, answer) turns inline, then the body and a trailing space (it moves
     to the option when scored). Chat models: system, earlier turns and the body as messages through
-    the tokenizer's chat template, ending at the assistant's turn; an API model (no tokenizer) gets
-    the same text as one user turn, which its service wraps.
+    the tokenizer's chat template, ending at the assistant's turn (the system text opens the first
+    user turn where the template has no system role, see has_system_role); an API model (no
+    tokenizer) gets the same text as one user turn, which its service wraps.
     """
     if not chat or tokenizer is None:  # a base model, or an API model whose service wraps the turn itself
         earlier = "".join(f"{user} {answer}\n\n" for user, answer in history)
         text = f"{system}\n\n{earlier}{body}" if system else f"{earlier}{body}"
         return text + " " if not chat else text
-    messages = [{"role": "system", "content": system}] if system else []
-    for user, answer in history:
-        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-    messages.append({"role": "user", "content": body})
     template = getattr(tokenizer, "chat_template", None)
     if not template:
         raise PromptError(f"the model file says chat: true but tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} "
                           f"has no chat template: set chat: false in its model file, or use a tokenizer with one")
+    messages = chat_messages(body, system, history, has_system_role(tokenizer))
     try:
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     except Exception as err:  # jinja raises its own errors (e.g. 'roles must alternate', no system role)

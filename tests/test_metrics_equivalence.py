@@ -1,0 +1,71 @@
+"""Paired proportions: Newcombe's interval and the TOST equivalence test (Tango's score tests),
+against a numerical likelihood maximum, the Wald interval at large n and simulated error rates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+from culturealign import metrics
+
+
+@pytest.mark.parametrize("b,c,n,delta", [(12, 2, 50, 0.05), (3, 9, 200, -0.05), (0, 0, 30, 0.05), (7, 7, 100, -0.1)])
+def test_restricted_estimate_maximises_the_likelihood_under_the_null(b, c, n, delta):
+    rest = n - b - c
+
+    def negative_loglik(q):
+        cells = np.array([q + delta, q, 1 - 2 * q - delta])
+        return -float(np.sum(np.array([b, c, rest]) * np.log(np.clip(cells, 1e-300, None))))
+
+    lo, hi = max(0.0, -delta) + 1e-12, (1 - delta) / 2 - 1e-12
+    numeric = optimize.minimize_scalar(negative_loglik, bounds=(lo, hi), method="bounded", options={"xatol": 1e-12}).x
+    assert metrics._restricted_discordant(b, c, n, delta) == pytest.approx(numeric, abs=1e-5)
+
+
+def simulate_tost(cells: list[float], n: int, margin: float, runs: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, cells, size=runs)
+    return float(np.mean([metrics.tost_paired(*map(int, row), margin)["equivalent"] for row in counts]))
+
+
+def test_tost_keeps_its_level_at_the_margin_and_has_power_inside_it():
+    # true difference exactly at the margin (+5 points): equivalence claimed in about 5% of runs at most
+    at_margin = simulate_tost([0.50, 0.10, 0.05, 0.35], 400, 0.05, 3000, 0)
+    assert 0.03 <= at_margin <= 0.07
+    at_minus_margin = simulate_tost([0.50, 0.05, 0.10, 0.35], 400, 0.05, 3000, 1)
+    assert 0.03 <= at_minus_margin <= 0.07
+    # no true difference, enough items: equivalence is shown nearly always
+    assert simulate_tost([0.50, 0.05, 0.05, 0.40], 2000, 0.05, 300, 2) > 0.95
+
+
+def test_chance_level_on_few_items_shows_no_equivalence():
+    """The failure mode of "McNemar p >= 0.67": 30 items near chance, no difference seen, nothing shown."""
+    result = metrics.tost_paired(4, 4, 4, 18, 0.05)
+    assert result["difference"] == 0 and result["tost_p"] > 0.25 and not result["equivalent"]
+    assert result["diff_low"] < -0.05 and result["diff_high"] > 0.05
+    none_discordant = metrics.tost_paired(20, 0, 0, 10, 0.05)
+    assert not none_discordant["equivalent"] and 0.05 < none_discordant["tost_p"] < 0.5
+    assert metrics.tost_paired(200, 0, 0, 100, 0.05)["equivalent"]  # 300 items, none differ: within 5 points
+
+
+def test_tost_agrees_with_the_newcombe_interval_at_the_matching_level():
+    rng = np.random.default_rng(3)
+    agree = []
+    for _ in range(400):
+        cells = rng.multinomial(int(rng.integers(80, 1500)), rng.dirichlet([4, 1, 1, 3]))
+        r = metrics.tost_paired(*map(int, cells), 0.05)
+        agree.append(r["equivalent"] == (-0.05 < r["tost_low"] and r["tost_high"] < 0.05))
+    assert np.mean(agree) > 0.97  # two approximations of one question: they disagree only at the edge
+
+
+def test_newcombe_interval_meets_wald_at_large_n_and_rejects_bad_input():
+    low, high = metrics.newcombe_paired_interval(1200, 130, 70, 600)
+    n, diff = 2000, 60 / 2000
+    se = np.sqrt((130 + 70) / n - diff ** 2) / np.sqrt(n)
+    assert low == pytest.approx(diff - 1.96 * se, abs=0.002) and high == pytest.approx(diff + 1.96 * se, abs=0.002)
+    assert metrics.paired_cells([True, True, False], [True, False, True]) == (1, 1, 1, 0)
+    with pytest.raises(ValueError, match="same non-empty items"):
+        metrics.paired_cells([True], [True, False])
+    with pytest.raises(ValueError, match="margin must be a proportion"):
+        metrics.tost_paired(1, 1, 1, 1, 5)
