@@ -45,6 +45,11 @@ def no_data(ax: plt.Axes, title: str, why: str) -> plt.Axes:
     return ax
 
 
+def title_of(fig: plt.Figure) -> str:
+    """The figure's title: its suptitle, else its first axes' title."""
+    return fig.get_suptitle() or next((ax.get_title() for ax in fig.axes if ax.get_title()), "")
+
+
 def titled(fig: plt.Figure, title: str) -> plt.Figure:
     """A figure-level title (the paper's figure number and caption) above its panels."""
     fig.suptitle(title, fontsize=12)
@@ -100,6 +105,8 @@ def histogram(frame: pd.DataFrame, x: str, hue: str, title: str, xlabel: str, we
                  shrink=0.8, stat="percent", common_norm=False, weights=weights, ax=ax)
     ax.set_xticks(range(int(frame[x].min()), int(frame[x].max()) + 1))
     ax.set(title=title, xlabel=xlabel, ylabel="% of misaligned probes")
+    if ax.get_legend() is not None:  # beside the axes: inside, it covers the title or the bars
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=hue, fontsize=8, ncols=1 + frame[hue].nunique() // 10)
     return fig
 
 
