@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,12 +124,12 @@ PERCENT = {"improved", "same", "decreased", "improved_no_effect", "same_no_effec
            "improved_draw_min", "improved_draw_max", "improved_diff", "improved_diff_low", "improved_diff_high",
            "expected", "low", "high", "score", "expected_common", "score_common", "accuracy", "chance",
            "difference", "diff_low", "diff_high", "margin"}
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1280px;margin:1em auto;padding:0 1em;color:#222;line-height:1.4}
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1340px;margin:1em auto;padding:0 1em;color:#222;line-height:1.4}
 h1{font-size:1.5em;margin:.3em 0}h2{font-size:1.2em;border-bottom:1px solid #ddd;margin-top:1.4em}h3{font-size:1em;margin:.8em 0 .3em}
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:13px;margin:.4em 0}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}th{background:#f3f3f3;font-weight:600}
 td:first-child,th:first-child{text-align:left}.pair{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
-.pair>div{flex:1 1 460px;min-width:0}figure{margin:.4em 0}figcaption{font-size:13px;color:#444}
+.pair>.tab{flex:0 1 auto;max-width:100%;min-width:0}.pair>.fig{flex:1 1 420px;max-width:760px}small{font-size:11px;color:#555}figure{margin:.4em 0}figcaption{font-size:13px;color:#444}
 img{max-width:100%;border:1px solid #eee}.note{font-size:13px;color:#444;max-width:60em}.failed{color:#b00}
 details{margin:.5em 0}summary{cursor:pointer;font-weight:600}code{background:#f6f6f6;padding:1px 3px}
 dl{font-size:13px;columns:2 26em}dt{font-weight:600}dd{margin:0 0 .3em 1em}"""
@@ -140,6 +141,11 @@ class Unfinished:
 
     path: str
     status: str
+
+    def __post_init__(self) -> None:  # inside the repository: the path from its root, the same on every machine
+        full = Path(self.path)
+        if full.is_absolute() and full.is_relative_to(paths.REPO):
+            self.path = full.relative_to(paths.REPO).as_posix()
 
 
 @dataclass
@@ -237,12 +243,12 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def interval(value: float, low: float | None, high: float | None, digits: int = 1) -> str:
-    """'12.3 (4.0 to 20.1)', or the value alone without an interval."""
+    """'12.3 (4.0\u201320.1)', or the value alone without an interval."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
         return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ({low:.{digits}f} to {high:.{digits}f})"
+    return f"{value:.{digits}f} ({low:.{digits}f}\u2013{high:.{digits}f})"
 
 
 def html_table(frame: pd.DataFrame, table_id: str, index: bool = False) -> str:
@@ -252,8 +258,16 @@ def html_table(frame: pd.DataFrame, table_id: str, index: bool = False) -> str:
     rows = []
     for key, row in frame.iterrows():
         cells = ([key] if index else []) + list(row)
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        rows.append("<tr>" + "".join(f"<td>{_cell(str(c))}</td>" for c in cells) + "</tr>")
     return f'<div class="scroll"><table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _cell(text: str) -> str:
+    """A value with its interval gets the interval on a second, smaller line: narrow columns."""
+    found = re.fullmatch(r"(-?[0-9.]+) (\(.+\))", text)
+    if found:
+        return f"{html.escape(found[1])}<br><small>{html.escape(found[2])}</small>"
+    return html.escape(text)
 
 
 def _meaning(label: str) -> str:
@@ -280,8 +294,8 @@ def paper_table1(t1: pd.DataFrame, contrasts: pd.DataFrame | None = None,
             if "improved_no_effect" in r:
                 cells["+ if nothing changed %"] = fmt_number("improved", r["improved_no_effect"])
             if "improved_beyond_no_effect" in r:
-                cells["+ beyond no effect (points)"] = fmt_number("improved", r["improved_beyond_no_effect"])
-            cells["+ minus random-answer placebo (points)"] = _placebo_difference(t1, contrasts, model, r["lang"], strategy)
+                cells["+ beyond no effect (pts)"] = fmt_number("improved", r["improved_beyond_no_effect"])
+            cells["+ minus placebo (pts)"] = _placebo_difference(t1, contrasts, model, r["lang"], strategy)
             columns[f"{r['lang']}{'*' if n < MIN_PROBES else ''}"] = cells
         table = pd.DataFrame(columns)
         table.index.name = "outcome"
@@ -403,6 +417,8 @@ def wall_seconds(manifest: dict[str, Any]) -> float | None:
         end = pd.Timestamp(manifest["finished"])
     except (KeyError, TypeError, ValueError):
         return None
+    if pd.isna(start) or pd.isna(end):
+        return None
     return float((end - start).total_seconds())
 
 
@@ -442,9 +458,10 @@ def glossary_html(columns: set[str]) -> str:
 EMPTY_PAGE = ("<p id='no-runs'>No runs under <code>{root}</code> yet. Run the tour, "
               "<code>make quick</code> (the whole job at small scale), or the main job, <code>make all</code>, "
               "then <code>make report</code>.</p>")
-TABLE1_NOTE = ("Expected values of the paper's 10-draw protocol, % of the misaligned probes; in brackets the 95% range "
-               "one run of the protocol would show. Read + against '+ if nothing changed' (the protocol calls about half "
-               "of misaligned probes improved when nothing changes) and against the random-answer placebo. The statistics "
+TABLE1_NOTE = ("+ / = / -: improved, same, decreased, as expected values of the paper's 10-draw protocol in % of "
+               "the misaligned probes; in brackets the 95% range one run of the protocol would show. Read + against "
+               "'+ if nothing changed' (the protocol calls many misaligned probes improved when nothing changes) and "
+               "against the random-answer placebo (demonstrations whose answers are drawn at random). The statistics "
                "are described in docs/protocol.md.")
 
 
@@ -452,7 +469,8 @@ def section(title: str, section_id: str, body: list[str], figure: str = "") -> l
     """A headline section: its table(s) beside the figure that illustrates them."""
     if not figure:
         return [f'<h2 id="{section_id}">{html.escape(title)}</h2>', *body]
-    return [f'<h2 id="{section_id}">{html.escape(title)}</h2>', '<div class="pair"><div>', *body, "</div><div>", figure, "</div></div>"]
+    return [f'<h2 id="{section_id}">{html.escape(title)}</h2>', '<div class="pair"><div class="tab">', *body,
+            '</div><div class="fig">', figure, "</div></div>"]
 
 
 def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]], out: Path) -> list[str]:

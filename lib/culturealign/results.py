@@ -42,7 +42,8 @@ def md_table(frame: pd.DataFrame, index: bool = False) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
+    """'12 min 05 s' (empty when unknown)."""
+    if seconds is None or pd.isna(seconds):
         return ""
     minutes, rest = divmod(int(round(seconds)), 60)
     return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
@@ -61,8 +62,8 @@ def provenance(manifests: list[dict[str, Any]], root: Path) -> pd.DataFrame:
     if frame.empty:
         return frame
     for model, group in frame.groupby("model_name", sort=True):
-        started = pd.to_datetime(group["started"], utc=True, errors="coerce")
-        finished = pd.to_datetime(group.get("finished"), utc=True, errors="coerce")
+        started = pd.to_datetime(group["started"], utc=True, errors="coerce", format="ISO8601")
+        finished = pd.to_datetime(group["finished"], utc=True, errors="coerce", format="ISO8601")
         done = group[group["status"] == "done"]
         machines = sorted({str(m.get("cpu") or m.get("host") or "") for m in group.to_dict("records")} - {""})
         rows.append({"model": model, "scale": scale_of(root),
