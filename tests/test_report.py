@@ -139,6 +139,7 @@ def test_sections_come_in_the_papers_order_and_details_are_collapsed(built):
     assert not page.tables["table1-gemma3-270m"] and not page.tables["culturespa-gemma3-270m"]
     for detail in ("table1", "tests", "contrasts", "runs"):
         assert page.tables[detail], f"{detail} should be inside <details>"
+    assert '<details id="details-per-probe">' in index.read_text() and "per_probe/gemma3-270m__en__zero_shot.csv" in page.links
     text = index.read_text()
     assert text.index('id="self-alignment"') < text.index("fig2_improved_by_strategy.png") < text.index('id="culturespa"')
     assert '<div class="scroll"><table id="table1">' in text

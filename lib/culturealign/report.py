@@ -443,6 +443,27 @@ def run_rows(manifests: list[dict[str, Any]], out: Path) -> list[str]:
     return rows
 
 
+PER_PROBE = {"10_zero_shot": "zero_shot.csv", "30_self_alignment": "outcomes.csv"}
+
+
+def per_probe_html(manifests: list[dict[str, Any]], out: Path) -> str:
+    """Links to every finished run's per-probe table (copied into the report): too long to show inline."""
+    items = []
+    for m in sorted(manifests, key=lambda m: (m.get("model_name", ""), m.get("lang", ""), m.get("stage", ""))):
+        name = PER_PROBE.get(m.get("stage", ""))
+        source = Path(m["dir"]) / name if name else None
+        if m.get("status") != "done" or source is None or not source.exists():
+            continue
+        target = out / "per_probe" / f"{m.get('model_name')}__{m.get('lang')}__{name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        items.append(f'<li>{html.escape(str(m.get("model_name")))}, {html.escape(str(m.get("lang")))}, {html.escape(m["stage"])}: '
+                     f'<a href="{target.relative_to(out).as_posix()}">{html.escape(name)}</a></li>')
+    if not items:
+        return ""
+    return f'<details id="details-per-probe"><summary>Per probe: each run\'s table</summary><ul>{"".join(items)}</ul></details>'
+
+
 def unfinished_html(unfinished: list[Unfinished]) -> str:
     items = "".join(f"<li><code>{html.escape(u.path)}</code>: {html.escape(u.status)}</li>" for u in unfinished)
     return f'<h2 class="failed" id="not-finished">Not finished</h2><ul id="failed">{items}</ul>'
@@ -531,6 +552,7 @@ def build(root: Path | None = None) -> Path:
                           html_table(readable(frame), name[:-4]), f'<p class="note"><a href="summary/{name}">{name}</a></p>', "</details>"]
                 (out / "summary").mkdir(exist_ok=True)
                 shutil.copy2(root / "summary" / name, out / "summary" / name)
+        parts.append(per_probe_html(data.manifests, out))
         parts += ['<details id="details-runs"><summary>Every run, with its executed notebook</summary>',
                   '<div class="scroll"><table id="runs"><tr><th>stage</th><th>model</th><th>language</th><th>status</th>'
                   "<th>started (UTC)</th><th>wall time (s)</th><th>commit</th><th>decoding</th><th>notebook</th></tr>",
