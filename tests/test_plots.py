@@ -50,6 +50,9 @@ def test_no_common_question_omits_that_panel_and_says_why():
     fig, note = summary._common_and_full(draw, "Figure 5. t", full, full, 2, 7)
     assert len(fig.axes) == 2 and note == ""
     plt.close(fig)
+    fig, note = summary._common_and_full(draw, "Figure 5. t", full, full, 7, 7)  # every question common: one panel
+    assert len(fig.axes) == 1 and "same WVS questions" in note
+    plt.close(fig)
 
 
 def test_figures_write_captions_that_explain_an_omitted_panel(tmp_path):

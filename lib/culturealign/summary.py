@@ -238,15 +238,18 @@ OMITTED_COMMON = ("The panel on WVS questions common to the languages is omitted
                   "in every language.")
 
 
+SAME_QUESTIONS = "Every language measured the same WVS questions, so one panel shows them all."
+
+
 def _common_and_full(draw, title: str, common: pd.DataFrame, full: pd.DataFrame, n_common: int, n_full: int,
                      **kw) -> tuple[Any, str]:
     """The comparison on the questions every language measured, beside the one on all probes, and
     a caption note. With no question common to the languages that panel is omitted (an empty panel
-    shows nothing) and the note says why."""
-    if common.empty:
+    shows nothing), and with every question common the two panels are one; the note says which."""
+    if common.empty or n_common == n_full:
         fig, axes = plots.panels(1, **kw)
         draw(full, axes[0], f"all probes ({n_full} questions)", legend=True)
-        return plots.titled(fig, title), OMITTED_COMMON
+        return plots.titled(fig, title), OMITTED_COMMON if common.empty else SAME_QUESTIONS
     fig, axes = plots.panels(2, **kw)
     draw(common, axes[0], f"{n_common} WVS questions common to the languages", legend=False)
     draw(full, axes[1], f"all probes ({n_full} questions)", legend=True)
