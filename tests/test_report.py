@@ -107,6 +107,8 @@ def outputs_tree(root: Path, with_validity: bool = True) -> Path:
                   {"model": "culturespa_joint", "task": "general_mcq", "items": 8, "chance": 0.25, "accuracy": 0.25,
                    "vs_base_difference": -0.125, "vs_base_low": -0.4, "vs_base_high": 0.2, "vs_base_mcnemar_p": 0.62}]
                  ).to_csv(culture / "general_ability.csv", index=False)
+    pd.DataFrame({"culture": ["USA", "DEU"], "method": "aware", "n": [8, 7], "invalid": 0, "score": 50.0}).to_csv(
+        culture / "scores.csv", index=False)
     png(culture / "fig_alignment.png")
     summary = root / "summary"
     summary.mkdir(parents=True)
@@ -152,12 +154,13 @@ def test_table1_headline_has_languages_as_columns_and_the_controls_beside_it(bui
     assert labels[:5] == ["probes", "misaligned (expected)", "+ improved %", "= same %", "- decreased %"]
     assert {"+ if nothing changed %", "+ beyond no effect (pts)", "+ minus placebo (pts)"} <= set(labels)
     text = index.read_text()
-    assert re.search(r"61\.[23]<br><small>\(41\.[23]\u201376\.[23]\)</small>", text)  # the one-run interval, 1 decimal
-    assert re.search(r"12\.5<br><small>\(-3\.[23]\u201330\.0\)</small>", text)  # the placebo contrast where it exists
+    assert re.search(r"61\.[23]<br><small>\(41\.[23], 76\.[23]\)</small>", text)  # the one-run interval, 1 decimal
+    assert re.search(r"12\.5<br><small>\(-3\.[23], 30\.0\)</small>", text)  # the placebo contrast where it exists
     assert "fewer than 20 probes" in text and "ms (2)" in text
     assert "0.0043" in text and "0.004321" not in text  # p-values with 2 significant digits
     assert page.headers["tests"][:3] == ["model", "language", "test"]  # headers are words
     assert "Glossary" in text
+    assert "at most 8 WVS questions per culture" in text and "general ability on 8 items" in text
 
 
 def test_report_works_without_the_validity_columns(isolated_outputs):

@@ -27,7 +27,7 @@ PAPER_STRATEGY = "chrf_all"  # the paper's Table 1 strategy: chrF++ demonstratio
 PLACEBO = "placebo_random_answer"
 MIN_PROBES = 20  # a headline number on fewer probes is marked as such
 STAGE_TABLES = {"10_zero_shot": ["zero_shot.csv"], "30_self_alignment": ["outcomes.csv", "misalignment.csv"],
-                "95_culture_eval": ["expected_scores.csv", "general_ability.csv"]}
+                "95_culture_eval": ["expected_scores.csv", "general_ability.csv", "scores.csv"]}
 SUMMARY_TABLES = [  # (file in summary/, title of its collapsed detail section)
     ("table1.csv", "Self-Alignment Table 1, every strategy and control"),
     ("contrasts.csv", "Self-Alignment contrasts between conditions"),
@@ -206,7 +206,7 @@ def load(root: Path) -> Outputs:
                 found.tables[name] = frame
     for manifest in manifests:
         if manifest.get("stage") == "95_culture_eval" and manifest.get("status") == "done":
-            for name in STAGE_TABLES["95_culture_eval"]:
+            for name in STAGE_TABLES["95_culture_eval"]:  # the one-run scores.csv: questions per culture
                 frame = read_csv(Path(manifest["dir"]) / name, [])
                 if frame is not None:
                     frame.insert(0, "run_model", manifest.get("model_name", ""))
@@ -243,12 +243,12 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def interval(value: float, low: float | None, high: float | None, digits: int = 1) -> str:
-    """'12.3 (4.0\u201320.1)', or the value alone without an interval."""
+    """'12.3 (4.0, 20.1)', or the value alone without an interval."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
         return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ({low:.{digits}f}\u2013{high:.{digits}f})"
+    return f"{value:.{digits}f} ({low:.{digits}f}, {high:.{digits}f})"
 
 
 def html_table(frame: pd.DataFrame, table_id: str, index: bool = False) -> str:
@@ -357,6 +357,20 @@ def general_table(general: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def few_questions_note(scores: pd.DataFrame | None, general: pd.DataFrame | None) -> str:
+    """Says plainly when CultureSPA's scores or the general-ability verdict rest on fewer than
+    MIN_PROBES questions (the tour), and is empty otherwise."""
+    notes = []
+    if scores is not None and "n" in scores and len(scores) and scores["n"].max() < MIN_PROBES:
+        notes.append(f"each CultureSPA score rests on at most {int(scores['n'].max())} WVS questions per culture")
+    if general is not None and "items" in general and len(general) and general["items"].max() < MIN_PROBES:
+        notes.append(f"general ability on {int(general['items'].max())} items")
+    if not notes:
+        return ""
+    return (f"Fewer than {MIN_PROBES} questions, too few to read as a result: {'; '.join(notes)}. "
+            "The run shows the steps; a full run (make all) gives the numbers.")
+
+
 def few_probe_note(t1: pd.DataFrame, strategy: str = PAPER_STRATEGY) -> str:
     """Says plainly which languages' numbers rest on fewer than MIN_PROBES probes."""
     rows = t1[(t1["strategy"] == strategy) & (t1["n"] < MIN_PROBES)] if "n" in t1 else t1.iloc[0:0]
@@ -382,17 +396,25 @@ def figures(root: Path, out: Path) -> list[tuple[str, str, Path]]:
         target = out / "figures" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
-        caption = extra.get(source.stem) or FIGURE_CAPTIONS.get(source.stem, source.stem.replace("_", " "))
+        caption = extra.get(source.stem) or caption_of(source.stem)
         if not in_summary:
             caption += f" ({source.parent.parent.parent.name}, {source.parent.name})"
         copied.append((source.stem, caption, target))
     return copied
 
 
+def caption_of(stem: str) -> str:
+    """The caption of a figure file stem, also one prefixed with its model and language (model__lang__fig_x)."""
+    base = stem.split("__")[-1]
+    return FIGURE_CAPTIONS.get(base, base.replace("_", " "))
+
+
 def figure_html(item: tuple[str, str, Path], out: Path) -> str:
+    """The figure, linked to its full-size PNG (small annotations stay readable), with its caption."""
     stem, caption, path = item
-    return (f'<figure id="fig-{html.escape(stem)}"><img src="{path.relative_to(out).as_posix()}" alt="{html.escape(caption)}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    src = path.relative_to(out).as_posix()
+    return (f'<figure id="fig-{html.escape(stem)}"><a href="{src}"><img src="{src}" alt="{html.escape(caption)}"></a>'
+            f"<figcaption>{html.escape(caption)} (click for full size)</figcaption></figure>")
 
 
 # ------------------------------------------------------------------------------- notebooks, runs
@@ -510,6 +532,9 @@ def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]],
         body = [html_table(table, f"culturespa-{model}", index=True) for model, table in culturespa_table(expected).items()]
         body.append('<p class="note">Alignment score on WVS-7 (% of questions answered as the culture\'s majority), '
                     "expected over simulated runs of the authors' protocol, with the 95% range of one run.</p>")
+        few = few_questions_note(data.table("scores.csv"), data.table("general_ability.csv"))
+        if few:
+            body.append(f'<p class="note" id="few-questions">{html.escape(few)}</p>')
         fig = next((v for k, v in pictures.items() if k.startswith("fig_alignment") and not k.endswith("one_run")), None)
         parts += section("CultureSPA: methods", "culturespa", body, figure_html(fig, out) if fig else "")
     general = data.table("general_ability.csv")
