@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import shutil
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,25 @@ def duration(seconds: float | None) -> str:
     return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
 
 
+def cpu_model() -> str:
+    """This machine's CPU model (from /proc/cpuinfo; the platform's processor string elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    return platform.processor() or platform.machine()
+
+
+def machine_of(manifest: dict[str, Any]) -> str:
+    """The machine a run ran on: its recorded CPU, else its host, with this machine's CPU model
+    when the report is built on that same host."""
+    if manifest.get("cpu"):
+        return str(manifest["cpu"])
+    host = str(manifest.get("host") or "")
+    return f"{host} ({cpu_model()})" if host and host == platform.node() else host
+
+
 def scale_of(root: Path) -> str:
     """The scale a run folder was made at: outputs/quick holds the tour, outputs/ the main job."""
     return {"quick": "quick (params/quick.yaml, the tour)", "smoke": "smoke (params/smoke.yaml)"}.get(root.name, "full")
@@ -65,7 +86,7 @@ def provenance(manifests: list[dict[str, Any]], root: Path) -> pd.DataFrame:
         started = pd.to_datetime(group["started"], utc=True, errors="coerce", format="ISO8601")
         finished = pd.to_datetime(group["finished"], utc=True, errors="coerce", format="ISO8601")
         done = group[group["status"] == "done"]
-        machines = sorted({str(m.get("cpu") or m.get("host") or "") for m in group.to_dict("records")} - {""})
+        machines = sorted({machine_of(m) for m in group.to_dict("records")} - {""})
         rows.append({"model": model, "scale": scale_of(root),
                      "commit": ", ".join(sorted({str(c)[:12] for c in group["git_commit"].dropna()})),
                      "date (UTC)": f"{started.min():%Y-%m-%d %H:%M} to {finished.max():%Y-%m-%d %H:%M}",
