@@ -4,7 +4,6 @@ import json
 
 import matplotlib.pyplot as plt
 import pandas as pd
-
 from culturealign import plots, summary
 
 
@@ -56,8 +55,11 @@ def test_no_common_question_omits_that_panel_and_says_why():
 
 
 def test_figures_write_captions_that_explain_an_omitted_panel(tmp_path):
-    from tests.test_summary import synthetic_results  # the same synthetic measurements as the summary tests
     from culturealign import selfalign
+
+    from tests.test_summary import (
+        synthetic_results,  # the same synthetic measurements as the summary tests
+    )
 
     parts = [selfalign.outcomes(synthetic_results(lang, 6, seed=i)).assign(model="m", lang=lang) for i, lang in enumerate(("en", "de"))]
     outcomes = pd.concat(parts, ignore_index=True)

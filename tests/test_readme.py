@@ -8,19 +8,19 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # A measured figure: a time, a rate or speed-up, a result percentage (a 95% interval names a level, not a result).
 MEASURED = [
-    (re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:min(?:ute)?s?|h(?:ours?)?|s(?:ec(?:ond)?s?)?)\b(?!-)", re.I), "time"),
-    (re.compile(r"\b\d+(?:\.\d+)?\s*(?:tokens|prompts|items|probes)?\s*/\s*s\b", re.I), "rate"),
+    (re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:min(?:ute)?s?|h(?:ours?)?|s(?:ec(?:ond)?s?)?)\b(?!-)", re.IGNORECASE), "time"),
+    (re.compile(r"\b\d+(?:\.\d+)?\s*(?:tokens|prompts|items|probes)?\s*/\s*s\b", re.IGNORECASE), "rate"),
     (re.compile(r"\b\d+(?:\.\d+)?x\b"), "speed-up"),
     (re.compile(r"\b(?!95%)\d+(?:\.\d+)?\s?%"), "percentage"),
 ]
-HISTORY = re.compile(r"\b(now|previously|no longer|used to|were fixed|is fixed|old rule|this session)\b", re.I)
+HISTORY = re.compile(r"\b(now|previously|no longer|used to|were fixed|is fixed|old rule|this session)\b", re.IGNORECASE)
 OWN_DOCS = ["README.md", "docs/measurement.md", "docs/scaling.md", "docs/data.md"]
 ELSEWHERE = {"docs/protocol.md"}  # the statistics page, written and tested with the statistics (issue 25)
 
 
 def prose(text: str) -> str:
     """The text outside fenced code blocks and inline code."""
-    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
     return re.sub(r"`[^`]*`", "", text)
 
 

@@ -9,7 +9,6 @@ import matplotlib.pyplot as plt
 import nbformat
 import pandas as pd
 import pytest
-
 from culturealign import report, results
 
 

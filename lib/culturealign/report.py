@@ -421,8 +421,8 @@ def figure_html(item: tuple[str, str, Path], out: Path) -> str:
 
 def convert_notebook(source: Path, target: Path) -> Path:
     """Executed notebook -> standalone HTML (reconverted only when the notebook is newer)."""
-    from nbconvert import HTMLExporter
     import nbformat
+    from nbconvert import HTMLExporter
 
     if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
         return target
@@ -541,8 +541,8 @@ def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]],
     if general is not None and len(general):
         parts += section("General ability after tuning", "general-ability",
                          [html_table(general_table(general), "general-ability"),
-                          '<p class="note">Accuracy on the same general-knowledge items before and after tuning; '
-                          "difference from the base model with its 95% interval and the exact McNemar test.</p>"])
+                          ('<p class="note">Accuracy on the same general-knowledge items before and after tuning; '
+                          "difference from the base model with its 95% interval and the exact McNemar test.</p>")])
     return parts
 
 
@@ -552,11 +552,11 @@ def build(root: Path | None = None) -> Path:
     out = root / "report"
     out.mkdir(parents=True, exist_ok=True)
     data = load(root)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, initial-scale=1'>"
-             f"<title>culturealign report</title><style>{STYLE}</style></head><body>",
+    parts = [(f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, initial-scale=1'>"
+             f"<title>culturealign report</title><style>{STYLE}</style></head><body>"),
              "<h1>culturealign report</h1>",
-             f"<p>Self-Alignment (Choenni &amp; Shutova, 2024) and CultureSPA (Xu et al., 2024) on WVS-7: "
-             f"{len(data.manifests)} runs, {len(data.unfinished)} not finished. Outputs: <code>{html.escape(str(root))}</code>.</p>"]
+             (f"<p>Self-Alignment (Choenni &amp; Shutova, 2024) and CultureSPA (Xu et al., 2024) on WVS-7: "
+             f"{len(data.manifests)} runs, {len(data.unfinished)} not finished. Outputs: <code>{html.escape(str(root))}</code>.</p>")]
     if not data.manifests and not data.tables:
         parts.append(EMPTY_PAGE.format(root=html.escape(str(root))))
         pictures: dict[str, tuple[str, str, Path]] = {}
@@ -579,8 +579,8 @@ def build(root: Path | None = None) -> Path:
                 shutil.copy2(root / "summary" / name, out / "summary" / name)
         parts.append(per_probe_html(data.manifests, out))
         parts += ['<details id="details-runs"><summary>Every run, with its executed notebook</summary>',
-                  '<div class="scroll"><table id="runs"><tr><th>stage</th><th>model</th><th>language</th><th>status</th>'
-                  "<th>started (UTC)</th><th>wall time (s)</th><th>commit</th><th>decoding</th><th>notebook</th></tr>",
+                  ('<div class="scroll"><table id="runs"><tr><th>stage</th><th>model</th><th>language</th><th>status</th>'
+                  "<th>started (UTC)</th><th>wall time (s)</th><th>commit</th><th>decoding</th><th>notebook</th></tr>"),
                   *run_rows(data.manifests, out), "</table></div></details>", glossary_html(columns)]
     if data.unfinished:
         parts.append(unfinished_html(data.unfinished))
