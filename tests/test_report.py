@@ -216,7 +216,8 @@ def test_results_folder_holds_the_report_files(built, tmp_path):
     root, _, _, _ = built
     copied = results.copy_results(root, tmp_path / "results" / "quick")
     names = {p.relative_to(tmp_path / "results" / "quick").as_posix() for p in copied}
-    assert {"RESULTS.md", "summary/table1.csv", "figures/fig2_improved_by_strategy.png"} <= names
+    assert {"RESULTS.md", "summary/table1.csv", "figures/fig2_improved_by_strategy.png",
+            "summary/gemma3-270m__expected_scores.csv", "summary/gemma3-270m__general_ability.csv"} <= names
     with pytest.raises(FileNotFoundError, match="make report"):
         results.copy_results(tmp_path / "nothing", tmp_path / "x")
 

@@ -468,6 +468,22 @@ def run_rows(manifests: list[dict[str, Any]], out: Path) -> list[str]:
 PER_PROBE = {"10_zero_shot": "zero_shot.csv", "30_self_alignment": "outcomes.csv"}
 
 
+def copy_headline_sources(manifests: list[dict[str, Any]], out: Path) -> list[Path]:
+    """The CultureSPA run's tables behind the headline (expected scores, general ability) into the
+    report's summary/ as <model>__<file>, so RESULTS.md's numbers travel with their source."""
+    copied = []
+    for m in manifests:
+        if m.get("stage") == "95_culture_eval" and m.get("status") == "done":
+            for name in STAGE_TABLES["95_culture_eval"]:
+                source = Path(m["dir"]) / name
+                if source.exists():
+                    target = out / "summary" / f"{m.get('model_name')}__{name}"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source, target)
+                    copied.append(target)
+    return copied
+
+
 def per_probe_html(manifests: list[dict[str, Any]], out: Path) -> str:
     """Links to every finished run's per-probe table (copied into the report): too long to show inline."""
     items = []
@@ -577,6 +593,7 @@ def build(root: Path | None = None) -> Path:
                           html_table(readable(frame), name[:-4]), f'<p class="note"><a href="summary/{name}">{name}</a></p>', "</details>"]
                 (out / "summary").mkdir(exist_ok=True)
                 shutil.copy2(root / "summary" / name, out / "summary" / name)
+        copy_headline_sources(data.manifests, out)
         parts.append(per_probe_html(data.manifests, out))
         parts += ['<details id="details-runs"><summary>Every run, with its executed notebook</summary>',
                   ('<div class="scroll"><table id="runs"><tr><th>stage</th><th>model</th><th>language</th><th>status</th>'
