@@ -27,7 +27,8 @@ PAPER_STRATEGY = "chrf_all"  # the paper's Table 1 strategy: chrF++ demonstratio
 PLACEBO = "placebo_random_answer"
 MIN_PROBES = 20  # a headline number on fewer probes is marked as such
 STAGE_TABLES = {"10_zero_shot": ["zero_shot.csv"], "30_self_alignment": ["outcomes.csv", "misalignment.csv"],
-                "95_culture_eval": ["expected_scores.csv", "general_ability.csv", "scores.csv"]}
+                "95_culture_eval": ["expected_scores.csv", "general_ability.csv"]}  # a finished run has these
+CULTURESPA_TABLES = ["expected_scores.csv", "general_ability.csv", "scores.csv"]  # read when present
 SUMMARY_TABLES = [  # (file in summary/, title of its collapsed detail section)
     ("table1.csv", "Self-Alignment Table 1, every strategy and control"),
     ("contrasts.csv", "Self-Alignment contrasts between conditions"),
@@ -206,7 +207,7 @@ def load(root: Path) -> Outputs:
                 found.tables[name] = frame
     for manifest in manifests:
         if manifest.get("stage") == "95_culture_eval" and manifest.get("status") == "done":
-            for name in STAGE_TABLES["95_culture_eval"]:  # the one-run scores.csv: questions per culture
+            for name in CULTURESPA_TABLES:
                 frame = read_csv(Path(manifest["dir"]) / name, [])
                 if frame is not None:
                     frame.insert(0, "run_model", manifest.get("model_name", ""))
@@ -474,7 +475,7 @@ def copy_headline_sources(manifests: list[dict[str, Any]], out: Path) -> list[Pa
     copied = []
     for m in manifests:
         if m.get("stage") == "95_culture_eval" and m.get("status") == "done":
-            for name in STAGE_TABLES["95_culture_eval"]:
+            for name in CULTURESPA_TABLES:
                 source = Path(m["dir"]) / name
                 if source.exists():
                     target = out / "summary" / f"{m.get('model_name')}__{name}"
@@ -548,7 +549,7 @@ def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]],
         body = [html_table(table, f"culturespa-{model}", index=True) for model, table in culturespa_table(expected).items()]
         body.append('<p class="note">Alignment score on WVS-7 (% of questions answered as the culture\'s majority), '
                     "expected over simulated runs of the authors' protocol, with the 95% range of one run.</p>")
-        few = few_questions_note(data.table("scores.csv"), data.table("general_ability.csv"))
+        few = few_questions_note(data.table("scores.csv"), None)
         if few:
             body.append(f'<p class="note" id="few-questions">{html.escape(few)}</p>')
         fig = next((v for k, v in pictures.items() if k.startswith("fig_alignment") and not k.endswith("one_run")), None)
@@ -558,7 +559,8 @@ def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]],
         parts += section("General ability after tuning", "general-ability",
                          [html_table(general_table(general), "general-ability"),
                           ('<p class="note">Accuracy on the same general-knowledge items before and after tuning; '
-                          "difference from the base model with its 95% interval and the exact McNemar test.</p>")])
+                           "difference from the base model with its 95% interval and the exact McNemar test.</p>"),
+                          f'<p class="note" id="few-items">{html.escape(few_questions_note(None, general))}</p>'])
     return parts
 
 

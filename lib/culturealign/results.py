@@ -117,11 +117,13 @@ def results_markdown(data: Outputs, figures: dict[str, Path], out: Path) -> str:
         lines += ["## CultureSPA: methods", ""]
         for model, table in report.culturespa_table(expected).items():
             lines += [f"### {model}", "", md_table(table, index=True), ""]
-        few = report.few_questions_note(data.table("scores.csv"), data.table("general_ability.csv"))
+        few = report.few_questions_note(data.table("scores.csv"), None)
         lines += [few, ""] if few else []
     general = data.table("general_ability.csv")
     if general is not None and len(general):
         lines += ["## General ability after tuning", "", md_table(report.general_table(general)), ""]
+        few = report.few_questions_note(None, general)
+        lines += [few, ""] if few else []
     if figures:
         lines += ["## Figures", ""]
         lines += [f"- [{report.caption_of(stem)}]({path.relative_to(out).as_posix()})" for stem, path in figures.items()]
