@@ -325,7 +325,7 @@ def figures(t1: pd.DataFrame, outcomes: pd.DataFrame, misalignment: pd.DataFrame
         shown = gaps[gaps["condition"].isin(["zero_shot", "chrf_all"])]
         made["extra_order_sensitivity"] = plots.boxes(shown, "lang", "gap", "Beyond the paper: order sensitivity",
                                                       "|p(A,B) - p(B,A)| of the majority answer", hue="condition", points=False)
-    captions = {name: " ".join(filter(None, [plots.title_of(fig), notes.get(name, "")])) for name, fig in made.items()}
+    captions = {name: ". ".join(filter(None, [plots.title_of(fig).rstrip("."), notes.get(name, "")])) for name, fig in made.items()}
     saved = {name: plots.save(fig, out / name) for name, fig in made.items()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "captions.json").write_text(json.dumps(captions, indent=1), encoding="utf-8")
