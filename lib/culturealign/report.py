@@ -286,7 +286,7 @@ def paper_table1(t1: pd.DataFrame, contrasts: pd.DataFrame | None = None,
     tables = {}
     for model, rows in t1[t1["strategy"] == strategy].groupby("model", sort=True):
         columns = {}
-        for r in rows.itertuples(index=False):
+        for r in rows.sort_values("lang").itertuples(index=False):
             r = r._asdict()
             n = int(r.get("n", 0) or 0)
             cells = {"probes": str(n), "misaligned (expected)": f"{r['n_misaligned']:.1f}",
@@ -389,7 +389,7 @@ def figures(root: Path, out: Path) -> list[tuple[str, str, Path]]:
     caption comes from summary/captions.json where a figure says more (e.g. an omitted panel)."""
     captions_file = root / "summary" / "captions.json"
     extra = json.loads(captions_file.read_text(encoding="utf-8")) if captions_file.exists() else {}
-    found = sorted((root / "summary").glob("*.png")) + sorted(root.glob("*/*/*/fig_*.png"))
+    found = sorted([*(root / "summary").glob("*.png"), *root.glob("*/*/*/fig_*.png")], key=lambda p: figure_order(p.stem))
     copied = []
     for source in found:
         in_summary = source.parent.name == "summary"
@@ -402,6 +402,13 @@ def figures(root: Path, out: Path) -> list[tuple[str, str, Path]]:
             caption += f" ({source.parent.parent.parent.name}, {source.parent.name})"
         copied.append((source.stem, caption, target))
     return copied
+
+
+def figure_order(stem: str) -> tuple[int, str]:
+    """Sort key: the papers' figure order (FIGURE_CAPTIONS), then by name."""
+    order = list(FIGURE_CAPTIONS)
+    base = stem.split("__")[-1]
+    return (order.index(base) if base in order else len(order), stem)
 
 
 def caption_of(stem: str) -> str:

@@ -141,7 +141,7 @@ def build(root: Path | None = None) -> tuple[Path, Path]:
     root = root or paths.outputs()
     index = report.build(root)
     out = index.parent
-    figures = {p.stem: p for p in sorted((out / "figures").glob("*.png"))} if (out / "figures").exists() else {}
+    figures = {p.stem: p for p in sorted((out / "figures").glob("*.png"), key=lambda p: report.figure_order(p.stem))}
     path = out / "RESULTS.md"
     path.write_text(results_markdown(report.load(root), figures, out), encoding="utf-8")
     return index, path
