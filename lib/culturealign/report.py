@@ -374,7 +374,7 @@ def few_questions_note(scores: pd.DataFrame | None, general: pd.DataFrame | None
 
 def few_probe_note(t1: pd.DataFrame, strategy: str = PAPER_STRATEGY) -> str:
     """Says plainly which languages' numbers rest on fewer than MIN_PROBES probes."""
-    rows = t1[(t1["strategy"] == strategy) & (t1["n"] < MIN_PROBES)] if "n" in t1 else t1.iloc[0:0]
+    rows = t1[(t1["strategy"] == strategy) & (t1["n"] < MIN_PROBES)].sort_values("lang") if "n" in t1 else t1.iloc[0:0]
     if rows.empty:
         return f"Every language's numbers rest on at least {MIN_PROBES} probes."
     langs = ", ".join(f"{r.lang} ({int(r.n)})" for r in rows.itertuples())
