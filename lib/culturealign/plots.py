@@ -114,8 +114,11 @@ def heatmap(matrix: pd.DataFrame, title: str, label: str, fmt: str = ".0f", ax: 
             vmin: float | None = None, vmax: float | None = None) -> plt.Figure:
     if ax is None:
         _, ax = plt.subplots(figsize=(max(4, 0.9 * matrix.shape[1] + 3), max(2.5, 0.45 * matrix.shape[0] + 1.5)))
+    # annotations as large as a cell allows (the colour bar takes about a fifth of the axes): readable
+    # when the page scales the figure down, never overlapping their neighbours
+    cell_pt = 0.8 * ax.get_position().width * ax.figure.get_figwidth() * 72 / max(1, matrix.shape[1])
     sns.heatmap(matrix, annot=True, fmt=fmt, cmap="viridis", cbar_kws={"label": label}, ax=ax, vmin=vmin, vmax=vmax,
-                annot_kws={"size": 12})  # readable when the page scales the figure down
+                annot_kws={"size": max(6.0, min(12.0, cell_pt / 2.2))})
     ax.grid(False)
     ax.set_facecolor("#eeeeee")  # cells without data (e.g. a category a language has no probes in)
     ax.set(title=title)

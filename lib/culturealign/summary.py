@@ -310,7 +310,8 @@ def figures(t1: pd.DataFrame, outcomes: pd.DataFrame, misalignment: pd.DataFrame
             "Figure 6. Size of zero-shot errors (expected distribution)")
         made["fig7_misaligned_heatmap"], notes["fig7_misaligned_heatmap"] = _common_and_full(
             heat, "Figure 7. Zero-shot misaligned probes (expected %)", misaligned_matrix(misalignment, shared),
-            misaligned_matrix(misalignment), len(shared), misalignment["qid"].nunique(), width=5.5)
+            misaligned_matrix(misalignment), len(shared), misalignment["qid"].nunique(),
+            width=max(5.5, 0.5 * misalignment["lang"].nunique() + 1.5))
     chrf = same[same["strategy"] == "chrf_all"]
     if not chrf.empty:
         made["fig10_improved_by_category_language"] = plots.titled(plots.heatmap(
