@@ -120,6 +120,7 @@ def heatmap(matrix: pd.DataFrame, title: str, label: str, fmt: str = ".0f", ax: 
     sns.heatmap(matrix, annot=True, fmt=fmt, cmap="viridis", cbar_kws={"label": label}, ax=ax, vmin=vmin, vmax=vmax,
                 annot_kws={"size": max(6.0, min(12.0, cell_pt / 2.2))})
     ax.grid(False)
+    ax.tick_params(axis="y", rotation=0)  # row names read horizontally, beside the axis label
     ax.set_facecolor("#eeeeee")  # cells without data (e.g. a category a language has no probes in)
     ax.set(title=title)
     return ax.figure
