@@ -15,11 +15,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 STAGES := $(PY) -m culturealign.stages
 
-.PHONY: help setup all quick run smoke test test-vllm unit bench serve serve-stop lab report wvs clean
+.PHONY: help setup all quick run smoke test test-vllm unit bench serve serve-stop lab report results wvs clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,9 +31,9 @@ setup: $(STAMP) ## create .venv and install requirements (no-op when up to date)
 all: setup ## the main job on MODEL (default: the embedded gemma3-270m), every stage; JOBS=N runs N stages at once
 	$(STAGES) all --model $(MODEL) $(if $(JOBS),--jobs $(JOBS))
 
-quick: setup ## the whole job at small scale (params/quick.yaml, 2 stages at once), every labelled language, then its report, in outputs/quick/
+quick: setup ## the tour: the whole job at small scale (params/quick.yaml, 2 stages at once), then its report and RESULTS.md, in outputs/quick/
 	export CULTUREALIGN_OUTPUTS=$(CURDIR)/outputs/quick; $(STAGES) all --model $(MODEL) --scale quick --jobs $(or $(JOBS),2); status=$$?; \
-	  $(PY) -m culturealign.report && exit $$status
+	  $(PY) -m culturealign.results report && exit $$status
 
 run: setup ## one stage: make run NB=10_zero_shot MODEL=gemma3-270m LANG=de
 	$(STAGES) run $(NB) --model $(MODEL) --lang $(RUN_LANG)
@@ -64,8 +64,11 @@ lab: setup ## JupyterLab on 127.0.0.1 with the text notebooks opening as noteboo
 	JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings $(PY) -m jupyter lab --ip=127.0.0.1 \
 	  --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-report: setup ## build outputs/report/index.html from every run so far
-	$(PY) -m culturealign.report
+report: setup ## outputs/report/index.html and RESULTS.md from every run so far (CULTUREALIGN_OUTPUTS=outputs/quick: the tour's)
+	$(PY) -m culturealign.results report
+
+results: setup ## refresh the committed results/ (the tour's and the full run's reports) and docs/benchmarks.md from outputs/
+	$(PY) -m culturealign.results
 
 wvs: setup ## rebuild data/wvs/country_shares.csv (add countries: make wvs WVS_CSV=path)
 	$(PY) -m culturealign.wvs $(if $(WVS_CSV),--csv $(WVS_CSV))

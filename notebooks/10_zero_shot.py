@@ -38,6 +38,7 @@ country: str = "USA"  # ISO3 country whose WVS answers are the labels for this l
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
 max_probes: int = 0  # use only the first N labelled probes (0: all)
+probe_order: str = "file"  # which probes come first: file (the probe file's order) or shared (WVS questions labelled in the most languages)
 invalid_responses: str = "not_aligned"  # a response that is no option: not_aligned (the paper's count) or excluded (renormalised)
 sample_draws: int = 10  # responses per prompt for a model without logits (API), parsed by the reader's rule
 fidelity_probes: int = 3  # probes re-measured by sampling, to check exact mode
@@ -47,7 +48,7 @@ fidelity_draws: int = 50  # sampled responses per fidelity probe
 from culturealign import models, probes, runs, scoring, selfalign
 
 run = runs.start_run("10_zero_shot", globals())
-labelled = probes.labelled_probes(lang, country)
+labelled = probes.order_probes(probes.labelled_probes(lang, country), probe_order)
 if max_probes:
     labelled = labelled.head(max_probes)
 lm = models.load_model(models.spec_for(model, model_config))

@@ -139,3 +139,21 @@ def test_probe_languages_are_language_files_only(tmp_path, monkeypatch):
         (tmp_path / name).write_text("probe_id\n")
     monkeypatch.setattr(probes.paths, "PROBES", tmp_path)
     assert probes.probe_languages() == ["en", "ro"]
+
+
+def test_shared_order_puts_questions_labelled_in_most_languages_first():
+    countries = {"en": "USA", "de": "DEU", "ms": "MYS"}
+    labelled = probes.labelled_probes("en", "USA")
+    ordered = probes.order_probes(labelled, "shared", countries)
+    coverage = probes.question_coverage(countries)
+    ranks = ordered["qid"].map(coverage).tolist()
+    assert ranks == sorted(ranks, reverse=True) and sorted(ordered["probe_id"]) == sorted(labelled["probe_id"])
+    top = ordered[ordered["qid"].map(coverage) == 3]
+    assert list(top["probe_id"]) == [p for p in labelled["probe_id"] if p in set(top["probe_id"])]  # ties keep file order
+    # a small run of each language on the top of this order measures the same questions
+    heads = [set(probes.order_probes(probes.labelled_probes(l, c), "shared", countries).head(len(top))["qid"])
+             for l, c in countries.items()]
+    assert heads[0] == heads[1] == heads[2]
+    assert probes.order_probes(labelled, "file") is labelled
+    with pytest.raises(ValueError, match="probe_order must be one of file, shared"):
+        probes.order_probes(labelled, "random")

@@ -1,67 +1,244 @@
-"""The report, rendered from a small fixture run and checked by parsing its HTML."""
+"""The report and RESULTS.md, built from a small outputs tree made in the test (no model)."""
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import nbformat
 import pandas as pd
+import pytest
+from culturealign import report, results
 
-from culturealign import report
 
+class Page(HTMLParser):
+    """Headings in order, tables with their enclosing <details>, links, images, header cells."""
 
-class Collect(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.tables, self.links, self.images = [], [], []
+        self.h2, self.links, self.images = [], [], []
+        self.tables: dict[str, bool] = {}  # id -> inside <details>
+        self.headers: dict[str, list[str]] = {}
+        self.row_labels: dict[str, list[str]] = {}
+        self._details, self._table, self._tag, self._first_cell = 0, None, None, False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "table":
-            self.tables.append(attrs.get("id"))
+        self._tag = tag
+        if tag == "details":
+            self._details += 1
+        elif tag == "table":
+            self._table = attrs.get("id")
+            self.tables[self._table] = self._details > 0
+            self.headers[self._table], self.row_labels[self._table] = [], []
+        elif tag == "tr":
+            self._first_cell = True
+        elif tag == "h2":
+            self.h2.append(attrs.get("id"))
         elif tag == "a":
             self.links.append(attrs["href"])
         elif tag == "img":
             self.images.append(attrs["src"])
 
+    def handle_endtag(self, tag):
+        if tag == "details":
+            self._details -= 1
+        elif tag == "table":
+            self._table = None
+        self._tag = None
 
-def fixture_run(root: Path, stage: str, status: str, error: str | None = None) -> None:
-    folder = root / "gemma3-270m" / "en" / stage
+    def handle_data(self, data):
+        if self._table is None:
+            return
+        if self._tag == "th":
+            self.headers[self._table].append(data)
+        elif self._tag == "td" and self._first_cell:
+            self.row_labels[self._table].append(data)
+            self._first_cell = False
+
+
+def run_folder(root: Path, stage: str, status: str = "done", lang: str = "en", error: str | None = None,
+               started: str = "2026-11-23T07:00:00+00:00", finished: str = "2026-11-23T07:01:30+00:00") -> Path:
+    folder = root / "gemma3-270m" / lang / stage
     folder.mkdir(parents=True)
-    manifest = {"stage": stage, "model_name": "gemma3-270m", "lang": "en", "status": status, "error": error,
-                "started": "2026-11-23T07:00:00+00:00", "git_commit": "abc123def4567890",
+    manifest = {"stage": stage, "model_name": "gemma3-270m", "lang": lang, "status": status, "error": error,
+                "started": started, "finished": finished, "git_commit": "abc123def4567890", "host": "vm",
                 "decoding": {"temperature": 1.0, "top_k": 64, "top_p": 0.95}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {stage}")])
-    nbformat.write(notebook, folder.parent / f"{stage}.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {stage}")]), folder.parent / f"{stage}.ipynb")
+    return folder
 
 
-def test_report_shows_every_table_figure_and_run_and_links_resolve(isolated_outputs):
-    root = isolated_outputs
-    fixture_run(root, "10_zero_shot", "done")
-    fixture_run(root, "30_self_alignment", "failed", "RuntimeError: out of memory")
-    summary = root / "summary"
-    summary.mkdir(parents=True)
-    pd.DataFrame({"model": ["m"], "lang": ["en"], "strategy": ["chrf_all"], "n_misaligned": [3], "improved": [66.7],
-                  "same": [33.3], "decreased": [0.0]}).to_csv(summary / "table1.csv", index=False)
-    pd.DataFrame({"model": ["m"], "lang": ["en"], "test": ["between_conditions"], "a": ["chrf_all"], "b": ["random"],
-                  "n": [30], "p": [0.001], "holm_p": [0.004]}).to_csv(summary / "tests.csv", index=False)
-    pd.DataFrame({"culture": ["USA"], "aware": [70.1], "culturespa_joint": [72.0]}).to_csv(summary / "culturespa_scores.csv", index=False)
+def png(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots()
     ax.plot([0, 1])
-    fig.savefig(summary / "fig2_improved_by_strategy.png")
-    (root / "bench").mkdir()
-    (root / "bench" / "scoring.json").write_text(json.dumps({"ratio_to_forward": 0.87, "targets": {}}))
+    fig.savefig(path)
+    plt.close(fig)
 
-    index = report.build(root)
-    page = Collect()
+
+def table1_rows(with_validity: bool) -> pd.DataFrame:
+    rows = []
+    for lang, n in (("en", 24), ("ms", 2)):
+        for strategy, improved in (("chrf_all", 61.25), ("random", 50.0), ("placebo_random_answer", 48.75)):
+            row = {"model": "gemma3-270m", "lang": lang, "strategy": strategy, "n_misaligned": 7.5, "improved": improved,
+                   "same": 100 - improved - 10.0, "decreased": 10.0, "n": n, "improved_run_low": improved - 20,
+                   "improved_run_high": improved + 15, "wilcoxon_p": 0.0123456, "sign_test_p": 0.5}
+            if with_validity:
+                row.update(improved_no_effect=47.0, same_no_effect=6.0, decreased_no_effect=47.0,
+                           improved_beyond_no_effect=improved - 47.0)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def outputs_tree(root: Path, with_validity: bool = True) -> Path:
+    """Two languages (one on fewer than 20 probes), a CultureSPA run, a failed run, a half-written CSV."""
+    zero = run_folder(root, "10_zero_shot")
+    pd.DataFrame({"probe_id": ["p1"], "p_majority": [0.5]}).to_csv(zero / "zero_shot.csv", index=False)
+    run_folder(root, "30_self_alignment", "failed", lang="ms", error="RuntimeError: out of memory")
+    (run_folder(root, "10_zero_shot", lang="ms") / "zero_shot.csv").write_text("")  # half-written
+    culture = run_folder(root, "95_culture_eval", started="2026-11-23T07:02:00+00:00", finished="2026-11-23T07:12:30+00:00")
+    rows = [{"culture": c, "method": m, "expected": e, "low": e - 9, "high": e + 9, "draws": 200}
+            for c, shift in (("USA", 0), ("DEU", 2), ("mean", 1)) for m, e in (("unaware", 40.0 + shift), ("aware", 45.5 + shift))]
+    pd.DataFrame(rows).to_csv(culture / "expected_scores.csv", index=False)
+    pd.DataFrame([{"model": "base", "task": "general_mcq", "items": 8, "chance": 0.25, "accuracy": 0.375},
+                  {"model": "culturespa_joint", "task": "general_mcq", "items": 8, "chance": 0.25, "accuracy": 0.25,
+                   "vs_base_difference": -0.125, "vs_base_low": -0.4, "vs_base_high": 0.2, "vs_base_mcnemar_p": 0.62}]
+                 ).to_csv(culture / "general_ability.csv", index=False)
+    pd.DataFrame({"culture": ["USA", "DEU"], "method": "aware", "n": [8, 7], "invalid": 0, "score": 50.0}).to_csv(
+        culture / "scores.csv", index=False)
+    png(culture / "fig_alignment.png")
+    summary = root / "summary"
+    summary.mkdir(parents=True)
+    table1_rows(with_validity).to_csv(summary / "table1.csv", index=False)
+    pd.DataFrame({"model": ["gemma3-270m"], "lang": ["en"], "test": ["between_conditions"], "a": ["chrf_all"], "b": ["random"],
+                  "n": [24], "p": [0.001], "holm_p": [0.004321]}).to_csv(summary / "tests.csv", index=False)
+    if with_validity:
+        pd.DataFrame({"model": ["gemma3-270m"], "lang": ["en"], "condition": ["chrf_all"], "reference": ["placebo_random_answer"],
+                      "n": [24], "improved_diff": [12.5], "improved_diff_low": [-3.25], "improved_diff_high": [30.0],
+                      "too_few_probes": [False]}).to_csv(summary / "contrasts.csv", index=False)
+    for name in ("fig2_improved_by_strategy", "fig7_misaligned_heatmap"):
+        png(summary / f"{name}.png")
+    (summary / "captions.json").write_text(json.dumps({"fig7_misaligned_heatmap": "Figure 7. " + "panel omitted: reason"}))
+    return root
+
+
+@pytest.fixture
+def built(isolated_outputs):
+    root = outputs_tree(isolated_outputs)
+    index, md = results.build(root)
+    page = Page()
     page.feed(index.read_text())
-    assert {"table1", "tests", "culturespa_scores", "benchmark", "runs"} <= set(page.tables)
-    assert any(src.endswith("fig2_improved_by_strategy.png") for src in page.images)
-    assert len({l for l in page.links if "notebooks/" in l}) == 2
+    return root, index, md, page
+
+
+def test_sections_come_in_the_papers_order_and_details_are_collapsed(built):
+    _, index, _, page = built
+    assert page.h2[:4] == ["self-alignment", "culturespa", "general-ability", "details"]
+    assert page.h2[-1] == "not-finished"
+    assert not page.tables["table1-gemma3-270m"] and not page.tables["culturespa-gemma3-270m"]
+    for detail in ("table1", "tests", "contrasts", "runs"):
+        assert page.tables[detail], f"{detail} should be inside <details>"
+    assert '<details id="details-per-probe">' in index.read_text() and "per_probe/gemma3-270m__en__zero_shot.csv" in page.links
+    text = index.read_text()
+    assert text.index('id="self-alignment"') < text.index("fig2_improved_by_strategy.png") < text.index('id="culturespa"')
+    assert '<div class="scroll"><table id="table1">' in text
+
+
+def test_table1_headline_has_languages_as_columns_and_the_controls_beside_it(built):
+    _, index, _, page = built
+    assert page.headers["table1-gemma3-270m"] == ["outcome", "en", "ms*"]
+    labels = page.row_labels["table1-gemma3-270m"]
+    assert labels[:5] == ["probes", "misaligned (expected)", "+ improved %", "= same %", "- decreased %"]
+    assert {"+ if nothing changed %", "+ beyond no effect (pts)", "+ minus placebo (pts)"} <= set(labels)
+    text = index.read_text()
+    assert re.search(r"61\.[23]<br><small>\(41\.[23], 76\.[23]\)</small>", text)  # the one-run interval, 1 decimal
+    assert re.search(r"12\.5<br><small>\(-3\.[23], 30\.0\)</small>", text)  # the placebo contrast where it exists
+    assert "fewer than 20 probes" in text and "ms (2)" in text
+    assert "0.0043" in text and "0.004321" not in text  # p-values with 2 significant digits
+    assert page.headers["tests"][:3] == ["model", "language", "test"]  # headers are words
+    assert "Glossary" in text
+    assert "at most 8 WVS questions per culture" in text and "general ability on 8 items" in text
+    assert "95_culture_eval" not in text[text.index('id="not-finished"'):]  # scores.csv is optional
+
+
+def test_report_works_without_the_validity_columns(isolated_outputs):
+    root = outputs_tree(isolated_outputs, with_validity=False)
+    index, _ = results.build(root)
+    page = Page()
+    page.feed(index.read_text())
+    labels = page.row_labels["table1-gemma3-270m"]
+    assert "+ if nothing changed %" not in labels
+    assert "+ minus placebo (pts)" in labels and "<td>12.5</td>" in index.read_text()  # 61.25 - 48.75
+
+
+def test_every_link_and_image_resolves_and_every_run_links_its_notebook(built):
+    root, index, _, page = built
     for target in page.links + page.images:
         assert (index.parent / target).exists(), target
+    assert len({link for link in page.links if link.startswith("notebooks/")}) == len(list(root.glob("*/*/*.ipynb")))
+
+
+def test_unfinished_runs_are_listed_with_path_and_status(built):
+    root, index, md, _ = built
     text = index.read_text()
-    assert "regression to the mean" in text and "0.004" in text
-    assert "RuntimeError: out of memory" in text and "abc123def456" in text and "top_k=64" in text
+    failed = root / "gemma3-270m" / "ms" / "30_self_alignment"
+    half = root / "gemma3-270m" / "ms" / "10_zero_shot" / "zero_shot.csv"
+    assert str(failed) in text and "RuntimeError: out of memory" in text
+    assert str(half) in text and "unreadable CSV" in text
+    assert str(half) in md.read_text()
+
+
+def test_results_md_numbers_equal_the_csvs(built):
+    root, _, md, _ = built
+    text = md.read_text()
+    t1 = pd.read_csv(root / "summary" / "table1.csv")
+    block = text[text.index("### gemma3-270m"):]
+    header = next(line for line in block.splitlines() if line.startswith("| outcome"))
+    langs = [c.strip().rstrip("*") for c in header.strip("|").split("|")[1:]]
+    improved_line = next(line for line in block.splitlines() if line.startswith("| + improved %"))
+    cells = [c.strip() for c in improved_line.strip("|").split("|")[1:]]
+    for lang, cell in zip(langs, cells):
+        row = t1[(t1["lang"] == lang) & (t1["strategy"] == "chrf_all")].iloc[0]
+        shown = [float(x) for x in re.findall(r"-?\d+\.\d", cell)]
+        assert shown == pytest.approx([row["improved"], row["improved_run_low"], row["improved_run_high"]], abs=0.051)
+    expected = pd.read_csv(root / "gemma3-270m" / "en" / "95_culture_eval" / "expected_scores.csv")
+    mean_aware = expected[(expected["culture"] == "mean") & (expected["method"] == "aware")].iloc[0]
+    aware_line = next(line for line in text.splitlines() if line.startswith("| aware"))
+    assert [float(x) for x in re.findall(r"-?\d+\.\d", aware_line)] == pytest.approx(
+        [mean_aware["expected"], mean_aware["low"], mean_aware["high"]], abs=0.051)
+    assert "| gemma3-270m |" in text and "abc123def456" in text and "12 min 30 s" in text  # provenance from manifests
+    for link in re.findall(r"\]\(([^)]+)\)", text):
+        assert (md.parent / link).exists(), link
+
+
+def test_results_folder_holds_the_report_files(built, tmp_path):
+    root, _, _, _ = built
+    copied = results.copy_results(root, tmp_path / "results" / "quick")
+    names = {p.relative_to(tmp_path / "results" / "quick").as_posix() for p in copied}
+    assert {"RESULTS.md", "summary/table1.csv", "figures/fig2_improved_by_strategy.png",
+            "summary/gemma3-270m__expected_scores.csv", "summary/gemma3-270m__general_ability.csv"} <= names
+    with pytest.raises(FileNotFoundError, match="make report"):
+        results.copy_results(tmp_path / "nothing", tmp_path / "x")
+
+
+def test_an_empty_outputs_folder_gives_a_page_with_the_command(isolated_outputs):
+    isolated_outputs.mkdir(parents=True)
+    index, md = results.build(isolated_outputs)
+    text = index.read_text()
+    assert "no-runs" in text and "make quick" in text
+    assert "make quick" in md.read_text()
+    assert report.main() == 0
+
+
+def test_benchmarks_page_renders_tables_and_old_scalar_files(tmp_path):
+    bench = tmp_path / "outputs" / "bench"
+    bench.mkdir(parents=True)
+    (bench / "engines.json").write_text(json.dumps({"title": "Engines", "cpu": "AMD EPYC", "commit": "abc", "date": "2026-12-01",
+                                                    "tables": [{"caption": "per engine", "rows": [{"engine": "hf", "seconds": 1.5}]}],
+                                                    "notes": ["contended machine"]}))
+    (bench / "scoring.json").write_text(json.dumps({"ratio_to_forward": 0.87, "targets": {}}))
+    page = results.benchmarks_markdown([tmp_path / "outputs"])
+    assert "## Engines" in page and "CPU: AMD EPYC" in page and "| hf | 1.5 |" in page and "- contended machine" in page
+    assert "| ratio_to_forward | 0.87 |" in page

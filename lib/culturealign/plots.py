@@ -45,6 +45,11 @@ def no_data(ax: plt.Axes, title: str, why: str) -> plt.Axes:
     return ax
 
 
+def title_of(fig: plt.Figure) -> str:
+    """The figure's title: its suptitle, else its first axes' title."""
+    return fig.get_suptitle() or next((ax.get_title() for ax in fig.axes if ax.get_title()), "")
+
+
 def titled(fig: plt.Figure, title: str) -> plt.Figure:
     """A figure-level title (the paper's figure number and caption) above its panels."""
     fig.suptitle(title, fontsize=12)
@@ -100,6 +105,8 @@ def histogram(frame: pd.DataFrame, x: str, hue: str, title: str, xlabel: str, we
                  shrink=0.8, stat="percent", common_norm=False, weights=weights, ax=ax)
     ax.set_xticks(range(int(frame[x].min()), int(frame[x].max()) + 1))
     ax.set(title=title, xlabel=xlabel, ylabel="% of misaligned probes")
+    if ax.get_legend() is not None:  # beside the axes: inside, it covers the title or the bars
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=hue, fontsize=8, ncols=1 + frame[hue].nunique() // 10)
     return fig
 
 
@@ -107,8 +114,13 @@ def heatmap(matrix: pd.DataFrame, title: str, label: str, fmt: str = ".0f", ax: 
             vmin: float | None = None, vmax: float | None = None) -> plt.Figure:
     if ax is None:
         _, ax = plt.subplots(figsize=(max(4, 0.9 * matrix.shape[1] + 3), max(2.5, 0.45 * matrix.shape[0] + 1.5)))
-    sns.heatmap(matrix, annot=True, fmt=fmt, cmap="viridis", cbar_kws={"label": label}, ax=ax, vmin=vmin, vmax=vmax)
+    # annotations as large as a cell allows (the colour bar takes about a fifth of the axes): readable
+    # when the page scales the figure down, never overlapping their neighbours
+    cell_pt = 0.8 * ax.get_position().width * ax.figure.get_figwidth() * 72 / max(1, matrix.shape[1])
+    sns.heatmap(matrix, annot=True, fmt=fmt, cmap="viridis", cbar_kws={"label": label}, ax=ax, vmin=vmin, vmax=vmax,
+                annot_kws={"size": max(6.0, min(12.0, cell_pt / 2.2))})
     ax.grid(False)
+    ax.tick_params(axis="y", rotation=0)  # row names read horizontally, beside the axis label
     ax.set_facecolor("#eeeeee")  # cells without data (e.g. a category a language has no probes in)
     ax.set(title=title)
     return ax.figure

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths, wvs
+from . import params, paths, wvs
 from .wvs import Problem
 
 MASTER_COLUMNS = ["probe_id", "qid", "category", "template", "option_a", "option_b",
@@ -341,3 +341,39 @@ def tokens_per_probe(tokenizer, langs: list[str]) -> pd.DataFrame:
         rows.append({"lang": lang, "probes": len(frame), "mean_tokens": sum(lengths) / max(len(lengths), 1),
                      "max_tokens": max(lengths, default=0)})
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------- probe order
+
+PROBE_ORDERS = ("file", "shared")
+
+
+def question_coverage(language_countries: dict[str, str]) -> pd.Series:
+    """Per WVS question (qid): in how many languages at least one probe has its country's majority
+    label. Languages without a probe file or without labels count as covering nothing."""
+    figures = wvs.load_figures()
+    known = set(probe_languages())
+    counts: dict[str, int] = {}
+    for lang, country in language_countries.items():
+        if lang not in known or country not in set(figures["country"]):
+            continue
+        frame = read_probes(lang)[0]
+        labels = majority_labels(frame, country, figures)
+        for qid in set(frame.loc[labels["label"].notna().to_numpy(), "qid"]):
+            counts[qid] = counts.get(qid, 0) + 1
+    return pd.Series(counts, dtype=int, name="languages")
+
+
+def order_probes(labelled: pd.DataFrame, order: str, language_countries: dict[str, str] | None = None) -> pd.DataFrame:
+    """Labelled probes in the order a scaled-down run takes them from the top.
+
+    file: the probe file's order. shared: questions labelled in the most languages first (ties in
+    file order), so that every language of a small run measures the same WVS questions and the
+    cross-language figures compare like with like."""
+    if order not in PROBE_ORDERS:
+        raise ValueError(f"probe_order must be one of {', '.join(PROBE_ORDERS)}, got {order!r}")
+    if order == "file":
+        return labelled
+    coverage = question_coverage(params.language_countries() if language_countries is None else language_countries)
+    rank = labelled["qid"].map(coverage).fillna(0).astype(int)
+    return labelled.assign(_rank=-rank).sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)

@@ -1,42 +1,436 @@
-"""A static HTML report of every run: `make report` -> outputs/report/index.html.
+"""A static HTML report of every run: `make report` -> <outputs>/report/index.html (and RESULTS.md, see results.py).
 
-Links each executed notebook (converted with nbconvert), shows the summary tables (Self-Alignment
-Table 1, soft alignment, the CultureSPA culture x method scores, the scoring benchmark), embeds the
-figures, and lists every run with its model, language, date, git commit and decoding settings,
-failed runs with their error. No server needed: open the file.
+The first screen answers the papers' questions in their own layout: Self-Alignment's Table 1 (per
+model, rows improved / same / decreased, languages as columns) beside what no effect and the
+random-answer placebo give, then the CultureSPA methods table, then the general-ability verdict,
+each with the figure it illustrates. Detail tables, the paper's other figures and every run (with
+its executed notebook) follow, collapsed. No server needed: open the file.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
+import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from . import paths
-from .runs import all_manifests, write_json
+from .runs import write_json
 
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.failed{color:#b00}figure{margin:1.5em 0}
-img{max-width:100%;border:1px solid #eee}code{background:#f6f6f6;padding:1px 3px}h2{border-bottom:1px solid #ddd}"""
+PAPER_STRATEGY = "chrf_all"  # the paper's Table 1 strategy: chrF++ demonstrations across categories
+PLACEBO = "placebo_random_answer"
+MIN_PROBES = 20  # a headline number on fewer probes is marked as such
+STAGE_TABLES = {"10_zero_shot": ["zero_shot.csv"], "30_self_alignment": ["outcomes.csv", "misalignment.csv"],
+                "95_culture_eval": ["expected_scores.csv", "general_ability.csv"]}  # a finished run has these
+CULTURESPA_TABLES = ["expected_scores.csv", "general_ability.csv", "scores.csv"]  # read when present
+SUMMARY_TABLES = [  # (file in summary/, title of its collapsed detail section)
+    ("table1.csv", "Self-Alignment Table 1, every strategy and control"),
+    ("contrasts.csv", "Self-Alignment contrasts between conditions"),
+    ("tests.csv", "Self-Alignment paired tests on p' - p"),
+    ("order_sensitivity.csv", "Order sensitivity |p(A,B) - p(B,A)|"),
+    ("soft_alignment.csv", "Soft alignment: distance to human answer shares"),
+    ("culturespa_scores.csv", "CultureSPA scores per culture and method"),
+]
+FIGURE_CAPTIONS = {  # figure file stem -> what it shows (the paper's figure numbers)
+    "fig2_improved_by_strategy": "Figure 2. Misaligned probes improved, per strategy and control",
+    "fig3_error_reduction_by_strategy": "Figure 3. Error-rate reduction of improved probes",
+    "fig4_error_reduction_by_model": "Figure 4. Error-rate reduction per model",
+    "fig5_improved_by_model": "Figure 5. Misaligned probes improved, per model",
+    "fig6_error_sizes": "Figure 6. Size of zero-shot errors",
+    "fig7_misaligned_heatmap": "Figure 7. Zero-shot misaligned probes per language",
+    "fig8_improved_by_category": "Figure 8. Improved probes per WVS category",
+    "fig10_improved_by_category_language": "Figure 10. Improved probes per category and language",
+    "extra_soft_alignment": "Beyond the paper: distance to human answer shares",
+    "extra_order_sensitivity": "Beyond the paper: order sensitivity",
+    "fig_alignment": "CultureSPA: expected score per culture and method",
+    "fig_alignment_one_run": "CultureSPA: score of one run per culture and method",
+}
+GLOSSARY = {  # column -> (header in words, what it means)
+    "model": ("model", "the model's parameter file"),
+    "lang": ("language", "probe language; its labels come from the country it maps to"),
+    "strategy": ("condition", "how demonstrations are chosen, or a control"),
+    "condition": ("condition", "how demonstrations are chosen, or a control"),
+    "reference": ("against", "the condition it is compared with"),
+    "n_misaligned": ("misaligned", "expected number of probes the paper's protocol flags as misaligned"),
+    "improved": ("improved %", "% of misaligned probes with more majority answers after self-alignment (expected)"),
+    "same": ("same %", "% of misaligned probes with as many majority answers after as before"),
+    "decreased": ("decreased %", "% of misaligned probes with fewer majority answers after"),
+    "improved_no_effect": ("improved if no effect %", "what 'improved' would be if self-alignment changed nothing"),
+    "same_no_effect": ("same if no effect %", "what 'same' would be if nothing changed"),
+    "decreased_no_effect": ("decreased if no effect %", "what 'decreased' would be if nothing changed"),
+    "improved_beyond_no_effect": ("improved beyond no effect (points)", "improved minus improved if no effect"),
+    "n": ("probes", "probes the number is computed over"),
+    "n_unserved": ("unserved", "probes this condition could not serve (too few candidates)"),
+    "draws": ("draws", "random demonstration draws per probe"),
+    "improved_run_low": ("one run: low", "2.5% quantile of 'improved' over simulated runs of the protocol"),
+    "improved_run_high": ("one run: high", "97.5% quantile of 'improved' over simulated runs"),
+    "n_misaligned_run_low": ("misaligned, one run: low", "2.5% quantile over simulated runs"),
+    "n_misaligned_run_high": ("misaligned, one run: high", "97.5% quantile over simulated runs"),
+    "mean_error_reduction": ("error reduction", "mean (d_orig - d_corr) / d_orig of improved probes"),
+    "mean_delta": ("mean p' - p", "mean change of the majority answer's probability"),
+    "delta_ci_low": ("p' - p: low", "bootstrap 95% interval of the mean change"),
+    "delta_ci_high": ("p' - p: high", "bootstrap 95% interval of the mean change"),
+    "wilcoxon_p": ("Wilcoxon p", "paired signed-rank test of p' against p"),
+    "wilcoxon_holm_p": ("Wilcoxon p (Holm)", "Holm-adjusted over the test family"),
+    "improved_draw_sd": ("improved: SD over draws", "spread of 'improved' over demonstration draws"),
+    "improved_draw_min": ("improved: min over draws", "lowest 'improved' of one demonstration draw"),
+    "improved_draw_max": ("improved: max over draws", "highest 'improved' of one demonstration draw"),
+    "sign_test_p": ("sign test p", "improved against decreased probes; biased by regression to the mean"),
+    "rule": ("rule", "how outcomes are counted: protocol (10 draws) or rounded"),
+    "order_combination": ("option orders", "how the two option orders are combined"),
+    "test": ("test", "which comparison"),
+    "a": ("condition", "first condition"),
+    "b": ("against", "second condition"),
+    "mean_diff": ("mean difference", "mean of the paired differences"),
+    "median_diff": ("median difference", "median of the paired differences"),
+    "statistic": ("statistic", "the test statistic"),
+    "p": ("p", "two-sided p-value"),
+    "holm_p": ("p (Holm)", "Holm-adjusted p-value within the primary family"),
+    "family": ("family", "primary (confirmatory, Holm-adjusted) or exploratory"),
+    "family_size": ("tests in family", "how many tests the Holm adjustment counts"),
+    "improved_diff": ("improved difference (points)", "improved % of the condition minus the reference's"),
+    "improved_diff_low": ("difference: low", "95% interval of the difference"),
+    "improved_diff_high": ("difference: high", "95% interval of the difference"),
+    "mean_delta_diff": ("mean p' - p difference", "difference of the mean change"),
+    "mean_delta_diff_low": ("p' - p difference: low", "95% interval"),
+    "mean_delta_diff_high": ("p' - p difference: high", "95% interval"),
+    "too_few_probes": ("too few probes", "true when the contrast rests on too few probes to read"),
+    "mean_gap": ("mean gap", "mean |p(A,B) - p(B,A)|"),
+    "median_gap": ("median gap", "median |p(A,B) - p(B,A)|"),
+    "p90_gap": ("90th percentile gap", "90th percentile of |p(A,B) - p(B,A)|"),
+    "share_over_0.2": ("share of gaps over 0.2", "fraction of probes whose order gap exceeds 0.2"),
+    "all_probes_zero_shot": ("zero-shot, all probes", "distance on every zero-shot probe"),
+    "zero_shot": ("zero-shot", "total variation distance to the country's answer shares, no demonstrations"),
+    "self_aligned": ("self-aligned", "the same distance with demonstrations"),
+    "culture": ("culture", "WVS country (ISO3) or a mean over cultures"),
+    "method": ("method", "CultureSPA prompting or tuning method"),
+    "number": ("number", "which number the row holds: one run or expected"),
+    "expected": ("expected score", "mean score over simulated runs of the authors' protocol"),
+    "low": ("low", "2.5% quantile of one run's score"),
+    "high": ("high", "97.5% quantile of one run's score"),
+    "items": ("items", "general-knowledge questions"),
+    "accuracy": ("accuracy %", "share answered right"),
+    "chance": ("chance %", "accuracy of guessing"),
+    "difference": ("difference (points)", "accuracy minus the base model's"),
+    "verdict": ("verdict", "what the equivalence test concludes"),
+}
+PERCENT = {"improved", "same", "decreased", "improved_no_effect", "same_no_effect", "decreased_no_effect",
+           "improved_beyond_no_effect", "improved_run_low", "improved_run_high", "improved_draw_sd",
+           "improved_draw_min", "improved_draw_max", "improved_diff", "improved_diff_low", "improved_diff_high",
+           "expected", "low", "high", "score", "expected_common", "score_common", "accuracy", "chance",
+           "difference", "diff_low", "diff_high", "margin"}
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1340px;margin:1em auto;padding:0 1em;color:#222;line-height:1.4}
+h1{font-size:1.5em;margin:.3em 0}h2{font-size:1.2em;border-bottom:1px solid #ddd;margin-top:1.4em}h3{font-size:1em;margin:.8em 0 .3em}
+.scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:13px;margin:.4em 0}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}th{background:#f3f3f3;font-weight:600}
+td:first-child,th:first-child{text-align:left}.pair{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+.pair>.tab{flex:0 1 auto;max-width:100%;min-width:0}.pair>.fig{flex:1 1 420px;max-width:760px}small{font-size:11px;color:#555}figure{margin:.4em 0}figcaption{font-size:13px;color:#444}
+img{max-width:100%;border:1px solid #eee}.note{font-size:13px;color:#444;max-width:60em}.failed{color:#b00}
+details{margin:.5em 0}summary{cursor:pointer;font-weight:600}code{background:#f6f6f6;padding:1px 3px}
+dl{font-size:13px;columns:2 26em}dt{font-weight:600}dd{margin:0 0 .3em 1em}"""
 
 
-TABLE1_NOTE = ("n_misaligned, improved, same, decreased: what the paper's 10-draw protocol gives in expectation, "
-               "over the probes every condition could serve (n). run_low/high: the 95% interval one run of the "
-               "protocol would show. sign_test_p compares improved with decreased probes and is biased: probes are "
-               "selected because they scored low, so any change that pulls p toward the middle 'improves' them "
-               "(regression to the mean). Read the Wilcoxon tests against random demonstrations and the "
-               "random-answer placebo (tests table) instead.")
+@dataclass
+class Unfinished:
+    """A run or table the report could not use, and why."""
 
+    path: str
+    status: str
+
+    def __post_init__(self) -> None:  # inside the repository: the path from its root, the same on every machine
+        full = Path(self.path)
+        if full.is_absolute() and full.is_relative_to(paths.REPO):
+            self.path = full.relative_to(paths.REPO).as_posix()
+
+
+@dataclass
+class Outputs:
+    """What an outputs tree holds, read once and tolerant of half-written files."""
+
+    root: Path
+    manifests: list[dict[str, Any]] = field(default_factory=list)
+    unfinished: list[Unfinished] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        return self.tables.get(name)
+
+
+# ----------------------------------------------------------------------------------- reading
+
+def read_csv(path: Path, problems: list[Unfinished]) -> pd.DataFrame | None:
+    """A CSV, or None with the reason in `problems` when it is missing, empty or half-written."""
+    if not path.exists():
+        problems.append(Unfinished(str(path), "missing"))
+        return None
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        problems.append(Unfinished(str(path), f"unreadable CSV ({type(err).__name__})"))
+        return None
+
+
+def read_manifests(root: Path) -> tuple[list[dict[str, Any]], list[Unfinished]]:
+    """Every run manifest under root, and the runs that did not finish (status, missing or broken CSV)."""
+    manifests, unfinished = [], []
+    for path in sorted(root.glob("*/*/*/manifest.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            unfinished.append(Unfinished(str(path.parent), "unreadable manifest"))
+            continue
+        data["dir"] = str(path.parent)
+        manifests.append(data)
+        status = data.get("status", "unknown")
+        if status != "done":
+            unfinished.append(Unfinished(str(path.parent), f"{status}: {data.get('error')}" if data.get("error") else status))
+            continue
+        for name in STAGE_TABLES.get(data.get("stage", path.parent.name), []):
+            read_csv(path.parent / name, unfinished)
+    return manifests, unfinished
+
+
+def load(root: Path) -> Outputs:
+    """Manifests, summary tables and the CultureSPA run's tables of an outputs tree."""
+    manifests, unfinished = read_manifests(root)
+    found = Outputs(root, manifests, unfinished)
+    for name, _ in SUMMARY_TABLES:
+        if (root / "summary" / name).exists():
+            frame = read_csv(root / "summary" / name, found.unfinished)
+            if frame is not None:
+                found.tables[name] = frame
+    for manifest in manifests:
+        if manifest.get("stage") == "95_culture_eval" and manifest.get("status") == "done":
+            for name in CULTURESPA_TABLES:
+                frame = read_csv(Path(manifest["dir"]) / name, [])
+                if frame is not None:
+                    frame.insert(0, "run_model", manifest.get("model_name", ""))
+                    previous = found.tables.get(name)
+                    found.tables[name] = frame if previous is None else pd.concat([previous, frame], ignore_index=True)
+    return found
+
+
+# -------------------------------------------------------------------------------- formatting
+
+def fmt_number(column: str, value: Any) -> str:
+    """One cell for reading: percent with 1 decimal, p-values with 2 significant digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (bool,)) or not isinstance(value, (int, float)):
+        return str(value)
+    if column == "p" or column.endswith("_p"):
+        return f"{value:.2g}"
+    if column in PERCENT or column.startswith("improved"):
+        return f"{value:.1f}"
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.3g}"
+
+
+def header(column: str) -> str:
+    return GLOSSARY.get(column, (column.replace("_", " "), ""))[0]
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cells as strings formatted per column, headers in words."""
+    shown = pd.DataFrame({c: [fmt_number(str(c), v) for v in frame[c]] for c in frame.columns}, index=frame.index)
+    return shown.rename(columns={c: header(str(c)) for c in frame.columns})
+
+
+def interval(value: float, low: float | None, high: float | None, digits: int = 1) -> str:
+    """'12.3 (4.0, 20.1)', or the value alone without an interval."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} ({low:.{digits}f}, {high:.{digits}f})"
+
+
+def html_table(frame: pd.DataFrame, table_id: str, index: bool = False) -> str:
+    """A table in its own horizontally scrolling box; header cells carry the glossary as a tooltip."""
+    cols = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
+    head = "".join(f'<th title="{html.escape(_meaning(c))}">{html.escape(c)}</th>' for c in cols)
+    rows = []
+    for key, row in frame.iterrows():
+        cells = ([key] if index else []) + list(row)
+        rows.append("<tr>" + "".join(f"<td>{_cell(str(c))}</td>" for c in cells) + "</tr>")
+    return f'<div class="scroll"><table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _cell(text: str) -> str:
+    """A value with its interval gets the interval on a second, smaller line: narrow columns."""
+    found = re.fullmatch(r"(-?[0-9.]+) (\(.+\))", text)
+    if found:
+        return f"{html.escape(found[1])}<br><small>{html.escape(found[2])}</small>"
+    return html.escape(text)
+
+
+def _meaning(label: str) -> str:
+    return next((m for w, m in GLOSSARY.values() if w == label), "")
+
+
+# ---------------------------------------------------------------------------- headline tables
+
+def paper_table1(t1: pd.DataFrame, contrasts: pd.DataFrame | None = None,
+                 strategy: str = PAPER_STRATEGY) -> dict[str, pd.DataFrame]:
+    """Per model, the paper's Table 1 layout for one strategy: rows + / = / - (with the interval one
+    run of the protocol would show for +), languages as columns; beside them, where present, what no
+    effect would give and the difference from the random-answer placebo. A language whose numbers
+    rest on fewer than MIN_PROBES probes carries a '*' after its code."""
+    tables = {}
+    for model, rows in t1[t1["strategy"] == strategy].groupby("model", sort=True):
+        columns = {}
+        for r in rows.sort_values("lang").itertuples(index=False):
+            r = r._asdict()
+            n = int(r.get("n", 0) or 0)
+            cells = {"probes": str(n), "misaligned (expected)": f"{r['n_misaligned']:.1f}",
+                     "+ improved %": interval(r["improved"], r.get("improved_run_low"), r.get("improved_run_high")),
+                     "= same %": fmt_number("same", r["same"]), "- decreased %": fmt_number("decreased", r["decreased"])}
+            if "improved_no_effect" in r:
+                cells["+ if nothing changed %"] = fmt_number("improved", r["improved_no_effect"])
+            if "improved_beyond_no_effect" in r:
+                cells["+ beyond no effect (pts)"] = fmt_number("improved", r["improved_beyond_no_effect"])
+            cells["+ minus placebo (pts)"] = _placebo_difference(t1, contrasts, model, r["lang"], strategy)
+            columns[f"{r['lang']}{'*' if n < MIN_PROBES else ''}"] = cells
+        table = pd.DataFrame(columns)
+        table.index.name = "outcome"
+        tables[str(model)] = table
+    return tables
+
+
+def _placebo_difference(t1: pd.DataFrame, contrasts: pd.DataFrame | None, model: str, lang: str, strategy: str) -> str:
+    """improved % of the strategy minus the placebo's: the contrasts table's estimate with its
+    interval where it exists, else the difference of the two Table 1 rows (no interval)."""
+    if contrasts is not None and {"condition", "reference", "improved_diff"} <= set(contrasts.columns):
+        hit = contrasts[(contrasts["model"] == model) & (contrasts["lang"] == lang) &
+                        (contrasts["condition"] == strategy) & (contrasts["reference"] == PLACEBO)]
+        if len(hit):
+            h = hit.iloc[0]
+            return interval(h["improved_diff"], h.get("improved_diff_low"), h.get("improved_diff_high"))
+    both = t1[(t1["model"] == model) & (t1["lang"] == lang)].set_index("strategy")["improved"]
+    if strategy in both and PLACEBO in both:
+        return fmt_number("improved", float(both[strategy] - both[PLACEBO]))
+    return ""
+
+
+def culturespa_table(expected: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per model, CultureSPA methods x the mean over cultures: expected score with the 95% range of
+    one run (and, where present, the mean over the cultures specific adapters cover, and the score
+    on the questions every method answered validly)."""
+    tables = {}
+    means = expected[expected["culture"].astype(str).str.startswith("mean")]
+    for model, rows in means.groupby("run_model", sort=True):
+        table: dict[str, dict[str, str]] = {}
+        for r in rows.itertuples(index=False):
+            r = r._asdict()
+            label = "mean over cultures" if r["culture"] == "mean" else str(r["culture"])
+            table.setdefault(f"{label}: expected (95% range)", {})[r["method"]] = interval(r["expected"], r.get("low"), r.get("high"))
+            if "expected_common" in r:
+                table.setdefault(f"{label}: on questions every method answered", {})[r["method"]] = fmt_number("expected", r["expected_common"])
+        frame = pd.DataFrame(table)
+        frame.index.name = "method"
+        tables[str(model)] = frame
+    return tables
+
+
+def general_table(general: pd.DataFrame) -> pd.DataFrame:
+    """General ability of the base model and each adapter: accuracy, chance, the difference from
+    base in points with its 95% interval, McNemar's p, and the verdict where the statistics give one."""
+    rows = []
+    for r in general.to_dict("records"):
+        row = {"model": r.get("run_model", ""), "method": r["model"], "items": r.get("items"),
+               "accuracy %": fmt_number("accuracy", 100 * r["accuracy"]), "chance %": fmt_number("chance", 100 * r["chance"]),
+               "difference from base (points)": "", "McNemar p": ""}
+        diff = r.get("vs_base_difference")
+        if diff is not None and not pd.isna(diff):
+            row["difference from base (points)"] = interval(100 * diff, 100 * r.get("vs_base_low", math.nan),
+                                                            100 * r.get("vs_base_high", math.nan))
+            row["McNemar p"] = fmt_number("p", r.get("vs_base_mcnemar_p"))
+        if "verdict" in r:
+            row["verdict"] = "" if pd.isna(r["verdict"]) else str(r["verdict"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def few_questions_note(scores: pd.DataFrame | None, general: pd.DataFrame | None) -> str:
+    """Says plainly when CultureSPA's scores or the general-ability verdict rest on fewer than
+    MIN_PROBES questions (the tour), and is empty otherwise."""
+    notes = []
+    if scores is not None and "n" in scores and len(scores) and scores["n"].max() < MIN_PROBES:
+        notes.append(f"each CultureSPA score rests on at most {int(scores['n'].max())} WVS questions per culture")
+    if general is not None and "items" in general and len(general) and general["items"].max() < MIN_PROBES:
+        notes.append(f"general ability on {int(general['items'].max())} items")
+    if not notes:
+        return ""
+    return (f"Fewer than {MIN_PROBES} questions, too few to read as a result: {'; '.join(notes)}. "
+            "The run shows the steps; a full run (make all) gives the numbers.")
+
+
+def few_probe_note(t1: pd.DataFrame, strategy: str = PAPER_STRATEGY) -> str:
+    """Says plainly which languages' numbers rest on fewer than MIN_PROBES probes."""
+    rows = t1[(t1["strategy"] == strategy) & (t1["n"] < MIN_PROBES)].sort_values("lang") if "n" in t1 else t1.iloc[0:0]
+    if rows.empty:
+        return f"Every language's numbers rest on at least {MIN_PROBES} probes."
+    langs = ", ".join(f"{r.lang} ({int(r.n)})" for r in rows.itertuples())
+    return (f"* rests on fewer than {MIN_PROBES} probes, too few to read as a result: {langs}. "
+            f"The run shows the steps; a full run (make all) gives the numbers.")
+
+
+# --------------------------------------------------------------------------------- figures
+
+def figures(root: Path, out: Path) -> list[tuple[str, str, Path]]:
+    """Copy every PNG figure into the report folder; return (stem, caption, path in report). The
+    caption comes from summary/captions.json where a figure says more (e.g. an omitted panel)."""
+    captions_file = root / "summary" / "captions.json"
+    extra = json.loads(captions_file.read_text(encoding="utf-8")) if captions_file.exists() else {}
+    found = sorted([*(root / "summary").glob("*.png"), *root.glob("*/*/*/fig_*.png")], key=lambda p: figure_order(p.stem))
+    copied = []
+    for source in found:
+        in_summary = source.parent.name == "summary"
+        name = source.name if in_summary else f"{source.parent.parent.parent.name}__{source.parent.parent.name}__{source.name}"
+        target = out / "figures" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        caption = extra.get(source.stem) or caption_of(source.stem)
+        if not in_summary:
+            caption += f" ({source.parent.parent.parent.name}, {source.parent.name})"
+        copied.append((source.stem, caption, target))
+    return copied
+
+
+def figure_order(stem: str) -> tuple[int, str]:
+    """Sort key: the papers' figure order (FIGURE_CAPTIONS), then by name."""
+    order = list(FIGURE_CAPTIONS)
+    base = stem.split("__")[-1]
+    return (order.index(base) if base in order else len(order), stem)
+
+
+def caption_of(stem: str) -> str:
+    """The caption of a figure file stem, also one prefixed with its model and language (model__lang__fig_x)."""
+    base = stem.split("__")[-1]
+    return FIGURE_CAPTIONS.get(base, base.replace("_", " "))
+
+
+def figure_html(item: tuple[str, str, Path], out: Path) -> str:
+    """The figure, linked to its full-size PNG (small annotations stay readable), with its caption."""
+    stem, caption, path = item
+    src = path.relative_to(out).as_posix()
+    return (f'<figure id="fig-{html.escape(stem)}"><a href="{src}"><img src="{src}" alt="{html.escape(caption)}"></a>'
+            f"<figcaption>{html.escape(caption)} (click for full size)</figcaption></figure>")
+
+
+# ------------------------------------------------------------------------------- notebooks, runs
 
 def convert_notebook(source: Path, target: Path) -> Path:
     """Executed notebook -> standalone HTML (reconverted only when the notebook is newer)."""
-    from nbconvert import HTMLExporter
     import nbformat
+    from nbconvert import HTMLExporter
 
     if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
         return target
@@ -46,13 +440,21 @@ def convert_notebook(source: Path, target: Path) -> Path:
     return target
 
 
-def table_html(frame: pd.DataFrame, table_id: str) -> str:
-    return frame.to_html(index=False, table_id=table_id, float_format=lambda v: f"{v:.3g}", border=0, na_rep="")
+def wall_seconds(manifest: dict[str, Any]) -> float | None:
+    """Seconds from a run's start to its finish, from the manifest."""
+    try:
+        start = pd.Timestamp(manifest["started"])
+        end = pd.Timestamp(manifest["finished"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if pd.isna(start) or pd.isna(end):
+        return None
+    return float((end - start).total_seconds())
 
 
-def run_rows(manifests: list[dict[str, Any]], out: Path) -> tuple[list[str], list[str]]:
-    """HTML rows of every run and of the failed ones."""
-    rows, failed = [], []
+def run_rows(manifests: list[dict[str, Any]], out: Path) -> list[str]:
+    """HTML rows of every run, each linking to its executed notebook."""
+    rows = []
     for m in sorted(manifests, key=lambda m: (m.get("model_name", ""), m.get("lang", ""), m.get("stage", ""))):
         folder = Path(m["dir"])
         notebook = folder.parent / f"{folder.name}.ipynb"
@@ -62,84 +464,163 @@ def run_rows(manifests: list[dict[str, Any]], out: Path) -> tuple[list[str], lis
             link = f'<a href="{page.relative_to(out).as_posix()}">notebook</a>'
         decoding = ", ".join(f"{k}={v}" for k, v in (m.get("decoding") or {}).items()) or "n/a"
         status = m.get("status", "unknown")
+        seconds = wall_seconds(m)
         cells = [m.get("stage", folder.name), m.get("model_name", ""), m.get("lang", ""), status,
-                 (m.get("started") or "")[:19].replace("T", " "), (m.get("git_commit") or "")[:12], decoding]
+                 (m.get("started") or "")[:19].replace("T", " "), "" if seconds is None else f"{seconds:.0f}",
+                 (m.get("git_commit") or "")[:12], decoding]
         rows.append("<tr" + (' class="failed"' if status != "done" else "") + ">" +
                     "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + f"<td>{link}</td></tr>")
-        if status != "done":
-            failed.append(f"<li><b>{html.escape(m.get('stage', ''))}</b> ({html.escape(m.get('model_name', ''))}, "
-                          f"{html.escape(m.get('lang', ''))}): {html.escape(str(m.get('error') or status))} {link}</li>")
-    return rows, failed
+    return rows
 
 
-def summary_tables(root: Path) -> list[tuple[str, str, pd.DataFrame]]:
-    """(id, title, table) of each summary table that exists."""
-    found = []
-    for table_id, title, path in [
-        ("table1", "Self-Alignment: Table 1 (the paper's protocol in expectation, % of misaligned probes)", root / "summary" / "table1.csv"),
-        ("tests", "Self-Alignment: paired Wilcoxon tests on p' - p, Holm-corrected over the family", root / "summary" / "tests.csv"),
-        ("order_sensitivity", "Self-Alignment: order sensitivity |p(A,B) - p(B,A)|", root / "summary" / "order_sensitivity.csv"),
-        ("soft_alignment", "Soft alignment: distance to human answer shares", root / "summary" / "soft_alignment.csv"),
-        ("culturespa_scores", "CultureSPA: alignment score, culture x method", root / "summary" / "culturespa_scores.csv"),
-    ]:
-        if path.exists():
-            found.append((table_id, title, pd.read_csv(path)))
-    bench = root / "bench" / "scoring.json"
-    if bench.exists():
-        data = json.loads(bench.read_text())
-        data.pop("targets", None)
-        found.append(("benchmark", "Exact scoring benchmark", pd.DataFrame([{"measure": k, "value": v} for k, v in data.items()])))
-    return found
+PER_PROBE = {"10_zero_shot": "zero_shot.csv", "30_self_alignment": "outcomes.csv"}
 
 
-def figures(root: Path, out: Path) -> list[tuple[str, Path]]:
-    """Copy every PNG figure into the report folder; return (caption, path in report)."""
-    found = sorted((root / "summary").glob("*.png")) + sorted(root.glob("*/*/*/fig_*.png"))
+def copy_headline_sources(manifests: list[dict[str, Any]], out: Path) -> list[Path]:
+    """The CultureSPA run's tables behind the headline (expected scores, general ability) into the
+    report's summary/ as <model>__<file>, so RESULTS.md's numbers travel with their source."""
     copied = []
-    for source in found:
-        name = source.name if source.parent.name == "summary" else f"{source.parent.parent.parent.name}__{source.parent.parent.name}__{source.name}"
-        target = out / "figures" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-        copied.append((source.stem.replace("_", " "), target))
+    for m in manifests:
+        if m.get("stage") == "95_culture_eval" and m.get("status") == "done":
+            for name in CULTURESPA_TABLES:
+                source = Path(m["dir"]) / name
+                if source.exists():
+                    target = out / "summary" / f"{m.get('model_name')}__{name}"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source, target)
+                    copied.append(target)
     return copied
 
 
+def per_probe_html(manifests: list[dict[str, Any]], out: Path) -> str:
+    """Links to every finished run's per-probe table (copied into the report): too long to show inline."""
+    items = []
+    for m in sorted(manifests, key=lambda m: (m.get("model_name", ""), m.get("lang", ""), m.get("stage", ""))):
+        name = PER_PROBE.get(m.get("stage", ""))
+        source = Path(m["dir"]) / name if name else None
+        if m.get("status") != "done" or source is None or not source.exists():
+            continue
+        target = out / "per_probe" / f"{m.get('model_name')}__{m.get('lang')}__{name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        items.append(f'<li>{html.escape(str(m.get("model_name")))}, {html.escape(str(m.get("lang")))}, {html.escape(m["stage"])}: '
+                     f'<a href="{target.relative_to(out).as_posix()}">{html.escape(name)}</a></li>')
+    if not items:
+        return ""
+    return f'<details id="details-per-probe"><summary>Per probe: each run\'s table</summary><ul>{"".join(items)}</ul></details>'
+
+
+def unfinished_html(unfinished: list[Unfinished]) -> str:
+    items = "".join(f"<li><code>{html.escape(u.path)}</code>: {html.escape(u.status)}</li>" for u in unfinished)
+    return f'<h2 class="failed" id="not-finished">Not finished</h2><ul id="failed">{items}</ul>'
+
+
+def glossary_html(columns: set[str]) -> str:
+    entries = "".join(f"<dt>{html.escape(w)}</dt><dd>{html.escape(m)}</dd>" for c, (w, m) in GLOSSARY.items() if c in columns and m)
+    return f'<details id="glossary"><summary>Glossary of column headers</summary><dl>{entries}</dl></details>'
+
+
+# ------------------------------------------------------------------------------------- page
+
+EMPTY_PAGE = ("<p id='no-runs'>No runs under <code>{root}</code> yet. Run the tour, "
+              "<code>make quick</code> (the whole job at small scale), or the main job, <code>make all</code>, "
+              "then <code>make report</code>.</p>")
+TABLE1_NOTE = ("+ / = / -: improved, same, decreased, as expected values of the paper's 10-draw protocol in % of "
+               "the misaligned probes; in brackets the 95% range one run of the protocol would show. Read + against "
+               "'+ if nothing changed' (the protocol calls many misaligned probes improved when nothing changes) and "
+               "against the random-answer placebo (demonstrations whose answers are drawn at random). The statistics "
+               "are described in docs/protocol.md.")
+
+
+def section(title: str, section_id: str, body: list[str], figure: str = "") -> list[str]:
+    """A headline section: its table(s) beside the figure that illustrates them."""
+    if not figure:
+        return [f'<h2 id="{section_id}">{html.escape(title)}</h2>', *body]
+    return [f'<h2 id="{section_id}">{html.escape(title)}</h2>', '<div class="pair"><div class="tab">', *body,
+            '</div><div class="fig">', figure, "</div></div>"]
+
+
+def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]], out: Path) -> list[str]:
+    parts: list[str] = []
+    t1 = data.table("table1.csv")
+    if t1 is not None and len(t1):
+        body = []
+        for model, table in paper_table1(t1, data.table("contrasts.csv")).items():
+            body += [f"<h3>{html.escape(model)}, {PAPER_STRATEGY} (chrF++ demonstrations across categories)</h3>",
+                     html_table(table, f"table1-{model}", index=True)]
+        body += [f'<p class="note">{html.escape(TABLE1_NOTE)}</p>', f'<p class="note" id="few-probes">{html.escape(few_probe_note(t1))}</p>']
+        fig = pictures.get("fig2_improved_by_strategy")
+        parts += section("Self-Alignment: Table 1", "self-alignment", body, figure_html(fig, out) if fig else "")
+    expected = data.table("expected_scores.csv")
+    if expected is not None and len(expected):
+        body = [html_table(table, f"culturespa-{model}", index=True) for model, table in culturespa_table(expected).items()]
+        body.append('<p class="note">Alignment score on WVS-7 (% of questions answered as the culture\'s majority), '
+                    "expected over simulated runs of the authors' protocol, with the 95% range of one run.</p>")
+        few = few_questions_note(data.table("scores.csv"), None)
+        if few:
+            body.append(f'<p class="note" id="few-questions">{html.escape(few)}</p>')
+        fig = next((v for k, v in pictures.items() if k.startswith("fig_alignment") and not k.endswith("one_run")), None)
+        parts += section("CultureSPA: methods", "culturespa", body, figure_html(fig, out) if fig else "")
+    general = data.table("general_ability.csv")
+    if general is not None and len(general):
+        parts += section("General ability after tuning", "general-ability",
+                         [html_table(general_table(general), "general-ability"),
+                          ('<p class="note">Accuracy on the same general-knowledge items before and after tuning; '
+                           "difference from the base model with its 95% interval and the exact McNemar test.</p>"),
+                          f'<p class="note" id="few-items">{html.escape(few_questions_note(None, general))}</p>'])
+    return parts
+
+
 def build(root: Path | None = None) -> Path:
-    """Write <outputs>/report/index.html and return its path."""
+    """Write <outputs>/report/index.html and return its path (results.build adds RESULTS.md)."""
     root = root or paths.outputs()
     out = root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    manifests = all_manifests()
-    rows, failed = run_rows(manifests, out)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>culturealign report</title><style>{STYLE}</style></head><body>",
+    data = load(root)
+    parts = [(f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, initial-scale=1'>"
+             f"<title>culturealign report</title><style>{STYLE}</style></head><body>"),
              "<h1>culturealign report</h1>",
-             f"<p>{len(manifests)} runs, {len(failed)} not finished. Self-Alignment (Choenni &amp; Shutova, 2024) and "
-             f"CultureSPA (Xu et al., 2024) on WVS-7.</p>"]
-    notes = {"table1": TABLE1_NOTE}
-    for table_id, title, frame in summary_tables(root):
-        parts += [f"<h2>{html.escape(title)}</h2>", table_html(frame, table_id)]
-        if table_id in notes:
-            parts.append(f'<p class="note" id="{table_id}_note">{html.escape(notes[table_id])}</p>')
-    pictures = figures(root, out)
-    if pictures:
-        parts.append("<h2>Figures</h2>")
-        parts += [f'<figure><img src="{p.relative_to(out).as_posix()}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}</figcaption></figure>'
-                  for c, p in pictures]
-    parts += ["<h2>Runs</h2>", '<table id="runs"><tr><th>stage</th><th>model</th><th>lang</th><th>status</th><th>started (UTC)</th>'
-              "<th>commit</th><th>decoding</th><th>notebook</th></tr>", *rows, "</table>"]
-    if failed:
-        parts += ['<h2 class="failed">Runs that did not finish</h2>', '<ul id="failed">', *failed, "</ul>"]
+             (f"<p>Self-Alignment (Choenni &amp; Shutova, 2024) and CultureSPA (Xu et al., 2024) on WVS-7: "
+             f"{len(data.manifests)} runs, {len(data.unfinished)} not finished. Outputs: <code>{html.escape(str(root))}</code>.</p>")]
+    if not data.manifests and not data.tables:
+        parts.append(EMPTY_PAGE.format(root=html.escape(str(root))))
+        pictures: dict[str, tuple[str, str, Path]] = {}
+    else:
+        pictures = {stem: item for item in figures(root, out) for stem in [item[0]]}
+        parts += headline_sections(data, pictures, out)
+        shown = {"fig2_improved_by_strategy"} | {k for k in pictures if k.startswith("fig_alignment") and not k.endswith("one_run")}
+        rest = [item for stem, item in pictures.items() if stem not in shown]
+        if rest:
+            parts += ['<details id="figures"><summary>The papers\' other figures</summary>', *[figure_html(i, out) for i in rest], "</details>"]
+        parts.append('<h2 id="details">Details</h2>')
+        columns: set[str] = set()
+        for name, title in SUMMARY_TABLES:
+            frame = data.table(name)
+            if frame is not None:
+                columns |= set(frame.columns)
+                parts += [f'<details id="details-{name[:-4]}"><summary>{html.escape(title)}</summary>',
+                          html_table(readable(frame), name[:-4]), f'<p class="note"><a href="summary/{name}">{name}</a></p>', "</details>"]
+                (out / "summary").mkdir(exist_ok=True)
+                shutil.copy2(root / "summary" / name, out / "summary" / name)
+        copy_headline_sources(data.manifests, out)
+        parts.append(per_probe_html(data.manifests, out))
+        parts += ['<details id="details-runs"><summary>Every run, with its executed notebook</summary>',
+                  ('<div class="scroll"><table id="runs"><tr><th>stage</th><th>model</th><th>language</th><th>status</th>'
+                  "<th>started (UTC)</th><th>wall time (s)</th><th>commit</th><th>decoding</th><th>notebook</th></tr>"),
+                  *run_rows(data.manifests, out), "</table></div></details>", glossary_html(columns)]
+    if data.unfinished:
+        parts.append(unfinished_html(data.unfinished))
     parts.append("</body></html>")
     index = out / "index.html"
     index.write_text("\n".join(parts), encoding="utf-8")
-    write_json(out / "contents.json", {"runs": len(manifests), "failed": len(failed), "figures": [p.name for _, p in pictures]})
+    write_json(out / "contents.json", {"runs": len(data.manifests), "not_finished": [u.__dict__ for u in data.unfinished],
+                                       "figures": sorted(p.name for _, _, p in pictures.values())})
     return index
 
 
 def main() -> int:
     index = build()
-    print(f"wrote {index}  (open it in a browser; no server needed)")
+    print(f"wrote {index}  (open it in a browser; no server needed; `make report` writes RESULTS.md too)")
     return 0
 
 

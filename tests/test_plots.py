@@ -1,0 +1,74 @@
+"""Figures are legible: legends beside the data, never over a title; no panel without data."""
+
+import json
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from culturealign import plots, summary
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_histogram_legend_sits_beside_the_axes_not_over_title_or_bars():
+    frame = pd.DataFrame({"errors": list(range(1, 11)) * 14, "lang": [l for l in "abcdefghijklmn" for _ in range(10)],
+                          "weight": 1.0})
+    fig = plots.titled(plots.histogram(frame, "errors", "lang", "", "errors", weights="weight"), "Figure 6. A title")
+    fig.tight_layout()
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= ax.get_window_extent(renderer).x1  # right of the plotting area: covers no bar
+    title = next(t for t in fig.texts if t.get_text() == "Figure 6. A title")
+    assert not _overlaps(legend, title.get_window_extent(renderer))
+    plt.close(fig)
+
+
+def test_title_of_reads_the_suptitle_or_the_axes_title():
+    fig, ax = plt.subplots()
+    ax.set_title("axes title")
+    assert plots.title_of(fig) == "axes title"
+    assert plots.title_of(plots.titled(fig, "Figure 2. x")) == "Figure 2. x"
+    plt.close(fig)
+
+
+def test_no_common_question_omits_that_panel_and_says_why():
+    drawn = []
+
+    def draw(frame, ax, title, legend):
+        drawn.append(title)
+        ax.bar(frame["x"], frame["y"])
+        ax.set_title(title)
+
+    full = pd.DataFrame({"x": ["a", "b"], "y": [1, 2]})
+    fig, note = summary._common_and_full(draw, "Figure 5. t", full.iloc[0:0], full, 0, 7)
+    assert len(fig.axes) == 1 and drawn == ["all probes (7 questions)"] and "omitted" in note
+    plt.close(fig)
+    fig, note = summary._common_and_full(draw, "Figure 5. t", full, full, 2, 7)
+    assert len(fig.axes) == 2 and note == ""
+    plt.close(fig)
+    fig, note = summary._common_and_full(draw, "Figure 5. t", full, full, 7, 7)  # every question common: one panel
+    assert len(fig.axes) == 1 and "same WVS questions" in note
+    plt.close(fig)
+
+
+def test_figures_write_captions_that_explain_an_omitted_panel(tmp_path):
+    from culturealign import selfalign
+
+    from tests.test_summary import (
+        synthetic_results,  # the same synthetic measurements as the summary tests
+    )
+
+    parts = [selfalign.outcomes(synthetic_results(lang, 6, seed=i)).assign(model="m", lang=lang) for i, lang in enumerate(("en", "de"))]
+    outcomes = pd.concat(parts, ignore_index=True)
+    disjoint = outcomes.assign(qid=outcomes["lang"] + outcomes["qid"])
+    misalignment = pd.concat([selfalign.misalignment(pd.DataFrame({
+        "probe_id": [f"{lang}{i}" for i in range(3)], "qid": [f"{lang}Q{i}" for i in range(3)], "category": "A",
+        "p_majority": [0.3, 0.6, 0.9]})).assign(model="m", lang=lang) for lang in ("en", "de")])
+    summary.figures(summary.table1(disjoint, runs=20), disjoint, misalignment, pd.DataFrame(), pd.DataFrame(), tmp_path)
+    captions = json.loads((tmp_path / "captions.json").read_text())
+    for name in ("fig4_error_reduction_by_model", "fig5_improved_by_model", "fig7_misaligned_heatmap"):
+        assert captions[name].startswith("Figure ") and "omitted" in captions[name]
+    assert "omitted" not in captions["fig2_improved_by_strategy"]
