@@ -31,6 +31,7 @@ def test_general_mcq_agrees_with_the_harness_item_by_item(lm):
         assert np.allclose(np.asarray(p) / np.sum(p), softmax(loglik), atol=1e-4)
 
 
+@pytest.mark.model  # lm-evaluation-harness indexes its tasks first: tens of seconds
 def test_harness_task_without_local_data_fails_with_a_fetch_hint(tiny_lm, monkeypatch):
     pytest.importorskip("lm_eval")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
@@ -75,7 +76,7 @@ def test_general_ability_table_says_items_chance_and_prompt(tiny_lm, tmp_path):
 def test_a_chat_model_is_asked_general_items_in_its_chat_template(tiny_lm):
     import copy
 
-    tokenizer = copy.deepcopy(tiny_lm.tokenizer)
+    tokenizer = copy.copy(tiny_lm.tokenizer)  # own chat_template, shared vocabulary: a deep copy takes seconds
     tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}[assistant]"
     text = prompts.mcq_prompt("Capital of France?", ["Paris", "Rome", "Oslo", "Bern"], chat=True, tokenizer=tokenizer)
     assert text.startswith("[user] Question: Capital of France?") and text.endswith("correct option.\n[assistant]")
