@@ -47,12 +47,16 @@ def gemma_tokenizer_dir():
 
 
 @pytest.fixture(scope="session")
-def gemma_tokenizer():
+def gemma_tokenizer(request):
     """The real Gemma 3 tokenizer (BOS, chat template absent, 262,144 tokens): what plumbing
-    tests need from the model, without its weights."""
+    tests need from the model, without its weights. When the session also runs model tests, the
+    embedded model's cache is made here (they need it anyway), so a fresh clone converts the
+    tokenizer from the GGUF once, not twice."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(gemma_tokenizer_dir()), local_files_only=True)
+    loads_model = any(item.get_closest_marker("model") for item in request.session.items)
+    folder = models.prepare_embedded() if loads_model else gemma_tokenizer_dir()
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
 @pytest.fixture(scope="session")

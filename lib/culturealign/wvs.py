@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,26 @@ CATEGORIES: list[tuple[str, int, int]] = [
 ZERO_BASED = {*range(94, 106), 119, *range(122, 130), *range(241, 250)}
 VALUE_QUESTIONS = [f"Q{n}" for n in range(1, 260) if n != 223] + ["Q234A"]
 FIGURE_COLUMNS = ["country", "qid", "code", "share", "source"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A row that was not used, and why: reported, never silently dropped.
+
+    `unit` says what `line` counts: a line of a text file, or a record (1-based) of a JSON list.
+    """
+
+    file: str
+    line: int
+    reason: str
+    unit: str = "line"
+
+    def __str__(self) -> str:
+        if self.line <= 0:  # the whole file
+            return f"{self.file}: {self.reason}"
+        if self.unit == "line":
+            return f"{self.file}:{self.line}: {self.reason}"
+        return f"{self.file} {self.unit} {self.line}: {self.reason}"
 
 
 def question_number(qid: str) -> int:

@@ -24,6 +24,7 @@ from .wvs import (
     PRIORITY,
     SOURCE_NAMES,
     VALUE_QUESTIONS,
+    Problem,
     load_questions,
     scale_codes,
     source_kind,
@@ -124,26 +125,6 @@ COUNTRY_CODES: dict[str, str] = {
     "Vietnam": "VNM",
     "Zimbabwe": "ZWE",
 }
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A row that was not used, and why: reported, never silently dropped.
-
-    `unit` says what `line` counts: a line of a text file, or a record (1-based) of a JSON list.
-    """
-
-    file: str
-    line: int
-    reason: str
-    unit: str = "line"
-
-    def __str__(self) -> str:
-        if self.line <= 0:  # the whole file
-            return f"{self.file}: {self.reason}"
-        if self.unit == "line":
-            return f"{self.file}:{self.line}: {self.reason}"
-        return f"{self.file} {self.unit} {self.line}: {self.reason}"
 
 
 # ---------------------------------------------------------------- aggregation of respondent rows
