@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 STAGES := $(PY) -m culturealign.stages
 
-.PHONY: help setup all quick run smoke test test-vllm unit bench serve serve-stop lab report results wvs clean
+.PHONY: help setup all quick run lint unit test-model smoke test test-vllm bench serve serve-stop lab report results wvs clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -38,14 +38,25 @@ quick: setup ## the tour: the whole job at small scale (params/quick.yaml, 2 sta
 run: setup ## one stage: make run NB=10_zero_shot MODEL=gemma3-270m LANG=de
 	$(STAGES) run $(NB) --model $(MODEL) --lang $(RUN_LANG)
 
-smoke: setup ## execute every notebook on tiny parameters (tests/smoke)
-	$(PY) -m pytest -q tests/smoke
+# Test tiers, by the markers declared in pyproject.toml: unit (no model, no process), model (the
+# embedded 270M model, or a subprocess or local server), smoke (every notebook), vllm (a real server).
+UNIT := not model and not process and not smoke and not vllm
 
-unit: setup ## unit tests of lib only
-	$(PY) -m pytest -q tests --ignore=tests/smoke -m "not vllm"
+lint: setup ## ruff: lint and format check (configured in pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
-test: setup ## unit tests, notebook smoke tests, and the tests against a real vLLM CPU server (.venv-vllm, made on first use)
-	$(PY) -m pytest -q tests
+unit: setup ## unit tests of lib: no model weights, no process, no server (under 2 minutes)
+	$(PY) -m pytest -q tests -m "$(UNIT)"
+
+test-model: setup ## tests on the embedded 270M model, and tests that start a subprocess or a local server
+	$(PY) -m pytest -q tests -m "(model or process) and not smoke and not vllm"
+
+smoke: setup ## execute every notebook on tiny parameters, two stages at a time (tests/smoke)
+	$(PY) -m pytest -q tests -m smoke
+
+test: lint ## what CI runs: lint, then every tier (unit, model, smoke, and vLLM: .venv-vllm is made on first use)
+	$(PY) -m pytest -q tests --durations=20
 
 test-vllm: setup ## only the tests that start a real vLLM CPU server (minutes)
 	$(PY) -m pytest -q tests -m vllm
@@ -71,7 +82,7 @@ results: setup ## refresh the committed results/ (the tour's and the full run's 
 	$(PY) -m culturealign.results
 
 wvs: setup ## rebuild data/wvs/country_shares.csv (add countries: make wvs WVS_CSV=path)
-	$(PY) -m culturealign.wvs $(if $(WVS_CSV),--csv $(WVS_CSV))
+	$(PY) -m culturealign.wvs_build $(if $(WVS_CSV),--csv $(WVS_CSV))
 
 clean: ## remove run outputs and built notebooks (keeps .venv and the model cache)
 	find outputs -mindepth 1 -not -name README.md -delete

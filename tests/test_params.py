@@ -72,6 +72,7 @@ def _cli(*args, env=None):
                           cwd=paths.REPO, env={**os.environ, **(env or {})}, timeout=120)
 
 
+@pytest.mark.process
 def test_cli_stops_with_one_clear_message_and_nonzero_exit(isolated_outputs):
     done = isolated_outputs / "gemma3-270m" / "xx"
     result = _cli("run", "10_zero_shot", "--lang", "xx")
@@ -81,6 +82,7 @@ def test_cli_stops_with_one_clear_message_and_nonzero_exit(isolated_outputs):
     assert result.returncode == 2 and "unknown stage '99_nothing'" in result.stderr
 
 
+@pytest.mark.process
 def test_unwritable_outputs_stop_before_work_and_keep_earlier_outputs(tmp_path):
     if os.geteuid() == 0:
         target = "/proc/culturealign-outputs"  # not writable even for root
@@ -95,6 +97,7 @@ def test_unwritable_outputs_stop_before_work_and_keep_earlier_outputs(tmp_path):
     assert earlier.read_text() == "kept"
 
 
+@pytest.mark.process
 def test_help_lists_a_stage_parameters():
     result = _cli("help", "10")
     assert result.returncode == 0 and "max_probes: int" in result.stdout

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from tokenizers import Tokenizer, models as tok_models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, pre_tokenizers, trainers
+from tokenizers import models as tok_models
 from transformers import PreTrainedTokenizerFast
 
-from culturealign import prompts, scoring
-from culturealign import engine
+from culturealign import engine, prompts, scoring
 from culturealign.engine import decoded_probs, warpers
 
 PROMPTS = ["Fill in the blank with one of the two options. Reply with the option only.\n\n"
@@ -31,15 +31,15 @@ def untruncated(lm):
 
 def chat_tokenizer(lm):
     """The embedded tokenizer with a Gemma-style chat template that writes BOS into the text."""
-    tok = copy.deepcopy(lm.tokenizer)
+    tok = copy.copy(lm.tokenizer)  # own chat_template, shared vocabulary: a deep copy takes seconds
     tok.chat_template = GEMMA_CHAT
     return tok
 
 
 # ---------------------------------------------------------------------------------- token path
 
-def test_a_chat_template_that_writes_bos_gets_exactly_one(lm):
-    tok = chat_tokenizer(lm)
+def test_a_chat_template_that_writes_bos_gets_exactly_one(tiny_lm):
+    tok = chat_tokenizer(tiny_lm)
     text = prompts.finish("Sentence: Family is _ to me.\nOptions: important, unimportant", True, tok)
     assert text.startswith("<bos><start_of_turn>user")
     ids = scoring.prompt_ids(tok, text)
@@ -47,14 +47,14 @@ def test_a_chat_template_that_writes_bos_gets_exactly_one(lm):
     ctx, cont = scoring.encode_pair(tok, text, "important")
     assert ctx.count(tok.bos_token_id) == 1 and tok.decode(cont) == "important"
     # a base prompt gets its BOS from the tokenizer's own rule
-    assert scoring.prompt_ids(lm.tokenizer, "Answer:")[0] == lm.tokenizer.bos_token_id
+    assert scoring.prompt_ids(tiny_lm.tokenizer, "Answer:")[0] == tiny_lm.tokenizer.bos_token_id
 
 
-def test_boundary_space_moves_to_the_option(lm):
-    ctx, cont = scoring.encode_pair(lm.tokenizer, "Answer: ", "important")
-    assert ctx.count(lm.tokenizer.bos_token_id) == 1 and lm.tokenizer.decode(cont) == " important"
-    forms = scoring.answer_forms(lm.tokenizer, "Answer: ", "important")
-    assert sorted(lm.tokenizer.decode(f) for f in forms) == [" Important", " important", "Important", "important"]
+def test_boundary_space_moves_to_the_option(tiny_lm):
+    ctx, cont = scoring.encode_pair(tiny_lm.tokenizer, "Answer: ", "important")
+    assert ctx.count(tiny_lm.tokenizer.bos_token_id) == 1 and tiny_lm.tokenizer.decode(cont) == " important"
+    forms = scoring.answer_forms(tiny_lm.tokenizer, "Answer: ", "important")
+    assert sorted(tiny_lm.tokenizer.decode(f) for f in forms) == [" Important", " important", "Important", "important"]
 
 
 # ---------------------------------------------------------------------------- the reader's rule
@@ -128,8 +128,8 @@ def test_token_level_exclusivity_of_options_that_extend_one_another(merge):
     assert scoring.exclusive_masses([{(1,): 0.5}, {(1, 0): 0.2}, {(1, 0, 0): 0.05}]) == pytest.approx([0.3, 0.15, 0.05])
 
 
-def test_ignorable_prefixes_above_the_tolerance_are_followed(lm):
-    tok = lm.tokenizer
+def test_ignorable_prefixes_above_the_tolerance_are_followed(tiny_lm):
+    tok = tiny_lm.tokenizer
     newline, stars = tok.convert_tokens_to_ids("\n"), tok.encode("**", add_special_tokens=False)[0]
     yes, no = tok.encode(" yes", add_special_tokens=False)[0], tok.encode("no", add_special_tokens=False)[0]
     table = {(): {yes: 0.3, newline: 0.5, stars: 0.004}, (newline,): {no: 0.6, yes: 0.1}, (stars,): {no: 1.0}}
@@ -161,9 +161,9 @@ def test_cached_batched_paths_equal_a_full_forward(lm, make):
                 assert np.allclose(got[i][j][r], ref, atol=1e-5)
 
 
-def test_topk_fast_warp_equals_the_warper_chain(lm):
+def test_topk_fast_warp_equals_the_warper_chain(tiny_lm):
     logits = torch.randn(6, 5000) * 4
-    for spec in (lm.spec, dataclasses.replace(lm.spec, temperature=0.6, top_k=50, top_p=0.9)):
+    for spec in (tiny_lm.spec, dataclasses.replace(tiny_lm.spec, temperature=0.6, top_k=50, top_p=0.9)):
         ref = torch.softmax(warpers(spec)(None, logits.clone()), dim=-1)
         assert torch.allclose(decoded_probs(logits, spec), ref, atol=1e-6)
 
@@ -187,12 +187,11 @@ def test_sampling_agrees_with_exact_mode_under_the_reader_rule(lm, chat):
     assert stats.chisquare(counts[keep], expected[keep] * counts[keep].sum() / expected[keep].sum()).pvalue > 0.001
 
 
-@pytest.mark.model
-def test_draws_do_not_depend_on_batch_position(lm, monkeypatch):
+def test_draws_do_not_depend_on_batch_position(tiny_lm, monkeypatch):
     texts, options = PROMPTS, OPTIONS
-    whole = scoring.sample_counts(lm, texts, options, n=6, seed=4, batch_size=3)
-    scoring.score_cache(lm, "sampled").path.unlink()
-    real, calls = lm.engine.sample, {"n": 0}
+    whole = scoring.sample_counts(tiny_lm, texts, options, n=6, seed=4, batch_size=3)
+    scoring.score_cache(tiny_lm, "sampled").path.unlink()
+    real, calls = tiny_lm.engine.sample, {"n": 0}
 
     def dies_on_second(*args, **kwargs):
         calls["n"] += 1
@@ -200,26 +199,24 @@ def test_draws_do_not_depend_on_batch_position(lm, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lm.engine, "sample", dies_on_second)
+    monkeypatch.setattr(tiny_lm.engine, "sample", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
-        scoring.sample_counts(lm, texts[::-1], options[::-1], n=6, seed=4, batch_size=1)
-    monkeypatch.setattr(lm.engine, "sample", real)
-    resumed = scoring.sample_counts(lm, texts, options, n=6, seed=4, batch_size=2)
+        scoring.sample_counts(tiny_lm, texts[::-1], options[::-1], n=6, seed=4, batch_size=1)
+    monkeypatch.setattr(tiny_lm.engine, "sample", real)
+    resumed = scoring.sample_counts(tiny_lm, texts, options, n=6, seed=4, batch_size=2)
     assert resumed.equals(whole)
 
 
-@pytest.mark.model
-def test_rerun_reads_the_cache_and_runs_no_forward(lm, monkeypatch):
-    first = scoring.option_distributions(lm, PROMPTS, OPTIONS)
+def test_rerun_reads_the_cache_and_runs_no_forward(tiny_lm, monkeypatch):
+    first = scoring.option_distributions(tiny_lm, PROMPTS, OPTIONS)
     monkeypatch.setattr(scoring, "exact_option_probs", lambda *a, **k: pytest.fail("scored a cached item"))
-    again = scoring.option_distributions(lm, PROMPTS, OPTIONS)
+    again = scoring.option_distributions(tiny_lm, PROMPTS, OPTIONS)
     assert first.equals(again) and set(first["mode"]) == {"exact"}
     assert np.allclose([sum(d) for d in first["dist"]], 1)
     assert all(0 <= o <= 1 for o in first["other"])
 
 
-@pytest.mark.model
-def test_killed_run_keeps_finished_batches(lm, monkeypatch):
+def test_killed_run_keeps_finished_batches(tiny_lm, monkeypatch):
     real, calls = scoring.exact_option_probs, {"n": 0}
 
     def dies_on_second(*args, **kwargs):
@@ -230,19 +227,18 @@ def test_killed_run_keeps_finished_batches(lm, monkeypatch):
 
     monkeypatch.setattr(scoring, "exact_option_probs", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
-        scoring.option_distributions(lm, PROMPTS, OPTIONS, batch_size=1)
-    assert len(scoring.score_cache(lm)) == 1
+        scoring.option_distributions(tiny_lm, PROMPTS, OPTIONS, batch_size=1)
+    assert len(scoring.score_cache(tiny_lm)) == 1
 
 
-@pytest.mark.model
-def test_generated_texts_are_seeded_cached_and_not_generated_again(lm, monkeypatch):
-    first = scoring.generate_texts(lm, PROMPTS[:2], max_new_tokens=6, seed=3, batch_size=1)
+def test_generated_texts_are_seeded_cached_and_not_generated_again(tiny_lm, monkeypatch):
+    first = scoring.generate_texts(tiny_lm, PROMPTS[:2], max_new_tokens=6, seed=3, batch_size=1)
     assert len(first) == 2 and all(isinstance(t, str) for t in first)
     with monkeypatch.context() as patched:
-        patched.setattr(lm.engine, "sample", lambda *a, **k: pytest.fail("generated a cached text"))
-        assert scoring.generate_texts(lm, PROMPTS[:2], max_new_tokens=6, seed=3, batch_size=1) == first
-    scoring.score_cache(lm, "generated").path.unlink()
-    assert scoring.generate_texts(lm, PROMPTS[:2][::-1], max_new_tokens=6, seed=3, batch_size=2) == first[::-1]
+        patched.setattr(tiny_lm.engine, "sample", lambda *a, **k: pytest.fail("generated a cached text"))
+        assert scoring.generate_texts(tiny_lm, PROMPTS[:2], max_new_tokens=6, seed=3, batch_size=1) == first
+    scoring.score_cache(tiny_lm, "generated").path.unlink()
+    assert scoring.generate_texts(tiny_lm, PROMPTS[:2][::-1], max_new_tokens=6, seed=3, batch_size=2) == first[::-1]
 
 
 def test_prompts_that_share_a_prefix_are_grouped():

@@ -106,6 +106,7 @@ def test_api_model_has_nothing_to_serve():
         serve.model_folder(models.spec_for("gemini-1.5-pro"))
 
 
+@pytest.mark.process
 def test_launch_records_waits_and_stops(tmp_path):
     port = serve.free_port()
     cmd = [sys.executable, "-c", FAKE_SERVER, str(port), "fake_vllm_server"]
@@ -120,6 +121,7 @@ def test_launch_records_waits_and_stops(tmp_path):
     assert serve.stop("fake") is False
 
 
+@pytest.mark.process
 def test_server_that_dies_at_start_shows_its_log():
     cmd = [sys.executable, "-c", "import sys; print('CUDA out of memory'); sys.exit(3)"]
     with pytest.raises(ServerError, match="(?s)exited with code 3 before answering.*CUDA out of memory"):

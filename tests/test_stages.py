@@ -79,6 +79,7 @@ def fake_stage_process(tmp_path, fail: str):
     return command, journal
 
 
+@pytest.mark.process
 def test_jobs_run_chains_side_by_side_in_order_and_list_failures(monkeypatch, capsys, tmp_path):
     steps, _ = stages.plan("gemma3-270m")
     steps = [s for s in steps if s[1] in ("en", "de") or s[0] in (stages.DATA, stages.SUMMARY)]
@@ -118,6 +119,7 @@ def test_jobs_below_one_is_refused():
         stages.run_all("gemma3-270m", jobs=0)
 
 
+@pytest.mark.process
 def test_a_stage_process_starts_without_building_jsonschema_iri_grammar():
     # about 2.6 s of every stage process's start (see stages.py); papermill still imports and works
     code = ("import sys, culturealign.stages, papermill; "

@@ -8,41 +8,41 @@ PAIRS = [("Answer as a person from Kenya would.\n\nQuestion: Is family important
          ("Answer as a person from Brazil would.\n\nQuestion: Is work important?\nOptions:\n1. Yes\n2. No\nAnswer: ", "2")] * 2
 
 
-def test_loss_is_on_the_answer_only(lm):
-    example = train.encode_examples(lm.tokenizer, PAIRS[:1])[0]
+def test_loss_is_on_the_answer_only(tiny_lm):
+    example = train.encode_examples(tiny_lm.tokenizer, PAIRS[:1])[0]
     answer = [t for t, l in zip(example["input_ids"], example["labels"]) if l != -100]
-    assert lm.tokenizer.decode(answer) == " 1" and example["labels"][0] == -100
+    assert tiny_lm.tokenizer.decode(answer) == " 1" and example["labels"][0] == -100
 
 
-def test_interrupted_training_resumes_and_the_adapter_records_its_base_and_prompt_format(lm, tmp_path):
-    out, fmt = tmp_path / "joint", culturespa.prompt_format(lm)
-    first = train.train_adapter(lm, PAIRS, out, train.LoraSettings(batch_size=1, accumulation=2, max_steps=1, save_steps=1), 0, fmt)
+def test_interrupted_training_resumes_and_the_adapter_records_its_base_and_prompt_format(tiny_lm, tmp_path):
+    out, fmt = tmp_path / "joint", culturespa.prompt_format(tiny_lm)
+    first = train.train_adapter(tiny_lm, PAIRS, out, train.LoraSettings(batch_size=1, accumulation=2, max_steps=1, save_steps=1), 0, fmt)
     assert first["status"] == "trained" and first["steps"] == 1 and not first["resumed"] and first["effective_batch"] == 2
     (out / "adapter" / train.MANIFEST).unlink()  # as if killed after the checkpoint, before the adapter was complete
-    again = train.train_adapter(lm, PAIRS, out, train.LoraSettings(batch_size=2, max_steps=2, save_steps=1), 0, fmt)
+    again = train.train_adapter(tiny_lm, PAIRS, out, train.LoraSettings(batch_size=2, max_steps=2, save_steps=1), 0, fmt)
     assert again["resumed"] and again["steps"] == 2
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["lora_alpha"] == 16
     manifest = json.loads((out / "adapter" / train.MANIFEST).read_text())
-    assert manifest["base_model"] == "gemma3-270m" and manifest["base_weights_hash"] == lm.weights_hash
+    assert manifest["base_model"] == "gemma3-270m" and manifest["base_weights_hash"] == tiny_lm.weights_hash
     assert manifest["prompt_format"] == fmt and manifest["examples"] == 4
-    assert train.train_adapter(lm, PAIRS, out, train.LoraSettings(), 0, fmt)["status"] == "already trained"
-    assert not any("lora" in name for name, _ in lm.model.named_modules())  # base model handed back clean
+    assert train.train_adapter(tiny_lm, PAIRS, out, train.LoraSettings(), 0, fmt)["status"] == "already trained"
+    assert not any("lora" in name for name, _ in tiny_lm.model.named_modules())  # base model handed back clean
     with pytest.raises(train.TrainingError, match=r"culturealign_adapter.json: adapter trained with a different "
                                                   r"prompt_format '.*' \(this run: 'chat:x'\).*rerun 90_lora_sft"):
-        train.with_adapter(lm, out / "adapter", "chat:x")
+        train.with_adapter(tiny_lm, out / "adapter", "chat:x")
     with pytest.raises(train.TrainingError, match="different prompt_format"):
-        train.train_adapter(lm, PAIRS, out, train.LoraSettings(), 0, "chat:x")  # nor reused as finished
-    tuned = train.with_adapter(lm, out / "adapter", fmt)
-    assert tuned.weights_hash.startswith(lm.weights_hash + "+lora:")
+        train.train_adapter(tiny_lm, PAIRS, out, train.LoraSettings(), 0, "chat:x")  # nor reused as finished
+    tuned = train.with_adapter(tiny_lm, out / "adapter", fmt)
+    assert tuned.weights_hash.startswith(tiny_lm.weights_hash + "+lora:")
 
 
-def test_adapter_without_manifest_or_of_another_base_is_refused(lm, tmp_path):
+def test_adapter_without_manifest_or_of_another_base_is_refused(tiny_lm, tmp_path):
     with pytest.raises(train.TrainingError, match=r"culturealign_adapter.json is missing"):
-        train.check_adapter(lm, tmp_path, "plain:x")
-    (tmp_path / train.MANIFEST).write_text(json.dumps({**train.base_identity(lm, "plain:x"), "base_model": "llama3-8b-instruct"}))
+        train.check_adapter(tiny_lm, tmp_path, "plain:x")
+    (tmp_path / train.MANIFEST).write_text(json.dumps({**train.base_identity(tiny_lm, "plain:x"), "base_model": "llama3-8b-instruct"}))
     with pytest.raises(train.TrainingError, match=r"base_model 'llama3-8b-instruct' \(this run: 'gemma3-270m'\)"):
-        train.check_adapter(lm, tmp_path, "plain:x")
+        train.check_adapter(tiny_lm, tmp_path, "plain:x")
 
 
 def test_warmup_is_a_tenth_of_the_optimizer_steps_in_whole_steps():
@@ -64,11 +64,11 @@ def test_accumulation_of_zero_names_where_it_was_set():
     assert culturespa.param_source("90_lora_sft", "joint_accumulation", "llama3-8b-instruct").startswith("params/models/llama3-8b-instruct.yaml")
 
 
-def test_unknown_lora_target_module_names_the_real_ones(lm):
+def test_unknown_lora_target_module_names_the_real_ones(tiny_lm):
     with pytest.raises(train.TrainingError, match="Linear modules: .*q_proj"):
-        train.check_targets(lm.model, ["query_key_value"])
+        train.check_targets(tiny_lm.model, ["query_key_value"])
 
 
-def test_empty_crqpc_set_is_a_clear_error(lm, tmp_path):
+def test_empty_crqpc_set_is_a_clear_error(tiny_lm, tmp_path):
     with pytest.raises(train.TrainingError, match="CRQPC set is empty"):
-        train.train_adapter(lm, [], tmp_path / "joint", train.LoraSettings())
+        train.train_adapter(tiny_lm, [], tmp_path / "joint", train.LoraSettings())

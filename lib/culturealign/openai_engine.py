@@ -296,5 +296,3 @@ def from_state(spec: ModelSpec, tokenizer: Any, weights: str, state: dict[str, A
     return OpenAIServerEngine(spec, state["url"], tokenizer, weights, served_model=state.get("served_model", spec.name),
                               max_logprobs=int(state.get("max_logprobs", 100)), lora=bool(state.get("lora")), **kwargs)
 
-
-OpenAIEngine = OpenAIServerEngine  # the name the brief used

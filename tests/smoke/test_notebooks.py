@@ -14,21 +14,27 @@ from culturealign import stages
 
 pytestmark = pytest.mark.smoke
 MODEL = "gemma3-270m"
+JOBS = 2  # stage processes at once
 
 
 @pytest.fixture(scope="module")
 def smoke_outputs(tmp_path_factory):
-    """Run every stage once for English, in order, into a temp outputs folder."""
+    """Run every stage once for English into a temp outputs folder, two stage processes at a time
+    (`stages all --jobs 2`: 00_data, then the Self-Alignment and CultureSPA chains side by side,
+    then 40_summary). A failed stage's entry holds the end of its log."""
     root = tmp_path_factory.mktemp("smoke") / "outputs"
-    failures = {}
+    steps = [(stage, "en") for stage in stages.stage_names()]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CULTUREALIGN_OUTPUTS", str(root))
-        for stage in stages.stage_names():
-            try:
-                stages.run_stage(stage, MODEL, "en", "smoke")
-            except (stages.StageFailed, stages.P.ParamError) as err:
-                failures[stage] = str(err)
+        failed = stages.run_concurrently(stages.chains(steps), MODEL, "smoke", jobs=JOBS)
+        failures = {run.split("/")[0]: log_tail(stages.log_path(MODEL, "en", run.split("/")[0])) for run in failed}
     return root, failures
+
+
+def log_tail(path, lines: int = 40) -> str:
+    """The end of a stage's log, where papermill names the failing cell."""
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def artifacts(smoke_outputs, stage: str):
