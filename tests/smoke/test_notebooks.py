@@ -88,7 +88,7 @@ def test_30_self_alignment(smoke_outputs):
     misalignment = pd.read_csv(folder / "misalignment.csv")
     assert misalignment["p_misaligned"].between(0, 1).all() and manifest["results"]["remeasured"] <= 6
     results = pd.read_csv(folder / "self_alignment.csv")
-    assert results["strategy"].nunique() == 7  # 4 strategies, shuffled order, 2 placebos
+    assert results["strategy"].nunique() == 8  # 4 strategies, shuffled order, 3 placebos
     assert results.groupby("strategy")["draw"].nunique()["placebo_random_answer"] == 2  # smoke: R = 2
     outcomes = pd.read_csv(folder / "outcomes.csv")
     served = outcomes[outcomes["served"]]
@@ -97,8 +97,13 @@ def test_30_self_alignment(smoke_outputs):
     assert list(table.columns[:7]) == ["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased"]
     assert (table[["improved", "same", "decreased"]].sum(axis=1).round(6) == 100).all()
     assert table["n"].nunique() == 1 and (table["improved_run_low"] <= table["improved_run_high"]).all()
+    assert {"improved_no_effect", "improved_beyond_no_effect"} <= set(table.columns)
+    assert np.allclose(table["improved"] - table["improved_no_effect"], table["improved_beyond_no_effect"], equal_nan=True)
     tests = pd.read_csv(folder / "tests.csv")
-    assert {("chrf_all", "random"), ("chrf_all", "placebo_random_answer")} <= set(zip(tests["a"], tests["b"]))
+    primary = tests[tests["family"] == "primary"]
+    assert {("chrf_all", "random"), ("chrf_all", "placebo_random_answer")} == set(zip(primary["a"], primary["b"]))
+    contrasts = pd.read_csv(folder / "contrasts.csv")
+    assert len(contrasts) and (contrasts["improved_diff_low"] <= contrasts["improved_diff_high"]).all()
 
 
 def test_40_summary(smoke_outputs):
@@ -108,7 +113,9 @@ def test_40_summary(smoke_outputs):
     assert list(table.columns[:7]) == ["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased"]
     assert {"placebo_random_answer", "placebo_minority_answer"} <= set(table["strategy"])
     tests = pd.read_csv(root / "summary" / "tests.csv")
-    assert (tests["holm_p"].dropna() >= tests["p"].dropna()).all()
+    adjusted = tests[tests["holm_p"].notna()]
+    assert len(adjusted) and (adjusted["holm_p"] >= adjusted["p"]).all()
+    assert tests.loc[tests["family"] == "exploratory", "holm_p"].isna().all()
     for figure in ("fig2_improved_by_strategy", "fig3_error_reduction_by_strategy", "fig7_misaligned_heatmap",
                    "fig8_improved_by_category", "fig10_improved_by_category_language"):
         assert (root / "summary" / f"{figure}.png").stat().st_size > 10_000
@@ -198,4 +205,7 @@ def test_95_culture_eval(smoke_outputs):
     assert (general["items"] == 12).all() and (general["chance"] == 0.25).all()
     assert 0 <= general.at["culturespa_joint", "vs_base_mcnemar_p"] <= 1
     assert general.at["culturespa_joint", "vs_base_low"] <= general.at["culturespa_joint", "vs_base_difference"] <= general.at["culturespa_joint", "vs_base_high"]
+    verdict = general.at["culturespa_joint", "verdict"]
+    assert verdict == "not shown" or verdict.startswith("within +/-")  # 12 items near chance: an equivalence question
+    assert "expected_common" in expected.columns and (folder / "parsing_check.csv").exists()
     assert (folder / "fig_alignment.png").exists() and (folder / "fig_alignment_one_run.png").exists()
