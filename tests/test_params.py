@@ -120,7 +120,22 @@ def test_every_scale_file_is_valid_for_every_stage_and_an_unknown_scale_is_refus
         for stage in stages.stage_names():
             stages.resolve_params(stage, "gemma3-270m", "de", scale)  # every key is a parameter of its stage
     quick = stages.resolve_params("10_zero_shot", "gemma3-270m", "de", "quick")
-    assert quick["max_probes"] == 6 and quick["country"] == "DEU"
+    assert quick["max_probes"] == 24 and quick["country"] == "DEU"
     assert "max_probes" not in stages.resolve_params("10_zero_shot", "gemma3-270m", "de")  # the notebook default: all
     with pytest.raises(params.ParamError, match="unknown scale 'tiny': use one of full, smoke, quick"):
         params.layer_files("gemma3-270m", "de", "tiny")
+
+
+def test_the_tour_keeps_self_alignment_to_its_languages_and_a_bad_list_is_refused(tmp_path, monkeypatch):
+    tour = params.scale_languages("quick")
+    assert tour and params.scale_languages("full") is None
+    steps, skipped = stages.plan("gemma3-270m", languages=tour, say=lambda _: None)
+    assert {lang for stage, lang in steps if stage == "30_self_alignment"} == set(tour)
+    assert all(why == "not among this scale's languages" for lang, why in skipped.items() if lang not in tour)
+    folder = tmp_path / "params"
+    folder.mkdir()
+    (folder / "quick.yaml").write_text("languages: [en, xx]\n")
+    monkeypatch.setattr(paths, "PARAMS", folder)
+    monkeypatch.setattr(params, "known_names", lambda _: ["de", "en"])
+    with pytest.raises(params.ParamError, match=r"quick.yaml: 'languages' must be a non-empty list of language codes"):
+        params.scale_languages("quick")

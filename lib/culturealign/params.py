@@ -19,6 +19,7 @@ import yaml
 from . import paths
 
 STAGES_KEY = "stages"
+LANGUAGES_KEY = "languages"  # a scale file's Self-Alignment languages (the tour runs a few with more probes)
 
 
 class ParamError(ValueError):
@@ -88,6 +89,23 @@ def layer_files(model: str, lang: str, scale: str = "full") -> list[Path]:
     return files
 
 
+def scale_languages(scale: str) -> list[str] | None:
+    """The Self-Alignment languages a scale file names under `languages:` (None: every labelled one),
+    each checked against params/langs/."""
+    name = SCALES[check_scale(scale)]
+    if not name:
+        return None
+    path = paths.PARAMS / name
+    langs = read_yaml(path).get(LANGUAGES_KEY)
+    if langs is None:
+        return None
+    known = known_names("langs")
+    if not isinstance(langs, list) or not langs or any(lang not in known for lang in langs):
+        raise ParamError(f"{path}: '{LANGUAGES_KEY}' must be a non-empty list of language codes from params/langs/ "
+                         f"({', '.join(known)}), got {langs!r}")
+    return list(langs)
+
+
 def language_countries() -> dict[str, str]:
     """Language code -> ISO3 country, as the paper maps them (from params/langs/*.yaml)."""
     return {code: read_yaml(lang_file(code))["country"] for code in known_names("langs")}
@@ -124,6 +142,7 @@ def merge_layers(
     for path in files:
         data = read_yaml(path)
         per_stage = data.pop(STAGES_KEY, {}) or {}
+        data.pop(LANGUAGES_KEY, None)  # read by the runner (scale_languages), not a notebook parameter
         unknown_stages = sorted(set(per_stage) - set(stages))
         if unknown_stages:
             raise ParamError(

@@ -160,12 +160,17 @@ def labelled_languages(model: str) -> tuple[list[str], dict[str, str], dict[str,
     return sorted(runnable, key=lambda l: (l != "en", l)), skipped, counts
 
 
-def plan(model: str, only: list[str] | None = None, say=print) -> tuple[list[tuple[str, str]], dict[str, str]]:
+def plan(model: str, only: list[str] | None = None, say=print,
+         languages: list[str] | None = None) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """(stage, lang) pairs of the main job, in order, and the skipped languages with reasons.
 
+    `languages` (a scale file's `languages:`) keeps the Self-Alignment stages to those languages.
     Says (through `say`) how many labelled probes each language has, and warns for a language with
     fewer than MIN_LABELLED: it runs, but its rates rest on few probes."""
     langs, skipped, counts = labelled_languages(model)
+    if languages is not None:
+        skipped.update({lang: "not among this scale's languages" for lang in langs if lang not in languages})
+        langs = [lang for lang in langs if lang in languages]
     countries = P.language_countries()
     say("labelled probes per language: " + ", ".join(f"{l} ({countries[l]}) {counts[l]}" for l in langs))
     for lang in langs:
@@ -186,7 +191,7 @@ def run_all(model: str, scale: str = "full", only: list[str] | None = None, jobs
     """The main job: every stage for every language with labels. A failing run does not stop others."""
     if jobs < 1:
         raise P.ParamError(f"--jobs must be a whole number >= 1, not {jobs}")
-    steps, skipped = plan(model, only)
+    steps, skipped = plan(model, only, languages=P.scale_languages(scale))
     for lang, why in sorted(skipped.items()):
         print(f"skipping language {lang}: {why}")
     if jobs > 1:
