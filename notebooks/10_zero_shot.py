@@ -82,14 +82,14 @@ zero["p_other"].describe().round(3)
 
 # %% [markdown]
 # ## Misaligned probes under the paper's protocol
-# The expected number of probes one run of the protocol flags, against the old rounded rule
+# The expected number of probes one run of the protocol flags, against the deterministic rule (expected count rounded)
 # (round(10 p) < 10, i.e. p < 0.95), which calls a probe with p = 0.96 never misaligned although the
 # protocol flags it in 34% of runs.
 
 # %%
 share = zero["p_misaligned"].mean() * 100
 print(f"expected misaligned: {zero['p_misaligned'].sum():.1f} of {len(zero)} probes ({share:.1f}%); "
-      f"old rounded rule: {int(zero['misaligned_rounded'].sum())}")
+      f"rounded rule: {int(zero['misaligned_rounded'].sum())}")
 zero["count"].value_counts().sort_index()
 
 # %% [markdown]

@@ -21,7 +21,7 @@
 # order is drawn per response or once per prompt), k ~ Binomial(10, p) before and k' after:
 # P(misaligned) = 1 - p^10, P(improved) = P(k' > k, k < 10), and the error-rate reduction
 # E[(k' - k)/(10 - k) | improved]. Every probe with P(misaligned) >= `remeasure_above` is
-# re-measured, not only those below a threshold (the old rounded rule stays as
+# re-measured, not only those below a threshold (the rounded rule stays as
 # `deterministic_rule`).
 #
 # Conditions: the paper's four strategies, the shuffled-order check, and three **placebos** on
@@ -50,7 +50,7 @@ order_combination: str = "per_draw"  # the paper's random option order: per_draw
 order_pairing: str = "independent"  # per_prompt order of the before and after prompts: independent or same_order (shared)
 swap_country: str = "most_different"  # country-swap placebo: most_different (per probe) or an ISO3 country with WVS figures
 remeasure_above: float = 0.001  # re-measure every probe whose P(misaligned) = 1 - p^10 is at least this
-deterministic_rule: bool = False  # the old rule instead: misaligned when round(10 p) < 10, outcome by rounded counts
+deterministic_rule: bool = False  # the deterministic rule instead: misaligned when round(10 p) < 10, outcome by rounded counts
 simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
 contrast_resamples: int = 2000  # paired bootstrap resamples of the probes for the intervals of contrasts.csv
 permutation_resamples: int = 9999  # sign-flip resamples of the tests (exact when 2^n is fewer)

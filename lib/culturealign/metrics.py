@@ -3,7 +3,7 @@
 Counts are "out of 10" as in Self-Alignment (10 sampled responses per prompt). The paper's
 protocol is computed exactly in expectation (`protocol_outcomes`): the correct count k of one
 prompt is Binomial(10, p), or an equal mixture of binomials when the prompt's option order (or a
-random demonstration choice) is drawn once per prompt. The old deterministic rule (the expected
+random demonstration choice) is drawn once per prompt. The deterministic rule (the expected
 count rounded, `correct_count` / `rounded_outcomes`) stays available for comparison.
 """
 
@@ -90,7 +90,7 @@ def paired_outcomes(before: Sequence[float], after: Sequence[float], pairing: st
 
 
 def rounded_outcomes(p_before: Components, p_after: Components, n: int = N_RESPONSES) -> dict[str, float]:
-    """The old deterministic rule, same keys as `protocol_outcomes` (0/1 values): the mean p of
+    """The deterministic rule, same keys as `protocol_outcomes` (0/1 values): the mean p of
     each side is turned into a rounded count; misaligned when it is below n."""
     before, after = (correct_count(float(np.mean(np.atleast_1d(p))), n) for p in (p_before, p_after))
     misaligned = before < n
