@@ -152,7 +152,7 @@ def test_option_probabilities_with_the_cache_equal_those_without_it(tiny, adapte
     assert np.allclose(with_cache, without, rtol=1e-5, atol=0)
     assert cached.prompt_tokens_run < 0.7 * plain.prompt_tokens_run  # the chat opening ran once per run
     if adapter:  # the adapter is part of the key: the base model's states were not reused
-        assert np.abs(without[: len(QUERIES)] - base_probs).max() > 1e-4
+        assert not np.allclose(without[: len(QUERIES)], base_probs, rtol=1e-3, atol=0)
 
 
 def test_a_batch_wider_than_the_sliding_window_runs_without_the_cache_and_equal(tiny):
