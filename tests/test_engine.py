@@ -201,6 +201,8 @@ def test_embedded_option_probabilities_with_the_cache_equal_those_without_it(lm)
     plain, cached = TransformersEngine(lm, prefix_cache=False), TransformersEngine(lm)
     tolerance = lm.spec.prefix_tolerance
     without, with_cache = option_probs(plain, items, 2, tolerance), option_probs(cached, items, 2, tolerance)
-    print(f"\nembedded model: max |p(cache) - p(no cache)| = {np.abs(with_cache - without).max():.2e}")
-    assert np.abs(with_cache - without).max() <= 1e-6
+    regrouped = option_probs(plain, items, 3, tolerance)  # the same engine, other batches: fp32's own noise
+    gap, noise = np.abs(with_cache - without).max(), np.abs(regrouped - without).max()
+    print(f"\nembedded model: max |p(cache) - p(no cache)| = {gap:.2e}; other batches without the cache: {noise:.2e}")
+    assert gap <= max(1e-6, 2 * noise) and gap <= 1e-5
     assert cached.prompt_tokens_run < plain.prompt_tokens_run
