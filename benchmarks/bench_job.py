@@ -73,11 +73,21 @@ def main() -> None:
         on, _ = score(lm, texts, options, args.batch_size, cached=True)
         rate[kind] = (off / len(texts), on / len(texts))
         print(f"{kind}: {len(texts)} prompts, {off:.1f} s without, {on:.1f} s with the cache", flush=True)
+        write(job_rows(rate, {k: len(v[0]) for k, v in kinds.items()}), n, args.batch_size)  # a killed run keeps its part
+
+
+def job_rows(rate: dict[str, tuple[float, float]], sampled: dict[str, int]) -> list[dict]:
+    """One row per part of `make all`: its count, basis and hours without and with the cache; the
+    sum covers only the parts that have a time (an untimed kind says so)."""
     rows, total = [], [0.0, 0.0]
     for kind, count in COUNTS.items():
         source = SAME_RATE_AS.get(kind, kind)
+        if source not in rate:
+            rows.append({"stage part": kind, "prompts": count, "basis": "not timed in this run", "s/prompt without": "",
+                         "s/prompt with": "", "hours without": "", "hours with": ""})
+            continue
         off, on = rate[source]
-        basis = f"measured on {len(kinds[kind][0])} prompts" if kind in kinds else f"estimated at the rate of {source}"
+        basis = f"measured on {sampled[kind]} prompts" if kind in sampled else f"estimated at the rate of {source}"
         rows.append({"stage part": kind, "prompts": count, "basis": basis, "s/prompt without": round(off, 3),
                      "s/prompt with": round(on, 3), "hours without": round(count * off / 3600, 2),
                      "hours with": round(count * on / 3600, 2)})
@@ -89,15 +99,21 @@ def main() -> None:
                      "hours with": round(seconds / 3600, 2)})
         total[0] += seconds
         total[1] += seconds
-    rows.append({"stage part": "make all (model stages)", "prompts": "", "basis": "sum", "s/prompt without": "",
-                 "s/prompt with": "", "hours without": round(total[0] / 3600, 2), "hours with": round(total[1] / 3600, 2)})
+    rows.append({"stage part": "make all (model stages)", "prompts": "", "basis": "sum of the rows above with a time",
+                 "s/prompt without": "", "s/prompt with": "", "hours without": round(total[0] / 3600, 2),
+                 "hours with": round(total[1] / 3600, 2)})
+    return rows
+
+
+def write(rows: list[dict], n: int, batch_size: int) -> None:
+    """outputs/bench/job.json in the benchmarks format, the CPU model beside every row."""
     cpu = cpu_model()
     for row in rows:
         row["cpu"] = cpu
     result = {"title": "make all's time without and with the prefix cache, stage by stage", "cpu": cpu,
               "commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "tables": [{"caption": f"Seconds per prompt timed on {n} prompts per kind (embedded model, batch "
-                                     f"{args.batch_size}, {torch.get_num_threads()} threads), times the full counts",
+                                     f"{batch_size}, {torch.get_num_threads()} threads), times the full counts",
                           "rows": rows}],
               "notes": [f"CPU: {cpu}. Sample: {n} prompts per kind, each run from a cold prefix cache, so the cache's "
                         "gain on a full run (one cold batch in hundreds) is larger than a small sample shows.",
@@ -105,10 +121,7 @@ def main() -> None:
                         "stage times (idle machine) are the reference for the parts not re-timed."]}
     out = paths.outputs() / "bench" / "job.json"
     runs.write_json(out, result)
-    for row in rows:
-        print("  " + ", ".join(f"{k}: {v}" for k, v in row.items()))
-    print(f"wrote {out}")
-
+    print(f"wrote {out}", flush=True)
 
 if __name__ == "__main__":
     main()
