@@ -400,8 +400,8 @@ class TransformersEngine:
         key = (id(self.lm.model), tuple(tuple(p) for p in prompts))
         if self._state is not None and self._state.key == key:
             return self._state
-        if self.use_prefix_cache:
-            return self._prompts_cached(prompts, key)
+        if self.use_prefix_cache and self._fits(max(len(p) for p in prompts)):
+            return self._prompts_cached(prompts, key)  # else no layer could keep a stored prompt whole
         device, groups = self.lm.device, shared_prefixes(prompts)
         if all(len(members) == 1 for _, members in groups):
             ids, mask = (t.to(device) for t in left_pad(prompts, self.pad_id))
