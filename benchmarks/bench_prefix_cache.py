@@ -136,6 +136,20 @@ def score(lm, texts: list[str], options: list[list[str]], batch_size: int, cache
     return seconds, engine.prompt_tokens_run - before
 
 
+def prompt_passes(lm, texts: list[str], batch_size: int, cached: bool) -> tuple[float, int]:
+    """Seconds and prompt tokens run by the prompt passes alone (no prefix search), batched and
+    ordered as exact scoring orders them: the token counts of a full run at the stage's batch size."""
+    engine = lm.engine
+    engine.use_prefix_cache = cached
+    engine.prefix_cache.clear()
+    engine._state = None
+    ids = sorted((scoring.prompt_ids(lm.tokenizer, scoring.context_of(t)) for t in texts), key=lambda p: (len(p) // 32, p))
+    before, start = engine.prompt_tokens_run, time.perf_counter()
+    for at in range(0, len(ids), batch_size):
+        engine._prompts(ids[at: at + batch_size])
+    return time.perf_counter() - start, engine.prompt_tokens_run - before
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage10", type=int, default=24, help="stage-10 zero-shot prompts")
@@ -143,12 +157,30 @@ def main() -> None:
     parser.add_argument("--stage70", type=int, default=16, help="stage-70 persona survey prompts")
     parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions of each timing")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--pass-prompts", type=int, default=64, help="prompts per kind for the prompt-pass token counts")
+    parser.add_argument("--pass-batch", type=int, default=8, help="batch size of the prompt-pass token counts (stages: 8)")
     parser.add_argument("--out", default="prefix_cache", help="name of outputs/bench/<name>.json")
     args = parser.parse_args()
     torch.manual_seed(0)
     lm = models.load_model(models.spec_for("gemma3-270m"))
     kinds = {"stage 10": stage10_prompts(lm, args.stage10), "stage 30 pairs": stage30_pairs(lm, args.pairs),
              "stage 70": stage70_prompts(lm, args.stage70)}
+    many = {"stage 10": stage10_prompts(lm, args.pass_prompts)[0],
+            "stage 30 pairs": stage30_pairs(lm, args.pass_prompts // 2)[0],
+            "stage 70": stage70_prompts(lm, args.pass_prompts)[0]}
+    passes = []
+    for kind, texts in many.items():
+        (off_s, off_t), (on_s, on_t) = (prompt_passes(lm, texts, args.pass_batch, cached) for cached in (False, True))
+        full = sum(len(scoring.prompt_ids(lm.tokenizer, scoring.context_of(t))) for t in texts)
+        target = TARGETS.get(kind)
+        passes.append({"kind": kind, "prompts": len(texts), "batch": args.pass_batch, "prompt tokens in full": full,
+                       "tokens run without": off_t, "tokens run with": on_t,
+                       "token cut %": round(100 * (1 - on_t / off_t), 1),
+                       "target cut %": round(100 * target[0]) if target else "",
+                       "cut vs in full %": round(100 * (1 - on_t / full), 1),
+                       "pass seconds without": round(off_s, 2), "pass seconds with": round(on_s, 2),
+                       "pass speed-up": round(off_s / on_s, 2), "cpu": cpu_model()})
+        print(passes[-1], flush=True)
     warm_texts, warm_options = kinds["stage 10"]
     score(lm, warm_texts[:2], warm_options[:2], args.batch_size, cached=False)  # warm-up
     times: dict[tuple[str, bool], list[float]] = {}
@@ -196,6 +228,8 @@ def main() -> None:
         "title": "Prefix cache in the in-process engine",
         "cpu": cpu, "commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tables": [
+            {"caption": f"Prompt passes alone (no prefix search), batched and ordered as exact scoring: prompt tokens "
+                        f"the engine ran without and with a cold prefix cache, and the passes' seconds", "rows": passes},
             {"caption": f"Exact scoring without and with a cold prefix cache (embedded model, batch {args.batch_size}, "
                         f"{torch.get_num_threads()} threads, median of {args.reps} interleaved repetitions)", "rows": rows},
             {"caption": "With the cache: share of exact scoring's time in the prompt pass, the prefix search's "
