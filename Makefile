@@ -61,8 +61,9 @@ test: lint ## what CI runs: lint, then every tier (unit, model, smoke, and vLLM:
 test-vllm: setup ## only the tests that start a real vLLM CPU server (minutes)
 	$(PY) -m pytest -q tests -m vllm
 
-bench: setup ## time exact scoring against the forward limit, sampling and per-option scoring (ENGINE=vllm: also through vLLM)
+bench: setup ## time exact scoring against the forward limit, sampling, per-option scoring and the prefix cache (ENGINE=vllm: also through vLLM)
 	$(PY) benchmarks/bench_scoring.py
+	$(PY) benchmarks/bench_prefix_cache.py
 	$(if $(filter vllm,$(ENGINE)),$(PY) benchmarks/bench_engines.py)
 
 serve: setup ## start vLLM for MODEL on 127.0.0.1 from .venv-vllm (made on first use); LORA=1 for adapters

@@ -16,6 +16,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
+from transformers import DynamicCache
 from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
                                                     TopKLogitsWarper, TopPLogitsWarper)
 
@@ -122,6 +123,172 @@ def shared_prefixes(prompts: Sequence[Sequence[int]]) -> list[tuple[int, list[in
     return groups
 
 
+# ------------------------------------------------------------------------------- prefix cache
+
+DEFAULT_PREFIX_CACHE_MIB = 1024
+
+
+@dataclasses.dataclass(eq=False)
+class _Node:
+    """A run of tokens in the radix tree and its key-value states: per layer (keys, values), each
+    (kv_heads, len(tokens), head_dim), computed at positions after its ancestors' tokens."""
+
+    tokens: tuple[int, ...]
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    parent: "_Node | None"
+    children: dict[int, "_Node"] = dataclasses.field(default_factory=dict)
+    used: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
+
+
+class PrefixCache:
+    """Key-value states of prompt prefixes kept across batches, so an opening that many prompts
+    share (instruction, answer primer, persona line) runs once per run, not once per batch.
+
+    A radix tree over token ids (SGLang's RadixAttention layout: shared openings stored once),
+    one tree per model key (weights, adapter, dtype), bounded by bytes: least recently used leaves
+    are evicted first, so a full cache evicts and goes on, never fails. A stored prefix is exact
+    at token granularity; the engine stores only prompts whose every layer kept all their tokens
+    (a sliding-window layer drops tokens older than its window), so any stored prefix can be cut."""
+
+    def __init__(self, limit_bytes: int):
+        self.limit = int(limit_bytes)
+        self.bytes = 0
+        self._roots: dict[Any, _Node] = {}
+        self._clock = 0
+
+    def clear(self) -> None:
+        self._roots.clear()
+        self.bytes = 0
+
+    def _root(self, key: Any) -> _Node:
+        return self._roots.setdefault(key, _Node((), [], None))
+
+    def match(self, key: Any, ids: Sequence[int]) -> tuple[int, list[tuple[_Node, int]]]:
+        """The longest cached prefix of ids: its length, and (node, tokens used) along its path."""
+        self._clock += 1
+        node, at, path = self._root(key), 0, []
+        while at < len(ids):
+            child = node.children.get(ids[at])
+            if child is None:
+                break
+            n = common_length(child.tokens, ids[at: at + len(child.tokens)])
+            child.used = self._clock
+            path.append((child, n))
+            at += n
+            if n < len(child.tokens):
+                break
+            node = child
+        return at, path
+
+    @staticmethod
+    def gather(path: list[tuple[_Node, int]], length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer (keys, values) of the first `length` tokens of a matched path: (kv_heads, length, head_dim)."""
+        parts, left = [], length
+        for node, n in path:
+            take = min(n, left)
+            if take > 0:
+                parts.append([(k[:, :take], v[:, :take]) for k, v in node.kv])
+            left -= take
+        return [(torch.cat([p[layer][0] for p in parts], dim=1), torch.cat([p[layer][1] for p in parts], dim=1))
+                for layer in range(len(parts[0]))]
+
+    def _split(self, node: _Node, n: int) -> _Node:
+        """Cut a node after n tokens; the head becomes its own node (bytes stay the same)."""
+        head = _Node(node.tokens[:n], [(k[:, :n].clone(), v[:, :n].clone()) for k, v in node.kv], node.parent,
+                     used=node.used)
+        node.tokens, node.kv = node.tokens[n:], [(k[:, n:].clone(), v[:, n:].clone()) for k, v in node.kv]
+        assert node.parent is not None
+        node.parent.children[head.tokens[0]] = head
+        head.children[node.tokens[0]] = node
+        node.parent = head
+        return head
+
+    def insert(self, key: Any, ids: Sequence[int], states: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Store a prompt's states (per layer (kv_heads, len(ids), head_dim)); only the part beyond
+        its longest cached prefix is copied. Evicts least recently used leaves beyond the limit."""
+        self._clock += 1
+        node, at = self._root(key), 0
+        while at < len(ids):
+            child = node.children.get(ids[at])
+            if child is None:
+                leaf = _Node(tuple(ids[at:]), [(k[:, at:].clone(), v[:, at:].clone()) for k, v in states], node,
+                             used=self._clock)
+                node.children[ids[at]] = leaf
+                self.bytes += leaf.nbytes
+                break
+            n = common_length(child.tokens, ids[at:])
+            if n < len(child.tokens):
+                child = self._split(child, n)
+            child.used = self._clock
+            node, at = child, at + n
+        self.evict()
+
+    def _leaves(self) -> list[_Node]:
+        found, stack = [], [c for root in self._roots.values() for c in root.children.values()]
+        while stack:
+            node = stack.pop()
+            if node.children:
+                stack.extend(node.children.values())
+            else:
+                found.append(node)
+        return found
+
+    def evict(self) -> None:
+        """Drop least recently used leaves until the cache fits its limit (a parent left without
+        children becomes a leaf and may go next)."""
+        while self.bytes > self.limit:
+            leaves = sorted(self._leaves(), key=lambda node: node.used)
+            if not leaves:
+                self.bytes = 0
+                return
+            for leaf in leaves:
+                if self.bytes <= self.limit:
+                    return
+                assert leaf.parent is not None
+                del leaf.parent.children[leaf.tokens[0]]
+                self.bytes -= leaf.nbytes
+
+    def __len__(self) -> int:
+        return len(self._leaves())
+
+
+_SHARED_CACHE: PrefixCache | None = None
+
+
+def shared_prefix_cache(limit_bytes: int) -> PrefixCache:
+    """One cache per process, shared by every engine (a base model and its adapters), so their
+    states together stay within one limit; each tree is keyed by its model."""
+    global _SHARED_CACHE
+    if _SHARED_CACHE is None:
+        _SHARED_CACHE = PrefixCache(limit_bytes)
+    _SHARED_CACHE.limit = int(limit_bytes)
+    return _SHARED_CACHE
+
+
+def active_lora(model: Any) -> tuple[str, ...]:
+    """Names of LoRA adapters injected and active in a model (peft), part of the cache key: a
+    model being tuned in place has other states than its base under the same identity."""
+    names: set[str] = set()
+    for module in model.modules():
+        if hasattr(module, "lora_A") and not getattr(module, "disable_adapters", False):
+            names.update(getattr(module, "active_adapters", []) or [])
+    return tuple(sorted(names))
+
+
+def sliding_window_of(model: Any) -> int | None:
+    """The smallest attention window of the model's layers (Gemma 3: 512), or None if it has none."""
+    config = getattr(model, "config", None)
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if window and (types is None or "sliding_attention" in types):
+        return int(window)
+    return None
+
+
 # ------------------------------------------------------------------------ in-process transformers
 
 @dataclasses.dataclass
@@ -138,14 +305,20 @@ class TransformersEngine:
     A batch of prompts runs once with logits only at its last position (the output layer is most
     of Gemma's cost); paths continue from the prompts' key-value cache. The last batch's cache is
     kept, so a caller that asks about deeper paths of the same prompts pays no second prompt pass.
+    With the prefix cache on (the default), each prompt continues the longest prefix whose states
+    any earlier batch left in the process-wide PrefixCache, and leaves its own states there.
+    `prompt_tokens_run` counts the prompt tokens that actually ran through the model.
     """
 
     has_logprobs = True
     row_chunk = 64  # continuation rows per forward
 
-    def __init__(self, lm: Any):
+    def __init__(self, lm: Any, prefix_cache: bool = True):
         self.lm = lm
         self._state: _PromptState | None = None
+        self.use_prefix_cache = prefix_cache
+        self.prompt_tokens_run = 0
+        self.path_tokens_run = 0
 
     @property
     def spec(self) -> Any:
@@ -163,16 +336,78 @@ class TransformersEngine:
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id or 0
 
+    @property
+    def prefix_cache(self) -> PrefixCache:
+        mib = getattr(self.spec, "prefix_cache_mib", DEFAULT_PREFIX_CACHE_MIB)
+        return shared_prefix_cache(int(mib) * 2 ** 20)
+
+    def cache_key(self) -> tuple:
+        """What the cached states depend on besides the tokens: weights (with a merged adapter's
+        hash), injected LoRA adapters, the model object, dtype and device."""
+        model = self.lm.model
+        return (self.identity, id(model), active_lora(model), str(next(model.parameters()).dtype), str(self.lm.device))
+
+    def _fits(self, width: int) -> bool:
+        """Whether a batch this wide keeps every token in every layer: a sliding-window layer keeps
+        window - 1 tokens, and a padded gap must not push real tokens out of its window."""
+        window = sliding_window_of(self.lm.model)
+        return window is None or width <= window - 1
+
+    @torch.inference_mode()
+    def _forward_cached(self, prompts: Sequence[Sequence[int]], room: int = 0) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """Run a batch of prompts, each from its longest cached prefix: the batch's key-value cache
+        (prefix states left-padded, then the rests left-padded, a masked gap between), its mask and
+        the last position's logits. Stores every prompt's states for later batches when all layers
+        kept them (`room`: tokens the caller appends later, which must fit the window too)."""
+        model, device, store = self.lm.model, self.lm.device, self.prefix_cache
+        key = self.cache_key()
+        matches = [store.match(key, p) for p in prompts]
+        lengths = [min(found, len(p) - 1) for (found, _), p in zip(matches, prompts)]
+        width = max(lengths) + max(len(p) - n for p, n in zip(prompts, lengths))
+        if max(lengths) == 0 or not self._fits(width + room):
+            lengths = [0] * len(prompts)
+        prefix = max(lengths)
+        rests = [list(p[n:]) for p, n in zip(prompts, lengths)]
+        rest_ids, rest_mask = (t.to(device) for t in left_pad(rests, self.pad_id))
+        past = DynamicCache(config=model.config)
+        prefix_mask = torch.zeros((len(prompts), prefix), dtype=torch.long, device=device)
+        if prefix:
+            states = [store.gather(path, n) if n else None for (_, path), n in zip(matches, lengths)]
+            template = next(s for s in states if s is not None)
+            for layer, (k0, v0) in enumerate(template):
+                keys = k0.new_zeros((len(prompts), k0.shape[0], prefix, k0.shape[2]))
+                values = v0.new_zeros((len(prompts), v0.shape[0], prefix, v0.shape[2]))
+                for i, (s, n) in enumerate(zip(states, lengths)):
+                    if n:
+                        keys[i, :, prefix - n:], values[i, :, prefix - n:] = s[layer]
+                past.update(keys, values, layer)
+            for i, n in enumerate(lengths):
+                prefix_mask[i, prefix - n:] = 1
+        mask = torch.cat([prefix_mask, rest_mask], dim=1)
+        positions = torch.tensor(lengths, device=device)[:, None] + positions_of(rest_mask)
+        out = model(input_ids=rest_ids, attention_mask=mask, position_ids=positions, past_key_values=past,
+                    use_cache=True, logits_to_keep=1)
+        self.prompt_tokens_run += sum(len(r) for r in rests)
+        cache = out.past_key_values
+        if self._fits(mask.shape[1]):
+            for i, p in enumerate(prompts):
+                where = mask[i].nonzero()[:, 0]
+                store.insert(key, list(p), [(layer.keys[i][:, where], layer.values[i][:, where]) for layer in cache.layers])
+        return cache, mask, out.logits[:, -1, :]
+
     @torch.inference_mode()
     def _prompts(self, prompts: Sequence[list[int]]) -> _PromptState:
         key = (id(self.lm.model), tuple(tuple(p) for p in prompts))
         if self._state is not None and self._state.key == key:
             return self._state
+        if self.use_prefix_cache and self._fits(max(len(p) for p in prompts)):
+            return self._prompts_cached(prompts, key)  # else no layer could keep a stored prompt whole
         device, groups = self.lm.device, shared_prefixes(prompts)
         if all(len(members) == 1 for _, members in groups):
             ids, mask = (t.to(device) for t in left_pad(prompts, self.pad_id))
             out = self.lm.model(input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True,
                                 logits_to_keep=1)
+            self.prompt_tokens_run += sum(len(p) for p in prompts)
             self._state = _PromptState(key, out.past_key_values, mask, decoded_probs(out.logits[:, -1, :], self.spec))
             return self._state
         # prompts that share a long prefix (a prompt's two option orders, a common instruction):
@@ -190,9 +425,20 @@ class TransformersEngine:
         positions = trunk_mask[owner].sum(-1, keepdim=True) + positions_of(rest_mask)
         logits = self.lm.model(input_ids=rest_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                                use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        self.prompt_tokens_run += sum(n for n, _ in groups) + sum(len(r) for r in rests)
         back = torch.tensor([order.index(i) for i in range(len(prompts))], device=device)  # batch order again
         cache.reorder_cache(back)
         self._state = _PromptState(key, cache, mask[back], decoded_probs(logits[back], self.spec))
+        return self._state
+
+    def _prompts_cached(self, prompts: Sequence[list[int]], key: tuple) -> _PromptState:
+        """Prompts from the prefix cache. Trunks that several prompts of the batch share (a probe's
+        two option orders) run first and are stored, so each member then runs only its own rest."""
+        trunks = [prompts[members[0]][:n] for n, members in shared_prefixes(prompts) if len(members) > 1 and n > 0]
+        if trunks:
+            self._forward_cached(trunks)
+        cache, mask, logits = self._forward_cached(prompts)
+        self._state = _PromptState(key, cache, mask, decoded_probs(logits, self.spec))
         return self._state
 
     @torch.inference_mode()
@@ -207,6 +453,7 @@ class TransformersEngine:
         ids, row_mask = (t.to(device) for t in left_pad(rows, self.pad_id))
         prompt_mask = state.mask[owners]
         positions = prompt_mask.sum(-1, keepdim=True) + positions_of(row_mask)
+        self.path_tokens_run += sum(len(r) for r in rows)
         logits = self.lm.model(input_ids=ids, attention_mask=torch.cat([prompt_mask, row_mask], dim=1),
                                position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=keep).logits
         return decoded_probs(logits.reshape(-1, logits.shape[-1]), self.spec).reshape(logits.shape)
@@ -241,13 +488,18 @@ class TransformersEngine:
         which other prompts share the batch (generate has one global generator, so it cannot)."""
         spec = dataclasses.replace(self.spec, **decoding) if decoding else self.spec
         model, tok, device = self.lm.model, self.tokenizer, self.lm.device
-        ids, mask = left_pad([prompt_ids(tok, p) for p in prompts], self.pad_id)
-        ids, mask = ids.to(device), mask.to(device)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True, logits_to_keep=1)
+        encoded = [prompt_ids(tok, p) for p in prompts]
+        if self.use_prefix_cache:
+            cache, mask, logits = self._forward_cached(encoded, room=max_new_tokens)
+        else:
+            ids, mask = (t.to(device) for t in left_pad(encoded, self.pad_id))
+            out = model(input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True,
+                        logits_to_keep=1)
+            self.prompt_tokens_run += sum(len(e) for e in encoded)
+            cache, logits = out.past_key_values, out.logits[:, -1, :]
         expand = torch.arange(len(prompts), device=device).repeat_interleave(n)
-        cache = out.past_key_values
         cache.reorder_cache(expand)
-        logits, mask = out.logits[:, -1, :][expand], mask[expand]
+        logits, mask = logits[expand], mask[expand]
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         stops = torch.tensor(stop_token_ids(model, tok), device=device)
         done = torch.zeros(len(expand), dtype=torch.bool, device=device)

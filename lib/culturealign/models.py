@@ -26,7 +26,9 @@ DTYPES = ("auto", "float32", "bfloat16")
 RANGES = [("temperature", lambda v: 0 < v <= 10, "> 0 and <= 10 (sampling needs a positive temperature)"),
           ("top_k", lambda v: v >= 1, "a whole number >= 1, or null for no top-k"),
           ("top_p", lambda v: 0 < v <= 1, "> 0 and <= 1, or null for no top-p"),
-          ("prefix_tolerance", lambda v: 0 < v < 1, "> 0 and < 1")]
+          ("prefix_tolerance", lambda v: 0 < v < 1, "> 0 and < 1"),
+          ("prefix_cache_mib", lambda v: v > 0, "a whole number of MiB > 0 (the in-process engine's prefix-cache "
+                                                 "limit; a full cache evicts its least recently used prefixes)")]
 
 
 class ModelUnavailable(RuntimeError):
@@ -49,6 +51,7 @@ class ModelSpec:
     engine: str = "transformers"  # transformers | openai (vLLM or another completions server) | gemini
     answer_primer: bool = False  # base models: a value-neutral example of the answer format first
     prefix_tolerance: float = 0.005  # exact mode follows ignorable prefixes more likely than this
+    prefix_cache_mib: int = 1024  # in-process engine: memory for prompt prefixes' key-value states (LRU)
     dtype: str = "auto"  # auto (CUDA: bf16, CPU: fp32) | float32 | bfloat16 (bf16 on a CPU that has it)
     # serving (engine: openai; read by serve.py when `make serve` starts vLLM for this model)
     tensor_parallel_size: int = 1
@@ -74,6 +77,7 @@ class ModelSpec:
         checks = {"temperature": (int, float), "top_p": (int, float, type(None)), "top_k": (int, type(None)),
                   "chat": (bool,), "languages": (list,), "name": (str,), "id": (str,), "engine": (str,),
                   "answer_primer": (bool,), "prefix_tolerance": (int, float), "dtype": (str,),
+                  "prefix_cache_mib": (int,),
                   "tensor_parallel_size": (int,), "gpu_memory_utilization": (int, float), "max_model_len": (int, type(None)),
                   "max_logprobs": (int,), "max_lora_rank": (int,)}
         for key, types in checks.items():
