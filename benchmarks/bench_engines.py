@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 import torch
-
 from bench_scoring import bench_prompts
+
 from culturealign import models, paths, serve
 from culturealign.engine import TransformersEngine
 from culturealign.openai_engine import OpenAIServerEngine
@@ -29,10 +29,13 @@ MODEL = "gemma3-270m"
 
 def option_probs(engine, batch) -> list[list[float]]:
     """Probability of each option (product over its tokens) from next_token_probs."""
-    arrays = engine.next_token_probs([c[0] for c in batch], [c[1] for c in batch], [c[2] for c in batch],
-                                     last=10 ** 6)  # every prefix of each option
-    return [[float(np.prod([a[k, tokens.index(t)] for k, t in enumerate(path)])) for path, a in zip(paths_, row)]
-            for (_, paths_, tokens), row in zip(batch, arrays)]
+    arrays = engine.next_token_probs(
+        [c[0] for c in batch], [c[1] for c in batch], [c[2] for c in batch], last=10**6
+    )  # every prefix of each option
+    return [
+        [float(np.prod([a[k, tokens.index(t)] for k, t in enumerate(path)])) for path, a in zip(paths_, row)]
+        for (_, paths_, tokens), row in zip(batch, arrays)
+    ]
 
 
 def run_inprocess(engine, items, batch_size: int) -> tuple[float, list[list[float]]]:
@@ -40,7 +43,7 @@ def run_inprocess(engine, items, batch_size: int) -> tuple[float, list[list[floa
     probs: dict[int, list[float]] = {}
     start = time.perf_counter()
     for at in range(0, len(order), batch_size):
-        chunk = order[at: at + batch_size]
+        chunk = order[at : at + batch_size]
         probs.update(zip(chunk, option_probs(engine, [items[i] for i in chunk])))
     return time.perf_counter() - start, [probs[i] for i in range(len(items))]
 
@@ -64,7 +67,7 @@ def main() -> None:
     warm = 8
     texts, options = bench_prompts(lm, args.prompts + warm)
     items = option_paths(lm.tokenizer, texts, options)
-    warmup, items = items[args.prompts:], items[: args.prompts]
+    warmup, items = items[args.prompts :], items[: args.prompts]
     tokens = sum(len(c[0]) for c in items)
 
     started, timing = None, {}
@@ -76,8 +79,14 @@ def main() -> None:
         timing["server_start_s"] = round(time.perf_counter() - began, 1)
         started = state
     try:
-        server = OpenAIServerEngine(lm.spec, state["url"], lm.tokenizer, lm.weights_hash,
-                                    max_logprobs=int(state["max_logprobs"]), concurrency=args.concurrency)
+        server = OpenAIServerEngine(
+            lm.spec,
+            state["url"],
+            lm.tokenizer,
+            lm.weights_hash,
+            max_logprobs=int(state["max_logprobs"]),
+            concurrency=args.concurrency,
+        )
         inprocess = TransformersEngine(lm)
         run_inprocess(inprocess, warmup, args.batch_size)  # warm-up on other prompts: no cache help
         run_server(server, warmup)
@@ -89,10 +98,17 @@ def main() -> None:
             serve.stop(MODEL)
     diff = max(abs(a - b) for x, y in zip(server_probs, inprocess_probs) for a, b in zip(x, y))
     result = {
-        "model": MODEL, "prompts": len(items), "mean_prompt_tokens": tokens / len(items), "threads": args.threads,
-        "inprocess_batch_size": args.batch_size, "server_concurrency": args.concurrency, **timing,
-        "inprocess_tokens_per_s": tokens / inprocess_s, "server_tokens_per_s": tokens / server_s,
-        "server_to_inprocess_ratio": inprocess_s / server_s, "server_prefix_cached_tokens_per_s": tokens / cached_s,
+        "model": MODEL,
+        "prompts": len(items),
+        "mean_prompt_tokens": tokens / len(items),
+        "threads": args.threads,
+        "inprocess_batch_size": args.batch_size,
+        "server_concurrency": args.concurrency,
+        **timing,
+        "inprocess_tokens_per_s": tokens / inprocess_s,
+        "server_tokens_per_s": tokens / server_s,
+        "server_to_inprocess_ratio": inprocess_s / server_s,
+        "server_prefix_cached_tokens_per_s": tokens / cached_s,
         "max_option_prob_difference": diff,
     }
     out = paths.outputs() / "bench" / "engines.json"

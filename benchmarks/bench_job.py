@@ -25,13 +25,22 @@ from culturealign import culturespa, models, paths, prompts, runs  # noqa: E402
 
 CULTURES = ("USA", "CHN", "KEN", "DEU")
 # full counts of `make all` on the embedded model (README, full-scale runs): prompts per kind
-COUNTS = {"10 zero-shot (both orders, 14 languages)": 242 * 2 * 14,
-          "30 self-aligned prompts (16,400 order pairs)": 16_400 * 2,
-          "70 culture prompting": 3_848,
-          "95 unaware": 259, "95 aware": 4_662, "95 cross": 4_662, "95 aware with demonstrations": 4_662,
-          "95 joint adapter": 4_662, "95 specific adapters": 1_036}
-REFERENCE_SECONDS = {"60 question generation": 37 * 60 + 45, "90 LoRA training": 65 * 60,
-                     "95 general ability": 4 * 60 + 48}
+COUNTS = {
+    "10 zero-shot (both orders, 14 languages)": 242 * 2 * 14,
+    "30 self-aligned prompts (16,400 order pairs)": 16_400 * 2,
+    "70 culture prompting": 3_848,
+    "95 unaware": 259,
+    "95 aware": 4_662,
+    "95 cross": 4_662,
+    "95 aware with demonstrations": 4_662,
+    "95 joint adapter": 4_662,
+    "95 specific adapters": 1_036,
+}
+REFERENCE_SECONDS = {
+    "60 question generation": 37 * 60 + 45,
+    "90 LoRA training": 65 * 60,
+    "95 general ability": 4 * 60 + 48,
+}
 SAME_RATE_AS = {"95 joint adapter": "95 aware", "95 specific adapters": "95 aware"}
 
 
@@ -42,12 +51,21 @@ def survey_prompts(lm, n: int, kind: str, demos: bool = False) -> tuple[list[str
     similar = culturespa.similar_cultures(list(CULTURES)) if kind == "cross" else None
     shots = culturespa.selfalign_demos(questions, list(CULTURES)) if demos else {}
     texts, options = [], []
-    for culture in (CULTURES if kind != "unaware" else (None,)):
+    for culture in CULTURES if kind != "unaware" else (None,):
         system = culturespa.persona_for(kind, culture, similar)
         for q in questions.itertuples(index=False):
-            texts.append(prompts.survey_prompt(system, q.question, q.options, shots.get((culture, q.id), ()),
-                                               chat=lm.spec.chat, tokenizer=lm.tokenizer, start=q.start,
-                                               primer=lm.spec.answer_primer))
+            texts.append(
+                prompts.survey_prompt(
+                    system,
+                    q.question,
+                    q.options,
+                    shots.get((culture, q.id), ()),
+                    chat=lm.spec.chat,
+                    tokenizer=lm.tokenizer,
+                    start=q.start,
+                    primer=lm.spec.answer_primer,
+                )
+            )
             options.append(prompts.number_options(len(q.options), q.start))
     order = sorted(range(len(texts)), key=lambda i: (i % max(1, len(texts) // len(CULTURES)), i))  # mix cultures
     return [texts[i] for i in order][:n], [options[i] for i in order][:n]
@@ -55,25 +73,32 @@ def survey_prompts(lm, n: int, kind: str, demos: bool = False) -> tuple[list[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sample", type=int, default=24, help="prompts timed per kind (a few hundred for a close estimate)")
+    parser.add_argument(
+        "--sample", type=int, default=24, help="prompts timed per kind (a few hundred for a close estimate)"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     torch.manual_seed(0)
     lm = models.load_model(models.spec_for("gemma3-270m"))
     n = args.sample
-    kinds = {"10 zero-shot (both orders, 14 languages)": stage10_prompts(lm, n),
-             "30 self-aligned prompts (16,400 order pairs)": stage30_pairs(lm, max(1, n // 2)),
-             "70 culture prompting": survey_prompts(lm, n, "aware"),
-             "95 unaware": survey_prompts(lm, n, "unaware"), "95 aware": survey_prompts(lm, n, "aware"),
-             "95 cross": survey_prompts(lm, n, "cross"),
-             "95 aware with demonstrations": survey_prompts(lm, n, "aware", demos=True)}
+    kinds = {
+        "10 zero-shot (both orders, 14 languages)": stage10_prompts(lm, n),
+        "30 self-aligned prompts (16,400 order pairs)": stage30_pairs(lm, max(1, n // 2)),
+        "70 culture prompting": survey_prompts(lm, n, "aware"),
+        "95 unaware": survey_prompts(lm, n, "unaware"),
+        "95 aware": survey_prompts(lm, n, "aware"),
+        "95 cross": survey_prompts(lm, n, "cross"),
+        "95 aware with demonstrations": survey_prompts(lm, n, "aware", demos=True),
+    }
     rate: dict[str, tuple[float, float]] = {}
     for kind, (texts, options) in kinds.items():
         off, _ = score(lm, texts, options, args.batch_size, cached=False)
         on, _ = score(lm, texts, options, args.batch_size, cached=True)
         rate[kind] = (off / len(texts), on / len(texts))
         print(f"{kind}: {len(texts)} prompts, {off:.1f} s without, {on:.1f} s with the cache", flush=True)
-        write(job_rows(rate, {k: len(v[0]) for k, v in kinds.items()}), n, args.batch_size)  # a killed run keeps its part
+        write(
+            job_rows(rate, {k: len(v[0]) for k, v in kinds.items()}), n, args.batch_size
+        )  # a killed run keeps its part
 
 
 def job_rows(rate: dict[str, tuple[float, float]], sampled: dict[str, int]) -> list[dict]:
@@ -83,25 +108,58 @@ def job_rows(rate: dict[str, tuple[float, float]], sampled: dict[str, int]) -> l
     for kind, count in COUNTS.items():
         source = SAME_RATE_AS.get(kind, kind)
         if source not in rate:
-            rows.append({"stage part": kind, "prompts": count, "basis": "not timed in this run", "s/prompt without": "",
-                         "s/prompt with": "", "hours without": "", "hours with": ""})
+            rows.append(
+                {
+                    "stage part": kind,
+                    "prompts": count,
+                    "basis": "not timed in this run",
+                    "s/prompt without": "",
+                    "s/prompt with": "",
+                    "hours without": "",
+                    "hours with": "",
+                }
+            )
             continue
         off, on = rate[source]
         basis = f"measured on {sampled[kind]} prompts" if kind in sampled else f"estimated at the rate of {source}"
-        rows.append({"stage part": kind, "prompts": count, "basis": basis, "s/prompt without": round(off, 3),
-                     "s/prompt with": round(on, 3), "hours without": round(count * off / 3600, 2),
-                     "hours with": round(count * on / 3600, 2)})
+        rows.append(
+            {
+                "stage part": kind,
+                "prompts": count,
+                "basis": basis,
+                "s/prompt without": round(off, 3),
+                "s/prompt with": round(on, 3),
+                "hours without": round(count * off / 3600, 2),
+                "hours with": round(count * on / 3600, 2),
+            }
+        )
         total[0] += count * off
         total[1] += count * on
     for part, seconds in REFERENCE_SECONDS.items():
-        rows.append({"stage part": part, "prompts": "", "basis": "full-scale reference (README), not re-timed",
-                     "s/prompt without": "", "s/prompt with": "", "hours without": round(seconds / 3600, 2),
-                     "hours with": round(seconds / 3600, 2)})
+        rows.append(
+            {
+                "stage part": part,
+                "prompts": "",
+                "basis": "full-scale reference (README), not re-timed",
+                "s/prompt without": "",
+                "s/prompt with": "",
+                "hours without": round(seconds / 3600, 2),
+                "hours with": round(seconds / 3600, 2),
+            }
+        )
         total[0] += seconds
         total[1] += seconds
-    rows.append({"stage part": "make all (model stages)", "prompts": "", "basis": "sum of the rows above with a time",
-                 "s/prompt without": "", "s/prompt with": "", "hours without": round(total[0] / 3600, 2),
-                 "hours with": round(total[1] / 3600, 2)})
+    rows.append(
+        {
+            "stage part": "make all (model stages)",
+            "prompts": "",
+            "basis": "sum of the rows above with a time",
+            "s/prompt without": "",
+            "s/prompt with": "",
+            "hours without": round(total[0] / 3600, 2),
+            "hours with": round(total[1] / 3600, 2),
+        }
+    )
     return rows
 
 
@@ -110,18 +168,29 @@ def write(rows: list[dict], n: int, batch_size: int) -> None:
     cpu = cpu_model()
     for row in rows:
         row["cpu"] = cpu
-    result = {"title": "make all's time without and with the prefix cache, stage by stage", "cpu": cpu,
-              "commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "tables": [{"caption": f"Seconds per prompt timed on {n} prompts per kind (embedded model, batch "
-                                     f"{batch_size}, {torch.get_num_threads()} threads), times the full counts",
-                          "rows": rows}],
-              "notes": [f"CPU: {cpu}. Sample: {n} prompts per kind, each run from a cold prefix cache, so the cache's "
-                        "gain on a full run (one cold batch in hundreds) is larger than a small sample shows.",
-                        "A shared machine: the per-prompt seconds carry its contention; the README's full-scale "
-                        "stage times (idle machine) are the reference for the parts not re-timed."]}
+    result = {
+        "title": "make all's time without and with the prefix cache, stage by stage",
+        "cpu": cpu,
+        "commit": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tables": [
+            {
+                "caption": f"Seconds per prompt timed on {n} prompts per kind (embedded model, batch "
+                f"{batch_size}, {torch.get_num_threads()} threads), times the full counts",
+                "rows": rows,
+            }
+        ],
+        "notes": [
+            f"CPU: {cpu}. Sample: {n} prompts per kind, each run from a cold prefix cache, so the cache's "
+            "gain on a full run (one cold batch in hundreds) is larger than a small sample shows.",
+            "A shared machine: the per-prompt seconds carry its contention; the README's full-scale "
+            "stage times (idle machine) are the reference for the parts not re-timed.",
+        ],
+    }
     out = paths.outputs() / "bench" / "job.json"
     runs.write_json(out, result)
     print(f"wrote {out}", flush=True)
+
 
 if __name__ == "__main__":
     main()

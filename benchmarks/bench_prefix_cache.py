@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scoring import order_pairs  # noqa: E402
 
 from culturealign import culturespa, models, paths, probes, prompts, runs, scoring, selfalign  # noqa: E402
-from culturealign.engine import PrefixCache  # noqa: E402
 
 TARGETS = {"stage 10": (0.80, 1.8), "stage 30 pairs": (0.35, 1.25)}  # token cut, wall-time speed-up
 
@@ -48,16 +47,25 @@ def cpu_model() -> str:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=paths.ROOT if hasattr(paths, "ROOT") else None).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=paths.ROOT if hasattr(paths, "ROOT") else None,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
 def stage10_prompts(lm, n: int) -> tuple[list[str], list[list[str]]]:
     rows = list(probes.labelled_probes("en", "USA").head(n).itertuples(index=False))
-    texts = [prompts.cloze_prompt(selfalign.query_of(p, "en", 0), chat=lm.spec.chat, tokenizer=lm.tokenizer,
-                                  primer=lm.spec.answer_primer) for p in rows]
+    texts = [
+        prompts.cloze_prompt(
+            selfalign.query_of(p, "en", 0), chat=lm.spec.chat, tokenizer=lm.tokenizer, primer=lm.spec.answer_primer
+        )
+        for p in rows
+    ]
     return texts, [list(selfalign.display_order(p, "en", 0)) for p in rows]
 
 
@@ -66,14 +74,25 @@ def stage30_pairs(lm, pairs: int) -> tuple[list[str], list[list[str]]]:
     return texts + swapped, options + [o[::-1] for o in options]
 
 
-def stage70_prompts(lm, n: int, cultures: tuple[str, ...] = ("USA", "CHN", "KEN", "DEU")) -> tuple[list[str], list[list[str]]]:
+def stage70_prompts(
+    lm, n: int, cultures: tuple[str, ...] = ("USA", "CHN", "KEN", "DEU")
+) -> tuple[list[str], list[list[str]]]:
     questions = culturespa.with_starts(culturespa.wvs_eval_questions(max(1, n // len(cultures))))
     texts, options = [], []
     for culture in cultures:
         system = culturespa.persona_for("aware", culture)
         for q in questions.itertuples(index=False):
-            texts.append(prompts.survey_prompt(system, q.question, q.options, chat=lm.spec.chat, tokenizer=lm.tokenizer,
-                                               start=q.start, primer=lm.spec.answer_primer))
+            texts.append(
+                prompts.survey_prompt(
+                    system,
+                    q.question,
+                    q.options,
+                    chat=lm.spec.chat,
+                    tokenizer=lm.tokenizer,
+                    start=q.start,
+                    primer=lm.spec.answer_primer,
+                )
+            )
             options.append(prompts.number_options(len(q.options), q.start))
     return texts[:n], options[:n]
 
@@ -107,7 +126,11 @@ class Profile:
 
     def _count(self, state, owners, rows, keep) -> None:
         self.positions += len(rows) * keep
-        seen = {(owner, tuple(row[:m])) for owner, row in zip(owners, rows) for m in range(max(1, len(row) - keep + 1), len(row) + 1)}
+        seen = {
+            (owner, tuple(row[:m]))
+            for owner, row in zip(owners, rows)
+            for m in range(max(1, len(row) - keep + 1), len(row) + 1)
+        }
         self.distinct += len(seen)
 
     def reset(self) -> None:
@@ -115,8 +138,12 @@ class Profile:
         self.positions = self.distinct = 0
 
     def restore(self) -> None:
-        for owner, name in ((self.engine, "_prompts"), (self.engine, "_continue"),
-                            (self.engine.prefix_cache, "match"), (self.engine.prefix_cache, "insert")):
+        for owner, name in (
+            (self.engine, "_prompts"),
+            (self.engine, "_continue"),
+            (self.engine.prefix_cache, "match"),
+            (self.engine.prefix_cache, "insert"),
+        ):
             owner.__dict__.pop(name, None)
 
 
@@ -130,8 +157,9 @@ def score(lm, texts: list[str], options: list[list[str]], batch_size: int, cache
     before = engine.prompt_tokens_run
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        scoring.option_distributions(lm, texts, options, batch_size=batch_size,
-                                     cache=runs.ResultCache(Path(tmp) / "exact.jsonl"), desc="bench")
+        scoring.option_distributions(
+            lm, texts, options, batch_size=batch_size, cache=runs.ResultCache(Path(tmp) / "exact.jsonl"), desc="bench"
+        )
         seconds = time.perf_counter() - start
     return seconds, engine.prompt_tokens_run - before
 
@@ -143,10 +171,12 @@ def prompt_passes(lm, texts: list[str], batch_size: int, cached: bool) -> tuple[
     engine.use_prefix_cache = cached
     engine.prefix_cache.clear()
     engine._state = None
-    ids = sorted((scoring.prompt_ids(lm.tokenizer, scoring.context_of(t)) for t in texts), key=lambda p: (len(p) // 32, p))
+    ids = sorted(
+        (scoring.prompt_ids(lm.tokenizer, scoring.context_of(t)) for t in texts), key=lambda p: (len(p) // 32, p)
+    )
     before, start = engine.prompt_tokens_run, time.perf_counter()
     for at in range(0, len(ids), batch_size):
-        engine._prompts(ids[at: at + batch_size])
+        engine._prompts(ids[at : at + batch_size])
     return time.perf_counter() - start, engine.prompt_tokens_run - before
 
 
@@ -157,29 +187,48 @@ def main() -> None:
     parser.add_argument("--stage70", type=int, default=16, help="stage-70 persona survey prompts")
     parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions of each timing")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--pass-prompts", type=int, default=64, help="prompts per kind for the prompt-pass token counts")
-    parser.add_argument("--pass-batch", type=int, default=8, help="batch size of the prompt-pass token counts (stages: 8)")
+    parser.add_argument(
+        "--pass-prompts", type=int, default=64, help="prompts per kind for the prompt-pass token counts"
+    )
+    parser.add_argument(
+        "--pass-batch", type=int, default=8, help="batch size of the prompt-pass token counts (stages: 8)"
+    )
     parser.add_argument("--out", default="prefix_cache", help="name of outputs/bench/<name>.json")
     args = parser.parse_args()
     torch.manual_seed(0)
     lm = models.load_model(models.spec_for("gemma3-270m"))
-    kinds = {"stage 10": stage10_prompts(lm, args.stage10), "stage 30 pairs": stage30_pairs(lm, args.pairs),
-             "stage 70": stage70_prompts(lm, args.stage70)}
-    many = {"stage 10": stage10_prompts(lm, args.pass_prompts)[0],
-            "stage 30 pairs": stage30_pairs(lm, args.pass_prompts // 2)[0],
-            "stage 70": stage70_prompts(lm, args.pass_prompts)[0]}
+    kinds = {
+        "stage 10": stage10_prompts(lm, args.stage10),
+        "stage 30 pairs": stage30_pairs(lm, args.pairs),
+        "stage 70": stage70_prompts(lm, args.stage70),
+    }
+    many = {
+        "stage 10": stage10_prompts(lm, args.pass_prompts)[0],
+        "stage 30 pairs": stage30_pairs(lm, args.pass_prompts // 2)[0],
+        "stage 70": stage70_prompts(lm, args.pass_prompts)[0],
+    }
     passes = []
     for kind, texts in many.items():
         (off_s, off_t), (on_s, on_t) = (prompt_passes(lm, texts, args.pass_batch, cached) for cached in (False, True))
         full = sum(len(scoring.prompt_ids(lm.tokenizer, scoring.context_of(t))) for t in texts)
         target = TARGETS.get(kind)
-        passes.append({"kind": kind, "prompts": len(texts), "batch": args.pass_batch, "prompt tokens in full": full,
-                       "tokens run without": off_t, "tokens run with": on_t,
-                       "token cut %": round(100 * (1 - on_t / off_t), 1),
-                       "target cut %": round(100 * target[0]) if target else "",
-                       "cut vs in full %": round(100 * (1 - on_t / full), 1),
-                       "pass seconds without": round(off_s, 2), "pass seconds with": round(on_s, 2),
-                       "pass speed-up": round(off_s / on_s, 2), "cpu": cpu_model()})
+        passes.append(
+            {
+                "kind": kind,
+                "prompts": len(texts),
+                "batch": args.pass_batch,
+                "prompt tokens in full": full,
+                "tokens run without": off_t,
+                "tokens run with": on_t,
+                "token cut %": round(100 * (1 - on_t / off_t), 1),
+                "target cut %": round(100 * target[0]) if target else "",
+                "cut vs in full %": round(100 * (1 - on_t / full), 1),
+                "pass seconds without": round(off_s, 2),
+                "pass seconds with": round(on_s, 2),
+                "pass speed-up": round(off_s / on_s, 2),
+                "cpu": cpu_model(),
+            }
+        )
         print(passes[-1], flush=True)
     warm_texts, warm_options = kinds["stage 10"]
     score(lm, warm_texts[:2], warm_options[:2], args.batch_size, cached=False)  # warm-up
@@ -205,43 +254,74 @@ def main() -> None:
     for kind, part in split.items():
         total = part["total"]
         rest = total - sum(part[name] for name in profile.seconds)
-        shares.append({"kind": kind, "seconds (all reps)": round(total, 2),
-                       **{f"{name} %": round(100 * part[name] / total, 1) for name in profile.seconds},
-                       "search Python %": round(100 * rest / total, 1),
-                       "output-layer positions": part["positions"], "distinct positions": part["distinct"]})
+        shares.append(
+            {
+                "kind": kind,
+                "seconds (all reps)": round(total, 2),
+                **{f"{name} %": round(100 * part[name] / total, 1) for name in profile.seconds},
+                "search Python %": round(100 * rest / total, 1),
+                "output-layer positions": part["positions"],
+                "distinct positions": part["distinct"],
+            }
+        )
     cpu, rows = cpu_model(), []
     for kind, (texts, _) in kinds.items():
         off, on = statistics.median(times[(kind, False)]), statistics.median(times[(kind, True)])
         cut = 1 - tokens[(kind, True)] / tokens[(kind, False)]
         target = TARGETS.get(kind)
         full = sum(len(scoring.prompt_ids(lm.tokenizer, scoring.context_of(t))) for t in texts)
-        rows.append({"kind": kind, "prompts": len(texts), "prompt tokens in full": full,
-                     "tokens run without": tokens[(kind, False)],
-                     "tokens run with": tokens[(kind, True)], "token cut %": round(100 * cut, 1),
-                     "target cut %": round(100 * target[0]) if target else "",
-                     "cut vs in full %": round(100 * (1 - tokens[(kind, True)] / full), 1),
-                     "seconds without": round(off, 2), "seconds with": round(on, 2), "speed-up": round(off / on, 2),
-                     "target speed-up": target[1] if target else "", "cpu": cpu})
+        rows.append(
+            {
+                "kind": kind,
+                "prompts": len(texts),
+                "prompt tokens in full": full,
+                "tokens run without": tokens[(kind, False)],
+                "tokens run with": tokens[(kind, True)],
+                "token cut %": round(100 * cut, 1),
+                "target cut %": round(100 * target[0]) if target else "",
+                "cut vs in full %": round(100 * (1 - tokens[(kind, True)] / full), 1),
+                "seconds without": round(off, 2),
+                "seconds with": round(on, 2),
+                "speed-up": round(off / on, 2),
+                "target speed-up": target[1] if target else "",
+                "cpu": cpu,
+            }
+        )
     for row in shares:
         row["cpu"] = cpu
     result = {
         "title": "Prefix cache in the in-process engine",
-        "cpu": cpu, "commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "commit": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tables": [
-            {"caption": f"Prompt passes alone (no prefix search), batched and ordered as exact scoring: prompt tokens "
-                        f"the engine ran without and with a cold prefix cache, and the passes' seconds", "rows": passes},
-            {"caption": f"Exact scoring without and with a cold prefix cache (embedded model, batch {args.batch_size}, "
-                        f"{torch.get_num_threads()} threads, median of {args.reps} interleaved repetitions)", "rows": rows},
-            {"caption": "With the cache: share of exact scoring's time in the prompt pass, the prefix search's "
-                        "continuation forwards, the cache's bookkeeping and the search's Python; output-layer positions "
-                        "the search computed against the distinct prefixes it needed", "rows": shares},
+            {
+                "caption": "Prompt passes alone (no prefix search), batched and ordered as exact scoring: "
+                "prompt tokens "
+                "the engine ran without and with a cold prefix cache, and the passes' seconds",
+                "rows": passes,
+            },
+            {
+                "caption": "Exact scoring without and with a cold prefix cache "
+                f"(embedded model, batch {args.batch_size}, "
+                f"{torch.get_num_threads()} threads, median of {args.reps} interleaved repetitions)",
+                "rows": rows,
+            },
+            {
+                "caption": "With the cache: share of exact scoring's time in the prompt pass, the prefix search's "
+                "continuation forwards, the cache's bookkeeping and the search's Python; output-layer positions "
+                "the search computed against the distinct prefixes it needed",
+                "rows": shares,
+            },
         ],
-        "notes": [f"CPU: {cpu}; a shared machine, so wall times carry its contention; token counts do not.",
-                  "Without the cache the engine already runs a shared trunk once per batch (a pair's common part, "
-                  "stage 10's instruction and primer); 'in full' counts every prompt's every token. The cache's "
-                  "cut grows with the number of batches (a sample's first batch is cold).",
-                  "Distinct positions below output-layer positions: the search could share one output-layer pass "
-                  "per prefix across options and spellings and save the difference."],
+        "notes": [
+            f"CPU: {cpu}; a shared machine, so wall times carry its contention; token counts do not.",
+            "Without the cache the engine already runs a shared trunk once per batch (a pair's common part, "
+            "stage 10's instruction and primer); 'in full' counts every prompt's every token. The cache's "
+            "cut grows with the number of batches (a sample's first batch is cold).",
+            "Distinct positions below output-layer positions: the search could share one output-layer pass "
+            "per prefix across options and spellings and save the difference.",
+        ],
     }
     out = paths.outputs() / "bench" / f"{args.out}.json"
     runs.write_json(out, result)

@@ -61,21 +61,35 @@ def timed(fn) -> float:
 def bare_forward(lm, encoded: list[list[int]], batch_size: int) -> None:
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     for start in range(0, len(order), batch_size):
-        ids, mask = left_pad([encoded[i] for i in order[start: start + batch_size]], lm.tokenizer.pad_token_id or 0)
+        ids, mask = left_pad([encoded[i] for i in order[start : start + batch_size]], lm.tokenizer.pad_token_id or 0)
         lm.model(input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), logits_to_keep=1)
 
 
 def exact(lm, texts, options, batch_size: int):
     """Exact distributions with a fresh cache (nothing read back)."""
     with tempfile.TemporaryDirectory() as tmp:
-        return scoring.option_distributions(lm, texts, options, batch_size=batch_size,
-                                            cache=runs.ResultCache(Path(tmp) / "exact.jsonl"), desc="bench exact")
+        return scoring.option_distributions(
+            lm,
+            texts,
+            options,
+            batch_size=batch_size,
+            cache=runs.ResultCache(Path(tmp) / "exact.jsonl"),
+            desc="bench exact",
+        )
 
 
 def sampled(lm, texts, options, batch_size: int):
     with tempfile.TemporaryDirectory() as tmp:
-        return scoring.sample_counts(lm, texts, options, n=10, seed=0, batch_size=batch_size,
-                                     cache=runs.ResultCache(Path(tmp) / "sampled.jsonl"), desc="bench sampling")
+        return scoring.sample_counts(
+            lm,
+            texts,
+            options,
+            n=10,
+            seed=0,
+            batch_size=batch_size,
+            cache=runs.ResultCache(Path(tmp) / "sampled.jsonl"),
+            desc="bench sampling",
+        )
 
 
 def interleaved(methods: dict, reps: int) -> dict[str, float]:
@@ -114,10 +128,15 @@ def main() -> None:
     tokens, slow, bs = sum(len(e) for e in encoded), args.slow_prompts, args.batch_size
     bare_forward(lm, encoded[:bs], bs)  # warm-up
     pair_options = options + [o[::-1] for o in options]
-    med = interleaved({"forward": lambda: bare_forward(lm, encoded, bs),
-                       "exact": lambda: exact(lm, texts, options, bs),
-                       "pair": lambda: exact(lm, texts + swapped, pair_options, bs),
-                       "sampling": lambda: sampled(lm, texts[:slow], options[:slow], bs)}, args.reps)
+    med = interleaved(
+        {
+            "forward": lambda: bare_forward(lm, encoded, bs),
+            "exact": lambda: exact(lm, texts, options, bs),
+            "pair": lambda: exact(lm, texts + swapped, pair_options, bs),
+            "sampling": lambda: sampled(lm, texts[:slow], options[:slow], bs),
+        },
+        args.reps,
+    )
     other_before, other_after, other_s = zero_shot_other(lm, args.zero_shot_probes, bs)
     reference = exact(lm, texts, options, bs)
     low = models.load_model(dataclasses.replace(lm.spec, dtype="bfloat16"))
@@ -127,29 +146,58 @@ def main() -> None:
     probs_dev = np.abs(np.array(list(in_bf16["probs"])) - np.array(list(reference["probs"])))
     dist_dev = np.abs(np.array(list(in_bf16["dist"])) - np.array(list(reference["dist"])))
     result = {
-        "model": lm.spec.name, "device": lm.device, "threads": torch.get_num_threads(), "prompts": len(texts),
-        "mean_prompt_tokens": tokens / len(texts), "demonstrations": demos.N_DEMOS, "batch_size": bs, "reps": args.reps,
-        "forward_tokens_per_s": tokens / med["forward"], "exact_tokens_per_s": tokens / med["exact"],
-        "ratio_to_forward": med["forward"] / med["exact"], "pair_cost_ratio": med["pair"] / med["exact"],
-        "sampling_s_per_prompt": med["sampling"] / slow, "exact_s_per_prompt": med["exact"] / len(texts),
+        "model": lm.spec.name,
+        "device": lm.device,
+        "threads": torch.get_num_threads(),
+        "prompts": len(texts),
+        "mean_prompt_tokens": tokens / len(texts),
+        "demonstrations": demos.N_DEMOS,
+        "batch_size": bs,
+        "reps": args.reps,
+        "forward_tokens_per_s": tokens / med["forward"],
+        "exact_tokens_per_s": tokens / med["exact"],
+        "ratio_to_forward": med["forward"] / med["exact"],
+        "pair_cost_ratio": med["pair"] / med["exact"],
+        "sampling_s_per_prompt": med["sampling"] / slow,
+        "exact_s_per_prompt": med["exact"] / len(texts),
         "speedup_vs_sampling": (med["sampling"] / slow) / (med["exact"] / len(texts)),
         "zero_shot_probes": args.zero_shot_probes or len(probes.labelled_probes("en", "USA")),
-        "p_other_median_without_primer": other_before, "p_other_median_with_primer": other_after,
+        "p_other_median_without_primer": other_before,
+        "p_other_median_with_primer": other_after,
         "zero_shot_seconds": other_s,
-        "bf16_forward_tokens_per_s": tokens / bf16["forward"], "bf16_speedup": med["forward"] / bf16["forward"],
-        "bf16_max_prob_deviation": float(probs_dev.max()), "bf16_median_prob_deviation": float(np.median(probs_dev)),
-        "bf16_max_dist_deviation": float(dist_dev.max()), "bf16_median_dist_deviation": float(np.median(dist_dev)),
-        "targets": {"ratio_to_forward": 0.8, "speedup_vs_sampling": 10, "pair_cost_ratio": 1.3,
-                    "p_other_median_with_primer": 0.3},
+        "bf16_forward_tokens_per_s": tokens / bf16["forward"],
+        "bf16_speedup": med["forward"] / bf16["forward"],
+        "bf16_max_prob_deviation": float(probs_dev.max()),
+        "bf16_median_prob_deviation": float(np.median(probs_dev)),
+        "bf16_max_dist_deviation": float(dist_dev.max()),
+        "bf16_median_dist_deviation": float(np.median(dist_dev)),
+        "targets": {
+            "ratio_to_forward": 0.8,
+            "speedup_vs_sampling": 10,
+            "pair_cost_ratio": 1.3,
+            "p_other_median_with_primer": 0.3,
+        },
     }
     out = paths.outputs() / "bench" / "scoring.json"
     runs.write_json(out, result)
-    print(f"\nexact scoring benchmark ({result['prompts']} prompts, {result['mean_prompt_tokens']:.0f} tokens each, "
-          f"{lm.device}, {result['threads']} threads, median of {args.reps} interleaved repetitions)")
+    print(
+        f"\nexact scoring benchmark ({result['prompts']} prompts, {result['mean_prompt_tokens']:.0f} tokens each, "
+        f"{lm.device}, {result['threads']} threads, median of {args.reps} interleaved repetitions)"
+    )
     print(f"{'measure':<32}{'value':>12}{'target':>10}")
-    for key in ("forward_tokens_per_s", "exact_tokens_per_s", "ratio_to_forward", "pair_cost_ratio", "speedup_vs_sampling",
-                "p_other_median_without_primer", "p_other_median_with_primer", "bf16_speedup",
-                "bf16_max_prob_deviation", "bf16_median_prob_deviation", "bf16_max_dist_deviation"):
+    for key in (
+        "forward_tokens_per_s",
+        "exact_tokens_per_s",
+        "ratio_to_forward",
+        "pair_cost_ratio",
+        "speedup_vs_sampling",
+        "p_other_median_without_primer",
+        "p_other_median_with_primer",
+        "bf16_speedup",
+        "bf16_max_prob_deviation",
+        "bf16_median_prob_deviation",
+        "bf16_max_dist_deviation",
+    ):
         target = result["targets"].get(key)
         bound = "<= " if key in ("pair_cost_ratio", "p_other_median_with_primer") else ">= "
         print(f"{key:<32}{result[key]:>12.4f}{(bound + str(target)) if target else '':>10}")

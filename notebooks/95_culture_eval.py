@@ -68,7 +68,7 @@ harness_task: str = ""  # run lm-evaluation-harness instead: "culturealign_gener
 import pandas as pd
 from IPython.display import Image, display
 
-from culturealign import culturespa, evaluation, models, paths, plots, runs, train
+from culturealign import culturespa, evaluation, models, paths, plots, runs
 
 run = runs.start_run("95_culture_eval", globals())
 culturespa.check_answer_mode(answer_mode, culturespa.param_source("95_culture_eval", "answer_mode", model, lang))

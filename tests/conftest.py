@@ -18,9 +18,11 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 def pytest_sessionstart(session):
     """One clear message, not a failure per test, when the WVS source data is not where it is read."""
     if not (paths.SHARED_WVS / "questions.json").exists():
-        pytest.exit(f"WVS source data not found at {paths.SHARED_WVS}: the tests read the shared folder beside "
-                    f"the repository (../shared/data/wvs7). Put it there or set CULTUREALIGN_WVS_SOURCE=/path/to/wvs7.",
-                    returncode=4)
+        pytest.exit(
+            f"WVS source data not found at {paths.SHARED_WVS}: the tests read the shared folder beside "
+            f"the repository (../shared/data/wvs7). Put it there or set CULTUREALIGN_WVS_SOURCE=/path/to/wvs7.",
+            returncode=4,
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -68,14 +70,30 @@ def tiny_lm(gemma_tokenizer):
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     torch.manual_seed(0)
-    config = Gemma3TextConfig(vocab_size=len(gemma_tokenizer), hidden_size=32, intermediate_size=64,
-                              num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
-                              layer_types=["sliding_attention", "full_attention"], sliding_window=64,
-                              max_position_embeddings=2048, bos_token_id=gemma_tokenizer.bos_token_id,
-                              eos_token_id=gemma_tokenizer.eos_token_id, pad_token_id=gemma_tokenizer.pad_token_id)
+    config = Gemma3TextConfig(
+        vocab_size=len(gemma_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        layer_types=["sliding_attention", "full_attention"],
+        sliding_window=64,
+        max_position_embeddings=2048,
+        bos_token_id=gemma_tokenizer.bos_token_id,
+        eos_token_id=gemma_tokenizer.eos_token_id,
+        pad_token_id=gemma_tokenizer.pad_token_id,
+    )
     model = Gemma3ForCausalLM(config).eval()
-    return models.LoadedModel(models.spec_for("gemma3-270m"), model, gemma_tokenizer,
-                              weights_hash="tiny-random:seed0", device="cpu", dtype="float32")
+    return models.LoadedModel(
+        models.spec_for("gemma3-270m"),
+        model,
+        gemma_tokenizer,
+        weights_hash="tiny-random:seed0",
+        device="cpu",
+        dtype="float32",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -87,8 +105,12 @@ def lm():
 
 def pytest_collection_modifyitems(config, items):
     """A test that takes the embedded model must carry the `model` marker, or `make unit` would load it."""
-    unmarked = [item.nodeid for item in items
-                if "lm" in getattr(item, "fixturenames", ()) and item.get_closest_marker("model") is None]
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "lm" in getattr(item, "fixturenames", ()) and item.get_closest_marker("model") is None
+    ]
     if unmarked:
-        raise pytest.UsageError("tests that use the `lm` fixture (the embedded 270M model) need "
-                                f"@pytest.mark.model: {', '.join(unmarked)}")
+        raise pytest.UsageError(
+            f"tests that use the `lm` fixture (the embedded 270M model) need @pytest.mark.model: {', '.join(unmarked)}"
+        )

@@ -1,4 +1,3 @@
-
 from culturealign import api, models, scoring
 
 
@@ -17,4 +16,6 @@ def test_api_sampling_builds_requests_and_parses_replies(monkeypatch):
     assert counts.iloc[0]["counts"] == [1, 1] and counts.iloc[0]["invalid"] == 1
     url, body = sent[0]
     assert "gemini-1.5-pro:generateContent?key=k" in url
-    assert body["generationConfig"]["temperature"] == 1.0 and body["contents"][0]["parts"][0]["text"].endswith("Answer:")
+    assert body["generationConfig"]["temperature"] == 1.0 and body["contents"][0]["parts"][0]["text"].endswith(
+        "Answer:"
+    )

@@ -2,24 +2,38 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from culturealign import culturespa, metrics, models, prompts, scoring
+from culturealign import culturespa, metrics, prompts, scoring
 
 
 def test_parse_generated_accepts_a_question_and_refuses_malformed_ones():
     item = culturespa.parse_generated('How often do you help neighbours?", "options": ["Often", "Never"]}\nmore')
     assert item == {"question": "How often do you help neighbours?", "options": ["Often", "Never"]}
-    for bad, why in [('Hi", "options": ["a"]}', "too short"), ('How often do you x?", "options": ["a"]}', "2-10"),
-                     ("How often", "not JSON"), ('How often do you x?", "options": ["a", "A"]}', "repeated")]:
+    for bad, why in [
+        ('Hi", "options": ["a"]}', "too short"),
+        ('How often do you x?", "options": ["a"]}', "2-10"),
+        ("How often", "not JSON"),
+        ('How often do you x?", "options": ["a", "A"]}', "repeated"),
+    ]:
         with pytest.raises(ValueError, match=why):
             culturespa.parse_generated(bad)
 
 
-QUESTIONS = pd.DataFrame({"id": ["a", "b", "c"], "topic": ["T"] * 3, "question": ["Qa?", "Qb?", "Qc?"],
-                          "options": [["x", "y"], ["x", "y"], ["0", "1", "2"]]})
+QUESTIONS = pd.DataFrame(
+    {
+        "id": ["a", "b", "c"],
+        "topic": ["T"] * 3,
+        "question": ["Qa?", "Qb?", "Qc?"],
+        "options": [["x", "y"], ["x", "y"], ["0", "1", "2"]],
+    }
+)
 
 
-def answers_from(rows: list[tuple[str, str, str, list[float], float]], mode: str = "sample", seed: int = 0,
-                 questions: pd.DataFrame = QUESTIONS) -> pd.DataFrame:
+def answers_from(
+    rows: list[tuple[str, str, str, list[float], float]],
+    mode: str = "sample",
+    seed: int = 0,
+    questions: pd.DataFrame = QUESTIONS,
+) -> pd.DataFrame:
     """An answers table as stage 70 writes it, from (id, kind, culture, probs, other)."""
     table = pd.DataFrame(rows, columns=["id", "kind", "culture", "probs", "other"])
     table["start"] = [culturespa.option_start(q, questions.set_index("id").at[q, "options"]) for q in table["id"]]
@@ -28,12 +42,22 @@ def answers_from(rows: list[tuple[str, str, str, list[float], float]], mode: str
 
 
 def test_crqpc_keeps_valid_answers_that_shift_as_the_authors_do():
-    answers = answers_from([("a", "unaware", "", [1, 0], 0), ("b", "unaware", "", [1, 0], 0), ("c", "unaware", "", [0, 0, 0], 1),
-                            ("a", "aware", "KEN", [0, 1], 0), ("b", "aware", "KEN", [1, 0], 0), ("c", "aware", "KEN", [0, 0, 1], 0)],
-                           mode="argmax")
+    answers = answers_from(
+        [
+            ("a", "unaware", "", [1, 0], 0),
+            ("b", "unaware", "", [1, 0], 0),
+            ("c", "unaware", "", [0, 0, 0], 1),
+            ("a", "aware", "KEN", [0, 1], 0),
+            ("b", "aware", "KEN", [1, 0], 0),
+            ("c", "aware", "KEN", [0, 0, 1], 0),
+        ],
+        mode="argmax",
+    )
     answers["answer"] = answers["answer_sample"]  # c: unaware reply is invalid, so no pair
     pairs = culturespa.crqpc(answers, QUESTIONS)
-    assert pairs["id"].tolist() == ["a"] and pairs["output"].tolist() == ["2"] and pairs["unaware_answer"].tolist() == [1]
+    assert (
+        pairs["id"].tolist() == ["a"] and pairs["output"].tolist() == ["2"] and pairs["unaware_answer"].tolist() == [1]
+    )
     assert pairs["system"].iloc[0].endswith("typical person from Kenya would.")
     prompt, answer = culturespa.training_text(pairs.iloc[0].to_dict())
     assert prompt == prompts.survey_prompt(pairs["system"].iloc[0], "Qa?", ["x", "y"]) and answer == "2"
@@ -66,7 +90,10 @@ def test_sampled_answer_is_seeded_follows_the_distribution_and_can_be_invalid():
 def test_unknown_answer_mode_names_where_it_was_set_and_the_modes():
     with pytest.raises(culturespa.CultureSPAError, match=r"params/x.yaml: answer_mode 'greedy' does not exist.*argmax"):
         culturespa.check_answer_mode("greedy", "params/x.yaml")
-    assert culturespa.param_source("70_culture_prompting", "answer_mode", "gemma3-270m") == "params/base.yaml, params/smoke.yaml"
+    assert (
+        culturespa.param_source("70_culture_prompting", "answer_mode", "gemma3-270m")
+        == "params/base.yaml, params/smoke.yaml"
+    )
 
 
 def test_gold_answers_are_wvs_codes():
@@ -111,9 +138,22 @@ def test_expected_score_is_the_mean_of_the_one_sample_protocol():
     exact = 100 * float(dist @ (1 - np.arange(4) / 3))  # invalid runs score nothing and are left out
     assert np.nanmean(sims) == pytest.approx(exact, abs=0.5) and np.isnan(sims).mean() == pytest.approx(0.3, abs=0.02)
     answers = pd.concat([sure.assign(culture="USA", method="aware"), sure.assign(culture="DEU", method="aware")])
-    table, simulated = culturespa.expected_scores(answers, questions, ["USA", "DEU"], draws=100, seed=1,
-                                                  figures=pd.DataFrame({"country": ["USA"] * 2 + ["DEU"] * 2, "qid": ["Q1", "Q2"] * 2,
-                                                                        "code": [1, 4, 1, 4], "share": [1.0] * 4, "source": ["t"] * 4}))
+    table, simulated = culturespa.expected_scores(
+        answers,
+        questions,
+        ["USA", "DEU"],
+        draws=100,
+        seed=1,
+        figures=pd.DataFrame(
+            {
+                "country": ["USA"] * 2 + ["DEU"] * 2,
+                "qid": ["Q1", "Q2"] * 2,
+                "code": [1, 4, 1, 4],
+                "share": [1.0] * 4,
+                "source": ["t"] * 4,
+            }
+        ),
+    )
     assert (table["expected"] == 100).all() and (table["low"] == table["high"]).all()
     means = culturespa.expected_means(simulated, ["aware"])
     assert means.set_index("culture").at["mean", "expected"] == 100
@@ -127,9 +167,16 @@ def test_similar_cultures_and_unknown_culture():
 
 
 def test_method_table_adds_a_fair_mean_when_specific_adapters_cover_some_cultures():
-    scores = pd.DataFrame([("USA", "aware", 40.0), ("USA", "culturespa_specific", 50.0),
-                           ("CHN", "aware", 20.0), ("CHN", "culturespa_specific", None),
-                           ("KEN", "aware", 30.0)], columns=["culture", "method", "score"])
+    scores = pd.DataFrame(
+        [
+            ("USA", "aware", 40.0),
+            ("USA", "culturespa_specific", 50.0),
+            ("CHN", "aware", 20.0),
+            ("CHN", "culturespa_specific", None),
+            ("KEN", "aware", 30.0),
+        ],
+        columns=["culture", "method", "score"],
+    )
     scores = scores.dropna()
     table = culturespa.method_table(scores, ["unaware", "aware", "culturespa_specific"])
     assert list(table.columns) == ["aware", "culturespa_specific"]
@@ -139,8 +186,10 @@ def test_method_table_adds_a_fair_mean_when_specific_adapters_cover_some_culture
     assert list(full.index) == ["CHN", "KEN", "USA", "mean"] and full.index.name == "culture"
 
 
-CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
 
 
 @pytest.mark.parametrize("chat", [False, True])
@@ -154,16 +203,28 @@ def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(tiny_lm
 
     tokenizer = copy.copy(tiny_lm.tokenizer)  # own chat_template, shared vocabulary: a deep copy takes seconds
     tokenizer.chat_template = CHAT_TEMPLATE
-    model = dataclasses.replace(tiny_lm, spec=dataclasses.replace(tiny_lm.spec, chat=chat, answer_primer=not chat), tokenizer=tokenizer)
+    model = dataclasses.replace(
+        tiny_lm, spec=dataclasses.replace(tiny_lm.spec, chat=chat, answer_primer=not chat), tokenizer=tokenizer
+    )
     asked = []
 
     def fake(_, texts, options, batch_size, desc, *parsing, **seed):
         asked.extend(texts)
-        return pd.DataFrame({"probs": [[1.0] + [0.0] * (len(o) - 1) if t.count("own values") else [0.0] * (len(o) - 1) + [1.0]
-                                       for t, o in zip(texts, options)], "other": 0.0, "mode": "exact"})
+        return pd.DataFrame(
+            {
+                "probs": [
+                    [1.0] + [0.0] * (len(o) - 1) if t.count("own values") else [0.0] * (len(o) - 1) + [1.0]
+                    for t, o in zip(texts, options)
+                ],
+                "other": 0.0,
+                "mode": "exact",
+            }
+        )
 
     monkeypatch.setattr(culturespa, "distributions", fake)
-    answers = culturespa.answer_questions(model, QUESTIONS, [("unaware", None), ("aware", "KEN")], None, 4, mode="argmax")
+    answers = culturespa.answer_questions(
+        model, QUESTIONS, [("unaware", None), ("aware", "KEN")], None, 4, mode="argmax"
+    )
     pairs = culturespa.crqpc(answers, QUESTIONS)
     assert len(pairs) == 3
     for record in pairs.to_dict("records"):
@@ -176,7 +237,9 @@ def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(tiny_lm
         ids = train.encode_examples(tokenizer, [(prompt, answer)])[0]["input_ids"]
         assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
     assert culturespa.prompt_format(model).startswith("chat:" if chat else "plain:")
-    assert culturespa.prompt_format(model) != culturespa.prompt_format(dataclasses.replace(model, spec=dataclasses.replace(model.spec, answer_primer=chat)))
+    assert culturespa.prompt_format(model) != culturespa.prompt_format(
+        dataclasses.replace(model, spec=dataclasses.replace(model.spec, answer_primer=chat))
+    )
 
 
 def figures_for(gold_by_culture: dict[str, dict[str, int]]) -> pd.DataFrame:
@@ -189,11 +252,14 @@ def shared_unaware_case(n_questions: int = 12, cultures=("USA", "DEU", "CHN")):
     rng = np.random.default_rng(5)
     ids = [f"Q{i}" for i in range(1, n_questions + 1)]
     questions = pd.DataFrame({"id": ids, "options": [["a", "b", "c", "d"]] * n_questions, "start": 1})
-    unaware = pd.DataFrame({"id": ids, "probs": [list(rng.dirichlet([1, 1, 1, 1]) * 0.9) for _ in ids],
-                            "other": 0.1, "start": 1})
+    unaware = pd.DataFrame(
+        {"id": ids, "probs": [list(rng.dirichlet([1, 1, 1, 1]) * 0.9) for _ in ids], "other": 0.1, "start": 1}
+    )
     base = {q: int(rng.integers(1, 5)) for q in ids}  # cultures share most majorities, as real ones do
-    gold = {c: {q: (code % 4) + 1 if j % 4 == k else code for j, (q, code) in enumerate(base.items())}
-            for k, c in enumerate(cultures)}
+    gold = {
+        c: {q: (code % 4) + 1 if j % 4 == k else code for j, (q, code) in enumerate(base.items())}
+        for k, c in enumerate(cultures)
+    }
     answers = pd.concat([unaware.assign(culture=c, method="unaware") for c in cultures], ignore_index=True)
     return questions, unaware, gold, answers
 
@@ -205,6 +271,7 @@ def direct_runs(unaware: pd.DataFrame, gold: dict, runs: int, seed: int, shared:
     n_options = {q: 4 for q in unaware["id"]}
     means = []
     for _ in range(runs):
+
         def draw():
             out = {}
             for q, p, o in zip(unaware["id"], unaware["probs"], unaware["other"]):
@@ -212,15 +279,19 @@ def direct_runs(unaware: pd.DataFrame, gold: dict, runs: int, seed: int, shared:
                 if k < 4:
                     out[q] = 1 + int(k)
             return out
+
         replies = draw()
-        means.append(np.mean([metrics.culturespa_score(replies if shared else draw(), g, n_options) for g in gold.values()]))
+        means.append(
+            np.mean([metrics.culturespa_score(replies if shared else draw(), g, n_options) for g in gold.values()])
+        )
     return np.array(means)
 
 
 def test_one_unaware_draw_per_simulated_run_is_scored_against_every_culture():
     questions, unaware, gold, answers = shared_unaware_case()
-    table, simulated = culturespa.expected_scores(answers, questions, list(gold), draws=3000, seed=0,
-                                                  figures=figures_for(gold))
+    table, simulated = culturespa.expected_scores(
+        answers, questions, list(gold), draws=3000, seed=0, figures=figures_for(gold)
+    )
     # every culture sees the same unaware replies in a run: the same questions valid, run by run
     assert np.array_equal(np.isnan(simulated[("USA", "unaware")]), np.isnan(simulated[("CHN", "unaware")]))
     mean_runs = np.mean(np.vstack([simulated[(c, "unaware")] for c in gold]), axis=0)
@@ -230,15 +301,25 @@ def test_one_unaware_draw_per_simulated_run_is_scored_against_every_culture():
     assert independent.std() < 0.75 * shared.std()  # a fresh draw per culture: too narrow
     means = culturespa.expected_means(simulated, ["unaware"]).set_index("culture")
     low, high = np.quantile(shared, [0.025, 0.975])
-    assert means.at["mean", "low"] == pytest.approx(low, abs=1.0) and means.at["mean", "high"] == pytest.approx(high, abs=1.0)
+    assert means.at["mean", "low"] == pytest.approx(low, abs=1.0) and means.at["mean", "high"] == pytest.approx(
+        high, abs=1.0
+    )
 
 
 def test_scores_on_the_questions_every_method_answered_validly():
     questions = pd.DataFrame({"id": ["Q1", "Q2"], "options": [["a", "b", "c", "d"]] * 2, "start": [1, 1]})
     gold = {"USA": {"Q1": 1, "Q2": 4}}
-    answers = pd.DataFrame({"id": ["Q1", "Q2", "Q1", "Q2"], "culture": "USA", "method": ["aware", "aware", "cross", "cross"],
-                            "answer": pd.array([1, 1, 4, None], dtype="Int64"), "start": 1,
-                            "probs": [[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]], "other": [0, 0, 0, 1.0]})
+    answers = pd.DataFrame(
+        {
+            "id": ["Q1", "Q2", "Q1", "Q2"],
+            "culture": "USA",
+            "method": ["aware", "aware", "cross", "cross"],
+            "answer": pd.array([1, 1, 4, None], dtype="Int64"),
+            "start": 1,
+            "probs": [[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]],
+            "other": [0, 0, 0, 1.0],
+        }
+    )
     table = culturespa.score_table(answers, questions, ["USA"], figures_for(gold)).set_index("method")
     assert table.at["aware", "n"] == 2 and table.at["aware", "score"] == pytest.approx(100 * (1 - 3 / np.sqrt(18)))
     assert table.at["aware", "n_common"] == 1 and table.at["aware", "score_common"] == 100  # Q1 only
@@ -268,8 +349,15 @@ def test_authors_parsing_is_the_authors_function_and_strict_differs_where_it_sho
     for reply in replies:
         theirs = authors_parse_answer(reply)
         assert culturespa.parse_reply(reply, [1, 2, 3, 4], "authors") == (None if theirs == "None" else int(theirs))
-    cases = {"2": (2, 2), " **4**": (4, 4), "I would choose 3.": (3, None), "12": (None, 1), "7": (7, None),
-             "Option 2 of 4": (2, None), "none": (None, None)}
+    cases = {
+        "2": (2, 2),
+        " **4**": (4, 4),
+        "I would choose 3.": (3, None),
+        "12": (None, 1),
+        "7": (7, None),
+        "Option 2 of 4": (2, None),
+        "none": (None, None),
+    }
     for reply, (authors, strict) in cases.items():
         assert culturespa.parse_reply(reply, [1, 2, 3, 4], "authors") == authors, reply
         assert culturespa.parse_reply(reply, [1, 2, 3, 4], "strict") == strict, reply
@@ -289,11 +377,15 @@ def test_sampled_replies_are_parsed_by_the_chosen_rule(monkeypatch):
     strict = culturespa.distributions(lm, ["p", "q"], options, 2, "t", "strict", draws=4)
     assert authors["probs"].tolist() == [[0.25, 0.5], [0.25, 0.25, 0.0]] and authors["off_scale"].tolist() == [0, 1]
     assert strict["probs"].tolist() == [[0.25, 0.25], [0.25, 0.25, 0.0]] and strict["other"].tolist() == [0.5, 0.5]
-    assert authors["parse_differs"].tolist() == [1, 1] and authors["mode"].iloc[0] == "sampled (4 draws, authors parsing)"
+    assert (
+        authors["parse_differs"].tolist() == [1, 1] and authors["mode"].iloc[0] == "sampled (4 draws, authors parsing)"
+    )
 
 
 def test_unknown_parsing_rule_names_where_it_was_set_and_the_rules():
-    with pytest.raises(culturespa.CultureSPAError, match=r"params/x.yaml: reply_parsing 'loose' does not exist.*authors: .*strict: "):
+    with pytest.raises(
+        culturespa.CultureSPAError, match=r"params/x.yaml: reply_parsing 'loose' does not exist.*authors: .*strict: "
+    ):
         culturespa.check_reply_parsing("loose", "params/x.yaml")
 
 

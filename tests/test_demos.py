@@ -32,10 +32,23 @@ def test_chrf_matrix_is_fast_for_250_probes():
 
 
 def _toy():
-    return pd.DataFrame({"probe_id": [f"p{i}" for i in range(9)], "category": ["A"] * 6 + ["B"] * 3,
-                         "template": ["Religion is _ to me.", "Religion is _ for me.", "God is _ to me.",
-                                      "Work is _ to me.", "Family is _.", "Friends are _ to me.",
-                                      "I _ the police.", "I _ the army.", "I _ the courts."]})
+    return pd.DataFrame(
+        {
+            "probe_id": [f"p{i}" for i in range(9)],
+            "category": ["A"] * 6 + ["B"] * 3,
+            "template": [
+                "Religion is _ to me.",
+                "Religion is _ for me.",
+                "God is _ to me.",
+                "Work is _ to me.",
+                "Family is _.",
+                "Friends are _ to me.",
+                "I _ the police.",
+                "I _ the army.",
+                "I _ the courts.",
+            ],
+        }
+    )
 
 
 def test_strategies_respect_category_and_exclude_the_probe_itself():
@@ -75,7 +88,16 @@ def test_self_alignment_refuses_an_unknown_strategy_before_any_work():
 
 def test_a_repeat_draw_differs_and_draw_zero_is_stage_20s_choice():
     zero = demos.choose_all(_toy(), ["random", "chrf_all"], seed=3)
-    assert zero["demo_ids"].tolist() == demos.choose_all(_toy(), ["random", "chrf_all"], seed=3, draw=0)["demo_ids"].tolist()
+    assert (
+        zero["demo_ids"].tolist()
+        == demos.choose_all(_toy(), ["random", "chrf_all"], seed=3, draw=0)["demo_ids"].tolist()
+    )
     again = demos.choose_all(_toy(), ["random", "chrf_all"], seed=3, draw=1)
-    assert again.loc[again["strategy"] == "random", "demo_ids"].tolist() != zero.loc[zero["strategy"] == "random", "demo_ids"].tolist()
-    assert again.loc[again["strategy"] == "chrf_all", "demo_ids"].tolist() == zero.loc[zero["strategy"] == "chrf_all", "demo_ids"].tolist()
+    assert (
+        again.loc[again["strategy"] == "random", "demo_ids"].tolist()
+        != zero.loc[zero["strategy"] == "random", "demo_ids"].tolist()
+    )
+    assert (
+        again.loc[again["strategy"] == "chrf_all", "demo_ids"].tolist()
+        == zero.loc[zero["strategy"] == "chrf_all", "demo_ids"].tolist()
+    )

@@ -18,27 +18,34 @@ from culturealign import engine, models, prompts, scoring
 from culturealign.engine import PrefixCache, TransformersEngine
 from culturealign.params import ParamError
 
-GEMMA_CHAT = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
-              "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
-QUERIES = [prompts.Cloze("Religion is _ to me.", ("important", "unimportant")),
-           prompts.Cloze("I _ that work is a duty towards society.", ("agree", "disagree")),
-           prompts.Cloze("Most people can _ be trusted.", ("usually", "rarely")),
-           prompts.Cloze("Family is _ in my life.", ("very important", "not at all important"))]
+GEMMA_CHAT = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+QUERIES = [
+    prompts.Cloze("Religion is _ to me.", ("important", "unimportant")),
+    prompts.Cloze("I _ that work is a duty towards society.", ("agree", "disagree")),
+    prompts.Cloze("Most people can _ be trusted.", ("usually", "rarely")),
+    prompts.Cloze("Family is _ in my life.", ("very important", "not at all important")),
+]
 
 
 # ------------------------------------------------------------------------------ the radix tree
+
 
 def fake_states(ids: list[int], layers: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """States that record their tokens and positions, so a gathered prefix shows where it came from."""
     tokens = torch.tensor(ids, dtype=torch.float32)
     positions = torch.arange(len(ids), dtype=torch.float32)
-    return [(torch.stack([tokens, positions + layer], -1)[None], torch.stack([positions, tokens * 2], -1)[None])
-            for layer in range(layers)]
+    return [
+        (torch.stack([tokens, positions + layer], -1)[None], torch.stack([positions, tokens * 2], -1)[None])
+        for layer in range(layers)
+    ]
 
 
 def test_longest_cached_prefix_and_its_states_equal_a_brute_force_search():
     rng = random.Random(0)
-    cache, stored = PrefixCache(2 ** 30), []
+    cache, stored = PrefixCache(2**30), []
     for _ in range(60):
         base = rng.choice(stored) if stored and rng.random() < 0.7 else []
         ids = base[: rng.randint(0, len(base))] + [rng.randint(0, 4) for _ in range(rng.randint(1, 12))]
@@ -72,7 +79,7 @@ def test_a_full_cache_evicts_the_least_recently_used_and_goes_on():
 
 
 def test_a_shared_opening_is_stored_once():
-    cache = PrefixCache(2 ** 30)
+    cache = PrefixCache(2**30)
     opening = list(range(50))
     for tail in range(5):
         ids = opening + [100 + tail] * 4
@@ -83,8 +90,9 @@ def test_a_shared_opening_is_stored_once():
 
 @pytest.mark.parametrize("value", [0, -5, "1GiB", 1.5, True])
 def test_a_cache_limit_that_is_not_a_positive_size_is_refused_naming_it(value):
-    config = dict(name="x", source="hf", id="x", chat=False, temperature=1.0, top_k=None, top_p=None,
-                  prefix_cache_mib=value)
+    config = dict(
+        name="x", source="hf", id="x", chat=False, temperature=1.0, top_k=None, top_p=None, prefix_cache_mib=value
+    )
     with pytest.raises(ParamError, match="prefix_cache_mib"):
         models.ModelSpec.from_dict(config)
     assert models.spec_for("gemma3-270m").prefix_cache_mib <= 1024
@@ -92,20 +100,33 @@ def test_a_cache_limit_that_is_not_a_positive_size_is_refused_naming_it(value):
 
 # -------------------------------------------------------------------- a tiny model, a chat template
 
+
 @pytest.fixture(scope="module")
 def tiny():
     """A random-weight Gemma 3 (sliding layers with a 256-token window, one full layer) with the
     embedded model's tokenizer and a Gemma chat template; weights large enough for peaked answers."""
     tok = AutoTokenizer.from_pretrained(str(models.prepare_embedded()), local_files_only=True)
     tok.chat_template = GEMMA_CHAT
-    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                              num_attention_heads=2, num_key_value_heads=1, head_dim=32, sliding_window=256,
-                              layer_types=["sliding_attention"] * 3 + ["full_attention"], initializer_range=0.3,
-                              pad_token_id=0, bos_token_id=2, eos_token_id=1)
+    config = Gemma3TextConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        sliding_window=256,
+        layer_types=["sliding_attention"] * 3 + ["full_attention"],
+        initializer_range=0.3,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=1,
+    )
     torch.manual_seed(0)
     model = Gemma3ForCausalLM(config).eval()
-    spec = models.ModelSpec(name="tiny-gemma3", source="hf", id="tiny", chat=True, temperature=0.7, top_k=None,
-                            top_p=None)
+    spec = models.ModelSpec(
+        name="tiny-gemma3", source="hf", id="tiny", chat=True, temperature=0.7, top_k=None, top_p=None
+    )
     return models.LoadedModel(spec, model, tok, "tiny-random", "cpu", "float32")
 
 
@@ -115,8 +136,9 @@ def with_lora(lm, merged: bool):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(1)
-    tuned = get_peft_model(copy.deepcopy(lm.model), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
-                                                                init_lora_weights=False))
+    tuned = get_peft_model(
+        copy.deepcopy(lm.model), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    )
     if merged:
         return dataclasses.replace(lm, model=tuned.merge_and_unload().eval(), weights_hash=lm.weights_hash + "+lora:r")
     return dataclasses.replace(lm, model=tuned.eval())
@@ -127,21 +149,25 @@ def chat_items(lm, queries, swap: bool) -> list[scoring.Item]:
     for q in queries:
         q = prompts.Cloze(q.template, q.options[::-1] if swap else q.options)
         text = prompts.finish(prompts.cloze_body(q, chat=True), True, lm.tokenizer)
-        items.append(scoring.Item(scoring.prompt_ids(lm.tokenizer, scoring.context_of(text)),
-                                  [scoring.answer_forms(lm.tokenizer, text, o) for o in q.options]))
+        items.append(
+            scoring.Item(
+                scoring.prompt_ids(lm.tokenizer, scoring.context_of(text)),
+                [scoring.answer_forms(lm.tokenizer, text, o) for o in q.options],
+            )
+        )
     return items
 
 
 def option_probs(eng, items, batch: int, tolerance: float = 1e-3) -> np.ndarray:
     out = []
     for start in range(0, len(items), batch):
-        out += scoring.exact_option_probs(eng, copy.deepcopy(items[start: start + batch]), tolerance)
+        out += scoring.exact_option_probs(eng, copy.deepcopy(items[start : start + batch]), tolerance)
     return np.array(out)
 
 
 @pytest.mark.parametrize("adapter", [None, "merged", "injected"])
 def test_option_probabilities_with_the_cache_equal_those_without_it(tiny, adapter):
-    engine.shared_prefix_cache(2 ** 30).clear()
+    engine.shared_prefix_cache(2**30).clear()
     base = TransformersEngine(tiny)
     base_probs = option_probs(base, chat_items(tiny, QUERIES, False), batch=2)  # warms the cache for the base model
     lm = tiny if adapter is None else with_lora(tiny, merged=adapter == "merged")
@@ -177,7 +203,7 @@ def test_sampled_draws_are_unchanged_by_the_cache(tiny):
 
 
 def test_the_engine_counts_only_the_prompt_tokens_it_runs(tiny):
-    engine.shared_prefix_cache(2 ** 30).clear()
+    engine.shared_prefix_cache(2**30).clear()
     items = chat_items(tiny, QUERIES, False)
     cached = TransformersEngine(tiny)
     option_probs(cached, items[:1], batch=1)
@@ -190,14 +216,19 @@ def test_the_engine_counts_only_the_prompt_tokens_it_runs(tiny):
 
 # ---------------------------------------------------------------------------- the embedded model
 
+
 @pytest.mark.model
 def test_embedded_option_probabilities_with_the_cache_equal_those_without_it(lm):
     items = []
     for q in QUERIES[:3]:
         for order in (q.options, q.options[::-1]):
             text = prompts.cloze_prompt(prompts.Cloze(q.template, order), primer=True)
-            items.append(scoring.Item(scoring.prompt_ids(lm.tokenizer, scoring.context_of(text)),
-                                      [scoring.answer_forms(lm.tokenizer, text, o) for o in order]))
+            items.append(
+                scoring.Item(
+                    scoring.prompt_ids(lm.tokenizer, scoring.context_of(text)),
+                    [scoring.answer_forms(lm.tokenizer, text, o) for o in order],
+                )
+            )
     plain, cached = TransformersEngine(lm, prefix_cache=False), TransformersEngine(lm)
     tolerance = lm.spec.prefix_tolerance
     without, with_cache = option_probs(plain, items, 2, tolerance), option_probs(cached, items, 2, tolerance)

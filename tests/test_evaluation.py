@@ -57,8 +57,10 @@ def test_paired_comparison_is_mcnemar_exact_and_a_paired_interval():
     # large n: the score interval meets the paired Wald interval
     big = paired(1200, 130, 70, 600)
     n, diff = 2000, 60 / 2000
-    se = np.sqrt((130 + 70) / n - diff ** 2) / np.sqrt(n)
-    assert big["low"] == pytest.approx(diff - 1.96 * se, abs=0.002) and big["high"] == pytest.approx(diff + 1.96 * se, abs=0.002)
+    se = np.sqrt((130 + 70) / n - diff**2) / np.sqrt(n)
+    assert big["low"] == pytest.approx(diff - 1.96 * se, abs=0.002) and big["high"] == pytest.approx(
+        diff + 1.96 * se, abs=0.002
+    )
     # pairing matters: the same accuracies (0.90 vs 0.82) with fewer discordant items are surer
     width = lambda r: r["high"] - r["low"]  # noqa: E731
     assert width(paired(41, 4, 0, 5)) < width(paired(36, 9, 5, 0))
@@ -74,12 +76,17 @@ def test_general_ability_is_an_equivalence_question():
     assert chance["diff_low"] == pytest.approx(100 * chance["low"]) and chance["margin"] == 5.0
     big = paired(1200, 60, 40, 700)
     assert big["verdict"] == "within +/- 5 points" and big["tost_p"] < 0.05
-    assert evaluation.paired_comparison(np.ones(2000, bool), np.ones(2000, bool), margin_points=2)["verdict"] == "within +/- 2 points"
+    assert (
+        evaluation.paired_comparison(np.ones(2000, bool), np.ones(2000, bool), margin_points=2)["verdict"]
+        == "within +/- 2 points"
+    )
 
 
 @pytest.mark.parametrize("margin", [0, -5, 100, "5", True])
 def test_an_equivalence_margin_outside_0_100_points_is_refused_naming_the_parameter(margin):
-    with pytest.raises(ValueError, match=r"params/x.yaml: equivalence_margin .* is not allowed. Use a number of accuracy points"):
+    with pytest.raises(
+        ValueError, match=r"params/x.yaml: equivalence_margin .* is not allowed. Use a number of accuracy points"
+    ):
         evaluation.check_margin(margin, "params/x.yaml")
 
 

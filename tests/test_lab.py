@@ -22,10 +22,22 @@ def free_port() -> int:
 
 def test_server_serves_a_text_notebook_as_a_notebook_with_its_parameters_cell():
     port, token = free_port(), "culturealign-test"
-    server = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--no-browser", f"--port={port}",
-                               "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-                               f"--ServerApp.root_dir={paths.REPO}", "--allow-root"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "server",
+            "--no-browser",
+            f"--port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={paths.REPO}",
+            "--allow-root",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}/api/contents/notebooks/10_zero_shot.py?type=notebook&content=1"
         request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})

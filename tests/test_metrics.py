@@ -1,7 +1,6 @@
 import math
 
 import numpy as np
-
 import pytest
 
 from culturealign import metrics
@@ -41,7 +40,7 @@ def test_soft_distance():
 
 def test_protocol_outcomes_hand_computed():
     out = metrics.protocol_outcomes(0.96, 0.96)
-    assert out["misaligned"] == pytest.approx(1 - 0.96 ** 10)  # 0.335: the paper flags it a third of the time
+    assert out["misaligned"] == pytest.approx(1 - 0.96**10)  # 0.335: the paper flags it a third of the time
     assert out["improved"] + out["same"] + out["decreased"] == pytest.approx(out["misaligned"])
     assert metrics.protocol_outcomes(1.0, 0.2)["misaligned"] == 0.0
     certain = metrics.protocol_outcomes(0.0, 1.0)  # k = 0 always, k' = 10 always
@@ -66,7 +65,9 @@ def test_protocol_outcomes_mixtures_equal_brute_force_simulation():
     improved = low & (k2 > k)
     assert exact["error_reduction"] == pytest.approx(((k2 - k)[improved] / (10 - k)[improved]).mean(), abs=0.003)
     # a mixture is not the binomial of its mean: order drawn per prompt differs from per draw
-    assert metrics.protocol_outcomes([0.9, 0.5], 0.5)["misaligned"] != pytest.approx(metrics.protocol_outcomes(0.7, 0.5)["misaligned"])
+    assert metrics.protocol_outcomes([0.9, 0.5], 0.5)["misaligned"] != pytest.approx(
+        metrics.protocol_outcomes(0.7, 0.5)["misaligned"]
+    )
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         metrics.protocol_outcomes(1.2, 0.5)
 
@@ -97,7 +98,9 @@ def test_wilcoxon_holm_and_mean_interval():
     assert test["n"] == 20 and test["p"] < 0.001 and test["mean_diff"] == pytest.approx(0.05)
     assert math.isnan(metrics.wilcoxon_paired(x, x)["p"])
     adjusted = metrics.holm([0.01, 0.04, float("nan"), 0.03])
-    assert adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06) and adjusted[1] == pytest.approx(0.06)
+    assert (
+        adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06) and adjusted[1] == pytest.approx(0.06)
+    )
     assert math.isnan(adjusted[2])
     assert list(metrics.holm([0.5, 0.9])) == [1.0, 1.0]  # 2 x 0.5 capped at 1; monotone
     low, high = metrics.bootstrap_mean_interval(x, seed=0)
@@ -171,9 +174,14 @@ def test_paired_contrast_resamples_the_same_probes_for_both_conditions():
     idx = np.random.default_rng(9).integers(0, n, (4000, n))
     hand = 100 * (ia[idx].sum(1) - ib[idx].sum(1)) / mis[idx].sum(1)
     low, high = np.quantile(hand, [0.025, 0.975])
-    assert out["improved_diff_low"] == pytest.approx(low, abs=0.3) and out["improved_diff_high"] == pytest.approx(high, abs=0.3)
+    assert out["improved_diff_low"] == pytest.approx(low, abs=0.3) and out["improved_diff_high"] == pytest.approx(
+        high, abs=0.3
+    )
     unpaired = 100 * ia[idx].sum(1) / mis[idx].sum(1) - 100 * ib[rng.integers(0, n, (4000, n))].sum(1) / mis[idx].sum(1)
-    assert out["improved_diff_high"] - out["improved_diff_low"] < (np.quantile(unpaired, 0.975) - np.quantile(unpaired, 0.025)) / 3
+    assert (
+        out["improved_diff_high"] - out["improved_diff_low"]
+        < (np.quantile(unpaired, 0.975) - np.quantile(unpaired, 0.025)) / 3
+    )
     assert out["mean_delta_diff_low"] < 0.05 < out["mean_delta_diff_high"]
     few = metrics.paired_contrast(mis[:3], ia[:3], ib[:3], da[:3], db[:3])
     assert few["too_few_probes"] and not math.isnan(few["improved_diff_low"])
@@ -191,7 +199,10 @@ def _sampled_rejections(fresh_baseline: bool, sims: int, seed: int) -> float:
         selected = chosen < 1  # P(misaligned) = 1 - p^10 above 1e-3
         baseline = rng.binomial(20, p) / 20 if fresh_baseline else chosen
         after = rng.binomial(20, p) / 20
-        rejected += metrics.sign_flip_test((after - baseline)[selected], n_resamples=999, seed=int(rng.integers(1 << 30)))["p"] < 0.05
+        rejected += (
+            metrics.sign_flip_test((after - baseline)[selected], n_resamples=999, seed=int(rng.integers(1 << 30)))["p"]
+            < 0.05
+        )
     return rejected / sims
 
 

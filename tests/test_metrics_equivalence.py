@@ -62,7 +62,7 @@ def test_tost_agrees_with_the_newcombe_interval_at_the_matching_level():
 def test_newcombe_interval_meets_wald_at_large_n_and_rejects_bad_input():
     low, high = metrics.newcombe_paired_interval(1200, 130, 70, 600)
     n, diff = 2000, 60 / 2000
-    se = np.sqrt((130 + 70) / n - diff ** 2) / np.sqrt(n)
+    se = np.sqrt((130 + 70) / n - diff**2) / np.sqrt(n)
     assert low == pytest.approx(diff - 1.96 * se, abs=0.002) and high == pytest.approx(diff + 1.96 * se, abs=0.002)
     assert metrics.paired_cells([True, True, False], [True, False, True]) == (1, 1, 1, 0)
     with pytest.raises(ValueError, match="same non-empty items"):

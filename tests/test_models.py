@@ -27,8 +27,16 @@ def test_model_config_is_checked_key_by_key():
         models.ModelSpec.from_dict({**good, "top_k": "64"}, "x.yaml")
 
 
-@pytest.mark.parametrize("key, value, rule", [("temperature", 0.0, "> 0"), ("top_p", 1.5, "<= 1"), ("top_k", 0, ">= 1"),
-                                              ("engine", "vlm", "use one of"), ("prefix_tolerance", 2.0, "< 1")])
+@pytest.mark.parametrize(
+    "key, value, rule",
+    [
+        ("temperature", 0.0, "> 0"),
+        ("top_p", 1.5, "<= 1"),
+        ("top_k", 0, ">= 1"),
+        ("engine", "vlm", "use one of"),
+        ("prefix_tolerance", 2.0, "< 1"),
+    ],
+)
 def test_decoding_out_of_range_is_refused_naming_the_file_and_key(key, value, rule):
     good = params.read_yaml(params.model_file("gemma3-270m"))["model_config"]
     with pytest.raises(params.ParamError, match=rf"x\.yaml: model_config\.{key} is .*{rule}"):
@@ -36,7 +44,9 @@ def test_decoding_out_of_range_is_refused_naming_the_file_and_key(key, value, ru
 
 
 def test_the_papers_models_decode_as_transformers_4_did():
-    specs = {name: models.spec_for(name) for name in ("llama3-8b-instruct", "mistral-7b-instruct", "command-r", "bloomz-7b1")}
+    specs = {
+        name: models.spec_for(name) for name in ("llama3-8b-instruct", "mistral-7b-instruct", "command-r", "bloomz-7b1")
+    }
     assert all(s.top_k == 50 for s in specs.values())  # an unset top_k meant 50 in transformers 4.x
     assert (specs["llama3-8b-instruct"].temperature, specs["llama3-8b-instruct"].top_p) == (0.6, 0.9)
     assert specs["bloomz-7b1"].answer_primer and not specs["llama3-8b-instruct"].answer_primer

@@ -28,10 +28,11 @@ from culturealign.tokens import option_paths
 
 MODEL = "gemma3-270m"
 SERVED = "gemma3-270m-vllm"  # the same embedded weights, engine: openai (params/models/gemma3-270m-vllm.yaml)
-ALL = 10 ** 6  # `last` that asks for every prefix of a path
+ALL = 10**6  # `last` that asks for every prefix of a path
 
 
 # ------------------------------------------------------------------------------ fake server
+
 
 class FakeTokenizer:
     bos_token_id, eos_token_id = 2, 1
@@ -117,7 +118,13 @@ def test_probabilities_one_request_per_distinct_prefix(fake):
     assert [a.shape for a in only_last[0]] == [(1, 1), (1, 1)]
     assert sorted(tuple(b["prompt"]) for _, b in fake.requests) == [(2, 9, 5), (2, 9, 5, 6)]
     body = fake.requests[0][1]
-    assert (body["max_tokens"], body["logprobs"], body["top_k"], body["top_p"], body["temperature"]) == (1, 100, 64, 0.95, 1.0)
+    assert (body["max_tokens"], body["logprobs"], body["top_k"], body["top_p"], body["temperature"]) == (
+        1,
+        100,
+        64,
+        0.95,
+        1.0,
+    )
     assert body["return_tokens_as_token_ids"] is True
 
 
@@ -202,13 +209,20 @@ def test_unknown_adapter_name_in_a_request(fake):
 
 # ------------------------------------------------------------------------------ real vLLM server
 
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """vLLM on CPU for the embedded model, 2 threads, on a free port; stopped after the module."""
     if os.environ.get("CULTUREALIGN_VLLM_URL"):
         folder = models.prepare_embedded()
-        yield {"url": os.environ["CULTUREALIGN_VLLM_URL"], "folder": str(folder), "max_logprobs": 100,
-               "weights": serve.weights_id(models.spec_for(SERVED), folder), "served_model": SERVED, "timing": {}}
+        yield {
+            "url": os.environ["CULTUREALIGN_VLLM_URL"],
+            "folder": str(folder),
+            "max_logprobs": 100,
+            "weights": serve.weights_id(models.spec_for(SERVED), folder),
+            "served_model": SERVED,
+            "timing": {},
+        }
         return
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CULTUREALIGN_OUTPUTS", str(tmp_path_factory.mktemp("serve-outputs")))
@@ -220,8 +234,11 @@ def server(tmp_path_factory):
         except Exception as err:  # noqa: BLE001  a server that cannot run fails every test, with the reason
             serve.stop(SERVED)
             pytest.fail(f"could not build or start vLLM ({type(err).__name__}): {err}")
-        state["timing"] = {"venv_s": round(built - began, 1), "start_s": round(time.perf_counter() - built, 1),
-                           "python": str(python)}
+        state["timing"] = {
+            "venv_s": round(built - began, 1),
+            "start_s": round(time.perf_counter() - built, 1),
+            "python": str(python),
+        }
         print(f"\nvLLM: venv {state['timing']['venv_s']} s, start {state['timing']['start_s']} s")
         try:
             yield state
@@ -235,8 +252,15 @@ def engine(server):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(server["folder"], local_files_only=True)
-    return OpenAIServerEngine(models.spec_for(SERVED), server["url"], tokenizer, server["weights"],
-                              max_logprobs=server["max_logprobs"], lora=bool(server.get("lora", True)), concurrency=8)
+    return OpenAIServerEngine(
+        models.spec_for(SERVED),
+        server["url"],
+        tokenizer,
+        server["weights"],
+        max_logprobs=server["max_logprobs"],
+        lora=bool(server.get("lora", True)),
+        concurrency=8,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -276,8 +300,9 @@ def reference_probs(model, spec, prompt: list[int], paths: list[list[int]], toke
     arrays = []
     for path in paths:
         if path:
-            logits = model(input_ids=torch.tensor([path]), past_key_values=copy.deepcopy(out.past_key_values),
-                           use_cache=True).logits[0]
+            logits = model(
+                input_ids=torch.tensor([path]), past_key_values=copy.deepcopy(out.past_key_values), use_cache=True
+            ).logits[0]
             arrays.append(np.concatenate([root, warped(logits, spec)[:, tokens].numpy()]))
         else:
             arrays.append(root)
@@ -316,8 +341,10 @@ def test_probe_prompts_with_demonstrations_match_transformers(engine, reference)
     cases = probe_cases(engine.tokenizer, 50)
     assert len(cases) == 50
     worst_token, worst_option = compare(engine, reference, cases)
-    print(f"\n50 probe prompts, 5 demonstrations: max |vLLM - transformers| token {worst_token:.2e}, "
-          f"option {worst_option:.2e}")
+    print(
+        f"\n50 probe prompts, 5 demonstrations: max |vLLM - transformers| token {worst_token:.2e}, "
+        f"option {worst_option:.2e}"
+    )
     assert worst_option < 1e-3 and worst_token < 1e-3
 
 
@@ -326,13 +353,17 @@ def test_ten_option_survey_questions_match_transformers(engine, reference):
     questions = culturespa.wvs_eval_questions()
     ten = questions[questions["options"].map(len) == 10].head(12)
     assert len(ten) >= 10
-    texts = [prompts.survey_prompt(culturespa.persona_for("aware", "DEU"), q.question, q.options)
-             for q in ten.itertuples(index=False)]
+    texts = [
+        prompts.survey_prompt(culturespa.persona_for("aware", "DEU"), q.question, q.options)
+        for q in ten.itertuples(index=False)
+    ]
     cases = option_paths(engine.tokenizer, texts, [prompts.number_options(10)] * len(texts))
     assert any(len(p) > 1 for _, paths, _ in cases for p in paths), "option 10 should take two tokens"
     worst_token, worst_option = compare(engine, reference, cases)
-    print(f"\n{len(cases)} ten-option questions: max |vLLM - transformers| token {worst_token:.2e}, "
-          f"option {worst_option:.2e}")
+    print(
+        f"\n{len(cases)} ten-option questions: max |vLLM - transformers| token {worst_token:.2e}, "
+        f"option {worst_option:.2e}"
+    )
     assert worst_option < 1e-3 and worst_token < 1e-3
 
 
@@ -380,8 +411,9 @@ def adapter(server, tmp_path_factory):
 
     base = AutoModelForCausalLM.from_pretrained(server["folder"], dtype=torch.float32, local_files_only=True)
     torch.manual_seed(0)
-    tuned = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear",
-                                            init_lora_weights=False))
+    tuned = get_peft_model(
+        base, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False)
+    )
     with torch.no_grad():  # random B at full size would wreck the model; small, it moves the answer
         for name, weight in tuned.named_parameters():
             if "lora_B" in name:
@@ -399,10 +431,17 @@ def test_lora_adapter_served_matches_peft(engine, reference, adapter):
     cases = probe_cases(engine.tokenizer, 5)
     worst_token, worst_option = compare(served, tuned, cases)
     base_token, _ = compare(engine, reference, cases)
-    shift = max(float(np.abs(a - b).max()) for x, y in zip(
-        engine.next_token_probs(*zip(*cases), last=ALL), served.next_token_probs(*zip(*cases), last=ALL)) for a, b in zip(x, y))
-    print(f"\nLoRA adapter: max |vLLM - peft| token {worst_token:.2e}, option {worst_option:.2e}; the adapter moves "
-          f"probabilities by up to {shift:.3f}")
+    shift = max(
+        float(np.abs(a - b).max())
+        for x, y in zip(
+            engine.next_token_probs(*zip(*cases), last=ALL), served.next_token_probs(*zip(*cases), last=ALL)
+        )
+        for a, b in zip(x, y)
+    )
+    print(
+        f"\nLoRA adapter: max |vLLM - peft| token {worst_token:.2e}, option {worst_option:.2e}; the adapter moves "
+        f"probabilities by up to {shift:.3f}"
+    )
     assert 1e-2 < shift < 0.9, "the adapter should move the distribution without wrecking it"
     assert worst_option < 1e-3 and worst_token < 1e-3 and base_token < 1e-3
     assert engine.with_adapter(folder).model == served.model  # loaded once, found again by name
@@ -419,17 +458,22 @@ def test_stage_10_runs_through_the_server(server, monkeypatch, isolated_outputs)
 
     monkeypatch.setenv("CULTUREALIGN_OPENAI_URL", server["url"])
     tiny = isolated_outputs.parent / "tiny.yaml"  # below the smoke scale: a CPU server is slow, the path is the point
-    tiny.write_text(yaml.safe_dump({"stages": {
-        "10_zero_shot": {"max_probes": 4, "fidelity_probes": 1, "fidelity_draws": 10}}}))
+    tiny.write_text(
+        yaml.safe_dump({"stages": {"10_zero_shot": {"max_probes": 4, "fidelity_probes": 1, "fidelity_draws": 10}}})
+    )
     layers = stages.P.layer_files
     monkeypatch.setattr(stages.P, "layer_files", lambda *a, **k: layers(*a, **k) + [tiny])
     began = time.perf_counter()
     for model in (MODEL, SERVED):
         stages.run_stage("10_zero_shot", model, "en", "smoke")
-    zero = {m: pd.read_csv(isolated_outputs / m / "en" / "10_zero_shot" / "zero_shot.csv").set_index("probe_id")
-            for m in (MODEL, SERVED)}
+    zero = {
+        m: pd.read_csv(isolated_outputs / m / "en" / "10_zero_shot" / "zero_shot.csv").set_index("probe_id")
+        for m in (MODEL, SERVED)
+    }
     assert len(zero[SERVED]) == 4 and list(zero[SERVED].index) == list(zero[MODEL].index)
     worst = float((zero[SERVED]["p_majority"] - zero[MODEL]["p_majority"]).abs().max())
     assert worst < 1e-3 and (zero[SERVED]["mode"] == "exact").all()
-    print(f"\nstage 10 through the server and in process: max |p| difference {worst:.1e}, "
-          f"{time.perf_counter() - began:.0f} s")
+    print(
+        f"\nstage 10 through the server and in process: max |p| difference {worst:.1e}, "
+        f"{time.perf_counter() - began:.0f} s"
+    )

@@ -18,7 +18,9 @@ def _layers(tmp_path, **overrides):
 
 def test_layers_merge_in_order_later_wins(tmp_path):
     files = _layers(tmp_path, seed=7, stages={"10_zero_shot": {"max_probes": 3}})
-    merged = params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), stages.stage_names())
+    merged = params.merge_layers(
+        files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), stages.stage_names()
+    )
     assert merged["seed"] == 7 and merged["max_probes"] == 3 and merged["country"] == "USA"
     assert merged["model_config"]["temperature"] == 1.0
 
@@ -68,8 +70,14 @@ def test_every_model_file_is_valid_and_states_its_decoding():
 
 
 def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "culturealign.stages", *args], capture_output=True, text=True,
-                          cwd=paths.REPO, env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "culturealign.stages", *args],
+        capture_output=True,
+        text=True,
+        cwd=paths.REPO,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 @pytest.mark.process

@@ -4,6 +4,7 @@ import json
 
 import matplotlib.pyplot as plt
 import pandas as pd
+
 from culturealign import plots, summary
 
 
@@ -12,8 +13,9 @@ def _overlaps(a, b) -> bool:
 
 
 def test_histogram_legend_sits_beside_the_axes_not_over_title_or_bars():
-    frame = pd.DataFrame({"errors": list(range(1, 11)) * 14, "lang": [l for l in "abcdefghijklmn" for _ in range(10)],
-                          "weight": 1.0})
+    frame = pd.DataFrame(
+        {"errors": list(range(1, 11)) * 14, "lang": [l for l in "abcdefghijklmn" for _ in range(10)], "weight": 1.0}
+    )
     fig = plots.titled(plots.histogram(frame, "errors", "lang", "", "errors", weights="weight"), "Figure 6. A title")
     fig.tight_layout()
     fig.canvas.draw()
@@ -55,18 +57,33 @@ def test_no_common_question_omits_that_panel_and_says_why():
 
 
 def test_figures_write_captions_that_explain_an_omitted_panel(tmp_path):
-    from culturealign import selfalign
-
     from tests.test_summary import (
         synthetic_results,  # the same synthetic measurements as the summary tests
     )
 
-    parts = [selfalign.outcomes(synthetic_results(lang, 6, seed=i)).assign(model="m", lang=lang) for i, lang in enumerate(("en", "de"))]
+    from culturealign import selfalign
+
+    parts = [
+        selfalign.outcomes(synthetic_results(lang, 6, seed=i)).assign(model="m", lang=lang)
+        for i, lang in enumerate(("en", "de"))
+    ]
     outcomes = pd.concat(parts, ignore_index=True)
     disjoint = outcomes.assign(qid=outcomes["lang"] + outcomes["qid"])
-    misalignment = pd.concat([selfalign.misalignment(pd.DataFrame({
-        "probe_id": [f"{lang}{i}" for i in range(3)], "qid": [f"{lang}Q{i}" for i in range(3)], "category": "A",
-        "p_majority": [0.3, 0.6, 0.9]})).assign(model="m", lang=lang) for lang in ("en", "de")])
+    misalignment = pd.concat(
+        [
+            selfalign.misalignment(
+                pd.DataFrame(
+                    {
+                        "probe_id": [f"{lang}{i}" for i in range(3)],
+                        "qid": [f"{lang}Q{i}" for i in range(3)],
+                        "category": "A",
+                        "p_majority": [0.3, 0.6, 0.9],
+                    }
+                )
+            ).assign(model="m", lang=lang)
+            for lang in ("en", "de")
+        ]
+    )
     summary.figures(summary.table1(disjoint, runs=20), disjoint, misalignment, pd.DataFrame(), pd.DataFrame(), tmp_path)
     captions = json.loads((tmp_path / "captions.json").read_text())
     for name in ("fig4_error_reduction_by_model", "fig5_improved_by_model", "fig7_misaligned_heatmap"):

@@ -3,6 +3,7 @@
 The files are read raw (tab-separated, no quoting), not through `probes.load_probes`, which
 skips a bad row with a warning: here a bad row must fail the test, naming file, line and value.
 """
+
 import csv
 from pathlib import Path
 
@@ -74,9 +75,17 @@ def test_probe_ids_are_the_english_ones_or_a_missing_one_has_a_recorded_reason(l
 
 def test_structure_check_catches_each_broken_rule():
     bad = pd.DataFrame(
-        [["Q1a", "A _ b _.", "x", "y"], ["Q2a", "No blank.", "", "y"], ["Q3a", "Same _.", "Yes", "yes "],
-         ["Q4a", "Prefix _.", "agree", "Agree not"], ["Q5a", "Twin _.", "x", "y"], ["Q6a", "Twin _.", "p", "q"]],
-        columns=["probe_id"] + FIELDS, index=range(2, 8))
+        [
+            ["Q1a", "A _ b _.", "x", "y"],
+            ["Q2a", "No blank.", "", "y"],
+            ["Q3a", "Same _.", "Yes", "yes "],
+            ["Q4a", "Prefix _.", "agree", "Agree not"],
+            ["Q5a", "Twin _.", "x", "y"],
+            ["Q6a", "Twin _.", "p", "q"],
+        ],
+        columns=["probe_id"] + FIELDS,
+        index=range(2, 8),
+    )
     problems = "\n".join(structure_problems(bad, "xx.tsv"))
     assert "xx.tsv:2 Q1a: template must hold exactly one '_'" in problems
     assert "xx.tsv:3 Q2a: both options must be non-empty" in problems
@@ -104,8 +113,10 @@ def test_applied_review_rows_are_what_the_probe_files_hold_now():
         for line, row in rows.iterrows():
             now = current.at[row["probe_id"], row["field"]]
             if now != row["after"]:
-                wrong.append(f"review.tsv:{line} {lang} {row['probe_id']} {row['field']}: "
-                             f"file holds {now!r}, log says {row['after']!r}")
+                wrong.append(
+                    f"review.tsv:{line} {lang} {row['probe_id']} {row['field']}: "
+                    f"file holds {now!r}, log says {row['after']!r}"
+                )
     assert not wrong, "\n".join(wrong)
 
 
@@ -116,6 +127,8 @@ def test_rejected_and_open_review_rows_are_not_in_the_probe_files():
     for line, row in kept.iterrows():
         now = probe_file(row["lang"]).set_index("probe_id").at[row["probe_id"], row["field"]]
         if now == row["after"]:
-            wrong.append(f"review.tsv:{line} {row['lang']} {row['probe_id']} {row['field']}: "
-                         f"{row['decision']} but the file holds it; mark it applied")
+            wrong.append(
+                f"review.tsv:{line} {row['lang']} {row['probe_id']} {row['field']}: "
+                f"{row['decision']} but the file holds it; mark it applied"
+            )
     assert not wrong, "\n".join(wrong)

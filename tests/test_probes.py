@@ -43,9 +43,22 @@ def test_unknown_country_names_the_countries_with_figures():
 
 
 def test_language_country_map_is_the_papers():
-    assert params.language_countries() == {"en": "USA", "ro": "ROU", "el": "GRC", "ur": "PAK", "fa": "IRN",
-                                           "tl": "PHL", "id": "IDN", "de": "DEU", "ms": "MYS", "bn": "BGD",
-                                           "sr": "SRB", "tr": "TUR", "vi": "VNM", "ko": "KOR"}
+    assert params.language_countries() == {
+        "en": "USA",
+        "ro": "ROU",
+        "el": "GRC",
+        "ur": "PAK",
+        "fa": "IRN",
+        "tl": "PHL",
+        "id": "IDN",
+        "de": "DEU",
+        "ms": "MYS",
+        "bn": "BGD",
+        "sr": "SRB",
+        "tr": "TUR",
+        "vi": "VNM",
+        "ko": "KOR",
+    }
 
 
 def test_bad_probe_row_is_reported_with_file_and_line_and_good_rows_load(tmp_path, monkeypatch):
@@ -101,7 +114,9 @@ def test_load_arora_folder_with_macos_and_other_files_loads_the_real_ones(tmp_pa
     assert set(frame["lang"]) == {"en", "de"} and len(frame[frame["lang"] == "de"]) == 2
     about = {p.file.rsplit("/", 1)[-1]: str(p) for p in problems if p.line == 0}
     assert set(about) == {".DS_Store", "._de.csv", "tr.csv", "notes.txt", "__MACOSX"}
-    assert "AppleDouble" in about["._de.csv"] and "not UTF-8" in about["tr.csv"] and "tr.csv: not UTF-8" in about["tr.csv"]
+    assert (
+        "AppleDouble" in about["._de.csv"] and "not UTF-8" in about["tr.csv"] and "tr.csv: not UTF-8" in about["tr.csv"]
+    )
     assert "not a probe file" in about[".DS_Store"] and "a folder" in about["__MACOSX"]
 
 
@@ -111,10 +126,23 @@ def test_load_arora_folder_without_probe_files_is_an_error_naming_what_it_found(
         probes.load_arora(tmp_path)
 
 
-@pytest.mark.parametrize("lang,country,low,high", [("ro", "ROU", 130, 200), ("ur", "PAK", 130, 200), ("fa", "IRN", 130, 200),
-                                                   ("tl", "PHL", 130, 200), ("id", "IDN", 130, 200), ("sr", "SRB", 130, 200),
-                                                   ("vi", "VNM", 130, 200), ("bn", "BGD", 130, 200), ("ko", "KOR", 130, 200),
-                                                   ("tr", "TUR", 130, 200), ("el", "GRC", 50, 80), ("ms", "MYS", 10, 20)])
+@pytest.mark.parametrize(
+    "lang,country,low,high",
+    [
+        ("ro", "ROU", 130, 200),
+        ("ur", "PAK", 130, 200),
+        ("fa", "IRN", 130, 200),
+        ("tl", "PHL", 130, 200),
+        ("id", "IDN", 130, 200),
+        ("sr", "SRB", 130, 200),
+        ("vi", "VNM", 130, 200),
+        ("bn", "BGD", 130, 200),
+        ("ko", "KOR", 130, 200),
+        ("tr", "TUR", 130, 200),
+        ("el", "GRC", 50, 80),
+        ("ms", "MYS", 10, 20),
+    ],
+)
 def test_every_language_of_the_paper_has_labels_for_its_country(lang, country, low, high):
     assert low <= probes.labelled_count(lang, country) <= high
 
@@ -149,10 +177,14 @@ def test_shared_order_puts_questions_labelled_in_most_languages_first():
     ranks = ordered["qid"].map(coverage).tolist()
     assert ranks == sorted(ranks, reverse=True) and sorted(ordered["probe_id"]) == sorted(labelled["probe_id"])
     top = ordered[ordered["qid"].map(coverage) == 3]
-    assert list(top["probe_id"]) == [p for p in labelled["probe_id"] if p in set(top["probe_id"])]  # ties keep file order
+    assert list(top["probe_id"]) == [
+        p for p in labelled["probe_id"] if p in set(top["probe_id"])
+    ]  # ties keep file order
     # a small run of each language on the top of this order measures the same questions
-    heads = [set(probes.order_probes(probes.labelled_probes(l, c), "shared", countries).head(len(top))["qid"])
-             for l, c in countries.items()]
+    heads = [
+        set(probes.order_probes(probes.labelled_probes(l, c), "shared", countries).head(len(top))["qid"])
+        for l, c in countries.items()
+    ]
     assert heads[0] == heads[1] == heads[2]
     assert probes.order_probes(labelled, "file") is labelled
     with pytest.raises(ValueError, match="probe_order must be one of file, shared"):

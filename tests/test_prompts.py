@@ -34,7 +34,8 @@ MISTRAL_TEMPLATE = (
     "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
     "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
     "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else %}"
-    "{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}")
+    "{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,9 @@ def test_a_template_without_system_role_gets_the_persona_in_the_first_user_turn(
 
 def test_a_template_that_drops_the_system_turn_silently_counts_as_without_one(mistral_tokenizer):
     tok = copy.deepcopy(mistral_tokenizer)
-    tok.chat_template = "{% for m in messages %}{% if m['role'] == 'user' %}[U]{{ m['content'] }}{% endif %}{% endfor %}[A]"
+    tok.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'user' %}[U]{{ m['content'] }}{% endif %}{% endfor %}[A]"
+    )
     assert not prompts.has_system_role(tok)
     assert prompts.finish("q", True, tok, system="s") == "[U]s\n\nq[A]"
 
@@ -80,8 +83,9 @@ def test_mistral_tokenizer_splits_digits_so_option_paths_nest(mistral_tokenizer)
     """Codes 0-10 after the chat template: "10" is the path "1", "0", so the path of "1" is a
     prefix of it and exact scoring must subtract it (scoring.exclusive_masses)."""
     tok = mistral_tokenizer
-    text = prompts.survey_prompt(prompts.persona("unaware"), "Q?", [f"o{i}" for i in range(11)], chat=True,
-                                 tokenizer=tok, start=0)
+    text = prompts.survey_prompt(
+        prompts.persona("unaware"), "Q?", [f"o{i}" for i in range(11)], chat=True, tokenizer=tok, start=0
+    )
     ids, option_ids, read = tokens.option_paths(tok, [text], [prompts.number_options(11, 0)])[0]
     assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
     assert [len(p) for p in option_ids] == [1] * 10 + [2] and option_ids[10] == option_ids[1] + option_ids[0]
@@ -94,8 +98,13 @@ def test_mistral_tokenizer_splits_digits_so_option_paths_nest(mistral_tokenizer)
 def test_culturespa_prompts_train_and_evaluate_on_mistral_template(mistral_tokenizer):
     """The CultureSPA training pair is the evaluation prompt with one BOS, the persona inside [INST]."""
     tok = mistral_tokenizer
-    record = {"system": prompts.persona("aware", "Kenya"), "question": "Q?", "options": ["a", "b"], "start": 1,
-              "output": "2"}
+    record = {
+        "system": prompts.persona("aware", "Kenya"),
+        "question": "Q?",
+        "options": ["a", "b"],
+        "start": 1,
+        "output": "2",
+    }
     prompt, answer = culturespa.training_text(record, chat=True, tokenizer=tok)
     assert prompt.startswith("<s>[INST] Answer the survey question as a typical person from Kenya would.\n\n")
     ids = train.encode_examples(tok, [(prompt, answer)])[0]

@@ -28,13 +28,16 @@ def measured_figures(text: str) -> list[str]:
     return [f"{kind}: {m.group(0)!r}" for pattern, kind in MEASURED for m in pattern.finditer(prose(text))]
 
 
-@pytest.mark.parametrize("text, found", [
-    ("`make quick` took 18 minutes 37 here.", True),
-    ("a bare forward 576 tokens/s and 1.18x faster", True),
-    ("improved 61.3% of misaligned probes", True),
-    ("```bash\nmake test   # 36-40 minutes\n```\nthe 95% interval", False),
-    ("see `results/quick/RESULTS.md` for the time", False),
-])
+@pytest.mark.parametrize(
+    "text, found",
+    [
+        ("`make quick` took 18 minutes 37 here.", True),
+        ("a bare forward 576 tokens/s and 1.18x faster", True),
+        ("improved 61.3% of misaligned probes", True),
+        ("```bash\nmake test   # 36-40 minutes\n```\nthe 95% interval", False),
+        ("see `results/quick/RESULTS.md` for the time", False),
+    ],
+)
 def test_the_check_catches_typed_figures_and_spares_code(text, found):
     assert bool(measured_figures(text)) is found
 
@@ -51,6 +54,12 @@ def test_readme_is_short_and_its_links_resolve():
     assert len(text.splitlines()) <= 160
     for target in set(re.findall(r"\]\(([^)#]+)\)", text)) - ELSEWHERE:
         assert (REPO / target).exists(), target
-    for heading in ("## Start", "## Results", "## One stage, one model, one language", "## Another model, a GPU, vLLM",
-                    "## Layout", "## Data terms"):
+    for heading in (
+        "## Start",
+        "## Results",
+        "## One stage, one model, one language",
+        "## Another model, a GPU, vLLM",
+        "## Layout",
+        "## Data terms",
+    ):
         assert heading in text

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import nbformat
 import pandas as pd
 import pytest
+
 from culturealign import report, results
 
 
@@ -58,15 +59,33 @@ class Page(HTMLParser):
             self._first_cell = False
 
 
-def run_folder(root: Path, stage: str, status: str = "done", lang: str = "en", error: str | None = None,
-               started: str = "2026-11-23T07:00:00+00:00", finished: str = "2026-11-23T07:01:30+00:00") -> Path:
+def run_folder(
+    root: Path,
+    stage: str,
+    status: str = "done",
+    lang: str = "en",
+    error: str | None = None,
+    started: str = "2026-11-23T07:00:00+00:00",
+    finished: str = "2026-11-23T07:01:30+00:00",
+) -> Path:
     folder = root / "gemma3-270m" / lang / stage
     folder.mkdir(parents=True)
-    manifest = {"stage": stage, "model_name": "gemma3-270m", "lang": lang, "status": status, "error": error,
-                "started": started, "finished": finished, "git_commit": "abc123def4567890", "host": "vm",
-                "decoding": {"temperature": 1.0, "top_k": 64, "top_p": 0.95}}
+    manifest = {
+        "stage": stage,
+        "model_name": "gemma3-270m",
+        "lang": lang,
+        "status": status,
+        "error": error,
+        "started": started,
+        "finished": finished,
+        "git_commit": "abc123def4567890",
+        "host": "vm",
+        "decoding": {"temperature": 1.0, "top_k": 64, "top_p": 0.95},
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {stage}")]), folder.parent / f"{stage}.ipynb")
+    nbformat.write(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {stage}")]), folder.parent / f"{stage}.ipynb"
+    )
     return folder
 
 
@@ -82,12 +101,27 @@ def table1_rows(with_validity: bool) -> pd.DataFrame:
     rows = []
     for lang, n in (("en", 24), ("ms", 2)):
         for strategy, improved in (("chrf_all", 61.25), ("random", 50.0), ("placebo_random_answer", 48.75)):
-            row = {"model": "gemma3-270m", "lang": lang, "strategy": strategy, "n_misaligned": 7.5, "improved": improved,
-                   "same": 100 - improved - 10.0, "decreased": 10.0, "n": n, "improved_run_low": improved - 20,
-                   "improved_run_high": improved + 15, "wilcoxon_p": 0.0123456, "sign_test_p": 0.5}
+            row = {
+                "model": "gemma3-270m",
+                "lang": lang,
+                "strategy": strategy,
+                "n_misaligned": 7.5,
+                "improved": improved,
+                "same": 100 - improved - 10.0,
+                "decreased": 10.0,
+                "n": n,
+                "improved_run_low": improved - 20,
+                "improved_run_high": improved + 15,
+                "wilcoxon_p": 0.0123456,
+                "sign_test_p": 0.5,
+            }
             if with_validity:
-                row.update(improved_no_effect=47.0, same_no_effect=6.0, decreased_no_effect=47.0,
-                           improved_beyond_no_effect=improved - 47.0)
+                row.update(
+                    improved_no_effect=47.0,
+                    same_no_effect=6.0,
+                    decreased_no_effect=47.0,
+                    improved_beyond_no_effect=improved - 47.0,
+                )
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -98,29 +132,69 @@ def outputs_tree(root: Path, with_validity: bool = True) -> Path:
     pd.DataFrame({"probe_id": ["p1"], "p_majority": [0.5]}).to_csv(zero / "zero_shot.csv", index=False)
     run_folder(root, "30_self_alignment", "failed", lang="ms", error="RuntimeError: out of memory")
     (run_folder(root, "10_zero_shot", lang="ms") / "zero_shot.csv").write_text("")  # half-written
-    culture = run_folder(root, "95_culture_eval", started="2026-11-23T07:02:00+00:00", finished="2026-11-23T07:12:30+00:00")
-    rows = [{"culture": c, "method": m, "expected": e, "low": e - 9, "high": e + 9, "draws": 200}
-            for c, shift in (("USA", 0), ("DEU", 2), ("mean", 1)) for m, e in (("unaware", 40.0 + shift), ("aware", 45.5 + shift))]
+    culture = run_folder(
+        root, "95_culture_eval", started="2026-11-23T07:02:00+00:00", finished="2026-11-23T07:12:30+00:00"
+    )
+    rows = [
+        {"culture": c, "method": m, "expected": e, "low": e - 9, "high": e + 9, "draws": 200}
+        for c, shift in (("USA", 0), ("DEU", 2), ("mean", 1))
+        for m, e in (("unaware", 40.0 + shift), ("aware", 45.5 + shift))
+    ]
     pd.DataFrame(rows).to_csv(culture / "expected_scores.csv", index=False)
-    pd.DataFrame([{"model": "base", "task": "general_mcq", "items": 8, "chance": 0.25, "accuracy": 0.375},
-                  {"model": "culturespa_joint", "task": "general_mcq", "items": 8, "chance": 0.25, "accuracy": 0.25,
-                   "vs_base_difference": -0.125, "vs_base_low": -0.4, "vs_base_high": 0.2, "vs_base_mcnemar_p": 0.62}]
-                 ).to_csv(culture / "general_ability.csv", index=False)
+    pd.DataFrame(
+        [
+            {"model": "base", "task": "general_mcq", "items": 8, "chance": 0.25, "accuracy": 0.375},
+            {
+                "model": "culturespa_joint",
+                "task": "general_mcq",
+                "items": 8,
+                "chance": 0.25,
+                "accuracy": 0.25,
+                "vs_base_difference": -0.125,
+                "vs_base_low": -0.4,
+                "vs_base_high": 0.2,
+                "vs_base_mcnemar_p": 0.62,
+            },
+        ]
+    ).to_csv(culture / "general_ability.csv", index=False)
     pd.DataFrame({"culture": ["USA", "DEU"], "method": "aware", "n": [8, 7], "invalid": 0, "score": 50.0}).to_csv(
-        culture / "scores.csv", index=False)
+        culture / "scores.csv", index=False
+    )
     png(culture / "fig_alignment.png")
     summary = root / "summary"
     summary.mkdir(parents=True)
     table1_rows(with_validity).to_csv(summary / "table1.csv", index=False)
-    pd.DataFrame({"model": ["gemma3-270m"], "lang": ["en"], "test": ["between_conditions"], "a": ["chrf_all"], "b": ["random"],
-                  "n": [24], "p": [0.001], "holm_p": [0.004321]}).to_csv(summary / "tests.csv", index=False)
+    pd.DataFrame(
+        {
+            "model": ["gemma3-270m"],
+            "lang": ["en"],
+            "test": ["between_conditions"],
+            "a": ["chrf_all"],
+            "b": ["random"],
+            "n": [24],
+            "p": [0.001],
+            "holm_p": [0.004321],
+        }
+    ).to_csv(summary / "tests.csv", index=False)
     if with_validity:
-        pd.DataFrame({"model": ["gemma3-270m"], "lang": ["en"], "condition": ["chrf_all"], "reference": ["placebo_random_answer"],
-                      "n": [24], "improved_diff": [12.5], "improved_diff_low": [-3.25], "improved_diff_high": [30.0],
-                      "too_few_probes": [False]}).to_csv(summary / "contrasts.csv", index=False)
+        pd.DataFrame(
+            {
+                "model": ["gemma3-270m"],
+                "lang": ["en"],
+                "condition": ["chrf_all"],
+                "reference": ["placebo_random_answer"],
+                "n": [24],
+                "improved_diff": [12.5],
+                "improved_diff_low": [-3.25],
+                "improved_diff_high": [30.0],
+                "too_few_probes": [False],
+            }
+        ).to_csv(summary / "contrasts.csv", index=False)
     for name in ("fig2_improved_by_strategy", "fig7_misaligned_heatmap"):
         png(summary / f"{name}.png")
-    (summary / "captions.json").write_text(json.dumps({"fig7_misaligned_heatmap": "Figure 7. " + "panel omitted: reason"}))
+    (summary / "captions.json").write_text(
+        json.dumps({"fig7_misaligned_heatmap": "Figure 7. " + "panel omitted: reason"})
+    )
     return root
 
 
@@ -140,9 +214,14 @@ def test_sections_come_in_the_papers_order_and_details_are_collapsed(built):
     assert not page.tables["table1-gemma3-270m"] and not page.tables["culturespa-gemma3-270m"]
     for detail in ("table1", "tests", "contrasts", "runs"):
         assert page.tables[detail], f"{detail} should be inside <details>"
-    assert '<details id="details-per-probe">' in index.read_text() and "per_probe/gemma3-270m__en__zero_shot.csv" in page.links
+    assert (
+        '<details id="details-per-probe">' in index.read_text()
+        and "per_probe/gemma3-270m__en__zero_shot.csv" in page.links
+    )
     text = index.read_text()
-    assert text.index('id="self-alignment"') < text.index("fig2_improved_by_strategy.png") < text.index('id="culturespa"')
+    assert (
+        text.index('id="self-alignment"') < text.index("fig2_improved_by_strategy.png") < text.index('id="culturespa"')
+    )
     assert '<div class="scroll"><table id="table1">' in text
 
 
@@ -160,7 +239,7 @@ def test_table1_headline_has_languages_as_columns_and_the_controls_beside_it(bui
     assert page.headers["tests"][:3] == ["model", "language", "test"]  # headers are words
     assert "Glossary" in text
     assert "at most 8 WVS questions per culture" in text and "general ability on 8 items" in text
-    assert "95_culture_eval" not in text[text.index('id="not-finished"'):]  # scores.csv is optional
+    assert "95_culture_eval" not in text[text.index('id="not-finished"') :]  # scores.csv is optional
 
 
 def test_report_works_without_the_validity_columns(isolated_outputs):
@@ -194,7 +273,7 @@ def test_results_md_numbers_equal_the_csvs(built):
     root, _, md, _ = built
     text = md.read_text()
     t1 = pd.read_csv(root / "summary" / "table1.csv")
-    block = text[text.index("### gemma3-270m"):]
+    block = text[text.index("### gemma3-270m") :]
     header = next(line for line in block.splitlines() if line.startswith("| outcome"))
     langs = [c.strip().rstrip("*") for c in header.strip("|").split("|")[1:]]
     improved_line = next(line for line in block.splitlines() if line.startswith("| + improved %"))
@@ -207,7 +286,8 @@ def test_results_md_numbers_equal_the_csvs(built):
     mean_aware = expected[(expected["culture"] == "mean") & (expected["method"] == "aware")].iloc[0]
     aware_line = next(line for line in text.splitlines() if line.startswith("| aware"))
     assert [float(x) for x in re.findall(r"-?\d+\.\d", aware_line)] == pytest.approx(
-        [mean_aware["expected"], mean_aware["low"], mean_aware["high"]], abs=0.051)
+        [mean_aware["expected"], mean_aware["low"], mean_aware["high"]], abs=0.051
+    )
     assert "| gemma3-270m |" in text and "abc123def456" in text and "12 min 30 s" in text  # provenance from manifests
     for link in re.findall(r"\]\(([^)]+)\)", text):
         assert (md.parent / link).exists(), link
@@ -217,8 +297,13 @@ def test_results_folder_holds_the_report_files(built, tmp_path):
     root, _, _, _ = built
     copied = results.copy_results(root, tmp_path / "results" / "quick")
     names = {p.relative_to(tmp_path / "results" / "quick").as_posix() for p in copied}
-    assert {"RESULTS.md", "summary/table1.csv", "figures/fig2_improved_by_strategy.png",
-            "summary/gemma3-270m__expected_scores.csv", "summary/gemma3-270m__general_ability.csv"} <= names
+    assert {
+        "RESULTS.md",
+        "summary/table1.csv",
+        "figures/fig2_improved_by_strategy.png",
+        "summary/gemma3-270m__expected_scores.csv",
+        "summary/gemma3-270m__general_ability.csv",
+    } <= names
     with pytest.raises(FileNotFoundError, match="make report"):
         results.copy_results(tmp_path / "nothing", tmp_path / "x")
 
@@ -235,9 +320,18 @@ def test_an_empty_outputs_folder_gives_a_page_with_the_command(isolated_outputs)
 def test_benchmarks_page_renders_tables_and_old_scalar_files(tmp_path):
     bench = tmp_path / "outputs" / "bench"
     bench.mkdir(parents=True)
-    (bench / "engines.json").write_text(json.dumps({"title": "Engines", "cpu": "AMD EPYC", "commit": "abc", "date": "2026-12-01",
-                                                    "tables": [{"caption": "per engine", "rows": [{"engine": "hf", "seconds": 1.5}]}],
-                                                    "notes": ["contended machine"]}))
+    (bench / "engines.json").write_text(
+        json.dumps(
+            {
+                "title": "Engines",
+                "cpu": "AMD EPYC",
+                "commit": "abc",
+                "date": "2026-12-01",
+                "tables": [{"caption": "per engine", "rows": [{"engine": "hf", "seconds": 1.5}]}],
+                "notes": ["contended machine"],
+            }
+        )
+    )
     (bench / "scoring.json").write_text(json.dumps({"ratio_to_forward": 0.87, "targets": {}}))
     page = results.benchmarks_markdown([tmp_path / "outputs"])
     assert "## Engines" in page and "CPU: AMD EPYC" in page and "| hf | 1.5 |" in page and "- contended machine" in page

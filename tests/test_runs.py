@@ -10,8 +10,15 @@ from culturealign import paths, runs
 
 
 def test_manifest_records_parameters_commit_versions_and_times(isolated_outputs):
-    namespace = {"model": "gemma3-270m", "model_config": {}, "lang": "en", "country": "USA", "seed": 0,
-                 "batch_size": 8, "unrelated": 1}
+    namespace = {
+        "model": "gemma3-270m",
+        "model_config": {},
+        "lang": "en",
+        "country": "USA",
+        "seed": 0,
+        "batch_size": 8,
+        "unrelated": 1,
+    }
     run = runs.start_run("00_data", namespace)
     run.finish(answer=42)
     manifest = json.loads((isolated_outputs / "gemma3-270m" / "en" / "00_data" / "manifest.json").read_text())
@@ -23,10 +30,14 @@ def test_manifest_records_parameters_commit_versions_and_times(isolated_outputs)
 
 @pytest.mark.parametrize("stage", sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9]*.py")))
 def test_parameter_names_are_read_as_jupytext_reads_the_cell(stage):
-    cell = next(c for c in jupytext.read(paths.NOTEBOOKS / f"{stage}.py").cells
-                if "parameters" in c.metadata.get("tags", []))
-    expected = [line.split(":")[0].split("=")[0].strip() for line in cell.source.splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+    cell = next(
+        c for c in jupytext.read(paths.NOTEBOOKS / f"{stage}.py").cells if "parameters" in c.metadata.get("tags", [])
+    )
+    expected = [
+        line.split(":")[0].split("=")[0].strip()
+        for line in cell.source.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert runs.declared_parameters(stage) == expected and "model" in expected and "seed" in expected
 
 
@@ -39,13 +50,17 @@ def cache_with(path, *lines: bytes, tail: bytes = b""):
 GOOD = [json.dumps({"key": k, "v": n}).encode() for n, k in enumerate("abc")]
 
 
-@pytest.mark.parametrize("damage, reason", [
-    (b'{"key": "x", "v"', "not JSON"),                       # torn line in the middle
-    (b"\x00" * 64, "NUL bytes only"),                          # a crash leaves NULs where a line was
-    (b'{"key": "x", "v": "\xff\xfe"}', "invalid UTF-8"),       # one invalid byte
-    (b'{"v": 1}', 'JSON without a string "key"'),              # valid JSON without a key
-    (b'["key", "x"]', 'JSON without a string "key"'),          # valid JSON that is not a record
-], ids=["torn-middle", "nul-line", "invalid-utf8", "no-key", "not-a-record"])
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (b'{"key": "x", "v"', "not JSON"),  # torn line in the middle
+        (b"\x00" * 64, "NUL bytes only"),  # a crash leaves NULs where a line was
+        (b'{"key": "x", "v": "\xff\xfe"}', "invalid UTF-8"),  # one invalid byte
+        (b'{"v": 1}', 'JSON without a string "key"'),  # valid JSON without a key
+        (b'["key", "x"]', 'JSON without a string "key"'),  # valid JSON that is not a record
+    ],
+    ids=["torn-middle", "nul-line", "invalid-utf8", "no-key", "not-a-record"],
+)
 def test_an_unreadable_line_is_skipped_reported_with_its_line_number_and_recomputed(tmp_path, capsys, damage, reason):
     path = cache_with(tmp_path / "cache.jsonl", GOOD[0], damage, GOOD[1], GOOD[2])
     cache = runs.ResultCache(path)
@@ -109,10 +124,12 @@ def test_result_cache_shared_by_processes_writing_at_once(tmp_path):
     """`stages all --jobs N`: several stage processes append to one score cache, while others open
     it (and would repair a torn tail); every record of every writer survives whole."""
     path = tmp_path / "cache.jsonl"
-    writer = ("import sys; from culturealign import runs; name = sys.argv[2]\n"
-              "for batch in range(20):\n"
-              "    runs.ResultCache(runs.Path(sys.argv[1])).add_many("
-              "[{'key': f'{name}-{batch}-{i}', 'pad': 'x' * 20000} for i in range(3)])\n")
+    writer = (
+        "import sys; from culturealign import runs; name = sys.argv[2]\n"
+        "for batch in range(20):\n"
+        "    runs.ResultCache(runs.Path(sys.argv[1])).add_many("
+        "[{'key': f'{name}-{batch}-{i}', 'pad': 'x' * 20000} for i in range(3)])\n"
+    )
     processes = [subprocess.Popen([sys.executable, "-c", writer, str(path), f"w{n}"]) for n in range(2)]
     assert [p.wait(timeout=120) for p in processes] == [0] * 2
     lines = path.read_text(encoding="utf-8").splitlines()

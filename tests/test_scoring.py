@@ -15,13 +15,17 @@ from transformers import PreTrainedTokenizerFast
 from culturealign import engine, prompts, scoring
 from culturealign.engine import decoded_probs, warpers
 
-PROMPTS = ["Fill in the blank with one of the two options. Reply with the option only.\n\n"
-           "Sentence: Religion is _ to me.\nOptions: important, unimportant\nAnswer: ",
-           "Sentence: I _ that men make better political leaders than women do.\nOptions: agree, disagree\nAnswer: ",
-           "Short. Answer: "]
+PROMPTS = [
+    "Fill in the blank with one of the two options. Reply with the option only.\n\n"
+    "Sentence: Religion is _ to me.\nOptions: important, unimportant\nAnswer: ",
+    "Sentence: I _ that men make better political leaders than women do.\nOptions: agree, disagree\nAnswer: ",
+    "Short. Answer: ",
+]
 OPTIONS = [["important", "unimportant"], ["agree", "disagree"], ["no", "complete trust in everything"]]
-GEMMA_CHAT = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
-              "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+GEMMA_CHAT = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
 
 
 def untruncated(lm):
@@ -37,6 +41,7 @@ def chat_tokenizer(lm):
 
 
 # ---------------------------------------------------------------------------------- token path
+
 
 def test_a_chat_template_that_writes_bos_gets_exactly_one(tiny_lm):
     tok = chat_tokenizer(tiny_lm)
@@ -59,9 +64,18 @@ def test_boundary_space_moves_to_the_option(tiny_lm):
 
 # ---------------------------------------------------------------------------- the reader's rule
 
-@pytest.mark.parametrize("reply, expected", [
-    (" <em><strong>important</strong></em>", 0), ("\n\n**Unimportant**", 1), (' "Important".', 0),
-    (" I would say important", None), ("`unimportant`", 1), ("\n", None)])
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        (" <em><strong>important</strong></em>", 0),
+        ("\n\n**Unimportant**", 1),
+        (' "Important".', 0),
+        (" I would say important", None),
+        ("`unimportant`", 1),
+        ("\n", None),
+    ],
+)
 def test_the_reader_rule_strips_markup_quotes_and_case(reply, expected):
     assert scoring.parse_response(reply, ["important", "unimportant"]) == expected
 
@@ -79,6 +93,7 @@ def test_duplicate_or_empty_options_are_refused_naming_the_prompt():
 
 
 # ------------------------------------------------------------------- the search, on a fake engine
+
 
 class TableEngine:
     """An engine whose next-token distribution is a table keyed by the path after the prompt."""
@@ -106,9 +121,14 @@ def digit_tokenizer(merge_digits: bool) -> PreTrainedTokenizerFast:
     """A small BPE built here: with merge_digits it learns "10" as one token (as Llama-3 has it),
     otherwise digits stay single tokens (as Gemma splits them)."""
     tok = Tokenizer(tok_models.BPE(unk_token="[UNK]"))
-    tok.pre_tokenizer = (pre_tokenizers.WhitespaceSplit() if merge_digits else
-                         pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True)]))
-    tok.train_from_iterator(["10 10 10 10 1 2 3 answer \n **"] * 20, trainers.BpeTrainer(special_tokens=["[UNK]", "<s>"]))
+    tok.pre_tokenizer = (
+        pre_tokenizers.WhitespaceSplit()
+        if merge_digits
+        else pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True)])
+    )
+    tok.train_from_iterator(
+        ["10 10 10 10 1 2 3 answer \n **"] * 20, trainers.BpeTrainer(special_tokens=["[UNK]", "<s>"])
+    )
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", unk_token="[UNK]")
 
 
@@ -117,8 +137,7 @@ def test_token_level_exclusivity_of_options_that_extend_one_another(merge):
     tok = digit_tokenizer(merge)
     one, zero, two = (tok.convert_tokens_to_ids(t) for t in ("1", "0", "2"))
     forms = [[(one,)], [(tok.convert_tokens_to_ids("10"),) if merge else (one, zero)], [(two,)]]
-    table = {(): {one: 0.5, two: 0.1, **({tok.convert_tokens_to_ids("10"): 0.2} if merge else {})},
-             (one,): {zero: 0.4}}
+    table = {(): {one: 0.5, two: 0.1, **({tok.convert_tokens_to_ids("10"): 0.2} if merge else {})}, (one,): {zero: 0.4}}
     item = scoring.Item(prompt=[1], forms=forms)
     got = scoring.exact_option_probs(TableEngine(tok, table), [item], tolerance=0.01)[0]
     if merge:  # "10" is its own token: nothing is subtracted from "1"
@@ -139,6 +158,7 @@ def test_ignorable_prefixes_above_the_tolerance_are_followed(tiny_lm):
 
 
 # ----------------------------------------------------------------------- the embedded model itself
+
 
 def full_forward(lm, prompt, path):
     with torch.inference_mode():
@@ -244,7 +264,9 @@ def test_generated_texts_are_seeded_cached_and_not_generated_again(tiny_lm, monk
 def test_prompts_that_share_a_prefix_are_grouped():
     groups = engine.shared_prefixes([[1, 2, 3, 4, 5], [9, 9], [1, 2, 3, 4, 6], [1, 2, 7]])
     assert groups == [(4, [0, 2]), (2, [3]), (1, [1])]  # joining [1, 2, 7] would save nothing
-    assert engine.shared_prefixes([[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 9], [1, 2, 3, 4, 5, 6, 9, 9]]) == [(6, [0, 1, 2])]
+    assert engine.shared_prefixes([[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 9], [1, 2, 3, 4, 5, 6, 9, 9]]) == [
+        (6, [0, 1, 2])
+    ]
 
 
 @pytest.mark.model

@@ -14,20 +14,43 @@ FAKE_LM = SimpleNamespace(spec=SimpleNamespace(chat=False, answer_primer=False),
 
 def toy_probes(labels: str = "ababababa") -> pd.DataFrame:
     """9 labelled probes: 6 in category A, 3 in B (too few for within-category strategies)."""
-    templates = ["Religion is _ to me.", "Religion is _ for me.", "God is _ to me.", "Work is _ to me.", "Family is _.",
-                 "Friends are _ to me.", "I _ the police.", "I _ the army.", "I _ the courts."]
-    frame = pd.DataFrame({"probe_id": [f"p{i}" for i in range(9)], "qid": [f"Q{i}" for i in range(9)],
-                          "category": ["A"] * 6 + ["B"] * 3, "template": templates,
-                          "option_a": ["important"] * 6 + ["trust"] * 3, "option_b": ["unimportant"] * 6 + ["distrust"] * 3,
-                          "label": list(labels), "human_a": np.linspace(0.2, 0.8, 9)})
+    templates = [
+        "Religion is _ to me.",
+        "Religion is _ for me.",
+        "God is _ to me.",
+        "Work is _ to me.",
+        "Family is _.",
+        "Friends are _ to me.",
+        "I _ the police.",
+        "I _ the army.",
+        "I _ the courts.",
+    ]
+    frame = pd.DataFrame(
+        {
+            "probe_id": [f"p{i}" for i in range(9)],
+            "qid": [f"Q{i}" for i in range(9)],
+            "category": ["A"] * 6 + ["B"] * 3,
+            "template": templates,
+            "option_a": ["important"] * 6 + ["trust"] * 3,
+            "option_b": ["unimportant"] * 6 + ["distrust"] * 3,
+            "label": list(labels),
+            "human_a": np.linspace(0.2, 0.8, 9),
+        }
+    )
     frame["majority_option"] = np.where(frame["label"] == "a", frame["option_a"], frame["option_b"])
     return frame
 
 
 def toy_zero(frame: pd.DataFrame) -> pd.DataFrame:
     p = np.linspace(0.3, 0.999, len(frame))
-    return frame.assign(p_majority=p, p_majority_ab=np.clip(p + 0.1, 0, 1), p_majority_ba=np.clip(p - 0.1, 0, 1),
-                        p_a=np.where(frame["label"] == "a", p, 1 - p), p_other=0.0, misaligned=p < 0.95)
+    return frame.assign(
+        p_majority=p,
+        p_majority_ab=np.clip(p + 0.1, 0, 1),
+        p_majority_ba=np.clip(p - 0.1, 0, 1),
+        p_a=np.where(frame["label"] == "a", p, 1 - p),
+        p_other=0.0,
+        misaligned=p < 0.95,
+    )
 
 
 def fake_measure(record: list):
@@ -37,8 +60,16 @@ def fake_measure(record: list):
         record.extend(texts)
         hits = np.array([t.count("Answer: important\n") + t.count("Answer: trust\n") for t in texts])
         p = 0.3 + 0.1 * hits
-        return pd.DataFrame({"probe_id": probes["probe_id"].to_numpy(), "p_a": np.where(probes["label"] == "a", p, 1 - p),
-                             "p_other": 0.0, "p_majority": p, "p_majority_ab": p + 0.05, "p_majority_ba": p - 0.05})
+        return pd.DataFrame(
+            {
+                "probe_id": probes["probe_id"].to_numpy(),
+                "p_a": np.where(probes["label"] == "a", p, 1 - p),
+                "p_other": 0.0,
+                "p_majority": p,
+                "p_majority_ab": p + 0.05,
+                "p_majority_ba": p - 0.05,
+            }
+        )
 
     return measure
 
@@ -51,8 +82,19 @@ def run(monkeypatch):
     zero = toy_zero(frame)
     choices = demos.choose_all(frame, list(demos.STRATEGIES), seed=0)
     swap = pd.DataFrame({"DEU": ["b"] * 9, "FRA": ["a"] * 9}, index=frame["probe_id"])  # DEU differs everywhere
-    results = selfalign.self_aligned(FAKE_LM, zero, frame, choices, "en", 0, 8, list(selfalign.conditions()), draws=2,
-                                     remeasure=pd.Series(True, index=zero.index), swap_labels=swap)
+    results = selfalign.self_aligned(
+        FAKE_LM,
+        zero,
+        frame,
+        choices,
+        "en",
+        0,
+        8,
+        list(selfalign.conditions()),
+        draws=2,
+        remeasure=pd.Series(True, index=zero.index),
+        swap_labels=swap,
+    )
     return frame, zero, results, texts
 
 
@@ -76,7 +118,10 @@ def test_placebo_answers_are_the_minority_or_a_seeded_random_option():
     random = selfalign.placebo_answers(frame.loc["p0"], rows, selfalign.PLACEBO_RANDOM, seed=0)
     assert random == selfalign.placebo_answers(frame.loc["p0"], rows, selfalign.PLACEBO_RANDOM, seed=0)
     assert set(random) <= {"important", "unimportant"}
-    draws = {tuple(selfalign.placebo_answers(frame.loc["p0"], rows, selfalign.PLACEBO_RANDOM, seed=0, draw=d)) for d in range(8)}
+    draws = {
+        tuple(selfalign.placebo_answers(frame.loc["p0"], rows, selfalign.PLACEBO_RANDOM, seed=0, draw=d))
+        for d in range(8)
+    }
     assert len(draws) > 1
     assert selfalign.placebo_answers(frame.loc["p0"], rows, "chrf_all", seed=0) is None
 
@@ -84,8 +129,16 @@ def test_placebo_answers_are_the_minority_or_a_seeded_random_option():
 def test_every_condition_and_draw_is_measured_and_unserved_probes_are_reported(run):
     frame, zero, results, texts = run
     counts = results.groupby("strategy")["draw"].nunique().to_dict()
-    assert counts == {"random": 2, "random_category": 2, "chrf_category": 1, "chrf_all": 1, "chrf_all_shuffled": 2,
-                      "placebo_random_answer": 2, "placebo_minority_answer": 1, "placebo_country_swap": 1}
+    assert counts == {
+        "random": 2,
+        "random_category": 2,
+        "chrf_category": 1,
+        "chrf_all": 1,
+        "chrf_all_shuffled": 2,
+        "placebo_random_answer": 2,
+        "placebo_minority_answer": 1,
+        "placebo_country_swap": 1,
+    }
     unserved = results[results["p_majority_after"].isna()]
     assert set(unserved["strategy"]) == {"random_category", "chrf_category"}
     assert set(unserved["probe_id"]) == {"p6", "p7", "p8"} and unserved["reason"].str.contains("category 'B'").all()
@@ -98,7 +151,9 @@ def test_every_condition_and_draw_is_measured_and_unserved_probes_are_reported(r
     swapped = results[(results["strategy"] == "placebo_country_swap") & results["p_majority_after"].notna()]
     assert (swapped["swap_country"] == "DEU").all() and np.allclose(swapped["p_majority_after"], 0.3)
     assert results.loc[results["strategy"] == "placebo_random_answer", "p_majority_after"].between(0.3, 0.8).all()
-    assert {"p_majority_before", "p_majority_ab_before", "p_majority_ab_after", "qid", "human_a"} <= set(results.columns)
+    assert {"p_majority_before", "p_majority_ab_before", "p_majority_ab_after", "qid", "human_a"} <= set(
+        results.columns
+    )
     assert len(texts) == results["p_majority_after"].notna().sum()
 
 
@@ -107,13 +162,18 @@ def test_outcomes_follow_the_protocol_and_mix_the_draws(run):
     per_draw = selfalign.outcomes(results, "per_draw")
     row = per_draw.set_index(["probe_id", "strategy"]).loc[("p0", "chrf_all")]
     expected = metrics.protocol_outcomes(0.3, 0.8)
-    assert row["misaligned"] == pytest.approx(expected["misaligned"]) and row["improved"] == pytest.approx(expected["improved"])
+    assert row["misaligned"] == pytest.approx(expected["misaligned"]) and row["improved"] == pytest.approx(
+        expected["improved"]
+    )
     assert row["delta"] == pytest.approx(0.5) and json.loads(row["components_after"]) == [pytest.approx(0.8)]
     per_prompt = selfalign.outcomes(results, "per_prompt").set_index(["probe_id", "strategy"])
-    assert json.loads(per_prompt.loc[("p0", "chrf_all"), "components_before"]) == [pytest.approx(0.4), pytest.approx(0.2)]
+    assert json.loads(per_prompt.loc[("p0", "chrf_all"), "components_before"]) == [
+        pytest.approx(0.4),
+        pytest.approx(0.2),
+    ]
     mixed = per_prompt.loc[("p0", "random")]
     assert mixed["draws"] == 2 and len(json.loads(mixed["components_after"])) == 4  # 2 draws x 2 orders
-    assert per_prompt.loc[("p0", "chrf_all"), "misaligned"] == pytest.approx(1 - (0.4 ** 10 + 0.2 ** 10) / 2)
+    assert per_prompt.loc[("p0", "chrf_all"), "misaligned"] == pytest.approx(1 - (0.4**10 + 0.2**10) / 2)
     assert not per_draw.set_index(["probe_id", "strategy"]).loc[("p7", "chrf_category"), "served"]
     old = selfalign.outcomes(results, "per_draw", deterministic_rule=True)
     assert set(old["misaligned"].dropna()) <= {0.0, 1.0} and (old["rule"] == "rounded").all()
@@ -124,16 +184,22 @@ def test_misalignment_selects_every_probe_the_protocol_could_flag():
     zero.loc[0, ["p_majority", "p_majority_ab", "p_majority_ba"]] = [0.96, 0.96, 0.96]
     zero.loc[1, ["p_majority", "p_majority_ab", "p_majority_ba"]] = [0.99995, 0.99995, 0.99995]
     table = selfalign.misalignment(zero)
-    assert table.loc[0, "p_misaligned"] == pytest.approx(1 - 0.96 ** 10) and table.loc[0, "remeasured"]
+    assert table.loc[0, "p_misaligned"] == pytest.approx(1 - 0.96**10) and table.loc[0, "remeasured"]
     assert not table.loc[1, "remeasured"]  # P(misaligned) = 0.0005 < 1e-3
     old = selfalign.misalignment(zero, deterministic_rule=True)
     assert not old.loc[0, "remeasured"]  # the old rule: 9.6 rounds to 10, never misaligned
 
 
 def test_explanations_only_where_the_majority_answer_is_most_likely_after():
-    outcomes = pd.DataFrame({"probe_id": ["p0", "p1", "p2", "p3", "p4"], "strategy": ["chrf_all"] * 4 + ["random"],
-                             "label": ["a", "b", "a", "b", "a"], "p_a_after": [0.7, 0.2, 0.4, 0.9, 0.9],
-                             "improved": [0.3, 0.6, 0.9, 0.9, 0.9]})
+    outcomes = pd.DataFrame(
+        {
+            "probe_id": ["p0", "p1", "p2", "p3", "p4"],
+            "strategy": ["chrf_all"] * 4 + ["random"],
+            "label": ["a", "b", "a", "b", "a"],
+            "p_a_after": [0.7, 0.2, 0.4, 0.9, 0.9],
+            "improved": [0.3, 0.6, 0.9, 0.9, 0.9],
+        }
+    )
     chosen = selfalign.explanation_candidates(outcomes, "chrf_all")
     assert chosen["probe_id"].tolist() == ["p1", "p0"]  # p2, p3: the minority answer is more likely; p4: other strategy
 
@@ -142,7 +208,7 @@ def test_explanation_request_shows_the_majority_answer_after_the_self_aligned_pr
     frame = toy_probes().set_index("probe_id", drop=False)
     text = selfalign.explanation_request(FAKE_LM, frame.loc["p1"], frame.loc[["p0", "p2"]], "en", 0)
     prompt = selfalign.demonstration_prompt(FAKE_LM, frame.loc["p1"], frame.loc[["p0", "p2"]], "en", 0)
-    assert text.startswith(prompt.rstrip(" ")) and f" {frame.at['p1', 'majority_option']}." in text[len(prompt) - 1:]
+    assert text.startswith(prompt.rstrip(" ")) and f" {frame.at['p1', 'majority_option']}." in text[len(prompt) - 1 :]
 
 
 def test_unknown_order_pairing_is_refused_with_the_allowed_values():
@@ -151,9 +217,20 @@ def test_unknown_order_pairing_is_refused_with_the_allowed_values():
 
 
 def _redrawn(strategy: str, after: list[float], before: float = 0.5) -> pd.DataFrame:
-    return pd.DataFrame({"probe_id": "p0", "strategy": strategy, "draw": range(len(after)), "reason": "", "qid": "Q0",
-                         "category": "A", "label": "a", "human_a": 0.6, "p_majority_before": before,
-                         "p_majority_after": after})
+    return pd.DataFrame(
+        {
+            "probe_id": "p0",
+            "strategy": strategy,
+            "draw": range(len(after)),
+            "reason": "",
+            "qid": "Q0",
+            "category": "A",
+            "label": "a",
+            "human_a": 0.6,
+            "p_majority_before": before,
+            "p_majority_after": after,
+        }
+    )
 
 
 def test_the_shuffled_condition_is_reshuffled_per_response_as_the_paper_ran_it():
@@ -198,31 +275,52 @@ def test_zero_shot_in_sampled_mode_measures_a_fresh_baseline(monkeypatch):
     def measure(lm, probes, texts, lang, seed, batch_size, desc, invalid="not_aligned", draws=10, draw_seed=None):
         seeds.append(seed if draw_seed is None else draw_seed)
         p = np.full(len(probes), 0.9 if draw_seed is None else 0.6)
-        return pd.DataFrame({"probe_id": probes["probe_id"].to_numpy(), "p_a": p, "p_other": 0.0, "p_majority": p,
-                             "p_majority_ab": p, "p_majority_ba": p, "mode": "sampled (10 draws)", "count": 9})
+        return pd.DataFrame(
+            {
+                "probe_id": probes["probe_id"].to_numpy(),
+                "p_a": p,
+                "p_other": 0.0,
+                "p_majority": p,
+                "p_majority_ab": p,
+                "p_majority_ba": p,
+                "mode": "sampled (10 draws)",
+                "count": 9,
+            }
+        )
 
     monkeypatch.setattr(selfalign, "measure", measure)
     zero = selfalign.zero_shot(FAKE_LM, toy_probes(), "en", 3, 8)
     assert seeds == [3, 4]
     assert (zero["p_majority_selection"] == 0.9).all() and (zero["p_majority"] == 0.6).all()
-    assert zero["p_misaligned"].tolist() == pytest.approx([1 - 0.9 ** 10] * 9)  # selection: the selecting draws
+    assert zero["p_misaligned"].tolist() == pytest.approx([1 - 0.9**10] * 9)  # selection: the selecting draws
 
 
 def test_country_swap_answers_with_the_country_that_differs_most_on_the_demonstrations():
     frame = toy_probes("ababababa").assign(country="USA").set_index("probe_id", drop=False)
     rows = frame.loc[["p1", "p2", "p3", "p4", "p5"]]  # USA labels b a b a b
-    labels = pd.DataFrame({"USA": list("ababababa"), "ARG": list("abaaaaaaa"), "DEU": list("aaaaaaaaa"),
-                           "CHN": list("bbbbbbbbb"), "FRA": [None, "a", "a", "a", "a", "a", "a", "a", "a"]},
-                          index=frame["probe_id"])
+    labels = pd.DataFrame(
+        {
+            "USA": list("ababababa"),
+            "ARG": list("abaaaaaaa"),
+            "DEU": list("aaaaaaaaa"),
+            "CHN": list("bbbbbbbbb"),
+            "FRA": [None, "a", "a", "a", "a", "a", "a", "a", "a"],
+        },
+        index=frame["probe_id"],
+    )
     # differences from USA on p1..p5: ARG 2 (p1, p3), DEU 3, CHN 2, FRA 3: DEU and FRA tie, DEU first alphabetically
     country, answers = selfalign.swap_choice(rows, labels)
     assert country == "DEU" and answers == ["important"] * 5
     country, answers = selfalign.swap_choice(rows, labels, "CHN")
     assert country == "CHN" and answers == ["unimportant"] * 5
-    partial = labels.assign(DEU=[None] * 2 + ["a"] * 7, FRA=[None] * 2 + ["a"] * 7)  # p1 unlabelled: keeps the USA answer
+    partial = labels.assign(
+        DEU=[None] * 2 + ["a"] * 7, FRA=[None] * 2 + ["a"] * 7
+    )  # p1 unlabelled: keeps the USA answer
     country, answers = selfalign.swap_choice(rows, partial.drop(columns=["ARG", "CHN"]))
     assert country == "DEU" and answers[0] == rows["majority_option"].iloc[0]
-    with pytest.raises(demos.DemoError, match="`swap_country` must be most_different or a country.*ARG, DEU; got 'XXX'"):
+    with pytest.raises(
+        demos.DemoError, match="`swap_country` must be most_different or a country.*ARG, DEU; got 'XXX'"
+    ):
         selfalign.check_swap_country("XXX", ["ARG", "USA", "DEU"], "USA")
     selfalign.check_swap_country("DEU", ["ARG", "USA", "DEU"], "USA")
 

@@ -34,11 +34,20 @@ def test_cpu_command_has_what_exact_scoring_needs():
     cmd = serve.server_command(Path("/v/bin/python"), spec, serving, models.prepare_embedded(), 8123, cuda=False)
     text = " ".join(cmd).replace(str(models.prepare_embedded()), "/m")
     assert cmd[:3] == ["/v/bin/python", "-m", "vllm.entrypoints.openai.api_server"]  # not the vllm script
-    for part in ("--model /m", "--served-model-name gemma3-270m", "--host 127.0.0.1", "--port 8123",
-                 "--dtype float32", "--logprobs-mode processed_logprobs", "--max-logprobs 100",
-                 "--enable-prefix-caching", "--generation-config vllm", "--kv-cache-memory-bytes",
-                 "--no-enable-chunked-prefill --max-num-batched-tokens 32768",  # seeded requests never split
-                 "--block-size 32"):
+    for part in (
+        "--model /m",
+        "--served-model-name gemma3-270m",
+        "--host 127.0.0.1",
+        "--port 8123",
+        "--dtype float32",
+        "--logprobs-mode processed_logprobs",
+        "--max-logprobs 100",
+        "--enable-prefix-caching",
+        "--generation-config vllm",
+        "--kv-cache-memory-bytes",
+        "--no-enable-chunked-prefill --max-num-batched-tokens 32768",  # seeded requests never split
+        "--block-size 32",
+    ):
         assert part in text
     assert "--enable-lora" not in text and "--tensor-parallel-size" not in text
 
@@ -46,10 +55,18 @@ def test_cpu_command_has_what_exact_scoring_needs():
 def test_cuda_command_takes_the_model_files_memory_and_parallel_settings():
     spec, serving = embedded()
     serving = {**serving, "tensor_parallel_size": 4, "gpu_memory_utilization": 0.8, "max_model_len": 8192}
-    text = " ".join(serve.server_command(Path("p"), spec, serving, Path("/m"), 1, cuda=True,
-                                         adapters=[Path("/a/joint")]))
-    for part in ("--dtype bfloat16", "--tensor-parallel-size 4", "--gpu-memory-utilization 0.8",
-                 "--max-model-len 8192", "--enable-lora", "--max-lora-rank 16", "--lora-modules joint=/a/joint"):
+    text = " ".join(
+        serve.server_command(Path("p"), spec, serving, Path("/m"), 1, cuda=True, adapters=[Path("/a/joint")])
+    )
+    for part in (
+        "--dtype bfloat16",
+        "--tensor-parallel-size 4",
+        "--gpu-memory-utilization 0.8",
+        "--max-model-len 8192",
+        "--enable-lora",
+        "--max-lora-rank 16",
+        "--lora-modules joint=/a/joint",
+    ):
         assert part in text
     assert "--kv-cache-memory-bytes" not in text
 
@@ -94,8 +111,10 @@ def test_failed_build_names_the_command(tmp_path, monkeypatch):
 
 def test_max_logprobs_below_top_k_is_refused(monkeypatch, tmp_path):
     path = tmp_path / "tiny.yaml"
-    path.write_text("model_config: {name: tiny, source: hf, id: x, chat: false, temperature: 1.0, top_k: 64, "
-                    "top_p: 0.95, max_logprobs: 20, engine: openai}\n")
+    path.write_text(
+        "model_config: {name: tiny, source: hf, id: x, chat: false, temperature: 1.0, top_k: 64, "
+        "top_p: 0.95, max_logprobs: 20, engine: openai}\n"
+    )
     monkeypatch.setattr("culturealign.params.model_file", lambda model: path)
     with pytest.raises(ServerError, match="max_logprobs \\(20\\) is below top_k \\(64\\)"):
         serve.model_settings("tiny")
@@ -110,8 +129,9 @@ def test_api_model_has_nothing_to_serve():
 def test_launch_records_waits_and_stops(tmp_path):
     port = serve.free_port()
     cmd = [sys.executable, "-c", FAKE_SERVER, str(port), "fake_vllm_server"]
-    state = serve.launch("fake", cmd, dict(serve.os.environ), {"url": f"http://127.0.0.1:{port}"}, timeout=60,
-                         marker="fake_vllm_server")
+    state = serve.launch(
+        "fake", cmd, dict(serve.os.environ), {"url": f"http://127.0.0.1:{port}"}, timeout=60, marker="fake_vllm_server"
+    )
     recorded = serve.read_state("fake")
     assert recorded["pid"] == state["pid"] and recorded["url"] == f"http://127.0.0.1:{port}"
     assert serve.state_path("fake").parent == serve.serve_dir() and "ready_s" in recorded
@@ -130,14 +150,16 @@ def test_server_that_dies_at_start_shows_its_log():
 
 
 def test_stale_record_is_dropped_and_a_foreign_pid_is_not_signalled():
-    serve.write_state("gone", {"url": "http://127.0.0.1:1", "pid": 2 ** 22 + 12345})
+    serve.write_state("gone", {"url": "http://127.0.0.1:1", "pid": 2**22 + 12345})
     assert serve.running("gone") is None and serve.read_state("gone") is None
     serve.write_state("other", {"url": "http://127.0.0.1:1", "pid": serve.os.getpid(), "marker": "vllm.entrypoints"})
     assert serve.stop("other") is False  # this test process is alive but is not a vLLM server
 
 
 def test_connect_without_a_server_says_how_to_start_one():
-    with pytest.raises(ServerError, match="no vLLM server runs for model gemma3-270m: start it with `make serve MODEL=gemma3-270m`"):
+    with pytest.raises(
+        ServerError, match="no vLLM server runs for model gemma3-270m: start it with `make serve MODEL=gemma3-270m`"
+    ):
         serve.connect("gemma3-270m")
 
 

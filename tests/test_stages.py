@@ -69,13 +69,16 @@ def fake_stage_process(tmp_path, fail: str):
     """A stage_command stand-in: each 'stage' records its start and end times and fails for `fail`."""
     journal = tmp_path / "journal"
     journal.mkdir()
-    script = ("import sys, time, pathlib; stage, lang = sys.argv[1:3]; j = pathlib.Path(sys.argv[3]); "
-              "(j / f'{stage}-{lang}.start').write_text(repr(time.time())); print('output of', stage, lang); "
-              "time.sleep(0.3); (j / f'{stage}-{lang}.end').write_text(repr(time.time())); "
-              f"sys.exit(1 if stage == {fail!r} else 0)")
+    script = (
+        "import sys, time, pathlib; stage, lang = sys.argv[1:3]; j = pathlib.Path(sys.argv[3]); "
+        "(j / f'{stage}-{lang}.start').write_text(repr(time.time())); print('output of', stage, lang); "
+        "time.sleep(0.3); (j / f'{stage}-{lang}.end').write_text(repr(time.time())); "
+        f"sys.exit(1 if stage == {fail!r} else 0)"
+    )
 
     def command(stage, model, lang, scale):
         return [sys.executable, "-c", script, stage, lang, str(journal)]
+
     return command, journal
 
 
@@ -93,8 +96,11 @@ def test_jobs_run_chains_side_by_side_in_order_and_list_failures(monkeypatch, ca
         order = [at[f"{stage}-{lang}.start"] for stage in stages.SELF_ALIGNMENT]
         assert order == sorted(order) and at[f"{stages.SELF_ALIGNMENT[0]}-{lang}.start"] >= at["00_data-en.end"]
         assert at[f"{stages.SUMMARY}-en.start"] >= at[f"{stages.SELF_ALIGNMENT[-1]}-{lang}.end"]
-    events = sorted([(t, +1) for n, t in at.items() if n.endswith(".start")] + [(t, -1) for n, t in at.items() if n.endswith(".end")])
-    level = [sum(e for _, e in events[:i + 1]) for i in range(len(events))]
+    events = sorted(
+        [(t, +1) for n, t in at.items() if n.endswith(".start")]
+        + [(t, -1) for n, t in at.items() if n.endswith(".end")]
+    )
+    level = [sum(e for _, e in events[: i + 1]) for i in range(len(events))]
     assert 1 < max(level) <= 3  # side by side, never more than --jobs
     out = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert sum(line.split("] ")[1].startswith("start ") for line in out) == len(steps)
@@ -122,6 +128,8 @@ def test_jobs_below_one_is_refused():
 @pytest.mark.process
 def test_a_stage_process_starts_without_building_jsonschema_iri_grammar():
     # about 2.6 s of every stage process's start (see stages.py); papermill still imports and works
-    code = ("import sys, culturealign.stages, papermill; "
-            "assert 'nbformat' in sys.modules and 'lark' not in sys.modules, sorted(sys.modules)")
+    code = (
+        "import sys, culturealign.stages, papermill; "
+        "assert 'nbformat' in sys.modules and 'lark' not in sys.modules, sorted(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -21,14 +21,28 @@ def synthetic_results(lang: str, n: int, seed: int, unserved: int = 0) -> pd.Dat
             after = np.clip(p + shift + rng.normal(0, 0.05, n), 0.01, 0.99)
             for i in range(n):
                 skip = strategy == "chrf_category" and i < unserved
-                rows.append({"probe_id": f"{lang}{i}", "qid": f"Q{i}", "category": "AB"[i % 2], "strategy": strategy,
-                             "draw": draw, "demo_ids": [] if skip else ["x"] * 5, "reason": "too few" if skip else "",
-                             "label": "a", "human_a": 0.7, "p_a_before": p[i], "p_other_before": 0.0,
-                             "p_majority_before": p[i], "p_majority_ab_before": min(p[i] + 0.02, 1),
-                             "p_majority_ba_before": max(p[i] - 0.02, 0),
-                             "p_majority_after": np.nan if skip else after[i], "p_a_after": np.nan if skip else after[i],
-                             "p_majority_ab_after": np.nan if skip else min(after[i] + 0.05, 1),
-                             "p_majority_ba_after": np.nan if skip else max(after[i] - 0.05, 0)})
+                rows.append(
+                    {
+                        "probe_id": f"{lang}{i}",
+                        "qid": f"Q{i}",
+                        "category": "AB"[i % 2],
+                        "strategy": strategy,
+                        "draw": draw,
+                        "demo_ids": [] if skip else ["x"] * 5,
+                        "reason": "too few" if skip else "",
+                        "label": "a",
+                        "human_a": 0.7,
+                        "p_a_before": p[i],
+                        "p_other_before": 0.0,
+                        "p_majority_before": p[i],
+                        "p_majority_ab_before": min(p[i] + 0.02, 1),
+                        "p_majority_ba_before": max(p[i] - 0.02, 0),
+                        "p_majority_after": np.nan if skip else after[i],
+                        "p_a_after": np.nan if skip else after[i],
+                        "p_majority_ab_after": np.nan if skip else min(after[i] + 0.05, 1),
+                        "p_majority_ba_after": np.nan if skip else max(after[i] - 0.05, 0),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -44,18 +58,39 @@ def outcomes():
 def test_table1_has_the_papers_columns_then_the_new_ones_on_one_denominator(outcomes):
     t1 = summary.table1(outcomes, runs=500)
     assert list(t1.columns[:7]) == ["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased"]
-    assert {"n", "n_unserved", "improved_run_low", "improved_run_high", "mean_delta", "delta_ci_low", "delta_ci_high",
-            "wilcoxon_p", "improved_draw_sd", "sign_test_p", "improved_no_effect", "improved_beyond_no_effect"} <= set(t1.columns)
+    assert {
+        "n",
+        "n_unserved",
+        "improved_run_low",
+        "improved_run_high",
+        "mean_delta",
+        "delta_ci_low",
+        "delta_ci_high",
+        "wilcoxon_p",
+        "improved_draw_sd",
+        "sign_test_p",
+        "improved_no_effect",
+        "improved_beyond_no_effect",
+    } <= set(t1.columns)
     en = t1[t1["lang"] == "en"].set_index("strategy")
     assert (en["n"] == 37).all() and en.at["chrf_category", "n_unserved"] == 3 and en.at["chrf_all", "n_unserved"] == 0
     assert en["n_misaligned"].nunique() == 1  # the same probes, the same denominator, for every condition
     assert np.allclose(en[["improved", "same", "decreased"]].sum(axis=1), 100)
-    common = outcomes[(outcomes["lang"] == "en") & (outcomes["strategy"] == "chrf_all") & ~outcomes["probe_id"].isin(["en0", "en1", "en2"])]
+    common = outcomes[
+        (outcomes["lang"] == "en")
+        & (outcomes["strategy"] == "chrf_all")
+        & ~outcomes["probe_id"].isin(["en0", "en1", "en2"])
+    ]
     assert en.at["chrf_all", "n_misaligned"] == pytest.approx(common["misaligned"].sum())
     assert en.at["chrf_all", "improved"] == pytest.approx(100 * common["improved"].sum() / common["misaligned"].sum())
     assert en.at["chrf_all", "improved"] > en.at["random", "improved"] + 20
-    assert en.at["chrf_all", "improved_run_low"] < en.at["chrf_all", "improved"] < en.at["chrf_all", "improved_run_high"]
-    assert en.at["chrf_all", "delta_ci_low"] > 0.2 and en.at["random", "delta_ci_low"] < 0 < en.at["random", "delta_ci_high"]
+    assert (
+        en.at["chrf_all", "improved_run_low"] < en.at["chrf_all", "improved"] < en.at["chrf_all", "improved_run_high"]
+    )
+    assert (
+        en.at["chrf_all", "delta_ci_low"] > 0.2
+        and en.at["random", "delta_ci_low"] < 0 < en.at["random", "delta_ci_high"]
+    )
     assert en.at["random", "draws"] == 2 and en.at["random", "improved_draw_sd"] >= 0
     assert np.isnan(en.at["chrf_all", "improved_draw_sd"])  # one draw: no spread
     assert en.at["chrf_all", "wilcoxon_p"] < 0.001
@@ -69,7 +104,9 @@ def test_a_condition_that_serves_no_probe_leaves_the_others_their_denominator():
     assert list(t1.columns[:6]) == ["model", "lang", "n_misaligned", "improved", "same", "decreased"]
     assert t1.at["chrf_category", "n"] == 0 and t1.at["chrf_category", "n_unserved"] == 18
     assert (t1.drop(index="chrf_category")["n"] == 18).all()
-    assert t1.at["chrf_all", "improved_run_low"] <= t1.at["chrf_all", "improved"] <= t1.at["chrf_all", "improved_run_high"]
+    assert (
+        t1.at["chrf_all", "improved_run_low"] <= t1.at["chrf_all", "improved"] <= t1.at["chrf_all", "improved_run_high"]
+    )
     assert np.isnan(t1.at["chrf_category", "mean_delta"])  # nothing to compute, but the column is there
     tests = summary.paired_tests(out)
     assert not (tests["a"] == "chrf_category").any() and tests["p"].notna().all()
@@ -80,7 +117,12 @@ def test_primary_family_is_holm_adjusted_per_language_and_the_rest_is_explorator
     assert set(tests["family"]) == {"primary", "exploratory"}
     assert tests.loc[tests["family"] == "exploratory", "holm_p"].isna().all()
     between = tests[tests["family"] == "primary"].set_index(["lang", "b"])
-    assert set(between.index) == {("en", "random"), ("de", "random"), ("en", "placebo_random_answer"), ("de", "placebo_random_answer")}
+    assert set(between.index) == {
+        ("en", "random"),
+        ("de", "random"),
+        ("en", "placebo_random_answer"),
+        ("de", "placebo_random_answer"),
+    }
     assert between.at[("en", "random"), "n"] == 37 and between.at[("de", "random"), "n"] == 30
     assert (between["holm_p"] < 0.001).all() and (between["mean_diff"] > 0.2).all()
     assert (between["family_size"] == 2).all() and (between["method"] == "sign_flip_mean").all()
@@ -92,36 +134,83 @@ def test_primary_family_is_holm_adjusted_per_language_and_the_rest_is_explorator
 
 
 def test_deterministic_rule_stays_available(outcomes):
-    old = pd.concat([selfalign.outcomes(synthetic_results("en", 40, seed=42, unserved=3), deterministic_rule=True)
-                     .assign(model="m", lang="en")])
+    old = pd.concat(
+        [
+            selfalign.outcomes(synthetic_results("en", 40, seed=42, unserved=3), deterministic_rule=True).assign(
+                model="m", lang="en"
+            )
+        ]
+    )
     t1 = summary.table1(old, runs=200).set_index("strategy")
     assert (t1["rule"] == "rounded").all() and float(t1.at["chrf_all", "n_misaligned"]).is_integer()
 
 
 def test_order_sensitivity_per_language(outcomes):
-    zero = pd.DataFrame({"model": "m", "lang": ["en", "en", "de"], "probe_id": ["a", "b", "c"],
-                         "p_majority_ab": [0.9, 0.5, 0.4], "p_majority_ba": [0.5, 0.5, 0.1]})
+    zero = pd.DataFrame(
+        {
+            "model": "m",
+            "lang": ["en", "en", "de"],
+            "probe_id": ["a", "b", "c"],
+            "p_majority_ab": [0.9, 0.5, 0.4],
+            "p_majority_ba": [0.5, 0.5, 0.1],
+        }
+    )
     table = summary.order_sensitivity(summary.order_gaps(zero, outcomes)).set_index(["lang", "condition"])
-    assert table.at[("en", "zero_shot"), "mean_gap"] == pytest.approx(0.2) and table.at[("en", "zero_shot"), "share_over_0.2"] == 0.5
+    assert (
+        table.at[("en", "zero_shot"), "mean_gap"] == pytest.approx(0.2)
+        and table.at[("en", "zero_shot"), "share_over_0.2"] == 0.5
+    )
     assert table.at[("en", "chrf_all"), "mean_gap"] == pytest.approx(0.1, abs=0.02)
-    assert summary.order_sensitivity(summary.order_gaps(zero.drop(columns=["p_majority_ab"]), outcomes.drop(columns=["order_gap_after"]))).empty
+    assert summary.order_sensitivity(
+        summary.order_gaps(zero.drop(columns=["p_majority_ab"]), outcomes.drop(columns=["order_gap_after"]))
+    ).empty
 
 
 def test_figures_carry_the_papers_numbers_and_are_png_and_pdf(outcomes, tmp_path):
     t1 = summary.table1(outcomes, runs=100)
-    misalignment = pd.concat([selfalign.misalignment(pd.DataFrame({
-        "probe_id": [f"{lang}{i}" for i in range(n)], "qid": [f"Q{i}" for i in range(n)], "category": "A",
-        "p_majority": np.linspace(0.3, 1, n)})).assign(model="m", lang=lang) for lang, n in (("en", 40), ("de", 30))])
+    misalignment = pd.concat(
+        [
+            selfalign.misalignment(
+                pd.DataFrame(
+                    {
+                        "probe_id": [f"{lang}{i}" for i in range(n)],
+                        "qid": [f"Q{i}" for i in range(n)],
+                        "category": "A",
+                        "p_majority": np.linspace(0.3, 1, n),
+                    }
+                )
+            ).assign(model="m", lang=lang)
+            for lang, n in (("en", 40), ("de", 30))
+        ]
+    )
     assert summary.common_questions(misalignment, ["lang"]) == {f"Q{i}" for i in range(30)}
     matrix = summary.misaligned_matrix(misalignment, {"Q0"})
-    assert matrix.loc["m", "en"] == pytest.approx(100 * (1 - 0.3 ** 10))
-    zero = pd.DataFrame({"model": "m", "lang": "en", "probe_id": ["a"], "p_majority_ab": [0.9], "p_majority_ba": [0.5],
-                         "p_a": [0.5], "human_a": [0.7]})
+    assert matrix.loc["m", "en"] == pytest.approx(100 * (1 - 0.3**10))
+    zero = pd.DataFrame(
+        {
+            "model": "m",
+            "lang": "en",
+            "probe_id": ["a"],
+            "p_majority_ab": [0.9],
+            "p_majority_ba": [0.5],
+            "p_a": [0.5],
+            "human_a": [0.7],
+        }
+    )
     soft = summary.soft_alignment(outcomes, zero)
     made = summary.figures(t1, outcomes, misalignment, soft, summary.order_gaps(zero, outcomes), tmp_path)
-    assert {"fig2_improved_by_strategy", "fig3_error_reduction_by_strategy", "fig4_error_reduction_by_model",
-            "fig5_improved_by_model", "fig6_error_sizes", "fig7_misaligned_heatmap", "fig8_improved_by_category",
-            "fig10_improved_by_category_language", "extra_soft_alignment", "extra_order_sensitivity"} == set(made)
+    assert {
+        "fig2_improved_by_strategy",
+        "fig3_error_reduction_by_strategy",
+        "fig4_error_reduction_by_model",
+        "fig5_improved_by_model",
+        "fig6_error_sizes",
+        "fig7_misaligned_heatmap",
+        "fig8_improved_by_category",
+        "fig10_improved_by_category_language",
+        "extra_soft_alignment",
+        "extra_order_sensitivity",
+    } == set(made)
     for paths in made.values():
         assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 5000 for p in paths)
     sizes = summary.error_sizes(misalignment)
@@ -132,11 +221,25 @@ def test_figures_carry_the_papers_numbers_and_are_png_and_pdf(outcomes, tmp_path
 def test_figures_say_so_when_no_question_is_common_to_the_languages(outcomes, tmp_path):
     # the quick tour: a couple of probes per language, no WVS question measured in every language
     disjoint = outcomes.assign(qid=outcomes["lang"] + outcomes["qid"])
-    misalignment = pd.concat([selfalign.misalignment(pd.DataFrame({
-        "probe_id": [f"{lang}{i}" for i in range(3)], "qid": [f"{lang}Q{i}" for i in range(3)], "category": "A",
-        "p_majority": [0.3, 0.6, 0.9]})).assign(model="m", lang=lang) for lang in ("en", "de")])
+    misalignment = pd.concat(
+        [
+            selfalign.misalignment(
+                pd.DataFrame(
+                    {
+                        "probe_id": [f"{lang}{i}" for i in range(3)],
+                        "qid": [f"{lang}Q{i}" for i in range(3)],
+                        "category": "A",
+                        "p_majority": [0.3, 0.6, 0.9],
+                    }
+                )
+            ).assign(model="m", lang=lang)
+            for lang in ("en", "de")
+        ]
+    )
     assert not summary.common_questions(misalignment, ["lang"])
-    made = summary.figures(summary.table1(disjoint, runs=50), disjoint, misalignment, pd.DataFrame(), pd.DataFrame(), tmp_path)
+    made = summary.figures(
+        summary.table1(disjoint, runs=50), disjoint, misalignment, pd.DataFrame(), pd.DataFrame(), tmp_path
+    )
     assert {"fig4_error_reduction_by_model", "fig5_improved_by_model", "fig7_misaligned_heatmap"} <= set(made)
     assert all(p.stat().st_size > 5000 for paths in made.values() for p in paths)
 
@@ -144,7 +247,11 @@ def test_figures_say_so_when_no_question_is_common_to_the_languages(outcomes, tm
 def test_table1_shows_what_no_effect_gives_beside_each_row(outcomes):
     t1 = summary.table1(outcomes, runs=100)
     en = t1[t1["lang"] == "en"].set_index("strategy")
-    common = outcomes[(outcomes["lang"] == "en") & (outcomes["strategy"] == "random") & ~outcomes["probe_id"].isin(["en0", "en1", "en2"])]
+    common = outcomes[
+        (outcomes["lang"] == "en")
+        & (outcomes["strategy"] == "random")
+        & ~outcomes["probe_id"].isin(["en0", "en1", "en2"])
+    ]
     null = [metrics.protocol_outcomes(json.loads(b), json.loads(b)) for b in common["components_before"]]
     mis = sum(o["misaligned"] for o in null)
     for k in metrics.OUTCOMES:
@@ -162,7 +269,9 @@ def test_contrasts_against_the_placebo_and_random_with_paired_intervals(outcomes
     assert list(table.columns) == summary.CONTRAST_COLUMNS
     row = table.set_index(["lang", "condition", "reference"]).loc[("en", "chrf_all", "placebo_random_answer")]
     t1 = summary.table1(outcomes, runs=100).set_index(["lang", "strategy"])
-    assert row["improved_diff"] == pytest.approx(t1.at[("en", "chrf_all"), "improved"] - t1.at[("en", "placebo_random_answer"), "improved"])
+    assert row["improved_diff"] == pytest.approx(
+        t1.at[("en", "chrf_all"), "improved"] - t1.at[("en", "placebo_random_answer"), "improved"]
+    )
     assert row["improved_diff_low"] < row["improved_diff"] < row["improved_diff_high"] and row["improved_diff_low"] > 20
     assert row["mean_delta_diff_low"] < row["mean_delta_diff"] < row["mean_delta_diff_high"]
     assert row["mean_delta_diff"] == pytest.approx(0.28, abs=0.04) and not row["too_few_probes"]
@@ -178,7 +287,9 @@ def test_too_few_probes_are_computed_and_flagged():
 
 
 def test_sampled_runs_keep_zero_differences_by_pratt():
-    out = selfalign.outcomes(synthetic_results("en", 20, seed=2)).assign(model="m", lang="en", mode="sampled (10 draws)")
+    out = selfalign.outcomes(synthetic_results("en", 20, seed=2)).assign(
+        model="m", lang="en", mode="sampled (10 draws)"
+    )
     tests = summary.paired_tests(out)
     assert (tests.loc[tests["test"] == "vs_zero_shot", "method"] == "wilcoxon_pratt").all()
 

@@ -4,8 +4,10 @@ import pytest
 
 from culturealign import culturespa, train
 
-PAIRS = [("Answer as a person from Kenya would.\n\nQuestion: Is family important?\nOptions:\n1. Yes\n2. No\nAnswer: ", "1"),
-         ("Answer as a person from Brazil would.\n\nQuestion: Is work important?\nOptions:\n1. Yes\n2. No\nAnswer: ", "2")] * 2
+PAIRS = [
+    ("Answer as a person from Kenya would.\n\nQuestion: Is family important?\nOptions:\n1. Yes\n2. No\nAnswer: ", "1"),
+    ("Answer as a person from Brazil would.\n\nQuestion: Is work important?\nOptions:\n1. Yes\n2. No\nAnswer: ", "2"),
+] * 2
 
 
 def test_loss_is_on_the_answer_only(tiny_lm):
@@ -16,10 +18,16 @@ def test_loss_is_on_the_answer_only(tiny_lm):
 
 def test_interrupted_training_resumes_and_the_adapter_records_its_base_and_prompt_format(tiny_lm, tmp_path):
     out, fmt = tmp_path / "joint", culturespa.prompt_format(tiny_lm)
-    first = train.train_adapter(tiny_lm, PAIRS, out, train.LoraSettings(batch_size=1, accumulation=2, max_steps=1, save_steps=1), 0, fmt)
-    assert first["status"] == "trained" and first["steps"] == 1 and not first["resumed"] and first["effective_batch"] == 2
+    first = train.train_adapter(
+        tiny_lm, PAIRS, out, train.LoraSettings(batch_size=1, accumulation=2, max_steps=1, save_steps=1), 0, fmt
+    )
+    assert (
+        first["status"] == "trained" and first["steps"] == 1 and not first["resumed"] and first["effective_batch"] == 2
+    )
     (out / "adapter" / train.MANIFEST).unlink()  # as if killed after the checkpoint, before the adapter was complete
-    again = train.train_adapter(tiny_lm, PAIRS, out, train.LoraSettings(batch_size=2, max_steps=2, save_steps=1), 0, fmt)
+    again = train.train_adapter(
+        tiny_lm, PAIRS, out, train.LoraSettings(batch_size=2, max_steps=2, save_steps=1), 0, fmt
+    )
     assert again["resumed"] and again["steps"] == 2
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["lora_alpha"] == 16
@@ -28,8 +36,11 @@ def test_interrupted_training_resumes_and_the_adapter_records_its_base_and_promp
     assert manifest["prompt_format"] == fmt and manifest["examples"] == 4
     assert train.train_adapter(tiny_lm, PAIRS, out, train.LoraSettings(), 0, fmt)["status"] == "already trained"
     assert not any("lora" in name for name, _ in tiny_lm.model.named_modules())  # base model handed back clean
-    with pytest.raises(train.TrainingError, match=r"culturealign_adapter.json: adapter trained with a different "
-                                                  r"prompt_format '.*' \(this run: 'chat:x'\).*rerun 90_lora_sft"):
+    with pytest.raises(
+        train.TrainingError,
+        match=r"culturealign_adapter.json: adapter trained with a different "
+        r"prompt_format '.*' \(this run: 'chat:x'\).*rerun 90_lora_sft",
+    ):
         train.with_adapter(tiny_lm, out / "adapter", "chat:x")
     with pytest.raises(train.TrainingError, match="different prompt_format"):
         train.train_adapter(tiny_lm, PAIRS, out, train.LoraSettings(), 0, "chat:x")  # nor reused as finished
@@ -40,7 +51,9 @@ def test_interrupted_training_resumes_and_the_adapter_records_its_base_and_promp
 def test_adapter_without_manifest_or_of_another_base_is_refused(tiny_lm, tmp_path):
     with pytest.raises(train.TrainingError, match=r"culturealign_adapter.json is missing"):
         train.check_adapter(tiny_lm, tmp_path, "plain:x")
-    (tmp_path / train.MANIFEST).write_text(json.dumps({**train.base_identity(tiny_lm, "plain:x"), "base_model": "llama3-8b-instruct"}))
+    (tmp_path / train.MANIFEST).write_text(
+        json.dumps({**train.base_identity(tiny_lm, "plain:x"), "base_model": "llama3-8b-instruct"})
+    )
     with pytest.raises(train.TrainingError, match=r"base_model 'llama3-8b-instruct' \(this run: 'gemma3-270m'\)"):
         train.check_adapter(tiny_lm, tmp_path, "plain:x")
 
@@ -54,14 +67,23 @@ def test_warmup_is_a_tenth_of_the_optimizer_steps_in_whole_steps():
     args = train.training_arguments(joint, 1195, "/tmp/unused")
     assert args.gradient_accumulation_steps == 32 and args.per_device_train_batch_size == 4
     assert isinstance(args.warmup_steps, int) and args.get_warmup_steps(10) == 1
-    assert train.training_arguments(train.LoraSettings(batch_size=1, accumulation=1), 400, "/tmp/unused").get_warmup_steps(400) == 40
+    assert (
+        train.training_arguments(train.LoraSettings(batch_size=1, accumulation=1), 400, "/tmp/unused").get_warmup_steps(
+            400
+        )
+        == 40
+    )
 
 
 def test_accumulation_of_zero_names_where_it_was_set():
-    with pytest.raises(train.TrainingError, match=r"params/models/x.yaml: accumulation must be a whole number >= 1, got 0"):
+    with pytest.raises(
+        train.TrainingError, match=r"params/models/x.yaml: accumulation must be a whole number >= 1, got 0"
+    ):
         train.LoraSettings(accumulation=0).check("params/models/x.yaml")
     assert "params/smoke.yaml" in culturespa.param_source("90_lora_sft", "joint_accumulation", "gemma3-270m")
-    assert culturespa.param_source("90_lora_sft", "joint_accumulation", "llama3-8b-instruct").startswith("params/models/llama3-8b-instruct.yaml")
+    assert culturespa.param_source("90_lora_sft", "joint_accumulation", "llama3-8b-instruct").startswith(
+        "params/models/llama3-8b-instruct.yaml"
+    )
 
 
 def test_unknown_lora_target_module_names_the_real_ones(tiny_lm):

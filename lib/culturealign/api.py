@@ -14,7 +14,9 @@ from typing import Any, Sequence
 from tqdm import tqdm  # text bars: they stream to the terminal under papermill and render in Lab
 
 GEMINI_URL = "{base}/v1beta/models/{model}:generateContent?key={key}"
-GEMINI_BASE = "https://generativelanguage.googleapis.com"  # CULTUREALIGN_GEMINI_BASE overrides it (a proxy, a local test server)
+GEMINI_BASE = (
+    "https://generativelanguage.googleapis.com"  # CULTUREALIGN_GEMINI_BASE overrides it (a proxy, a local test server)
+)
 
 
 def gemini_request(spec: Any, prompt: str, seed: int, max_tokens: int = 16) -> dict[str, Any]:
@@ -44,7 +46,7 @@ def post(url: str, body: dict[str, Any], retries: int = 3) -> dict[str, Any]:
         except OSError:
             if attempt == retries - 1:
                 raise
-            time.sleep(2 ** attempt)
+            time.sleep(2**attempt)
     raise AssertionError("unreachable")
 
 
@@ -62,11 +64,18 @@ class GeminiEngine:
     def next_token_probs(self, prompts: Sequence[list[int]], paths: Sequence, tokens: Sequence) -> list:
         raise NotImplementedError(f"model {self.spec.name} is served by an API without logits: use sampling")
 
-    def sample(self, prompts: Sequence[str], seeds: Sequence[int], n: int, max_new_tokens: int,
-               decoding: dict | None = None) -> list[list[str]]:
+    def sample(
+        self, prompts: Sequence[str], seeds: Sequence[int], n: int, max_new_tokens: int, decoding: dict | None = None
+    ) -> list[list[str]]:
         spec = dataclasses.replace(self.spec, **decoding) if decoding else self.spec
         key = os.environ.get(spec.api_key_env or "", "")
-        url = GEMINI_URL.format(base=os.environ.get("CULTUREALIGN_GEMINI_BASE", GEMINI_BASE).rstrip("/"), model=spec.id, key=key)
-        return [[gemini_text(post(url, gemini_request(spec, prompt.rstrip(), (seed + draw) % 2**31, max_new_tokens)))
-                 for draw in range(n)] for prompt, seed in zip(tqdm(prompts, desc=f"sampling {spec.name}", unit="prompt",
-                                                                   leave=False), seeds)]
+        url = GEMINI_URL.format(
+            base=os.environ.get("CULTUREALIGN_GEMINI_BASE", GEMINI_BASE).rstrip("/"), model=spec.id, key=key
+        )
+        return [
+            [
+                gemini_text(post(url, gemini_request(spec, prompt.rstrip(), (seed + draw) % 2**31, max_new_tokens)))
+                for draw in range(n)
+            ]
+            for prompt, seed in zip(tqdm(prompts, desc=f"sampling {spec.name}", unit="prompt", leave=False), seeds)
+        ]

@@ -27,13 +27,51 @@ from .models import LoadedModel
 from .runs import ResultCache
 
 # The paper's 18 cultures (stages 70 and 95 use them when their `cultures` parameter is empty).
-CULTURES = ["USA", "CAN", "BOL", "BRA", "GBR", "NLD", "DEU", "UKR", "CHN", "RUS", "IND", "THA", "KEN",
-            "NGA", "ETH", "ZWE", "AUS", "NZL"]
-CULTURE_NAMES = {"USA": "the United States", "CAN": "Canada", "BOL": "Bolivia", "BRA": "Brazil",
-                 "GBR": "the United Kingdom", "NLD": "the Netherlands", "DEU": "Germany", "UKR": "Ukraine",
-                 "CHN": "China", "RUS": "Russia", "IND": "India", "THA": "Thailand", "KEN": "Kenya",
-                 "NGA": "Nigeria", "ETH": "Ethiopia", "ZWE": "Zimbabwe", "AUS": "Australia", "NZL": "New Zealand",
-                 "GRC": "Greece", "BGD": "Bangladesh", "KOR": "South Korea", "TUR": "Turkey", "MEX": "Mexico"}
+CULTURES = [
+    "USA",
+    "CAN",
+    "BOL",
+    "BRA",
+    "GBR",
+    "NLD",
+    "DEU",
+    "UKR",
+    "CHN",
+    "RUS",
+    "IND",
+    "THA",
+    "KEN",
+    "NGA",
+    "ETH",
+    "ZWE",
+    "AUS",
+    "NZL",
+]
+CULTURE_NAMES = {
+    "USA": "the United States",
+    "CAN": "Canada",
+    "BOL": "Bolivia",
+    "BRA": "Brazil",
+    "GBR": "the United Kingdom",
+    "NLD": "the Netherlands",
+    "DEU": "Germany",
+    "UKR": "Ukraine",
+    "CHN": "China",
+    "RUS": "Russia",
+    "IND": "India",
+    "THA": "Thailand",
+    "KEN": "Kenya",
+    "NGA": "Nigeria",
+    "ETH": "Ethiopia",
+    "ZWE": "Zimbabwe",
+    "AUS": "Australia",
+    "NZL": "New Zealand",
+    "GRC": "Greece",
+    "BGD": "Bangladesh",
+    "KOR": "South Korea",
+    "TUR": "Turkey",
+    "MEX": "Mexico",
+}
 TOPICS = [name for name, _, _ in wvs.CATEGORIES]
 GENERATION_DECODING = {"temperature": 0.9, "top_p": 0.95, "top_k": None}
 
@@ -51,17 +89,23 @@ def check_cultures(cultures: Sequence[str], figures: pd.DataFrame | None = None)
     have = set(wvs.countries_with_figures(figures))
     missing = [c for c in cultures if c not in have]
     if missing:
-        raise CultureSPAError(f"no WVS figures for culture(s) {missing}. Cultures with figures: {sorted(have)}. "
-                              f"Add one with `make wvs WVS_CSV=path/to/WVS_Cross-National_Wave_7.csv`.")
+        raise CultureSPAError(
+            f"no WVS figures for culture(s) {missing}. Cultures with figures: {sorted(have)}. "
+            f"Add one with `make wvs WVS_CSV=path/to/WVS_Cross-National_Wave_7.csv`."
+        )
 
 
 # ------------------------------------------------------------------------ 60: question generation
 
+
 def seed_questions(topic: str) -> list[dict[str, Any]]:
     """WVS questions of a topic, as generation examples (read from ../shared at run time)."""
     questions = wvs.load_questions()
-    return [{"qid": q, "question": v["question"], "options": v["options"]} for q, v in questions.items()
-            if wvs.question_number(q) <= 259 and q != "Q223" and wvs.category_of(q) == topic]
+    return [
+        {"qid": q, "question": v["question"], "options": v["options"]}
+        for q, v in questions.items()
+        if wvs.question_number(q) <= 259 and q != "Q223" and wvs.category_of(q) == topic
+    ]
 
 
 def parse_generated(text: str) -> dict[str, Any]:
@@ -89,8 +133,16 @@ def normalise(question: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", question.lower()).strip()
 
 
-def generate_questions(lm: LoadedModel, topic: str, wanted: int, store: ResultCache, seed: int,
-                       batch_size: int, max_new_tokens: int, max_rounds: int) -> dict[str, int]:
+def generate_questions(
+    lm: LoadedModel,
+    topic: str,
+    wanted: int,
+    store: ResultCache,
+    seed: int,
+    batch_size: int,
+    max_new_tokens: int,
+    max_rounds: int,
+) -> dict[str, int]:
     """Grow a topic's generated questions to `wanted`, appending each valid one to the store.
 
     Each prompt shows 5 examples: 3 WVS seed questions of the topic and 2 already generated (seed
@@ -113,8 +165,15 @@ def generate_questions(lm: LoadedModel, topic: str, wanted: int, store: ResultCa
             own = [have[i] for i in rng.permutation(len(have))[:2]]
             examples = [seeds[i] for i in rng.choice(len(seeds), size=5 - len(own), replace=False)] + own
             batch.append(prompts.generation_prompt(topic, examples))
-        texts = scoring.generate_texts(lm, batch, max_new_tokens, seed=seed * 1000 + round_no, batch_size=batch_size,
-                                       desc=f"generating: {topic[:24]}", decoding=GENERATION_DECODING)
+        texts = scoring.generate_texts(
+            lm,
+            batch,
+            max_new_tokens,
+            seed=seed * 1000 + round_no,
+            batch_size=batch_size,
+            desc=f"generating: {topic[:24]}",
+            decoding=GENERATION_DECODING,
+        )
         new = []
         for text in texts:
             try:
@@ -128,8 +187,9 @@ def generate_questions(lm: LoadedModel, topic: str, wanted: int, store: ResultCa
                 continue
             seen.add(key)
             index = len(have) + len(new)
-            new.append({"key": f"{topic}|{index}", "id": f"T{TOPICS.index(topic) + 1:02d}-{index:04d}",
-                        "topic": topic, **item})
+            new.append(
+                {"key": f"{topic}|{index}", "id": f"T{TOPICS.index(topic) + 1:02d}-{index:04d}", "topic": topic, **item}
+            )
         counts["generated"] += len(new)
         store.add_many(new[: wanted - len(have)])
     return counts
@@ -139,9 +199,9 @@ def generate_questions(lm: LoadedModel, topic: str, wanted: int, store: ResultCa
 
 ANSWER_MODES = {
     "sample": "one reply drawn as the authors drew it (temperature and top-p of the model, invalid with "
-              "probability `other`), every prompt independently",
+    "probability `other`), every prompt independently",
     "common": "one draw with common random numbers: every prompt of a question uses the same uniform, so an "
-              "answer shifts only when the distribution moved",
+    "answer shifts only when the distribution moved",
     "argmax": "the most probable option (never invalid): no sampling at all",
 }
 
@@ -172,10 +232,10 @@ def check_answer_mode(mode: str, where: str = "answer_mode") -> str:
 
 REPLY_PARSING = {
     "authors": "the first integer anywhere in the reply, if it is 0-10 (the authors' result_analysis_run_3.py, "
-               "parse_answer); a number 0-10 off the question's scale, which the authors would score, is "
-               "counted in `off_scale` and left out",
+    "parse_answer); a number 0-10 off the question's scale, which the authors would score, is "
+    "counted in `off_scale` and left out",
     "strict": "the reply begins with an option code after whitespace and markup (the reader's rule, "
-              "scoring.parse_response), the rule exact scoring computes",
+    "scoring.parse_response), the rule exact scoring computes",
 }
 FIRST_INTEGER = re.compile(r"\d+")
 REPLY_TOKENS = 32  # new tokens per sampled reply: room for a number after a few words
@@ -214,8 +274,7 @@ def tally_replies(replies: Sequence[str], codes: Sequence[int], rule: str) -> di
             counts[list(codes).index(code)] += 1
         elif code is not None:
             off_scale += 1
-    return {"counts": counts, "invalid": len(replies) - sum(counts), "off_scale": off_scale,
-            "parse_differs": differs}
+    return {"counts": counts, "invalid": len(replies) - sum(counts), "off_scale": off_scale, "parse_differs": differs}
 
 
 def option_start(qid: str, options: Sequence[Any]) -> int:
@@ -236,7 +295,7 @@ def with_starts(questions: pd.DataFrame) -> pd.DataFrame:
 def uniform(seed: int, *ids: str) -> float:
     """A uniform number in [0, 1) fixed by the seed and the ids (the same on every rerun)."""
     digest = hashlib.sha256("|".join([str(seed), *ids]).encode()).digest()[:8]
-    return int.from_bytes(digest, "little") / 2.0 ** 64
+    return int.from_bytes(digest, "little") / 2.0**64
 
 
 def draw(probs: Sequence[float], other: float, u: float) -> int | None:
@@ -248,7 +307,9 @@ def draw(probs: Sequence[float], other: float, u: float) -> int | None:
     return None if index >= len(probs) else index
 
 
-def pick_answer(probs: Sequence[float], other: float, mode: str, seed: int, question: str, stream: str = "") -> int | None:
+def pick_answer(
+    probs: Sequence[float], other: float, mode: str, seed: int, question: str, stream: str = ""
+) -> int | None:
     """The option index (0-based) of one answer under an answer mode (see ANSWER_MODES), or None
     when the drawn reply is invalid. `sample` draws per (stream, question), independently;
     `common` per question only, shared by every persona, culture and model."""
@@ -262,8 +323,9 @@ def pick_answer(probs: Sequence[float], other: float, mode: str, seed: int, ques
     raise AssertionError(mode)
 
 
-def sample_replies(lm: LoadedModel, texts: Sequence[str], n: int, seed: int, batch_size: int,
-                   desc: str) -> list[list[str]]:
+def sample_replies(
+    lm: LoadedModel, texts: Sequence[str], n: int, seed: int, batch_size: int, desc: str
+) -> list[list[str]]:
     """n free replies per prompt at the model's decoding, seeded per prompt and cached (resumable),
     so they can be parsed under either rule."""
     cache = scoring.score_cache(lm, "replies")
@@ -271,16 +333,28 @@ def sample_replies(lm: LoadedModel, texts: Sequence[str], n: int, seed: int, bat
     todo = list({k: i for i, k in enumerate(keys) if k not in cache}.values())
 
     def compute(chunk: list[int]) -> list[dict[str, Any]]:
-        replies = lm.engine.sample([scoring.context_of(texts[i]) for i in chunk],
-                                   [scoring.seed_for(seed, keys[i]) for i in chunk], n, REPLY_TOKENS)
+        replies = lm.engine.sample(
+            [scoring.context_of(texts[i]) for i in chunk],
+            [scoring.seed_for(seed, keys[i]) for i in chunk],
+            n,
+            REPLY_TOKENS,
+        )
         return [{"replies": r} for r in replies]
 
     scoring.fill_cache(cache, keys, todo, batch_size, desc, compute)
     return [cache.get(key)["replies"] for key in keys]
 
 
-def distributions(lm: LoadedModel, texts: Sequence[str], options: Sequence[Sequence[str]], batch_size: int,
-                  desc: str, parsing: str = "authors", draws: int = 10, seed: int = 0) -> pd.DataFrame:
+def distributions(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    options: Sequence[Sequence[str]],
+    batch_size: int,
+    desc: str,
+    parsing: str = "authors",
+    draws: int = 10,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Response distributions (`probs`, `other`, `dist`, `mode`). Exact where the engine has logits
     (replies that begin with an option code: the strict rule); else `draws` sampled replies per
     prompt parsed by `parsing`, with `off_scale` and `parse_differs` counted per prompt."""
@@ -291,15 +365,22 @@ def distributions(lm: LoadedModel, texts: Sequence[str], options: Sequence[Seque
     for replies, opts in zip(sample_replies(lm, texts, draws, seed, batch_size, desc), options):
         tally = tally_replies(replies, [int(o) for o in opts], parsing)
         valid = sum(tally["counts"])
-        rows.append({"probs": [c / draws for c in tally["counts"]], "other": tally["invalid"] / draws,
-                     "dist": [c / valid for c in tally["counts"]] if valid else [1.0 / len(opts)] * len(opts),
-                     "mode": f"sampled ({draws} draws, {parsing} parsing)", "off_scale": tally["off_scale"],
-                     "parse_differs": tally["parse_differs"]})
+        rows.append(
+            {
+                "probs": [c / draws for c in tally["counts"]],
+                "other": tally["invalid"] / draws,
+                "dist": [c / valid for c in tally["counts"]] if valid else [1.0 / len(opts)] * len(opts),
+                "mode": f"sampled ({draws} draws, {parsing} parsing)",
+                "off_scale": tally["off_scale"],
+                "parse_differs": tally["parse_differs"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def parsing_check(lm: LoadedModel, questions: pd.DataFrame, prompts_checked: int, seed: int,
-                  batch_size: int) -> pd.DataFrame:
+def parsing_check(
+    lm: LoadedModel, questions: pd.DataFrame, prompts_checked: int, seed: int, batch_size: int
+) -> pd.DataFrame:
     """One sampled reply to each of the first `prompts_checked` culture-unaware prompts, read by both
     parsing rules: where they differ is what the choice of rule changes (exact scoring computes the
     strict rule; the authors read any first integer)."""
@@ -324,10 +405,13 @@ def answer_columns(table: pd.DataFrame, mode: str, seed: int) -> pd.DataFrame:
     check_answer_mode(mode)
     table = table.copy()
     for name in ANSWER_MODES:
-        picks = [pick_answer(p, o, name, seed, q, s) for p, o, q, s in
-                 zip(table["probs"], table["other"], table["id"], table["stream"])]
-        table[f"answer_{name}"] = pd.array([None if i is None else st + i for i, st in zip(picks, table["start"])],
-                                           dtype="Int64")
+        picks = [
+            pick_answer(p, o, name, seed, q, s)
+            for p, o, q, s in zip(table["probs"], table["other"], table["id"], table["stream"])
+        ]
+        table[f"answer_{name}"] = pd.array(
+            [None if i is None else st + i for i, st in zip(picks, table["start"])], dtype="Int64"
+        )
     table["answer"] = table[f"answer_{mode}"]
     table["answer_mode"] = mode
     return table
@@ -335,7 +419,10 @@ def answer_columns(table: pd.DataFrame, mode: str, seed: int) -> pd.DataFrame:
 
 # --------------------------------------------------------------------- 70: culture prompting
 
-def similar_cultures(cultures: Sequence[str], k: int = 3, figures: pd.DataFrame | None = None) -> dict[str, tuple[list[str], list[str]]]:
+
+def similar_cultures(
+    cultures: Sequence[str], k: int = 3, figures: pd.DataFrame | None = None
+) -> dict[str, tuple[list[str], list[str]]]:
     """Per culture: its k most and k least similar cultures by the alignment score of WVS majorities."""
     sim = wvs.similarity_matrix(list(cultures), figures)
     out = {}
@@ -348,13 +435,19 @@ def similar_cultures(cultures: Sequence[str], k: int = 3, figures: pd.DataFrame 
 def persona_for(kind: str, culture: str | None, similar: dict | None = None) -> str:
     if kind == "cross":
         like, unlike = similar[culture]
-        return prompts.persona("cross", culture_name(culture), [culture_name(c) for c in like],
-                               [culture_name(c) for c in unlike])
+        return prompts.persona(
+            "cross", culture_name(culture), [culture_name(c) for c in like], [culture_name(c) for c in unlike]
+        )
     return prompts.persona(kind, culture_name(culture) if culture else None)
 
 
-def survey_texts(lm: LoadedModel, questions: pd.DataFrame, settings: list[tuple[str, str | None]],
-                 similar: dict | None, demos: dict | None = None) -> list[str]:
+def survey_texts(
+    lm: LoadedModel,
+    questions: pd.DataFrame,
+    settings: list[tuple[str, str | None]],
+    similar: dict | None,
+    demos: dict | None = None,
+) -> list[str]:
     """The prompt of every question under every (kind, culture), settings-major, in the model's format."""
     questions = with_starts(questions)
     texts = []
@@ -362,14 +455,34 @@ def survey_texts(lm: LoadedModel, questions: pd.DataFrame, settings: list[tuple[
         system = persona_for(kind, culture, similar)
         for q in questions.itertuples(index=False):
             shots = (demos or {}).get((culture, q.id), ())
-            texts.append(prompts.survey_prompt(system, q.question, q.options, shots, chat=lm.spec.chat,
-                                               tokenizer=lm.tokenizer, start=q.start, primer=lm.spec.answer_primer))
+            texts.append(
+                prompts.survey_prompt(
+                    system,
+                    q.question,
+                    q.options,
+                    shots,
+                    chat=lm.spec.chat,
+                    tokenizer=lm.tokenizer,
+                    start=q.start,
+                    primer=lm.spec.answer_primer,
+                )
+            )
     return texts
 
 
-def answer_questions(lm: LoadedModel, questions: pd.DataFrame, settings: list[tuple[str, str | None]],
-                     similar: dict | None, batch_size: int, demos: dict | None = None, desc: str = "answering",
-                     mode: str = "sample", seed: int = 0, stream: str = "", parsing: str = "authors") -> pd.DataFrame:
+def answer_questions(
+    lm: LoadedModel,
+    questions: pd.DataFrame,
+    settings: list[tuple[str, str | None]],
+    similar: dict | None,
+    batch_size: int,
+    demos: dict | None = None,
+    desc: str = "answering",
+    mode: str = "sample",
+    seed: int = 0,
+    stream: str = "",
+    parsing: str = "authors",
+) -> pd.DataFrame:
     """Every question under every (kind, culture): its response distribution over the option codes
     and the answer drawn from it under every answer mode (see answer_columns).
 
@@ -385,8 +498,15 @@ def answer_questions(lm: LoadedModel, questions: pd.DataFrame, settings: list[tu
     for kind, culture in settings:
         for q in questions.itertuples(index=False):
             options.append(prompts.number_options(len(q.options), q.start))
-            rows.append({"id": q.id, "kind": kind, "culture": culture or "", "start": int(q.start),
-                         "stream": f"{stream}|{kind}|{culture or ''}"})
+            rows.append(
+                {
+                    "id": q.id,
+                    "kind": kind,
+                    "culture": culture or "",
+                    "start": int(q.start),
+                    "stream": f"{stream}|{kind}|{culture or ''}",
+                }
+            )
     scored = distributions(lm, texts, options, batch_size, desc, parsing, seed=seed)
     table = pd.DataFrame(rows)
     table["probs"] = list(scored["probs"])
@@ -418,6 +538,7 @@ def write_answers(path: Path, table: pd.DataFrame) -> Path:
 
 # ------------------------------------------------------------------------------- 80: CRQPC
 
+
 def _unaware(answers: pd.DataFrame) -> pd.DataFrame:
     return answers[answers["kind"] == "unaware"].drop_duplicates("id").set_index("id")
 
@@ -440,7 +561,9 @@ def shift_rates(answers: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rates).rename_axis("kind")
 
 
-def crqpc(answers: pd.DataFrame, questions: pd.DataFrame, aware_kind: str = "aware", column: str = "answer") -> pd.DataFrame:
+def crqpc(
+    answers: pd.DataFrame, questions: pd.DataFrame, aware_kind: str = "aware", column: str = "answer"
+) -> pd.DataFrame:
     """Culture-related QA pairs (the authors' data_process/3.CRQPC.py): per culture, the questions
     whose culture-aware answer is valid, the unaware one too, and the two differ; as
     instruction-tuning records (system, question, options, start, input, output)."""
@@ -455,14 +578,37 @@ def crqpc(answers: pd.DataFrame, questions: pd.DataFrame, aware_kind: str = "awa
             continue
         q = by_id.loc[row.id]
         start = int(q["start"])
-        records.append({"culture": row.culture, "id": row.id, "topic": q["topic"],
-                        "system": persona_for("aware", row.culture), "question": q["question"],
-                        "options": list(q["options"]), "start": start,
-                        "input": prompts.survey_block(q["question"], q["options"], start=start)
-                        .removesuffix(prompts.ANSWER_CUE).rstrip(),
-                        "output": str(int(mine)), "unaware_answer": int(theirs)})
-    return pd.DataFrame(records, columns=["culture", "id", "topic", "system", "question", "options", "start",
-                                          "input", "output", "unaware_answer"])
+        records.append(
+            {
+                "culture": row.culture,
+                "id": row.id,
+                "topic": q["topic"],
+                "system": persona_for("aware", row.culture),
+                "question": q["question"],
+                "options": list(q["options"]),
+                "start": start,
+                "input": prompts.survey_block(q["question"], q["options"], start=start)
+                .removesuffix(prompts.ANSWER_CUE)
+                .rstrip(),
+                "output": str(int(mine)),
+                "unaware_answer": int(theirs),
+            }
+        )
+    return pd.DataFrame(
+        records,
+        columns=[
+            "culture",
+            "id",
+            "topic",
+            "system",
+            "question",
+            "options",
+            "start",
+            "input",
+            "output",
+            "unaware_answer",
+        ],
+    )
 
 
 def crqpc_counts(answers: pd.DataFrame, aware_kind: str = "aware") -> pd.DataFrame:
@@ -486,36 +632,58 @@ def crqpc_counts(answers: pd.DataFrame, aware_kind: str = "aware") -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def training_text(record: dict[str, Any], chat: bool = False, tokenizer: Any = None,
-                  primer: bool = False) -> tuple[str, str]:
+def training_text(
+    record: dict[str, Any], chat: bool = False, tokenizer: Any = None, primer: bool = False
+) -> tuple[str, str]:
     """(prompt, answer) of an instruction record: the prompt is built by prompts.survey_prompt, the
     function that builds the evaluation prompt, so a chat model is tuned on its own chat template
     and exactly the text it is asked at evaluation (a base model with the same primer); the answer
     is the option code."""
-    prompt = prompts.survey_prompt(record["system"], record["question"], list(record["options"]), chat=chat,
-                                   tokenizer=tokenizer, start=int(record.get("start", 1)), primer=primer)
+    prompt = prompts.survey_prompt(
+        record["system"],
+        record["question"],
+        list(record["options"]),
+        chat=chat,
+        tokenizer=tokenizer,
+        start=int(record.get("start", 1)),
+        primer=primer,
+    )
     return prompt, str(record["output"])
 
 
 def prompt_format(lm: LoadedModel) -> str:
     """A fingerprint of the prompt text this model is asked (wording, numbering and chat template):
     an adapter trained under one format must not be evaluated under another."""
-    probe = prompts.survey_prompt(prompts.persona("aware", "Kenya"), "How important is family in your life?",
-                                  ["Very important", "Not important"], chat=lm.spec.chat, tokenizer=lm.tokenizer,
-                                  primer=lm.spec.answer_primer)
+    probe = prompts.survey_prompt(
+        prompts.persona("aware", "Kenya"),
+        "How important is family in your life?",
+        ["Very important", "Not important"],
+        chat=lm.spec.chat,
+        tokenizer=lm.tokenizer,
+        primer=lm.spec.answer_primer,
+    )
     kind = "chat" if lm.spec.chat else "plain"
     return f"{kind}:{hashlib.sha256(probe.encode()).hexdigest()[:16]}"
 
 
 # --------------------------------------------------------------------------- 95: evaluation
 
+
 def wvs_eval_questions(max_questions: int = 0) -> pd.DataFrame:
     """Every WVS value question (Q1-Q259 but Q223, and Q234A) with its options and the code of its
     first option (0 for the 0-based scales), from ../shared."""
     questions = wvs.load_questions()
-    rows = [{"id": q, "question": questions[q]["question"], "options": questions[q]["options"],
-             "topic": wvs.category_of(q), "start": option_start(q, questions[q]["options"])}
-            for q in wvs.VALUE_QUESTIONS if q in questions]
+    rows = [
+        {
+            "id": q,
+            "question": questions[q]["question"],
+            "options": questions[q]["options"],
+            "topic": wvs.category_of(q),
+            "start": option_start(q, questions[q]["options"]),
+        }
+        for q in wvs.VALUE_QUESTIONS
+        if q in questions
+    ]
     frame = pd.DataFrame(rows)
     return frame.head(max_questions) if max_questions else frame
 
@@ -531,8 +699,9 @@ def gold_answers(culture: str, questions: pd.DataFrame, figures: pd.DataFrame | 
     return gold
 
 
-def selfalign_demos(questions: pd.DataFrame, cultures: Sequence[str], k: int = 5,
-                    figures: pd.DataFrame | None = None) -> dict[tuple[str, str], list[tuple[str, list[str], int, int]]]:
+def selfalign_demos(
+    questions: pd.DataFrame, cultures: Sequence[str], k: int = 5, figures: pd.DataFrame | None = None
+) -> dict[tuple[str, str], list[tuple[str, list[str], int, int]]]:
     """Self-alignment demonstrations for the survey: per culture and question, the k most similar
     other WVS questions by chrF++ that have a majority answer, filled in with its code."""
     from .demos import chrf_matrix
@@ -546,13 +715,21 @@ def selfalign_demos(questions: pd.DataFrame, cultures: Sequence[str], k: int = 5
         for i, q in enumerate(questions.itertuples(index=False)):
             pool = [j for j in np.flatnonzero(usable) if j != i]
             ranked = sorted(pool, key=lambda j: (-sim[i, j], j))[:k]
-            out[(culture, q.id)] = [(questions["question"].iloc[j], list(questions["options"].iloc[j]),
-                                     gold[questions["id"].iloc[j]], int(questions["start"].iloc[j])) for j in ranked]
+            out[(culture, q.id)] = [
+                (
+                    questions["question"].iloc[j],
+                    list(questions["options"].iloc[j]),
+                    gold[questions["id"].iloc[j]],
+                    int(questions["start"].iloc[j]),
+                )
+                for j in ranked
+            ]
     return out
 
 
-def score_table(answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequence[str],
-                figures: pd.DataFrame | None = None) -> pd.DataFrame:
+def score_table(
+    answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequence[str], figures: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """CultureSPA alignment score of the chosen answers per culture and method, as the authors score
     (result_analysis_run_3.py: invalid replies left out), and beside it the score on the questions
     every method of that culture answered validly, so methods that fail on different questions are
@@ -569,11 +746,19 @@ def score_table(answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequen
         common = set(gold).intersection(*(set(given) for given, _ in given_by_method.values()))
         for method, (given, invalid) in given_by_method.items():
             scored = set(given) & set(gold)
-            rows.append({"culture": culture, "method": method, "n": len(scored), "invalid": invalid,
-                         "score": metrics.culturespa_score(given, gold, n_options) if scored else np.nan,
-                         "n_common": len(common),
-                         "score_common": metrics.culturespa_score({q: given[q] for q in common}, gold, n_options)
-                         if common else np.nan})
+            rows.append(
+                {
+                    "culture": culture,
+                    "method": method,
+                    "n": len(scored),
+                    "invalid": invalid,
+                    "score": metrics.culturespa_score(given, gold, n_options) if scored else np.nan,
+                    "n_common": len(common),
+                    "score_common": metrics.culturespa_score({q: given[q] for q in common}, gold, n_options)
+                    if common
+                    else np.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -607,8 +792,9 @@ def run_scores(codes: np.ndarray, valid: np.ndarray, gold: np.ndarray, span: np.
         return np.where(norm > 0, 100 * (1 - distance / norm), np.nan)
 
 
-def simulate_scores(group: pd.DataFrame, gold: dict[str, int], n_options: dict[str, int], draws: int,
-                    rng: np.random.Generator) -> np.ndarray:
+def simulate_scores(
+    group: pd.DataFrame, gold: dict[str, int], n_options: dict[str, int], draws: int, rng: np.random.Generator
+) -> np.ndarray:
     """Scores of `draws` simulated runs of the authors' one-sample protocol on one culture and method:
     each question's reply drawn from its exact distribution (invalid with probability `other`, then
     left out as the authors do), scored against the gold codes. No model calls."""
@@ -616,12 +802,22 @@ def simulate_scores(group: pd.DataFrame, gold: dict[str, int], n_options: dict[s
     if not ids:
         return np.full(draws, np.nan)
     codes, valid = simulated_replies(group, ids, rng.random((draws, len(ids))))
-    return run_scores(codes, valid, np.array([gold[q] for q in ids], dtype=float),
-                      np.array([n_options[q] - 1 for q in ids], dtype=float))
+    return run_scores(
+        codes,
+        valid,
+        np.array([gold[q] for q in ids], dtype=float),
+        np.array([n_options[q] - 1 for q in ids], dtype=float),
+    )
 
 
-def expected_scores(answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequence[str], draws: int = 2000,
-                    seed: int = 0, figures: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+def expected_scores(
+    answers: pd.DataFrame,
+    questions: pd.DataFrame,
+    cultures: Sequence[str],
+    draws: int = 2000,
+    seed: int = 0,
+    figures: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, dict]:
     """Expected CultureSPA score under the authors' one-sample protocol and the 95% interval one run
     of it would show, per culture and method, by seeded simulation from the exact distributions.
 
@@ -635,8 +831,11 @@ def expected_scores(answers: pd.DataFrame, questions: pd.DataFrame, cultures: Se
     methods = sorted(answers["method"].unique())
     every_id = list(dict.fromkeys(answers["id"]))
     column = {q: j for j, q in enumerate(every_id)}
-    shared = {m: np.random.default_rng([seed, len(cultures), methods.index(m)]).random((draws, len(every_id)))
-              for m in SHARED_METHODS if m in methods}
+    shared = {
+        m: np.random.default_rng([seed, len(cultures), methods.index(m)]).random((draws, len(every_id)))
+        for m in SHARED_METHODS
+        if m in methods
+    }
     runs_by_cell, rows = {}, []
     for c_index, culture in enumerate(cultures):
         gold = gold_answers(culture, questions, figures)
@@ -645,16 +844,25 @@ def expected_scores(answers: pd.DataFrame, questions: pd.DataFrame, cultures: Se
         span = np.array([n_options[q] - 1 for q in ids], dtype=float)
         replies = {}
         for method, group in answers[answers["culture"] == culture].groupby("method", sort=True):
-            u = (shared[method][:, [column[q] for q in ids]] if method in shared else
-                 np.random.default_rng([seed, c_index, methods.index(method)]).random((draws, len(ids))))
+            u = (
+                shared[method][:, [column[q] for q in ids]]
+                if method in shared
+                else np.random.default_rng([seed, c_index, methods.index(method)]).random((draws, len(ids)))
+            )
             replies[method] = simulated_replies(group, ids, u)
         common = np.logical_and.reduce([valid for _, valid in replies.values()]) if replies else None
         for method, (codes, valid) in replies.items():
             sims = run_scores(codes, valid, gold_codes, span) if ids else np.full(draws, np.nan)
             on_common = run_scores(codes, common, gold_codes, span) if ids else np.full(draws, np.nan)
             runs_by_cell[(culture, method)] = sims
-            rows.append({"culture": culture, "method": method, **_summary(sims, draws),
-                         "expected_common": float(np.nanmean(on_common)) if not np.isnan(on_common).all() else np.nan})
+            rows.append(
+                {
+                    "culture": culture,
+                    "method": method,
+                    **_summary(sims, draws),
+                    "expected_common": float(np.nanmean(on_common)) if not np.isnan(on_common).all() else np.nan,
+                }
+            )
     return pd.DataFrame(rows), runs_by_cell
 
 

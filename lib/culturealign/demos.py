@@ -53,12 +53,13 @@ def _clipped_matches(hyp: sparse.csr_matrix, ref: sparse.csr_matrix) -> np.ndarr
     return total
 
 
-def chrf_matrix(hyps: Sequence[str], refs: Sequence[str], char_order: int = 6, word_order: int = 2,
-                beta: int = 2) -> np.ndarray:
+def chrf_matrix(
+    hyps: Sequence[str], refs: Sequence[str], char_order: int = 6, word_order: int = 2, beta: int = 2
+) -> np.ndarray:
     """chrF++ of every hypothesis against every single reference: shape (len(hyps), len(refs))."""
     metric = CHRF(char_order=char_order, word_order=word_order, beta=beta)
     hyp_grams, ref_grams = _ngram_counters(hyps, metric), _ngram_counters(refs, metric)
-    factor = beta ** 2
+    factor = beta**2
     sum_prec = np.zeros((len(hyps), len(refs)))
     sum_rec = np.zeros_like(sum_prec)
     effective = np.zeros_like(sum_prec)
@@ -89,8 +90,9 @@ def rank_by_similarity(scores: np.ndarray, candidates: np.ndarray, k: int) -> li
     return order[:k]
 
 
-def choose(probes: pd.DataFrame, index: int, strategy: str, sim: np.ndarray | None, rng: np.random.Generator,
-           k: int = N_DEMOS) -> list[int]:
+def choose(
+    probes: pd.DataFrame, index: int, strategy: str, sim: np.ndarray | None, rng: np.random.Generator, k: int = N_DEMOS
+) -> list[int]:
     """Row indices of k demonstrations for probe `index` (itself excluded), by one strategy."""
     if strategy not in STRATEGIES:
         raise DemoError(f"unknown strategy {strategy!r}. Strategies: {', '.join(STRATEGIES)}")
@@ -100,15 +102,17 @@ def choose(probes: pd.DataFrame, index: int, strategy: str, sim: np.ndarray | No
         pool = pool[(probes["category"].to_numpy()[pool] == category)]
     if len(pool) < k:
         scope = f"category '{probes['category'].iloc[index]}'" if strategy.endswith("category") else "the language"
-        raise DemoError(f"{strategy}: only {len(pool)} candidates in {scope} for probe "
-                        f"{probes['probe_id'].iloc[index]}, {k} needed")
+        raise DemoError(
+            f"{strategy}: only {len(pool)} candidates in {scope} for probe {probes['probe_id'].iloc[index]}, {k} needed"
+        )
     if strategy.startswith("random"):
         return sorted(rng.choice(pool, size=k, replace=False).tolist())
     return rank_by_similarity(sim[index], pool, k)
 
 
-def choose_all(probes: pd.DataFrame, strategies: Sequence[str], seed: int, k: int = N_DEMOS,
-               draw: int = 0) -> pd.DataFrame:
+def choose_all(
+    probes: pd.DataFrame, strategies: Sequence[str], seed: int, k: int = N_DEMOS, draw: int = 0
+) -> pd.DataFrame:
     """Demonstrations for every probe and strategy: probe_id, strategy, demo_ids, reason.
 
     A probe with too few candidates gets no demonstrations and a reason; the others go on.
@@ -126,10 +130,23 @@ def choose_all(probes: pd.DataFrame, strategies: Sequence[str], seed: int, k: in
         for index, probe_id in enumerate(probes["probe_id"]):
             try:
                 picked = choose(probes, index, strategy, sim, rng, k)
-                rows.append({"probe_id": probe_id, "strategy": strategy,
-                             "demo_ids": [probes["probe_id"].iloc[j] for j in picked],
-                             "similarity": float(np.mean([sim[index, j] for j in picked])), "reason": ""})
+                rows.append(
+                    {
+                        "probe_id": probe_id,
+                        "strategy": strategy,
+                        "demo_ids": [probes["probe_id"].iloc[j] for j in picked],
+                        "similarity": float(np.mean([sim[index, j] for j in picked])),
+                        "reason": "",
+                    }
+                )
             except DemoError as err:
-                rows.append({"probe_id": probe_id, "strategy": strategy, "demo_ids": [], "similarity": np.nan,
-                             "reason": str(err)})
+                rows.append(
+                    {
+                        "probe_id": probe_id,
+                        "strategy": strategy,
+                        "demo_ids": [],
+                        "similarity": np.nan,
+                        "reason": str(err),
+                    }
+                )
     return pd.DataFrame(rows)

@@ -17,8 +17,12 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import torch
 from transformers import DynamicCache
-from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
-                                                    TopKLogitsWarper, TopPLogitsWarper)
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from .tokens import prompt_ids
 
@@ -31,18 +35,25 @@ class Engine(Protocol):
     has_logprobs: bool
     identity: str  # model + weights (+ adapter): part of every cache key
 
-    def next_token_probs(self, prompts: Sequence[list[int]], paths: Sequence[Sequence[list[int]]],
-                         tokens: Sequence[Sequence[int]], last: int = 1) -> list[list[np.ndarray]]:
+    def next_token_probs(
+        self,
+        prompts: Sequence[list[int]],
+        paths: Sequence[Sequence[list[int]]],
+        tokens: Sequence[Sequence[int]],
+        last: int = 1,
+    ) -> list[list[np.ndarray]]:
         """For prompt i and each path j of paths[i] (token ids): the decoded probability of each
         token of tokens[i] as the next token after prompt_i + path[:m], for the last `last` values
         of m (m = len(path) - k + 1 .. len(path), k = min(last, len(path) + 1)): an array (k, len(tokens[i]))."""
 
-    def sample(self, prompts: Sequence[str], seeds: Sequence[int], n: int, max_new_tokens: int,
-               decoding: dict | None = None) -> list[list[str]]:
+    def sample(
+        self, prompts: Sequence[str], seeds: Sequence[int], n: int, max_new_tokens: int, decoding: dict | None = None
+    ) -> list[list[str]]:
         """n sampled continuations per prompt, seeded per prompt (never by batch position)."""
 
 
 # ------------------------------------------------------------------------------- decoding warp
+
 
 def warpers(spec: Any) -> LogitsProcessorList:
     """Temperature, then top-k, then top-p: the order and classes `generate` uses."""
@@ -75,8 +86,8 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.tensor(list(row), dtype=torch.long)
-        mask[i, width - len(row):] = 1
+        ids[i, width - len(row) :] = torch.tensor(list(row), dtype=torch.long)
+        mask[i, width - len(row) :] = 1
     return ids, mask
 
 
@@ -175,7 +186,7 @@ class PrefixCache:
             child = node.children.get(ids[at])
             if child is None:
                 break
-            n = common_length(child.tokens, ids[at: at + len(child.tokens)])
+            n = common_length(child.tokens, ids[at : at + len(child.tokens)])
             child.used = self._clock
             path.append((child, n))
             at += n
@@ -193,13 +204,16 @@ class PrefixCache:
             if take > 0:
                 parts.append([(k[:, :take], v[:, :take]) for k, v in node.kv])
             left -= take
-        return [(torch.cat([p[layer][0] for p in parts], dim=1), torch.cat([p[layer][1] for p in parts], dim=1))
-                for layer in range(len(parts[0]))]
+        return [
+            (torch.cat([p[layer][0] for p in parts], dim=1), torch.cat([p[layer][1] for p in parts], dim=1))
+            for layer in range(len(parts[0]))
+        ]
 
     def _split(self, node: _Node, n: int) -> _Node:
         """Cut a node after n tokens; the head becomes its own node (bytes stay the same)."""
-        head = _Node(node.tokens[:n], [(k[:, :n].clone(), v[:, :n].clone()) for k, v in node.kv], node.parent,
-                     used=node.used)
+        head = _Node(
+            node.tokens[:n], [(k[:, :n].clone(), v[:, :n].clone()) for k, v in node.kv], node.parent, used=node.used
+        )
         node.tokens, node.kv = node.tokens[n:], [(k[:, n:].clone(), v[:, n:].clone()) for k, v in node.kv]
         assert node.parent is not None
         node.parent.children[head.tokens[0]] = head
@@ -215,8 +229,9 @@ class PrefixCache:
         while at < len(ids):
             child = node.children.get(ids[at])
             if child is None:
-                leaf = _Node(tuple(ids[at:]), [(k[:, at:].clone(), v[:, at:].clone()) for k, v in states], node,
-                             used=self._clock)
+                leaf = _Node(
+                    tuple(ids[at:]), [(k[:, at:].clone(), v[:, at:].clone()) for k, v in states], node, used=self._clock
+                )
                 node.children[ids[at]] = leaf
                 self.bytes += leaf.nbytes
                 break
@@ -291,6 +306,7 @@ def sliding_window_of(model: Any) -> int | None:
 
 # ------------------------------------------------------------------------ in-process transformers
 
+
 @dataclasses.dataclass
 class _PromptState:
     key: tuple
@@ -339,7 +355,7 @@ class TransformersEngine:
     @property
     def prefix_cache(self) -> PrefixCache:
         mib = getattr(self.spec, "prefix_cache_mib", DEFAULT_PREFIX_CACHE_MIB)
-        return shared_prefix_cache(int(mib) * 2 ** 20)
+        return shared_prefix_cache(int(mib) * 2**20)
 
     def cache_key(self) -> tuple:
         """What the cached states depend on besides the tokens: weights (with a merged adapter's
@@ -354,7 +370,9 @@ class TransformersEngine:
         return window is None or width <= window - 1
 
     @torch.inference_mode()
-    def _forward_cached(self, prompts: Sequence[Sequence[int]], room: int = 0) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    def _forward_cached(
+        self, prompts: Sequence[Sequence[int]], room: int = 0
+    ) -> tuple[Any, torch.Tensor, torch.Tensor]:
         """Run a batch of prompts, each from its longest cached prefix: the batch's key-value cache
         (prefix states left-padded, then the rests left-padded, a masked gap between), its mask and
         the last position's logits. Stores every prompt's states for later batches when all layers
@@ -379,20 +397,28 @@ class TransformersEngine:
                 values = v0.new_zeros((len(prompts), v0.shape[0], prefix, v0.shape[2]))
                 for i, (s, n) in enumerate(zip(states, lengths)):
                     if n:
-                        keys[i, :, prefix - n:], values[i, :, prefix - n:] = s[layer]
+                        keys[i, :, prefix - n :], values[i, :, prefix - n :] = s[layer]
                 past.update(keys, values, layer)
             for i, n in enumerate(lengths):
-                prefix_mask[i, prefix - n:] = 1
+                prefix_mask[i, prefix - n :] = 1
         mask = torch.cat([prefix_mask, rest_mask], dim=1)
         positions = torch.tensor(lengths, device=device)[:, None] + positions_of(rest_mask)
-        out = model(input_ids=rest_ids, attention_mask=mask, position_ids=positions, past_key_values=past,
-                    use_cache=True, logits_to_keep=1)
+        out = model(
+            input_ids=rest_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=past,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         self.prompt_tokens_run += sum(len(r) for r in rests)
         cache = out.past_key_values
         if self._fits(mask.shape[1]):
             for i, p in enumerate(prompts):
                 where = mask[i].nonzero()[:, 0]
-                store.insert(key, list(p), [(layer.keys[i][:, where], layer.values[i][:, where]) for layer in cache.layers])
+                store.insert(
+                    key, list(p), [(layer.keys[i][:, where], layer.values[i][:, where]) for layer in cache.layers]
+                )
         return cache, mask, out.logits[:, -1, :]
 
     @torch.inference_mode()
@@ -405,8 +431,9 @@ class TransformersEngine:
         device, groups = self.lm.device, shared_prefixes(prompts)
         if all(len(members) == 1 for _, members in groups):
             ids, mask = (t.to(device) for t in left_pad(prompts, self.pad_id))
-            out = self.lm.model(input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True,
-                                logits_to_keep=1)
+            out = self.lm.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True, logits_to_keep=1
+            )
             self.prompt_tokens_run += sum(len(p) for p in prompts)
             self._state = _PromptState(key, out.past_key_values, mask, decoded_probs(out.logits[:, -1, :], self.spec))
             return self._state
@@ -414,8 +441,13 @@ class TransformersEngine:
         # run each shared trunk once, then every prompt's own rest from the trunk's cache
         order = [i for _, members in groups for i in members]
         trunk_ids, trunk_mask = (t.to(device) for t in left_pad([prompts[m[0]][:n] for n, m in groups], self.pad_id))
-        out = self.lm.model(input_ids=trunk_ids, attention_mask=trunk_mask, position_ids=positions_of(trunk_mask),
-                            use_cache=True, logits_to_keep=1)
+        out = self.lm.model(
+            input_ids=trunk_ids,
+            attention_mask=trunk_mask,
+            position_ids=positions_of(trunk_mask),
+            use_cache=True,
+            logits_to_keep=1,
+        )
         owner = torch.tensor([g for g, (_, members) in enumerate(groups) for _ in members], device=device)
         cache = out.past_key_values
         cache.reorder_cache(owner)
@@ -423,8 +455,14 @@ class TransformersEngine:
         rest_ids, rest_mask = (t.to(device) for t in left_pad(rests, self.pad_id))
         mask = torch.cat([trunk_mask[owner], rest_mask], dim=1)
         positions = trunk_mask[owner].sum(-1, keepdim=True) + positions_of(rest_mask)
-        logits = self.lm.model(input_ids=rest_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                               use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        logits = self.lm.model(
+            input_ids=rest_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
         self.prompt_tokens_run += sum(n for n, _ in groups) + sum(len(r) for r in rests)
         back = torch.tensor([order.index(i) for i in range(len(prompts))], device=device)  # batch order again
         cache.reorder_cache(back)
@@ -454,12 +492,23 @@ class TransformersEngine:
         prompt_mask = state.mask[owners]
         positions = prompt_mask.sum(-1, keepdim=True) + positions_of(row_mask)
         self.path_tokens_run += sum(len(r) for r in rows)
-        logits = self.lm.model(input_ids=ids, attention_mask=torch.cat([prompt_mask, row_mask], dim=1),
-                               position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=keep).logits
+        logits = self.lm.model(
+            input_ids=ids,
+            attention_mask=torch.cat([prompt_mask, row_mask], dim=1),
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=keep,
+        ).logits
         return decoded_probs(logits.reshape(-1, logits.shape[-1]), self.spec).reshape(logits.shape)
 
-    def next_token_probs(self, prompts: Sequence[list[int]], paths: Sequence[Sequence[list[int]]],
-                         tokens: Sequence[Sequence[int]], last: int = 1) -> list[list[np.ndarray]]:
+    def next_token_probs(
+        self,
+        prompts: Sequence[list[int]],
+        paths: Sequence[Sequence[list[int]]],
+        tokens: Sequence[Sequence[int]],
+        last: int = 1,
+    ) -> list[list[np.ndarray]]:
         state = self._prompts(prompts)
         wanted = [torch.tensor(list(t), dtype=torch.long, device=self.lm.device) for t in tokens]
         out: list[list[np.ndarray]] = [[None] * len(p) for p in paths]  # type: ignore[list-item]
@@ -470,20 +519,23 @@ class TransformersEngine:
                 if not path:
                     out[i][j] = roots[i][None, :]
         for start in range(0, len(rows), self.row_chunk):
-            chunk = rows[start: start + self.row_chunk]
+            chunk = rows[start : start + self.row_chunk]
             width = max(len(paths[i][j]) for i, j in chunk)
             keep = min(last, width)
             probs = self._continue(state, [i for i, _ in chunk], [list(paths[i][j]) for i, j in chunk], keep)
             for r, (i, j) in enumerate(chunk):
                 n = len(paths[i][j])
-                steps = [roots[i] if m == 0 else probs[r, keep - 1 - (n - m), wanted[i]].cpu().numpy()
-                         for m in range(n - min(last, n + 1) + 1, n + 1)]
+                steps = [
+                    roots[i] if m == 0 else probs[r, keep - 1 - (n - m), wanted[i]].cpu().numpy()
+                    for m in range(n - min(last, n + 1) + 1, n + 1)
+                ]
                 out[i][j] = np.stack(steps)
         return out
 
     @torch.inference_mode()
-    def sample(self, prompts: Sequence[str], seeds: Sequence[int], n: int, max_new_tokens: int,
-               decoding: dict | None = None) -> list[list[str]]:
+    def sample(
+        self, prompts: Sequence[str], seeds: Sequence[int], n: int, max_new_tokens: int, decoding: dict | None = None
+    ) -> list[list[str]]:
         """Sampling with one generator per prompt: a draw depends on its prompt's seed alone, not on
         which other prompts share the batch (generate has one global generator, so it cannot)."""
         spec = dataclasses.replace(self.spec, **decoding) if decoding else self.spec
@@ -493,8 +545,9 @@ class TransformersEngine:
             cache, mask, logits = self._forward_cached(encoded, room=max_new_tokens)
         else:
             ids, mask = (t.to(device) for t in left_pad(encoded, self.pad_id))
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True,
-                        logits_to_keep=1)
+            out = model(
+                input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True, logits_to_keep=1
+            )
             self.prompt_tokens_run += sum(len(e) for e in encoded)
             cache, logits = out.past_key_values, out.logits[:, -1, :]
         expand = torch.arange(len(prompts), device=device).repeat_interleave(n)
@@ -506,22 +559,29 @@ class TransformersEngine:
         drawn: list[torch.Tensor] = []
         for _ in range(max_new_tokens):
             probs = decoded_probs(logits, spec).cpu()
-            nxt = torch.cat([torch.multinomial(probs[i * n:(i + 1) * n], 1, generator=g)[:, 0]
-                             for i, g in enumerate(generators)]).to(device)
+            nxt = torch.cat(
+                [torch.multinomial(probs[i * n : (i + 1) * n], 1, generator=g)[:, 0] for i, g in enumerate(generators)]
+            ).to(device)
             nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
             drawn.append(nxt)
             done |= torch.isin(nxt, stops)
             if bool(done.all()):
                 break
             mask = torch.cat([mask, torch.ones((len(expand), 1), dtype=mask.dtype, device=device)], dim=1)
-            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1,
-                        past_key_values=cache, use_cache=True, logits_to_keep=1)
+            out = model(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=mask.sum(-1, keepdim=True) - 1,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
             logits = out.logits[:, -1, :]
         texts, stop_set = [], set(stops.tolist())
         for row in torch.stack(drawn, dim=1).tolist() if drawn else [[] for _ in expand]:
             cut = next((k for k, t in enumerate(row) if t in stop_set), len(row))
             texts.append(tok.decode(row[:cut], skip_special_tokens=True))
-        return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+        return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
 def engine_for(lm: Any) -> Engine:
@@ -538,4 +598,3 @@ def engine_for(lm: Any) -> Engine:
 
         return OpenAIServerEngine.for_model(lm)  # type: ignore[attr-defined]
     raise ValueError(f"model {lm.spec.name}: unknown engine {kind!r}; use transformers, openai or gemini")
-

@@ -23,22 +23,44 @@ from .models import LoadedModel
 METHODS = ["unaware", "aware", "cross", "aware_selfalign", "culturespa_joint", "culturespa_specific"]
 
 
-def base_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence[str], similar: dict,
-                 batch_size: int, mode: str = "sample", seed: int = 0, parsing: str = "authors") -> pd.DataFrame:
+def base_answers(
+    lm: LoadedModel,
+    questions: pd.DataFrame,
+    cultures: Sequence[str],
+    similar: dict,
+    batch_size: int,
+    mode: str = "sample",
+    seed: int = 0,
+    parsing: str = "authors",
+) -> pd.DataFrame:
     """Base-model answers: unaware (once, shared by every culture, as the authors score one unaware
     file against every culture), aware, cross, aware + demonstrations. `parsing` reads sampled
     replies of a model without logits (culturespa.REPLY_PARSING)."""
     common = dict(mode=mode, seed=seed, parsing=parsing)
-    unaware = culturespa.answer_questions(lm, questions, [("unaware", None)], similar, batch_size, desc="unaware",
-                                          stream="unaware", **common)
+    unaware = culturespa.answer_questions(
+        lm, questions, [("unaware", None)], similar, batch_size, desc="unaware", stream="unaware", **common
+    )
     parts = [pd.concat([unaware.assign(culture=c) for c in cultures], ignore_index=True).assign(method="unaware")]
     for kind in ("aware", "cross"):
-        parts.append(culturespa.answer_questions(lm, questions, [(kind, c) for c in cultures], similar, batch_size,
-                                                 desc=kind, stream=kind, **common).assign(method=kind))
+        parts.append(
+            culturespa.answer_questions(
+                lm, questions, [(kind, c) for c in cultures], similar, batch_size, desc=kind, stream=kind, **common
+            ).assign(method=kind)
+        )
     demos = culturespa.selfalign_demos(questions, cultures)
-    parts.append(culturespa.answer_questions(lm, questions, [("aware", c) for c in cultures], similar, batch_size,
-                                             demos=demos, desc="aware + demos", stream="aware_selfalign",
-                                             **common).assign(method="aware_selfalign"))
+    parts.append(
+        culturespa.answer_questions(
+            lm,
+            questions,
+            [("aware", c) for c in cultures],
+            similar,
+            batch_size,
+            demos=demos,
+            desc="aware + demos",
+            stream="aware_selfalign",
+            **common,
+        ).assign(method="aware_selfalign")
+    )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -48,8 +70,16 @@ def trained_adapter(adapters: Path, name: str) -> Path | None:
     return folder if (folder / train.MANIFEST).exists() else None
 
 
-def adapter_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence[str], adapters: Path,
-                    batch_size: int, mode: str = "sample", seed: int = 0, parsing: str = "authors") -> pd.DataFrame:
+def adapter_answers(
+    lm: LoadedModel,
+    questions: pd.DataFrame,
+    cultures: Sequence[str],
+    adapters: Path,
+    batch_size: int,
+    mode: str = "sample",
+    seed: int = 0,
+    parsing: str = "authors",
+) -> pd.DataFrame:
     """Aware answers of the joint adapter for every culture, and of each culture's own adapter.
     Each adapter's manifest must name this base model and prompt format."""
     parts, fmt = [], culturespa.prompt_format(lm)
@@ -58,20 +88,44 @@ def adapter_answers(lm: LoadedModel, questions: pd.DataFrame, cultures: Sequence
         print(f"no joint adapter under {adapters}: run 90_lora_sft first")
     else:
         tuned = train.with_adapter(lm, joint, fmt)
-        parts.append(culturespa.answer_questions(tuned, questions, [("aware", c) for c in cultures], None, batch_size,
-                                                 desc="joint", mode=mode, seed=seed, stream="culturespa_joint",
-                                                 parsing=parsing)
-                     .assign(method="culturespa_joint"))
+        parts.append(
+            culturespa.answer_questions(
+                tuned,
+                questions,
+                [("aware", c) for c in cultures],
+                None,
+                batch_size,
+                desc="joint",
+                mode=mode,
+                seed=seed,
+                stream="culturespa_joint",
+                parsing=parsing,
+            ).assign(method="culturespa_joint")
+        )
     for culture in cultures:
         folder = trained_adapter(adapters, culture)
         if folder is None:
             continue
         tuned = train.with_adapter(lm, folder, fmt)
-        parts.append(culturespa.answer_questions(tuned, questions, [("aware", culture)], None, batch_size,
-                                                 desc=f"specific {culture}", mode=mode, seed=seed,
-                                                 stream="culturespa_specific", parsing=parsing)
-                     .assign(method="culturespa_specific"))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "kind", "culture", "answer", "method"])
+        parts.append(
+            culturespa.answer_questions(
+                tuned,
+                questions,
+                [("aware", culture)],
+                None,
+                batch_size,
+                desc=f"specific {culture}",
+                mode=mode,
+                seed=seed,
+                stream="culturespa_specific",
+                parsing=parsing,
+            ).assign(method="culturespa_specific")
+        )
+    return (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["id", "kind", "culture", "answer", "method"])
+    )
 
 
 def load_general(path: Path | None = None) -> pd.DataFrame:
@@ -85,8 +139,10 @@ def load_general(path: Path | None = None) -> pd.DataFrame:
 def mcq_picks(lm: LoadedModel, items: pd.DataFrame, batch_size: int, desc: str) -> np.ndarray:
     """Per item, the most probable option number (exact), asked in the model's own prompt format
     (its chat template for chat models)."""
-    texts = [prompts.mcq_prompt(q, o, chat=lm.spec.chat, tokenizer=lm.tokenizer)
-             for q, o in zip(items["question"], items["options"])]
+    texts = [
+        prompts.mcq_prompt(q, o, chat=lm.spec.chat, tokenizer=lm.tokenizer)
+        for q, o in zip(items["question"], items["options"])
+    ]
     scored = culturespa.distributions(lm, texts, [prompts.number_options(4)] * len(texts), batch_size, desc)
     return np.array([int(np.argmax(d)) + 1 for d in scored["dist"]])
 
@@ -109,8 +165,9 @@ def verdict(tost: dict, margin_points: float) -> str:
     return "not shown"
 
 
-def paired_comparison(base_right: Sequence[bool], other_right: Sequence[bool],
-                      margin_points: float = 5.0) -> dict[str, float | str]:
+def paired_comparison(
+    base_right: Sequence[bool], other_right: Sequence[bool], margin_points: float = 5.0
+) -> dict[str, float | str]:
     """Accuracy difference (other - base) on the same items: the exact McNemar test (binomial on the
     discordant items), Newcombe's (1998, method 10) 95% interval for paired data, and the TOST
     equivalence test within +/- margin_points (metrics.tost_paired). A McNemar p near 1 at chance
@@ -119,9 +176,19 @@ def paired_comparison(base_right: Sequence[bool], other_right: Sequence[bool],
     low, high = metrics.newcombe_paired_interval(a, b, c, d)
     tost = metrics.tost_paired(a, b, c, d, check_margin(margin_points) / 100)
     p_value = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
-    return {"difference": (b - c) / (a + b + c + d), "low": low, "high": high, "only_other_right": b,
-            "only_base_right": c, "mcnemar_p": p_value, "margin": margin_points, "tost_p": tost["tost_p"],
-            "diff_low": 100 * low, "diff_high": 100 * high, "verdict": verdict(tost, margin_points)}
+    return {
+        "difference": (b - c) / (a + b + c + d),
+        "low": low,
+        "high": high,
+        "only_other_right": b,
+        "only_base_right": c,
+        "mcnemar_p": p_value,
+        "margin": margin_points,
+        "tost_p": tost["tost_p"],
+        "diff_low": 100 * low,
+        "diff_high": 100 * high,
+        "verdict": verdict(tost, margin_points),
+    }
 
 
 HARNESS_GENERAL_TASK = "culturealign_general_mcq"
@@ -131,11 +198,17 @@ def general_mcq_task(path: Path | None = None) -> dict:
     """The project's general-knowledge set as an lm-evaluation-harness task, worded as mcq_prompt,
     so the harness can score the same items with its own log-likelihood code (a cross-check)."""
     template = prompts.mcq_prompt("{{question}}", [f"{{{{option_{i}}}}}" for i in range(1, 5)]).rstrip()
-    return {"task": HARNESS_GENERAL_TASK, "dataset_path": "csv",
-            "dataset_kwargs": {"data_files": {"test": str(path or paths.GENERAL_MCQ)}, "sep": "\t"},
-            "test_split": "test", "output_type": "multiple_choice", "doc_to_text": template,
-            "doc_to_choice": prompts.number_options(4), "doc_to_target": "{{answer - 1}}",
-            "metric_list": [{"metric": "acc"}]}
+    return {
+        "task": HARNESS_GENERAL_TASK,
+        "dataset_path": "csv",
+        "dataset_kwargs": {"data_files": {"test": str(path or paths.GENERAL_MCQ)}, "sep": "\t"},
+        "test_split": "test",
+        "output_type": "multiple_choice",
+        "doc_to_text": template,
+        "doc_to_choice": prompts.number_options(4),
+        "doc_to_target": "{{answer - 1}}",
+        "metric_list": [{"metric": "acc"}],
+    }
 
 
 def harness_predictions(lm: LoadedModel, task: str, limit: int | None = None) -> pd.DataFrame:
@@ -152,20 +225,29 @@ def harness_predictions(lm: LoadedModel, task: str, limit: int | None = None) ->
     try:
         result = simple_evaluate(model=harness_lm, tasks=[spec], limit=limit, bootstrap_iters=0)
     except (ConnectionError, OSError) as err:
-        raise RuntimeError(f"harness task {task!r} could not load its data offline ({err}). Fetch it once on a "
-                           f"machine with internet (`lm_eval --model hf --model_args pretrained=gpt2 --tasks {task} "
-                           f"--limit 1`) and copy ~/.cache/huggingface/datasets here, or use "
-                           f"harness_task='{HARNESS_GENERAL_TASK}'") from err
+        raise RuntimeError(
+            f"harness task {task!r} could not load its data offline ({err}). Fetch it once on a "
+            f"machine with internet (`lm_eval --model hf --model_args pretrained=gpt2 --tasks {task} "
+            f"--limit 1`) and copy ~/.cache/huggingface/datasets here, or use "
+            f"harness_task='{HARNESS_GENERAL_TASK}'"
+        ) from err
     rows = []
     for sample in sorted(result["samples"][task], key=lambda s: s["doc_id"]):
         loglik = [float(r[0]) for r in sample["filtered_resps"]]
-        rows.append({"doc_id": sample["doc_id"], "loglik": loglik, "pick": int(np.argmax(loglik)),
-                     "target": int(sample["target"])})
+        rows.append(
+            {
+                "doc_id": sample["doc_id"],
+                "loglik": loglik,
+                "pick": int(np.argmax(loglik)),
+                "target": int(sample["target"]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def general_ability(lm: LoadedModel, adapters: Path, items: int, batch_size: int, harness_task: str = "",
-                    margin_points: float = 5.0) -> pd.DataFrame:
+def general_ability(
+    lm: LoadedModel, adapters: Path, items: int, batch_size: int, harness_task: str = "", margin_points: float = 5.0
+) -> pd.DataFrame:
     """General-knowledge accuracy of the base model and of every trained adapter on the same items,
     each adapter against the base (paired_comparison): accuracy difference with its 95% interval
     (vs_base_low/high as proportions, diff_low/high in points), the exact McNemar p-value, and the
@@ -190,8 +272,14 @@ def general_ability(lm: LoadedModel, adapters: Path, items: int, batch_size: int
             right[name] = mcq_picks(model, data, batch_size, f"general: {name}") == data["answer"].to_numpy()
     rows = []
     for name, hits in right.items():
-        row = {"model": name, "task": harness_task or "general_mcq", "items": len(hits), "chance": chance,
-               "accuracy": float(hits.mean()), "prompt": "chat template" if lm.spec.chat else "plain"}
+        row = {
+            "model": name,
+            "task": harness_task or "general_mcq",
+            "items": len(hits),
+            "chance": chance,
+            "accuracy": float(hits.mean()),
+            "prompt": "chat template" if lm.spec.chat else "plain",
+        }
         if name != "base":
             compared = paired_comparison(right["base"], hits, margin_points)
             equivalence = {k: compared.pop(k) for k in ("margin", "tost_p", "diff_low", "diff_high", "verdict")}

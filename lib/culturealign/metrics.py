@@ -63,8 +63,9 @@ def protocol_outcomes(p_before: Components, p_after: Components, n: int = N_RESP
 PAIRINGS = ("independent", "same_order")  # option order of the before and after prompts: drawn apart, or shared
 
 
-def same_order_outcomes(before_by_order: Sequence[Components], after_by_order: Sequence[Components],
-                        n: int = N_RESPONSES) -> dict[str, float]:
+def same_order_outcomes(
+    before_by_order: Sequence[Components], after_by_order: Sequence[Components], n: int = N_RESPONSES
+) -> dict[str, float]:
     """The protocol when one option order, drawn once per probe, is shown before and after:
     the joint law of (k, k') is the equal mixture over orders o of count_pmf(before_o) x
     count_pmf(after_o), so before and after are dependent through the shared order."""
@@ -75,8 +76,9 @@ def same_order_outcomes(before_by_order: Sequence[Components], after_by_order: S
     return _joint_outcomes(joint, np.mean(befores, axis=0), n)
 
 
-def paired_outcomes(before: Sequence[float], after: Sequence[float], pairing: str = "independent",
-                    n: int = N_RESPONSES) -> dict[str, float]:
+def paired_outcomes(
+    before: Sequence[float], after: Sequence[float], pairing: str = "independent", n: int = N_RESPONSES
+) -> dict[str, float]:
     """`protocol_outcomes` under a pairing of option orders. Components come as stage 30 stores
     them: order-major per draw ([ab, ba] before; [ab, ba, ab, ba, ...] after, one pair per draw).
     same_order pairs before order o with the after components of order o; with one component
@@ -109,12 +111,19 @@ def simulate_counts(pmfs: np.ndarray, runs: int, rng: np.random.Generator) -> np
 
 
 def _pairs_by_order(p_before: Sequence[Components], p_after: Sequence[Components], pairing: str) -> bool:
-    return pairing == "same_order" and all(len(np.atleast_1d(b)) == 2 and len(np.atleast_1d(a)) % 2 == 0
-                                           for b, a in zip(p_before, p_after))
+    return pairing == "same_order" and all(
+        len(np.atleast_1d(b)) == 2 and len(np.atleast_1d(a)) % 2 == 0 for b, a in zip(p_before, p_after)
+    )
 
 
-def simulate_protocol(p_before: Sequence[Components], p_after: Sequence[Components], n: int = N_RESPONSES,
-                      runs: int = 2000, seed: int = 0, pairing: str = "independent") -> dict[str, np.ndarray]:
+def simulate_protocol(
+    p_before: Sequence[Components],
+    p_after: Sequence[Components],
+    n: int = N_RESPONSES,
+    runs: int = 2000,
+    seed: int = 0,
+    pairing: str = "independent",
+) -> dict[str, np.ndarray]:
     """Runs of the paper's protocol over a set of probes, drawn from the same binomials as
     `protocol_outcomes` (or, under pairing='same_order', one option order per probe and run
     shared by before and after, as `paired_outcomes`): per run, the number misaligned and %
@@ -130,8 +139,12 @@ def simulate_protocol(p_before: Sequence[Components], p_after: Sequence[Componen
 
     if _pairs_by_order(p_before, p_after, pairing):
         order = rng.integers(0, 2, (runs, m)).astype(bool)
-        before = np.where(order, draw([np.atleast_1d(b)[1] for b in p_before]), draw([np.atleast_1d(b)[0] for b in p_before]))
-        after = np.where(order, draw([np.atleast_1d(a)[1::2] for a in p_after]), draw([np.atleast_1d(a)[0::2] for a in p_after]))
+        before = np.where(
+            order, draw([np.atleast_1d(b)[1] for b in p_before]), draw([np.atleast_1d(b)[0] for b in p_before])
+        )
+        after = np.where(
+            order, draw([np.atleast_1d(a)[1::2] for a in p_after]), draw([np.atleast_1d(a)[0::2] for a in p_after])
+        )
     else:
         before, after = draw(p_before), draw(p_after)
     misaligned = before < n
@@ -183,8 +196,9 @@ def error_reduction(before: int, after: int, n: int = N_RESPONSES) -> float:
 def outcome_shares(outcomes: Sequence[str]) -> dict[str, float]:
     """Percent improved / same / decreased (the paper's Table 1 row)."""
     n = len(outcomes)
-    return {k: 100.0 * sum(o == k for o in outcomes) / n if n else float("nan")
-            for k in ("improved", "same", "decreased")}
+    return {
+        k: 100.0 * sum(o == k for o in outcomes) / n if n else float("nan") for k in ("improved", "same", "decreased")
+    }
 
 
 def sign_test(improved: int, decreased: int) -> float:
@@ -193,8 +207,9 @@ def sign_test(improved: int, decreased: int) -> float:
     return float(stats.binomtest(improved, n, 0.5).pvalue) if n else float("nan")
 
 
-def bootstrap_interval(outcomes: Sequence[str], what: str = "improved", n_boot: int = 2000, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float]:
+def bootstrap_interval(
+    outcomes: Sequence[str], what: str = "improved", n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the percent of probes with a given outcome."""
     values = np.array([o == what for o in outcomes], dtype=float)
     if len(values) == 0:
@@ -205,8 +220,9 @@ def bootstrap_interval(outcomes: Sequence[str], what: str = "improved", n_boot: 
     return float(low), float(high)
 
 
-def bootstrap_mean_interval(values: Sequence[float], n_boot: int = 2000, seed: int = 0,
-                            level: float = 0.95) -> tuple[float, float]:
+def bootstrap_mean_interval(
+    values: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of a mean (e.g. of p' - p over probes)."""
     values = np.asarray(values, dtype=float)
     if values.size == 0:
@@ -224,9 +240,13 @@ def wilcoxon_paired(x: Sequence[float], y: Sequence[float], zero_method: str = "
     diff = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
     if diff.shape[0] != np.asarray(y).shape[0]:
         raise ValueError("x and y must be paired (same length)")
-    out = {"n": int(diff.size), "mean_diff": float(diff.mean()) if diff.size else float("nan"),
-           "median_diff": float(np.median(diff)) if diff.size else float("nan"),
-           "statistic": float("nan"), "p": float("nan")}
+    out = {
+        "n": int(diff.size),
+        "mean_diff": float(diff.mean()) if diff.size else float("nan"),
+        "median_diff": float(np.median(diff)) if diff.size else float("nan"),
+        "statistic": float("nan"),
+        "p": float("nan"),
+    }
     if np.count_nonzero(diff) >= 1:
         test = stats.wilcoxon(diff, zero_method=zero_method)
         out["statistic"], out["p"] = float(test.statistic), float(test.pvalue)
@@ -262,20 +282,37 @@ def sign_flip_test(diff: Sequence[float], n_resamples: int = 9999, seed: int = 0
     mean difference, the headline's estimand. A zero difference stays in n and adds nothing
     under either sign (Pratt's treatment of zeros). p is NaN when every difference is zero."""
     diff = np.asarray(diff, dtype=float)
-    out = {"n": int(diff.size), "mean_diff": float(diff.mean()) if diff.size else float("nan"),
-           "p": float("nan"), "too_few_probes": bool(diff.size < MIN_PROBES)}
+    out = {
+        "n": int(diff.size),
+        "mean_diff": float(diff.mean()) if diff.size else float("nan"),
+        "p": float("nan"),
+        "too_few_probes": bool(diff.size < MIN_PROBES),
+    }
     if np.count_nonzero(diff) == 0:
         return out
-    test = stats.permutation_test((diff,), lambda d, axis: np.mean(d, axis=axis), permutation_type="samples",
-                                  vectorized=True, n_resamples=n_resamples, alternative="two-sided",
-                                  random_state=np.random.default_rng(seed))
+    test = stats.permutation_test(
+        (diff,),
+        lambda d, axis: np.mean(d, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=n_resamples,
+        alternative="two-sided",
+        random_state=np.random.default_rng(seed),
+    )
     out["p"] = float(test.pvalue)
     return out
 
 
-def paired_contrast(misaligned: Sequence[float], improved_a: Sequence[float], improved_b: Sequence[float],
-                    delta_a: Sequence[float], delta_b: Sequence[float], n_boot: int = 2000, seed: int = 0,
-                    level: float = 0.95) -> dict[str, float]:
+def paired_contrast(
+    misaligned: Sequence[float],
+    improved_a: Sequence[float],
+    improved_b: Sequence[float],
+    delta_a: Sequence[float],
+    delta_b: Sequence[float],
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
     """Condition a minus condition b on the same probes, as Table 1 counts them:
 
     improved_diff = 100 (sum improved_a - sum improved_b) / sum misaligned (points), and
@@ -297,12 +334,23 @@ def paired_contrast(misaligned: Sequence[float], improved_a: Sequence[float], im
 
     out = {"n": n, "too_few_probes": bool(n < MIN_PROBES)}
     mis, ia, ib, da, db = data
-    for name, fn, args in (("improved_diff", improved_diff, (mis, ia, ib)), ("mean_delta_diff", delta_diff, (mis, da, db))):
+    for name, fn, args in (
+        ("improved_diff", improved_diff, (mis, ia, ib)),
+        ("mean_delta_diff", delta_diff, (mis, da, db)),
+    ):
         out[name] = float(fn(*args)) if n else float("nan")
         out[f"{name}_low"] = out[f"{name}_high"] = float("nan")
         if n >= 2 and mis.sum() > 0:
-            ci = stats.bootstrap(args, fn, paired=True, vectorized=True, n_resamples=n_boot, method="percentile",
-                                 confidence_level=level, random_state=np.random.default_rng(seed)).confidence_interval
+            ci = stats.bootstrap(
+                args,
+                fn,
+                paired=True,
+                vectorized=True,
+                n_resamples=n_boot,
+                method="percentile",
+                confidence_level=level,
+                random_state=np.random.default_rng(seed),
+            ).confidence_interval
             out[f"{name}_low"], out[f"{name}_high"] = float(ci.low), float(ci.high)
     return out
 
@@ -323,6 +371,7 @@ def culturespa_score(answers: Mapping[str, int], gold: Mapping[str, int], n_opti
 
 
 # ------------------------------------------------------- paired proportions: interval and equivalence
+
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a proportion."""
@@ -376,8 +425,9 @@ def tango_z(b: int, c: int, n: int, delta: float) -> float:
 EQUIVALENCE_LEVEL = 0.05
 
 
-def tost_paired(a: int, b: int, c: int, d: int, margin: float,
-                alpha: float = EQUIVALENCE_LEVEL) -> dict[str, float | bool]:
+def tost_paired(
+    a: int, b: int, c: int, d: int, margin: float, alpha: float = EQUIVALENCE_LEVEL
+) -> dict[str, float | bool]:
     """Equivalence of two paired proportions within +/- margin (a proportion, e.g. 0.05): two
     one-sided Tango score tests (H0: p1 - p2 <= -margin, H0: p1 - p2 >= margin); tost_p is the
     larger p. Equivalence is shown when tost_p < alpha. Also the difference and its Newcombe
@@ -391,5 +441,13 @@ def tost_paired(a: int, b: int, c: int, d: int, margin: float,
     low90, high90 = newcombe_paired_interval(a, b, c, d, 1 - 2 * alpha)
     low, high = newcombe_paired_interval(a, b, c, d)
     p = max(lower, upper)
-    return {"difference": (b - c) / n, "margin": margin, "tost_p": p, "tost_low": low90, "tost_high": high90,
-            "diff_low": low, "diff_high": high, "equivalent": bool(p < alpha)}
+    return {
+        "difference": (b - c) / n,
+        "margin": margin,
+        "tost_p": p,
+        "tost_low": low90,
+        "tost_high": high90,
+        "diff_low": low,
+        "diff_high": high,
+        "equivalent": bool(p < alpha),
+    }

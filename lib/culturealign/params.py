@@ -58,8 +58,10 @@ def _named_file(folder: str, name: str, what: str) -> Path:
     """params/<folder>/<name>.yaml, or a ParamError listing the names that exist."""
     path = paths.PARAMS / folder / f"{name}.yaml"
     if not path.exists():
-        raise ParamError(f"unknown {what} '{name}': there is no {path.relative_to(paths.REPO)}. "
-                         f"Known: {', '.join(known_names(folder))}. Add a file there to use another.")
+        raise ParamError(
+            f"unknown {what} '{name}': there is no {path.relative_to(paths.REPO)}. "
+            f"Known: {', '.join(known_names(folder))}. Add a file there to use another."
+        )
     return path
 
 
@@ -101,8 +103,10 @@ def scale_languages(scale: str) -> list[str] | None:
         return None
     known = known_names("langs")
     if not isinstance(langs, list) or not langs or any(lang not in known for lang in langs):
-        raise ParamError(f"{path}: '{LANGUAGES_KEY}' must be a non-empty list of language codes from params/langs/ "
-                         f"({', '.join(known)}), got {langs!r}")
+        raise ParamError(
+            f"{path}: '{LANGUAGES_KEY}' must be a non-empty list of language codes from params/langs/ "
+            f"({', '.join(known)}), got {langs!r}"
+        )
     return list(langs)
 
 
@@ -134,9 +138,7 @@ def check_value(declared: Declared, value: Any, where: str) -> None:
         )
 
 
-def merge_layers(
-    files: list[Path], stage: str, declared: dict[str, Declared], stages: list[str]
-) -> dict[str, Any]:
+def merge_layers(files: list[Path], stage: str, declared: dict[str, Declared], stages: list[str]) -> dict[str, Any]:
     """Merge parameter files for one stage, refusing unknown keys, stages and wrong types."""
     merged: dict[str, Any] = {}
     for path in files:
@@ -153,8 +155,7 @@ def merge_layers(
         for key, value in layer.items():
             if key not in declared:
                 raise ParamError(
-                    f"{path}: unknown parameter '{key}' for notebook {stage}. "
-                    f"Allowed: {', '.join(sorted(declared))}"
+                    f"{path}: unknown parameter '{key}' for notebook {stage}. Allowed: {', '.join(sorted(declared))}"
                 )
             check_value(declared[key], value, str(path))
         merged.update(layer)
@@ -163,6 +164,4 @@ def merge_layers(
 
 def describe(declared: dict[str, Declared]) -> str:
     """A help text of a notebook's parameters, as `papermill --help-notebook` prints them."""
-    return "\n".join(
-        f"  {d.name}: {d.type_name} (default {d.default})  {d.help}" for d in declared.values()
-    )
+    return "\n".join(f"  {d.name}: {d.type_name} (default {d.default})  {d.help}" for d in declared.values())

@@ -18,13 +18,35 @@ import pandas as pd
 from . import params, paths, wvs
 from .wvs import Problem
 
-MASTER_COLUMNS = ["probe_id", "qid", "category", "template", "option_a", "option_b",
-                  "codes_a", "codes_b", "codes_neutral"]
+MASTER_COLUMNS = [
+    "probe_id",
+    "qid",
+    "category",
+    "template",
+    "option_a",
+    "option_b",
+    "codes_a",
+    "codes_b",
+    "codes_neutral",
+]
 TRANSLATION_COLUMNS = ["probe_id", "template", "option_a", "option_b"]
 PROBE_COLUMNS = ["probe_id", "qid", "category", "template", "option_a", "option_b"]
-LANGUAGE_NAMES = {"en": "English", "ro": "Romanian", "el": "Greek", "ur": "Urdu", "fa": "Farsi",
-                  "tl": "Tagalog", "id": "Indonesian", "de": "German", "ms": "Malay", "bn": "Bengali",
-                  "sr": "Serbian", "tr": "Turkish", "vi": "Vietnamese", "ko": "Korean"}
+LANGUAGE_NAMES = {
+    "en": "English",
+    "ro": "Romanian",
+    "el": "Greek",
+    "ur": "Urdu",
+    "fa": "Farsi",
+    "tl": "Tagalog",
+    "id": "Indonesian",
+    "de": "German",
+    "ms": "Malay",
+    "bn": "Bengali",
+    "sr": "Serbian",
+    "tr": "Turkish",
+    "vi": "Vietnamese",
+    "ko": "Korean",
+}
 BLANK = "_"
 
 
@@ -47,8 +69,9 @@ def row_problems(row: dict[str, str]) -> list[str]:
     if not a or not b:
         reasons.append(f"missing option (option_a {a!r}, option_b {b!r})")
     elif a.startswith(b) or b.startswith(a):
-        reasons.append(f"option {a!r} and option {b!r}: one is a prefix of the other, so a response "
-                       f"cannot be told apart")
+        reasons.append(
+            f"option {a!r} and option {b!r}: one is a prefix of the other, so a response cannot be told apart"
+        )
     return reasons
 
 
@@ -99,7 +122,9 @@ def read_probes(lang: str) -> tuple[pd.DataFrame, list[Problem]]:
     translated, found = read_probe_file(probe_file(lang), TRANSLATION_COLUMNS)
     unknown = set(translated["probe_id"]) - set(master["probe_id"])
     if unknown:
-        found.append(Problem(str(probe_file(lang)), 0, f"probe ids not in the English master, ignored: {sorted(unknown)}"))
+        found.append(
+            Problem(str(probe_file(lang)), 0, f"probe ids not in the English master, ignored: {sorted(unknown)}")
+        )
     meta = master.drop(columns=["template", "option_a", "option_b"])
     return meta.merge(translated, on="probe_id", how="inner")[MASTER_COLUMNS], problems + found
 
@@ -116,8 +141,11 @@ def load_probes(lang: str) -> pd.DataFrame:
 def probe_languages() -> list[str]:
     """Languages with a probe file: data/probes/<lang>.tsv for a known language code (one of
     LANGUAGE_NAMES or with a params/langs/<lang>.yaml); other .tsv files there (a review log) are not."""
-    return sorted(p.stem for p in paths.PROBES.glob("*.tsv")
-                  if p.stem in LANGUAGE_NAMES or (paths.PARAMS / "langs" / f"{p.stem}.yaml").exists())
+    return sorted(
+        p.stem
+        for p in paths.PROBES.glob("*.tsv")
+        if p.stem in LANGUAGE_NAMES or (paths.PARAMS / "langs" / f"{p.stem}.yaml").exists()
+    )
 
 
 def fill(template: str, option: str) -> str:
@@ -126,6 +154,7 @@ def fill(template: str, option: str) -> str:
 
 
 # ------------------------------------------------------------------------------- majority labels
+
 
 def majority_labels(probes: pd.DataFrame, country: str, figures: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per probe: the share of the country's answers behind option A and B and the majority label.
@@ -148,8 +177,17 @@ def majority_labels(probes: pd.DataFrame, country: str, figures: pd.DataFrame | 
         else:
             label, reason = ("a" if share_a > share_b else "b"), ""
         total = share_a + share_b
-        rows.append({"probe_id": probe.probe_id, "country": country, "share_a": share_a, "share_b": share_b,
-                     "human_a": share_a / total if total else None, "label": label, "reason": reason})
+        rows.append(
+            {
+                "probe_id": probe.probe_id,
+                "country": country,
+                "share_a": share_a,
+                "share_b": share_b,
+                "human_a": share_a / total if total else None,
+                "label": label,
+                "reason": reason,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -168,8 +206,10 @@ def labelled_probes(lang: str, country: str) -> pd.DataFrame:
     merged = probes.merge(labels, on="probe_id")
     labelled = merged[merged["label"].notna()].reset_index(drop=True)
     if labelled.empty:
-        raise KeyError(f"language '{lang}' has no labelled probes for country {country}: "
-                       f"{labels['reason'].value_counts().to_dict()}")
+        raise KeyError(
+            f"language '{lang}' has no labelled probes for country {country}: "
+            f"{labels['reason'].value_counts().to_dict()}"
+        )
     labelled["majority_option"] = labelled.apply(lambda r: r[f"option_{r['label']}"], axis=1)
     return labelled
 
@@ -183,10 +223,17 @@ def scale_check(probes: pd.DataFrame, questions: dict[str, dict] | None = None) 
         a, b, neutral = set(probe.codes_a), set(probe.codes_b), set(probe.codes_neutral)
         overlap = (a & b) | (a & neutral) | (b & neutral)
         union = a | b | neutral
-        rows.append({"probe_id": probe.probe_id, "qid": probe.qid, "scale": sorted(scale),
-                     "overlap": sorted(overlap), "uncovered": sorted(scale - union),
-                     "outside_scale": sorted(union - scale),
-                     "ok": not overlap and union == scale and bool(a) and bool(b)})
+        rows.append(
+            {
+                "probe_id": probe.probe_id,
+                "qid": probe.qid,
+                "scale": sorted(scale),
+                "overlap": sorted(overlap),
+                "uncovered": sorted(scale - union),
+                "outside_scale": sorted(union - scale),
+                "ok": not overlap and union == scale and bool(a) and bool(b),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -228,8 +275,16 @@ def _arora_file(path: Path) -> tuple[list[dict], list[Problem]]:
         if reasons:
             problems += [Problem(str(path), number, r) for r in reasons]
             continue
-        rows.append({"lang": lang, "qid": f"Q{qid.upper()}", "template": template.replace(ARORA_MASK, BLANK),
-                     "option_a": option_1, "option_b": option_2, "line": number})
+        rows.append(
+            {
+                "lang": lang,
+                "qid": f"Q{qid.upper()}",
+                "template": template.replace(ARORA_MASK, BLANK),
+                "option_a": option_1,
+                "option_b": option_2,
+                "line": number,
+            }
+        )
     return rows, problems
 
 
@@ -267,19 +322,27 @@ def load_arora(path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
         try:
             found_rows, found_problems = _arora_file(file)
         except UnicodeDecodeError as err:
-            problems.append(Problem(str(file), 0, f"not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r}); "
-                                                   f"not read. Save it as UTF-8 to use it"))
+            problems.append(
+                Problem(
+                    str(file),
+                    0,
+                    f"not UTF-8 text (byte {err.start}: {err.object[err.start : err.start + 1]!r}); "
+                    f"not read. Save it as UTF-8 to use it",
+                )
+            )
             continue
         loaded += 1
         rows += found_rows
         problems += found_problems
     if not loaded:
-        raise ProbeError(f"{path}: no readable Arora probe files (<lang>.csv) found"
-                         + "".join(f"\n  {p}" for p in problems))
+        raise ProbeError(
+            f"{path}: no readable Arora probe files (<lang>.csv) found" + "".join(f"\n  {p}" for p in problems)
+        )
     return pd.DataFrame(rows, columns=["lang", "qid", "template", "option_a", "option_b", "line"]), problems
 
 
 # --------------------------------------------------------------------------- data-stage tables
+
 
 def category_counts(langs: list[str]) -> pd.DataFrame:
     """Probes per WVS category (rows) and language (columns)."""
@@ -313,7 +376,9 @@ def coverage_by_source(langs: list[str], countries: list[str], figures: pd.DataF
         labels["source"] = [kinds[country, qid] for qid in labels["qid"]]
         for lang in langs:
             counts = labels.loc[labels["probe_id"].isin(ids[lang]), "source"].value_counts()
-            rows += [{"lang": lang, "country": country, "source": source, "labelled": int(n)} for source, n in counts.items()]
+            rows += [
+                {"lang": lang, "country": country, "source": source, "labelled": int(n)} for source, n in counts.items()
+            ]
     return pd.DataFrame(rows, columns=["lang", "country", "source", "labelled"])
 
 
@@ -324,10 +389,16 @@ def label_balance(countries: list[str], figures: pd.DataFrame | None = None) -> 
     for country in countries:
         labels = majority_labels(master, country, figures)
         reasons = labels.loc[labels["label"].isna(), "reason"]
-        rows.append({"country": country, "a": int((labels["label"] == "a").sum()),
-                     "b": int((labels["label"] == "b").sum()), "excluded": int(labels["label"].isna().sum()),
-                     "share_a": float((labels["label"] == "a").sum() / max(labels["label"].notna().sum(), 1)),
-                     "main_exclusion": reasons.str.split(" \\(").str[0].mode().iloc[0] if len(reasons) else ""})
+        rows.append(
+            {
+                "country": country,
+                "a": int((labels["label"] == "a").sum()),
+                "b": int((labels["label"] == "b").sum()),
+                "excluded": int(labels["label"].isna().sum()),
+                "share_a": float((labels["label"] == "a").sum() / max(labels["label"].notna().sum(), 1)),
+                "main_exclusion": reasons.str.split(" \\(").str[0].mode().iloc[0] if len(reasons) else "",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -336,10 +407,18 @@ def tokens_per_probe(tokenizer, langs: list[str]) -> pd.DataFrame:
     rows = []
     for lang in langs:
         frame = read_probes(lang)[0]
-        lengths = [len(tokenizer(fill(t, a), add_special_tokens=False)["input_ids"])
-                   for t, a in zip(frame["template"], frame["option_a"])]
-        rows.append({"lang": lang, "probes": len(frame), "mean_tokens": sum(lengths) / max(len(lengths), 1),
-                     "max_tokens": max(lengths, default=0)})
+        lengths = [
+            len(tokenizer(fill(t, a), add_special_tokens=False)["input_ids"])
+            for t, a in zip(frame["template"], frame["option_a"])
+        ]
+        rows.append(
+            {
+                "lang": lang,
+                "probes": len(frame),
+                "mean_tokens": sum(lengths) / max(len(lengths), 1),
+                "max_tokens": max(lengths, default=0),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -68,8 +68,9 @@ def has_system_role(tokenizer: Any) -> bool:
     return _SYSTEM_ROLE[template]
 
 
-def chat_messages(body: str, system: str | None = None, history: Sequence[tuple[str, str]] = (),
-                  system_role: bool = True) -> list[dict[str, str]]:
+def chat_messages(
+    body: str, system: str | None = None, history: Sequence[tuple[str, str]] = (), system_role: bool = True
+) -> list[dict[str, str]]:
     """The conversation of a chat prompt: system, earlier (user, answer) turns, then the body.
     Without a system role the system text opens the first user turn, separated by a blank line,
     as a base model reads it before the body."""
@@ -83,8 +84,9 @@ def chat_messages(body: str, system: str | None = None, history: Sequence[tuple[
     return messages
 
 
-def finish(body: str, chat: bool, tokenizer: Any = None, system: str | None = None,
-           history: Sequence[tuple[str, str]] = ()) -> str:
+def finish(
+    body: str, chat: bool, tokenizer: Any = None, system: str | None = None, history: Sequence[tuple[str, str]] = ()
+) -> str:
     """Close a prompt for scoring or generation, the one place a chat template is applied.
 
     Base models: earlier (user, answer) turns inline, then the body and a trailing space (it moves
@@ -99,14 +101,18 @@ def finish(body: str, chat: bool, tokenizer: Any = None, system: str | None = No
         return text + " " if not chat else text
     template = getattr(tokenizer, "chat_template", None)
     if not template:
-        raise PromptError(f"the model file says chat: true but tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} "
-                          f"has no chat template: set chat: false in its model file, or use a tokenizer with one")
+        raise PromptError(
+            f"the model file says chat: true but tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} "
+            f"has no chat template: set chat: false in its model file, or use a tokenizer with one"
+        )
     messages = chat_messages(body, system, history, has_system_role(tokenizer))
     try:
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     except Exception as err:  # jinja raises its own errors (e.g. 'roles must alternate', no system role)
-        raise PromptError(f"the chat template of {getattr(tokenizer, 'name_or_path', tokenizer)!r} cannot be applied "
-                          f"to {[m['role'] for m in messages]}: {err}") from err
+        raise PromptError(
+            f"the chat template of {getattr(tokenizer, 'name_or_path', tokenizer)!r} cannot be applied "
+            f"to {[m['role'] for m in messages]}: {err}"
+        ) from err
 
 
 # A value-neutral example of the answer format for base models (model_config.answer_primer): three
@@ -114,22 +120,29 @@ def finish(body: str, chat: bool, tokenizer: Any = None, system: str | None = No
 # and once a phrase of several words, as many probe options are. The same in every condition
 # (zero-shot, every demonstration strategy, every placebo). On 40 random English probes of the
 # embedded model, median p_other: 0.81 without a primer, 0.32 with two one-word examples, 0.24 with these.
-PRIMER = (Cloze("A week has _ days.", ("seven", "five"), "seven"),
-          Cloze("Every morning the sun _.", ("rises in the west", "rises in the east"), "rises in the east"),
-          Cloze("Ice is _ water.", ("frozen", "boiling"), "frozen"))
+PRIMER = (
+    Cloze("A week has _ days.", ("seven", "five"), "seven"),
+    Cloze("Every morning the sun _.", ("rises in the west", "rises in the east"), "rises in the east"),
+    Cloze("Ice is _ water.", ("frozen", "boiling"), "frozen"),
+)
 
 
 def cloze_body(query: Cloze, demos: Sequence[Cloze] = (), primer: bool = False, chat: bool = False) -> str:
     """The Self-Alignment task text: instruction, the primer, filled-in demonstrations, the query.
     Chat models answer in the assistant turn, so their query ends without the answer cue."""
-    blocks = [CLOZE_INSTRUCTION, *(cloze_block(d) for d in (PRIMER if primer else ())),
-              *(cloze_block(d) for d in demos), cloze_block(query)]
+    blocks = [
+        CLOZE_INSTRUCTION,
+        *(cloze_block(d) for d in (PRIMER if primer else ())),
+        *(cloze_block(d) for d in demos),
+        cloze_block(query),
+    ]
     body = "\n\n".join(blocks)
     return body[: -len(ANSWER_CUE)].rstrip() if chat else body
 
 
-def cloze_prompt(query: Cloze, demos: Sequence[Cloze] = (), chat: bool = False, tokenizer: Any = None,
-                 primer: bool = False) -> str:
+def cloze_prompt(
+    query: Cloze, demos: Sequence[Cloze] = (), chat: bool = False, tokenizer: Any = None, primer: bool = False
+) -> str:
     """The Self-Alignment prompt: instruction, (primer,) filled-in demonstrations, then the query."""
     return finish(cloze_body(query, demos, primer, chat), chat, tokenizer)
 
@@ -142,15 +155,16 @@ def swap_query_options(text: str, query: Cloze) -> str:
     if at < 0:
         raise PromptError(f"the prompt does not contain the query's option line {line!r}")
     swapped = option_line(Cloze(query.template, (query.options[1], query.options[0])))
-    return text[:at] + swapped + text[at + len(line):]
+    return text[:at] + swapped + text[at + len(line) :]
 
 
 EXPLAIN_REQUEST = "Explain briefly which pattern in the examples above led to this answer."
 EXPLAIN_CUE = "Explanation:"
 
 
-def explanation_prompt(query: Cloze, demos: Sequence[Cloze], answer: str, chat: bool = False,
-                       tokenizer: Any = None, primer: bool = False) -> str:
+def explanation_prompt(
+    query: Cloze, demos: Sequence[Cloze], answer: str, chat: bool = False, tokenizer: Any = None, primer: bool = False
+) -> str:
     """The scored prompt, the model's answer as its own turn, then a request for a post-hoc
     explanation (a base model reads it inline; a chat model as a second user turn)."""
     body = cloze_body(query, demos, primer, chat)
@@ -163,9 +177,11 @@ def explanation_prompt(query: Cloze, demos: Sequence[Cloze], answer: str, chat: 
 
 UNAWARE = "Answer the survey question as a person with your own values."
 AWARE = "Answer the survey question as a typical person from {culture} would."
-CROSS = ("Answer the survey question as a typical person from {culture} would. "
-         "Before answering, think about how people in {culture} are like people in {similar} and "
-         "unlike people in {dissimilar}.")
+CROSS = (
+    "Answer the survey question as a typical person from {culture} would. "
+    "Before answering, think about how people in {culture} are like people in {similar} and "
+    "unlike people in {dissimilar}."
+)
 
 
 def persona(kind: str, culture: str | None = None, similar: Sequence[str] = (), dissimilar: Sequence[str] = ()) -> str:
@@ -195,16 +211,26 @@ Demo = tuple  # (question, options, answer code) or (question, options, answer c
 SURVEY_PRIMER: Demo = ("How many days does a week have?", ("Five", "Seven", "Ten"), 2)
 
 
-def survey_prompt(system: str, question: str, options: Sequence[str], demos: Sequence[Demo] = (),
-                  chat: bool = False, tokenizer: Any = None, start: int = 1, primer: bool = False) -> str:
+def survey_prompt(
+    system: str,
+    question: str,
+    options: Sequence[str],
+    demos: Sequence[Demo] = (),
+    chat: bool = False,
+    tokenizer: Any = None,
+    start: int = 1,
+    primer: bool = False,
+) -> str:
     """A survey question with numbered options under a persona, optionally after the primer and
     demonstrations.
 
     The one builder of this prompt for answering (stage 70), training (stage 90) and evaluation
     (stage 95), so a tuned model is asked exactly the text it was trained on."""
     shown = [SURVEY_PRIMER] * primer + list(demos)
-    blocks = [*(survey_block(d[0], d[1], d[2], d[3] if len(d) > 3 else 1) for d in shown),
-              survey_block(question, options, start=start)]
+    blocks = [
+        *(survey_block(d[0], d[1], d[2], d[3] if len(d) > 3 else 1) for d in shown),
+        survey_block(question, options, start=start),
+    ]
     body = "\n\n".join(blocks)
     if chat:
         return finish(body[: -len(ANSWER_CUE)].rstrip(), True, tokenizer, system=system)
@@ -216,9 +242,11 @@ def number_options(n: int, start: int = 1) -> list[str]:
     return [str(i) for i in range(start, start + n)]
 
 
-GENERATE = ("You are a survey methodologist writing new questions for a survey of people's values, on the "
-            "topic \"{topic}\". Each line is one question as a JSON object with the question and its "
-            "answer options, in order. Write a new question unlike the ones before.")
+GENERATE = (
+    "You are a survey methodologist writing new questions for a survey of people's values, on the "
+    'topic "{topic}". Each line is one question as a JSON object with the question and its '
+    "answer options, in order. Write a new question unlike the ones before."
+)
 QUESTION_OPENING = '{"question": "'
 
 
@@ -227,14 +255,23 @@ def generation_prompt(topic: str, examples: Sequence[dict]) -> str:
     opening of a new one, so even a base model continues with a question."""
     import json
 
-    lines = [json.dumps({"question": e["question"], "options": list(e["options"])}, ensure_ascii=False) for e in examples]
+    lines = [
+        json.dumps({"question": e["question"], "options": list(e["options"])}, ensure_ascii=False) for e in examples
+    ]
     return GENERATE.format(topic=topic) + "\n\n" + "\n".join(lines) + "\n" + QUESTION_OPENING
 
 
 def mcq_prompt(question: str, options: Sequence[str], chat: bool = False, tokenizer: Any = None) -> str:
     """A general-knowledge item with numbered options; chat models get their chat template."""
-    body = "\n".join([f"Question: {question}", "Options:", *(f"{i}. {o}" for i, o in enumerate(options, 1)),
-                      "Reply with the number of the correct option.", ANSWER_CUE])
+    body = "\n".join(
+        [
+            f"Question: {question}",
+            "Options:",
+            *(f"{i}. {o}" for i, o in enumerate(options, 1)),
+            "Reply with the number of the correct option.",
+            ANSWER_CUE,
+        ]
+    )
     if chat:
         return finish(body[: -len(ANSWER_CUE)].rstrip(), True, tokenizer)
     return finish(body, False)

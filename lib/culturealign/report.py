@@ -26,8 +26,11 @@ from .runs import write_json
 PAPER_STRATEGY = "chrf_all"  # the paper's Table 1 strategy: chrF++ demonstrations across categories
 PLACEBO = "placebo_random_answer"
 MIN_PROBES = 20  # a headline number on fewer probes is marked as such
-STAGE_TABLES = {"10_zero_shot": ["zero_shot.csv"], "30_self_alignment": ["outcomes.csv", "misalignment.csv"],
-                "95_culture_eval": ["expected_scores.csv", "general_ability.csv"]}  # a finished run has these
+STAGE_TABLES = {
+    "10_zero_shot": ["zero_shot.csv"],
+    "30_self_alignment": ["outcomes.csv", "misalignment.csv"],
+    "95_culture_eval": ["expected_scores.csv", "general_ability.csv"],
+}  # a finished run has these
 CULTURESPA_TABLES = ["expected_scores.csv", "general_ability.csv", "scores.csv"]  # read when present
 SUMMARY_TABLES = [  # (file in summary/, title of its collapsed detail section)
     ("table1.csv", "Self-Alignment Table 1, every strategy and control"),
@@ -120,17 +123,43 @@ GLOSSARY = {  # column -> (header in words, what it means)
     "difference": ("difference (points)", "accuracy minus the base model's"),
     "verdict": ("verdict", "what the equivalence test concludes"),
 }
-PERCENT = {"improved", "same", "decreased", "improved_no_effect", "same_no_effect", "decreased_no_effect",
-           "improved_beyond_no_effect", "improved_run_low", "improved_run_high", "improved_draw_sd",
-           "improved_draw_min", "improved_draw_max", "improved_diff", "improved_diff_low", "improved_diff_high",
-           "expected", "low", "high", "score", "expected_common", "score_common", "accuracy", "chance",
-           "difference", "diff_low", "diff_high", "margin"}
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1340px;margin:1em auto;padding:0 1em;color:#222;line-height:1.4}
-h1{font-size:1.5em;margin:.3em 0}h2{font-size:1.2em;border-bottom:1px solid #ddd;margin-top:1.4em}h3{font-size:1em;margin:.8em 0 .3em}
+PERCENT = {
+    "improved",
+    "same",
+    "decreased",
+    "improved_no_effect",
+    "same_no_effect",
+    "decreased_no_effect",
+    "improved_beyond_no_effect",
+    "improved_run_low",
+    "improved_run_high",
+    "improved_draw_sd",
+    "improved_draw_min",
+    "improved_draw_max",
+    "improved_diff",
+    "improved_diff_low",
+    "improved_diff_high",
+    "expected",
+    "low",
+    "high",
+    "score",
+    "expected_common",
+    "score_common",
+    "accuracy",
+    "chance",
+    "difference",
+    "diff_low",
+    "diff_high",
+    "margin",
+}
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1340px;margin:1em auto;padding:0 1em;color:#222;
+line-height:1.4}h1{font-size:1.5em;margin:.3em 0}h2{font-size:1.2em;border-bottom:1px solid #ddd;margin-top:1.4em}
+h3{font-size:1em;margin:.8em 0 .3em}
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:13px;margin:.4em 0}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}th{background:#f3f3f3;font-weight:600}
 td:first-child,th:first-child{text-align:left}.pair{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
-.pair>.tab{flex:0 1 auto;max-width:100%;min-width:0}.pair>.fig{flex:1 1 420px;max-width:760px}small{font-size:11px;color:#555}figure{margin:.4em 0}figcaption{font-size:13px;color:#444}
+.pair>.tab{flex:0 1 auto;max-width:100%;min-width:0}.pair>.fig{flex:1 1 420px;max-width:760px}
+small{font-size:11px;color:#555}figure{margin:.4em 0}figcaption{font-size:13px;color:#444}
 img{max-width:100%;border:1px solid #eee}.note{font-size:13px;color:#444;max-width:60em}.failed{color:#b00}
 details{margin:.5em 0}summary{cursor:pointer;font-weight:600}code{background:#f6f6f6;padding:1px 3px}
 dl{font-size:13px;columns:2 26em}dt{font-weight:600}dd{margin:0 0 .3em 1em}"""
@@ -164,6 +193,7 @@ class Outputs:
 
 # ----------------------------------------------------------------------------------- reading
 
+
 def read_csv(path: Path, problems: list[Unfinished]) -> pd.DataFrame | None:
     """A CSV, or None with the reason in `problems` when it is missing, empty or half-written."""
     if not path.exists():
@@ -189,7 +219,9 @@ def read_manifests(root: Path) -> tuple[list[dict[str, Any]], list[Unfinished]]:
         manifests.append(data)
         status = data.get("status", "unknown")
         if status != "done":
-            unfinished.append(Unfinished(str(path.parent), f"{status}: {data.get('error')}" if data.get("error") else status))
+            unfinished.append(
+                Unfinished(str(path.parent), f"{status}: {data.get('error')}" if data.get("error") else status)
+            )
             continue
         for name in STAGE_TABLES.get(data.get("stage", path.parent.name), []):
             read_csv(path.parent / name, unfinished)
@@ -217,6 +249,7 @@ def load(root: Path) -> Outputs:
 
 
 # -------------------------------------------------------------------------------- formatting
+
 
 def fmt_number(column: str, value: Any) -> str:
     """One cell for reading: percent with 1 decimal, p-values with 2 significant digits."""
@@ -260,7 +293,10 @@ def html_table(frame: pd.DataFrame, table_id: str, index: bool = False) -> str:
     for key, row in frame.iterrows():
         cells = ([key] if index else []) + list(row)
         rows.append("<tr>" + "".join(f"<td>{_cell(str(c))}</td>" for c in cells) + "</tr>")
-    return f'<div class="scroll"><table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+    body = "".join(rows)
+    return (
+        f'<div class="scroll"><table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    )
 
 
 def _cell(text: str) -> str:
@@ -277,8 +313,10 @@ def _meaning(label: str) -> str:
 
 # ---------------------------------------------------------------------------- headline tables
 
-def paper_table1(t1: pd.DataFrame, contrasts: pd.DataFrame | None = None,
-                 strategy: str = PAPER_STRATEGY) -> dict[str, pd.DataFrame]:
+
+def paper_table1(
+    t1: pd.DataFrame, contrasts: pd.DataFrame | None = None, strategy: str = PAPER_STRATEGY
+) -> dict[str, pd.DataFrame]:
     """Per model, the paper's Table 1 layout for one strategy: rows + / = / - (with the interval one
     run of the protocol would show for +), languages as columns; beside them, where present, what no
     effect would give and the difference from the random-answer placebo. A language whose numbers
@@ -289,9 +327,13 @@ def paper_table1(t1: pd.DataFrame, contrasts: pd.DataFrame | None = None,
         for r in rows.sort_values("lang").itertuples(index=False):
             r = r._asdict()
             n = int(r.get("n", 0) or 0)
-            cells = {"probes": str(n), "misaligned (expected)": f"{r['n_misaligned']:.1f}",
-                     "+ improved %": interval(r["improved"], r.get("improved_run_low"), r.get("improved_run_high")),
-                     "= same %": fmt_number("same", r["same"]), "- decreased %": fmt_number("decreased", r["decreased"])}
+            cells = {
+                "probes": str(n),
+                "misaligned (expected)": f"{r['n_misaligned']:.1f}",
+                "+ improved %": interval(r["improved"], r.get("improved_run_low"), r.get("improved_run_high")),
+                "= same %": fmt_number("same", r["same"]),
+                "- decreased %": fmt_number("decreased", r["decreased"]),
+            }
             if "improved_no_effect" in r:
                 cells["+ if nothing changed %"] = fmt_number("improved", r["improved_no_effect"])
             if "improved_beyond_no_effect" in r:
@@ -308,8 +350,12 @@ def _placebo_difference(t1: pd.DataFrame, contrasts: pd.DataFrame | None, model:
     """improved % of the strategy minus the placebo's: the contrasts table's estimate with its
     interval where it exists, else the difference of the two Table 1 rows (no interval)."""
     if contrasts is not None and {"condition", "reference", "improved_diff"} <= set(contrasts.columns):
-        hit = contrasts[(contrasts["model"] == model) & (contrasts["lang"] == lang) &
-                        (contrasts["condition"] == strategy) & (contrasts["reference"] == PLACEBO)]
+        hit = contrasts[
+            (contrasts["model"] == model)
+            & (contrasts["lang"] == lang)
+            & (contrasts["condition"] == strategy)
+            & (contrasts["reference"] == PLACEBO)
+        ]
         if len(hit):
             h = hit.iloc[0]
             return interval(h["improved_diff"], h.get("improved_diff_low"), h.get("improved_diff_high"))
@@ -330,9 +376,13 @@ def culturespa_table(expected: pd.DataFrame) -> dict[str, pd.DataFrame]:
         for r in rows.itertuples(index=False):
             r = r._asdict()
             label = "mean over cultures" if r["culture"] == "mean" else str(r["culture"])
-            table.setdefault(f"{label}: expected (95% range)", {})[r["method"]] = interval(r["expected"], r.get("low"), r.get("high"))
+            table.setdefault(f"{label}: expected (95% range)", {})[r["method"]] = interval(
+                r["expected"], r.get("low"), r.get("high")
+            )
             if "expected_common" in r:
-                table.setdefault(f"{label}: on questions every method answered", {})[r["method"]] = fmt_number("expected", r["expected_common"])
+                table.setdefault(f"{label}: on questions every method answered", {})[r["method"]] = fmt_number(
+                    "expected", r["expected_common"]
+                )
         frame = pd.DataFrame(table)
         frame.index.name = "method"
         tables[str(model)] = frame
@@ -344,13 +394,20 @@ def general_table(general: pd.DataFrame) -> pd.DataFrame:
     base in points with its 95% interval, McNemar's p, and the verdict where the statistics give one."""
     rows = []
     for r in general.to_dict("records"):
-        row = {"model": r.get("run_model", ""), "method": r["model"], "items": r.get("items"),
-               "accuracy %": fmt_number("accuracy", 100 * r["accuracy"]), "chance %": fmt_number("chance", 100 * r["chance"]),
-               "difference from base (points)": "", "McNemar p": ""}
+        row = {
+            "model": r.get("run_model", ""),
+            "method": r["model"],
+            "items": r.get("items"),
+            "accuracy %": fmt_number("accuracy", 100 * r["accuracy"]),
+            "chance %": fmt_number("chance", 100 * r["chance"]),
+            "difference from base (points)": "",
+            "McNemar p": "",
+        }
         diff = r.get("vs_base_difference")
         if diff is not None and not pd.isna(diff):
-            row["difference from base (points)"] = interval(100 * diff, 100 * r.get("vs_base_low", math.nan),
-                                                            100 * r.get("vs_base_high", math.nan))
+            row["difference from base (points)"] = interval(
+                100 * diff, 100 * r.get("vs_base_low", math.nan), 100 * r.get("vs_base_high", math.nan)
+            )
             row["McNemar p"] = fmt_number("p", r.get("vs_base_mcnemar_p"))
         if "verdict" in r:
             row["verdict"] = "" if pd.isna(r["verdict"]) else str(r["verdict"])
@@ -368,8 +425,10 @@ def few_questions_note(scores: pd.DataFrame | None, general: pd.DataFrame | None
         notes.append(f"general ability on {int(general['items'].max())} items")
     if not notes:
         return ""
-    return (f"Fewer than {MIN_PROBES} questions, too few to read as a result: {'; '.join(notes)}. "
-            "The run shows the steps; a full run (make all) gives the numbers.")
+    return (
+        f"Fewer than {MIN_PROBES} questions, too few to read as a result: {'; '.join(notes)}. "
+        "The run shows the steps; a full run (make all) gives the numbers."
+    )
 
 
 def few_probe_note(t1: pd.DataFrame, strategy: str = PAPER_STRATEGY) -> str:
@@ -378,22 +437,31 @@ def few_probe_note(t1: pd.DataFrame, strategy: str = PAPER_STRATEGY) -> str:
     if rows.empty:
         return f"Every language's numbers rest on at least {MIN_PROBES} probes."
     langs = ", ".join(f"{r.lang} ({int(r.n)})" for r in rows.itertuples())
-    return (f"* rests on fewer than {MIN_PROBES} probes, too few to read as a result: {langs}. "
-            f"The run shows the steps; a full run (make all) gives the numbers.")
+    return (
+        f"* rests on fewer than {MIN_PROBES} probes, too few to read as a result: {langs}. "
+        f"The run shows the steps; a full run (make all) gives the numbers."
+    )
 
 
 # --------------------------------------------------------------------------------- figures
+
 
 def figures(root: Path, out: Path) -> list[tuple[str, str, Path]]:
     """Copy every PNG figure into the report folder; return (stem, caption, path in report). The
     caption comes from summary/captions.json where a figure says more (e.g. an omitted panel)."""
     captions_file = root / "summary" / "captions.json"
     extra = json.loads(captions_file.read_text(encoding="utf-8")) if captions_file.exists() else {}
-    found = sorted([*(root / "summary").glob("*.png"), *root.glob("*/*/*/fig_*.png")], key=lambda p: figure_order(p.stem))
+    found = sorted(
+        [*(root / "summary").glob("*.png"), *root.glob("*/*/*/fig_*.png")], key=lambda p: figure_order(p.stem)
+    )
     copied = []
     for source in found:
         in_summary = source.parent.name == "summary"
-        name = source.name if in_summary else f"{source.parent.parent.parent.name}__{source.parent.parent.name}__{source.name}"
+        name = (
+            source.name
+            if in_summary
+            else f"{source.parent.parent.parent.name}__{source.parent.parent.name}__{source.name}"
+        )
         target = out / "figures" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
@@ -421,11 +489,14 @@ def figure_html(item: tuple[str, str, Path], out: Path) -> str:
     """The figure, linked to its full-size PNG (small annotations stay readable), with its caption."""
     stem, caption, path = item
     src = path.relative_to(out).as_posix()
-    return (f'<figure id="fig-{html.escape(stem)}"><a href="{src}"><img src="{src}" alt="{html.escape(caption)}"></a>'
-            f"<figcaption>{html.escape(caption)} (click for full size)</figcaption></figure>")
+    return (
+        f'<figure id="fig-{html.escape(stem)}"><a href="{src}"><img src="{src}" alt="{html.escape(caption)}"></a>'
+        f"<figcaption>{html.escape(caption)} (click for full size)</figcaption></figure>"
+    )
 
 
 # ------------------------------------------------------------------------------- notebooks, runs
+
 
 def convert_notebook(source: Path, target: Path) -> Path:
     """Executed notebook -> standalone HTML (reconverted only when the notebook is newer)."""
@@ -460,16 +531,30 @@ def run_rows(manifests: list[dict[str, Any]], out: Path) -> list[str]:
         notebook = folder.parent / f"{folder.name}.ipynb"
         link = ""
         if notebook.exists():
-            page = convert_notebook(notebook, out / "notebooks" / f"{m.get('model_name')}__{m.get('lang')}__{folder.name}.html")
+            page = convert_notebook(
+                notebook, out / "notebooks" / f"{m.get('model_name')}__{m.get('lang')}__{folder.name}.html"
+            )
             link = f'<a href="{page.relative_to(out).as_posix()}">notebook</a>'
         decoding = ", ".join(f"{k}={v}" for k, v in (m.get("decoding") or {}).items()) or "n/a"
         status = m.get("status", "unknown")
         seconds = wall_seconds(m)
-        cells = [m.get("stage", folder.name), m.get("model_name", ""), m.get("lang", ""), status,
-                 (m.get("started") or "")[:19].replace("T", " "), "" if seconds is None else f"{seconds:.0f}",
-                 (m.get("git_commit") or "")[:12], decoding]
-        rows.append("<tr" + (' class="failed"' if status != "done" else "") + ">" +
-                    "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + f"<td>{link}</td></tr>")
+        cells = [
+            m.get("stage", folder.name),
+            m.get("model_name", ""),
+            m.get("lang", ""),
+            status,
+            (m.get("started") or "")[:19].replace("T", " "),
+            "" if seconds is None else f"{seconds:.0f}",
+            (m.get("git_commit") or "")[:12],
+            decoding,
+        ]
+        rows.append(
+            "<tr"
+            + (' class="failed"' if status != "done" else "")
+            + ">"
+            + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+            + f"<td>{link}</td></tr>"
+        )
     return rows
 
 
@@ -503,11 +588,15 @@ def per_probe_html(manifests: list[dict[str, Any]], out: Path) -> str:
         target = out / "per_probe" / f"{m.get('model_name')}__{m.get('lang')}__{name}"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
-        items.append(f'<li>{html.escape(str(m.get("model_name")))}, {html.escape(str(m.get("lang")))}, {html.escape(m["stage"])}: '
-                     f'<a href="{target.relative_to(out).as_posix()}">{html.escape(name)}</a></li>')
+        items.append(
+            f"<li>{html.escape(str(m.get('model_name')))}, {html.escape(str(m.get('lang')))}, "
+            f"{html.escape(m['stage'])}: "
+            f'<a href="{target.relative_to(out).as_posix()}">{html.escape(name)}</a></li>'
+        )
     if not items:
         return ""
-    return f'<details id="details-per-probe"><summary>Per probe: each run\'s table</summary><ul>{"".join(items)}</ul></details>'
+    listed = "".join(items)
+    return f'<details id="details-per-probe"><summary>Per probe: each run\'s table</summary><ul>{listed}</ul></details>'
 
 
 def unfinished_html(unfinished: list[Unfinished]) -> str:
@@ -516,28 +605,40 @@ def unfinished_html(unfinished: list[Unfinished]) -> str:
 
 
 def glossary_html(columns: set[str]) -> str:
-    entries = "".join(f"<dt>{html.escape(w)}</dt><dd>{html.escape(m)}</dd>" for c, (w, m) in GLOSSARY.items() if c in columns and m)
+    entries = "".join(
+        f"<dt>{html.escape(w)}</dt><dd>{html.escape(m)}</dd>" for c, (w, m) in GLOSSARY.items() if c in columns and m
+    )
     return f'<details id="glossary"><summary>Glossary of column headers</summary><dl>{entries}</dl></details>'
 
 
 # ------------------------------------------------------------------------------------- page
 
-EMPTY_PAGE = ("<p id='no-runs'>No runs under <code>{root}</code> yet. Run the tour, "
-              "<code>make quick</code> (the whole job at small scale), or the main job, <code>make all</code>, "
-              "then <code>make report</code>.</p>")
-TABLE1_NOTE = ("+ / = / -: improved, same, decreased, as expected values of the paper's 10-draw protocol in % of "
-               "the misaligned probes; in brackets the 95% range one run of the protocol would show. Read + against "
-               "'+ if nothing changed' (the protocol calls many misaligned probes improved when nothing changes) and "
-               "against the random-answer placebo (demonstrations whose answers are drawn at random). The statistics "
-               "are described in docs/protocol.md.")
+EMPTY_PAGE = (
+    "<p id='no-runs'>No runs under <code>{root}</code> yet. Run the tour, "
+    "<code>make quick</code> (the whole job at small scale), or the main job, <code>make all</code>, "
+    "then <code>make report</code>.</p>"
+)
+TABLE1_NOTE = (
+    "+ / = / -: improved, same, decreased, as expected values of the paper's 10-draw protocol in % of "
+    "the misaligned probes; in brackets the 95% range one run of the protocol would show. Read + against "
+    "'+ if nothing changed' (the protocol calls many misaligned probes improved when nothing changes) and "
+    "against the random-answer placebo (demonstrations whose answers are drawn at random). The statistics "
+    "are described in docs/protocol.md."
+)
 
 
 def section(title: str, section_id: str, body: list[str], figure: str = "") -> list[str]:
     """A headline section: its table(s) beside the figure that illustrates them."""
     if not figure:
         return [f'<h2 id="{section_id}">{html.escape(title)}</h2>', *body]
-    return [f'<h2 id="{section_id}">{html.escape(title)}</h2>', '<div class="pair"><div class="tab">', *body,
-            '</div><div class="fig">', figure, "</div></div>"]
+    return [
+        f'<h2 id="{section_id}">{html.escape(title)}</h2>',
+        '<div class="pair"><div class="tab">',
+        *body,
+        '</div><div class="fig">',
+        figure,
+        "</div></div>",
+    ]
 
 
 def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]], out: Path) -> list[str]:
@@ -546,28 +647,46 @@ def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]],
     if t1 is not None and len(t1):
         body = []
         for model, table in paper_table1(t1, data.table("contrasts.csv")).items():
-            body += [f"<h3>{html.escape(model)}, {PAPER_STRATEGY} (chrF++ demonstrations across categories)</h3>",
-                     html_table(table, f"table1-{model}", index=True)]
-        body += [f'<p class="note">{html.escape(TABLE1_NOTE)}</p>', f'<p class="note" id="few-probes">{html.escape(few_probe_note(t1))}</p>']
+            body += [
+                f"<h3>{html.escape(model)}, {PAPER_STRATEGY} (chrF++ demonstrations across categories)</h3>",
+                html_table(table, f"table1-{model}", index=True),
+            ]
+        body += [
+            f'<p class="note">{html.escape(TABLE1_NOTE)}</p>',
+            f'<p class="note" id="few-probes">{html.escape(few_probe_note(t1))}</p>',
+        ]
         fig = pictures.get("fig2_improved_by_strategy")
         parts += section("Self-Alignment: Table 1", "self-alignment", body, figure_html(fig, out) if fig else "")
     expected = data.table("expected_scores.csv")
     if expected is not None and len(expected):
-        body = [html_table(table, f"culturespa-{model}", index=True) for model, table in culturespa_table(expected).items()]
-        body.append('<p class="note">Alignment score on WVS-7 (% of questions answered as the culture\'s majority), '
-                    "expected over simulated runs of the authors' protocol, with the 95% range of one run.</p>")
+        body = [
+            html_table(table, f"culturespa-{model}", index=True) for model, table in culturespa_table(expected).items()
+        ]
+        body.append(
+            '<p class="note">Alignment score on WVS-7 (% of questions answered as the culture\'s majority), '
+            "expected over simulated runs of the authors' protocol, with the 95% range of one run.</p>"
+        )
         few = few_questions_note(data.table("scores.csv"), None)
         if few:
             body.append(f'<p class="note" id="few-questions">{html.escape(few)}</p>')
-        fig = next((v for k, v in pictures.items() if k.startswith("fig_alignment") and not k.endswith("one_run")), None)
+        fig = next(
+            (v for k, v in pictures.items() if k.startswith("fig_alignment") and not k.endswith("one_run")), None
+        )
         parts += section("CultureSPA: methods", "culturespa", body, figure_html(fig, out) if fig else "")
     general = data.table("general_ability.csv")
     if general is not None and len(general):
-        parts += section("General ability after tuning", "general-ability",
-                         [html_table(general_table(general), "general-ability"),
-                          ('<p class="note">Accuracy on the same general-knowledge items before and after tuning; '
-                           "difference from the base model with its 95% interval and the exact McNemar test.</p>"),
-                          f'<p class="note" id="few-items">{html.escape(few_questions_note(None, general))}</p>'])
+        parts += section(
+            "General ability after tuning",
+            "general-ability",
+            [
+                html_table(general_table(general), "general-ability"),
+                (
+                    '<p class="note">Accuracy on the same general-knowledge items before and after tuning; '
+                    "difference from the base model with its 95% interval and the exact McNemar test.</p>"
+                ),
+                f'<p class="note" id="few-items">{html.escape(few_questions_note(None, general))}</p>',
+            ],
+        )
     return parts
 
 
@@ -577,44 +696,74 @@ def build(root: Path | None = None) -> Path:
     out = root / "report"
     out.mkdir(parents=True, exist_ok=True)
     data = load(root)
-    parts = [(f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, initial-scale=1'>"
-             f"<title>culturealign report</title><style>{STYLE}</style></head><body>"),
-             "<h1>culturealign report</h1>",
-             (f"<p>Self-Alignment (Choenni &amp; Shutova, 2024) and CultureSPA (Xu et al., 2024) on WVS-7: "
-             f"{len(data.manifests)} runs, {len(data.unfinished)} not finished. Outputs: <code>{html.escape(str(root))}</code>.</p>")]
+    parts = [
+        (
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>culturealign report</title><style>{STYLE}</style></head><body>"
+        ),
+        "<h1>culturealign report</h1>",
+        (
+            f"<p>Self-Alignment (Choenni &amp; Shutova, 2024) and CultureSPA (Xu et al., 2024) on WVS-7: "
+            f"{len(data.manifests)} runs, {len(data.unfinished)} not finished. "
+            f"Outputs: <code>{html.escape(str(root))}</code>.</p>"
+        ),
+    ]
     if not data.manifests and not data.tables:
         parts.append(EMPTY_PAGE.format(root=html.escape(str(root))))
         pictures: dict[str, tuple[str, str, Path]] = {}
     else:
         pictures = {stem: item for item in figures(root, out) for stem in [item[0]]}
         parts += headline_sections(data, pictures, out)
-        shown = {"fig2_improved_by_strategy"} | {k for k in pictures if k.startswith("fig_alignment") and not k.endswith("one_run")}
+        shown = {"fig2_improved_by_strategy"} | {
+            k for k in pictures if k.startswith("fig_alignment") and not k.endswith("one_run")
+        }
         rest = [item for stem, item in pictures.items() if stem not in shown]
         if rest:
-            parts += ['<details id="figures"><summary>The papers\' other figures</summary>', *[figure_html(i, out) for i in rest], "</details>"]
+            parts += [
+                '<details id="figures"><summary>The papers\' other figures</summary>',
+                *[figure_html(i, out) for i in rest],
+                "</details>",
+            ]
         parts.append('<h2 id="details">Details</h2>')
         columns: set[str] = set()
         for name, title in SUMMARY_TABLES:
             frame = data.table(name)
             if frame is not None:
                 columns |= set(frame.columns)
-                parts += [f'<details id="details-{name[:-4]}"><summary>{html.escape(title)}</summary>',
-                          html_table(readable(frame), name[:-4]), f'<p class="note"><a href="summary/{name}">{name}</a></p>', "</details>"]
+                parts += [
+                    f'<details id="details-{name[:-4]}"><summary>{html.escape(title)}</summary>',
+                    html_table(readable(frame), name[:-4]),
+                    f'<p class="note"><a href="summary/{name}">{name}</a></p>',
+                    "</details>",
+                ]
                 (out / "summary").mkdir(exist_ok=True)
                 shutil.copy2(root / "summary" / name, out / "summary" / name)
         copy_headline_sources(data.manifests, out)
         parts.append(per_probe_html(data.manifests, out))
-        parts += ['<details id="details-runs"><summary>Every run, with its executed notebook</summary>',
-                  ('<div class="scroll"><table id="runs"><tr><th>stage</th><th>model</th><th>language</th><th>status</th>'
-                  "<th>started (UTC)</th><th>wall time (s)</th><th>commit</th><th>decoding</th><th>notebook</th></tr>"),
-                  *run_rows(data.manifests, out), "</table></div></details>", glossary_html(columns)]
+        parts += [
+            '<details id="details-runs"><summary>Every run, with its executed notebook</summary>',
+            (
+                '<div class="scroll"><table id="runs"><tr><th>stage</th><th>model</th><th>language</th><th>status</th>'
+                "<th>started (UTC)</th><th>wall time (s)</th><th>commit</th><th>decoding</th><th>notebook</th></tr>"
+            ),
+            *run_rows(data.manifests, out),
+            "</table></div></details>",
+            glossary_html(columns),
+        ]
     if data.unfinished:
         parts.append(unfinished_html(data.unfinished))
     parts.append("</body></html>")
     index = out / "index.html"
     index.write_text("\n".join(parts), encoding="utf-8")
-    write_json(out / "contents.json", {"runs": len(data.manifests), "not_finished": [u.__dict__ for u in data.unfinished],
-                                       "figures": sorted(p.name for _, _, p in pictures.values())})
+    write_json(
+        out / "contents.json",
+        {
+            "runs": len(data.manifests),
+            "not_finished": [u.__dict__ for u in data.unfinished],
+            "figures": sorted(p.name for _, _, p in pictures.values()),
+        },
+    )
     return index
 
 

@@ -46,10 +46,11 @@ class OptionError(ValueError):
 
 # ----------------------------------------------------------------------------- acceptance rule
 
+
 def strip_ignorable(text: str) -> str:
     """The response as a reader takes it: leading whitespace, markup, quotes and asterisks gone."""
     match = IGNORABLE.match(text)
-    return text[match.end():] if match else text
+    return text[match.end() :] if match else text
 
 
 def parse_response(response: str, options: Sequence[str]) -> int | None:
@@ -102,6 +103,7 @@ def ignorable_ids(tokenizer: Any) -> list[int]:
 
 # ------------------------------------------------------------------------------------ exact mode
 
+
 @dataclass
 class Item:
     """One prompt to score: its ids and, per option, the token paths of its accepted spellings."""
@@ -120,15 +122,19 @@ def exclusive_masses(found: Sequence[dict[tuple[int, ...], float]]) -> list[floa
         total = 0.0
         for path, mass in paths_j.items():
             longer = [(p, k) for p, k in every if len(p) > len(path) and p[: len(path)] == path and k != j]
-            direct = [(p, k) for p, k in longer
-                      if not any(len(path) < len(q) < len(p) and p[: len(q)] == q for q, _ in longer)]
+            direct = [
+                (p, k)
+                for p, k in longer
+                if not any(len(path) < len(q) < len(p) and p[: len(q)] == q for q, _ in longer)
+            ]
             total += mass - sum(found[k][p] for p, k in direct)
         masses.append(max(0.0, total))
     return masses
 
 
-def exact_option_probs(engine: Any, items: list[Item], tolerance: float,
-                       max_prefix: int = MAX_PREFIX_TOKENS) -> list[list[float]]:
+def exact_option_probs(
+    engine: Any, items: list[Item], tolerance: float, max_prefix: int = MAX_PREFIX_TOKENS
+) -> list[list[float]]:
     """Probability that the response is each option under the reader's rule, for a batch of items.
 
     Breadth-first over ignorable prefixes, one engine call per depth for the whole batch: for every
@@ -146,10 +152,13 @@ def exact_option_probs(engine: Any, items: list[Item], tolerance: float,
     for depth in range(max_prefix + 1):
         if not any(frontier):
             break
-        queries = [sorted({node + f[:-1] for node in frontier[i] for forms in it.forms for f in forms} | set(frontier[i]))
-                   for i, it in enumerate(items)]
-        arrays = engine.next_token_probs([it.prompt for it in items], [[list(q) for q in qs] for qs in queries], tokens,
-                                         last=longest)
+        queries = [
+            sorted({node + f[:-1] for node in frontier[i] for forms in it.forms for f in forms} | set(frontier[i]))
+            for i, it in enumerate(items)
+        ]
+        arrays = engine.next_token_probs(
+            [it.prompt for it in items], [[list(q) for q in qs] for qs in queries], tokens, last=longest
+        )
         nxt: list[dict[tuple[int, ...], float]] = [{} for _ in items]
         for i, it in enumerate(items):
             table = dict(zip(queries[i], arrays[i]))
@@ -157,7 +166,7 @@ def exact_option_probs(engine: Any, items: list[Item], tolerance: float,
                 for j, forms in enumerate(it.forms):
                     for f in forms:
                         rows = table[node + f[:-1]]  # its last rows: after node + f[:t], t = 0 .. len(f) - 1
-                        steps = rows[len(rows) - len(f):]
+                        steps = rows[len(rows) - len(f) :]
                         p = mass * float(np.prod([steps[t][where[i][f[t]]] for t in range(len(f))]))
                         it.found[j].setdefault(node + f, p)
                 if depth < max_prefix:
@@ -189,13 +198,19 @@ def score_cache(lm: LoadedModel, mode: str = "exact") -> ResultCache:
     return ResultCache(paths.outputs() / lm.spec.name / "cache" / f"{mode}.jsonl")
 
 
-def fill_cache(cache: ResultCache, keys: Sequence[str], todo: Sequence[int], batch_size: int, desc: str,
-               compute: Callable[[list[int]], list[dict[str, Any]]]) -> None:
+def fill_cache(
+    cache: ResultCache,
+    keys: Sequence[str],
+    todo: Sequence[int],
+    batch_size: int,
+    desc: str,
+    compute: Callable[[list[int]], list[dict[str, Any]]],
+) -> None:
     """Compute the items `todo` (indices into keys) batch by batch and append each batch's records
     at once, so a killed run loses at most the batch in flight; the bar counts cached items up front."""
     with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="prompt") as bar:
         for start in range(0, len(todo), batch_size):
-            chunk = list(todo[start: start + batch_size])
+            chunk = list(todo[start : start + batch_size])
             cache.add_many({"key": keys[i], **record} for i, record in zip(chunk, compute(chunk)))
             bar.update(len(chunk))
 
@@ -213,9 +228,15 @@ def _check_all(prompts: Sequence[str], options: Sequence[Sequence[str]]) -> None
         check_options(opts, f"prompt {n} ({prompt.strip()[-60:]!r})")
 
 
-def option_distributions(lm: LoadedModel, prompts: Sequence[str], options: Sequence[Sequence[str]], *,
-                         batch_size: int = 8, cache: ResultCache | None = None,
-                         desc: str = "exact scoring") -> pd.DataFrame:
+def option_distributions(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    options: Sequence[Sequence[str]],
+    *,
+    batch_size: int = 8,
+    cache: ResultCache | None = None,
+    desc: str = "exact scoring",
+) -> pd.DataFrame:
     """Exact response distribution over the options of each prompt.
 
     Returns one row per prompt: `probs` (probability the response is each option, by the reader's
@@ -231,8 +252,13 @@ def option_distributions(lm: LoadedModel, prompts: Sequence[str], options: Seque
     cache = cache if cache is not None else score_cache(lm)
     keys = [item_key(lm, "exact", p, o, tolerance) for p, o in zip(prompts, options)]
     todo = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values(), key=lambda i: len(prompts[i]))
-    items = {i: Item(prompt_ids(lm.tokenizer, context_of(prompts[i])),
-                     [answer_forms(lm.tokenizer, prompts[i], o) for o in options[i]]) for i in todo}
+    items = {
+        i: Item(
+            prompt_ids(lm.tokenizer, context_of(prompts[i])),
+            [answer_forms(lm.tokenizer, prompts[i], o) for o in options[i]],
+        )
+        for i in todo
+    }
     # similar lengths batch together (little padding); within a length band, prompts that share a
     # prefix (a probe's two option orders) sit side by side, so the engine runs their trunk once
     todo.sort(key=lambda i: (len(items[i].prompt) // 32, items[i].prompt))
@@ -242,14 +268,25 @@ def option_distributions(lm: LoadedModel, prompts: Sequence[str], options: Seque
         return [_summarise(p, "exact") for p in probs]
 
     fill_cache(cache, keys, todo, batch_size, desc, compute)
-    return pd.DataFrame([{k: cache.get(key).get(k, "exact") for k in ("probs", "other", "dist", "mode")} for key in keys])
+    return pd.DataFrame(
+        [{k: cache.get(key).get(k, "exact") for k in ("probs", "other", "dist", "mode")} for key in keys]
+    )
 
 
 # --------------------------------------------------------------------------------- sampling mode
 
-def sample_counts(lm: LoadedModel, prompts: Sequence[str], options: Sequence[Sequence[str]], *, n: int = 10,
-                  seed: int = 0, batch_size: int = 8, cache: ResultCache | None = None,
-                  desc: str = "sampling") -> pd.DataFrame:
+
+def sample_counts(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    options: Sequence[Sequence[str]],
+    *,
+    n: int = 10,
+    seed: int = 0,
+    batch_size: int = 8,
+    cache: ResultCache | None = None,
+    desc: str = "sampling",
+) -> pd.DataFrame:
     """The paper's measurement: n responses per prompt at the model's defaults, parsed by the
     reader's rule. One row per prompt with `counts` (per option) and `invalid`. Seeded per item,
     cached and resumable like exact mode."""
@@ -259,11 +296,17 @@ def sample_counts(lm: LoadedModel, prompts: Sequence[str], options: Sequence[Seq
     keys = [item_key(lm, "sampled", p, o, [n, seed]) for p, o in zip(prompts, options)]
     todo = list({k: i for i, k in enumerate(keys) if k not in cache}.values())
     tok = engine.tokenizer
-    room = {i: 8 + (max(len(f) for o in options[i] for f in answer_forms(tok, prompts[i], o)) if tok else 16) for i in todo}
+    room = {
+        i: 8 + (max(len(f) for o in options[i] for f in answer_forms(tok, prompts[i], o)) if tok else 16) for i in todo
+    }
 
     def compute(chunk: list[int]) -> list[dict[str, Any]]:
-        texts = engine.sample([context_of(prompts[i]) for i in chunk], [seed_for(seed, keys[i]) for i in chunk], n,
-                              max(room[i] for i in chunk))
+        texts = engine.sample(
+            [context_of(prompts[i]) for i in chunk],
+            [seed_for(seed, keys[i]) for i in chunk],
+            n,
+            max(room[i] for i in chunk),
+        )
         records = []
         for i, replies in zip(chunk, texts):
             counts = [0] * (len(options[i]) + 1)
@@ -277,8 +320,16 @@ def sample_counts(lm: LoadedModel, prompts: Sequence[str], options: Sequence[Seq
     return pd.DataFrame([{k: cache.get(key)[k] for k in ("counts", "invalid")} for key in keys])
 
 
-def response_distributions(lm: LoadedModel, prompts: Sequence[str], options: Sequence[Sequence[str]], *,
-                           batch_size: int = 8, desc: str = "scoring", draws: int = 10, seed: int = 0) -> pd.DataFrame:
+def response_distributions(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    options: Sequence[Sequence[str]],
+    *,
+    batch_size: int = 8,
+    desc: str = "scoring",
+    draws: int = 10,
+    seed: int = 0,
+) -> pd.DataFrame:
     """The response distribution by the best measurement the engine allows: exact where it has
     logits, else `draws` sampled responses per prompt. Same columns either way (`probs`, `other`,
     `dist`, `mode`), so a stage never branches on the engine."""
@@ -288,15 +339,27 @@ def response_distributions(lm: LoadedModel, prompts: Sequence[str], options: Seq
     rows = []
     for counts, invalid in zip(sampled["counts"], sampled["invalid"]):
         valid = sum(counts)
-        rows.append({"probs": [c / draws for c in counts], "other": invalid / draws,
-                     "dist": [c / valid for c in counts] if valid else [1.0 / len(counts)] * len(counts),
-                     "mode": f"sampled ({draws} draws)"})
+        rows.append(
+            {
+                "probs": [c / draws for c in counts],
+                "other": invalid / draws,
+                "dist": [c / valid for c in counts] if valid else [1.0 / len(counts)] * len(counts),
+                "mode": f"sampled ({draws} draws)",
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def generate_texts(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, seed: int = 0,
-                   batch_size: int = 8, desc: str = "generating", decoding: dict | None = None,
-                   cache: ResultCache | None = None) -> list[str]:
+def generate_texts(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    seed: int = 0,
+    batch_size: int = 8,
+    desc: str = "generating",
+    decoding: dict | None = None,
+    cache: ResultCache | None = None,
+) -> list[str]:
     """Free-text continuations, seeded per item, at the model's own decoding settings unless
     `decoding` overrides them (CultureSPA generates questions at temperature 0.9, top-p 0.95).
     Cached and resumable like the scores: a rerun returns the same texts without generating."""
@@ -308,8 +371,13 @@ def generate_texts(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int,
     todo = list({k: i for i, k in enumerate(keys) if k not in cache}.values())
 
     def compute(chunk: list[int]) -> list[dict[str, Any]]:
-        texts = lm.engine.sample([context_of(prompts[i]) for i in chunk], [seed_for(seed, keys[i]) for i in chunk], 1,
-                                 max_new_tokens, decoding)
+        texts = lm.engine.sample(
+            [context_of(prompts[i]) for i in chunk],
+            [seed_for(seed, keys[i]) for i in chunk],
+            1,
+            max_new_tokens,
+            decoding,
+        )
         return [{"text": t[0]} for t in texts]
 
     fill_cache(cache, keys, todo, batch_size, desc, compute)

@@ -23,13 +23,24 @@ from .models import LoadedModel
 SHUFFLED = "chrf_all_shuffled"  # the paper's order-robustness check
 PLACEBO_RANDOM = "placebo_random_answer"  # chrF++-across demonstrations, each filled with a random option (seeded)
 PLACEBO_MINORITY = "placebo_minority_answer"  # chrF++-across demonstrations filled with the country's minority answer
-PLACEBO_COUNTRY = "placebo_country_swap"  # chrF++-across demonstrations answered with another country's majority answers
-DERIVED = {SHUFFLED: "chrf_all", PLACEBO_RANDOM: "chrf_all", PLACEBO_MINORITY: "chrf_all",
-           PLACEBO_COUNTRY: "chrf_all"}  # condition -> whose demos
-MOST_DIFFERENT = "most_different"  # swap_country: per probe, the labelled country that differs most on its demonstrations
+PLACEBO_COUNTRY = (
+    "placebo_country_swap"  # chrF++-across demonstrations answered with another country's majority answers
+)
+DERIVED = {
+    SHUFFLED: "chrf_all",
+    PLACEBO_RANDOM: "chrf_all",
+    PLACEBO_MINORITY: "chrf_all",
+    PLACEBO_COUNTRY: "chrf_all",
+}  # condition -> whose demos
+MOST_DIFFERENT = (
+    "most_different"  # swap_country: per probe, the labelled country that differs most on its demonstrations
+)
 REDRAWN = ("random", "random_category", SHUFFLED, PLACEBO_RANDOM)  # random choices: drawn `draws` times, averaged
 RESHUFFLED_PER_RESPONSE = (SHUFFLED,)  # the paper reshuffles per response: p' is the mean over draws, one binomial
-COMBINATIONS = ("per_draw", "per_prompt")  # the paper's random option order: drawn for each response, or once per prompt
+COMBINATIONS = (
+    "per_draw",
+    "per_prompt",
+)  # the paper's random option order: drawn for each response, or once per prompt
 PAIRINGS = metrics.PAIRINGS  # option order of the before and after prompts of one probe: independent or same_order
 
 
@@ -40,18 +51,22 @@ def conditions() -> tuple[str, ...]:
     return (*STRATEGIES, *DERIVED)
 
 
-def check_conditions(strategies: list[str], draws: int = 1, combination: str = "per_draw",
-                     pairing: str = "independent") -> None:
+def check_conditions(
+    strategies: list[str], draws: int = 1, combination: str = "per_draw", pairing: str = "independent"
+) -> None:
     """Refuse an unknown strategy or placebo, draws < 1, an unknown order combination or order
     pairing, before any work, naming the bad value and the allowed ones."""
     from .demos import DemoError
 
     unknown = [s for s in strategies if s not in conditions()]
     if unknown:
-        raise DemoError(f"unknown strategy or placebo {unknown} in parameter `strategies`. "
-                        f"Strategies: {', '.join(conditions())}")
+        raise DemoError(
+            f"unknown strategy or placebo {unknown} in parameter `strategies`. Strategies: {', '.join(conditions())}"
+        )
     if not isinstance(draws, int) or draws < 1:
-        raise DemoError(f"parameter `draws` (R, repeats of the random choices) must be a whole number >= 1, got {draws!r}")
+        raise DemoError(
+            f"parameter `draws` (R, repeats of the random choices) must be a whole number >= 1, got {draws!r}"
+        )
     if combination not in COMBINATIONS:
         raise DemoError(f"parameter `order_combination` must be one of {', '.join(COMBINATIONS)}, got {combination!r}")
     if pairing not in PAIRINGS:
@@ -73,8 +88,10 @@ def check_swap_country(swap_country: str, countries: list[str], target: str) -> 
 
     allowed = [c for c in countries if c != target]
     if swap_country != MOST_DIFFERENT and swap_country not in allowed:
-        raise DemoError(f"parameter `swap_country` must be {MOST_DIFFERENT} or a country with WVS figures other than "
-                        f"{target}: {', '.join(allowed)}; got {swap_country!r}")
+        raise DemoError(
+            f"parameter `swap_country` must be {MOST_DIFFERENT} or a country with WVS figures other than "
+            f"{target}: {', '.join(allowed)}; got {swap_country!r}"
+        )
 
 
 def country_labels(probes: pd.DataFrame, countries: list[str], figures: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -86,7 +103,9 @@ def country_labels(probes: pd.DataFrame, countries: list[str], figures: pd.DataF
     return table.pivot(index="probe_id", columns="country", values="label")
 
 
-def swap_choice(demo_rows: pd.DataFrame, labels: pd.DataFrame, swap_country: str = MOST_DIFFERENT) -> tuple[str, list[str]]:
+def swap_choice(
+    demo_rows: pd.DataFrame, labels: pd.DataFrame, swap_country: str = MOST_DIFFERENT
+) -> tuple[str, list[str]]:
     """The country-swap placebo's country and the answers it puts in the demonstrations.
 
     most_different: among countries that label every demonstration, the one whose majority
@@ -102,17 +121,31 @@ def swap_choice(demo_rows: pd.DataFrame, labels: pd.DataFrame, swap_country: str
     else:
         country = swap_country
     chosen = sub[country].to_numpy() if country in sub else [None] * len(demo_rows)
-    answers = [getattr(d, f"option_{lab}") if lab in ("a", "b") else d.majority_option
-               for d, lab in zip(demo_rows.itertuples(index=False), chosen)]
+    answers = [
+        getattr(d, f"option_{lab}") if lab in ("a", "b") else d.majority_option
+        for d, lab in zip(demo_rows.itertuples(index=False), chosen)
+    ]
     return country, answers
 
 
-INVALID_POLICIES = ("not_aligned", "excluded")  # an invalid response: counted as not the majority (the paper), or renormalised away
+INVALID_POLICIES = (
+    "not_aligned",
+    "excluded",
+)  # an invalid response: counted as not the majority (the paper), or renormalised away
 
 
-def measure(lm: LoadedModel, probes: pd.DataFrame, prompt_texts: list[str], lang: str, seed: int,
-            batch_size: int, desc: str, invalid: str = "not_aligned", draws: int = 10,
-            draw_seed: int | None = None) -> pd.DataFrame:
+def measure(
+    lm: LoadedModel,
+    probes: pd.DataFrame,
+    prompt_texts: list[str],
+    lang: str,
+    seed: int,
+    batch_size: int,
+    desc: str,
+    invalid: str = "not_aligned",
+    draws: int = 10,
+    draw_seed: int | None = None,
+) -> pd.DataFrame:
     """Each probe's response distribution in both option orders (the paper shows them in random
     order), from prompts built with the query in its seeded display order.
 
@@ -133,8 +166,9 @@ def measure(lm: LoadedModel, probes: pd.DataFrame, prompt_texts: list[str], lang
         ab, ba = (text, other) if shown == (probe.option_a, probe.option_b) else (other, text)
         texts += [ab, ba]
         options += [[probe.option_a, probe.option_b], [probe.option_b, probe.option_a]]
-    scored = scoring.response_distributions(lm, texts, options, batch_size=batch_size, desc=desc, draws=draws,
-                                              seed=seed if draw_seed is None else draw_seed)
+    scored = scoring.response_distributions(
+        lm, texts, options, batch_size=batch_size, desc=desc, draws=draws, seed=seed if draw_seed is None else draw_seed
+    )
     key = "probs" if invalid == "not_aligned" else "dist"
     even = (np.arange(len(texts)) % 2 == 0)[:, None]  # rows alternate: order ab, then order ba
     values, shares = np.array(list(scored[key]), dtype=float), np.array(list(scored["dist"]), dtype=float)
@@ -144,18 +178,35 @@ def measure(lm: LoadedModel, probes: pd.DataFrame, prompt_texts: list[str], lang
     other = scored["other"].to_numpy(dtype=float).reshape(-1, 2)
     p_maj = np.where((probes["label"].to_numpy() == "a")[:, None], p_opt_a, p_opt_b)
     p_ab, p_ba = p_maj[:, 0], p_maj[:, 1]
-    out = pd.DataFrame({"probe_id": probes["probe_id"].to_numpy(), "p_a": share_a.mean(axis=1),
-                        "p_a_ab": share_a[:, 0], "p_a_ba": share_a[:, 1], "p_other": other.mean(axis=1),
-                        "p_majority": (p_ab + p_ba) / 2, "p_majority_ab": p_ab, "p_majority_ba": p_ba,
-                        "mode": scored["mode"].to_numpy()[::2]})
+    out = pd.DataFrame(
+        {
+            "probe_id": probes["probe_id"].to_numpy(),
+            "p_a": share_a.mean(axis=1),
+            "p_a_ab": share_a[:, 0],
+            "p_a_ba": share_a[:, 1],
+            "p_other": other.mean(axis=1),
+            "p_majority": (p_ab + p_ba) / 2,
+            "p_majority_ab": p_ab,
+            "p_majority_ba": p_ba,
+            "mode": scored["mode"].to_numpy()[::2],
+        }
+    )
     out["order_sensitivity"] = (out["p_a_ab"] - out["p_a_ba"]).abs()
     out["flagged"] = out["p_other"] > 0.5
     out["count"] = out["p_majority"].map(metrics.correct_count)
     return out
 
 
-def zero_shot(lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, batch_size: int,
-              invalid: str = "not_aligned", sample_draws: int = 10, remeasure_above: float = 1e-3) -> pd.DataFrame:
+def zero_shot(
+    lm: LoadedModel,
+    probes: pd.DataFrame,
+    lang: str,
+    seed: int,
+    batch_size: int,
+    invalid: str = "not_aligned",
+    sample_draws: int = 10,
+    remeasure_above: float = 1e-3,
+) -> pd.DataFrame:
     """Zero-shot table: each probe's p (majority answer, both orders), P(misaligned) = 1 - p^10
     under the paper's 10-draw protocol (`misaligned`: at least `remeasure_above`, so stage 30
     re-measures it), and the rounded count out of 10 (the deterministic rule) beside it.
@@ -164,16 +215,22 @@ def zero_shot(lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, batch
     (p_majority*_selection) and p_majority* is measured on fresh draws (seed + 1). A baseline
     taken from the selecting draws is biased low on exactly the selected probes, so any later
     measurement would "improve" them (regression to the mean)."""
-    texts = [prompts.cloze_prompt(query_of(p, lang, seed), chat=lm.spec.chat, tokenizer=lm.tokenizer,
-                                  primer=lm.spec.answer_primer)
-             for p in probes.itertuples(index=False)]
+    texts = [
+        prompts.cloze_prompt(
+            query_of(p, lang, seed), chat=lm.spec.chat, tokenizer=lm.tokenizer, primer=lm.spec.answer_primer
+        )
+        for p in probes.itertuples(index=False)
+    ]
     scored = measure(lm, probes, texts, lang, seed, batch_size, "zero-shot", invalid, sample_draws)
     if scored["mode"].astype(str).str.startswith("sampled").any():
-        fresh = measure(lm, probes, texts, lang, seed, batch_size, "zero-shot baseline", invalid, sample_draws, seed + 1)
+        fresh = measure(
+            lm, probes, texts, lang, seed, batch_size, "zero-shot baseline", invalid, sample_draws, seed + 1
+        )
         chosen = scored[["probe_id", *SELECTION]].rename(columns={c: f"{c}_selection" for c in SELECTION})
         scored = fresh.merge(chosen, on="probe_id")
-    table = probes[["probe_id", "qid", "category", "template", "option_a", "option_b", "label",
-                    "majority_option", "human_a"]].merge(scored, on="probe_id")
+    table = probes[
+        ["probe_id", "qid", "category", "template", "option_a", "option_b", "label", "majority_option", "human_a"]
+    ].merge(scored, on="probe_id")
     selecting = "p_majority_selection" if "p_majority_selection" in table else "p_majority"
     table["p_misaligned"] = 1 - table[selecting] ** metrics.N_RESPONSES
     table["misaligned"] = table["p_misaligned"] >= remeasure_above
@@ -198,29 +255,58 @@ def placebo_answers(probe, demo_rows: pd.DataFrame, condition: str, seed: int, d
     """The answers a placebo puts in its demonstrations: a seeded random option per
     demonstration, or the minority option; None (the majority answers) for every other condition."""
     if condition == PLACEBO_MINORITY:
-        return [d.option_b if d.majority_option == d.option_a else d.option_a for d in demo_rows.itertuples(index=False)]
+        return [
+            d.option_b if d.majority_option == d.option_a else d.option_a for d in demo_rows.itertuples(index=False)
+        ]
     if condition == PLACEBO_RANDOM:
         rng = np.random.default_rng([seed, _probe_seed(probe.probe_id), draw, 1])
-        return [(d.option_a, d.option_b)[int(i)] for d, i in zip(demo_rows.itertuples(index=False), rng.integers(0, 2, len(demo_rows)))]
+        return [
+            (d.option_a, d.option_b)[int(i)]
+            for d, i in zip(demo_rows.itertuples(index=False), rng.integers(0, 2, len(demo_rows)))
+        ]
     return None
 
 
-def demonstration_prompt(lm: LoadedModel, probe, demo_rows: pd.DataFrame, lang: str, seed: int,
-                         shuffle: bool = False, answers: list[str] | None = None, draw: int = 0,
-                         query: prompts.Cloze | None = None) -> str:
+def demonstration_prompt(
+    lm: LoadedModel,
+    probe,
+    demo_rows: pd.DataFrame,
+    lang: str,
+    seed: int,
+    shuffle: bool = False,
+    answers: list[str] | None = None,
+    draw: int = 0,
+    query: prompts.Cloze | None = None,
+) -> str:
     """The self-aligned prompt: demonstrations (shuffled for the order check, draw-seeded;
     placebo answers if given), then the query (by default in its seeded display order)."""
     demos = demonstrations(probe, demo_rows, lang, seed, shuffle, answers, draw)
-    return prompts.cloze_prompt(query or query_of(probe, lang, seed), demos, chat=lm.spec.chat, tokenizer=lm.tokenizer,
-                                primer=lm.spec.answer_primer)
+    return prompts.cloze_prompt(
+        query or query_of(probe, lang, seed),
+        demos,
+        chat=lm.spec.chat,
+        tokenizer=lm.tokenizer,
+        primer=lm.spec.answer_primer,
+    )
 
 
-def demonstrations(probe, demo_rows: pd.DataFrame, lang: str, seed: int, shuffle: bool = False,
-                   answers: list[str] | None = None, draw: int = 0) -> list[prompts.Cloze]:
+def demonstrations(
+    probe,
+    demo_rows: pd.DataFrame,
+    lang: str,
+    seed: int,
+    shuffle: bool = False,
+    answers: list[str] | None = None,
+    draw: int = 0,
+) -> list[prompts.Cloze]:
     """The filled-in demonstrations of one self-aligned prompt, in the order shown."""
-    demos = [demo_of(d, lang, seed, a) for d, a in zip(demo_rows.itertuples(index=False), answers or [None] * len(demo_rows))]
+    demos = [
+        demo_of(d, lang, seed, a) for d, a in zip(demo_rows.itertuples(index=False), answers or [None] * len(demo_rows))
+    ]
     if shuffle:
-        order = np.random.default_rng([seed, _probe_seed(probe.probe_id)] + ([draw] if draw else [])).permutation(len(demos))
+        order = np.random.default_rng([seed, _probe_seed(probe.probe_id)] + ([draw] if draw else [])).permutation(
+            len(demos)
+        )
         demos = [demos[i] for i in order]
     return demos
 
@@ -228,13 +314,19 @@ def demonstrations(probe, demo_rows: pd.DataFrame, lang: str, seed: int, shuffle
 def explanation_request(lm: LoadedModel, probe, demo_rows: pd.DataFrame, lang: str, seed: int) -> str:
     """Table 2's prompt: the self-aligned prompt answered with the majority answer, then the
     request for a post-hoc explanation."""
-    return prompts.explanation_prompt(query_of(probe, lang, seed), demonstrations(probe, demo_rows, lang, seed),
-                                      probe.majority_option, chat=lm.spec.chat, tokenizer=lm.tokenizer,
-                                      primer=lm.spec.answer_primer)
+    return prompts.explanation_prompt(
+        query_of(probe, lang, seed),
+        demonstrations(probe, demo_rows, lang, seed),
+        probe.majority_option,
+        chat=lm.spec.chat,
+        tokenizer=lm.tokenizer,
+        primer=lm.spec.answer_primer,
+    )
 
 
-def _choices_per_draw(candidates: pd.DataFrame, choices: pd.DataFrame, strategies: list[str], seed: int,
-                      draws: int) -> dict[tuple[str, int], pd.DataFrame]:
+def _choices_per_draw(
+    candidates: pd.DataFrame, choices: pd.DataFrame, strategies: list[str], seed: int, draws: int
+) -> dict[tuple[str, int], pd.DataFrame]:
     """(strategy, draw) -> its demonstration choices, by probe_id. Draw 0 is stage 20's choice;
     the random strategies are drawn again for draws 1..R-1."""
     from .demos import choose_all
@@ -252,10 +344,22 @@ def _choices_per_draw(candidates: pd.DataFrame, choices: pd.DataFrame, strategie
     return out
 
 
-def self_aligned(lm: LoadedModel, zero: pd.DataFrame, candidates: pd.DataFrame, choices: pd.DataFrame,
-                 lang: str, seed: int, batch_size: int, strategies: list[str], draws: int = 1,
-                 remeasure: pd.Series | None = None, invalid: str = "not_aligned", sample_draws: int = 10,
-                 swap_labels: pd.DataFrame | None = None, swap_country: str = MOST_DIFFERENT) -> pd.DataFrame:
+def self_aligned(
+    lm: LoadedModel,
+    zero: pd.DataFrame,
+    candidates: pd.DataFrame,
+    choices: pd.DataFrame,
+    lang: str,
+    seed: int,
+    batch_size: int,
+    strategies: list[str],
+    draws: int = 1,
+    remeasure: pd.Series | None = None,
+    invalid: str = "not_aligned",
+    sample_draws: int = 10,
+    swap_labels: pd.DataFrame | None = None,
+    swap_country: str = MOST_DIFFERENT,
+) -> pd.DataFrame:
     """Re-measure the selected probes (`remeasure`, a boolean mask over `zero`; by default
     zero's `misaligned` column) with each strategy's demonstrations and each control.
 
@@ -277,8 +381,15 @@ def self_aligned(lm: LoadedModel, zero: pd.DataFrame, candidates: pd.DataFrame, 
         for probe in selected.itertuples(index=False):
             pick = chosen.loc[probe.probe_id]
             demo_ids = list(pick["demo_ids"])
-            rows.append({"probe_id": probe.probe_id, "strategy": strategy, "draw": draw, "demo_ids": demo_ids,
-                         "reason": pick["reason"]})
+            rows.append(
+                {
+                    "probe_id": probe.probe_id,
+                    "strategy": strategy,
+                    "draw": draw,
+                    "demo_ids": demo_ids,
+                    "reason": pick["reason"],
+                }
+            )
             if not demo_ids:
                 continue
             target, demo_rows = by_id.loc[probe.probe_id], by_id.loc[demo_ids]
@@ -286,10 +397,15 @@ def self_aligned(lm: LoadedModel, zero: pd.DataFrame, candidates: pd.DataFrame, 
             if strategy == PLACEBO_COUNTRY:
                 rows[-1]["swap_country"], answers = swap_choice(demo_rows, swap_labels, swap_country)
             rows[-1]["demo_answers"] = answers
-            texts.append(demonstration_prompt(lm, target, demo_rows, lang, seed, shuffle=strategy == SHUFFLED,
-                                              answers=answers, draw=draw))
+            texts.append(
+                demonstration_prompt(
+                    lm, target, demo_rows, lang, seed, shuffle=strategy == SHUFFLED, answers=answers, draw=draw
+                )
+            )
             keep.append(len(rows) - 1)
-    table = pd.DataFrame(rows, columns=["probe_id", "strategy", "draw", "demo_ids", "reason", "demo_answers"] if not rows else None)
+    table = pd.DataFrame(
+        rows, columns=["probe_id", "strategy", "draw", "demo_ids", "reason", "demo_answers"] if not rows else None
+    )
     if texts:
         served = by_id.loc[table.loc[keep, "probe_id"]].reset_index(drop=True)
         after = measure(lm, served, texts, lang, seed, batch_size, "self-aligned", invalid, sample_draws)
@@ -315,8 +431,9 @@ def components(frame: pd.DataFrame, suffix: str = "", combination: str = "per_dr
     return [[p] for p in frame[f"p_majority{suffix}"]]
 
 
-def misalignment(zero: pd.DataFrame, combination: str = "per_draw", remeasure_above: float = 1e-3,
-                 deterministic_rule: bool = False) -> pd.DataFrame:
+def misalignment(
+    zero: pd.DataFrame, combination: str = "per_draw", remeasure_above: float = 1e-3, deterministic_rule: bool = False
+) -> pd.DataFrame:
     """Each zero-shot probe's P(misaligned) under the paper's protocol (1 - p^10, order-mixed),
     its mixture components, and whether it is re-measured: P(misaligned) >= remeasure_above, or
     under the deterministic rule (expected count rounded below 10) when `deterministic_rule`. In sampled
@@ -350,8 +467,9 @@ def after_components(served: pd.DataFrame, strategy: str, combination: str) -> l
     return per_draw
 
 
-def outcomes(results: pd.DataFrame, combination: str = "per_draw", deterministic_rule: bool = False,
-             pairing: str = "independent") -> pd.DataFrame:
+def outcomes(
+    results: pd.DataFrame, combination: str = "per_draw", deterministic_rule: bool = False, pairing: str = "independent"
+) -> pd.DataFrame:
     """Per probe and condition: the protocol's P(misaligned), P(improved / same / decreased),
     E[error reduction | improved], p before and after (averaged over draws), p' - p, the mixture
     components (JSON) that one run of the protocol would be drawn from, and the same outcomes
@@ -374,21 +492,35 @@ def outcomes(results: pd.DataFrame, combination: str = "per_draw", deterministic
     rows = []
     for (probe_id, strategy), group in results.groupby(["probe_id", "strategy"], sort=False):
         first = group.iloc[0]
-        row = {"probe_id": probe_id, "strategy": strategy, "qid": first["qid"], "category": first["category"],
-               "label": first["label"], "human_a": first["human_a"], "draws": len(group), "reason": first["reason"]}
+        row = {
+            "probe_id": probe_id,
+            "strategy": strategy,
+            "qid": first["qid"],
+            "category": first["category"],
+            "label": first["label"],
+            "human_a": first["human_a"],
+            "draws": len(group),
+            "reason": first["reason"],
+        }
         for column in ("p_a_before", "p_other_before", "mode"):
             if column in group:
                 row[column] = first[column]
         served = group[group["p_majority_after"].notna()] if "p_majority_after" in group else group.iloc[:0]
         before = components(group.iloc[:1], "_before", combination)[0]
-        row.update(served=len(served) == len(group) and len(group) > 0, p_before=float(np.mean(before)),
-                   components_before=json.dumps(before))
+        row.update(
+            served=len(served) == len(group) and len(group) > 0,
+            p_before=float(np.mean(before)),
+            components_before=json.dumps(before),
+        )
         if row["served"]:
             per_draw = after_components(served, strategy, combination)
             after = [c for comp in per_draw for c in comp]
-            row.update(rule(before, after), p_after=float(served["p_majority_after"].mean()),
-                       components_after=json.dumps(after),
-                       components_per_draw=json.dumps([json.dumps(c) for c in components(served, "_after", combination)]))
+            row.update(
+                rule(before, after),
+                p_after=float(served["p_majority_after"].mean()),
+                components_after=json.dumps(after),
+                components_per_draw=json.dumps([json.dumps(c) for c in components(served, "_after", combination)]),
+            )
             null = rule(before, before)
             row.update({f"{k}_no_effect": null[k] for k in metrics.OUTCOMES})
             row["delta"] = row["p_after"] - row["p_before"]
@@ -396,7 +528,9 @@ def outcomes(results: pd.DataFrame, combination: str = "per_draw", deterministic
                 if f"{column}_after" in served:
                     row[f"{column}_after"] = float(served[f"{column}_after"].mean())
             if "p_majority_ab_after" in served:
-                row["order_gap_after"] = float((served["p_majority_ab_after"] - served["p_majority_ba_after"]).abs().mean())
+                row["order_gap_after"] = float(
+                    (served["p_majority_ab_after"] - served["p_majority_ba_after"]).abs().mean()
+                )
         rows.append(row)
     table = pd.DataFrame(rows)
     table["rule"] = "rounded" if deterministic_rule else "expected"
@@ -405,8 +539,9 @@ def outcomes(results: pd.DataFrame, combination: str = "per_draw", deterministic
     return table
 
 
-def fidelity_check(lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, draws: int,
-                   batch_size: int) -> pd.DataFrame:
+def fidelity_check(
+    lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, draws: int, batch_size: int
+) -> pd.DataFrame:
     """Sample `draws` responses per probe and test them against the exact distribution.
 
     Binomial test of the count of option a among responses that are a or b against the exact
@@ -416,23 +551,38 @@ def fidelity_check(lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, 
     from scipy import stats
 
     if not lm.engine.has_logprobs:
-        return pd.DataFrame(columns=["probe_id", "draws", "valid", "sampled_a", "exact_a", "sampled_other",
-                                     "exact_other", "p_value"])
-    texts = [prompts.cloze_prompt(query_of(p, lang, seed), chat=lm.spec.chat, tokenizer=lm.tokenizer,
-                                 primer=lm.spec.answer_primer)
-             for p in probes.itertuples(index=False)]
+        return pd.DataFrame(
+            columns=["probe_id", "draws", "valid", "sampled_a", "exact_a", "sampled_other", "exact_other", "p_value"]
+        )
+    texts = [
+        prompts.cloze_prompt(
+            query_of(p, lang, seed), chat=lm.spec.chat, tokenizer=lm.tokenizer, primer=lm.spec.answer_primer
+        )
+        for p in probes.itertuples(index=False)
+    ]
     orders = [list(display_order(p, lang, seed)) for p in probes.itertuples(index=False)]
     exact = scoring.option_distributions(lm, texts, orders, batch_size=batch_size, desc="fidelity exact")
-    sampled = scoring.sample_counts(lm, texts, orders, n=draws, seed=seed, batch_size=batch_size, desc="fidelity sampled")
+    sampled = scoring.sample_counts(
+        lm, texts, orders, n=draws, seed=seed, batch_size=batch_size, desc="fidelity sampled"
+    )
     rows = []
     for p, order, (_, e), (_, s) in zip(probes.itertuples(index=False), orders, exact.iterrows(), sampled.iterrows()):
         ia = order.index(p.option_a)
         valid = sum(s["counts"])
         exact_a = e["dist"][ia]
         test = stats.binomtest(s["counts"][ia], valid, min(max(exact_a, 1e-12), 1 - 1e-12)) if valid else None
-        rows.append({"probe_id": p.probe_id, "draws": draws, "valid": valid, "sampled_a": s["counts"][ia] / valid if valid else None,
-                     "exact_a": exact_a, "sampled_other": s["invalid"] / draws, "exact_other": e["other"],
-                     "p_value": test.pvalue if test else None})
+        rows.append(
+            {
+                "probe_id": p.probe_id,
+                "draws": draws,
+                "valid": valid,
+                "sampled_a": s["counts"][ia] / valid if valid else None,
+                "exact_a": exact_a,
+                "sampled_other": s["invalid"] / draws,
+                "exact_other": e["other"],
+                "p_value": test.pvalue if test else None,
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -40,11 +40,18 @@ REQUIREMENTS = paths.REPO / "requirements-vllm.txt"
 CUDA_PACKAGES = ["vllm==0.32.0"]  # vLLM with its own CUDA torch
 CPU_BREAKS = ["torchvision", "torchaudio", "torchcodec"]  # built for another torch: import fails
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-DEFAULTS = {"tensor_parallel_size": 1, "gpu_memory_utilization": 0.9, "max_model_len": None,
-            "max_logprobs": 100, "max_lora_rank": 16, "dtype": None}
+DEFAULTS = {
+    "tensor_parallel_size": 1,
+    "gpu_memory_utilization": 0.9,
+    "max_model_len": None,
+    "max_logprobs": 100,
+    "max_lora_rank": 16,
+    "dtype": None,
+}
 
 
 # ------------------------------------------------------------------------------ environment
+
 
 def has_cuda() -> bool:
     """A CUDA GPU is here when nvidia-smi lists one."""
@@ -62,8 +69,7 @@ def install_plan(python: Path, cuda: bool) -> list[list[str]]:
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     if cuda:
         return [pip + CUDA_PACKAGES]
-    return [pip + ["-r", str(REQUIREMENTS)],
-            [str(python), "-m", "pip", "uninstall", "-y", "-q", *CPU_BREAKS]]
+    return [pip + ["-r", str(REQUIREMENTS)], [str(python), "-m", "pip", "uninstall", "-y", "-q", *CPU_BREAKS]]
 
 
 def venv_python(venv: Path = VENV) -> Path:
@@ -87,19 +93,24 @@ def ensure_venv(venv: Path = VENV, cuda: bool | None = None) -> Path:
     for command in plan:
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0 and "uninstall" not in command:
-            raise ServerError(f"building {venv} failed: `{' '.join(command)}` exited {done.returncode}:\n"
-                              f"{(done.stderr or done.stdout)[-3000:]}\nFix the cause, then run `make serve` again "
-                              f"(rm -r {venv} to start over).")
+            raise ServerError(
+                f"building {venv} failed: `{' '.join(command)}` exited {done.returncode}:\n"
+                f"{(done.stderr or done.stdout)[-3000:]}\nFix the cause, then run `make serve` again "
+                f"(rm -r {venv} to start over)."
+            )
     check = subprocess.run([str(python), "-c", f"import {SERVER_MODULE}"], capture_output=True, text=True)
     if check.returncode != 0:
-        raise ServerError(f"{venv} was built but `import {SERVER_MODULE}` fails:\n{check.stderr[-3000:]}\n"
-                          f"rm -r {venv} and run `make serve` again.")
+        raise ServerError(
+            f"{venv} was built but `import {SERVER_MODULE}` fails:\n{check.stderr[-3000:]}\n"
+            f"rm -r {venv} and run `make serve` again."
+        )
     stamp.write_text(wanted, encoding="utf-8")
     print(f"{venv} ready in {time.perf_counter() - started:.0f} s", flush=True)
     return python
 
 
 # ------------------------------------------------------------------------------ model and command
+
 
 def model_settings(model: str) -> tuple[Any, dict[str, Any]]:
     """The model's spec and the serving keys of its file (DEFAULTS filled in)."""
@@ -115,8 +126,10 @@ def model_settings(model: str) -> tuple[Any, dict[str, Any]]:
         if not isinstance(serving[key], int) or serving[key] < 1:
             raise ServerError(f"{path}: model_config.{key} must be a positive integer, not {serving[key]!r}")
     if spec.top_k and serving["max_logprobs"] < spec.top_k:
-        raise ServerError(f"{path}: model_config.max_logprobs ({serving['max_logprobs']}) is below top_k "
-                          f"({spec.top_k}); exact scoring needs every token the decoding keeps")
+        raise ServerError(
+            f"{path}: model_config.max_logprobs ({serving['max_logprobs']}) is below top_k "
+            f"({spec.top_k}); exact scoring needs every token the decoding keeps"
+        )
     return spec, serving
 
 
@@ -156,26 +169,63 @@ def context_length(folder: Path) -> int:
     raise ServerError(f"{folder}/config.json names no max_position_embeddings: set model_config.max_model_len")
 
 
-def server_command(python: Path, spec: Any, serving: dict[str, Any], folder: Path, port: int, cuda: bool,
-                   lora: bool = False, adapters: Sequence[Path] = ()) -> list[str]:
+def server_command(
+    python: Path,
+    spec: Any,
+    serving: dict[str, Any],
+    folder: Path,
+    port: int,
+    cuda: bool,
+    lora: bool = False,
+    adapters: Sequence[Path] = (),
+) -> list[str]:
     """The vLLM command line for exact scoring and seeded sampling."""
-    asked = serving["dtype"] if serving["dtype"] not in (None, "auto") else None  # models.py: auto = CUDA bf16, CPU fp32
+    asked = (
+        serving["dtype"] if serving["dtype"] not in (None, "auto") else None
+    )  # models.py: auto = CUDA bf16, CPU fp32
     dtype = asked or ("bfloat16" if cuda else "float32")
-    cmd = [str(python), "-m", SERVER_MODULE, "--model", str(folder), "--served-model-name", spec.name,
-           "--host", "127.0.0.1", "--port", str(port), "--dtype", dtype,
-           "--logprobs-mode", "processed_logprobs", "--max-logprobs", str(serving["max_logprobs"]),
-           "--enable-prefix-caching", "--generation-config", "vllm", "--seed", "0"]
+    cmd = [
+        str(python),
+        "-m",
+        SERVER_MODULE,
+        "--model",
+        str(folder),
+        "--served-model-name",
+        spec.name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        dtype,
+        "--logprobs-mode",
+        "processed_logprobs",
+        "--max-logprobs",
+        str(serving["max_logprobs"]),
+        "--enable-prefix-caching",
+        "--generation-config",
+        "vllm",
+        "--seed",
+        "0",
+    ]
     if serving["max_model_len"]:
         cmd += ["--max-model-len", str(serving["max_model_len"])]
     if cuda:
-        cmd += ["--tensor-parallel-size", str(serving["tensor_parallel_size"]),
-                "--gpu-memory-utilization", str(serving["gpu_memory_utilization"])]
+        cmd += [
+            "--tensor-parallel-size",
+            str(serving["tensor_parallel_size"]),
+            "--gpu-memory-utilization",
+            str(serving["gpu_memory_utilization"]),
+        ]
     else:  # on CPU vLLM would otherwise reserve gpu_memory_utilization of all memory
         cmd += ["--kv-cache-memory-bytes", str(int(float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")) * 2**30))]
         # vLLM's CPU worker dies ("CPU Generator does not use offset") when a seeded request's prompt
         # is split over two steps (it rewinds a CUDA-only generator offset): never split prompts.
-        cmd += ["--no-enable-chunked-prefill", "--max-num-batched-tokens",
-                str(serving["max_model_len"] or context_length(folder))]
+        cmd += [
+            "--no-enable-chunked-prefill",
+            "--max-num-batched-tokens",
+            str(serving["max_model_len"] or context_length(folder)),
+        ]
         # Exact scoring asks for many prefixes that differ in their last tokens; the prefix cache
         # reuses whole blocks only, and the CPU default (128 tokens) recomputes up to 127 of them.
         cmd += ["--block-size", "32"]
@@ -189,9 +239,16 @@ def server_command(python: Path, spec: Any, serving: dict[str, Any], folder: Pat
 def server_env(threads: int, lora: bool) -> dict[str, str]:
     """Environment of the server: its thread count (vLLM's CPU backend drops to one thread
     without OMP_NUM_THREADS), offline hub, no usage reports, runtime LoRA loading when asked."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               VLLM_CPU_OMP_THREADS_BIND=os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "nobind"),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        VLLM_CPU_OMP_THREADS_BIND=os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "nobind"),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        VLLM_NO_USAGE_STATS="1",
+        DO_NOT_TRACK="1",
+    )
     env.pop("VIRTUAL_ENV", None)
     if lora:
         env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
@@ -199,6 +256,7 @@ def server_env(threads: int, lora: bool) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------ state
+
 
 def serve_dir() -> Path:
     return paths.outputs() / "serve"
@@ -266,28 +324,53 @@ def _is_ours(pid: int, marker: str) -> bool:
 
 # ------------------------------------------------------------------------------ lifecycle
 
-def launch(model: str, command: list[str], env: dict[str, str], state: dict[str, Any], timeout: float,
-           marker: str = SERVER_MODULE) -> dict[str, Any]:
+
+def launch(
+    model: str,
+    command: list[str],
+    env: dict[str, str],
+    state: dict[str, Any],
+    timeout: float,
+    marker: str = SERVER_MODULE,
+) -> dict[str, Any]:
     """Start the command in its own session (so it outlives `make serve` and stops as a group),
     record it, and wait until it answers; a server that dies or hangs is stopped and its log shown."""
     log = serve_dir() / f"{model}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as sink:
-        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=paths.REPO, start_new_session=True)
-    state = {**state, "model": model, "pid": proc.pid, "log": str(log), "command": command, "marker": marker,
-             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        proc = subprocess.Popen(
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=paths.REPO,
+            start_new_session=True,
+        )
+    state = {
+        **state,
+        "model": model,
+        "pid": proc.pid,
+        "log": str(log),
+        "command": command,
+        "marker": marker,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     write_state(model, state)
     began = time.perf_counter()
     while not answers(state["url"]):
         if proc.poll() is not None:
             state_path(model).unlink(missing_ok=True)
-            raise ServerError(f"the server for {model} exited with code {proc.returncode} before answering. "
-                              f"Last lines of {log}:\n{log_tail(log)}")
+            raise ServerError(
+                f"the server for {model} exited with code {proc.returncode} before answering. "
+                f"Last lines of {log}:\n{log_tail(log)}"
+            )
         if time.perf_counter() - began > timeout:
             stop(model)
-            raise ServerError(f"the server for {model} did not answer within {timeout:.0f} s and was stopped. "
-                              f"Last lines of {log}:\n{log_tail(log)}")
+            raise ServerError(
+                f"the server for {model} did not answer within {timeout:.0f} s and was stopped. "
+                f"Last lines of {log}:\n{log_tail(log)}"
+            )
         time.sleep(2)
     state["ready_s"] = round(time.perf_counter() - began, 1)
     write_state(model, state)
@@ -305,17 +388,29 @@ def running(model: str) -> dict[str, Any] | None:
     return None
 
 
-def start(model: str, *, lora: bool = False, adapters: Sequence[Path] = (), port: int | None = None,
-          threads: int | None = None, timeout: float = 900.0, venv: Path = VENV) -> dict[str, Any]:
+def start(
+    model: str,
+    *,
+    lora: bool = False,
+    adapters: Sequence[Path] = (),
+    port: int | None = None,
+    threads: int | None = None,
+    timeout: float = 900.0,
+    venv: Path = VENV,
+) -> dict[str, Any]:
     """Start vLLM for the model (or return the one already running) and wait until it answers."""
     current = running(model)
     if current is not None:
         if not answers(current["url"]):
-            raise ServerError(f"a server for {model} runs (PID {current['pid']}) but does not answer at "
-                              f"{current['url']}: `make serve-stop MODEL={model}`, then start it again")
+            raise ServerError(
+                f"a server for {model} runs (PID {current['pid']}) but does not answer at "
+                f"{current['url']}: `make serve-stop MODEL={model}`, then start it again"
+            )
         if (lora or adapters) and not current.get("lora"):
-            raise ServerError(f"the server for {model} runs without LoRA: `make serve-stop MODEL={model}` and "
-                              f"`{restart_hint(model, True)}`")
+            raise ServerError(
+                f"the server for {model} runs without LoRA: `make serve-stop MODEL={model}` and "
+                f"`{restart_hint(model, True)}`"
+            )
         return current
     spec, serving = model_settings(model)
     cuda = has_cuda()
@@ -325,9 +420,16 @@ def start(model: str, *, lora: bool = False, adapters: Sequence[Path] = (), port
     threads = threads or int(os.environ.get("CULTUREALIGN_SERVE_THREADS", os.cpu_count() or 1))
     lora = bool(lora or adapters)
     command = server_command(python, spec, serving, folder, port, cuda, lora, adapters)
-    state = {"url": f"http://127.0.0.1:{port}", "served_model": spec.name, "folder": str(folder),
-             "weights": weights_id(spec, folder), "max_logprobs": serving["max_logprobs"], "lora": lora,
-             "threads": threads, "device": "cuda" if cuda else "cpu"}
+    state = {
+        "url": f"http://127.0.0.1:{port}",
+        "served_model": spec.name,
+        "folder": str(folder),
+        "weights": weights_id(spec, folder),
+        "max_logprobs": serving["max_logprobs"],
+        "lora": lora,
+        "threads": threads,
+        "device": "cuda" if cuda else "cpu",
+    }
     return launch(model, command, server_env(threads, lora), state, timeout)
 
 
@@ -364,17 +466,28 @@ def connect(model: str, spec: Any = None, tokenizer: Any = None, **kwargs: Any) 
     if url:
         base_spec, serving = model_settings(model)
         folder = model_folder(base_spec)
-        state = {"url": url, "served_model": model, "folder": str(folder), "weights": weights_id(base_spec, folder),
-                 "max_logprobs": serving["max_logprobs"], "lora": True}
+        state = {
+            "url": url,
+            "served_model": model,
+            "folder": str(folder),
+            "weights": weights_id(base_spec, folder),
+            "max_logprobs": serving["max_logprobs"],
+            "lora": True,
+        }
     elif state is None or not alive(int(state["pid"])) and not answers(state["url"]):
-        raise ServerError(f"no vLLM server runs for model {model}: start it with `{restart_hint(model)}` "
-                          f"(finished items are cached; rerun the same command after)")
+        raise ServerError(
+            f"no vLLM server runs for model {model}: start it with `{restart_hint(model)}` "
+            f"(finished items are cached; rerun the same command after)"
+        )
     spec = spec if spec is not None else model_settings(model)[0]
-    tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(state["folder"], local_files_only=True)
+    tokenizer = (
+        tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(state["folder"], local_files_only=True)
+    )
     return from_state(spec, tokenizer, state["weights"], state, **kwargs)
 
 
 # ------------------------------------------------------------------------------ command line
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m culturealign.serve", description=__doc__.split("\n\n")[0])
@@ -395,10 +508,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "setup":
             print(ensure_venv())
         elif args.action == "start":
-            state = start(args.model, lora=args.lora, adapters=args.adapter, port=args.port,
-                          threads=args.threads, timeout=args.timeout)
-            print(f"vLLM serves {args.model} at {state['url']} (PID {state['pid']}; log {state['log']}); "
-                  f"stop it with `make serve-stop MODEL={args.model}`")
+            state = start(
+                args.model,
+                lora=args.lora,
+                adapters=args.adapter,
+                port=args.port,
+                threads=args.threads,
+                timeout=args.timeout,
+            )
+            print(
+                f"vLLM serves {args.model} at {state['url']} (PID {state['pid']}; log {state['log']}); "
+                f"stop it with `make serve-stop MODEL={args.model}`"
+            )
         elif args.action == "stop":
             names = [p.stem for p in serve_dir().glob("*.json")] if args.model == "all" else [args.model]
             for name in names:
@@ -407,8 +528,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in sorted(serve_dir().glob("*.json")):
                 state = running(path.stem)
                 if state:
-                    print(f"{path.stem}: {state['url']} PID {state['pid']} "
-                          f"{'answers' if answers(state['url']) else 'does not answer'}")
+                    print(
+                        f"{path.stem}: {state['url']} PID {state['pid']} "
+                        f"{'answers' if answers(state['url']) else 'does not answer'}"
+                    )
     except (ServerError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

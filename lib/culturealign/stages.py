@@ -116,11 +116,21 @@ def run_stage(stage: str, model: str, lang: str, scale: str = "full") -> Path:
     (run.dir / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
     output = run.dir.parent / f"{stage}.ipynb"
     source = build_notebook(stage)
-    print(f"[{now()}] {stage}  model={model} lang={lang}{f' ({scale})' if scale != 'full' else ''} -> {output}", flush=True)
+    print(
+        f"[{now()}] {stage}  model={model} lang={lang}{f' ({scale})' if scale != 'full' else ''} -> {output}",
+        flush=True,
+    )
     try:
-        papermill.execute_notebook(str(source), str(output), parameters=values, kernel_name="python3",
-                                   cwd=str(paths.REPO), progress_bar=False,
-                                   stdout_file=sys.stdout, stderr_file=sys.stderr)
+        papermill.execute_notebook(
+            str(source),
+            str(output),
+            parameters=values,
+            kernel_name="python3",
+            cwd=str(paths.REPO),
+            progress_bar=False,
+            stdout_file=sys.stdout,
+            stderr_file=sys.stderr,
+        )
     except papermill.PapermillExecutionError as err:
         message = f"{err.ename}: {err.evalue}"
         _record_failure(run, message)
@@ -150,8 +160,9 @@ def labelled_languages(model: str) -> tuple[list[str], dict[str, str], dict[str,
         elif lang not in with_probes:
             skipped[lang] = f"no probe file data/probes/{lang}.tsv"
         elif country not in have:
-            skipped[lang] = (f"no WVS figures for {country}; add them with "
-                             f"`make wvs WVS_CSV=path/to/WVS_Cross-National_Wave_7.csv`")
+            skipped[lang] = (
+                f"no WVS figures for {country}; add them with `make wvs WVS_CSV=path/to/WVS_Cross-National_Wave_7.csv`"
+            )
         elif (count := probes.labelled_count(lang, country, figures)) == 0:
             skipped[lang] = f"none of its probes has a WVS majority label for {country}"
         else:
@@ -160,8 +171,9 @@ def labelled_languages(model: str) -> tuple[list[str], dict[str, str], dict[str,
     return sorted(runnable, key=lambda l: (l != "en", l)), skipped, counts
 
 
-def plan(model: str, only: list[str] | None = None, say=print,
-         languages: list[str] | None = None) -> tuple[list[tuple[str, str]], dict[str, str]]:
+def plan(
+    model: str, only: list[str] | None = None, say=print, languages: list[str] | None = None
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """(stage, lang) pairs of the main job, in order, and the skipped languages with reasons.
 
     `languages` (a scale file's `languages:`) keeps the Self-Alignment stages to those languages.
@@ -175,8 +187,10 @@ def plan(model: str, only: list[str] | None = None, say=print,
     say("labelled probes per language: " + ", ".join(f"{l} ({countries[l]}) {counts[l]}" for l in langs))
     for lang in langs:
         if counts[lang] < MIN_LABELLED:
-            say(f"warning: language {lang} has only {counts[lang]} labelled probes for {countries[lang]} "
-                f"(fewer than {MIN_LABELLED}); it runs, but its rates rest on few probes")
+            say(
+                f"warning: language {lang} has only {counts[lang]} labelled probes for {countries[lang]} "
+                f"(fewer than {MIN_LABELLED}); it runs, but its rates rest on few probes"
+            )
     steps = [(DATA, "en")]
     steps += [(stage, lang) for lang in langs for stage in SELF_ALIGNMENT]
     steps += [(SUMMARY, "en")]
@@ -204,8 +218,10 @@ def run_all(model: str, scale: str = "full", only: list[str] | None = None, jobs
             except (StageFailed, P.ParamError, ModelUnavailable, PermissionError) as err:
                 print(f"FAILED: {err}", file=sys.stderr, flush=True)
                 failed.append(f"{stage}/{lang}")
-    print(f"done: {len(steps) - len(failed)} of {len(steps)} stage runs succeeded"
-          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"done: {len(steps) - len(failed)} of {len(steps)} stage runs succeeded"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 
@@ -234,16 +250,19 @@ def chains(steps: list[Step]) -> list[tuple[str, list[Step], set[str]]]:
 
 def stage_command(stage: str, model: str, lang: str, scale: str) -> list[str]:
     """The command that runs one stage in its own process (what `--jobs` starts)."""
-    return [sys.executable, "-m", "culturealign.stages", "run", stage, "--model", model, "--lang", lang] + \
-        ["--scale", scale]
+    return [sys.executable, "-m", "culturealign.stages", "run", stage, "--model", model, "--lang", lang] + [
+        "--scale",
+        scale,
+    ]
 
 
 def log_path(model: str, lang: str, stage: str) -> Path:
     return paths.outputs() / model / lang / f"{stage}.log"
 
 
-def run_concurrently(plan_chains: list[tuple[str, list[Step], set[str]]], model: str, scale: str, jobs: int,
-                     poll: float = 0.2) -> list[str]:
+def run_concurrently(
+    plan_chains: list[tuple[str, list[Step], set[str]]], model: str, scale: str, jobs: int, poll: float = 0.2
+) -> list[str]:
     """Run the chains with up to `jobs` stage processes at a time; returns the failed runs.
 
     Each process's output goes to its log file; threads are shared out (OMP_NUM_THREADS) so
@@ -264,8 +283,13 @@ def run_concurrently(plan_chains: list[tuple[str, list[Step], set[str]]], model:
         log = log_path(model, lang, stage)
         log.parent.mkdir(parents=True, exist_ok=True)
         handle = log.open("w", encoding="utf-8")
-        process = subprocess.Popen(stage_command(stage, model, lang, scale), stdout=handle, stderr=subprocess.STDOUT,
-                                   env=env, cwd=str(paths.REPO))
+        process = subprocess.Popen(
+            stage_command(stage, model, lang, scale),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(paths.REPO),
+        )
         running[name] = (process, (stage, lang), time.perf_counter(), handle)
         print(f"[{now()}] start {stage} {lang}  (log {log})", flush=True)
 
@@ -288,8 +312,11 @@ def run_concurrently(plan_chains: list[tuple[str, list[Step], set[str]]], model:
                     print(f"[{now()}] done  {stage} {lang}  {seconds:.0f} s", flush=True)
                 else:
                     failed.append(f"{stage}/{lang}")
-                    print(f"[{now()}] FAILED {stage} {lang}  {seconds:.0f} s (exit {process.returncode}; see "
-                          f"{log_path(model, lang, stage)})", flush=True)
+                    print(
+                        f"[{now()}] FAILED {stage} {lang}  {seconds:.0f} s (exit {process.returncode}; see "
+                        f"{log_path(model, lang, stage)})",
+                        flush=True,
+                    )
             time.sleep(poll)
     except KeyboardInterrupt:  # Ctrl-C reached the stages too; a signal to this process alone is passed on
         deadline = time.perf_counter() + 5
@@ -305,19 +332,29 @@ def run_concurrently(plan_chains: list[tuple[str, list[Step], set[str]]], model:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m culturealign.stages", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m culturealign.stages", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     one = sub.add_parser("run", help="run one stage for one model and language")
     one.add_argument("stage")
     every = sub.add_parser("all", help="run the main job")
     every.add_argument("--only", nargs="*", help="only these stages")
-    every.add_argument("--jobs", type=int, default=1,
-                       help="run up to N stages at once (independent languages and CultureSPA; best with a served model)")
+    every.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="run up to N stages at once (independent languages and CultureSPA; best with a served model)",
+    )
     for p in (one, every):
         p.add_argument("--model", default="gemma3-270m")
-        p.add_argument("--scale", choices=list(P.SCALES), default="full",
-                       help="full: the model's settings; smoke: params/smoke.yaml on top (tests); quick: params/quick.yaml (the tour)")
+        p.add_argument(
+            "--scale",
+            choices=list(P.SCALES),
+            default="full",
+            help="full: the model's settings; smoke: params/smoke.yaml on top (tests); "
+            "quick: params/quick.yaml (the tour)",
+        )
     one.add_argument("--lang", default="en")
     helper = sub.add_parser("help", help="list a stage's parameters")
     helper.add_argument("stage")

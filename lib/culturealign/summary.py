@@ -23,20 +23,75 @@ PRIMARY = (("chrf_all", "placebo_random_answer"), ("chrf_all", "random"))  # the
 REFERENCES = ("placebo_random_answer", "random")  # every condition is contrasted with these
 EXPLORATORY_BETWEEN = (("chrf_all", "placebo_country_swap"), ("chrf_all", "placebo_minority_answer"))
 COMPARISONS = PRIMARY  # paired between-condition tests per language (the primary family)
-SIGN_TEST_NOTE = ("sign_test_p compares improved with decreased probes. It is biased: probes are "
-                  "selected because they scored low, so any change that pulls p toward the middle 'improves' "
-                  "them (regression to the mean). Read improved_beyond_no_effect and the primary tests against "
-                  "the random-answer placebo and random demonstrations instead.")
-TABLE1_COLUMNS = ["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased", "improved_no_effect",
-                  "same_no_effect", "decreased_no_effect", "improved_beyond_no_effect", "n", "n_unserved",
-                  "draws", "n_misaligned_run_low", "n_misaligned_run_high", "improved_run_low", "improved_run_high",
-                  "mean_error_reduction", "mean_delta", "delta_ci_low", "delta_ci_high", "wilcoxon_p",
-                  "improved_draw_sd", "improved_draw_min", "improved_draw_max", "sign_test_p",
-                  "rule", "order_combination", "order_pairing"]
-CONTRAST_COLUMNS = ["model", "lang", "condition", "reference", "n", "improved_diff", "improved_diff_low",
-                    "improved_diff_high", "mean_delta_diff", "mean_delta_diff_low", "mean_delta_diff_high", "too_few_probes"]
-TEST_COLUMNS = ["model", "lang", "family", "test", "method", "a", "b", "n", "mean_diff", "median_diff", "statistic",
-                "p", "holm_p", "family_size", "too_few_probes"]
+SIGN_TEST_NOTE = (
+    "sign_test_p compares improved with decreased probes. It is biased: probes are "
+    "selected because they scored low, so any change that pulls p toward the middle 'improves' "
+    "them (regression to the mean). Read improved_beyond_no_effect and the primary tests against "
+    "the random-answer placebo and random demonstrations instead."
+)
+TABLE1_COLUMNS = [
+    "model",
+    "lang",
+    "strategy",
+    "n_misaligned",
+    "improved",
+    "same",
+    "decreased",
+    "improved_no_effect",
+    "same_no_effect",
+    "decreased_no_effect",
+    "improved_beyond_no_effect",
+    "n",
+    "n_unserved",
+    "draws",
+    "n_misaligned_run_low",
+    "n_misaligned_run_high",
+    "improved_run_low",
+    "improved_run_high",
+    "mean_error_reduction",
+    "mean_delta",
+    "delta_ci_low",
+    "delta_ci_high",
+    "wilcoxon_p",
+    "improved_draw_sd",
+    "improved_draw_min",
+    "improved_draw_max",
+    "sign_test_p",
+    "rule",
+    "order_combination",
+    "order_pairing",
+]
+CONTRAST_COLUMNS = [
+    "model",
+    "lang",
+    "condition",
+    "reference",
+    "n",
+    "improved_diff",
+    "improved_diff_low",
+    "improved_diff_high",
+    "mean_delta_diff",
+    "mean_delta_diff_low",
+    "mean_delta_diff_high",
+    "too_few_probes",
+]
+TEST_COLUMNS = [
+    "model",
+    "lang",
+    "family",
+    "test",
+    "method",
+    "a",
+    "b",
+    "n",
+    "mean_diff",
+    "median_diff",
+    "statistic",
+    "p",
+    "holm_p",
+    "family_size",
+    "too_few_probes",
+]
 
 
 def collect(name: str, stage: str) -> pd.DataFrame:
@@ -120,8 +175,11 @@ def _draw_spread(group: pd.DataFrame, deterministic: bool) -> dict[str, float]:
         outs = [rule(b, p[d]) for b, p in zip(before, per_probe)]
         mis = sum(o["misaligned"] for o in outs)
         shares.append(100 * sum(o["improved"] for o in outs) / mis if mis else float("nan"))
-    return {"improved_draw_sd": float(np.nanstd(shares, ddof=1)), "improved_draw_min": float(np.nanmin(shares)),
-            "improved_draw_max": float(np.nanmax(shares))}
+    return {
+        "improved_draw_sd": float(np.nanstd(shares, ddof=1)),
+        "improved_draw_min": float(np.nanmin(shares)),
+        "improved_draw_max": float(np.nanmax(shares)),
+    }
 
 
 def _table1_one(outcomes: pd.DataFrame, model: str, lang: str, runs: int, seed: int) -> pd.DataFrame:
@@ -129,21 +187,36 @@ def _table1_one(outcomes: pd.DataFrame, model: str, lang: str, runs: int, seed: 
     rows = []
     for strategy, group in outcomes.groupby("strategy", sort=False):
         sub = on_common(group, common)
-        row: dict[str, Any] = {"model": model, "lang": lang, "strategy": strategy, **_shares(sub), "n": len(sub),
-                               "n_unserved": int((~_served(group)).sum()), "draws": int(group["draws"].max())}
+        row: dict[str, Any] = {
+            "model": model,
+            "lang": lang,
+            "strategy": strategy,
+            **_shares(sub),
+            "n": len(sub),
+            "n_unserved": int((~_served(group)).sum()),
+            "draws": int(group["draws"].max()),
+        }
         if len(sub):
-            sim = metrics.simulate_protocol([_parse(c) for c in sub["components_before"]],
-                                            [_parse(c) for c in sub["components_after"]], runs=runs, seed=seed,
-                                            pairing=_pairing(sub))
+            sim = metrics.simulate_protocol(
+                [_parse(c) for c in sub["components_before"]],
+                [_parse(c) for c in sub["components_after"]],
+                runs=runs,
+                seed=seed,
+                pairing=_pairing(sub),
+            )
             row["n_misaligned_run_low"], row["n_misaligned_run_high"] = metrics.run_interval(sim["n_misaligned"])
             row["improved_run_low"], row["improved_run_high"] = metrics.run_interval(sim["improved"])
             weight = sub["improved"].to_numpy(float)
             er = np.nan_to_num(sub["error_reduction"].to_numpy(float))
-            row["mean_error_reduction"] = float((weight * er).sum() / weight.sum()) if weight.sum() > 0 else float("nan")
+            row["mean_error_reduction"] = (
+                float((weight * er).sum() / weight.sum()) if weight.sum() > 0 else float("nan")
+            )
             row["mean_delta"] = float(sub["delta"].mean())
             row["delta_ci_low"], row["delta_ci_high"] = metrics.bootstrap_mean_interval(sub["delta"], seed=seed)
             row.update(_draw_spread(sub, (sub["rule"] == "rounded").all()))
-            row["sign_test_p"] = metrics.sign_test(int(round(sub["improved"].sum())), int(round(sub["decreased"].sum())))
+            row["sign_test_p"] = metrics.sign_test(
+                int(round(sub["improved"].sum())), int(round(sub["decreased"].sum()))
+            )
         row["rule"] = group["rule"].iloc[0]
         row["order_combination"] = group["order_combination"].iloc[0]
         row["order_pairing"] = _pairing(group)
@@ -174,9 +247,23 @@ def contrasts(outcomes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.D
             for condition, g in by.items():
                 if condition == reference:
                     continue
-                rows.append({"model": model, "lang": lang, "condition": condition, "reference": reference,
-                             **metrics.paired_contrast(g["misaligned"], g["improved"], ref["improved"], g["delta"],
-                                                       ref["delta"], n_boot=n_boot, seed=seed)})
+                rows.append(
+                    {
+                        "model": model,
+                        "lang": lang,
+                        "condition": condition,
+                        "reference": reference,
+                        **metrics.paired_contrast(
+                            g["misaligned"],
+                            g["improved"],
+                            ref["improved"],
+                            g["delta"],
+                            ref["delta"],
+                            n_boot=n_boot,
+                            seed=seed,
+                        ),
+                    }
+                )
     return pd.DataFrame(rows).reindex(columns=CONTRAST_COLUMNS)
 
 
@@ -197,16 +284,44 @@ def paired_tests(outcomes: pd.DataFrame, n_resamples: int = 9999, seed: int = 0)
         base = {"model": model, "lang": lang}
         for a, b in PRIMARY:
             if a in by and b in by:
-                rows.append({**base, "family": "primary", "test": "between_conditions", "method": "sign_flip_mean",
-                             "a": a, "b": b, **_sign_flip(by[a]["delta"] - by[b]["delta"], n_resamples, seed)})
+                rows.append(
+                    {
+                        **base,
+                        "family": "primary",
+                        "test": "between_conditions",
+                        "method": "sign_flip_mean",
+                        "a": a,
+                        "b": b,
+                        **_sign_flip(by[a]["delta"] - by[b]["delta"], n_resamples, seed),
+                    }
+                )
         for a, b in EXPLORATORY_BETWEEN:
             if a in by and b in by:
-                rows.append({**base, "family": "exploratory", "test": "between_conditions", "method": "sign_flip_mean",
-                             "a": a, "b": b, **_sign_flip(by[a]["delta"] - by[b]["delta"], n_resamples, seed)})
+                rows.append(
+                    {
+                        **base,
+                        "family": "exploratory",
+                        "test": "between_conditions",
+                        "method": "sign_flip_mean",
+                        "a": a,
+                        "b": b,
+                        **_sign_flip(by[a]["delta"] - by[b]["delta"], n_resamples, seed),
+                    }
+                )
         for strategy, g in by.items():
             test = metrics.wilcoxon_paired(g["p_after"], g["p_before"], zero_method=zeros)
-            rows.append({**base, "family": "exploratory", "test": "vs_zero_shot", "method": f"wilcoxon_{zeros}",
-                         "a": strategy, "b": "zero_shot", **test, "too_few_probes": test["n"] < metrics.MIN_PROBES})
+            rows.append(
+                {
+                    **base,
+                    "family": "exploratory",
+                    "test": "vs_zero_shot",
+                    "method": f"wilcoxon_{zeros}",
+                    "a": strategy,
+                    "b": "zero_shot",
+                    **test,
+                    "too_few_probes": test["n"] < metrics.MIN_PROBES,
+                }
+            )
     tests = pd.DataFrame(rows).reindex(columns=TEST_COLUMNS)
     primary = tests["family"] == "primary"
     for _, index in tests[primary].groupby(["model", "lang"], sort=False).groups.items():
@@ -228,9 +343,14 @@ def table1(outcomes: pd.DataFrame, tests: pd.DataFrame | None = None, runs: int 
     exploratory Wilcoxon test against zero-shot, the spread over the R random draws, and the
     sign test kept for comparison."""
     tests = paired_tests(outcomes) if tests is None else tests
-    parts = [_table1_one(group, model, lang, runs, seed) for (model, lang), group in outcomes.groupby(["model", "lang"], sort=False)]
+    parts = [
+        _table1_one(group, model, lang, runs, seed)
+        for (model, lang), group in outcomes.groupby(["model", "lang"], sort=False)
+    ]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE1_COLUMNS[:7])
-    vs = tests[tests["test"] == "vs_zero_shot"][["model", "lang", "a", "p"]].rename(columns={"a": "strategy", "p": "wilcoxon_p"})
+    vs = tests[tests["test"] == "vs_zero_shot"][["model", "lang", "a", "p"]].rename(
+        columns={"a": "strategy", "p": "wilcoxon_p"}
+    )
     table = table.merge(vs, on=["model", "lang", "strategy"], how="left")
     return table.reindex(columns=TABLE1_COLUMNS + [c for c in table.columns if c not in TABLE1_COLUMNS])
 
@@ -252,11 +372,22 @@ def soft_alignment(outcomes: pd.DataFrame, zero: pd.DataFrame, strategy: str = "
         before = [metrics.soft_distance(p, h) for p, h in zip(served["p_a_before"], served["human_a"])]
         after = [metrics.soft_distance(p, h) for p, h in zip(served["p_a_after"], served["human_a"])]
         every = zero[(zero["model"] == model) & (zero["lang"] == lang)]
-        rows.append({"model": model, "lang": lang, "strategy": strategy, "n": len(served),
-                     "all_probes_zero_shot": float(np.mean([metrics.soft_distance(p, h) for p, h in zip(every["p_a"], every["human_a"])]))
-                     if len(every) else float("nan"),
-                     "zero_shot": float(np.mean(before)), "self_aligned": float(np.mean(after)),
-                     "wilcoxon_p": metrics.wilcoxon_paired(before, after)["p"]})
+        rows.append(
+            {
+                "model": model,
+                "lang": lang,
+                "strategy": strategy,
+                "n": len(served),
+                "all_probes_zero_shot": float(
+                    np.mean([metrics.soft_distance(p, h) for p, h in zip(every["p_a"], every["human_a"])])
+                )
+                if len(every)
+                else float("nan"),
+                "zero_shot": float(np.mean(before)),
+                "self_aligned": float(np.mean(after)),
+                "wilcoxon_p": metrics.wilcoxon_paired(before, after)["p"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -265,22 +396,43 @@ def order_gaps(zero: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
     option is shown first, zero-shot and under each condition (empty before both orders exist)."""
     parts = []
     if {"p_majority_ab", "p_majority_ba"} <= set(zero.columns):
-        parts.append(zero.assign(condition="zero_shot", gap=(zero["p_majority_ab"] - zero["p_majority_ba"]).abs())
-                     [["model", "lang", "probe_id", "condition", "gap"]])
+        parts.append(
+            zero.assign(condition="zero_shot", gap=(zero["p_majority_ab"] - zero["p_majority_ba"]).abs())[
+                ["model", "lang", "probe_id", "condition", "gap"]
+            ]
+        )
     if "order_gap_after" in outcomes:
         done = outcomes[outcomes["order_gap_after"].notna()]
-        parts.append(done.assign(condition=done["strategy"], gap=done["order_gap_after"])[["model", "lang", "probe_id", "condition", "gap"]])
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model", "lang", "probe_id", "condition", "gap"])
+        parts.append(
+            done.assign(condition=done["strategy"], gap=done["order_gap_after"])[
+                ["model", "lang", "probe_id", "condition", "gap"]
+            ]
+        )
+    return (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["model", "lang", "probe_id", "condition", "gap"])
+    )
 
 
 def order_sensitivity(gaps: pd.DataFrame) -> pd.DataFrame:
     """Order sensitivity per model, language and condition: mean, median, 90th percentile of
     |p(A,B) - p(B,A)| and the share of probes whose gap exceeds 0.2."""
     if gaps.empty:
-        return pd.DataFrame(columns=["model", "lang", "condition", "n", "mean_gap", "median_gap", "p90_gap", "share_over_0.2"])
-    return (gaps.groupby(["model", "lang", "condition"], sort=False)["gap"]
-            .agg(n="size", mean_gap="mean", median_gap="median", p90_gap=lambda g: g.quantile(0.9),
-                 **{"share_over_0.2": lambda g: (g > 0.2).mean()}).reset_index())
+        return pd.DataFrame(
+            columns=["model", "lang", "condition", "n", "mean_gap", "median_gap", "p90_gap", "share_over_0.2"]
+        )
+    return (
+        gaps.groupby(["model", "lang", "condition"], sort=False)["gap"]
+        .agg(
+            n="size",
+            mean_gap="mean",
+            median_gap="median",
+            p90_gap=lambda g: g.quantile(0.9),
+            **{"share_over_0.2": lambda g: (g > 0.2).mean()},
+        )
+        .reset_index()
+    )
 
 
 def simulated_error_reductions(outcomes: pd.DataFrame, runs: int = 50, seed: int = 0) -> pd.DataFrame:
@@ -291,11 +443,28 @@ def simulated_error_reductions(outcomes: pd.DataFrame, runs: int = 50, seed: int
         sub = on_common(group, common_probes(outcomes[(outcomes["model"] == model) & (outcomes["lang"] == lang)]))
         if sub.empty:
             continue
-        sim = metrics.simulate_protocol([_parse(c) for c in sub["components_before"]],
-                                        [_parse(c) for c in sub["components_after"]], runs=runs, seed=seed)
-        rows.append(pd.DataFrame({"model": model, "lang": lang, "strategy": strategy, "error_reduction": sim["error_reductions"],
-                                  "qid": sub["qid"].to_numpy()[sim["improved_probe"]]}))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["model", "lang", "strategy", "error_reduction", "qid"])
+        sim = metrics.simulate_protocol(
+            [_parse(c) for c in sub["components_before"]],
+            [_parse(c) for c in sub["components_after"]],
+            runs=runs,
+            seed=seed,
+        )
+        rows.append(
+            pd.DataFrame(
+                {
+                    "model": model,
+                    "lang": lang,
+                    "strategy": strategy,
+                    "error_reduction": sim["error_reductions"],
+                    "qid": sub["qid"].to_numpy()[sim["improved_probe"]],
+                }
+            )
+        )
+    return (
+        pd.concat(rows, ignore_index=True)
+        if rows
+        else pd.DataFrame(columns=["model", "lang", "strategy", "error_reduction", "qid"])
+    )
 
 
 def error_sizes(misalignment: pd.DataFrame) -> pd.DataFrame:
@@ -309,15 +478,17 @@ def error_sizes(misalignment: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "lang", "errors", "weight"])
 
 
-OMITTED_COMMON = ("The panel on WVS questions common to the languages is omitted: no question was measured "
-                  "in every language.")
+OMITTED_COMMON = (
+    "The panel on WVS questions common to the languages is omitted: no question was measured in every language."
+)
 
 
 SAME_QUESTIONS = "Every language measured the same WVS questions, so one panel shows them all."
 
 
-def _common_and_full(draw, title: str, common: pd.DataFrame, full: pd.DataFrame, n_common: int, n_full: int,
-                     **kw) -> tuple[Any, str]:
+def _common_and_full(
+    draw, title: str, common: pd.DataFrame, full: pd.DataFrame, n_common: int, n_full: int, **kw
+) -> tuple[Any, str]:
     """The comparison on the questions every language measured, beside the one on all probes, and
     a caption note. With no question common to the languages that panel is omitted (an empty panel
     shows nothing), and with every question common the two panels are one; the note says which."""
@@ -331,14 +502,23 @@ def _common_and_full(draw, title: str, common: pd.DataFrame, full: pd.DataFrame,
     return plots.titled(fig, title), ""
 
 
-def figures(t1: pd.DataFrame, outcomes: pd.DataFrame, misalignment: pd.DataFrame, soft: pd.DataFrame,
-            gaps: pd.DataFrame, out: Path, seed: int = 0) -> dict[str, list[Path]]:
+def figures(
+    t1: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    misalignment: pd.DataFrame,
+    soft: pd.DataFrame,
+    gaps: pd.DataFrame,
+    out: Path,
+    seed: int = 0,
+) -> dict[str, list[Path]]:
     """The paper's Figures 2-8 and 10 (file names and titles carry the paper's number), and two
     figures beyond the paper (soft alignment, order sensitivity), as PNG and PDF; captions.json
     beside them holds each figure's caption (its title, and why a panel is omitted)."""
     served = outcomes[_served(outcomes)]
     common_by_run = {key: common_probes(g) for key, g in outcomes.groupby(["model", "lang"])}
-    same = served[[pid in common_by_run[(m, l)] for m, l, pid in zip(served["model"], served["lang"], served["probe_id"])]]
+    same = served[
+        [pid in common_by_run[(m, l)] for m, l, pid in zip(served["model"], served["lang"], served["probe_id"])]
+    ]
     shared = common_questions(misalignment, ["lang"])  # zero-shot comparisons (Figure 7)
     compared = common_questions(same, ["lang"])  # self-aligned comparisons across languages (Figures 4-5)
     er = simulated_error_reductions(outcomes, seed=seed)
@@ -351,57 +531,127 @@ def figures(t1: pd.DataFrame, outcomes: pd.DataFrame, misalignment: pd.DataFrame
         return plots.bars(frame, "model", "improved", "strategy", title, "% improved (expected)", ax=ax, legend=legend)
 
     def model_boxes(frame, ax, title, legend):
-        return plots.boxes(frame, "model", "error_reduction", title, "(d_orig - d_corr) / d_orig", hue="strategy",
-                           ax=ax, points=False, legend=legend)
+        return plots.boxes(
+            frame,
+            "model",
+            "error_reduction",
+            title,
+            "(d_orig - d_corr) / d_orig",
+            hue="strategy",
+            ax=ax,
+            points=False,
+            legend=legend,
+        )
 
     def heat(matrix, ax, title, legend):
         return plots.heatmap(matrix, title, "% misaligned (expected)", ax=ax, vmin=0, vmax=100)
 
     fig4, note4 = _common_and_full(
-        model_boxes, "Figure 4. Error-rate reduction per model (50 simulated runs of the protocol)",
-        er[er["qid"].isin(compared)], er, len(compared), same["qid"].nunique())
+        model_boxes,
+        "Figure 4. Error-rate reduction per model (50 simulated runs of the protocol)",
+        er[er["qid"].isin(compared)],
+        er,
+        len(compared),
+        same["qid"].nunique(),
+    )
     fig5, note5 = _common_and_full(
-        model_bars, "Figure 5. Misaligned probes improved, per model",
-        improved_pct(same[same["qid"].isin(compared)], ["model", "strategy"]), improved_pct(same, ["model", "strategy"]),
-        len(compared), same["qid"].nunique())
+        model_bars,
+        "Figure 5. Misaligned probes improved, per model",
+        improved_pct(same[same["qid"].isin(compared)], ["model", "strategy"]),
+        improved_pct(same, ["model", "strategy"]),
+        len(compared),
+        same["qid"].nunique(),
+    )
     notes = {"fig4_error_reduction_by_model": note4, "fig5_improved_by_model": note5}
     made = {
-        "fig2_improved_by_strategy": plots.titled(plots.bars(
-            t1, "strategy", "improved", "lang", "", "% of misaligned probes improved (expected)"),
-            "Figure 2. Misaligned probes improved by self-alignment, per strategy and control"),
-        "fig3_error_reduction_by_strategy": plots.titled(plots.boxes(
-            er, "strategy", "error_reduction", "", "(d_orig - d_corr) / d_orig", points=False),
-            "Figure 3. Error-rate reduction of improved probes (50 simulated runs of the protocol)"),
+        "fig2_improved_by_strategy": plots.titled(
+            plots.bars(t1, "strategy", "improved", "lang", "", "% of misaligned probes improved (expected)"),
+            "Figure 2. Misaligned probes improved by self-alignment, per strategy and control",
+        ),
+        "fig3_error_reduction_by_strategy": plots.titled(
+            plots.boxes(er, "strategy", "error_reduction", "", "(d_orig - d_corr) / d_orig", points=False),
+            "Figure 3. Error-rate reduction of improved probes (50 simulated runs of the protocol)",
+        ),
         "fig4_error_reduction_by_model": fig4,
         "fig5_improved_by_model": fig5,
-        "fig8_improved_by_category": plots.titled(plots.bars(
-            same.groupby(["category", "strategy"])["improved"].sum().reset_index(), "category", "improved", "strategy", "",
-            "improved probes (expected count)"),
-            "Figure 8. Improved probes per WVS category (counts)"),
+        "fig8_improved_by_category": plots.titled(
+            plots.bars(
+                same.groupby(["category", "strategy"])["improved"].sum().reset_index(),
+                "category",
+                "improved",
+                "strategy",
+                "",
+                "improved probes (expected count)",
+            ),
+            "Figure 8. Improved probes per WVS category (counts)",
+        ),
     }
     if not misalignment.empty:
-        made["fig6_error_sizes"] = plots.titled(plots.histogram(
-            error_sizes(misalignment), "errors", "lang", "", "misaligned responses out of 10 (d_orig)", weights="weight"),
-            "Figure 6. Size of zero-shot errors (expected distribution)")
+        made["fig6_error_sizes"] = plots.titled(
+            plots.histogram(
+                error_sizes(misalignment),
+                "errors",
+                "lang",
+                "",
+                "misaligned responses out of 10 (d_orig)",
+                weights="weight",
+            ),
+            "Figure 6. Size of zero-shot errors (expected distribution)",
+        )
         made["fig7_misaligned_heatmap"], notes["fig7_misaligned_heatmap"] = _common_and_full(
-            heat, "Figure 7. Zero-shot misaligned probes (expected %)", misaligned_matrix(misalignment, shared),
-            misaligned_matrix(misalignment), len(shared), misalignment["qid"].nunique(),
-            width=max(5.5, 0.5 * misalignment["lang"].nunique() + 1.5))
+            heat,
+            "Figure 7. Zero-shot misaligned probes (expected %)",
+            misaligned_matrix(misalignment, shared),
+            misaligned_matrix(misalignment),
+            len(shared),
+            misalignment["qid"].nunique(),
+            width=max(5.5, 0.5 * misalignment["lang"].nunique() + 1.5),
+        )
     chrf = same[same["strategy"] == "chrf_all"]
     if not chrf.empty:
-        made["fig10_improved_by_category_language"] = plots.titled(plots.heatmap(
-            improved_pct(chrf, ["category", "lang"]).pivot_table(index="category", columns="lang", values="improved"),
-            "", "% improved (expected)", vmin=0, vmax=100), "Figure 10. Improved probes per category and language (chrF++ across)")
+        made["fig10_improved_by_category_language"] = plots.titled(
+            plots.heatmap(
+                improved_pct(chrf, ["category", "lang"]).pivot_table(
+                    index="category", columns="lang", values="improved"
+                ),
+                "",
+                "% improved (expected)",
+                vmin=0,
+                vmax=100,
+            ),
+            "Figure 10. Improved probes per category and language (chrF++ across)",
+        )
     if not soft.empty:
-        long = soft.melt(id_vars=["model", "lang"], value_vars=["zero_shot", "self_aligned"], var_name="setting", value_name="distance")
-        made["extra_soft_alignment"] = plots.bars(long, "lang", "distance", "setting",
-                                                  "Beyond the paper: distance to human answer shares (common probes)",
-                                                  "total variation distance", hue_order=["zero_shot", "self_aligned"])
+        long = soft.melt(
+            id_vars=["model", "lang"],
+            value_vars=["zero_shot", "self_aligned"],
+            var_name="setting",
+            value_name="distance",
+        )
+        made["extra_soft_alignment"] = plots.bars(
+            long,
+            "lang",
+            "distance",
+            "setting",
+            "Beyond the paper: distance to human answer shares (common probes)",
+            "total variation distance",
+            hue_order=["zero_shot", "self_aligned"],
+        )
     if not gaps.empty:
         shown = gaps[gaps["condition"].isin(["zero_shot", "chrf_all"])]
-        made["extra_order_sensitivity"] = plots.boxes(shown, "lang", "gap", "Beyond the paper: order sensitivity",
-                                                      "|p(A,B) - p(B,A)| of the majority answer", hue="condition", points=False)
-    captions = {name: ". ".join(filter(None, [plots.title_of(fig).rstrip("."), notes.get(name, "")])) for name, fig in made.items()}
+        made["extra_order_sensitivity"] = plots.boxes(
+            shown,
+            "lang",
+            "gap",
+            "Beyond the paper: order sensitivity",
+            "|p(A,B) - p(B,A)| of the majority answer",
+            hue="condition",
+            points=False,
+        )
+    captions = {
+        name: ". ".join(filter(None, [plots.title_of(fig).rstrip("."), notes.get(name, "")]))
+        for name, fig in made.items()
+    }
     saved = {name: plots.save(fig, out / name) for name, fig in made.items()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "captions.json").write_text(json.dumps(captions, indent=1), encoding="utf-8")

@@ -38,7 +38,7 @@ def prompt_ids(tokenizer: Any, text: str) -> list[int]:
 def split_boundary(context: str, continuation: str) -> tuple[str, str]:
     """Move trailing spaces of the context to the continuation (as lm-evaluation-harness)."""
     stripped = context.rstrip(" ")
-    return stripped, context[len(stripped):] + continuation
+    return stripped, context[len(stripped) :] + continuation
 
 
 def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -53,11 +53,13 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     ctx = prompt_ids(tokenizer, context)
     whole = prompt_ids(tokenizer, context + continuation)
     if whole[: len(ctx)] == ctx:
-        return ctx, whole[len(ctx):]
+        return ctx, whole[len(ctx) :]
     return ctx, list(tokenizer(continuation, add_special_tokens=False)["input_ids"])
 
 
-def option_paths(tokenizer: Any, texts: list[str], options: list[list[str]]) -> list[tuple[list[int], list[list[int]], list[int]]]:
+def option_paths(
+    tokenizer: Any, texts: list[str], options: list[list[str]]
+) -> list[tuple[list[int], list[list[int]], list[int]]]:
     """Per prompt: its ids, each option's token path after it, and every token those paths read
     (what an engine comparison scores option by option)."""
     out = []

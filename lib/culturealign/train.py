@@ -70,13 +70,17 @@ def bf16_supported() -> bool:
     """bf16 autocast where the hardware has it (CUDA bf16, or a CPU with AVX512-BF16/AMX)."""
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    return bool(getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")() in ("AVX512", "AMX")
-                and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return bool(
+        getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")() in ("AVX512", "AMX")
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
 
 
 def linear_module_names(model: Any) -> list[str]:
     """Leaf names of the model's linear layers (what target_modules may name)."""
-    return sorted({name.split(".")[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)})
+    return sorted(
+        {name.split(".")[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    )
 
 
 def check_targets(model: Any, targets: Sequence[str]) -> None:
@@ -85,8 +89,10 @@ def check_targets(model: Any, targets: Sequence[str]) -> None:
     known = linear_module_names(model)
     missing = [t for t in targets if t not in known]
     if missing:
-        raise TrainingError(f"LoRA target module(s) {missing} do not exist in this model. "
-                            f"Linear modules: {known}, or use ['all-linear']")
+        raise TrainingError(
+            f"LoRA target module(s) {missing} do not exist in this model. "
+            f"Linear modules: {known}, or use ['all-linear']"
+        )
 
 
 def encode_examples(tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> list[dict[str, list[int]]]:
@@ -110,6 +116,7 @@ def _collate(pad_id: int):
             n = len(b["input_ids"])
             ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(b["input_ids"]), torch.tensor(b["labels"]), 1
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
     return collate
 
 
@@ -122,8 +129,12 @@ MANIFEST = "culturealign_adapter.json"
 
 def base_identity(lm: LoadedModel, prompt_format: str) -> dict[str, str]:
     """What an adapter depends on: the base model's name, id and weights hash, and the prompt format."""
-    return {"base_model": lm.spec.name, "base_id": lm.spec.id, "base_weights_hash": lm.weights_hash,
-            "prompt_format": prompt_format}
+    return {
+        "base_model": lm.spec.name,
+        "base_id": lm.spec.id,
+        "base_weights_hash": lm.weights_hash,
+        "prompt_format": prompt_format,
+    }
 
 
 def check_adapter(lm: LoadedModel, adapter: Path, prompt_format: str) -> dict[str, Any]:
@@ -131,15 +142,22 @@ def check_adapter(lm: LoadedModel, adapter: Path, prompt_format: str) -> dict[st
     from the model and prompt format about to use it."""
     path = Path(adapter) / MANIFEST
     if not path.exists():
-        raise TrainingError(f"{path} is missing: the adapter in {adapter} does not say which base model and prompt "
-                            f"format it was trained with. Delete {Path(adapter).parent} and rerun 90_lora_sft.")
+        raise TrainingError(
+            f"{path} is missing: the adapter in {adapter} does not say which base model and prompt "
+            f"format it was trained with. Delete {Path(adapter).parent} and rerun 90_lora_sft."
+        )
     recorded = json.loads(path.read_text(encoding="utf-8"))
     wanted = base_identity(lm, prompt_format)
-    wrong = [f"{key} {recorded.get(key)!r} (this run: {value!r})" for key, value in wanted.items()
-             if recorded.get(key) != value]
+    wrong = [
+        f"{key} {recorded.get(key)!r} (this run: {value!r})"
+        for key, value in wanted.items()
+        if recorded.get(key) != value
+    ]
     if wrong:
-        raise TrainingError(f"{path}: adapter trained with a different {'; '.join(wrong)}. Retrain it for this "
-                            f"model: delete {Path(adapter).parent} and rerun 90_lora_sft.")
+        raise TrainingError(
+            f"{path}: adapter trained with a different {'; '.join(wrong)}. Retrain it for this "
+            f"model: delete {Path(adapter).parent} and rerun 90_lora_sft."
+        )
     return recorded
 
 
@@ -147,19 +165,38 @@ def training_arguments(settings: LoraSettings, examples: int, output_dir: Path, 
     """transformers TrainingArguments of one LoRA run; warm-up as whole steps (see the module doc)."""
     from transformers import TrainingArguments
 
-    return TrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=settings.batch_size,
-                             gradient_accumulation_steps=settings.accumulation,
-                             learning_rate=settings.learning_rate, num_train_epochs=settings.epochs,
-                             max_steps=settings.max_steps, lr_scheduler_type="cosine",
-                             warmup_steps=settings.warmup_steps(examples),
-                             save_strategy="steps", save_steps=settings.save_steps, save_total_limit=2,
-                             logging_steps=max(1, settings.save_steps // 5), report_to=[], seed=seed,
-                             bf16=bf16_supported(), use_cpu=not torch.cuda.is_available(),
-                             dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=False)
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.accumulation,
+        learning_rate=settings.learning_rate,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        lr_scheduler_type="cosine",
+        warmup_steps=settings.warmup_steps(examples),
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=2,
+        logging_steps=max(1, settings.save_steps // 5),
+        report_to=[],
+        seed=seed,
+        bf16=bf16_supported(),
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=False,
+    )
 
 
-def train_adapter(lm: LoadedModel, pairs: Sequence[tuple[str, str]], out_dir: Path, settings: LoraSettings,
-                  seed: int = 0, prompt_format: str = "", where: str = "LoraSettings") -> dict[str, Any]:
+def train_adapter(
+    lm: LoadedModel,
+    pairs: Sequence[tuple[str, str]],
+    out_dir: Path,
+    settings: LoraSettings,
+    seed: int = 0,
+    prompt_format: str = "",
+    where: str = "LoraSettings",
+) -> dict[str, Any]:
     """Train one LoRA adapter on (prompt, answer) pairs and save it with peft's save_pretrained,
     with a manifest of the base model and prompt format beside it.
 
@@ -177,27 +214,50 @@ def train_adapter(lm: LoadedModel, pairs: Sequence[tuple[str, str]], out_dir: Pa
     if not pairs:
         raise TrainingError(f"no training examples for {out_dir.name}: its CRQPC set is empty")
     check_targets(lm.model, settings.target_modules)
-    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=list(settings.target_modules) if list(settings.target_modules) != ["all-linear"] else "all-linear",
-                        task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules)
+        if list(settings.target_modules) != ["all-linear"]
+        else "all-linear",
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(lm.model, config)
     checkpoints = out_dir / "checkpoints"
     args = training_arguments(settings, len(pairs), checkpoints, seed)
     data = encode_examples(lm.tokenizer, pairs)
-    trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=_collate(lm.tokenizer.pad_token_id or 0))
+    trainer = Trainer(
+        model=model, args=args, train_dataset=data, data_collator=_collate(lm.tokenizer.pad_token_id or 0)
+    )
     resume = any(checkpoints.glob("checkpoint-*"))
     try:
         result = trainer.train(resume_from_checkpoint=True if resume else None)
         model.save_pretrained(adapter)
     finally:
         lm.model = model.unload()  # hand the base model back without LoRA layers
-    record = {**base_identity(lm, prompt_format), "examples": len(pairs), "steps": result.global_step,
-              "warmup_steps": args.warmup_steps, "batch_size": settings.batch_size,
-              "accumulation": settings.accumulation, "settings": dataclasses.asdict(settings), "seed": seed}
+    record = {
+        **base_identity(lm, prompt_format),
+        "examples": len(pairs),
+        "steps": result.global_step,
+        "warmup_steps": args.warmup_steps,
+        "batch_size": settings.batch_size,
+        "accumulation": settings.accumulation,
+        "settings": dataclasses.asdict(settings),
+        "seed": seed,
+    }
     (adapter / MANIFEST).write_text(json.dumps(record, indent=1), encoding="utf-8")
-    return {"status": "trained", "resumed": resume, "examples": len(pairs), "steps": result.global_step,
-            "warmup_steps": args.warmup_steps, "effective_batch": settings.batch_size * settings.accumulation,
-            "train_loss": result.training_loss, "seconds": result.metrics.get("train_runtime"), "adapter_dir": str(adapter)}
+    return {
+        "status": "trained",
+        "resumed": resume,
+        "examples": len(pairs),
+        "steps": result.global_step,
+        "warmup_steps": args.warmup_steps,
+        "effective_batch": settings.batch_size * settings.accumulation,
+        "train_loss": result.training_loss,
+        "seconds": result.metrics.get("train_runtime"),
+        "adapter_dir": str(adapter),
+    }
 
 
 def with_adapter(lm: LoadedModel, adapter: Path, prompt_format: str) -> LoadedModel:
@@ -213,8 +273,10 @@ def with_adapter(lm: LoadedModel, adapter: Path, prompt_format: str) -> LoadedMo
     if lm.model is None:
         serving = getattr(lm.engine, "with_adapter", None)
         if serving is None:
-            raise TrainingError(f"model {lm.spec.name}: its engine ({lm.spec.engine}) cannot answer through a LoRA "
-                                f"adapter; evaluate {adapter} with a model file whose engine is transformers or openai")
+            raise TrainingError(
+                f"model {lm.spec.name}: its engine ({lm.spec.engine}) cannot answer through a LoRA "
+                f"adapter; evaluate {adapter} with a model file whose engine is transformers or openai"
+            )
         tuned = dataclasses.replace(lm, weights_hash=weights_hash)
         tuned._engine = serving(adapter)
         return tuned

@@ -77,7 +77,9 @@ def test_10_zero_shot(smoke_outputs):
 
 def test_20_demonstrations(smoke_outputs):
     folder, _ = artifacts(smoke_outputs, "20_demonstrations")
-    chosen = pd.read_csv(folder / "demonstrations.csv", converters={"demo_ids": ast.literal_eval}, keep_default_na=False)
+    chosen = pd.read_csv(
+        folder / "demonstrations.csv", converters={"demo_ids": ast.literal_eval}, keep_default_na=False
+    )
     assert set(chosen["strategy"]) == {"random", "random_category", "chrf_category", "chrf_all"}
     served = chosen[chosen["reason"] == ""]
     assert (served["demo_ids"].map(len) == 5).all() and len(served) > 0.9 * len(chosen)
@@ -98,7 +100,9 @@ def test_30_self_alignment(smoke_outputs):
     assert (table[["improved", "same", "decreased"]].sum(axis=1).round(6) == 100).all()
     assert table["n"].nunique() == 1 and (table["improved_run_low"] <= table["improved_run_high"]).all()
     assert {"improved_no_effect", "improved_beyond_no_effect"} <= set(table.columns)
-    assert np.allclose(table["improved"] - table["improved_no_effect"], table["improved_beyond_no_effect"], equal_nan=True)
+    assert np.allclose(
+        table["improved"] - table["improved_no_effect"], table["improved_beyond_no_effect"], equal_nan=True
+    )
     tests = pd.read_csv(folder / "tests.csv")
     primary = tests[tests["family"] == "primary"]
     assert {("chrf_all", "random"), ("chrf_all", "placebo_random_answer")} == set(zip(primary["a"], primary["b"]))
@@ -116,8 +120,13 @@ def test_40_summary(smoke_outputs):
     adjusted = tests[tests["holm_p"].notna()]
     assert len(adjusted) and (adjusted["holm_p"] >= adjusted["p"]).all()
     assert tests.loc[tests["family"] == "exploratory", "holm_p"].isna().all()
-    for figure in ("fig2_improved_by_strategy", "fig3_error_reduction_by_strategy", "fig7_misaligned_heatmap",
-                   "fig8_improved_by_category", "fig10_improved_by_category_language"):
+    for figure in (
+        "fig2_improved_by_strategy",
+        "fig3_error_reduction_by_strategy",
+        "fig7_misaligned_heatmap",
+        "fig8_improved_by_category",
+        "fig10_improved_by_category_language",
+    ):
         assert (root / "summary" / f"{figure}.png").stat().st_size > 10_000
         assert (root / "summary" / f"{figure}.pdf").exists()
 
@@ -127,7 +136,9 @@ def test_50_explanations(smoke_outputs):
     folder, manifest = artifacts(smoke_outputs, "50_explanations")
     table = pd.read_csv(folder / "explanations.csv", keep_default_na=False)
     assert len(table) == manifest["results"]["explained"] <= 2
-    outcomes = pd.read_csv(root / MODEL / "en" / "30_self_alignment" / "outcomes.csv").set_index(["probe_id", "strategy"])
+    outcomes = pd.read_csv(root / MODEL / "en" / "30_self_alignment" / "outcomes.csv").set_index(
+        ["probe_id", "strategy"]
+    )
     for row in table.itertuples():  # only where the majority answer is the most likely answer after self-alignment
         after = outcomes.loc[(row.probe_id, row.strategy)]
         assert (after["p_a_after"] if after["label"] == "a" else 1 - after["p_a_after"]) > 0.5
@@ -204,7 +215,11 @@ def test_95_culture_eval(smoke_outputs):
     assert {"base", "culturespa_joint"} <= set(general.index) and general["accuracy"].between(0, 1).all()
     assert (general["items"] == 12).all() and (general["chance"] == 0.25).all()
     assert 0 <= general.at["culturespa_joint", "vs_base_mcnemar_p"] <= 1
-    assert general.at["culturespa_joint", "vs_base_low"] <= general.at["culturespa_joint", "vs_base_difference"] <= general.at["culturespa_joint", "vs_base_high"]
+    assert (
+        general.at["culturespa_joint", "vs_base_low"]
+        <= general.at["culturespa_joint", "vs_base_difference"]
+        <= general.at["culturespa_joint", "vs_base_high"]
+    )
     verdict = general.at["culturespa_joint", "verdict"]
     assert verdict == "not shown" or verdict.startswith("within +/-")  # 12 items near chance: an equivalence question
     assert "expected_common" in expected.columns and (folder / "parsing_check.csv").exists()
