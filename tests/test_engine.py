@@ -237,3 +237,23 @@ def test_embedded_option_probabilities_with_the_cache_equal_those_without_it(lm)
     print(f"\nembedded model: max |p(cache) - p(no cache)| = {gap:.2e}; other batches without the cache: {noise:.2e}")
     assert gap <= max(1e-6, 2 * noise) and gap <= 1e-5
     assert cached.prompt_tokens_run < plain.prompt_tokens_run
+
+
+def test_a_masked_gap_never_pushes_real_tokens_out_of_a_sliding_window(tiny):
+    """A batch of one prompt with a long cached prefix and one with a long rest: laid out with a
+    masked gap between prefix and rest, it would be wider than the window once the answer paths are
+    appended, though each prompt alone fits. The probabilities equal one prompt at a time."""
+    engine.shared_prefix_cache(2**30).clear()
+    a, b = chat_items(tiny, QUERIES[:2], False)
+    filler = b.prompt[1:] * 4  # real tokens, no BOS
+    long_a = scoring.Item(a.prompt + filler[:70], a.forms)
+    long_b = scoring.Item(b.prompt[:3] + filler[:75] + b.prompt[3:], b.forms)
+    narrow = copy.deepcopy(tiny.model)
+    lm = dataclasses.replace(tiny, model=narrow, weights_hash="tiny-gap")
+    cached = TransformersEngine(lm)
+    width = len(long_a.prompt) + len(long_b.prompt) - 3  # the cached layout: a's prefix, then b's rest
+    narrow.config.sliding_window = width + 2  # each prompt fits with its paths; the gapped layout does not
+    option_probs(cached, [copy.deepcopy(long_a)], batch=1)  # a's prompt is now cached
+    together = option_probs(cached, [long_a, long_b], batch=2)
+    alone = option_probs(TransformersEngine(lm, prefix_cache=False), [long_a, long_b], batch=1)
+    assert np.abs(together - alone).max() <= 1e-6

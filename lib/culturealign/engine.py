@@ -137,6 +137,9 @@ def shared_prefixes(prompts: Sequence[Sequence[int]]) -> list[tuple[int, list[in
 # ------------------------------------------------------------------------------- prefix cache
 
 DEFAULT_PREFIX_CACHE_MIB = 1024
+# tokens a scoring continuation appends after a prompt (ignorable prefix and an option's spelling):
+# a batch is laid out so that a sliding-window layer still sees every real token with them
+PATH_ROOM = 32
 
 
 @dataclasses.dataclass(eq=False)
@@ -426,10 +429,14 @@ class TransformersEngine:
         key = (id(self.lm.model), tuple(tuple(p) for p in prompts))
         if self._state is not None and self._state.key == key:
             return self._state
-        if self.use_prefix_cache and self._fits(max(len(p) for p in prompts)):
+        longest = max(len(p) for p in prompts)
+        if self.use_prefix_cache and self._fits(longest + PATH_ROOM):
             return self._prompts_cached(prompts, key)  # else no layer could keep a stored prompt whole
         device, groups = self.lm.device, shared_prefixes(prompts)
-        if all(len(members) == 1 for _, members in groups):
+        trunk_and_rest = max(n for n, _ in groups) + max(len(prompts[i]) - n for n, members in groups for i in members)
+        if all(len(members) == 1 for _, members in groups) or not self._fits(trunk_and_rest + PATH_ROOM):
+            # one left-padded batch: a masked gap between trunk and rest would push a sliding-window
+            # layer's real tokens out of its window
             ids, mask = (t.to(device) for t in left_pad(prompts, self.pad_id))
             out = self.lm.model(
                 input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True, logits_to_keep=1
@@ -475,7 +482,7 @@ class TransformersEngine:
         trunks = [prompts[members[0]][:n] for n, members in shared_prefixes(prompts) if len(members) > 1 and n > 0]
         if trunks:
             self._forward_cached(trunks)
-        cache, mask, logits = self._forward_cached(prompts)
+        cache, mask, logits = self._forward_cached(prompts, room=PATH_ROOM)
         self._state = _PromptState(key, cache, mask, decoded_probs(logits, self.spec))
         return self._state
 
