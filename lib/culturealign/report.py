@@ -80,7 +80,6 @@ GLOSSARY = {  # column -> (header in words, what it means)
     "delta_ci_low": ("p' - p: low", "bootstrap 95% interval of the mean change"),
     "delta_ci_high": ("p' - p: high", "bootstrap 95% interval of the mean change"),
     "wilcoxon_p": ("Wilcoxon p", "paired signed-rank test of p' against p"),
-    "wilcoxon_holm_p": ("Wilcoxon p (Holm)", "Holm-adjusted over the test family"),
     "improved_draw_sd": ("improved: SD over draws", "spread of 'improved' over demonstration draws"),
     "improved_draw_min": ("improved: min over draws", "lowest 'improved' of one demonstration draw"),
     "improved_draw_max": ("improved: max over draws", "highest 'improved' of one demonstration draw"),

@@ -448,6 +448,7 @@ def simulated_error_reductions(outcomes: pd.DataFrame, runs: int = 50, seed: int
             [_parse(c) for c in sub["components_after"]],
             runs=runs,
             seed=seed,
+            pairing=_pairing(sub),
         )
         rows.append(
             pd.DataFrame(
