@@ -131,7 +131,7 @@ table.round(2)
 
 # %%
 expected, simulated = culturespa.expected_scores(answers, questions, cultures, score_draws, seed)
-expected = pd.concat([expected, culturespa.expected_means(simulated, evaluation.METHODS)], ignore_index=True)
+expected = pd.concat([expected, culturespa.expected_means(simulated, evaluation.METHODS, expected)], ignore_index=True)
 runs.write_table(run.path("expected_scores.csv"), expected.assign(number=expected_label))
 expected_table = culturespa.method_table(expected[expected["culture"].isin(cultures)], evaluation.METHODS, "expected")
 runs.write_table(run.path("expected_table.csv"), expected_table.reset_index().assign(number=expected_label))

@@ -155,8 +155,8 @@ def test_expected_score_is_the_mean_of_the_one_sample_protocol():
         ),
     )
     assert (table["expected"] == 100).all() and (table["low"] == table["high"]).all()
-    means = culturespa.expected_means(simulated, ["aware"])
-    assert means.set_index("culture").at["mean", "expected"] == 100
+    means = culturespa.expected_means(simulated, ["aware"], table).set_index("culture")
+    assert means.at["mean", "expected"] == 100 and means.at["mean", "expected_common"] == 100
 
 
 def test_similar_cultures_and_unknown_culture():

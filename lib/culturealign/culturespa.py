@@ -873,9 +873,16 @@ def _summary(sims: np.ndarray, draws: int) -> dict[str, float]:
     return {"expected": float(np.nanmean(sims)), "low": float(low), "high": float(high), "draws": draws}
 
 
-def expected_means(runs_by_cell: dict, methods: Sequence[str]) -> pd.DataFrame:
+def expected_means(runs_by_cell: dict, methods: Sequence[str], per_culture: pd.DataFrame | None = None) -> pd.DataFrame:
     """Expected mean over cultures per method with its 95% interval (each simulated run averaged over
-    the cultures), and, where specific adapters cover only some cultures, the mean over those."""
+    the cultures), and, where specific adapters cover only some cultures, the mean over those. With
+    `per_culture` (expected_scores' long table), also the mean of its `expected_common`: the expected
+    score on the questions every method answered validly, averaged as the scores are."""
+    common = (
+        per_culture.set_index(["culture", "method"])["expected_common"]
+        if per_culture is not None and "expected_common" in per_culture
+        else None
+    )
     cultures = sorted({c for c, _ in runs_by_cell})
     covered = [c for c in cultures if (c, "culturespa_specific") in runs_by_cell]
     groups = {"mean": cultures}
@@ -887,7 +894,10 @@ def expected_means(runs_by_cell: dict, methods: Sequence[str]) -> pd.DataFrame:
             cells = [runs_by_cell[(c, method)] for c in members if (c, method) in runs_by_cell]
             if cells:
                 sims = np.mean(np.vstack(cells), axis=0)
-                rows.append({"culture": label, "method": method, **_summary(sims, len(sims))})
+                row = {"culture": label, "method": method, **_summary(sims, len(sims))}
+                if common is not None:
+                    row["expected_common"] = float(np.nanmean([common.get((c, method), np.nan) for c in members]))
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
