@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,30 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scoring import order_pairs  # noqa: E402
 
 from culturealign import culturespa, models, paths, probes, prompts, runs, scoring, selfalign  # noqa: E402
+from culturealign.results import cpu_model  # noqa: E402  (the report's definition)
+from culturealign.runs import git_commit  # noqa: E402  (as the manifests record it)
 
 TARGETS = {"stage 10": (0.80, 1.8), "stage 30 pairs": (0.35, 1.25)}  # token cut, wall-time speed-up
-
-
-def cpu_model() -> str:
-    """The CPU model as lscpu names it (the benchmarks page shows it beside every figure)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown"
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=paths.ROOT if hasattr(paths, "ROOT") else None,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def stage10_prompts(lm, n: int) -> tuple[list[str], list[list[str]]]:
