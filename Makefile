@@ -42,9 +42,10 @@ run: setup ## one stage: make run NB=10_zero_shot MODEL=gemma3-270m LANG=de
 # embedded 270M model, or a subprocess or local server), smoke (every notebook), vllm (a real server).
 UNIT := not model and not process and not smoke and not vllm
 
-lint: setup ## ruff: lint and format check (configured in pyproject.toml)
+lint: setup ## ruff (lint and format check) and lint-imports (the layers), configured in pyproject.toml
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 unit: setup ## unit tests of lib: no model weights, no process, no server (under 2 minutes)
 	$(PY) -m pytest -q tests -m "$(UNIT)"

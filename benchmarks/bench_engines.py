@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from bench_scoring import bench_prompts
 
-from culturealign import models, paths, serve
+from culturealign import models, paths, serve, weights
 from culturealign.engine import TransformersEngine
 from culturealign.openai_engine import OpenAIServerEngine
 from culturealign.tokens import option_paths
@@ -72,7 +72,7 @@ def main() -> None:
 
     started, timing = None, {}
     if args.url:
-        state = {"url": args.url, "folder": str(models.prepare_embedded()), "max_logprobs": 100}
+        state = {"url": args.url, "folder": str(weights.prepare_embedded()), "max_logprobs": 100}
     else:
         began = time.perf_counter()
         state = serve.start(MODEL, threads=args.threads)

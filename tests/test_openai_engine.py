@@ -22,8 +22,9 @@ import pytest
 import torch
 import yaml
 
-from culturealign import culturespa, demos, models, probes, prompts, selfalign, serve
+from culturealign import culturespa, demos, models, probes, prompts, selfalign, serve, weights
 from culturealign.openai_engine import OpenAIServerEngine, ServerError, token_ids_of
+from culturealign.spec import ModelSpec
 from culturealign.tokens import option_paths
 
 MODEL = "gemma3-270m"
@@ -90,7 +91,7 @@ def fake():
 
 def spec(**changes):
     base = dict(name=MODEL, source="embedded", id="x", chat=False, temperature=1.0, top_k=64, top_p=0.95)
-    return models.ModelSpec(**{**base, **changes})
+    return ModelSpec(**{**base, **changes})
 
 
 def engine_at(url, **kwargs):
@@ -214,7 +215,7 @@ def test_unknown_adapter_name_in_a_request(fake):
 def server(tmp_path_factory):
     """vLLM on CPU for the embedded model, 2 threads, on a free port; stopped after the module."""
     if os.environ.get("CULTUREALIGN_VLLM_URL"):
-        folder = models.prepare_embedded()
+        folder = weights.prepare_embedded()
         yield {
             "url": os.environ["CULTUREALIGN_VLLM_URL"],
             "folder": str(folder),
@@ -272,7 +273,7 @@ def reference(server):
     return AutoModelForCausalLM.from_pretrained(server["folder"], dtype=torch.float32, local_files_only=True).eval()
 
 
-def warped(logits: torch.Tensor, spec: models.ModelSpec) -> torch.Tensor:
+def warped(logits: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
     """transformers' own warpers in generate's order: temperature, top-k, top-p, then softmax."""
     from transformers.generation.logits_process import (
         LogitsProcessorList,

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from culturealign import params, paths, stages
-from culturealign.models import ModelUnavailable
+from culturealign.spec import ModelUnavailable
 
 
 def _layers(tmp_path, **overrides):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from culturealign import models, serve
+from culturealign import models, params, serve, weights
 from culturealign.openai_engine import ServerError
 
 FAKE_SERVER = """
@@ -31,8 +32,8 @@ def embedded():
 
 def test_cpu_command_has_what_exact_scoring_needs():
     spec, serving = embedded()
-    cmd = serve.server_command(Path("/v/bin/python"), spec, serving, models.prepare_embedded(), 8123, cuda=False)
-    text = " ".join(cmd).replace(str(models.prepare_embedded()), "/m")
+    cmd = serve.server_command(Path("/v/bin/python"), spec, serving, weights.prepare_embedded(), 8123, cuda=False)
+    text = " ".join(cmd).replace(str(weights.prepare_embedded()), "/m")
     assert cmd[:3] == ["/v/bin/python", "-m", "vllm.entrypoints.openai.api_server"]  # not the vllm script
     for part in (
         "--model /m",
@@ -118,6 +119,25 @@ def test_max_logprobs_below_top_k_is_refused(monkeypatch, tmp_path):
     monkeypatch.setattr("culturealign.params.model_file", lambda model: path)
     with pytest.raises(ServerError, match="max_logprobs \\(20\\) is below top_k \\(64\\)"):
         serve.model_settings("tiny")
+
+
+def test_serving_keys_are_checked_with_the_model_file(monkeypatch, tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        "model_config: {name: tiny, source: hf, id: x, chat: false, temperature: 1.0, top_k: 64, "
+        "top_p: 0.95, tensor_parallel_size: 0, engine: openai}\n"
+    )
+    monkeypatch.setattr("culturealign.params.model_file", lambda model: path)
+    with pytest.raises(params.ParamError, match=r"tiny\.yaml: model_config\.tensor_parallel_size is 0; it must be"):
+        serve.model_settings("tiny")
+
+
+def test_the_registry_entry_connects_with_the_loaded_tokenizer(monkeypatch):
+    asked = []
+    monkeypatch.setattr(serve, "connect", lambda model, **kwargs: asked.append((model, kwargs)) or "engine")
+    spec = models.spec_for("gemma3-270m-vllm")
+    assert serve.served_engine(SimpleNamespace(spec=spec, tokenizer="t")) == "engine"
+    assert asked == [("gemma3-270m-vllm", {"spec": spec, "tokenizer": "t"})]
 
 
 def test_api_model_has_nothing_to_serve():

@@ -44,8 +44,12 @@ def test_interrupted_training_resumes_and_the_adapter_records_its_base_and_promp
         train.with_adapter(tiny_lm, out / "adapter", "chat:x")
     with pytest.raises(train.TrainingError, match="different prompt_format"):
         train.train_adapter(tiny_lm, PAIRS, out, train.LoraSettings(), 0, "chat:x")  # nor reused as finished
+    base_identity = tiny_lm.engine.identity
     tuned = train.with_adapter(tiny_lm, out / "adapter", fmt)
     assert tuned.weights_hash.startswith(tiny_lm.weights_hash + "+lora:")
+    assert tuned.engine.lm is tuned and tuned.engine.identity == f"gemma3-270m|{tuned.weights_hash}"
+    assert tuned.model is not tiny_lm.model and tiny_lm.engine.identity == base_identity  # the base is untouched
+    assert not any("lora" in name for name, _ in tuned.model.named_modules())  # merged, not injected
 
 
 def test_adapter_without_manifest_or_of_another_base_is_refused(tiny_lm, tmp_path):

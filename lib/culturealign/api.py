@@ -9,6 +9,7 @@ import json
 import os
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any, Sequence
 
 from tqdm import tqdm  # text bars: they stream to the terminal under papermill and render in Lab
@@ -60,6 +61,17 @@ class GeminiEngine:
     def __init__(self, spec: Any):
         self.spec = spec
         self.identity = f"{spec.name}|api:{spec.id}"
+
+    @classmethod
+    def for_model(cls, lm: Any) -> "GeminiEngine":
+        """The engine of a loaded model whose file says `engine: gemini` (models.ENGINES)."""
+        return cls(lm.spec)
+
+    def with_adapter(self, adapter: Path) -> "GeminiEngine":
+        raise NotImplementedError(
+            f"model {self.spec.name} is served by the Gemini API, which cannot answer through the LoRA "
+            f"adapter {adapter}; evaluate it with a model file whose engine is transformers or openai"
+        )
 
     def next_token_probs(self, prompts: Sequence[list[int]], paths: Sequence, tokens: Sequence) -> list:
         raise NotImplementedError(f"model {self.spec.name} is served by an API without logits: use sampling")

@@ -2,16 +2,19 @@
 
 Scoring and generation are written once against this interface (scoring.py); an engine answers
 two questions only: how likely is each of these tokens next, after this prefix, under the model's
-decoding settings; and what does the model write from this prompt, with this seed. Three
+decoding settings; and what does the model write from this prompt, with this seed. Its
+with_adapter gives the same engine answering through a trained LoRA adapter. Three
 implementations: in-process transformers (the reference, here), an OpenAI-compatible server such
 as vLLM (openai_engine.py), and the Gemini API (api.py, sampling only). A model file names its
-engine (`model_config.engine`); stages and pipelines never branch on it.
+engine (`model_config.engine`), the loader's registry builds it (models.ENGINES); stages and
+pipelines never branch on it.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import numpy as np
@@ -25,12 +28,13 @@ from transformers.generation.logits_process import (
 )
 
 from .tokens import prompt_ids
+from .weights import with_adapter_identity
 
 
 class Engine(Protocol):
     """What scoring needs from a model, whatever serves it."""
 
-    spec: Any  # models.ModelSpec
+    spec: Any  # spec.ModelSpec
     tokenizer: Any  # the model's tokenizer (None for an API without one)
     has_logprobs: bool
     identity: str  # model + weights (+ adapter): part of every cache key
@@ -50,6 +54,11 @@ class Engine(Protocol):
         self, prompts: Sequence[str], seeds: Sequence[int], n: int, max_new_tokens: int, decoding: dict | None = None
     ) -> list[list[str]]:
         """n sampled continuations per prompt, seeded per prompt (never by batch position)."""
+
+    def with_adapter(self, adapter: Path) -> "Engine":
+        """The same model answering through a trained LoRA adapter (peft's folder), with an identity
+        that names it; the engine it is called on is left as it is. An engine that cannot load
+        adapters refuses with a message that says which can."""
 
 
 # ------------------------------------------------------------------------------- decoding warp
@@ -591,17 +600,18 @@ class TransformersEngine:
         return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
-def engine_for(lm: Any) -> Engine:
-    """The engine a model file names (model_config.engine): built on demand, one per LoadedModel."""
-    kind = getattr(lm.spec, "engine", "transformers")
-    if kind == "transformers":
-        return TransformersEngine(lm)
-    if kind == "gemini":
-        from .api import GeminiEngine
+def merged_adapter(self: TransformersEngine, adapter: Path) -> Engine:
+    """TransformersEngine.with_adapter: the weights with a trained LoRA adapter merged into a copy
+    (peft), in a copy of the loaded model whose weights hash names the adapter (so its cache keys
+    differ); the base model is left untouched. The answer's `lm` is that copy."""
+    from peft import PeftModel
 
-        return GeminiEngine(lm.spec)
-    if kind == "openai":
-        from .openai_engine import OpenAIServerEngine  # noqa: F401  (vLLM or any completions server)
+    merged = PeftModel.from_pretrained(copy.deepcopy(self.lm.model), str(adapter)).merge_and_unload()
+    merged.eval()
+    tuned = dataclasses.replace(
+        self.lm, model=merged, weights_hash=with_adapter_identity(self.lm.weights_hash, adapter)
+    )
+    return tuned.engine
 
-        return OpenAIServerEngine.for_model(lm)  # type: ignore[attr-defined]
-    raise ValueError(f"model {lm.spec.name}: unknown engine {kind!r}; use transformers, openai or gemini")
+
+TransformersEngine.with_adapter = merged_adapter  # type: ignore[attr-defined]

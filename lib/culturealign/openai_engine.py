@@ -27,7 +27,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .models import ModelSpec
+from .spec import ModelSpec
+from .tokens import prompt_ids
 
 TOKEN_ID_PREFIX = "token_id:"
 # vLLM clamps -inf (a token removed by top-k/top-p) to -9999 so the JSON stays valid.
@@ -116,14 +117,6 @@ class OpenAIServerEngine:
         self.identity = f"{spec.name}|{weights}" + (f"|adapter:{adapter}" if adapter else "")
         if check:
             self.check()
-
-    @classmethod
-    def for_model(cls, lm: Any) -> "OpenAIServerEngine":
-        """The engine of a model whose file says `engine: openai`: the server `make serve` started
-        for it (engine.engine_for calls this)."""
-        from .serve import connect
-
-        return connect(lm.spec.name, spec=lm.spec, tokenizer=getattr(lm, "tokenizer", None))
 
     # ------------------------------------------------------------------------ transport
 
@@ -303,8 +296,6 @@ class OpenAIServerEngine:
     def _ids(self, prompt: list[int] | str) -> list[int]:
         if not isinstance(prompt, str):
             return [int(t) for t in prompt]
-        from .tokens import prompt_ids
-
         return prompt_ids(self.tokenizer, prompt)
 
     def sample(

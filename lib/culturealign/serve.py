@@ -32,8 +32,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import paths
+from . import params, paths, weights
 from .openai_engine import OpenAIServerEngine, ServerError, from_state, restart_hint
+from .runs import write_json
+from .spec import ModelSpec
 
 VENV = paths.REPO / ".venv-vllm"
 REQUIREMENTS = paths.REPO / "requirements-vllm.txt"
@@ -112,19 +114,13 @@ def ensure_venv(venv: Path = VENV, cuda: bool | None = None) -> Path:
 # ------------------------------------------------------------------------------ model and command
 
 
-def model_settings(model: str) -> tuple[Any, dict[str, Any]]:
-    """The model's spec and the serving keys of its file (DEFAULTS filled in)."""
-    from .models import ModelSpec
-    from .params import model_file, read_yaml
-
-    path = model_file(model)
-    config = dict(read_yaml(path).get("model_config") or {})
+def model_settings(model: str) -> tuple[ModelSpec, dict[str, Any]]:
+    """The model's spec and the serving keys of its file (DEFAULTS filled in), checked by
+    ModelSpec.from_dict like every model file."""
+    path = params.model_file(model)
+    config = dict(params.read_yaml(path).get("model_config") or {})
+    spec = ModelSpec.from_dict(config, where=str(path))
     serving = {key: config.get(key, default) for key, default in DEFAULTS.items()}
-    known = {f for f in ModelSpec.__dataclass_fields__}
-    spec = ModelSpec.from_dict({k: v for k, v in config.items() if k in known}, where=str(path))
-    for key in ("tensor_parallel_size", "max_logprobs", "max_lora_rank"):
-        if not isinstance(serving[key], int) or serving[key] < 1:
-            raise ServerError(f"{path}: model_config.{key} must be a positive integer, not {serving[key]!r}")
     if spec.top_k and serving["max_logprobs"] < spec.top_k:
         raise ServerError(
             f"{path}: model_config.max_logprobs ({serving['max_logprobs']}) is below top_k "
@@ -133,31 +129,17 @@ def model_settings(model: str) -> tuple[Any, dict[str, Any]]:
     return spec, serving
 
 
-def model_folder(spec: Any) -> Path:
-    """The Hugging Face-format folder to serve: the embedded model's exported cache, a local
-    folder, or the hub cache's snapshot (never downloaded here)."""
-    from . import models
-
+def model_folder(spec: ModelSpec) -> Path:
+    """The Hugging Face-format folder to serve (weights.model_folder: never downloaded here)."""
     if spec.source == "api":
         raise ServerError(f"model {spec.name} is an API model: there is nothing to serve")
-    if spec.source == "embedded":
-        return models.prepare_embedded()
-    if Path(spec.id).is_dir():
-        return Path(spec.id)
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(spec.id, local_files_only=True))
-    except Exception as err:  # the hub raises several kinds for "not cached"
-        raise models.ModelUnavailable(models._fetch_hint(spec)) from err
+    return weights.model_folder(spec)
 
 
-def weights_id(spec: Any, folder: Path) -> str:
-    """What identifies the served weights: the in-process rule (models.weights_identity), so cache
+def weights_id(spec: ModelSpec, folder: Path) -> str:
+    """What identifies the served weights: the in-process rule (weights.weights_identity), so cache
     keys and adapter manifests are the same either way."""
-    from . import models
-
-    return models.weights_identity(spec, folder)
+    return weights.weights_identity(spec, folder)
 
 
 def context_length(folder: Path) -> int:
@@ -182,7 +164,7 @@ def server_command(
     """The vLLM command line for exact scoring and seeded sampling."""
     asked = (
         serving["dtype"] if serving["dtype"] not in (None, "auto") else None
-    )  # models.py: auto = CUDA bf16, CPU fp32
+    )  # models.device_and_dtype: auto = CUDA bf16, CPU fp32
     dtype = asked or ("bfloat16" if cuda else "float32")
     cmd = [
         str(python),
@@ -272,8 +254,6 @@ def read_state(model: str) -> dict[str, Any] | None:
 
 
 def write_state(model: str, state: dict[str, Any]) -> Path:
-    from .runs import write_json
-
     return write_json(state_path(model), state)
 
 
@@ -484,6 +464,12 @@ def connect(model: str, spec: Any = None, tokenizer: Any = None, **kwargs: Any) 
         tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(state["folder"], local_files_only=True)
     )
     return from_state(spec, tokenizer, state["weights"], state, **kwargs)
+
+
+def served_engine(lm: Any) -> OpenAIServerEngine:
+    """The engine of a loaded model whose file says `engine: openai` (models.ENGINES): its server,
+    found as connect finds it, with the loaded tokenizer when there is one."""
+    return connect(lm.spec.name, spec=lm.spec, tokenizer=lm.tokenizer)
 
 
 # ------------------------------------------------------------------------------ command line

@@ -32,7 +32,7 @@ import yaml
 
 from . import params as P
 from . import paths
-from .models import ModelSpec, ModelUnavailable
+from .spec import ModelSpec, ModelUnavailable
 
 if TYPE_CHECKING:
     from .runs import Run

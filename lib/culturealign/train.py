@@ -15,7 +15,6 @@ resumes from its last checkpoint, and a finished adapter is never trained again.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -118,10 +117,6 @@ def _collate(pad_id: int):
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
     return collate
-
-
-def adapter_hash(folder: Path) -> str:
-    return hashlib.sha256((Path(folder) / "adapter_model.safetensors").read_bytes()).hexdigest()[:16]
 
 
 MANIFEST = "culturealign_adapter.json"
@@ -262,26 +257,8 @@ def train_adapter(
 
 def with_adapter(lm: LoadedModel, adapter: Path, prompt_format: str) -> LoadedModel:
     """The base model with a trained adapter, as a separate LoadedModel whose cache key names the
-    adapter; the base model is left untouched. In process the adapter is merged into a copy of the
-    weights (peft); a served model answers through the server with the adapter loaded there
-    (its engine's with_adapter: vLLM LoRA serving). The adapter's manifest must name this base
+    adapter; the base model is left untouched (LoadedModel.with_adapter: merged into a copy of the
+    weights in process, LoRA serving on a vLLM server). The adapter's manifest must name this base
     model and prompt format (check_adapter)."""
-    import copy
-
     check_adapter(lm, adapter, prompt_format)
-    weights_hash = f"{lm.weights_hash}+lora:{adapter_hash(adapter)}"
-    if lm.model is None:
-        serving = getattr(lm.engine, "with_adapter", None)
-        if serving is None:
-            raise TrainingError(
-                f"model {lm.spec.name}: its engine ({lm.spec.engine}) cannot answer through a LoRA "
-                f"adapter; evaluate {adapter} with a model file whose engine is transformers or openai"
-            )
-        tuned = dataclasses.replace(lm, weights_hash=weights_hash)
-        tuned._engine = serving(adapter)
-        return tuned
-    from peft import PeftModel
-
-    merged = PeftModel.from_pretrained(copy.deepcopy(lm.model), str(adapter)).merge_and_unload()
-    merged.eval()
-    return dataclasses.replace(lm, model=merged, weights_hash=weights_hash)
+    return lm.with_adapter(adapter)
