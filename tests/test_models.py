@@ -113,7 +113,7 @@ def test_every_engine_implements_the_protocol(cls):
 
 
 def test_weights_are_asked_for_by_name_before_anything_loads():
-    with pytest.raises(ValueError, match=r"load_model: weights is 'in_process'; use 'engine' or 'here'"):
+    with pytest.raises(ValueError, match=r"load_model: weights is 'in_process'; use one of \('engine', 'here'\)"):
         models.load_model(models.spec_for("gemma3-270m"), weights="in_process")
     with pytest.raises(ModelUnavailable, match="served by an API: its weights cannot be loaded here"):
         models.load_model(models.spec_for("gemini-1.5-pro"), weights="here")

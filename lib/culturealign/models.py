@@ -16,7 +16,7 @@ import functools
 import importlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal, get_args
 
 from . import params
 from .spec import ModelSpec, ModelUnavailable
@@ -31,7 +31,7 @@ ENGINES: dict[str, str] = {
     "openai": "culturealign.serve:served_engine",  # the vLLM (or other OpenAI-compatible) server `make serve` started
     "gemini": "culturealign.api:GeminiEngine.for_model",  # the Gemini API, sampling only
 }
-Weights = Literal["engine", "here"]
+WeightsAt = Literal["engine", "here"]  # load_model: where the weights are loaded
 
 
 def engine_builder(name: str) -> Callable[["LoadedModel"], "Engine"]:
@@ -106,7 +106,7 @@ def device_and_dtype(asked: str = "auto") -> tuple[str, Any]:
     return device, torch.bfloat16 if device == "cuda" else torch.float32
 
 
-def load_model(spec: ModelSpec, weights: Weights = "engine") -> LoadedModel:
+def load_model(spec: ModelSpec, weights: WeightsAt = "engine") -> LoadedModel:
     """Load a model for scoring and generation, offline, on the best device here.
 
     `weights`: "engine" puts them where the model file's engine keeps them (in this process for
@@ -114,8 +114,8 @@ def load_model(spec: ModelSpec, weights: Weights = "engine") -> LoadedModel:
     API); "here" loads them in this process whatever the engine (LoRA training, stage 90, needs
     them; its adapters are then served by the server). The weights hash is the same either way
     (weights.weights_identity), so an adapter's manifest matches the served model."""
-    if weights not in ("engine", "here"):
-        raise ValueError(f"load_model: weights is {weights!r}; use 'engine' or 'here'")
+    if weights not in get_args(WeightsAt):
+        raise ValueError(f"load_model: weights is {weights!r}; use one of {get_args(WeightsAt)}")
     if spec.source == "api":
         if weights == "here":
             raise ModelUnavailable(f"model {spec.name} is served by an API: its weights cannot be loaded here")
