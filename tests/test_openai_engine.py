@@ -208,6 +208,32 @@ def test_unknown_adapter_name_in_a_request(fake):
         engine.next_token_probs([[2]], [[[]]], [[5]])
 
 
+@pytest.mark.process
+def test_a_served_model_file_loads_and_takes_adapters_through_the_registry(fake, monkeypatch, tmp_path):
+    """engine: openai in the model file: load_model asks the registry, which finds the server
+    (here $CULTUREALIGN_OPENAI_URL); the tokenizer and weights identity come from the served folder."""
+    fake.behaviour["models"] = [SERVED]
+
+    def post(path, body):
+        if path == "/v1/load_lora_adapter":
+            fake.behaviour["models"].append(body["lora_name"])
+            return 200, {}
+        return processed(body)
+
+    fake.behaviour["post"] = post
+    monkeypatch.setenv("CULTUREALIGN_OPENAI_URL", fake.url)
+    lm = models.load_model(models.spec_for(SERVED))
+    assert isinstance(lm.engine, OpenAIServerEngine) and lm.engine.url == fake.url
+    assert lm.model is None and lm.device == "server" and lm.tokenizer is lm.engine.tokenizer
+    assert lm.weights_hash == serve.weights_id(lm.spec, weights.prepare_embedded())
+    (tmp_path / "joint").mkdir()
+    (tmp_path / "joint" / "adapter_model.safetensors").write_bytes(b"weights")
+    tuned = lm.with_adapter(tmp_path / "joint")
+    assert tuned.weights_hash == weights.with_adapter_identity(lm.weights_hash, tmp_path / "joint")
+    assert tuned.engine.identity == f"{SERVED}|{lm.weights_hash}|adapter:{tuned.engine.model}"
+    assert tuned.engine.model in fake.behaviour["models"] and lm.engine.adapter is None
+
+
 # ------------------------------------------------------------------------------ real vLLM server
 
 
