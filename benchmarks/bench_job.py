@@ -60,10 +60,8 @@ def survey_prompts(lm, n: int, kind: str, demos: bool = False) -> tuple[list[str
                     q.question,
                     q.options,
                     shots.get((culture, q.id), ()),
-                    chat=lm.spec.chat,
-                    tokenizer=lm.tokenizer,
+                    fmt=prompts.PromptFormat.of(lm),
                     start=q.start,
-                    primer=lm.spec.answer_primer,
                 )
             )
             options.append(prompts.number_options(len(q.options), q.start))

@@ -38,12 +38,8 @@ TARGETS = {"stage 10": (0.80, 1.8), "stage 30 pairs": (0.35, 1.25)}  # token cut
 
 def stage10_prompts(lm, n: int) -> tuple[list[str], list[list[str]]]:
     rows = list(probes.labelled_probes("en", "USA").head(n).itertuples(index=False))
-    texts = [
-        prompts.cloze_prompt(
-            selfalign.query_of(p, "en", 0), chat=lm.spec.chat, tokenizer=lm.tokenizer, primer=lm.spec.answer_primer
-        )
-        for p in rows
-    ]
+    fmt = prompts.PromptFormat.of(lm)
+    texts = [selfalign.zero_shot_prompt(fmt, p, "en", 0) for p in rows]
     return texts, [list(selfalign.display_order(p, "en", 0)) for p in rows]
 
 
@@ -65,10 +61,8 @@ def stage70_prompts(
                     system,
                     q.question,
                     q.options,
-                    chat=lm.spec.chat,
-                    tokenizer=lm.tokenizer,
+                    fmt=prompts.PromptFormat.of(lm),
                     start=q.start,
-                    primer=lm.spec.answer_primer,
                 )
             )
             options.append(prompts.number_options(len(q.options), q.start))

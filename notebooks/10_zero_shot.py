@@ -45,7 +45,7 @@ fidelity_probes: int = 3  # probes re-measured by sampling, to check exact mode
 fidelity_draws: int = 50  # sampled responses per fidelity probe
 
 # %%
-from culturealign import models, probes, runs, scoring, selfalign
+from culturealign import models, probes, prompts, runs, scoring, selfalign
 
 run = runs.start_run("10_zero_shot", globals())
 labelled = probes.order_probes(probes.labelled_probes(lang, country), probe_order)
@@ -60,14 +60,14 @@ print(f"{len(labelled)} probes in {lang} with a majority label for {country}; mo
 
 # %%
 example = labelled.iloc[0]
-print(scoring.context_of(selfalign.prompts.cloze_prompt(selfalign.query_of(example, lang, seed), chat=lm.spec.chat,
-                                                       tokenizer=lm.tokenizer, primer=lm.spec.answer_primer)))
+print(scoring.context_of(selfalign.zero_shot_prompt(prompts.PromptFormat.of(lm), example, lang, seed)))
 
 # %% [markdown]
 # ## Exact response distribution of every probe
 
 # %%
-zero = selfalign.zero_shot(lm, labelled, lang, seed, batch_size, invalid_responses, sample_draws)
+measuring = selfalign.Measuring(batch_size, invalid_responses, sample_draws)
+zero = selfalign.zero_shot(lm, labelled, lang, seed, measuring)
 runs.write_table(run.path("zero_shot.csv"), zero)
 zero[["probe_id", "template", "majority_option", "p_majority_ab", "p_majority_ba", "p_other", "p_misaligned", "mode"]].head(10)
 

@@ -80,8 +80,8 @@ table
 
 # %%
 settings = [("unaware", None)] + [(kind, c) for kind in ("aware", "cross") for c in cultures]
-answers = culturespa.answer_questions(lm, questions, settings, similar, batch_size, mode=answer_mode, seed=seed,
-                                      parsing=reply_parsing)
+answering = culturespa.Answering(batch_size, answer_mode, seed, reply_parsing)
+answers = culturespa.answer_questions(lm, questions, settings, similar, answering)
 culturespa.write_answers(run.path("answers.csv"), answers)
 changed = culturespa.shift_rates(answers)
 print(f"answers counted: answer_mode={answer_mode}; measured: {', '.join(sorted(set(answers['measure'])))}; "

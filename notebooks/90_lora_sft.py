@@ -57,7 +57,7 @@ save_steps: int = 50  # checkpoint every N steps
 # %%
 import pandas as pd
 
-from culturealign import culturespa, models, runs, train
+from culturealign import culturespa, models, prompts, runs, train
 
 run = runs.start_run("90_lora_sft", globals())
 crqpc = runs.load_run(model, lang, "80_crqpc")
@@ -71,7 +71,7 @@ for name, batch, accumulation in [("joint", joint_batch_size, joint_accumulation
 lm = models.load_model(models.spec_for(model, model_config), in_process=True)  # training needs the weights here, even for a served model
 run.record_model(lm)
 train.check_targets(lm.model, target_modules)
-prompt_format = culturespa.prompt_format(lm)
+fmt, prompt_format = prompts.PromptFormat.of(lm), culturespa.prompt_format(lm)
 print(f"bf16 autocast: {train.bf16_supported()}; prompt format: {prompt_format}; linear modules: {train.linear_module_names(lm.model)}")
 pd.DataFrame({name: {"batch": s.batch_size, "accumulation": s.accumulation, "per optimizer step": s.batch_size * s.accumulation}
               for name, s in settings.items()})
@@ -83,7 +83,7 @@ pd.DataFrame({name: {"batch": s.batch_size, "accumulation": s.accumulation, "per
 report = []
 for name in ["joint", *cultures_specific]:
     records = pd.read_json(crqpc.path(f"crqpc_{name}.jsonl"), lines=True) if crqpc.path(f"crqpc_{name}.jsonl").stat().st_size else pd.DataFrame()
-    pairs = [culturespa.training_text(r, lm.spec.chat, lm.tokenizer, lm.spec.answer_primer) for r in records.to_dict("records")]
+    pairs = [culturespa.training_text(r, fmt) for r in records.to_dict("records")]
     kind = "joint" if name == "joint" else "specific"
     try:
         outcome = train.train_adapter(lm, pairs, run.path(f"adapters/{name}"), settings[kind], seed, prompt_format)

@@ -87,14 +87,15 @@ print(f"{len(questions)} WVS questions x {len(cultures)} cultures")
 # ## Answers of the base model: unaware, aware, cross-culture, self-aligned
 
 # %%
-answers = evaluation.base_answers(lm, questions, cultures, similar, batch_size, answer_mode, seed, reply_parsing)
+answering = culturespa.Answering(batch_size, answer_mode, seed, reply_parsing)
+answers = evaluation.base_answers(lm, questions, cultures, similar, answering)
 answers["method"].value_counts()
 
 # %% [markdown]
 # ## Answers of the CultureSPA adapters
 
 # %%
-tuned = evaluation.adapter_answers(lm, questions, cultures, adapters, batch_size, answer_mode, seed, reply_parsing)
+tuned = evaluation.adapter_answers(lm, questions, cultures, adapters, answering)
 answers = pd.concat([answers, tuned], ignore_index=True)
 culturespa.write_answers(run.path("answers.csv"), answers)
 print(f"prompts flagged (probability of no option > 0.5): {int((answers['other'] > 0.5).sum())} of {len(answers)}")

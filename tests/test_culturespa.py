@@ -116,7 +116,8 @@ def test_a_0_based_question_end_to_end(tiny_lm):
     codes = prompts.number_options(3, 0)
     assert codes == ["0", "1", "2"]
     assert scoring.parse_response(" 0", codes) == 0 and scoring.parse_response(" 2.", codes) == 2
-    answers = culturespa.answer_questions(tiny_lm, question, [("aware", "USA")], None, 4, mode="argmax")
+    how = culturespa.Answering(batch_size=4, mode="argmax")
+    answers = culturespa.answer_questions(tiny_lm, question, [("aware", "USA")], None, how)
     assert answers["answer"].iloc[0] == int(np.argmax(answers["probs"].iloc[0]))  # code = index on a 0-based scale
     gold = culturespa.gold_answers("USA", question)["Q122"]
     for given, score in [(gold, 100.0), ((gold + 1) % 3, 100 * (1 - abs((gold + 1) % 3 - gold) / 2))]:
@@ -222,13 +223,12 @@ def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(tiny_lm
         )
 
     monkeypatch.setattr(culturespa, "distributions", fake)
-    answers = culturespa.answer_questions(
-        model, QUESTIONS, [("unaware", None), ("aware", "KEN")], None, 4, mode="argmax"
-    )
+    how = culturespa.Answering(batch_size=4, mode="argmax")
+    answers = culturespa.answer_questions(model, QUESTIONS, [("unaware", None), ("aware", "KEN")], None, how)
     pairs = culturespa.crqpc(answers, QUESTIONS)
     assert len(pairs) == 3
     for record in pairs.to_dict("records"):
-        prompt, answer = culturespa.training_text(record, chat, tokenizer, model.spec.answer_primer)
+        prompt, answer = culturespa.training_text(record, prompts.PromptFormat.of(model))
         assert prompt in asked and answer == str(record["start"] + len(record["options"]) - 1)
         if chat:
             assert prompt.startswith(tokenizer.bos_token + "<|system|>") and prompt.endswith("<|assistant|>\n")

@@ -104,6 +104,8 @@ def test_a_chat_model_is_asked_general_items_in_its_chat_template(tiny_lm):
 
     tokenizer = copy.copy(tiny_lm.tokenizer)  # own chat_template, shared vocabulary: a deep copy takes seconds
     tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}[assistant]"
-    text = prompts.mcq_prompt("Capital of France?", ["Paris", "Rome", "Oslo", "Bern"], chat=True, tokenizer=tokenizer)
+    text = prompts.mcq_prompt(
+        "Capital of France?", ["Paris", "Rome", "Oslo", "Bern"], prompts.PromptFormat("chat", tokenizer)
+    )
     assert text.startswith("[user] Question: Capital of France?") and text.endswith("correct option.\n[assistant]")
     assert prompts.mcq_prompt("Q?", ["a", "b", "c", "d"]).endswith("Answer: ")

@@ -331,7 +331,9 @@ def probe_cases(tokenizer, n: int):
     for row in chosen.head(n).itertuples():
         probe = by_id.loc[row.probe_id]
         assert len(row.demo_ids) == demos.N_DEMOS
-        texts.append(selfalign.demonstration_prompt(lm, probe, by_id.loc[list(row.demo_ids)], "en", 0))
+        texts.append(
+            selfalign.demonstration_prompt(prompts.PromptFormat.of(lm), probe, by_id.loc[list(row.demo_ids)], "en", 0)
+        )
         options.append(list(selfalign.display_order(probe, "en", 0)))
     return option_paths(tokenizer, texts, options)
 

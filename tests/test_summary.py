@@ -136,7 +136,7 @@ def test_primary_family_is_holm_adjusted_per_language_and_the_rest_is_explorator
 def test_deterministic_rule_stays_available(outcomes):
     old = pd.concat(
         [
-            selfalign.outcomes(synthetic_results("en", 40, seed=42, unserved=3), deterministic_rule=True).assign(
+            selfalign.outcomes(synthetic_results("en", 40, seed=42, unserved=3), rule="rounded").assign(
                 model="m", lang="en"
             )
         ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -450,24 +451,29 @@ def survey_texts(
 ) -> list[str]:
     """The prompt of every question under every (kind, culture), settings-major, in the model's format."""
     questions = with_starts(questions)
-    texts = []
+    fmt, texts = prompts.PromptFormat.of(lm), []
     for kind, culture in settings:
         system = persona_for(kind, culture, similar)
         for q in questions.itertuples(index=False):
             shots = (demos or {}).get((culture, q.id), ())
-            texts.append(
-                prompts.survey_prompt(
-                    system,
-                    q.question,
-                    q.options,
-                    shots,
-                    chat=lm.spec.chat,
-                    tokenizer=lm.tokenizer,
-                    start=q.start,
-                    primer=lm.spec.answer_primer,
-                )
-            )
+            texts.append(prompts.survey_prompt(system, q.question, q.options, shots, fmt, start=q.start))
     return texts
+
+
+@dataclass(frozen=True)
+class Answering:
+    """How answers are drawn and read, the same for every method: prompts per forward pass, the
+    answer mode that counts (ANSWER_MODES), the seed of the draws, and the rule that reads the
+    sampled replies of a model without logits (REPLY_PARSING)."""
+
+    batch_size: int = 8
+    mode: str = "sample"
+    seed: int = 0
+    parsing: str = "authors"
+
+    def __post_init__(self) -> None:
+        check_answer_mode(self.mode)
+        check_reply_parsing(self.parsing)
 
 
 def answer_questions(
@@ -475,23 +481,18 @@ def answer_questions(
     questions: pd.DataFrame,
     settings: list[tuple[str, str | None]],
     similar: dict | None,
-    batch_size: int,
+    how: Answering = Answering(),
     demos: dict | None = None,
-    desc: str = "answering",
-    mode: str = "sample",
-    seed: int = 0,
     stream: str = "",
-    parsing: str = "authors",
+    desc: str = "answering",
 ) -> pd.DataFrame:
     """Every question under every (kind, culture): its response distribution over the option codes
     and the answer drawn from it under every answer mode (see answer_columns).
 
     `stream` names the model or method, so `sample` draws of different methods are independent.
-    `parsing` (REPLY_PARSING) reads the sampled replies of a model without logits.
     `demos` optionally maps (culture, question id) to demonstrations [(question, options, code, start)].
     Columns: id, kind, culture, start, probs, other, measure, answer_<mode>..., answer, answer_mode.
     """
-    check_answer_mode(mode)
     questions = with_starts(questions)
     texts = survey_texts(lm, questions, settings, similar, demos)
     options, rows = [], []
@@ -507,7 +508,7 @@ def answer_questions(
                     "stream": f"{stream}|{kind}|{culture or ''}",
                 }
             )
-    scored = distributions(lm, texts, options, batch_size, desc, parsing, seed=seed)
+    scored = distributions(lm, texts, options, how.batch_size, desc, how.parsing, seed=how.seed)
     table = pd.DataFrame(rows)
     table["probs"] = list(scored["probs"])
     table["other"] = scored["other"].to_numpy(dtype=float)
@@ -515,7 +516,7 @@ def answer_questions(
     for column in ("off_scale", "parse_differs"):
         if column in scored:
             table[column] = scored[column].to_numpy()
-    return answer_columns(table, mode, seed).drop(columns="stream")
+    return answer_columns(table, how.mode, how.seed).drop(columns="stream")
 
 
 def read_answers(path: Path) -> pd.DataFrame:
@@ -632,9 +633,7 @@ def crqpc_counts(answers: pd.DataFrame, aware_kind: str = "aware") -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def training_text(
-    record: dict[str, Any], chat: bool = False, tokenizer: Any = None, primer: bool = False
-) -> tuple[str, str]:
+def training_text(record: dict[str, Any], fmt: prompts.PromptFormat = prompts.PLAIN) -> tuple[str, str]:
     """(prompt, answer) of an instruction record: the prompt is built by prompts.survey_prompt, the
     function that builds the evaluation prompt, so a chat model is tuned on its own chat template
     and exactly the text it is asked at evaluation (a base model with the same primer); the answer
@@ -643,10 +642,8 @@ def training_text(
         record["system"],
         record["question"],
         list(record["options"]),
-        chat=chat,
-        tokenizer=tokenizer,
+        fmt=fmt,
         start=int(record.get("start", 1)),
-        primer=primer,
     )
     return prompt, str(record["output"])
 
@@ -654,16 +651,14 @@ def training_text(
 def prompt_format(lm: LoadedModel) -> str:
     """A fingerprint of the prompt text this model is asked (wording, numbering and chat template):
     an adapter trained under one format must not be evaluated under another."""
+    fmt = prompts.PromptFormat.of(lm)
     probe = prompts.survey_prompt(
         prompts.persona("aware", "Kenya"),
         "How important is family in your life?",
         ["Very important", "Not important"],
-        chat=lm.spec.chat,
-        tokenizer=lm.tokenizer,
-        primer=lm.spec.answer_primer,
+        fmt=fmt,
     )
-    kind = "chat" if lm.spec.chat else "plain"
-    return f"{kind}:{hashlib.sha256(probe.encode()).hexdigest()[:16]}"
+    return f"{fmt.template}:{hashlib.sha256(probe.encode()).hexdigest()[:16]}"
 
 
 # --------------------------------------------------------------------------- 95: evaluation

@@ -28,37 +28,23 @@ def base_answers(
     questions: pd.DataFrame,
     cultures: Sequence[str],
     similar: dict,
-    batch_size: int,
-    mode: str = "sample",
-    seed: int = 0,
-    parsing: str = "authors",
+    how: culturespa.Answering = culturespa.Answering(),
 ) -> pd.DataFrame:
     """Base-model answers: unaware (once, shared by every culture, as the authors score one unaware
-    file against every culture), aware, cross, aware + demonstrations. `parsing` reads sampled
-    replies of a model without logits (culturespa.REPLY_PARSING)."""
-    common = dict(mode=mode, seed=seed, parsing=parsing)
+    file against every culture), aware, cross, aware + demonstrations."""
     unaware = culturespa.answer_questions(
-        lm, questions, [("unaware", None)], similar, batch_size, desc="unaware", stream="unaware", **common
+        lm, questions, [("unaware", None)], similar, how, stream="unaware", desc="unaware"
     )
     parts = [pd.concat([unaware.assign(culture=c) for c in cultures], ignore_index=True).assign(method="unaware")]
     for kind in ("aware", "cross"):
-        parts.append(
-            culturespa.answer_questions(
-                lm, questions, [(kind, c) for c in cultures], similar, batch_size, desc=kind, stream=kind, **common
-            ).assign(method=kind)
-        )
+        settings = [(kind, c) for c in cultures]
+        answered = culturespa.answer_questions(lm, questions, settings, similar, how, stream=kind, desc=kind)
+        parts.append(answered.assign(method=kind))
     demos = culturespa.selfalign_demos(questions, cultures)
+    aware = [("aware", c) for c in cultures]
     parts.append(
         culturespa.answer_questions(
-            lm,
-            questions,
-            [("aware", c) for c in cultures],
-            similar,
-            batch_size,
-            demos=demos,
-            desc="aware + demos",
-            stream="aware_selfalign",
-            **common,
+            lm, questions, aware, similar, how, demos, stream="aware_selfalign", desc="aware + demos"
         ).assign(method="aware_selfalign")
     )
     return pd.concat(parts, ignore_index=True)
@@ -75,10 +61,7 @@ def adapter_answers(
     questions: pd.DataFrame,
     cultures: Sequence[str],
     adapters: Path,
-    batch_size: int,
-    mode: str = "sample",
-    seed: int = 0,
-    parsing: str = "authors",
+    how: culturespa.Answering = culturespa.Answering(),
 ) -> pd.DataFrame:
     """Aware answers of the joint adapter for every culture, and of each culture's own adapter.
     Each adapter's manifest must name this base model and prompt format."""
@@ -88,18 +71,10 @@ def adapter_answers(
         print(f"no joint adapter under {adapters}: run 90_lora_sft first")
     else:
         tuned = train.with_adapter(lm, joint, fmt)
+        aware = [("aware", c) for c in cultures]
         parts.append(
             culturespa.answer_questions(
-                tuned,
-                questions,
-                [("aware", c) for c in cultures],
-                None,
-                batch_size,
-                desc="joint",
-                mode=mode,
-                seed=seed,
-                stream="culturespa_joint",
-                parsing=parsing,
+                tuned, questions, aware, None, how, stream="culturespa_joint", desc="joint"
             ).assign(method="culturespa_joint")
         )
     for culture in cultures:
@@ -113,12 +88,9 @@ def adapter_answers(
                 questions,
                 [("aware", culture)],
                 None,
-                batch_size,
-                desc=f"specific {culture}",
-                mode=mode,
-                seed=seed,
+                how,
                 stream="culturespa_specific",
-                parsing=parsing,
+                desc=f"specific {culture}",
             ).assign(method="culturespa_specific")
         )
     return (
@@ -139,10 +111,8 @@ def load_general(path: Path | None = None) -> pd.DataFrame:
 def mcq_picks(lm: LoadedModel, items: pd.DataFrame, batch_size: int, desc: str) -> np.ndarray:
     """Per item, the most probable option number (exact), asked in the model's own prompt format
     (its chat template for chat models)."""
-    texts = [
-        prompts.mcq_prompt(q, o, chat=lm.spec.chat, tokenizer=lm.tokenizer)
-        for q, o in zip(items["question"], items["options"])
-    ]
+    fmt = prompts.PromptFormat.of(lm)
+    texts = [prompts.mcq_prompt(q, o, fmt) for q, o in zip(items["question"], items["options"])]
     scored = culturespa.distributions(lm, texts, [prompts.number_options(4)] * len(texts), batch_size, desc)
     return np.array([int(np.argmax(d)) + 1 for d in scored["dist"]])
 
