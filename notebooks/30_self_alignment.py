@@ -63,16 +63,18 @@ import ast
 
 import pandas as pd
 
-from culturealign import models, probes, prompts, runs, selfalign, summary, wvs
+from culturealign import probes, prompts, runs, selfalign, stage, summary, wvs
 
 selfalign.check_conditions(strategies, draws, order_combination, order_pairing)
+selfalign.check_rule(outcome_rule)
 summary.check_resamples(contrast_resamples, permutation_resamples)
 if selfalign.PLACEBO_COUNTRY in strategies:
     selfalign.check_swap_country(swap_country, wvs.countries_with_figures(), country)
-run = runs.start_run("30_self_alignment", globals())
+measuring = selfalign.Measuring(batch_size, invalid_responses, sample_draws)
 zero = pd.read_csv(runs.load_run(model, lang, "10_zero_shot").path("zero_shot.csv"))
 choices = pd.read_csv(runs.load_run(model, lang, "20_demonstrations").path("demonstrations.csv"),
                       converters={"demo_ids": ast.literal_eval}, keep_default_na=False)
+run, lm = stage.begin("30_self_alignment", globals())
 misalignment = selfalign.misalignment(zero, order_combination, remeasure_above, outcome_rule)
 runs.write_table(run.path("misalignment.csv"), misalignment)
 selected = misalignment["remeasured"].to_numpy()
@@ -80,8 +82,6 @@ if max_probes:
     selected = selected & (misalignment["remeasured"].cumsum() <= max_probes).to_numpy()
 labelled = probes.labelled_probes(lang, country)
 swap_labels = selfalign.country_labels(labelled, wvs.countries_with_figures()) if selfalign.PLACEBO_COUNTRY in strategies else None
-lm = models.load_model(models.spec_for(model, model_config))
-run.record_model(lm)
 print(f"{int(selected.sum())} probes re-measured (expected misaligned: {misalignment['p_misaligned'].sum():.1f} of "
       f"{len(zero)}) x {len(strategies)} conditions, random ones drawn {draws} times")
 
@@ -99,7 +99,6 @@ print(selfalign.demonstration_prompt(prompts.PromptFormat.of(lm), by_id.loc[prob
 
 # %%
 plan = selfalign.Remeasurement(strategies, draws, pd.Series(selected, index=zero.index), swap_labels, swap_country)
-measuring = selfalign.Measuring(batch_size, invalid_responses, sample_draws)
 results = selfalign.self_aligned(lm, zero, labelled, choices, lang, seed, plan, measuring)
 runs.write_table(run.path("self_alignment.csv"), results)
 outcomes = selfalign.outcomes(results, order_combination, outcome_rule, order_pairing).assign(model=model, lang=lang)

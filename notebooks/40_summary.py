@@ -34,11 +34,8 @@
 
 # %% tags=["parameters"]
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
-model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
-country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
-batch_size: int = 8  # prompts per forward pass
 simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
 contrast_resamples: int = 2000  # paired bootstrap resamples of the probes for the intervals of contrasts.csv
 permutation_resamples: int = 9999  # sign-flip resamples of the tests (exact when 2^n is fewer); as in stage 30
@@ -46,10 +43,10 @@ permutation_resamples: int = 9999  # sign-flip resamples of the tests (exact whe
 # %%
 from IPython.display import Image, display
 
-from culturealign import paths, runs, summary
+from culturealign import paths, runs, stage, summary
 
 summary.check_resamples(contrast_resamples, permutation_resamples)
-run = runs.start_run("40_summary", globals())
+run, _ = stage.begin("40_summary", globals())
 zero = summary.collect("zero_shot.csv", "10_zero_shot")
 outcomes = summary.collect("outcomes.csv", "30_self_alignment")
 misalignment = summary.collect("misalignment.csv", "30_self_alignment")

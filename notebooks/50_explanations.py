@@ -40,16 +40,14 @@ import ast
 
 import pandas as pd
 
-from culturealign import models, probes, prompts, runs, scoring, selfalign
+from culturealign import probes, prompts, runs, scoring, selfalign, stage
 
-run = runs.start_run("50_explanations", globals())
 stage30 = runs.load_run(model, lang, "30_self_alignment")
+run, lm = stage.begin("50_explanations", globals())
 outcomes = pd.read_csv(stage30.path("outcomes.csv"), keep_default_na=False, na_values=[""])
 results = pd.read_csv(stage30.path("self_alignment.csv"), converters={"demo_ids": ast.literal_eval})
 chosen = selfalign.explanation_candidates(outcomes, strategy).head(max_explanations)
 labelled = probes.labelled_probes(lang, country).set_index("probe_id", drop=False)
-lm = models.load_model(models.spec_for(model, model_config))
-run.record_model(lm)
 print(f"{len(chosen)} probes to explain ({strategy}): most likely answer after self-alignment is the majority answer")
 
 # %% [markdown]

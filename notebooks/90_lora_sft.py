@@ -36,10 +36,9 @@
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
-country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
-cultures_specific: list = ["USA", "CAN", "BOL", "BRA", "GBR", "NLD", "DEU", "UKR", "CHN", "RUS", "IND", "THA", "KEN", "NGA", "ETH", "ZWE", "AUS", "NZL"]  # one specific adapter each
+cultures_specific: list = []  # one specific adapter each (empty: the paper's 18, culturespa.CULTURES)
 lora_rank: int = 8  # LoRA rank
 lora_alpha: int = 16  # LoRA alpha
 lora_dropout: float = 0.0  # LoRA dropout
@@ -57,9 +56,9 @@ save_steps: int = 50  # checkpoint every N steps
 # %%
 import pandas as pd
 
-from culturealign import culturespa, models, prompts, runs, train
+from culturealign import culturespa, prompts, runs, stage, train
 
-run = runs.start_run("90_lora_sft", globals())
+cultures_specific = cultures_specific or culturespa.CULTURES
 crqpc = runs.load_run(model, lang, "80_crqpc")
 settings = {}
 for name, batch, accumulation in [("joint", joint_batch_size, joint_accumulation),
@@ -68,8 +67,7 @@ for name, batch, accumulation in [("joint", joint_batch_size, joint_accumulation
              f"{culturespa.param_source('90_lora_sft', f'{name}_accumulation', model, lang)})")
     settings[name] = train.LoraSettings(lora_rank, lora_alpha, lora_dropout, tuple(target_modules), learning_rate, epochs,
                                         warmup_ratio, batch, accumulation, max_steps, save_steps).check(where)
-lm = models.load_model(models.spec_for(model, model_config), in_process=True)  # training needs the weights here, even for a served model
-run.record_model(lm)
+run, lm = stage.begin("90_lora_sft", globals(), in_process=True)  # training needs the weights here, even for a served model
 train.check_targets(lm.model, target_modules)
 fmt, prompt_format = prompts.PromptFormat.of(lm), culturespa.prompt_format(lm)
 print(f"bf16 autocast: {train.bf16_supported()}; prompt format: {prompt_format}; linear modules: {train.linear_module_names(lm.model)}")

@@ -51,7 +51,6 @@
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
-country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
 cultures: list = []  # ISO3 cultures (empty: the paper's 18, culturespa.CULTURES)
@@ -68,9 +67,8 @@ harness_task: str = ""  # run lm-evaluation-harness instead: "culturealign_gener
 import pandas as pd
 from IPython.display import Image, display
 
-from culturealign import culturespa, evaluation, models, paths, plots, runs
+from culturealign import culturespa, evaluation, paths, plots, runs, stage
 
-run = runs.start_run("95_culture_eval", globals())
 culturespa.check_answer_mode(answer_mode, culturespa.param_source("95_culture_eval", "answer_mode", model, lang))
 culturespa.check_reply_parsing(reply_parsing, culturespa.param_source("95_culture_eval", "reply_parsing", model, lang))
 evaluation.check_margin(equivalence_margin, culturespa.param_source("95_culture_eval", "equivalence_margin", model, lang))
@@ -78,8 +76,8 @@ cultures = cultures or culturespa.CULTURES
 culturespa.check_cultures(cultures)
 questions = culturespa.wvs_eval_questions(max_questions)
 adapters = runs.load_run(model, lang, "90_lora_sft").path("adapters")
-lm = models.load_model(models.spec_for(model, model_config))
-run.record_model(lm)
+answering = culturespa.Answering(batch_size, answer_mode, seed, reply_parsing)
+run, lm = stage.begin("95_culture_eval", globals())
 similar = culturespa.similar_cultures(cultures)
 print(f"{len(questions)} WVS questions x {len(cultures)} cultures")
 
@@ -87,7 +85,6 @@ print(f"{len(questions)} WVS questions x {len(cultures)} cultures")
 # ## Answers of the base model: unaware, aware, cross-culture, self-aligned
 
 # %%
-answering = culturespa.Answering(batch_size, answer_mode, seed, reply_parsing)
 answers = evaluation.base_answers(lm, questions, cultures, similar, answering)
 answers["method"].value_counts()
 

@@ -133,7 +133,7 @@ def test_primary_family_is_holm_adjusted_per_language_and_the_rest_is_explorator
     assert np.allclose(alone.loc[alone["family"] == "primary", "holm_p"], between.loc["de", "holm_p"])
 
 
-def test_deterministic_rule_stays_available(outcomes):
+def test_rounded_rule_stays_available(outcomes):
     old = pd.concat(
         [
             selfalign.outcomes(synthetic_results("en", 40, seed=42, unserved=3), rule="rounded").assign(
