@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scoring import order_pairs  # noqa: E402
 
-from culturealign import culturespa, models, paths, probes, prompts, runs, scoring, selfalign  # noqa: E402
+from culturealign import culturespa, culturespa_eval, models, paths, probes, prompts, runs, scoring, selfalign  # noqa: E402
 from culturealign.results import cpu_model  # noqa: E402  (the report's definition)
 from culturealign.runs import git_commit  # noqa: E402  (as the manifests record it)
 
@@ -51,7 +51,7 @@ def stage30_pairs(lm, pairs: int) -> tuple[list[str], list[list[str]]]:
 def stage70_prompts(
     lm, n: int, cultures: tuple[str, ...] = ("USA", "CHN", "KEN", "DEU")
 ) -> tuple[list[str], list[list[str]]]:
-    questions = culturespa.with_starts(culturespa.wvs_eval_questions(max(1, n // len(cultures))))
+    questions = culturespa.with_starts(culturespa_eval.wvs_eval_questions(max(1, n // len(cultures))))
     texts, options = [], []
     for culture in cultures:
         system = culturespa.persona_for("aware", culture)

@@ -63,11 +63,11 @@ import ast
 
 import pandas as pd
 
-from culturealign import probes, prompts, runs, selfalign, stage, summary, wvs
+from culturealign import probes, prompts, runs, selfalign, selfalign_summary, stage, wvs
 
 selfalign.check_conditions(strategies, draws, order_combination, order_pairing)
 selfalign.check_rule(outcome_rule)
-summary.check_resamples(contrast_resamples, permutation_resamples)
+selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
 if selfalign.PLACEBO_COUNTRY in strategies:
     selfalign.check_swap_country(swap_country, wvs.countries_with_figures(), country)
 measuring = selfalign.Measuring(batch_size, invalid_responses, sample_draws)
@@ -116,8 +116,8 @@ outcomes[["probe_id", "strategy", "p_before", "p_after", "misaligned", "improved
 # protocol would show, and mean p' - p with a bootstrap interval.
 
 # %%
-tests = summary.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
-table = summary.table1(outcomes, tests, runs=simulation_runs, seed=seed)
+tests = selfalign_summary.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
+table = selfalign_summary.table1(outcomes, tests, runs=simulation_runs, seed=seed)
 runs.write_table(run.path("table1.csv"), table)
 runs.write_table(run.path("tests.csv"), tests)
 table[["strategy", "n_misaligned", "improved", "improved_no_effect", "improved_beyond_no_effect", "same", "decreased",
@@ -129,7 +129,7 @@ table[["strategy", "n_misaligned", "improved", "improved_no_effect", "improved_b
 # p' - p minus the reference's, with 95% intervals from a paired bootstrap over probes.
 
 # %%
-contrasts = summary.contrasts(outcomes, n_boot=contrast_resamples, seed=seed)
+contrasts = selfalign_summary.contrasts(outcomes, n_boot=contrast_resamples, seed=seed)
 runs.write_table(run.path("contrasts.csv"), contrasts)
 contrasts.drop(columns=["model", "lang"]).round(3)
 

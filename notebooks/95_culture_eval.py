@@ -67,14 +67,14 @@ harness_task: str = ""  # run lm-evaluation-harness instead: "culturealign_gener
 import pandas as pd
 from IPython.display import Image, display
 
-from culturealign import culturespa, evaluation, paths, plots, runs, stage
+from culturealign import culturespa, culturespa_eval, paths, plots, runs, stage
 
 culturespa.check_answer_mode(answer_mode, culturespa.param_source("95_culture_eval", "answer_mode", model, lang))
 culturespa.check_reply_parsing(reply_parsing, culturespa.param_source("95_culture_eval", "reply_parsing", model, lang))
-evaluation.check_margin(equivalence_margin, culturespa.param_source("95_culture_eval", "equivalence_margin", model, lang))
+culturespa_eval.check_margin(equivalence_margin, culturespa.param_source("95_culture_eval", "equivalence_margin", model, lang))
 cultures = cultures or culturespa.CULTURES
 culturespa.check_cultures(cultures)
-questions = culturespa.wvs_eval_questions(max_questions)
+questions = culturespa_eval.wvs_eval_questions(max_questions)
 adapters = runs.load_run(model, lang, "90_lora_sft").path("adapters")
 answering = culturespa.Answering(batch_size, answer_mode, seed, reply_parsing)
 run, lm = stage.begin("95_culture_eval", globals())
@@ -85,14 +85,14 @@ print(f"{len(questions)} WVS questions x {len(cultures)} cultures")
 # ## Answers of the base model: unaware, aware, cross-culture, self-aligned
 
 # %%
-answers = evaluation.base_answers(lm, questions, cultures, similar, answering)
+answers = culturespa_eval.base_answers(lm, questions, cultures, similar, answering)
 answers["method"].value_counts()
 
 # %% [markdown]
 # ## Answers of the CultureSPA adapters
 
 # %%
-tuned = evaluation.adapter_answers(lm, questions, cultures, adapters, answering)
+tuned = culturespa_eval.adapter_answers(lm, questions, cultures, adapters, answering)
 answers = pd.concat([answers, tuned], ignore_index=True)
 culturespa.write_answers(run.path("answers.csv"), answers)
 print(f"prompts flagged (probability of no option > 0.5): {int((answers['other'] > 0.5).sum())} of {len(answers)}")
@@ -120,18 +120,18 @@ check[check["differ"]].head(10)
 # %%
 one_run = f"one run (answer_mode={answer_mode}, seed {seed})"
 expected_label = f"expected over {score_draws} simulated runs of the authors' protocol"
-scores = culturespa.score_table(answers, questions, cultures)
+scores = culturespa_eval.score_table(answers, questions, cultures)
 runs.write_table(run.path("scores.csv"), scores.assign(number=one_run))
-table = culturespa.method_table(scores, evaluation.METHODS)
+table = culturespa_eval.method_table(scores, culturespa_eval.METHODS)
 runs.write_table(run.path("score_table.csv"), table.reset_index().assign(number=one_run))
 print(one_run)
 table.round(2)
 
 # %%
-expected, simulated = culturespa.expected_scores(answers, questions, cultures, score_draws, seed)
-expected = pd.concat([expected, culturespa.expected_means(simulated, evaluation.METHODS, expected)], ignore_index=True)
+expected, simulated = culturespa_eval.expected_scores(answers, questions, cultures, score_draws, seed)
+expected = pd.concat([expected, culturespa_eval.expected_means(simulated, culturespa_eval.METHODS, expected)], ignore_index=True)
 runs.write_table(run.path("expected_scores.csv"), expected.assign(number=expected_label))
-expected_table = culturespa.method_table(expected[expected["culture"].isin(cultures)], evaluation.METHODS, "expected")
+expected_table = culturespa_eval.method_table(expected[expected["culture"].isin(cultures)], culturespa_eval.METHODS, "expected")
 runs.write_table(run.path("expected_table.csv"), expected_table.reset_index().assign(number=expected_label))
 runs.write_table(paths.summary_dir() / "culturespa_scores.csv",
                  pd.concat([expected_table.reset_index().assign(number=expected_label),
@@ -144,8 +144,8 @@ expected_table.round(2)
 # method of a culture on the questions all of them answered validly (`n_common` in scores.csv).
 
 # %%
-common = pd.concat([culturespa.method_table(scores, evaluation.METHODS, "score_common").reset_index().assign(number=one_run),
-                    culturespa.method_table(expected[expected["culture"].isin(cultures)], evaluation.METHODS,
+common = pd.concat([culturespa_eval.method_table(scores, culturespa_eval.METHODS, "score_common").reset_index().assign(number=one_run),
+                    culturespa_eval.method_table(expected[expected["culture"].isin(cultures)], culturespa_eval.METHODS,
                                             "expected_common").reset_index().assign(number=expected_label)], ignore_index=True)
 runs.write_table(run.path("common_table.csv"), common)
 common[common["culture"].str.startswith("mean")].round(2)
@@ -160,7 +160,7 @@ display(Image(filename=str(files[0]), width=700))
 # ## General ability before and after tuning
 
 # %%
-general = evaluation.general_ability(lm, adapters, general_items, batch_size, harness_task, equivalence_margin)
+general = culturespa_eval.general_ability(lm, adapters, general_items, batch_size, harness_task, equivalence_margin)
 runs.write_table(run.path("general_ability.csv"), general)
 general[[c for c in ["model", "items", "chance", "accuracy", "vs_base_difference", "diff_low", "diff_high", "tost_p",
                      "verdict"] if c in general]]

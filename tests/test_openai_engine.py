@@ -22,7 +22,7 @@ import pytest
 import torch
 import yaml
 
-from culturealign import culturespa, demos, models, probes, prompts, selfalign, serve
+from culturealign import culturespa, culturespa_eval, demos, models, probes, prompts, selfalign, serve
 from culturealign.openai_engine import OpenAIServerEngine, ServerError, token_ids_of
 from culturealign.tokens import option_paths
 
@@ -352,7 +352,7 @@ def test_probe_prompts_with_demonstrations_match_transformers(engine, reference)
 
 @pytest.mark.vllm
 def test_ten_option_survey_questions_match_transformers(engine, reference):
-    questions = culturespa.wvs_eval_questions()
+    questions = culturespa_eval.wvs_eval_questions()
     ten = questions[questions["options"].map(len) == 10].head(12)
     assert len(ten) >= 10
     texts = [

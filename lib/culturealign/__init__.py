@@ -3,7 +3,7 @@
 Reproduces Self-Alignment (Choenni & Shutova, 2024) and CultureSPA (Xu et al., 2024). Modules
 are layered, each importing only from the layers below it (see ../shared/DESIGN.md):
 
-- pipelines: selfalign, summary (Self-Alignment); culturespa, train, evaluation (CultureSPA);
+- pipelines: selfalign, selfalign_summary (Self-Alignment); culturespa, train, culturespa_eval (CultureSPA);
   stages (the run scheduler); report, results (the report, RESULTS.md, results/)
 - mechanisms: scoring, prompts, demos, plots
 - engines: engine (protocol, in-process transformers, prefix cache), openai_engine, api, serve

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 from scipy.special import softmax
 
-from culturealign import evaluation, prompts, scoring
+from culturealign import culturespa_eval, prompts, scoring
 
 
 @pytest.mark.model
@@ -18,8 +18,8 @@ def test_general_mcq_agrees_with_the_harness_item_by_item(lm):
     temperature 1 and truncation rescale the surviving options alike, so it equals the softmax of
     the harness's log-likelihoods. (Full exact scoring adds the reader's other spellings.)"""
     pytest.importorskip("lm_eval")
-    items = evaluation.load_general().head(8)
-    harness = evaluation.harness_predictions(lm, evaluation.HARNESS_GENERAL_TASK, limit=8)
+    items = culturespa_eval.load_general().head(8)
+    harness = culturespa_eval.harness_predictions(lm, culturespa_eval.HARNESS_GENERAL_TASK, limit=8)
     assert harness["target"].tolist() == (items["answer"] - 1).tolist()
     scored = []
     for q, o in zip(items["question"], items["options"]):
@@ -37,14 +37,14 @@ def test_harness_task_without_local_data_fails_with_a_fetch_hint(tiny_lm, monkey
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match="'arc_easy' could not load its data offline.*culturealign_general_mcq"):
-        evaluation.harness_predictions(tiny_lm, "arc_easy", limit=2)
+        culturespa_eval.harness_predictions(tiny_lm, "arc_easy", limit=2)
 
 
 def paired(a: int, b: int, c: int, d: int) -> dict:
     """Cells: both right, only the adapter right, only the base right, both wrong."""
     other = [1] * a + [1] * b + [0] * c + [0] * d
     base = [1] * a + [0] * b + [1] * c + [0] * d
-    return evaluation.paired_comparison(np.array(base, bool), np.array(other, bool))
+    return culturespa_eval.paired_comparison(np.array(base, bool), np.array(other, bool))
 
 
 def test_paired_comparison_is_mcnemar_exact_and_a_paired_interval():
@@ -65,7 +65,7 @@ def test_paired_comparison_is_mcnemar_exact_and_a_paired_interval():
     width = lambda r: r["high"] - r["low"]  # noqa: E731
     assert width(paired(41, 4, 0, 5)) < width(paired(36, 9, 5, 0))
     with pytest.raises(ValueError, match="same non-empty items"):
-        evaluation.paired_comparison(np.array([True]), np.array([True, False]))
+        culturespa_eval.paired_comparison(np.array([True]), np.array([True, False]))
 
 
 def test_general_ability_is_an_equivalence_question():
@@ -77,7 +77,7 @@ def test_general_ability_is_an_equivalence_question():
     big = paired(1200, 60, 40, 700)
     assert big["verdict"] == "within +/- 5 points" and big["tost_p"] < 0.05
     assert (
-        evaluation.paired_comparison(np.ones(2000, bool), np.ones(2000, bool), margin_points=2)["verdict"]
+        culturespa_eval.paired_comparison(np.ones(2000, bool), np.ones(2000, bool), margin_points=2)["verdict"]
         == "within +/- 2 points"
     )
 
@@ -87,16 +87,16 @@ def test_an_equivalence_margin_outside_0_100_points_is_refused_naming_the_parame
     with pytest.raises(
         ValueError, match=r"params/x.yaml: equivalence_margin .* is not allowed. Use a number of accuracy points"
     ):
-        evaluation.check_margin(margin, "params/x.yaml")
+        culturespa_eval.check_margin(margin, "params/x.yaml")
 
 
 def test_general_ability_table_says_items_chance_and_prompt(tiny_lm, tmp_path):
-    table = evaluation.general_ability(tiny_lm, tmp_path, items=6, batch_size=6)
+    table = culturespa_eval.general_ability(tiny_lm, tmp_path, items=6, batch_size=6)
     row = table.iloc[0]
     assert row["model"] == "base" and row["items"] == 6 and row["chance"] == 0.25 and row["prompt"] == "plain"
     assert 0 <= row["accuracy"] <= 1
     with pytest.raises(ValueError, match="equivalence_margin 0 is not allowed"):
-        evaluation.general_ability(tiny_lm, tmp_path, items=6, batch_size=6, margin_points=0)
+        culturespa_eval.general_ability(tiny_lm, tmp_path, items=6, batch_size=6, margin_points=0)
 
 
 def test_a_chat_model_is_asked_general_items_in_its_chat_template(tiny_lm):
