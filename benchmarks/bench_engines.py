@@ -21,7 +21,7 @@ from bench_scoring import bench_prompts
 
 from culturealign import models, paths, serve, weights
 from culturealign.engine import TransformersEngine
-from culturealign.openai_engine import OpenAIServerEngine
+from culturealign.openai_engine import Endpoint, OpenAIServerEngine
 from culturealign.tokens import option_paths
 
 MODEL = "gemma3-270m"
@@ -79,14 +79,8 @@ def main() -> None:
         timing["server_start_s"] = round(time.perf_counter() - began, 1)
         started = state
     try:
-        server = OpenAIServerEngine(
-            lm.spec,
-            state["url"],
-            lm.tokenizer,
-            lm.weights_hash,
-            max_logprobs=int(state["max_logprobs"]),
-            concurrency=args.concurrency,
-        )
+        endpoint = Endpoint(state["url"], max_logprobs=int(state["max_logprobs"]), concurrency=args.concurrency)
+        server = OpenAIServerEngine.connect(lm.spec, endpoint, lm.tokenizer, lm.weights_hash)
         inprocess = TransformersEngine(lm)
         run_inprocess(inprocess, warmup, args.batch_size)  # warm-up on other prompts: no cache help
         run_server(server, warmup)

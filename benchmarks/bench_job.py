@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_prefix_cache import cpu_model, git_commit, score, stage10_prompts, stage30_pairs  # noqa: E402
 
-from culturealign import culturespa, models, paths, prompts, runs  # noqa: E402
+from culturealign import culturespa, culturespa_eval, models, paths, prompts, runs  # noqa: E402
 
 CULTURES = ("USA", "CHN", "KEN", "DEU")
 # full counts of `make all` on the embedded model (README, full-scale runs): prompts per kind
@@ -47,9 +47,11 @@ SAME_RATE_AS = {"95 joint adapter": "95 aware", "95 specific adapters": "95 awar
 def survey_prompts(lm, n: int, kind: str, demos: bool = False) -> tuple[list[str], list[list[str]]]:
     """Stage 70/95 survey prompts under a persona kind for four cultures (optionally with chrF++
     demonstrations from a pool of 40 questions), the first n."""
-    questions = culturespa.with_starts(culturespa.wvs_eval_questions(40 if demos else max(1, n // len(CULTURES) + 1)))
+    questions = culturespa.with_starts(
+        culturespa_eval.wvs_eval_questions(40 if demos else max(1, n // len(CULTURES) + 1))
+    )
     similar = culturespa.similar_cultures(list(CULTURES)) if kind == "cross" else None
-    shots = culturespa.selfalign_demos(questions, list(CULTURES)) if demos else {}
+    shots = culturespa_eval.selfalign_demos(questions, list(CULTURES)) if demos else {}
     texts, options = [], []
     for culture in CULTURES if kind != "unaware" else (None,):
         system = culturespa.persona_for(kind, culture, similar)
@@ -60,10 +62,8 @@ def survey_prompts(lm, n: int, kind: str, demos: bool = False) -> tuple[list[str
                     q.question,
                     q.options,
                     shots.get((culture, q.id), ()),
-                    chat=lm.spec.chat,
-                    tokenizer=lm.tokenizer,
+                    fmt=prompts.PromptFormat.of(lm),
                     start=q.start,
-                    primer=lm.spec.answer_primer,
                 )
             )
             options.append(prompts.number_options(len(q.options), q.start))

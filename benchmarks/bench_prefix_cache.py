@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scoring import order_pairs  # noqa: E402
 
-from culturealign import culturespa, models, paths, probes, prompts, runs, scoring, selfalign  # noqa: E402
+from culturealign import culturespa, culturespa_eval, models, paths, probes, prompts, runs, scoring, selfalign  # noqa: E402
 from culturealign.results import cpu_model  # noqa: E402  (the report's definition)
 from culturealign.runs import git_commit  # noqa: E402  (as the manifests record it)
 
@@ -38,12 +38,8 @@ TARGETS = {"stage 10": (0.80, 1.8), "stage 30 pairs": (0.35, 1.25)}  # token cut
 
 def stage10_prompts(lm, n: int) -> tuple[list[str], list[list[str]]]:
     rows = list(probes.labelled_probes("en", "USA").head(n).itertuples(index=False))
-    texts = [
-        prompts.cloze_prompt(
-            selfalign.query_of(p, "en", 0), chat=lm.spec.chat, tokenizer=lm.tokenizer, primer=lm.spec.answer_primer
-        )
-        for p in rows
-    ]
+    fmt = prompts.PromptFormat.of(lm)
+    texts = [selfalign.zero_shot_prompt(fmt, p, "en", 0) for p in rows]
     return texts, [list(selfalign.display_order(p, "en", 0)) for p in rows]
 
 
@@ -55,7 +51,7 @@ def stage30_pairs(lm, pairs: int) -> tuple[list[str], list[list[str]]]:
 def stage70_prompts(
     lm, n: int, cultures: tuple[str, ...] = ("USA", "CHN", "KEN", "DEU")
 ) -> tuple[list[str], list[list[str]]]:
-    questions = culturespa.with_starts(culturespa.wvs_eval_questions(max(1, n // len(cultures))))
+    questions = culturespa.with_starts(culturespa_eval.wvs_eval_questions(max(1, n // len(cultures))))
     texts, options = [], []
     for culture in cultures:
         system = culturespa.persona_for("aware", culture)
@@ -65,10 +61,8 @@ def stage70_prompts(
                     system,
                     q.question,
                     q.options,
-                    chat=lm.spec.chat,
-                    tokenizer=lm.tokenizer,
+                    fmt=prompts.PromptFormat.of(lm),
                     start=q.start,
-                    primer=lm.spec.answer_primer,
                 )
             )
             options.append(prompts.number_options(len(q.options), q.start))

@@ -43,7 +43,9 @@ def order_pairs(lm, n: int, seed: int = 0) -> tuple[list[str], list[str], list[l
     texts, swapped, options = [], [], []
     for row in chosen.head(n).itertuples():
         probe = by_id.loc[row.probe_id]
-        text = selfalign.demonstration_prompt(lm, probe, by_id.loc[list(row.demo_ids)], "en", seed)
+        text = selfalign.demonstration_prompt(
+            prompts.PromptFormat.of(lm), probe, by_id.loc[list(row.demo_ids)], "en", seed
+        )
         order = selfalign.display_order(probe, "en", seed)
         texts.append(text)
         swapped.append(prompts.swap_query_options(text, prompts.Cloze(probe.template, order)))
@@ -107,8 +109,9 @@ def zero_shot_other(lm, n: int, batch_size: int) -> tuple[float, float, float]:
     rows = list(labelled.head(n).itertuples(index=False)) if n else list(labelled.itertuples(index=False))
     options = [list(selfalign.display_order(p, "en", 0)) for p in rows]
     medians, start = [], time.perf_counter()
-    for primer in (False, True):
-        texts = [prompts.cloze_prompt(selfalign.query_of(p, "en", 0), primer=primer) for p in rows]
+    for primer in ("none", "examples"):
+        fmt = prompts.PromptFormat(primer=primer)
+        texts = [selfalign.zero_shot_prompt(fmt, p, "en", 0) for p in rows]
         medians.append(float(exact(lm, texts, options, batch_size)["other"].median()))
     return medians[0], medians[1], time.perf_counter() - start
 

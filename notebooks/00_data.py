@@ -27,14 +27,11 @@
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
-country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
-seed: int = 0  # random seed
-batch_size: int = 8  # prompts per forward pass
 
 # %%
-from culturealign import models, params, probes, runs, wvs
+from culturealign import params, probes, runs, stage, wvs
 
-run = runs.start_run("00_data", globals())
+run, lm = stage.begin("00_data", globals())
 langs = probes.probe_languages()
 figures = wvs.load_figures()
 countries = wvs.countries_with_figures(figures)
@@ -112,8 +109,6 @@ print(f"{int(check['ok'].sum())} of {len(check)} probes cover their scale withou
 # Tokens per probe by language: a model's tokenizer splits some scripts far more than others.
 
 # %%
-lm = models.load_model(models.spec_for(model, model_config))
-run.record_model(lm)
 tokens = probes.tokens_per_probe(lm.tokenizer, langs)
 runs.write_table(run.path("tokens_per_probe.csv"), tokens)
 tokens

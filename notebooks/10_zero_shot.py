@@ -45,29 +45,27 @@ fidelity_probes: int = 3  # probes re-measured by sampling, to check exact mode
 fidelity_draws: int = 50  # sampled responses per fidelity probe
 
 # %%
-from culturealign import models, probes, runs, scoring, selfalign
+from culturealign import probes, prompts, runs, scoring, selfalign, stage
 
-run = runs.start_run("10_zero_shot", globals())
+measuring = selfalign.Measuring(batch_size, invalid_responses, sample_draws)
+run, lm = stage.begin("10_zero_shot", globals())
 labelled = probes.order_probes(probes.labelled_probes(lang, country), probe_order)
 if max_probes:
     labelled = labelled.head(max_probes)
-lm = models.load_model(models.spec_for(model, model_config))
-run.record_model(lm)
-print(f"{len(labelled)} probes in {lang} with a majority label for {country}; model {lm.spec.name} on {lm.device}")
+print(f"{len(labelled)} probes in {lang} with a majority label for {country}")
 
 # %% [markdown]
 # ## One prompt as the model sees it
 
 # %%
 example = labelled.iloc[0]
-print(scoring.context_of(selfalign.prompts.cloze_prompt(selfalign.query_of(example, lang, seed), chat=lm.spec.chat,
-                                                       tokenizer=lm.tokenizer, primer=lm.spec.answer_primer)))
+print(scoring.context_of(selfalign.zero_shot_prompt(prompts.PromptFormat.of(lm), example, lang, seed)))
 
 # %% [markdown]
 # ## Exact response distribution of every probe
 
 # %%
-zero = selfalign.zero_shot(lm, labelled, lang, seed, batch_size, invalid_responses, sample_draws)
+zero = selfalign.zero_shot(lm, labelled, lang, seed, measuring)
 runs.write_table(run.path("zero_shot.csv"), zero)
 zero[["probe_id", "template", "majority_option", "p_majority_ab", "p_majority_ba", "p_other", "p_misaligned", "mode"]].head(10)
 

@@ -27,20 +27,18 @@
 
 # %% tags=["parameters"]
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
-model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
 country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
-batch_size: int = 8  # prompts per forward pass
 strategies: list = ["random", "random_category", "chrf_category", "chrf_all"]  # demonstration strategies
 n_demos: int = 5  # demonstrations per prompt
 
 # %%
 import numpy as np
 
-from culturealign import demos, probes, runs
+from culturealign import demos, probes, runs, stage
 
-run = runs.start_run("20_demonstrations", globals())
+run, _ = stage.begin("20_demonstrations", globals())
 labelled = probes.labelled_probes(lang, country)
 print(f"{len(labelled)} candidate probes in {lang} (labelled for {country})")
 

@@ -21,8 +21,8 @@
 # order is drawn per response or once per prompt), k ~ Binomial(10, p) before and k' after:
 # P(misaligned) = 1 - p^10, P(improved) = P(k' > k, k < 10), and the error-rate reduction
 # E[(k' - k)/(10 - k) | improved]. Every probe with P(misaligned) >= `remeasure_above` is
-# re-measured, not only those below a threshold (the rounded rule stays as
-# `deterministic_rule`).
+# re-measured, not only those below a threshold (`outcome_rule: rounded` gives the deterministic
+# rule instead: misaligned when round(10 p) < 10, outcomes by rounded counts).
 #
 # Conditions: the paper's four strategies, the shuffled-order check, and three **placebos** on
 # the chrF++-across demonstrations: filled with a seeded random answer, with the country's
@@ -50,7 +50,7 @@ order_combination: str = "per_draw"  # the paper's random option order: per_draw
 order_pairing: str = "independent"  # per_prompt order of the before and after prompts: independent or same_order (shared)
 swap_country: str = "most_different"  # country-swap placebo: most_different (per probe) or an ISO3 country with WVS figures
 remeasure_above: float = 0.001  # re-measure every probe whose P(misaligned) = 1 - p^10 is at least this
-deterministic_rule: bool = False  # the deterministic rule instead: misaligned when round(10 p) < 10, outcome by rounded counts
+outcome_rule: str = "expected"  # expected: the paper's protocol in expectation; rounded: misaligned when round(10 p) < 10, outcome by rounded counts
 simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
 contrast_resamples: int = 2000  # paired bootstrap resamples of the probes for the intervals of contrasts.csv
 permutation_resamples: int = 9999  # sign-flip resamples of the tests (exact when 2^n is fewer)
@@ -63,25 +63,25 @@ import ast
 
 import pandas as pd
 
-from culturealign import models, probes, runs, selfalign, summary, wvs
+from culturealign import probes, prompts, runs, selfalign, selfalign_summary, stage, wvs
 
 selfalign.check_conditions(strategies, draws, order_combination, order_pairing)
-summary.check_resamples(contrast_resamples, permutation_resamples)
+selfalign.check_rule(outcome_rule)
+selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
 if selfalign.PLACEBO_COUNTRY in strategies:
     selfalign.check_swap_country(swap_country, wvs.countries_with_figures(), country)
-run = runs.start_run("30_self_alignment", globals())
+measuring = selfalign.Measuring(batch_size, invalid_responses, sample_draws)
 zero = pd.read_csv(runs.load_run(model, lang, "10_zero_shot").path("zero_shot.csv"))
 choices = pd.read_csv(runs.load_run(model, lang, "20_demonstrations").path("demonstrations.csv"),
                       converters={"demo_ids": ast.literal_eval}, keep_default_na=False)
-misalignment = selfalign.misalignment(zero, order_combination, remeasure_above, deterministic_rule)
+run, lm = stage.begin("30_self_alignment", globals())
+misalignment = selfalign.misalignment(zero, order_combination, remeasure_above, outcome_rule)
 runs.write_table(run.path("misalignment.csv"), misalignment)
 selected = misalignment["remeasured"].to_numpy()
 if max_probes:
     selected = selected & (misalignment["remeasured"].cumsum() <= max_probes).to_numpy()
 labelled = probes.labelled_probes(lang, country)
 swap_labels = selfalign.country_labels(labelled, wvs.countries_with_figures()) if selfalign.PLACEBO_COUNTRY in strategies else None
-lm = models.load_model(models.spec_for(model, model_config))
-run.record_model(lm)
 print(f"{int(selected.sum())} probes re-measured (expected misaligned: {misalignment['p_misaligned'].sum():.1f} of "
       f"{len(zero)}) x {len(strategies)} conditions, random ones drawn {draws} times")
 
@@ -92,17 +92,16 @@ print(f"{int(selected.sum())} probes re-measured (expected misaligned: {misalign
 probe_id = zero.loc[selected, "probe_id"].iloc[0]
 pick = choices[(choices["strategy"] == "chrf_all") & (choices["probe_id"] == probe_id)].iloc[0]
 by_id = labelled.set_index("probe_id", drop=False)
-print(selfalign.demonstration_prompt(lm, by_id.loc[probe_id], by_id.loc[list(pick["demo_ids"])], lang, seed))
+print(selfalign.demonstration_prompt(prompts.PromptFormat.of(lm), by_id.loc[probe_id], by_id.loc[list(pick["demo_ids"])], lang, seed))
 
 # %% [markdown]
 # ## Re-measure every selected probe with each condition
 
 # %%
-results = selfalign.self_aligned(lm, zero, labelled, choices, lang, seed, batch_size, strategies, draws,
-                                 remeasure=pd.Series(selected, index=zero.index), invalid=invalid_responses,
-                                 sample_draws=sample_draws, swap_labels=swap_labels, swap_country=swap_country)
+plan = selfalign.Remeasurement(strategies, draws, pd.Series(selected, index=zero.index), swap_labels, swap_country)
+results = selfalign.self_aligned(lm, zero, labelled, choices, lang, seed, plan, measuring)
 runs.write_table(run.path("self_alignment.csv"), results)
-outcomes = selfalign.outcomes(results, order_combination, deterministic_rule, order_pairing).assign(model=model, lang=lang)
+outcomes = selfalign.outcomes(results, order_combination, outcome_rule, order_pairing).assign(model=model, lang=lang)
 runs.write_table(run.path("outcomes.csv"), outcomes.drop(columns=["model", "lang"]))
 if "p_other_after" in results:
     print(f"self-aligned prompts flagged (p_other > 0.5): {int((results['p_other_after'] > 0.5).sum())} of "
@@ -117,8 +116,8 @@ outcomes[["probe_id", "strategy", "p_before", "p_after", "misaligned", "improved
 # protocol would show, and mean p' - p with a bootstrap interval.
 
 # %%
-tests = summary.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
-table = summary.table1(outcomes, tests, runs=simulation_runs, seed=seed)
+tests = selfalign_summary.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
+table = selfalign_summary.table1(outcomes, tests, runs=simulation_runs, seed=seed)
 runs.write_table(run.path("table1.csv"), table)
 runs.write_table(run.path("tests.csv"), tests)
 table[["strategy", "n_misaligned", "improved", "improved_no_effect", "improved_beyond_no_effect", "same", "decreased",
@@ -130,7 +129,7 @@ table[["strategy", "n_misaligned", "improved", "improved_no_effect", "improved_b
 # p' - p minus the reference's, with 95% intervals from a paired bootstrap over probes.
 
 # %%
-contrasts = summary.contrasts(outcomes, n_boot=contrast_resamples, seed=seed)
+contrasts = selfalign_summary.contrasts(outcomes, n_boot=contrast_resamples, seed=seed)
 runs.write_table(run.path("contrasts.csv"), contrasts)
 contrasts.drop(columns=["model", "lang"]).round(3)
 

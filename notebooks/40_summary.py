@@ -34,11 +34,8 @@
 
 # %% tags=["parameters"]
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
-model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
-country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
-batch_size: int = 8  # prompts per forward pass
 simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
 contrast_resamples: int = 2000  # paired bootstrap resamples of the probes for the intervals of contrasts.csv
 permutation_resamples: int = 9999  # sign-flip resamples of the tests (exact when 2^n is fewer); as in stage 30
@@ -46,13 +43,13 @@ permutation_resamples: int = 9999  # sign-flip resamples of the tests (exact whe
 # %%
 from IPython.display import Image, display
 
-from culturealign import paths, runs, summary
+from culturealign import paths, runs, selfalign_summary, stage
 
-summary.check_resamples(contrast_resamples, permutation_resamples)
-run = runs.start_run("40_summary", globals())
-zero = summary.collect("zero_shot.csv", "10_zero_shot")
-outcomes = summary.collect("outcomes.csv", "30_self_alignment")
-misalignment = summary.collect("misalignment.csv", "30_self_alignment")
+selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
+run, _ = stage.begin("40_summary", globals())
+zero = selfalign_summary.collect("zero_shot.csv", "10_zero_shot")
+outcomes = selfalign_summary.collect("outcomes.csv", "30_self_alignment")
+misalignment = selfalign_summary.collect("misalignment.csv", "30_self_alignment")
 assert not outcomes.empty, "no finished 30_self_alignment run with outcomes.csv under outputs/: run stages 10-30 first"
 out = paths.summary_dir()
 print(f"runs: {outcomes.groupby(['model', 'lang']).ngroups} (model, language) pairs; {len(outcomes)} probe x condition rows")
@@ -61,8 +58,8 @@ print(f"runs: {outcomes.groupby(['model', 'lang']).ngroups} (model, language) pa
 # ## Table 1
 
 # %%
-tests = summary.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
-t1 = summary.table1(outcomes, tests, runs=simulation_runs, seed=seed)
+tests = selfalign_summary.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
+t1 = selfalign_summary.table1(outcomes, tests, runs=simulation_runs, seed=seed)
 runs.write_table(out / "table1.csv", t1)
 runs.write_table(out / "tests.csv", tests)
 t1[["model", "lang", "strategy", "n_misaligned", "improved", "improved_no_effect", "improved_beyond_no_effect", "same",
@@ -73,7 +70,7 @@ t1[["model", "lang", "strategy", "n_misaligned", "improved", "improved_no_effect
 # ## Contrasts with the random-answer placebo and random demonstrations (paired bootstrap, 95%)
 
 # %%
-contrasts = summary.contrasts(outcomes, n_boot=contrast_resamples, seed=seed)
+contrasts = selfalign_summary.contrasts(outcomes, n_boot=contrast_resamples, seed=seed)
 runs.write_table(out / "contrasts.csv", contrasts)
 contrasts.round(3)
 
@@ -85,17 +82,17 @@ contrasts.round(3)
 # as a column:
 
 # %%
-print(summary.SIGN_TEST_NOTE)
+print(selfalign_summary.SIGN_TEST_NOTE)
 tests.round(4)
 
 # %% [markdown]
 # ## Soft alignment and order sensitivity
 
 # %%
-soft = summary.soft_alignment(outcomes, zero)
+soft = selfalign_summary.soft_alignment(outcomes, zero)
 runs.write_table(out / "soft_alignment.csv", soft)
-gaps = summary.order_gaps(zero, outcomes)
-sensitivity = summary.order_sensitivity(gaps)
+gaps = selfalign_summary.order_gaps(zero, outcomes)
+sensitivity = selfalign_summary.order_sensitivity(gaps)
 runs.write_table(out / "order_sensitivity.csv", sensitivity)
 display(soft.round(3))
 sensitivity.round(3)
@@ -104,7 +101,7 @@ sensitivity.round(3)
 # ## Figures
 
 # %%
-made = summary.figures(t1, outcomes, misalignment, soft, gaps, out, seed)
+made = selfalign_summary.figures(t1, outcomes, misalignment, soft, gaps, out, seed)
 for name, files in made.items():
     print(name)
     display(Image(filename=str(files[0]), width=700))

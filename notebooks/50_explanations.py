@@ -40,16 +40,14 @@ import ast
 
 import pandas as pd
 
-from culturealign import models, probes, runs, scoring, selfalign
+from culturealign import probes, prompts, runs, scoring, selfalign, stage
 
-run = runs.start_run("50_explanations", globals())
 stage30 = runs.load_run(model, lang, "30_self_alignment")
+run, lm = stage.begin("50_explanations", globals())
 outcomes = pd.read_csv(stage30.path("outcomes.csv"), keep_default_na=False, na_values=[""])
 results = pd.read_csv(stage30.path("self_alignment.csv"), converters={"demo_ids": ast.literal_eval})
 chosen = selfalign.explanation_candidates(outcomes, strategy).head(max_explanations)
 labelled = probes.labelled_probes(lang, country).set_index("probe_id", drop=False)
-lm = models.load_model(models.spec_for(model, model_config))
-run.record_model(lm)
 print(f"{len(chosen)} probes to explain ({strategy}): most likely answer after self-alignment is the majority answer")
 
 # %% [markdown]
@@ -57,10 +55,10 @@ print(f"{len(chosen)} probes to explain ({strategy}): most likely answer after s
 
 # %%
 demo_ids = results[(results["strategy"] == strategy) & (results["draw"] == 0)].set_index("probe_id")["demo_ids"]
-texts = []
+fmt, texts = prompts.PromptFormat.of(lm), []
 for row in chosen.itertuples():
     probe = labelled.loc[row.probe_id]
-    texts.append(selfalign.explanation_request(lm, probe, labelled.loc[list(demo_ids[row.probe_id])], lang, seed))
+    texts.append(selfalign.explanation_request(fmt, probe, labelled.loc[list(demo_ids[row.probe_id])], lang, seed))
 explanations = scoring.generate_texts(lm, texts, max_new_tokens, seed, batch_size) if texts else []
 table = pd.DataFrame({"probe_id": chosen["probe_id"].to_numpy(), "strategy": strategy,
                       "sentence": [probes.fill(labelled.at[p, "template"], labelled.at[p, "majority_option"]) for p in chosen["probe_id"]],

@@ -26,7 +26,6 @@
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
-country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
 questions_per_topic: int = 10  # new questions to keep per topic (the paper: 1000)
@@ -37,12 +36,10 @@ max_rounds: int = 20  # generation rounds per topic before giving up on reaching
 # %%
 import pandas as pd
 
-from culturealign import culturespa, models, runs
+from culturealign import culturespa, runs, stage
 
-run = runs.start_run("60_generate_questions", globals())
+run, lm = stage.begin("60_generate_questions", globals())
 store = runs.ResultCache(run.path("questions.jsonl"))
-lm = models.load_model(models.spec_for(model, model_config))
-run.record_model(lm)
 chosen_topics = culturespa.TOPICS[:topics]
 print(f"{len(store)} questions already generated; target {questions_per_topic} x {len(chosen_topics)} topics")
 

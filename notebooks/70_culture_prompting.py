@@ -41,7 +41,6 @@
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
-country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
 cultures: list = []  # ISO3 cultures (empty: the paper's 18, culturespa.CULTURES)
@@ -52,18 +51,17 @@ reply_parsing: str = "authors"  # authors: first integer 0-10 anywhere in a repl
 # %%
 import pandas as pd
 
-from culturealign import culturespa, models, runs
+from culturealign import culturespa, runs, stage
 
-run = runs.start_run("70_culture_prompting", globals())
 culturespa.check_answer_mode(answer_mode, culturespa.param_source("70_culture_prompting", "answer_mode", model, lang))
 culturespa.check_reply_parsing(reply_parsing, culturespa.param_source("70_culture_prompting", "reply_parsing", model, lang))
 cultures = cultures or culturespa.CULTURES
 culturespa.check_cultures(cultures)
+answering = culturespa.Answering(batch_size, answer_mode, seed, reply_parsing)
 questions = pd.DataFrame(runs.ResultCache(runs.load_run(model, lang, "60_generate_questions").path("questions.jsonl")).records.values())
 if max_questions:
     questions = questions.head(max_questions)
-lm = models.load_model(models.spec_for(model, model_config))
-run.record_model(lm)
+run, lm = stage.begin("70_culture_prompting", globals())
 print(f"{len(questions)} questions x (1 unaware + {len(cultures)} aware + {len(cultures)} cross) prompts")
 
 # %% [markdown]
@@ -80,8 +78,7 @@ table
 
 # %%
 settings = [("unaware", None)] + [(kind, c) for kind in ("aware", "cross") for c in cultures]
-answers = culturespa.answer_questions(lm, questions, settings, similar, batch_size, mode=answer_mode, seed=seed,
-                                      parsing=reply_parsing)
+answers = culturespa.answer_questions(lm, questions, settings, similar, answering)
 culturespa.write_answers(run.path("answers.csv"), answers)
 changed = culturespa.shift_rates(answers)
 print(f"answers counted: answer_mode={answer_mode}; measured: {', '.join(sorted(set(answers['measure'])))}; "

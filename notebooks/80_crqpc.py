@@ -31,19 +31,15 @@
 
 # %% tags=["parameters"]
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
-model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
-country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
-seed: int = 0  # random seed: option order, demonstration choice, sampling
-batch_size: int = 8  # prompts per forward pass
 aware_kind: str = "aware"  # which aware answers to keep: aware or cross
 
 # %%
 import pandas as pd
 
-from culturealign import culturespa, runs
+from culturealign import culturespa, runs, stage
 
-run = runs.start_run("80_crqpc", globals())
+run, _ = stage.begin("80_crqpc", globals())
 questions = pd.DataFrame(runs.ResultCache(runs.load_run(model, lang, "60_generate_questions").path("questions.jsonl")).records.values())
 prompting = runs.load_run(model, lang, "70_culture_prompting")
 answers = culturespa.read_answers(prompting.path("answers.csv"))

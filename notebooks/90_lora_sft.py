@@ -36,10 +36,9 @@
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
-country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
-cultures_specific: list = ["USA", "CAN", "BOL", "BRA", "GBR", "NLD", "DEU", "UKR", "CHN", "RUS", "IND", "THA", "KEN", "NGA", "ETH", "ZWE", "AUS", "NZL"]  # one specific adapter each
+cultures_specific: list = []  # one specific adapter each (empty: the paper's 18, culturespa.CULTURES)
 lora_rank: int = 8  # LoRA rank
 lora_alpha: int = 16  # LoRA alpha
 lora_dropout: float = 0.0  # LoRA dropout
@@ -57,9 +56,9 @@ save_steps: int = 50  # checkpoint every N steps
 # %%
 import pandas as pd
 
-from culturealign import culturespa, models, runs, train
+from culturealign import culturespa, prompts, runs, stage, train
 
-run = runs.start_run("90_lora_sft", globals())
+cultures_specific = cultures_specific or culturespa.CULTURES
 crqpc = runs.load_run(model, lang, "80_crqpc")
 settings = {}
 for name, batch, accumulation in [("joint", joint_batch_size, joint_accumulation),
@@ -68,10 +67,9 @@ for name, batch, accumulation in [("joint", joint_batch_size, joint_accumulation
              f"{culturespa.param_source('90_lora_sft', f'{name}_accumulation', model, lang)})")
     settings[name] = train.LoraSettings(lora_rank, lora_alpha, lora_dropout, tuple(target_modules), learning_rate, epochs,
                                         warmup_ratio, batch, accumulation, max_steps, save_steps).check(where)
-lm = models.load_model(models.spec_for(model, model_config), weights="here")  # training needs the weights here, even for a served model
-run.record_model(lm)
+run, lm = stage.begin("90_lora_sft", globals(), weights="here")  # training needs the weights here, even for a served model
 train.check_targets(lm.model, target_modules)
-prompt_format = culturespa.prompt_format(lm)
+fmt, prompt_format = prompts.PromptFormat.of(lm), culturespa.prompt_format(lm)
 print(f"bf16 autocast: {train.bf16_supported()}; prompt format: {prompt_format}; linear modules: {train.linear_module_names(lm.model)}")
 pd.DataFrame({name: {"batch": s.batch_size, "accumulation": s.accumulation, "per optimizer step": s.batch_size * s.accumulation}
               for name, s in settings.items()})
@@ -83,7 +81,7 @@ pd.DataFrame({name: {"batch": s.batch_size, "accumulation": s.accumulation, "per
 report = []
 for name in ["joint", *cultures_specific]:
     records = pd.read_json(crqpc.path(f"crqpc_{name}.jsonl"), lines=True) if crqpc.path(f"crqpc_{name}.jsonl").stat().st_size else pd.DataFrame()
-    pairs = [culturespa.training_text(r, lm.spec.chat, lm.tokenizer, lm.spec.answer_primer) for r in records.to_dict("records")]
+    pairs = [culturespa.training_text(r, fmt) for r in records.to_dict("records")]
     kind = "joint" if name == "joint" else "specific"
     try:
         outcome = train.train_adapter(lm, pairs, run.path(f"adapters/{name}"), settings[kind], seed, prompt_format)

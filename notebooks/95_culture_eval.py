@@ -51,7 +51,6 @@
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
-country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
 cultures: list = []  # ISO3 cultures (empty: the paper's 18, culturespa.CULTURES)
@@ -68,18 +67,17 @@ harness_task: str = ""  # run lm-evaluation-harness instead: "culturealign_gener
 import pandas as pd
 from IPython.display import Image, display
 
-from culturealign import culturespa, evaluation, models, paths, plots, runs
+from culturealign import culturespa, culturespa_eval, paths, plots, runs, stage
 
-run = runs.start_run("95_culture_eval", globals())
 culturespa.check_answer_mode(answer_mode, culturespa.param_source("95_culture_eval", "answer_mode", model, lang))
 culturespa.check_reply_parsing(reply_parsing, culturespa.param_source("95_culture_eval", "reply_parsing", model, lang))
-evaluation.check_margin(equivalence_margin, culturespa.param_source("95_culture_eval", "equivalence_margin", model, lang))
+culturespa_eval.check_margin(equivalence_margin, culturespa.param_source("95_culture_eval", "equivalence_margin", model, lang))
 cultures = cultures or culturespa.CULTURES
 culturespa.check_cultures(cultures)
-questions = culturespa.wvs_eval_questions(max_questions)
+questions = culturespa_eval.wvs_eval_questions(max_questions)
 adapters = runs.load_run(model, lang, "90_lora_sft").path("adapters")
-lm = models.load_model(models.spec_for(model, model_config))
-run.record_model(lm)
+answering = culturespa.Answering(batch_size, answer_mode, seed, reply_parsing)
+run, lm = stage.begin("95_culture_eval", globals())
 similar = culturespa.similar_cultures(cultures)
 print(f"{len(questions)} WVS questions x {len(cultures)} cultures")
 
@@ -87,14 +85,14 @@ print(f"{len(questions)} WVS questions x {len(cultures)} cultures")
 # ## Answers of the base model: unaware, aware, cross-culture, self-aligned
 
 # %%
-answers = evaluation.base_answers(lm, questions, cultures, similar, batch_size, answer_mode, seed, reply_parsing)
+answers = culturespa_eval.base_answers(lm, questions, cultures, similar, answering)
 answers["method"].value_counts()
 
 # %% [markdown]
 # ## Answers of the CultureSPA adapters
 
 # %%
-tuned = evaluation.adapter_answers(lm, questions, cultures, adapters, batch_size, answer_mode, seed, reply_parsing)
+tuned = culturespa_eval.adapter_answers(lm, questions, cultures, adapters, answering)
 answers = pd.concat([answers, tuned], ignore_index=True)
 culturespa.write_answers(run.path("answers.csv"), answers)
 print(f"prompts flagged (probability of no option > 0.5): {int((answers['other'] > 0.5).sum())} of {len(answers)}")
@@ -122,18 +120,18 @@ check[check["differ"]].head(10)
 # %%
 one_run = f"one run (answer_mode={answer_mode}, seed {seed})"
 expected_label = f"expected over {score_draws} simulated runs of the authors' protocol"
-scores = culturespa.score_table(answers, questions, cultures)
+scores = culturespa_eval.score_table(answers, questions, cultures)
 runs.write_table(run.path("scores.csv"), scores.assign(number=one_run))
-table = culturespa.method_table(scores, evaluation.METHODS)
+table = culturespa_eval.method_table(scores, culturespa_eval.METHODS)
 runs.write_table(run.path("score_table.csv"), table.reset_index().assign(number=one_run))
 print(one_run)
 table.round(2)
 
 # %%
-expected, simulated = culturespa.expected_scores(answers, questions, cultures, score_draws, seed)
-expected = pd.concat([expected, culturespa.expected_means(simulated, evaluation.METHODS, expected)], ignore_index=True)
+expected, simulated = culturespa_eval.expected_scores(answers, questions, cultures, score_draws, seed)
+expected = pd.concat([expected, culturespa_eval.expected_means(simulated, culturespa_eval.METHODS, expected)], ignore_index=True)
 runs.write_table(run.path("expected_scores.csv"), expected.assign(number=expected_label))
-expected_table = culturespa.method_table(expected[expected["culture"].isin(cultures)], evaluation.METHODS, "expected")
+expected_table = culturespa_eval.method_table(expected[expected["culture"].isin(cultures)], culturespa_eval.METHODS, "expected")
 runs.write_table(run.path("expected_table.csv"), expected_table.reset_index().assign(number=expected_label))
 runs.write_table(paths.summary_dir() / "culturespa_scores.csv",
                  pd.concat([expected_table.reset_index().assign(number=expected_label),
@@ -146,8 +144,8 @@ expected_table.round(2)
 # method of a culture on the questions all of them answered validly (`n_common` in scores.csv).
 
 # %%
-common = pd.concat([culturespa.method_table(scores, evaluation.METHODS, "score_common").reset_index().assign(number=one_run),
-                    culturespa.method_table(expected[expected["culture"].isin(cultures)], evaluation.METHODS,
+common = pd.concat([culturespa_eval.method_table(scores, culturespa_eval.METHODS, "score_common").reset_index().assign(number=one_run),
+                    culturespa_eval.method_table(expected[expected["culture"].isin(cultures)], culturespa_eval.METHODS,
                                             "expected_common").reset_index().assign(number=expected_label)], ignore_index=True)
 runs.write_table(run.path("common_table.csv"), common)
 common[common["culture"].str.startswith("mean")].round(2)
@@ -162,7 +160,7 @@ display(Image(filename=str(files[0]), width=700))
 # ## General ability before and after tuning
 
 # %%
-general = evaluation.general_ability(lm, adapters, general_items, batch_size, harness_task, equivalence_margin)
+general = culturespa_eval.general_ability(lm, adapters, general_items, batch_size, harness_task, equivalence_margin)
 runs.write_table(run.path("general_ability.csv"), general)
 general[[c for c in ["model", "items", "chance", "accuracy", "vs_base_difference", "diff_low", "diff_high", "tost_p",
                      "verdict"] if c in general]]

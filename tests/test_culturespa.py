@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from culturealign import culturespa, metrics, prompts, scoring
+from culturealign import culturespa, prompts
 
 
 def test_parse_generated_accepts_a_question_and_refuses_malformed_ones():
@@ -96,94 +96,11 @@ def test_unknown_answer_mode_names_where_it_was_set_and_the_modes():
     )
 
 
-def test_gold_answers_are_wvs_codes():
-    questions = culturespa.wvs_eval_questions()
-    assert len(questions) == 259 and "Q223" not in set(questions["id"])
-    assert set(questions.loc[questions["start"] == 0, "id"]) >= {"Q119", "Q122", "Q129", "Q241", "Q249"}
-    gold = culturespa.gold_answers("USA", questions)
-    assert gold["Q1"] == 1  # family: "very important"
-    assert gold["Q94"] in (0, 1, 2)  # a 0-based scale: codes 0-2
-
-
-def test_a_0_based_question_end_to_end(tiny_lm):
-    """Q122 (codes 0-2): the prompt numbers options from 0, a reply " 0" parses to code 0, the
-    answers are codes, and the score compares codes with the WVS majority code."""
-    question = culturespa.wvs_eval_questions().set_index("id").loc[["Q122"]].reset_index()
-    options = question["options"].iloc[0]
-    system = culturespa.persona_for("aware", "USA")
-    text = prompts.survey_prompt(system, "Q?", options, start=0)
-    assert f"0. {options[0]}\n1. {options[1]}\n2. {options[2]}\n" in text
-    codes = prompts.number_options(3, 0)
-    assert codes == ["0", "1", "2"]
-    assert scoring.parse_response(" 0", codes) == 0 and scoring.parse_response(" 2.", codes) == 2
-    answers = culturespa.answer_questions(tiny_lm, question, [("aware", "USA")], None, 4, mode="argmax")
-    assert answers["answer"].iloc[0] == int(np.argmax(answers["probs"].iloc[0]))  # code = index on a 0-based scale
-    gold = culturespa.gold_answers("USA", question)["Q122"]
-    for given, score in [(gold, 100.0), ((gold + 1) % 3, 100 * (1 - abs((gold + 1) % 3 - gold) / 2))]:
-        answers["answer"] = pd.array([given], dtype="Int64")
-        table = culturespa.score_table(answers.assign(method="aware"), question, ["USA"])
-        assert table["score"].iloc[0] == pytest.approx(score)
-        assert score == pytest.approx(metrics.culturespa_score({"Q122": given}, {"Q122": gold}, {"Q122": 3}))
-
-
-def test_expected_score_is_the_mean_of_the_one_sample_protocol():
-    questions = pd.DataFrame({"id": ["Q1", "Q2"], "options": [["a", "b", "c", "d"]] * 2, "start": [1, 1]})
-    gold = {"Q1": 1, "Q2": 4}
-    sure = pd.DataFrame({"id": ["Q1", "Q2"], "probs": [[1, 0, 0, 0], [0, 0, 0, 1]], "other": [0, 0], "start": [1, 1]})
-    sims = culturespa.simulate_scores(sure, gold, {"Q1": 4, "Q2": 4}, 50, np.random.default_rng(0))
-    assert np.allclose(sims, 100)
-    one = pd.DataFrame({"id": ["Q1"], "probs": [[0.3, 0.2, 0.1, 0.1]], "other": [0.3], "start": [1]})
-    sims = culturespa.simulate_scores(one, gold, {"Q1": 4}, 20000, np.random.default_rng(0))
-    dist = np.array([0.3, 0.2, 0.1, 0.1]) / 0.7
-    exact = 100 * float(dist @ (1 - np.arange(4) / 3))  # invalid runs score nothing and are left out
-    assert np.nanmean(sims) == pytest.approx(exact, abs=0.5) and np.isnan(sims).mean() == pytest.approx(0.3, abs=0.02)
-    answers = pd.concat([sure.assign(culture="USA", method="aware"), sure.assign(culture="DEU", method="aware")])
-    table, simulated = culturespa.expected_scores(
-        answers,
-        questions,
-        ["USA", "DEU"],
-        draws=100,
-        seed=1,
-        figures=pd.DataFrame(
-            {
-                "country": ["USA"] * 2 + ["DEU"] * 2,
-                "qid": ["Q1", "Q2"] * 2,
-                "code": [1, 4, 1, 4],
-                "share": [1.0] * 4,
-                "source": ["t"] * 4,
-            }
-        ),
-    )
-    assert (table["expected"] == 100).all() and (table["low"] == table["high"]).all()
-    means = culturespa.expected_means(simulated, ["aware"], table).set_index("culture")
-    assert means.at["mean", "expected"] == 100 and means.at["mean", "expected_common"] == 100
-
-
 def test_similar_cultures_and_unknown_culture():
     similar = culturespa.similar_cultures(["USA", "CAN", "AUS", "NZL", "ETH", "NGA", "ZWE"])
     assert set(similar["USA"][0]) <= {"CAN", "AUS", "NZL"} and "USA" not in similar["USA"][1]
     with pytest.raises(culturespa.CultureSPAError, match="Cultures with figures"):
         culturespa.check_cultures(["USA", "ZZZ"])
-
-
-def test_method_table_adds_a_fair_mean_when_specific_adapters_cover_some_cultures():
-    scores = pd.DataFrame(
-        [
-            ("USA", "aware", 40.0),
-            ("USA", "culturespa_specific", 50.0),
-            ("CHN", "aware", 20.0),
-            ("CHN", "culturespa_specific", None),
-            ("KEN", "aware", 30.0),
-        ],
-        columns=["culture", "method", "score"],
-    )
-    scores = scores.dropna()
-    table = culturespa.method_table(scores, ["unaware", "aware", "culturespa_specific"])
-    assert list(table.columns) == ["aware", "culturespa_specific"]
-    assert table.loc["mean", "aware"] == 30.0 and table.loc["mean", "culturespa_specific"] == 50.0
-    assert table.loc["mean over USA", "aware"] == 40.0
-    full = culturespa.method_table(scores[scores["method"] == "aware"], ["aware"])
-    assert list(full.index) == ["CHN", "KEN", "USA", "mean"] and full.index.name == "culture"
 
 
 CHAT_TEMPLATE = (
@@ -222,13 +139,12 @@ def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(tiny_lm
         )
 
     monkeypatch.setattr(culturespa, "distributions", fake)
-    answers = culturespa.answer_questions(
-        model, QUESTIONS, [("unaware", None), ("aware", "KEN")], None, 4, mode="argmax"
-    )
+    how = culturespa.Answering(batch_size=4, mode="argmax")
+    answers = culturespa.answer_questions(model, QUESTIONS, [("unaware", None), ("aware", "KEN")], None, how)
     pairs = culturespa.crqpc(answers, QUESTIONS)
     assert len(pairs) == 3
     for record in pairs.to_dict("records"):
-        prompt, answer = culturespa.training_text(record, chat, tokenizer, model.spec.answer_primer)
+        prompt, answer = culturespa.training_text(record, prompts.PromptFormat.of(model))
         assert prompt in asked and answer == str(record["start"] + len(record["options"]) - 1)
         if chat:
             assert prompt.startswith(tokenizer.bos_token + "<|system|>") and prompt.endswith("<|assistant|>\n")
@@ -240,94 +156,6 @@ def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(tiny_lm
     assert culturespa.prompt_format(model) != culturespa.prompt_format(
         dataclasses.replace(model, spec=dataclasses.replace(model.spec, answer_primer=chat))
     )
-
-
-def figures_for(gold_by_culture: dict[str, dict[str, int]]) -> pd.DataFrame:
-    """A WVS figures table in which each culture's majority code is the given one (share 1)."""
-    rows = [(c, q, code, 1.0, "test") for c, gold in gold_by_culture.items() for q, code in gold.items()]
-    return pd.DataFrame(rows, columns=["country", "qid", "code", "share", "source"])
-
-
-def shared_unaware_case(n_questions: int = 12, cultures=("USA", "DEU", "CHN")):
-    rng = np.random.default_rng(5)
-    ids = [f"Q{i}" for i in range(1, n_questions + 1)]
-    questions = pd.DataFrame({"id": ids, "options": [["a", "b", "c", "d"]] * n_questions, "start": 1})
-    unaware = pd.DataFrame(
-        {"id": ids, "probs": [list(rng.dirichlet([1, 1, 1, 1]) * 0.9) for _ in ids], "other": 0.1, "start": 1}
-    )
-    base = {q: int(rng.integers(1, 5)) for q in ids}  # cultures share most majorities, as real ones do
-    gold = {
-        c: {q: (code % 4) + 1 if j % 4 == k else code for j, (q, code) in enumerate(base.items())}
-        for k, c in enumerate(cultures)
-    }
-    answers = pd.concat([unaware.assign(culture=c, method="unaware") for c in cultures], ignore_index=True)
-    return questions, unaware, gold, answers
-
-
-def direct_runs(unaware: pd.DataFrame, gold: dict, runs: int, seed: int, shared: bool) -> np.ndarray:
-    """Mean over cultures of runs of the authors' protocol, drawn reply by reply: one unaware reply per
-    question per run scored against every culture (shared), or a fresh reply per culture."""
-    rng = np.random.default_rng(seed)
-    n_options = {q: 4 for q in unaware["id"]}
-    means = []
-    for _ in range(runs):
-
-        def draw():
-            out = {}
-            for q, p, o in zip(unaware["id"], unaware["probs"], unaware["other"]):
-                k = rng.choice(5, p=np.append(p, o) / np.sum(np.append(p, o)))
-                if k < 4:
-                    out[q] = 1 + int(k)
-            return out
-
-        replies = draw()
-        means.append(
-            np.mean([metrics.culturespa_score(replies if shared else draw(), g, n_options) for g in gold.values()])
-        )
-    return np.array(means)
-
-
-def test_one_unaware_draw_per_simulated_run_is_scored_against_every_culture():
-    questions, unaware, gold, answers = shared_unaware_case()
-    table, simulated = culturespa.expected_scores(
-        answers, questions, list(gold), draws=3000, seed=0, figures=figures_for(gold)
-    )
-    # every culture sees the same unaware replies in a run: the same questions valid, run by run
-    assert np.array_equal(np.isnan(simulated[("USA", "unaware")]), np.isnan(simulated[("CHN", "unaware")]))
-    mean_runs = np.mean(np.vstack([simulated[(c, "unaware")] for c in gold]), axis=0)
-    shared, independent = direct_runs(unaware, gold, 2000, 1, True), direct_runs(unaware, gold, 1000, 2, False)
-    assert np.mean(mean_runs) == pytest.approx(shared.mean(), abs=0.6)
-    assert np.std(mean_runs) == pytest.approx(shared.std(), rel=0.1)
-    assert independent.std() < 0.75 * shared.std()  # a fresh draw per culture: too narrow
-    means = culturespa.expected_means(simulated, ["unaware"]).set_index("culture")
-    low, high = np.quantile(shared, [0.025, 0.975])
-    assert means.at["mean", "low"] == pytest.approx(low, abs=1.0) and means.at["mean", "high"] == pytest.approx(
-        high, abs=1.0
-    )
-
-
-def test_scores_on_the_questions_every_method_answered_validly():
-    questions = pd.DataFrame({"id": ["Q1", "Q2"], "options": [["a", "b", "c", "d"]] * 2, "start": [1, 1]})
-    gold = {"USA": {"Q1": 1, "Q2": 4}}
-    answers = pd.DataFrame(
-        {
-            "id": ["Q1", "Q2", "Q1", "Q2"],
-            "culture": "USA",
-            "method": ["aware", "aware", "cross", "cross"],
-            "answer": pd.array([1, 1, 4, None], dtype="Int64"),
-            "start": 1,
-            "probs": [[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]],
-            "other": [0, 0, 0, 1.0],
-        }
-    )
-    table = culturespa.score_table(answers, questions, ["USA"], figures_for(gold)).set_index("method")
-    assert table.at["aware", "n"] == 2 and table.at["aware", "score"] == pytest.approx(100 * (1 - 3 / np.sqrt(18)))
-    assert table.at["aware", "n_common"] == 1 and table.at["aware", "score_common"] == 100  # Q1 only
-    assert table.at["cross", "score"] == 0 and table.at["cross", "score_common"] == 0
-    expected, _ = culturespa.expected_scores(answers, questions, ["USA"], draws=50, figures=figures_for(gold))
-    expected = expected.set_index("method")
-    assert expected.at["aware", "expected"] == pytest.approx(table.at["aware", "score"])
-    assert expected.at["aware", "expected_common"] == 100 and expected.at["cross", "expected_common"] == 0
 
 
 def authors_parse_answer(answer: str) -> str:

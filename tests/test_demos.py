@@ -83,7 +83,8 @@ def test_self_alignment_refuses_an_unknown_strategy_before_any_work():
     from culturealign import selfalign
 
     with pytest.raises(demos.DemoError, match="chrf_all_shuffled"):
-        selfalign.self_aligned(None, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), "en", 0, 8, ["nearest"])
+        plan = selfalign.Remeasurement(["nearest"])
+        selfalign.self_aligned(None, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), "en", 0, plan)
 
 
 def test_a_repeat_draw_differs_and_draw_zero_is_stage_20s_choice():

@@ -148,7 +148,8 @@ def chat_items(lm, queries, swap: bool) -> list[scoring.Item]:
     items = []
     for q in queries:
         q = prompts.Cloze(q.template, q.options[::-1] if swap else q.options)
-        text = prompts.finish(prompts.cloze_body(q, chat=True), True, lm.tokenizer)
+        chat = prompts.PromptFormat("chat", lm.tokenizer)
+        text = prompts.finish(prompts.cloze_body(q, fmt=chat), chat)
         items.append(
             scoring.Item(
                 scoring.prompt_ids(lm.tokenizer, scoring.context_of(text)),
@@ -193,7 +194,8 @@ def test_a_batch_wider_than_the_sliding_window_runs_without_the_cache_and_equal(
 
 
 def test_sampled_draws_are_unchanged_by_the_cache(tiny):
-    texts = [prompts.finish(prompts.cloze_body(q, chat=True), True, tiny.tokenizer) for q in QUERIES]
+    chat = prompts.PromptFormat("chat", tiny.tokenizer)
+    texts = [prompts.finish(prompts.cloze_body(q, fmt=chat), chat) for q in QUERIES]
     seeds = [11, 12, 13, 14]
     plain, cached = TransformersEngine(tiny, prefix_cache=False), TransformersEngine(tiny)
     without = plain.sample(texts, seeds, n=4, max_new_tokens=5)
@@ -222,7 +224,7 @@ def test_embedded_option_probabilities_with_the_cache_equal_those_without_it(lm)
     items = []
     for q in QUERIES[:3]:
         for order in (q.options, q.options[::-1]):
-            text = prompts.cloze_prompt(prompts.Cloze(q.template, order), primer=True)
+            text = prompts.cloze_prompt(prompts.Cloze(q.template, order), fmt=prompts.PromptFormat(primer="examples"))
             items.append(
                 scoring.Item(
                     scoring.prompt_ids(lm.tokenizer, scoring.context_of(text)),

@@ -22,8 +22,8 @@ import pytest
 import torch
 import yaml
 
-from culturealign import culturespa, demos, models, probes, prompts, selfalign, serve, weights
-from culturealign.openai_engine import OpenAIServerEngine, ServerError, token_ids_of
+from culturealign import culturespa, culturespa_eval, demos, models, probes, prompts, selfalign, serve, weights
+from culturealign.openai_engine import Endpoint, OpenAIServerEngine, ServerError, token_ids_of
 from culturealign.spec import ModelSpec
 from culturealign.tokens import option_paths
 
@@ -94,8 +94,8 @@ def spec(**changes):
     return ModelSpec(**{**base, **changes})
 
 
-def engine_at(url, **kwargs):
-    return OpenAIServerEngine(spec(), url, FakeTokenizer(), "w", timeout=10, **kwargs)
+def engine_at(url, **endpoint):
+    return OpenAIServerEngine.connect(spec(), Endpoint(url, timeout=10, **endpoint), FakeTokenizer(), "w")
 
 
 def test_token_names_map_back_to_ids():
@@ -202,7 +202,7 @@ def test_adapter_loaded_at_run_time_when_lora_is_on(fake, tmp_path):
 @pytest.mark.process
 def test_unknown_adapter_name_in_a_request(fake):
     fake.behaviour["models"] = [MODEL, "joint-abc"]
-    engine = OpenAIServerEngine(spec(), fake.url, FakeTokenizer(), "w", adapter="joint-abc", lora=True, check=False)
+    engine = OpenAIServerEngine(spec(), Endpoint(fake.url, lora=True), FakeTokenizer(), "w", adapter="joint-abc")
     fake.behaviour["post"] = lambda path, body: (404, {"error": {"message": "The model `joint-abc` does not exist."}})
     with pytest.raises(ServerError, match="does not serve adapter 'joint-abc'"):
         engine.next_token_probs([[2]], [[[]]], [[5]])
@@ -279,15 +279,10 @@ def engine(server):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(server["folder"], local_files_only=True)
-    return OpenAIServerEngine(
-        models.spec_for(SERVED),
-        server["url"],
-        tokenizer,
-        server["weights"],
-        max_logprobs=server["max_logprobs"],
-        lora=bool(server.get("lora", True)),
-        concurrency=8,
+    endpoint = Endpoint(
+        server["url"], max_logprobs=server["max_logprobs"], lora=bool(server.get("lora", True)), concurrency=8
     )
+    return OpenAIServerEngine.connect(models.spec_for(SERVED), endpoint, tokenizer, server["weights"])
 
 
 @pytest.fixture(scope="module")
@@ -358,7 +353,9 @@ def probe_cases(tokenizer, n: int):
     for row in chosen.head(n).itertuples():
         probe = by_id.loc[row.probe_id]
         assert len(row.demo_ids) == demos.N_DEMOS
-        texts.append(selfalign.demonstration_prompt(lm, probe, by_id.loc[list(row.demo_ids)], "en", 0))
+        texts.append(
+            selfalign.demonstration_prompt(prompts.PromptFormat.of(lm), probe, by_id.loc[list(row.demo_ids)], "en", 0)
+        )
         options.append(list(selfalign.display_order(probe, "en", 0)))
     return option_paths(tokenizer, texts, options)
 
@@ -377,7 +374,7 @@ def test_probe_prompts_with_demonstrations_match_transformers(engine, reference)
 
 @pytest.mark.vllm
 def test_ten_option_survey_questions_match_transformers(engine, reference):
-    questions = culturespa.wvs_eval_questions()
+    questions = culturespa_eval.wvs_eval_questions()
     ten = questions[questions["options"].map(len) == 10].head(12)
     assert len(ten) >= 10
     texts = [
@@ -426,7 +423,9 @@ def test_seeded_samples_do_not_depend_on_the_batch(engine):
 @pytest.mark.vllm
 def test_real_server_refuses_a_model_it_does_not_serve(engine, server):
     with pytest.raises(ServerError, match="does not serve model 'llama3-8b-instruct'"):
-        OpenAIServerEngine(models.spec_for("llama3-8b-instruct"), server["url"], engine.tokenizer, "w")
+        OpenAIServerEngine.connect(
+            models.spec_for("llama3-8b-instruct"), Endpoint(server["url"]), engine.tokenizer, "w"
+        )
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,14 @@ import os
 import subprocess
 import sys
 
+import jupytext
 import pytest
 import yaml
 
 from culturealign import params, paths, stages
 from culturealign.spec import ModelUnavailable
+
+STAGE_NAMES = {name: params.parameter_names(name) for name in stages.stage_names()}
 
 
 def _layers(tmp_path, **overrides):
@@ -18,32 +21,80 @@ def _layers(tmp_path, **overrides):
 
 def test_layers_merge_in_order_later_wins(tmp_path):
     files = _layers(tmp_path, seed=7, stages={"10_zero_shot": {"max_probes": 3}})
-    merged = params.merge_layers(
-        files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), stages.stage_names()
-    )
+    merged = params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), STAGE_NAMES)
     assert merged["seed"] == 7 and merged["max_probes"] == 3 and merged["country"] == "USA"
     assert merged["model_config"]["temperature"] == 1.0
 
 
-def test_unknown_key_names_file_key_and_allowed_parameters(tmp_path):
-    files = _layers(tmp_path, max_probe=3)
+def test_a_stage_section_key_the_stage_does_not_declare_names_file_key_and_allowed_parameters(tmp_path):
+    files = _layers(tmp_path, stages={"10_zero_shot": {"max_probe": 3}})
     with pytest.raises(params.ParamError) as err:
-        params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), stages.stage_names())
+        params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), STAGE_NAMES)
     message = str(err.value)
     assert "extra.yaml" in message and "'max_probe'" in message and "Allowed:" in message and "max_probes" in message
+    # a section of another stage is checked against that stage, whichever stage runs
+    files = _layers(tmp_path, stages={"20_demonstrations": {"max_probes": 3}})
+    with pytest.raises(params.ParamError, match="extra.yaml: unknown parameter 'max_probes' for notebook 20_demo"):
+        params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), STAGE_NAMES)
+
+
+def test_a_shared_key_no_stage_declares_is_refused_naming_file_and_key(tmp_path):
+    files = _layers(tmp_path, max_probe=3)
+    with pytest.raises(params.ParamError) as err:
+        params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), STAGE_NAMES)
+    message = str(err.value)
+    assert "extra.yaml: unknown parameter 'max_probe': no stage declares it" in message and "max_probes" in message
+    for stage in ("40_summary", "80_crqpc"):  # refused whichever stage runs
+        with pytest.raises(params.ParamError, match="'max_probe': no stage declares it"):
+            params.merge_layers(files, stage, stages.declared_parameters(stage), STAGE_NAMES)
+
+
+def test_a_shared_key_reaches_only_the_stages_that_declare_it(tmp_path):
+    files = _layers(tmp_path, max_probes=3, seed=7)  # max_probes: 10 and 30 declare it; seed: not 00 nor 80
+    declared = {stage: stages.declared_parameters(stage) for stage in ("10_zero_shot", "30_self_alignment", "80_crqpc")}
+    ten = params.merge_layers(files, "10_zero_shot", declared["10_zero_shot"], STAGE_NAMES)
+    thirty = params.merge_layers(files, "30_self_alignment", declared["30_self_alignment"], STAGE_NAMES)
+    crqpc = params.merge_layers(files, "80_crqpc", declared["80_crqpc"], STAGE_NAMES)
+    assert ten["max_probes"] == thirty["max_probes"] == 3 and ten["seed"] == 7 and ten["country"] == "USA"
+    assert set(crqpc) == {"model", "lang"}  # not base's seed and batch_size, the model_config nor the country
+    for stage in stages.stage_names():  # every stage gets exactly the shared keys it declares
+        merged = stages.resolve_params(stage, "gemma3-270m", "de")
+        assert set(merged) <= set(STAGE_NAMES[stage]), stage
+
+
+def test_a_shared_key_is_type_checked_where_it_applies(tmp_path):
+    files = _layers(tmp_path, max_probes="3")
+    with pytest.raises(params.ParamError, match="extra.yaml: 'max_probes' must be int"):
+        params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), STAGE_NAMES)
+    assert "max_probes" not in params.merge_layers(
+        files, "80_crqpc", stages.declared_parameters("80_crqpc"), STAGE_NAMES
+    )
+
+
+@pytest.mark.parametrize("stage", sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9]*.py")))
+def test_parameter_names_are_read_as_jupytext_reads_the_cell(stage):
+    cell = next(
+        c for c in jupytext.read(paths.NOTEBOOKS / f"{stage}.py").cells if "parameters" in c.metadata.get("tags", [])
+    )
+    expected = [
+        line.split(":")[0].split("=")[0].strip()
+        for line in cell.source.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert params.parameter_names(stage) == expected and {"model", "lang"} <= set(expected)
 
 
 @pytest.mark.parametrize("value", ["12", 1.5, True])
 def test_wrong_type_is_refused(tmp_path, value):
     files = _layers(tmp_path, stages={"10_zero_shot": {"max_probes": value}})
     with pytest.raises(params.ParamError, match="'max_probes' must be int"):
-        params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), stages.stage_names())
+        params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), STAGE_NAMES)
 
 
 def test_unknown_stage_section_is_refused(tmp_path):
     files = _layers(tmp_path, stages={"11_zero_shot": {"max_probes": 1}})
     with pytest.raises(params.ParamError, match="unknown stage.*11_zero_shot"):
-        params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), stages.stage_names())
+        params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), STAGE_NAMES)
 
 
 def test_unknown_model_and_language_list_the_known_ones():

@@ -5,7 +5,7 @@ import json
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from culturealign import plots, summary
+from culturealign import plots, selfalign_summary
 
 
 def _overlaps(a, b) -> bool:
@@ -39,25 +39,26 @@ def test_title_of_reads_the_suptitle_or_the_axes_title():
 def test_no_common_question_omits_that_panel_and_says_why():
     drawn = []
 
-    def draw(frame, ax, title, legend):
+    def draw(frame, ax, title):
         drawn.append(title)
         ax.bar(frame["x"], frame["y"])
         ax.set_title(title)
 
     full = pd.DataFrame({"x": ["a", "b"], "y": [1, 2]})
-    fig, note = summary._common_and_full(draw, "Figure 5. t", full.iloc[0:0], full, 0, 7)
+    fig, note = selfalign_summary._common_and_full(draw, "Figure 5. t", full.iloc[0:0], full, 0, 7)
     assert len(fig.axes) == 1 and drawn == ["all probes (7 questions)"] and "omitted" in note
     plt.close(fig)
-    fig, note = summary._common_and_full(draw, "Figure 5. t", full, full, 2, 7)
+    fig, note = selfalign_summary._common_and_full(draw, "Figure 5. t", full, full, 2, 7)
     assert len(fig.axes) == 2 and note == ""
     plt.close(fig)
-    fig, note = summary._common_and_full(draw, "Figure 5. t", full, full, 7, 7)  # every question common: one panel
+    # every question common: one panel
+    fig, note = selfalign_summary._common_and_full(draw, "Figure 5. t", full, full, 7, 7)
     assert len(fig.axes) == 1 and "same WVS questions" in note
     plt.close(fig)
 
 
 def test_figures_write_captions_that_explain_an_omitted_panel(tmp_path):
-    from tests.test_summary import (
+    from tests.test_selfalign_summary import (
         synthetic_results,  # the same synthetic measurements as the summary tests
     )
 
@@ -84,8 +85,25 @@ def test_figures_write_captions_that_explain_an_omitted_panel(tmp_path):
             for lang in ("en", "de")
         ]
     )
-    summary.figures(summary.table1(disjoint, runs=20), disjoint, misalignment, pd.DataFrame(), pd.DataFrame(), tmp_path)
+    selfalign_summary.figures(
+        selfalign_summary.table1(disjoint, runs=20), disjoint, misalignment, pd.DataFrame(), pd.DataFrame(), tmp_path
+    )
     captions = json.loads((tmp_path / "captions.json").read_text())
     for name in ("fig4_error_reduction_by_model", "fig5_improved_by_model", "fig7_misaligned_heatmap"):
         assert captions[name].startswith("Figure ") and "omitted" in captions[name]
     assert "omitted" not in captions["fig2_improved_by_strategy"]
+
+
+def test_the_first_of_two_panels_drops_its_legend_and_boxes_draw_points_only_when_asked():
+    frame = pd.DataFrame({"x": ["a", "a", "b", "b"], "y": [1.0, 2.0, 3.0, 4.0], "h": ["p", "q", "p", "q"]})
+
+    def draw(data, ax, title):
+        plots.bars(data, "x", "y", "h", title, "y", ax=ax)
+
+    fig, _ = selfalign_summary._common_and_full(draw, "Figure 5. t", frame, frame, 2, 7)
+    assert fig.axes[0].get_legend() is None and fig.axes[1].get_legend() is not None
+    plt.close(fig)
+    strip = plots.boxes(frame, "x", "y", "t", "y")
+    bare = plots.boxes(frame, "x", "y", "t", "y", points="none")
+    assert len(strip.axes[0].collections) > len(bare.axes[0].collections)  # the strip plot's points
+    plt.close("all")

@@ -57,17 +57,18 @@ def test_a_template_without_system_role_gets_the_persona_in_the_first_user_turn(
         tok.apply_chat_template([{"role": "system", "content": "x"}, {"role": "user", "content": "y"}], tokenize=False)
     assert not prompts.has_system_role(tok)
     system = prompts.persona("aware", "Kenya")
-    text = prompts.survey_prompt(system, "How important is family?", ["Very", "Not"], chat=True, tokenizer=tok, start=0)
+    chat = prompts.PromptFormat("chat", tok)
+    text = prompts.survey_prompt(system, "How important is family?", ["Very", "Not"], fmt=chat, start=0)
     body = prompts.survey_block("How important is family?", ["Very", "Not"], start=0)
     assert text == f"<s>[INST] {system}\n\n{body.removesuffix(prompts.ANSWER_CUE).rstrip()} [/INST]"
     # later turns carry no persona: it opens the conversation once
-    turns = prompts.finish("second", True, tok, system=system, history=[("first", "1")])
+    turns = prompts.finish("second", chat, system=system, history=[("first", "1")])
     assert turns == f"<s>[INST] {system}\n\nfirst [/INST]1</s>[INST] second [/INST]" and turns.count(system) == 1
     # a template with a system role keeps it there
     tok_with = copy.deepcopy(tok)
     tok_with.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
     assert prompts.has_system_role(tok_with)
-    assert prompts.finish("q", True, tok_with, system="s") == "<system>s<user>q<assistant>"
+    assert prompts.finish("q", prompts.PromptFormat("chat", tok_with), system="s") == "<system>s<user>q<assistant>"
 
 
 def test_a_template_that_drops_the_system_turn_silently_counts_as_without_one(mistral_tokenizer):
@@ -76,7 +77,7 @@ def test_a_template_that_drops_the_system_turn_silently_counts_as_without_one(mi
         "{% for m in messages %}{% if m['role'] == 'user' %}[U]{{ m['content'] }}{% endif %}{% endfor %}[A]"
     )
     assert not prompts.has_system_role(tok)
-    assert prompts.finish("q", True, tok, system="s") == "[U]s\n\nq[A]"
+    assert prompts.finish("q", prompts.PromptFormat("chat", tok), system="s") == "[U]s\n\nq[A]"
 
 
 def test_mistral_tokenizer_splits_digits_so_option_paths_nest(mistral_tokenizer):
@@ -84,7 +85,7 @@ def test_mistral_tokenizer_splits_digits_so_option_paths_nest(mistral_tokenizer)
     prefix of it and exact scoring must subtract it (scoring.exclusive_masses)."""
     tok = mistral_tokenizer
     text = prompts.survey_prompt(
-        prompts.persona("unaware"), "Q?", [f"o{i}" for i in range(11)], chat=True, tokenizer=tok, start=0
+        prompts.persona("unaware"), "Q?", [f"o{i}" for i in range(11)], fmt=prompts.PromptFormat("chat", tok), start=0
     )
     ids, option_ids, read = tokens.option_paths(tok, [text], [prompts.number_options(11, 0)])[0]
     assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
@@ -105,7 +106,25 @@ def test_culturespa_prompts_train_and_evaluate_on_mistral_template(mistral_token
         "start": 1,
         "output": "2",
     }
-    prompt, answer = culturespa.training_text(record, chat=True, tokenizer=tok)
+    prompt, answer = culturespa.training_text(record, prompts.PromptFormat("chat", tok))
     assert prompt.startswith("<s>[INST] Answer the survey question as a typical person from Kenya would.\n\n")
     ids = train.encode_examples(tok, [(prompt, answer)])[0]
     assert ids["input_ids"].count(tok.bos_token_id) == 1 and ids["labels"][-1] == tok.convert_tokens_to_ids("2")
+
+
+def test_prompt_format_is_taken_from_the_loaded_model_and_refuses_unknown_values():
+    from types import SimpleNamespace
+
+    tok = object()
+    chat_lm = SimpleNamespace(spec=SimpleNamespace(chat=True, answer_primer=False), tokenizer=tok)
+    base_lm = SimpleNamespace(spec=SimpleNamespace(chat=False, answer_primer=True), tokenizer=tok)
+    assert prompts.PromptFormat.of(chat_lm) == prompts.PromptFormat("chat", tok, "none")
+    assert prompts.PromptFormat.of(base_lm) == prompts.PromptFormat("plain", tok, "examples")
+    query = prompts.Cloze("Religion is _ to me.", ("important", "unimportant"))
+    primed = prompts.cloze_prompt(query, fmt=prompts.PromptFormat.of(base_lm))
+    assert primed.count("Sentence:") == len(prompts.PRIMER) + 1 and primed.endswith("Answer: ")
+    assert prompts.cloze_prompt(query).count("Sentence:") == 1
+    with pytest.raises(prompts.PromptError, match="template must be one of plain, chat, got 'jinja'"):
+        prompts.PromptFormat("jinja")
+    with pytest.raises(prompts.PromptError, match="primer must be one of none, examples, got True"):
+        prompts.PromptFormat(primer=True)

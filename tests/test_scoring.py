@@ -45,7 +45,9 @@ def chat_tokenizer(lm):
 
 def test_a_chat_template_that_writes_bos_gets_exactly_one(tiny_lm):
     tok = chat_tokenizer(tiny_lm)
-    text = prompts.finish("Sentence: Family is _ to me.\nOptions: important, unimportant", True, tok)
+    text = prompts.finish(
+        "Sentence: Family is _ to me.\nOptions: important, unimportant", prompts.PromptFormat("chat", tok)
+    )
     assert text.startswith("<bos><start_of_turn>user")
     ids = scoring.prompt_ids(tok, text)
     assert ids[:2] == [tok.bos_token_id, 105] and ids.count(tok.bos_token_id) == 1
@@ -194,10 +196,11 @@ def test_sampling_agrees_with_exact_mode_under_the_reader_rule(lm, chat):
     query = prompts.Cloze("Religion is _ to me.", ("important", "unimportant"))
     if chat:  # the base model follows the chat format once it has seen one answered turn
         lm = untruncated(dataclasses.replace(lm, tokenizer=chat_tokenizer(lm)))
-        solved = prompts.cloze_body(prompts.Cloze("A week has _ days.", ("seven", "five")), chat=True)
-        text = prompts.finish(prompts.cloze_body(query, chat=True), True, lm.tokenizer, history=[(solved, "seven")])
+        chat = prompts.PromptFormat("chat", lm.tokenizer)
+        solved = prompts.cloze_body(prompts.Cloze("A week has _ days.", ("seven", "five")), fmt=chat)
+        text = prompts.finish(prompts.cloze_body(query, fmt=chat), chat, history=[(solved, "seven")])
     else:
-        text = prompts.cloze_prompt(query, primer=True)
+        text = prompts.cloze_prompt(query, fmt=prompts.PromptFormat(primer="examples"))
     exact = scoring.option_distributions(lm, [text], [list(query.options)]).iloc[0]
     sampled = scoring.sample_counts(lm, [text], [list(query.options)], n=200, seed=0).iloc[0]
     counts = np.array(sampled["counts"] + [sampled["invalid"]])
@@ -272,7 +275,7 @@ def test_prompts_that_share_a_prefix_are_grouped():
 @pytest.mark.model
 def test_two_option_orders_scored_from_one_shared_prefix_equal_separate_runs(lm):
     query = prompts.Cloze("Religion is _ to me.", ("important", "unimportant"))
-    ab = prompts.cloze_prompt(query, primer=True)
+    ab = prompts.cloze_prompt(query, fmt=prompts.PromptFormat(primer="examples"))
     ba = prompts.swap_query_options(ab, query)
     ids = [scoring.prompt_ids(lm.tokenizer, scoring.context_of(t)) for t in (ab, ba, PROMPTS[2])]
     assert any(sorted(m) == [0, 1] for _, m in engine.shared_prefixes(ids))

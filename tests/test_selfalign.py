@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from culturealign import demos, metrics, selfalign
+from culturealign import demos, metrics, prompts, selfalign
 
 FAKE_LM = SimpleNamespace(spec=SimpleNamespace(chat=False, answer_primer=False), tokenizer=None)
+PLAIN = prompts.PromptFormat.of(FAKE_LM)
 
 
 def toy_probes(labels: str = "ababababa") -> pd.DataFrame:
@@ -56,7 +57,7 @@ def toy_zero(frame: pd.DataFrame) -> pd.DataFrame:
 def fake_measure(record: list):
     """p(majority) rises with each demonstration answered with a majority option (all labels 'a')."""
 
-    def measure(lm, probes, texts, lang, seed, batch_size, desc, invalid="not_aligned", sample_draws=10):
+    def measure(lm, probes, texts, lang, seed, how, desc, draw_seed=None):
         record.extend(texts)
         hits = np.array([t.count("Answer: important\n") + t.count("Answer: trust\n") for t in texts])
         p = 0.3 + 0.1 * hits
@@ -89,11 +90,9 @@ def run(monkeypatch):
         choices,
         "en",
         0,
-        8,
-        list(selfalign.conditions()),
-        draws=2,
-        remeasure=pd.Series(True, index=zero.index),
-        swap_labels=swap,
+        selfalign.Remeasurement(
+            list(selfalign.conditions()), draws=2, selected=pd.Series(True, index=zero.index), swap_labels=swap
+        ),
     )
     return frame, zero, results, texts
 
@@ -106,7 +105,8 @@ def test_unknown_names_draws_and_combination_are_refused_with_the_allowed_values
     with pytest.raises(demos.DemoError, match="per_draw, per_prompt, got 'twice'"):
         selfalign.check_conditions(["random"], combination="twice")
     with pytest.raises(demos.DemoError, match="placebo_minority_answer"):
-        selfalign.self_aligned(None, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), "en", 0, 8, ["placebo"])
+        plan = selfalign.Remeasurement(["placebo"])
+        selfalign.self_aligned(None, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), "en", 0, plan)
 
 
 def test_placebo_answers_are_the_minority_or_a_seeded_random_option():
@@ -175,7 +175,7 @@ def test_outcomes_follow_the_protocol_and_mix_the_draws(run):
     assert mixed["draws"] == 2 and len(json.loads(mixed["components_after"])) == 4  # 2 draws x 2 orders
     assert per_prompt.loc[("p0", "chrf_all"), "misaligned"] == pytest.approx(1 - (0.4**10 + 0.2**10) / 2)
     assert not per_draw.set_index(["probe_id", "strategy"]).loc[("p7", "chrf_category"), "served"]
-    old = selfalign.outcomes(results, "per_draw", deterministic_rule=True)
+    old = selfalign.outcomes(results, "per_draw", rule="rounded")
     assert set(old["misaligned"].dropna()) <= {0.0, 1.0} and (old["rule"] == "rounded").all()
 
 
@@ -186,7 +186,7 @@ def test_misalignment_selects_every_probe_the_protocol_could_flag():
     table = selfalign.misalignment(zero)
     assert table.loc[0, "p_misaligned"] == pytest.approx(1 - 0.96**10) and table.loc[0, "remeasured"]
     assert not table.loc[1, "remeasured"]  # P(misaligned) = 0.0005 < 1e-3
-    old = selfalign.misalignment(zero, deterministic_rule=True)
+    old = selfalign.misalignment(zero, rule="rounded")
     assert not old.loc[0, "remeasured"]  # the old rule: 9.6 rounds to 10, never misaligned
 
 
@@ -206,8 +206,8 @@ def test_explanations_only_where_the_majority_answer_is_most_likely_after():
 
 def test_explanation_request_shows_the_majority_answer_after_the_self_aligned_prompt():
     frame = toy_probes().set_index("probe_id", drop=False)
-    text = selfalign.explanation_request(FAKE_LM, frame.loc["p1"], frame.loc[["p0", "p2"]], "en", 0)
-    prompt = selfalign.demonstration_prompt(FAKE_LM, frame.loc["p1"], frame.loc[["p0", "p2"]], "en", 0)
+    text = selfalign.explanation_request(PLAIN, frame.loc["p1"], frame.loc[["p0", "p2"]], "en", 0)
+    prompt = selfalign.demonstration_prompt(PLAIN, frame.loc["p1"], frame.loc[["p0", "p2"]], "en", 0)
     assert text.startswith(prompt.rstrip(" ")) and f" {frame.at['p1', 'majority_option']}." in text[len(prompt) - 1 :]
 
 
@@ -272,7 +272,7 @@ def test_sampled_mode_selects_on_one_set_of_draws_and_takes_the_baseline_from_fr
 def test_zero_shot_in_sampled_mode_measures_a_fresh_baseline(monkeypatch):
     seeds = []
 
-    def measure(lm, probes, texts, lang, seed, batch_size, desc, invalid="not_aligned", draws=10, draw_seed=None):
+    def measure(lm, probes, texts, lang, seed, how, desc, draw_seed=None):
         seeds.append(seed if draw_seed is None else draw_seed)
         p = np.full(len(probes), 0.9 if draw_seed is None else 0.6)
         return pd.DataFrame(
@@ -289,7 +289,7 @@ def test_zero_shot_in_sampled_mode_measures_a_fresh_baseline(monkeypatch):
         )
 
     monkeypatch.setattr(selfalign, "measure", measure)
-    zero = selfalign.zero_shot(FAKE_LM, toy_probes(), "en", 3, 8)
+    zero = selfalign.zero_shot(FAKE_LM, toy_probes(), "en", 3, selfalign.Measuring(batch_size=8))
     assert seeds == [3, 4]
     assert (zero["p_majority_selection"] == 0.9).all() and (zero["p_majority"] == 0.6).all()
     assert zero["p_misaligned"].tolist() == pytest.approx([1 - 0.9**10] * 9)  # selection: the selecting draws

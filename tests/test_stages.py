@@ -133,3 +133,32 @@ def test_a_stage_process_starts_without_building_jsonschema_iri_grammar():
         "assert 'nbformat' in sys.modules and 'lark' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _with_extra_layer(monkeypatch, tmp_path, data: dict) -> None:
+    """Every run's layers end with one more shared file holding `data`."""
+    import yaml
+
+    extra = tmp_path / "shared.yaml"
+    extra.write_text(yaml.safe_dump(data))
+    files = params.layer_files
+    monkeypatch.setattr(params, "layer_files", lambda *args, **kwargs: files(*args, **kwargs) + [extra])
+
+
+def test_a_run_gets_the_shared_keys_its_stage_declares_and_refuses_one_no_stage_declares(monkeypatch, tmp_path):
+    _with_extra_layer(monkeypatch, tmp_path, {"max_questions": 4, "seed": 3})
+    assert stages.resolve_params("70_culture_prompting", "gemma3-270m", "en")["max_questions"] == 4
+    crqpc = stages.resolve_params("80_crqpc", "gemma3-270m", "en")  # declares neither key
+    assert "max_questions" not in crqpc and "seed" not in crqpc and "model_config" not in crqpc
+    _with_extra_layer(monkeypatch, tmp_path, {"max_question": 4})
+    for stage in ("70_culture_prompting", "80_crqpc"):
+        with pytest.raises(
+            params.ParamError, match=r"shared.yaml: unknown parameter 'max_question': no stage declares"
+        ):
+            stages.resolve_params(stage, "gemma3-270m", "en")
+
+
+def test_the_model_file_is_checked_for_a_stage_that_asks_no_model(monkeypatch, tmp_path):
+    _with_extra_layer(monkeypatch, tmp_path, {"model_config": {"name": "other"}})
+    with pytest.raises(params.ParamError, match=r"model_config lacks \['source'"):
+        stages.resolve_params("80_crqpc", "gemma3-270m", "en")

@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import metrics, paths, prompts, scoring, wvs
+from . import paths, prompts, scoring, wvs
 from .models import LoadedModel
 from .runs import ResultCache
 
@@ -450,24 +451,29 @@ def survey_texts(
 ) -> list[str]:
     """The prompt of every question under every (kind, culture), settings-major, in the model's format."""
     questions = with_starts(questions)
-    texts = []
+    fmt, texts = prompts.PromptFormat.of(lm), []
     for kind, culture in settings:
         system = persona_for(kind, culture, similar)
         for q in questions.itertuples(index=False):
             shots = (demos or {}).get((culture, q.id), ())
-            texts.append(
-                prompts.survey_prompt(
-                    system,
-                    q.question,
-                    q.options,
-                    shots,
-                    chat=lm.spec.chat,
-                    tokenizer=lm.tokenizer,
-                    start=q.start,
-                    primer=lm.spec.answer_primer,
-                )
-            )
+            texts.append(prompts.survey_prompt(system, q.question, q.options, shots, fmt, start=q.start))
     return texts
+
+
+@dataclass(frozen=True)
+class Answering:
+    """How answers are drawn and read, the same for every method: prompts per forward pass, the
+    answer mode that counts (ANSWER_MODES), the seed of the draws, and the rule that reads the
+    sampled replies of a model without logits (REPLY_PARSING)."""
+
+    batch_size: int = 8
+    mode: str = "sample"
+    seed: int = 0
+    parsing: str = "authors"
+
+    def __post_init__(self) -> None:
+        check_answer_mode(self.mode)
+        check_reply_parsing(self.parsing)
 
 
 def answer_questions(
@@ -475,23 +481,18 @@ def answer_questions(
     questions: pd.DataFrame,
     settings: list[tuple[str, str | None]],
     similar: dict | None,
-    batch_size: int,
+    how: Answering = Answering(),
     demos: dict | None = None,
-    desc: str = "answering",
-    mode: str = "sample",
-    seed: int = 0,
     stream: str = "",
-    parsing: str = "authors",
+    desc: str = "answering",
 ) -> pd.DataFrame:
     """Every question under every (kind, culture): its response distribution over the option codes
     and the answer drawn from it under every answer mode (see answer_columns).
 
     `stream` names the model or method, so `sample` draws of different methods are independent.
-    `parsing` (REPLY_PARSING) reads the sampled replies of a model without logits.
     `demos` optionally maps (culture, question id) to demonstrations [(question, options, code, start)].
     Columns: id, kind, culture, start, probs, other, measure, answer_<mode>..., answer, answer_mode.
     """
-    check_answer_mode(mode)
     questions = with_starts(questions)
     texts = survey_texts(lm, questions, settings, similar, demos)
     options, rows = [], []
@@ -507,7 +508,7 @@ def answer_questions(
                     "stream": f"{stream}|{kind}|{culture or ''}",
                 }
             )
-    scored = distributions(lm, texts, options, batch_size, desc, parsing, seed=seed)
+    scored = distributions(lm, texts, options, how.batch_size, desc, how.parsing, seed=how.seed)
     table = pd.DataFrame(rows)
     table["probs"] = list(scored["probs"])
     table["other"] = scored["other"].to_numpy(dtype=float)
@@ -515,7 +516,7 @@ def answer_questions(
     for column in ("off_scale", "parse_differs"):
         if column in scored:
             table[column] = scored[column].to_numpy()
-    return answer_columns(table, mode, seed).drop(columns="stream")
+    return answer_columns(table, how.mode, how.seed).drop(columns="stream")
 
 
 def read_answers(path: Path) -> pd.DataFrame:
@@ -632,9 +633,7 @@ def crqpc_counts(answers: pd.DataFrame, aware_kind: str = "aware") -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def training_text(
-    record: dict[str, Any], chat: bool = False, tokenizer: Any = None, primer: bool = False
-) -> tuple[str, str]:
+def training_text(record: dict[str, Any], fmt: prompts.PromptFormat = prompts.PLAIN) -> tuple[str, str]:
     """(prompt, answer) of an instruction record: the prompt is built by prompts.survey_prompt, the
     function that builds the evaluation prompt, so a chat model is tuned on its own chat template
     and exactly the text it is asked at evaluation (a base model with the same primer); the answer
@@ -643,10 +642,8 @@ def training_text(
         record["system"],
         record["question"],
         list(record["options"]),
-        chat=chat,
-        tokenizer=tokenizer,
+        fmt=fmt,
         start=int(record.get("start", 1)),
-        primer=primer,
     )
     return prompt, str(record["output"])
 
@@ -654,261 +651,11 @@ def training_text(
 def prompt_format(lm: LoadedModel) -> str:
     """A fingerprint of the prompt text this model is asked (wording, numbering and chat template):
     an adapter trained under one format must not be evaluated under another."""
+    fmt = prompts.PromptFormat.of(lm)
     probe = prompts.survey_prompt(
         prompts.persona("aware", "Kenya"),
         "How important is family in your life?",
         ["Very important", "Not important"],
-        chat=lm.spec.chat,
-        tokenizer=lm.tokenizer,
-        primer=lm.spec.answer_primer,
+        fmt=fmt,
     )
-    kind = "chat" if lm.spec.chat else "plain"
-    return f"{kind}:{hashlib.sha256(probe.encode()).hexdigest()[:16]}"
-
-
-# --------------------------------------------------------------------------- 95: evaluation
-
-
-def wvs_eval_questions(max_questions: int = 0) -> pd.DataFrame:
-    """Every WVS value question (Q1-Q259 but Q223, and Q234A) with its options and the code of its
-    first option (0 for the 0-based scales), from ../shared."""
-    questions = wvs.load_questions()
-    rows = [
-        {
-            "id": q,
-            "question": questions[q]["question"],
-            "options": questions[q]["options"],
-            "topic": wvs.category_of(q),
-            "start": option_start(q, questions[q]["options"]),
-        }
-        for q in wvs.VALUE_QUESTIONS
-        if q in questions
-    ]
-    frame = pd.DataFrame(rows)
-    return frame.head(max_questions) if max_questions else frame
-
-
-def gold_answers(culture: str, questions: pd.DataFrame, figures: pd.DataFrame | None = None) -> dict[str, int]:
-    """The culture's majority answer code per question (ties, gaps and codes off the scale left out)."""
-    shares = wvs.country_shares(culture, figures)
-    gold = {}
-    for q in questions.itertuples(index=False):
-        code = wvs.majority_code(shares.get(q.id, {}))
-        if code is not None and code in wvs.scale_codes(q.id, len(q.options)):
-            gold[q.id] = int(code)
-    return gold
-
-
-def selfalign_demos(
-    questions: pd.DataFrame, cultures: Sequence[str], k: int = 5, figures: pd.DataFrame | None = None
-) -> dict[tuple[str, str], list[tuple[str, list[str], int, int]]]:
-    """Self-alignment demonstrations for the survey: per culture and question, the k most similar
-    other WVS questions by chrF++ that have a majority answer, filled in with its code."""
-    from .demos import chrf_matrix
-
-    questions = with_starts(questions)
-    sim = chrf_matrix(questions["question"].tolist(), questions["question"].tolist())
-    out = {}
-    for culture in cultures:
-        gold = gold_answers(culture, questions, figures)
-        usable = np.array([q in gold for q in questions["id"]])
-        for i, q in enumerate(questions.itertuples(index=False)):
-            pool = [j for j in np.flatnonzero(usable) if j != i]
-            ranked = sorted(pool, key=lambda j: (-sim[i, j], j))[:k]
-            out[(culture, q.id)] = [
-                (
-                    questions["question"].iloc[j],
-                    list(questions["options"].iloc[j]),
-                    gold[questions["id"].iloc[j]],
-                    int(questions["start"].iloc[j]),
-                )
-                for j in ranked
-            ]
-    return out
-
-
-def score_table(
-    answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequence[str], figures: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """CultureSPA alignment score of the chosen answers per culture and method, as the authors score
-    (result_analysis_run_3.py: invalid replies left out), and beside it the score on the questions
-    every method of that culture answered validly, so methods that fail on different questions are
-    compared on the same ones. Columns: culture, method, score, n, invalid, score_common, n_common."""
-    n_options = dict(zip(questions["id"], questions["options"].map(len)))
-    rows = []
-    for culture in cultures:
-        gold = gold_answers(culture, questions, figures)
-        given_by_method = {}
-        for method, group in answers[answers["culture"] == culture].groupby("method"):
-            valid = group[group["answer"].notna()]
-            given = dict(zip(valid["id"], valid["answer"].astype(int)))
-            given_by_method[method] = (given, int(group["answer"].isna().sum()))
-        common = set(gold).intersection(*(set(given) for given, _ in given_by_method.values()))
-        for method, (given, invalid) in given_by_method.items():
-            scored = set(given) & set(gold)
-            rows.append(
-                {
-                    "culture": culture,
-                    "method": method,
-                    "n": len(scored),
-                    "invalid": invalid,
-                    "score": metrics.culturespa_score(given, gold, n_options) if scored else np.nan,
-                    "n_common": len(common),
-                    "score_common": metrics.culturespa_score({q: given[q] for q in common}, gold, n_options)
-                    if common
-                    else np.nan,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-# Methods whose answers are the same for every culture: the authors answer culture-unaware once and
-# score that one file against every culture, so one simulated run draws them once for all cultures.
-SHARED_METHODS = ("unaware",)
-
-
-def simulated_replies(group: pd.DataFrame, ids: Sequence[str], u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Answer codes and validity (draws x questions, in the order of `ids`) of simulated one-sample
-    runs: question j's reply falls where the uniform u[:, j] lands on its exact distribution (the
-    options, then `other`: invalid). A question the group lacks is never valid."""
-    by_id = group.drop_duplicates("id").set_index("id")
-    codes, valid = np.zeros(u.shape), np.zeros(u.shape, dtype=bool)
-    for j, qid in enumerate(ids):
-        if qid not in by_id.index:
-            continue
-        probs, other, start = by_id.at[qid, "probs"], by_id.at[qid, "other"], by_id.at[qid, "start"]
-        weights = np.append(np.clip(np.asarray(probs, dtype=float), 0, None), max(float(other), 0.0))
-        index = np.searchsorted(np.cumsum(weights) / weights.sum(), u[:, j], side="right")
-        valid[:, j] = index < len(probs)
-        codes[:, j] = int(start) + np.minimum(index, len(probs) - 1)
-    return codes, valid
-
-
-def run_scores(codes: np.ndarray, valid: np.ndarray, gold: np.ndarray, span: np.ndarray) -> np.ndarray:
-    """CultureSPA score of each simulated run over its valid questions (NaN when none is valid)."""
-    distance = np.sqrt((valid * (codes - gold[None, :]) ** 2).sum(axis=1))
-    norm = np.sqrt((valid * span[None, :] ** 2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norm > 0, 100 * (1 - distance / norm), np.nan)
-
-
-def simulate_scores(
-    group: pd.DataFrame, gold: dict[str, int], n_options: dict[str, int], draws: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Scores of `draws` simulated runs of the authors' one-sample protocol on one culture and method:
-    each question's reply drawn from its exact distribution (invalid with probability `other`, then
-    left out as the authors do), scored against the gold codes. No model calls."""
-    ids = [q for q in group["id"].drop_duplicates() if q in gold]
-    if not ids:
-        return np.full(draws, np.nan)
-    codes, valid = simulated_replies(group, ids, rng.random((draws, len(ids))))
-    return run_scores(
-        codes,
-        valid,
-        np.array([gold[q] for q in ids], dtype=float),
-        np.array([n_options[q] - 1 for q in ids], dtype=float),
-    )
-
-
-def expected_scores(
-    answers: pd.DataFrame,
-    questions: pd.DataFrame,
-    cultures: Sequence[str],
-    draws: int = 2000,
-    seed: int = 0,
-    figures: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, dict]:
-    """Expected CultureSPA score under the authors' one-sample protocol and the 95% interval one run
-    of it would show, per culture and method, by seeded simulation from the exact distributions.
-
-    One simulated run draws each method's replies once per culture, except SHARED_METHODS, drawn
-    once and scored against every culture (as the authors score their one unaware file), so a mean
-    over cultures keeps the correlation one run has. `expected_common` is the expected score on the
-    questions every method of the culture answered validly in that run. Returns the long table
-    (culture, method, expected, low, high, draws, expected_common) and the simulated runs
-    {(culture, method): array}, from which means over cultures get their own intervals."""
-    n_options = dict(zip(questions["id"], questions["options"].map(len)))
-    methods = sorted(answers["method"].unique())
-    every_id = list(dict.fromkeys(answers["id"]))
-    column = {q: j for j, q in enumerate(every_id)}
-    shared = {
-        m: np.random.default_rng([seed, len(cultures), methods.index(m)]).random((draws, len(every_id)))
-        for m in SHARED_METHODS
-        if m in methods
-    }
-    runs_by_cell, rows = {}, []
-    for c_index, culture in enumerate(cultures):
-        gold = gold_answers(culture, questions, figures)
-        ids = [q for q in every_id if q in gold]
-        gold_codes = np.array([gold[q] for q in ids], dtype=float)
-        span = np.array([n_options[q] - 1 for q in ids], dtype=float)
-        replies = {}
-        for method, group in answers[answers["culture"] == culture].groupby("method", sort=True):
-            u = (
-                shared[method][:, [column[q] for q in ids]]
-                if method in shared
-                else np.random.default_rng([seed, c_index, methods.index(method)]).random((draws, len(ids)))
-            )
-            replies[method] = simulated_replies(group, ids, u)
-        common = np.logical_and.reduce([valid for _, valid in replies.values()]) if replies else None
-        for method, (codes, valid) in replies.items():
-            sims = run_scores(codes, valid, gold_codes, span) if ids else np.full(draws, np.nan)
-            on_common = run_scores(codes, common, gold_codes, span) if ids else np.full(draws, np.nan)
-            runs_by_cell[(culture, method)] = sims
-            rows.append(
-                {
-                    "culture": culture,
-                    "method": method,
-                    **_summary(sims, draws),
-                    "expected_common": float(np.nanmean(on_common)) if not np.isnan(on_common).all() else np.nan,
-                }
-            )
-    return pd.DataFrame(rows), runs_by_cell
-
-
-def _summary(sims: np.ndarray, draws: int) -> dict[str, float]:
-    if np.isnan(sims).all():
-        return {"expected": np.nan, "low": np.nan, "high": np.nan, "draws": draws}
-    low, high = np.nanquantile(sims, [0.025, 0.975])
-    return {"expected": float(np.nanmean(sims)), "low": float(low), "high": float(high), "draws": draws}
-
-
-def expected_means(runs_by_cell: dict, methods: Sequence[str], per_culture: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Expected mean over cultures per method with its 95% interval (each simulated run averaged over
-    the cultures), and, where specific adapters cover only some cultures, the mean over those. With
-    `per_culture` (expected_scores' long table), also the mean of its `expected_common`: the expected
-    score on the questions every method answered validly, averaged as the scores are."""
-    common = (
-        per_culture.set_index(["culture", "method"])["expected_common"]
-        if per_culture is not None and "expected_common" in per_culture
-        else None
-    )
-    cultures = sorted({c for c, _ in runs_by_cell})
-    covered = [c for c in cultures if (c, "culturespa_specific") in runs_by_cell]
-    groups = {"mean": cultures}
-    if covered and len(covered) < len(cultures):
-        groups[f"mean over {' '.join(covered)}"] = covered
-    rows = []
-    for label, members in groups.items():
-        for method in methods:
-            cells = [runs_by_cell[(c, method)] for c in members if (c, method) in runs_by_cell]
-            if cells:
-                sims = np.mean(np.vstack(cells), axis=0)
-                row = {"culture": label, "method": method, **_summary(sims, len(sims))}
-                if common is not None:
-                    row["expected_common"] = float(np.nanmean([common.get((c, method), np.nan) for c in members]))
-                rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def method_table(scores: pd.DataFrame, methods: Sequence[str], value: str = "score") -> pd.DataFrame:
-    """Culture x method `value` (score of the chosen answers, or expected) and the mean over cultures
-    per method. When specific adapters cover only some cultures, a second mean over just those puts
-    every method on the same cultures."""
-    table = scores.pivot(index="culture", columns="method", values=value).reindex(columns=list(methods))
-    table = table.dropna(axis=1, how="all")
-    means = {"mean": table.mean()}
-    if "culturespa_specific" in table and table["culturespa_specific"].notna().sum() < len(table):
-        covered = table[table["culturespa_specific"].notna()]
-        means[f"mean over {' '.join(covered.index)}"] = covered.mean()
-    return pd.concat([table, pd.DataFrame(means).T]).rename_axis("culture")
+    return f"{fmt.template}:{hashlib.sha256(probe.encode()).hexdigest()[:16]}"

@@ -15,6 +15,7 @@ finished items stay in the caller's cache.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -22,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -85,38 +87,44 @@ def token_ids_of(top: dict[str, float], tokenizer: Any, wanted: Sequence[int]) -
     return out
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """A server as `make serve` started it (serve.start records these) and how requests reach it."""
+
+    url: str
+    served_model: str | None = None  # the base model's name on the server (default: the model file's name)
+    max_logprobs: int = 100  # the server's --max-logprobs: most top tokens one request may ask for
+    lora: bool = False  # the server was started with LoRA adapters enabled
+    stop_ids: tuple[int, ...] = ()  # end-of-turn ids from the model folder (the server ignores that file)
+    concurrency: int = 16  # requests in flight at once
+    timeout: float = 600.0  # seconds one request may take
+
+
 class OpenAIServerEngine:
     """Option probabilities and sampling through an OpenAI-compatible server (vLLM)."""
 
     has_logprobs = True
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        url: str,
-        tokenizer: Any,
-        weights: str,
-        *,
-        served_model: str | None = None,
-        max_logprobs: int = 100,
-        lora: bool = False,
-        adapter: str | None = None,
-        concurrency: int = 16,
-        timeout: float = 600.0,
-        stop_ids: Sequence[int] = (),
-        check: bool = True,
-    ):
-        self.spec, self.url, self.tokenizer = spec, url.rstrip("/"), tokenizer
-        self.served_model = served_model or spec.name
+    def __init__(self, spec: ModelSpec, endpoint: Endpoint, tokenizer: Any, weights: str, adapter: str | None = None):
+        self.spec, self.endpoint, self.tokenizer, self.weights = spec, endpoint, tokenizer, weights
+        self.url = endpoint.url.rstrip("/")
+        self.served_model = endpoint.served_model or spec.name
         self.model = adapter or self.served_model  # the name requests ask for: the base or a LoRA module
-        self.max_logprobs, self.lora, self.adapter = max_logprobs, lora, adapter
-        self.concurrency, self.timeout, self.weights = concurrency, timeout, weights
+        self.max_logprobs, self.lora, self.adapter = endpoint.max_logprobs, endpoint.lora, adapter
+        self.concurrency, self.timeout = endpoint.concurrency, endpoint.timeout
         self.stop_ids = sorted(
-            {int(t) for t in stop_ids} | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+            {int(t) for t in endpoint.stop_ids}
+            | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
         )
         self.identity = f"{spec.name}|{weights}" + (f"|adapter:{adapter}" if adapter else "")
-        if check:
-            self.check()
+
+    @classmethod
+    def connect(cls, spec: ModelSpec, endpoint: Endpoint, tokenizer: Any, weights: str) -> "OpenAIServerEngine":
+        """An engine for a server checked first (it answers, serves the model, returns logprobs), so
+        a wrong server fails here with its remedy rather than in the middle of a stage."""
+        engine = cls(spec, endpoint, tokenizer, weights)
+        engine.check()
+        return engine
 
     # ------------------------------------------------------------------------ transport
 
@@ -340,20 +348,7 @@ class OpenAIServerEngine:
                     f"`make serve-stop MODEL={self.spec.name} && {restart_hint(self.spec.name, True)}`"
                 )
             self._call("POST", "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(adapter_dir)})
-        return OpenAIServerEngine(
-            self.spec,
-            self.url,
-            self.tokenizer,
-            self.weights,
-            served_model=self.served_model,
-            max_logprobs=self.max_logprobs,
-            lora=self.lora,
-            adapter=name,
-            concurrency=self.concurrency,
-            timeout=self.timeout,
-            stop_ids=self.stop_ids,
-            check=False,
-        )
+        return OpenAIServerEngine(self.spec, self.endpoint, self.tokenizer, self.weights, adapter=name)
 
 
 def generation_stop_ids(folder: Path | str | None) -> list[int]:
@@ -367,17 +362,15 @@ def generation_stop_ids(folder: Path | str | None) -> list[int]:
 
 
 def from_state(
-    spec: ModelSpec, tokenizer: Any, weights: str, state: dict[str, Any], **kwargs: Any
+    spec: ModelSpec, tokenizer: Any, weights: str, state: dict[str, Any], **overrides: Any
 ) -> OpenAIServerEngine:
-    """An engine for the server that serve.start recorded (outputs/serve/<model>.json)."""
-    kwargs.setdefault("stop_ids", generation_stop_ids(state.get("folder")))
-    return OpenAIServerEngine(
-        spec,
-        state["url"],
-        tokenizer,
-        weights,
+    """A checked engine for the server that serve.start recorded (outputs/serve/<model>.json);
+    `overrides` replace Endpoint fields (concurrency, timeout)."""
+    endpoint = Endpoint(
+        url=state["url"],
         served_model=state.get("served_model", spec.name),
         max_logprobs=int(state.get("max_logprobs", 100)),
         lora=bool(state.get("lora")),
-        **kwargs,
+        stop_ids=tuple(generation_stop_ids(state.get("folder"))),
     )
+    return OpenAIServerEngine.connect(spec, dataclasses.replace(endpoint, **overrides), tokenizer, weights)

@@ -4,12 +4,16 @@ papermill only warns about a parameter the notebook does not declare, so a typo 
 silent default. Here every key of every layer is checked against the notebook's parameters cell
 (its names and types, read by papermill's own inspector) before any work starts.
 
-A layer may hold a `stages:` mapping of stage name to overrides that apply to that stage only
-(smoke.yaml and quick.yaml use it to shrink each stage).
+A key at a layer's top level (base.yaml, a model or language file, a scale file) is shared: it
+reaches the stages whose parameters cell declares it, so a notebook lists only the knobs it reads,
+and a key that no stage declares is refused. A layer may hold a `stages:` mapping of stage name to
+overrides that apply to that stage only (smoke.yaml and quick.yaml use it to shrink each stage);
+there a key the stage does not declare is refused.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,27 @@ class Declared:
     type_name: str
     default: str
     help: str
+
+
+PARAMETERS_CELL = re.compile(r'^# %%.*\btags=\[[^\]]*"parameters"')
+
+
+def parameter_names(stage: str) -> list[str]:
+    """Names in a notebook's parameters cell, read from its percent-format text file.
+
+    Read line by line, not with jupytext: importing jupytext (nbformat, jsonschema's format
+    grammars) costs about 4 s, paid at the start of every stage run. tests/test_params.py checks
+    this reader against jupytext on every notebook; the types and help come from papermill's
+    inspector (stages.declared_parameters)."""
+    names, inside = [], False
+    for line in (paths.NOTEBOOKS / f"{stage}.py").read_text(encoding="utf-8").splitlines():
+        if line.startswith("# %%"):
+            if inside:
+                break
+            inside = bool(PARAMETERS_CELL.match(line))
+        elif inside and line.strip() and not line.lstrip().startswith("#"):
+            names.append(line.split(":")[0].split("=")[0].strip())
+    return names
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -138,25 +163,54 @@ def check_value(declared: Declared, value: Any, where: str) -> None:
         )
 
 
-def merge_layers(files: list[Path], stage: str, declared: dict[str, Declared], stages: list[str]) -> dict[str, Any]:
-    """Merge parameter files for one stage, refusing unknown keys, stages and wrong types."""
+def layer_value(files: list[Path], key: str) -> Any:
+    """The value a key has at the top level of the last layer that sets it (None if none does),
+    whichever stages declare it: what a run checks before any stage uses it (model_config)."""
+    value = None
+    for path in files:
+        value = read_yaml(path).get(key, value)
+    return value
+
+
+def _check_sections(path: Path, per_stage: dict[str, Any], names_by_stage: dict[str, list[str]]) -> None:
+    """Refuse an unknown stage under `stages:`, or a key its stage does not declare."""
+    unknown_stages = sorted(set(per_stage) - set(names_by_stage))
+    if unknown_stages:
+        raise ParamError(
+            f"{path}: unknown stage(s) {', '.join(unknown_stages)} under '{STAGES_KEY}'. "
+            f"Stages: {', '.join(names_by_stage)}"
+        )
+    for name, section in per_stage.items():
+        unknown = sorted(set(section or {}) - set(names_by_stage[name]))
+        if unknown:
+            raise ParamError(
+                f"{path}: unknown parameter '{unknown[0]}' for notebook {name} under '{STAGES_KEY}'. "
+                f"Allowed: {', '.join(sorted(names_by_stage[name]))}"
+            )
+
+
+def merge_layers(
+    files: list[Path], stage: str, declared: dict[str, Declared], names_by_stage: dict[str, list[str]]
+) -> dict[str, Any]:
+    """Merge parameter files for one stage (`declared`: its parameters; `names_by_stage`: every
+    stage's parameter names). A shared key reaches this stage only if it declares it; a shared key
+    no stage declares, an unknown stage or a key its stage section does not declare, and a value
+    of the wrong type are refused, naming the file and the key."""
+    anywhere = set().union(*names_by_stage.values())
     merged: dict[str, Any] = {}
     for path in files:
         data = read_yaml(path)
         per_stage = data.pop(STAGES_KEY, {}) or {}
         data.pop(LANGUAGES_KEY, None)  # read by the runner (scale_languages), not a notebook parameter
-        unknown_stages = sorted(set(per_stage) - set(stages))
-        if unknown_stages:
-            raise ParamError(
-                f"{path}: unknown stage(s) {', '.join(unknown_stages)} under '{STAGES_KEY}'. "
-                f"Stages: {', '.join(stages)}"
-            )
-        layer = {**data, **(per_stage.get(stage) or {})}
-        for key, value in layer.items():
-            if key not in declared:
+        _check_sections(path, per_stage, names_by_stage)
+        for key in data:
+            if key not in anywhere:
                 raise ParamError(
-                    f"{path}: unknown parameter '{key}' for notebook {stage}. Allowed: {', '.join(sorted(declared))}"
+                    f"{path}: unknown parameter '{key}': no stage declares it. "
+                    f"Parameters of the stages: {', '.join(sorted(anywhere))}"
                 )
+        layer = {**{k: v for k, v in data.items() if k in declared}, **(per_stage.get(stage) or {})}
+        for key, value in layer.items():
             check_value(declared[key], value, str(path))
         merged.update(layer)
     return merged

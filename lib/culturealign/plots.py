@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 
@@ -63,6 +64,15 @@ def titled(fig: plt.Figure, title: str) -> plt.Figure:
     return fig
 
 
+Points = Literal["strip", "none"]  # a box plot's values drawn over the boxes, or not
+
+
+def hide_legend(ax: plt.Axes) -> None:
+    """Remove a panel's legend (the next panel of the figure shows the same one)."""
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+
+
 def bars(
     frame: pd.DataFrame,
     x: str,
@@ -72,7 +82,6 @@ def bars(
     ylabel: str,
     hue_order: list[str] | None = None,
     ax: plt.Axes | None = None,
-    legend: bool = True,
 ) -> plt.Figure:
     """Grouped bars; long category names (any label over 20 characters) get horizontal bars."""
     order = _order(frame[x]) if x == "strategy" else sorted(frame[x].unique())
@@ -90,10 +99,8 @@ def bars(
     else:
         ax.set(title=title, ylabel=ylabel, xlabel=x.replace("_", " "))
         ax.tick_params(axis="x", rotation=20)
-    if hue and legend:
+    if hue:
         ax.legend(title=hue, fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
-    elif hue and ax.get_legend() is not None:
-        ax.get_legend().remove()
     return ax.figure
 
 
@@ -105,9 +112,9 @@ def boxes(
     ylabel: str,
     hue: str | None = None,
     ax: plt.Axes | None = None,
-    points: bool = True,
-    legend: bool = True,
+    points: Points = "strip",
 ) -> plt.Figure:
+    """Boxes per x (and hue), with each value as a point over them unless `points` is none or a hue splits them."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.6))
     order = _order(frame[x]) if x == "strategy" else sorted(frame[x].unique())
@@ -123,14 +130,12 @@ def boxes(
         **({} if hue else {"color": "#9ecae1"}),
         fliersize=1.5,
     )
-    if points and not hue:
+    if points == "strip" and not hue:
         sns.stripplot(frame, x=x, y=y, order=order, ax=ax, color="#08306b", size=2.5, alpha=0.5)
     ax.set(title=title, ylabel=ylabel, xlabel=x.replace("_", " "))
     ax.tick_params(axis="x", rotation=20)
-    if hue and legend:
+    if hue:
         ax.legend(title=hue, fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
-    elif hue and ax.get_legend() is not None:
-        ax.get_legend().remove()
     return ax.figure
 
 

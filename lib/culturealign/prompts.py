@@ -10,8 +10,9 @@ is in the probe's language. Wording is the project's own.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 CLOZE_INSTRUCTION = "Fill in the blank with one of the two options. Reply with the option only."
 ANSWER_CUE = "Answer:"
@@ -49,6 +50,48 @@ class PromptError(ValueError):
     """A prompt that cannot be built for this model (no chat template, a template that fails)."""
 
 
+Template = Literal["plain", "chat"]  # plain text (base models, API services), or the tokenizer's chat template
+Primer = Literal["none", "examples"]  # the value-neutral examples of the answer format (PRIMER) before the task
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a model is asked: plain text or its chat template (with the tokenizer that holds it),
+    with or without the primer. One object from the loaded model, so every builder asks a model
+    the same way."""
+
+    template: Template = "plain"
+    tokenizer: Any = None
+    primer: Primer = "none"
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("template", self.template, ("plain", "chat")),
+            ("primer", self.primer, ("none", "examples")),
+        ):
+            if value not in allowed:
+                raise PromptError(f"PromptFormat.{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+    @classmethod
+    def of(cls, lm: Any) -> PromptFormat:
+        """The format a loaded model is asked in: its model file's `chat` and `answer_primer`, its tokenizer."""
+        return cls(
+            "chat" if lm.spec.chat else "plain",
+            lm.tokenizer,
+            "examples" if lm.spec.answer_primer else "none",
+        )
+
+    @property
+    def chat(self) -> bool:
+        return self.template == "chat"
+
+    @property
+    def primed(self) -> bool:
+        return self.primer == "examples"
+
+
+PLAIN = PromptFormat()  # a base model without primer: the format of the project's tests and harness task
+
 SYSTEM_PROBE = "culturealign system-role probe"
 _SYSTEM_ROLE: dict[str, bool] = {}
 
@@ -68,16 +111,23 @@ def has_system_role(tokenizer: Any) -> bool:
     return _SYSTEM_ROLE[template]
 
 
+SystemPlace = Literal["system_turn", "first_user_turn"]  # where a chat prompt's system text goes
+
+
 def chat_messages(
-    body: str, system: str | None = None, history: Sequence[tuple[str, str]] = (), system_role: bool = True
+    body: str,
+    system: str | None = None,
+    history: Sequence[tuple[str, str]] = (),
+    system_place: SystemPlace = "system_turn",
 ) -> list[dict[str, str]]:
     """The conversation of a chat prompt: system, earlier (user, answer) turns, then the body.
-    Without a system role the system text opens the first user turn, separated by a blank line,
-    as a base model reads it before the body."""
+    For a template without a system role the system text opens the first user turn, separated by
+    a blank line, as a base model reads it before the body."""
     turns = [*history, (body, None)]
-    messages = [{"role": "system", "content": system}] if system and system_role else []
+    in_user = system_place == "first_user_turn"
+    messages = [{"role": "system", "content": system}] if system and not in_user else []
     for n, (user, answer) in enumerate(turns):
-        text = f"{system}\n\n{user}" if system and not system_role and n == 0 else user
+        text = f"{system}\n\n{user}" if system and in_user and n == 0 else user
         messages.append({"role": "user", "content": text})
         if answer is not None:
             messages.append({"role": "assistant", "content": answer})
@@ -85,7 +135,7 @@ def chat_messages(
 
 
 def finish(
-    body: str, chat: bool, tokenizer: Any = None, system: str | None = None, history: Sequence[tuple[str, str]] = ()
+    body: str, fmt: PromptFormat = PLAIN, system: str | None = None, history: Sequence[tuple[str, str]] = ()
 ) -> str:
     """Close a prompt for scoring or generation, the one place a chat template is applied.
 
@@ -95,17 +145,19 @@ def finish(
     user turn where the template has no system role, see has_system_role); an API model (no
     tokenizer) gets the same text as one user turn, which its service wraps.
     """
-    if not chat or tokenizer is None:  # a base model, or an API model whose service wraps the turn itself
+    tokenizer = fmt.tokenizer
+    if not fmt.chat or tokenizer is None:  # a base model, or an API model whose service wraps the turn itself
         earlier = "".join(f"{user} {answer}\n\n" for user, answer in history)
         text = f"{system}\n\n{earlier}{body}" if system else f"{earlier}{body}"
-        return text + " " if not chat else text
+        return text if fmt.chat else text + " "
     template = getattr(tokenizer, "chat_template", None)
     if not template:
         raise PromptError(
             f"the model file says chat: true but tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} "
             f"has no chat template: set chat: false in its model file, or use a tokenizer with one"
         )
-    messages = chat_messages(body, system, history, has_system_role(tokenizer))
+    place = "system_turn" if has_system_role(tokenizer) else "first_user_turn"
+    messages = chat_messages(body, system, history, place)
     try:
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     except Exception as err:  # jinja raises its own errors (e.g. 'roles must alternate', no system role)
@@ -127,24 +179,23 @@ PRIMER = (
 )
 
 
-def cloze_body(query: Cloze, demos: Sequence[Cloze] = (), primer: bool = False, chat: bool = False) -> str:
+def cloze_body(query: Cloze, demos: Sequence[Cloze] = (), fmt: PromptFormat = PLAIN) -> str:
     """The Self-Alignment task text: instruction, the primer, filled-in demonstrations, the query.
     Chat models answer in the assistant turn, so their query ends without the answer cue."""
     blocks = [
         CLOZE_INSTRUCTION,
-        *(cloze_block(d) for d in (PRIMER if primer else ())),
+        *(cloze_block(d) for d in (PRIMER if fmt.primed else ())),
         *(cloze_block(d) for d in demos),
         cloze_block(query),
     ]
     body = "\n\n".join(blocks)
-    return body[: -len(ANSWER_CUE)].rstrip() if chat else body
+    return body[: -len(ANSWER_CUE)].rstrip() if fmt.chat else body
 
 
-def cloze_prompt(
-    query: Cloze, demos: Sequence[Cloze] = (), chat: bool = False, tokenizer: Any = None, primer: bool = False
-) -> str:
-    """The Self-Alignment prompt: instruction, (primer,) filled-in demonstrations, then the query."""
-    return finish(cloze_body(query, demos, primer, chat), chat, tokenizer)
+def cloze_prompt(query: Cloze, demos: Sequence[Cloze] = (), fmt: PromptFormat = PLAIN) -> str:
+    """The Self-Alignment prompt: instruction, (primer,) filled-in demonstrations, then the query;
+    without demonstrations, the zero-shot prompt."""
+    return finish(cloze_body(query, demos, fmt), fmt)
 
 
 def swap_query_options(text: str, query: Cloze) -> str:
@@ -162,15 +213,13 @@ EXPLAIN_REQUEST = "Explain briefly which pattern in the examples above led to th
 EXPLAIN_CUE = "Explanation:"
 
 
-def explanation_prompt(
-    query: Cloze, demos: Sequence[Cloze], answer: str, chat: bool = False, tokenizer: Any = None, primer: bool = False
-) -> str:
+def explanation_prompt(query: Cloze, demos: Sequence[Cloze], answer: str, fmt: PromptFormat = PLAIN) -> str:
     """The scored prompt, the model's answer as its own turn, then a request for a post-hoc
     explanation (a base model reads it inline; a chat model as a second user turn)."""
-    body = cloze_body(query, demos, primer, chat)
-    if not chat:
+    body = cloze_body(query, demos, fmt)
+    if not fmt.chat:
         return f"{body} {answer}.\n{EXPLAIN_REQUEST}\n{EXPLAIN_CUE} "
-    return finish(EXPLAIN_REQUEST, True, tokenizer, history=[(body, answer)])
+    return finish(EXPLAIN_REQUEST, fmt, history=[(body, answer)])
 
 
 # ------------------------------------------------------------------------------------ CultureSPA
@@ -216,25 +265,23 @@ def survey_prompt(
     question: str,
     options: Sequence[str],
     demos: Sequence[Demo] = (),
-    chat: bool = False,
-    tokenizer: Any = None,
+    fmt: PromptFormat = PLAIN,
     start: int = 1,
-    primer: bool = False,
 ) -> str:
     """A survey question with numbered options under a persona, optionally after the primer and
     demonstrations.
 
     The one builder of this prompt for answering (stage 70), training (stage 90) and evaluation
     (stage 95), so a tuned model is asked exactly the text it was trained on."""
-    shown = [SURVEY_PRIMER] * primer + list(demos)
+    shown = [SURVEY_PRIMER] * fmt.primed + list(demos)
     blocks = [
         *(survey_block(d[0], d[1], d[2], d[3] if len(d) > 3 else 1) for d in shown),
         survey_block(question, options, start=start),
     ]
     body = "\n\n".join(blocks)
-    if chat:
-        return finish(body[: -len(ANSWER_CUE)].rstrip(), True, tokenizer, system=system)
-    return finish(f"{system}\n\n{body}", False)
+    if fmt.chat:
+        return finish(body[: -len(ANSWER_CUE)].rstrip(), fmt, system=system)
+    return finish(f"{system}\n\n{body}", fmt)
 
 
 def number_options(n: int, start: int = 1) -> list[str]:
@@ -253,16 +300,15 @@ QUESTION_OPENING = '{"question": "'
 def generation_prompt(topic: str, examples: Sequence[dict]) -> str:
     """CultureSPA's question-generation prompt (own words): 5 examples as JSON lines, then the
     opening of a new one, so even a base model continues with a question."""
-    import json
-
     lines = [
         json.dumps({"question": e["question"], "options": list(e["options"])}, ensure_ascii=False) for e in examples
     ]
     return GENERATE.format(topic=topic) + "\n\n" + "\n".join(lines) + "\n" + QUESTION_OPENING
 
 
-def mcq_prompt(question: str, options: Sequence[str], chat: bool = False, tokenizer: Any = None) -> str:
-    """A general-knowledge item with numbered options; chat models get their chat template."""
+def mcq_prompt(question: str, options: Sequence[str], fmt: PromptFormat = PLAIN) -> str:
+    """A general-knowledge item with numbered options; chat models get their chat template (no
+    primer: the item is the project's check of general ability, not a survey answer)."""
     body = "\n".join(
         [
             f"Question: {question}",
@@ -272,6 +318,6 @@ def mcq_prompt(question: str, options: Sequence[str], chat: bool = False, tokeni
             ANSWER_CUE,
         ]
     )
-    if chat:
-        return finish(body[: -len(ANSWER_CUE)].rstrip(), True, tokenizer)
-    return finish(body, False)
+    if fmt.chat:
+        return finish(body[: -len(ANSWER_CUE)].rstrip(), fmt)
+    return finish(body, fmt)

@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 
 from . import paths
+from .params import parameter_names
 
 TRACKED_PACKAGES = (
     "torch",
@@ -111,26 +111,6 @@ def check_writable(folder: Path) -> None:
         ) from err
 
 
-PARAMETERS_CELL = re.compile(r'^# %%.*\btags=\[[^\]]*"parameters"')
-
-
-def declared_parameters(stage: str) -> list[str]:
-    """Names in a notebook's parameters cell, read from its percent-format text file.
-
-    Read line by line, not with jupytext: importing jupytext (nbformat, jsonschema's format
-    grammars) costs about 4 s, paid at the start of every stage run. tests/test_runs.py checks
-    this reader against jupytext on every notebook."""
-    names, inside = [], False
-    for line in (paths.NOTEBOOKS / f"{stage}.py").read_text(encoding="utf-8").splitlines():
-        if line.startswith("# %%"):
-            if inside:
-                break
-            inside = bool(PARAMETERS_CELL.match(line))
-        elif inside and line.strip() and not line.lstrip().startswith("#"):
-            names.append(line.split(":")[0].split("=")[0].strip())
-    return names
-
-
 class Run:
     """One stage run for a model and language: its folder and its manifest."""
 
@@ -165,7 +145,7 @@ class Run:
 
 def start_run(stage: str, namespace: dict[str, Any]) -> Run:
     """Open the run folder and write its manifest; the parameters come from the notebook's cell."""
-    params = {name: namespace[name] for name in declared_parameters(stage) if name in namespace}
+    params = {name: namespace[name] for name in parameter_names(stage) if name in namespace}
     run = Run(stage, params["model"], params["lang"])
     check_writable(run.dir)
     run.update(

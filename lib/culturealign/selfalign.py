@@ -13,6 +13,8 @@ probabilities (see `metrics.paired_outcomes`), beside the same protocol under no
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -81,6 +83,12 @@ def query_of(probe, lang: str, seed: int) -> prompts.Cloze:
     return prompts.Cloze(probe.template, display_order(probe, lang, seed))
 
 
+def zero_shot_prompt(fmt: prompts.PromptFormat, probe, lang: str, seed: int) -> str:
+    """The zero-shot prompt of one probe: the task and the query in its seeded display order (the
+    one builder of this prompt, for measuring, the fidelity check and what stage 10 shows)."""
+    return prompts.cloze_prompt(query_of(probe, lang, seed), fmt=fmt)
+
+
 def check_swap_country(swap_country: str, countries: list[str], target: str) -> None:
     """Refuse a swap country that is not `most_different` or another country with WVS figures,
     before any model loads, naming the parameter and the allowed values."""
@@ -132,6 +140,24 @@ INVALID_POLICIES = (
     "not_aligned",
     "excluded",
 )  # an invalid response: counted as not the majority (the paper), or renormalised away
+InvalidPolicy = Literal["not_aligned", "excluded"]
+
+
+@dataclass(frozen=True)
+class Measuring:
+    """How responses are measured, the same before and after demonstrations: prompts per forward
+    pass, what an invalid response counts as (INVALID_POLICIES), and the responses drawn per
+    prompt for an engine without logits."""
+
+    batch_size: int = 8
+    invalid: InvalidPolicy = "not_aligned"
+    sample_draws: int = 10
+
+    def __post_init__(self) -> None:
+        if self.invalid not in INVALID_POLICIES:
+            raise ValueError(
+                f"parameter `invalid_responses` is {self.invalid!r}; use one of {', '.join(INVALID_POLICIES)}"
+            )
 
 
 def measure(
@@ -140,10 +166,8 @@ def measure(
     prompt_texts: list[str],
     lang: str,
     seed: int,
-    batch_size: int,
+    how: Measuring,
     desc: str,
-    invalid: str = "not_aligned",
-    draws: int = 10,
     draw_seed: int | None = None,
 ) -> pd.DataFrame:
     """Each probe's response distribution in both option orders (the paper shows them in random
@@ -151,13 +175,11 @@ def measure(
 
     Columns: p_a (share of option a among valid answers), p_majority (probability that one response
     gives the majority answer, averaged over the two orders; invalid responses count as not aligned,
-    or are excluded under invalid='excluded'), the same per order (_ab: shown as option_a, option_b;
+    or are excluded under how.invalid='excluded'), the same per order (_ab: shown as option_a, option_b;
     _ba: reversed), p_other, mode (exact, or sampled with `draws` responses for an engine without
     logits), flagged (p_other > 0.5) and the rounded count out of 10 (the deterministic rule). `draw_seed` (default
     `seed`) seeds the sampled responses only, so fresh draws of the same prompts are possible.
     """
-    if invalid not in INVALID_POLICIES:
-        raise ValueError(f"parameter `invalid_responses` is {invalid!r}; use one of {', '.join(INVALID_POLICIES)}")
     rows = list(probes.itertuples(index=False))
     texts, options = [], []
     for probe, text in zip(rows, prompt_texts):
@@ -167,9 +189,15 @@ def measure(
         texts += [ab, ba]
         options += [[probe.option_a, probe.option_b], [probe.option_b, probe.option_a]]
     scored = scoring.response_distributions(
-        lm, texts, options, batch_size=batch_size, desc=desc, draws=draws, seed=seed if draw_seed is None else draw_seed
+        lm,
+        texts,
+        options,
+        batch_size=how.batch_size,
+        desc=desc,
+        draws=how.sample_draws,
+        seed=seed if draw_seed is None else draw_seed,
     )
-    key = "probs" if invalid == "not_aligned" else "dist"
+    key = "probs" if how.invalid == "not_aligned" else "dist"
     even = (np.arange(len(texts)) % 2 == 0)[:, None]  # rows alternate: order ab, then order ba
     values, shares = np.array(list(scored[key]), dtype=float), np.array(list(scored["dist"]), dtype=float)
     p_opt_a = np.where(even, values[:, :1], values[:, 1:]).reshape(-1, 2)  # columns: order ab, order ba
@@ -202,9 +230,7 @@ def zero_shot(
     probes: pd.DataFrame,
     lang: str,
     seed: int,
-    batch_size: int,
-    invalid: str = "not_aligned",
-    sample_draws: int = 10,
+    how: Measuring = Measuring(),
     remeasure_above: float = 1e-3,
 ) -> pd.DataFrame:
     """Zero-shot table: each probe's p (majority answer, both orders), P(misaligned) = 1 - p^10
@@ -215,17 +241,11 @@ def zero_shot(
     (p_majority*_selection) and p_majority* is measured on fresh draws (seed + 1). A baseline
     taken from the selecting draws is biased low on exactly the selected probes, so any later
     measurement would "improve" them (regression to the mean)."""
-    texts = [
-        prompts.cloze_prompt(
-            query_of(p, lang, seed), chat=lm.spec.chat, tokenizer=lm.tokenizer, primer=lm.spec.answer_primer
-        )
-        for p in probes.itertuples(index=False)
-    ]
-    scored = measure(lm, probes, texts, lang, seed, batch_size, "zero-shot", invalid, sample_draws)
+    fmt = prompts.PromptFormat.of(lm)
+    texts = [zero_shot_prompt(fmt, p, lang, seed) for p in probes.itertuples(index=False)]
+    scored = measure(lm, probes, texts, lang, seed, how, "zero-shot")
     if scored["mode"].astype(str).str.startswith("sampled").any():
-        fresh = measure(
-            lm, probes, texts, lang, seed, batch_size, "zero-shot baseline", invalid, sample_draws, seed + 1
-        )
+        fresh = measure(lm, probes, texts, lang, seed, how, "zero-shot baseline", seed + 1)
         chosen = scored[["probe_id", *SELECTION]].rename(columns={c: f"{c}_selection" for c in SELECTION})
         scored = fresh.merge(chosen, on="probe_id")
     table = probes[
@@ -267,43 +287,42 @@ def placebo_answers(probe, demo_rows: pd.DataFrame, condition: str, seed: int, d
     return None
 
 
+DemoOrder = Literal["chosen", "shuffled"]  # demonstrations in their chosen order, or shuffled (the order check)
+
+
+@dataclass(frozen=True)
+class DemoFilling:
+    """How one prompt's demonstrations are filled and ordered: `answers` (a placebo's, else the
+    majority answers), the order, and the draw that seeds a shuffle."""
+
+    answers: list[str] | None = None
+    order: DemoOrder = "chosen"
+    draw: int = 0
+
+
 def demonstration_prompt(
-    lm: LoadedModel,
+    fmt: prompts.PromptFormat,
     probe,
     demo_rows: pd.DataFrame,
     lang: str,
     seed: int,
-    shuffle: bool = False,
-    answers: list[str] | None = None,
-    draw: int = 0,
-    query: prompts.Cloze | None = None,
+    filling: DemoFilling = DemoFilling(),
 ) -> str:
     """The self-aligned prompt: demonstrations (shuffled for the order check, draw-seeded;
-    placebo answers if given), then the query (by default in its seeded display order)."""
-    demos = demonstrations(probe, demo_rows, lang, seed, shuffle, answers, draw)
-    return prompts.cloze_prompt(
-        query or query_of(probe, lang, seed),
-        demos,
-        chat=lm.spec.chat,
-        tokenizer=lm.tokenizer,
-        primer=lm.spec.answer_primer,
-    )
+    placebo answers if given), then the query in its seeded display order."""
+    demos = demonstrations(probe, demo_rows, lang, seed, filling)
+    return prompts.cloze_prompt(query_of(probe, lang, seed), demos, fmt)
 
 
 def demonstrations(
-    probe,
-    demo_rows: pd.DataFrame,
-    lang: str,
-    seed: int,
-    shuffle: bool = False,
-    answers: list[str] | None = None,
-    draw: int = 0,
+    probe, demo_rows: pd.DataFrame, lang: str, seed: int, filling: DemoFilling = DemoFilling()
 ) -> list[prompts.Cloze]:
     """The filled-in demonstrations of one self-aligned prompt, in the order shown."""
+    answers, draw = filling.answers, filling.draw
     demos = [
         demo_of(d, lang, seed, a) for d, a in zip(demo_rows.itertuples(index=False), answers or [None] * len(demo_rows))
     ]
-    if shuffle:
+    if filling.order == "shuffled":
         order = np.random.default_rng([seed, _probe_seed(probe.probe_id)] + ([draw] if draw else [])).permutation(
             len(demos)
         )
@@ -311,16 +330,11 @@ def demonstrations(
     return demos
 
 
-def explanation_request(lm: LoadedModel, probe, demo_rows: pd.DataFrame, lang: str, seed: int) -> str:
+def explanation_request(fmt: prompts.PromptFormat, probe, demo_rows: pd.DataFrame, lang: str, seed: int) -> str:
     """Table 2's prompt: the self-aligned prompt answered with the majority answer, then the
     request for a post-hoc explanation."""
     return prompts.explanation_prompt(
-        query_of(probe, lang, seed),
-        demonstrations(probe, demo_rows, lang, seed),
-        probe.majority_option,
-        chat=lm.spec.chat,
-        tokenizer=lm.tokenizer,
-        primer=lm.spec.answer_primer,
+        query_of(probe, lang, seed), demonstrations(probe, demo_rows, lang, seed), probe.majority_option, fmt
     )
 
 
@@ -344,6 +358,19 @@ def _choices_per_draw(
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class Remeasurement:
+    """What stage 30 re-measures: the conditions (strategies and controls), R draws of every random
+    choice, which probes (`selected`, a boolean mask over the zero-shot table; by default its
+    `misaligned` column), and the country-swap placebo's labels (`country_labels`) and country."""
+
+    strategies: Sequence[str]
+    draws: int = 1
+    selected: pd.Series | None = None
+    swap_labels: pd.DataFrame | None = None
+    swap_country: str = MOST_DIFFERENT
+
+
 def self_aligned(
     lm: LoadedModel,
     zero: pd.DataFrame,
@@ -351,30 +378,25 @@ def self_aligned(
     choices: pd.DataFrame,
     lang: str,
     seed: int,
-    batch_size: int,
-    strategies: list[str],
-    draws: int = 1,
-    remeasure: pd.Series | None = None,
-    invalid: str = "not_aligned",
-    sample_draws: int = 10,
-    swap_labels: pd.DataFrame | None = None,
-    swap_country: str = MOST_DIFFERENT,
+    plan: Remeasurement,
+    how: Measuring = Measuring(),
 ) -> pd.DataFrame:
-    """Re-measure the selected probes (`remeasure`, a boolean mask over `zero`; by default
-    zero's `misaligned` column) with each strategy's demonstrations and each control.
+    """Re-measure the selected probes with each strategy's demonstrations and each control.
 
-    One row per probe, condition and draw (random choices are drawn `draws` times): the
+    One row per probe, condition and draw (random choices are drawn `plan.draws` times): the
     zero-shot and self-aligned measurements. A probe a strategy could not serve (too few
     candidates) keeps its reason and no measurement; the other strategies go on. The
-    country-swap placebo needs `swap_labels` (`country_labels`) and records its country.
+    country-swap placebo needs `plan.swap_labels` (`country_labels`) and records its country.
     """
     from .demos import DemoError
 
+    strategies, draws, swap_labels = list(plan.strategies), plan.draws, plan.swap_labels
     check_conditions(strategies, draws)
     if PLACEBO_COUNTRY in strategies and swap_labels is None:
         raise DemoError(f"condition {PLACEBO_COUNTRY} needs `swap_labels`: selfalign.country_labels(probes, countries)")
     by_id = candidates.set_index("probe_id", drop=False)
-    selected = zero[remeasure if remeasure is not None else zero["misaligned"].astype(bool)]
+    fmt = prompts.PromptFormat.of(lm)
+    selected = zero[plan.selected if plan.selected is not None else zero["misaligned"].astype(bool)]
     picks = _choices_per_draw(candidates, choices, strategies, seed, draws)
     rows, texts, keep = [], [], []
     for (strategy, draw), chosen in picks.items():
@@ -395,20 +417,17 @@ def self_aligned(
             target, demo_rows = by_id.loc[probe.probe_id], by_id.loc[demo_ids]
             answers = placebo_answers(target, demo_rows, strategy, seed, draw)
             if strategy == PLACEBO_COUNTRY:
-                rows[-1]["swap_country"], answers = swap_choice(demo_rows, swap_labels, swap_country)
+                rows[-1]["swap_country"], answers = swap_choice(demo_rows, swap_labels, plan.swap_country)
             rows[-1]["demo_answers"] = answers
-            texts.append(
-                demonstration_prompt(
-                    lm, target, demo_rows, lang, seed, shuffle=strategy == SHUFFLED, answers=answers, draw=draw
-                )
-            )
+            order = "shuffled" if strategy == SHUFFLED else "chosen"
+            texts.append(demonstration_prompt(fmt, target, demo_rows, lang, seed, DemoFilling(answers, order, draw)))
             keep.append(len(rows) - 1)
     table = pd.DataFrame(
         rows, columns=["probe_id", "strategy", "draw", "demo_ids", "reason", "demo_answers"] if not rows else None
     )
     if texts:
         served = by_id.loc[table.loc[keep, "probe_id"]].reset_index(drop=True)
-        after = measure(lm, served, texts, lang, seed, batch_size, "self-aligned", invalid, sample_draws)
+        after = measure(lm, served, texts, lang, seed, how, "self-aligned")
         for column in MEASURED:
             if column in after:
                 table.loc[keep, f"{column}_after"] = after[column].to_numpy()
@@ -431,21 +450,35 @@ def components(frame: pd.DataFrame, suffix: str = "", combination: str = "per_dr
     return [[p] for p in frame[f"p_majority{suffix}"]]
 
 
+OutcomeRule = Literal["expected", "rounded"]  # the protocol in expectation, or the deterministic rounded count
+OUTCOME_RULES = ("expected", "rounded")
+
+
+def check_rule(rule: str) -> None:
+    """Refuse an outcome rule that does not exist, naming the parameter and the rules that do."""
+    if rule not in OUTCOME_RULES:
+        raise ValueError(
+            f"parameter `outcome_rule` must be one of {', '.join(OUTCOME_RULES)} (expected: the paper's "
+            f"10-draw protocol in expectation; rounded: round(10 p) counts), got {rule!r}"
+        )
+
+
 def misalignment(
-    zero: pd.DataFrame, combination: str = "per_draw", remeasure_above: float = 1e-3, deterministic_rule: bool = False
+    zero: pd.DataFrame, combination: str = "per_draw", remeasure_above: float = 1e-3, rule: OutcomeRule = "expected"
 ) -> pd.DataFrame:
     """Each zero-shot probe's P(misaligned) under the paper's protocol (1 - p^10, order-mixed),
     its mixture components, and whether it is re-measured: P(misaligned) >= remeasure_above, or
-    under the deterministic rule (expected count rounded below 10) when `deterministic_rule`. In sampled
+    under the rounded rule (expected count rounded below 10). In sampled
     mode the selection uses the selecting draws (`_selection` columns) and the components (the
     baseline) the fresh ones, so selection and baseline are independent."""
+    check_rule(rule)
     comps = components(zero, "", combination)
     suffix = "_selection" if "p_majority_selection" in zero else ""
     selecting = components(zero, suffix, combination)
     out = zero[["probe_id", "qid", "category"]].copy()
     out["p_misaligned"] = [metrics.protocol_outcomes(c, c)["misaligned"] for c in selecting]
     out["components"] = [json.dumps(c) for c in comps]
-    if deterministic_rule:
+    if rule == "rounded":
         out["remeasured"] = [metrics.correct_count(float(np.mean(c))) < metrics.N_RESPONSES for c in selecting]
     else:
         out["remeasured"] = out["p_misaligned"] >= remeasure_above
@@ -468,7 +501,7 @@ def after_components(served: pd.DataFrame, strategy: str, combination: str) -> l
 
 
 def outcomes(
-    results: pd.DataFrame, combination: str = "per_draw", deterministic_rule: bool = False, pairing: str = "independent"
+    results: pd.DataFrame, combination: str = "per_draw", rule: OutcomeRule = "expected", pairing: str = "independent"
 ) -> pd.DataFrame:
     """Per probe and condition: the protocol's P(misaligned), P(improved / same / decreased),
     E[error reduction | improved], p before and after (averaged over draws), p' - p, the mixture
@@ -483,9 +516,10 @@ def outcomes(
     """
     if pairing not in PAIRINGS:
         raise ValueError(f"parameter `order_pairing` must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+    check_rule(rule)
 
-    def rule(before: list[float], after: list[float]) -> dict[str, float]:
-        if deterministic_rule:
+    def protocol(before: list[float], after: list[float]) -> dict[str, float]:
+        if rule == "rounded":
             return metrics.rounded_outcomes(before, after)
         return metrics.paired_outcomes(before, after, pairing)
 
@@ -516,12 +550,12 @@ def outcomes(
             per_draw = after_components(served, strategy, combination)
             after = [c for comp in per_draw for c in comp]
             row.update(
-                rule(before, after),
+                protocol(before, after),
                 p_after=float(served["p_majority_after"].mean()),
                 components_after=json.dumps(after),
                 components_per_draw=json.dumps([json.dumps(c) for c in components(served, "_after", combination)]),
             )
-            null = rule(before, before)
+            null = protocol(before, before)
             row.update({f"{k}_no_effect": null[k] for k in metrics.OUTCOMES})
             row["delta"] = row["p_after"] - row["p_before"]
             for column in ("p_a", "p_other"):
@@ -533,7 +567,7 @@ def outcomes(
                 )
         rows.append(row)
     table = pd.DataFrame(rows)
-    table["rule"] = "rounded" if deterministic_rule else "expected"
+    table["rule"] = rule
     table["order_combination"] = combination
     table["order_pairing"] = pairing
     return table
@@ -554,12 +588,8 @@ def fidelity_check(
         return pd.DataFrame(
             columns=["probe_id", "draws", "valid", "sampled_a", "exact_a", "sampled_other", "exact_other", "p_value"]
         )
-    texts = [
-        prompts.cloze_prompt(
-            query_of(p, lang, seed), chat=lm.spec.chat, tokenizer=lm.tokenizer, primer=lm.spec.answer_primer
-        )
-        for p in probes.itertuples(index=False)
-    ]
+    fmt = prompts.PromptFormat.of(lm)
+    texts = [zero_shot_prompt(fmt, p, lang, seed) for p in probes.itertuples(index=False)]
     orders = [list(display_order(p, lang, seed)) for p in probes.itertuples(index=False)]
     exact = scoring.option_distributions(lm, texts, orders, batch_size=batch_size, desc="fidelity exact")
     sampled = scoring.sample_counts(

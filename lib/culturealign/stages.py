@@ -87,8 +87,9 @@ def declared_parameters(stage: str) -> dict[str, P.Declared]:
 def resolve_params(stage: str, model: str, lang: str, scale: str = "full") -> dict[str, Any]:
     """Merged, checked parameters of one run; raises ParamError/ModelUnavailable before any work."""
     files = P.layer_files(model, lang, scale)
-    merged = P.merge_layers(files, stage, declared_parameters(stage), stage_names())
-    spec = ModelSpec.from_dict(merged.get("model_config", {}), where=str(files[1]))
+    names_by_stage = {name: P.parameter_names(name) for name in stage_names()}
+    merged = P.merge_layers(files, stage, declared_parameters(stage), names_by_stage)
+    spec = ModelSpec.from_dict(P.layer_value(files, "model_config") or {}, where=str(files[1]))
     if merged.get("model") != model or spec.name != model:
         raise P.ParamError(f"{files[1]}: 'model' and model_config.name must both be '{model}'")
     if merged.get("lang") != lang:

@@ -158,7 +158,7 @@ def _sampled(group: pd.DataFrame) -> bool:
     return "mode" in group and group["mode"].astype(str).str.startswith("sampled").any()
 
 
-def _draw_spread(group: pd.DataFrame, deterministic: bool) -> dict[str, float]:
+def _draw_spread(group: pd.DataFrame, rule: str) -> dict[str, float]:
     """% improved under each of the R demonstration draws on its own (spread of the random choice)."""
     per_probe = [[_parse(c) for c in _parse(v)] for v in group["components_per_draw"]]
     draws = min((len(p) for p in per_probe), default=0)
@@ -166,13 +166,13 @@ def _draw_spread(group: pd.DataFrame, deterministic: bool) -> dict[str, float]:
         return {"improved_draw_sd": float("nan"), "improved_draw_min": float("nan"), "improved_draw_max": float("nan")}
     pairing = _pairing(group)
 
-    def rule(b, a):
-        return metrics.rounded_outcomes(b, a) if deterministic else metrics.paired_outcomes(b, a, pairing)
+    def protocol(b, a):
+        return metrics.rounded_outcomes(b, a) if rule == "rounded" else metrics.paired_outcomes(b, a, pairing)
 
     before = [_parse(c) for c in group["components_before"]]
     shares = []
     for d in range(draws):
-        outs = [rule(b, p[d]) for b, p in zip(before, per_probe)]
+        outs = [protocol(b, p[d]) for b, p in zip(before, per_probe)]
         mis = sum(o["misaligned"] for o in outs)
         shares.append(100 * sum(o["improved"] for o in outs) / mis if mis else float("nan"))
     return {
@@ -213,7 +213,7 @@ def _table1_one(outcomes: pd.DataFrame, model: str, lang: str, runs: int, seed: 
             )
             row["mean_delta"] = float(sub["delta"].mean())
             row["delta_ci_low"], row["delta_ci_high"] = metrics.bootstrap_mean_interval(sub["delta"], seed=seed)
-            row.update(_draw_spread(sub, (sub["rule"] == "rounded").all()))
+            row.update(_draw_spread(sub, "rounded" if (sub["rule"] == "rounded").all() else "expected"))
             row["sign_test_p"] = metrics.sign_test(
                 int(round(sub["improved"].sum())), int(round(sub["decreased"].sum()))
             )
@@ -495,11 +495,12 @@ def _common_and_full(
     shows nothing), and with every question common the two panels are one; the note says which."""
     if common.empty or n_common == n_full:
         fig, axes = plots.panels(1, **kw)
-        draw(full, axes[0], f"all probes ({n_full} questions)", legend=True)
+        draw(full, axes[0], f"all probes ({n_full} questions)")
         return plots.titled(fig, title), OMITTED_COMMON if common.empty else SAME_QUESTIONS
     fig, axes = plots.panels(2, **kw)
-    draw(common, axes[0], f"{n_common} WVS questions common to the languages", legend=False)
-    draw(full, axes[1], f"all probes ({n_full} questions)", legend=True)
+    draw(common, axes[0], f"{n_common} WVS questions common to the languages")
+    plots.hide_legend(axes[0])
+    draw(full, axes[1], f"all probes ({n_full} questions)")
     return plots.titled(fig, title), ""
 
 
@@ -528,10 +529,10 @@ def figures(
         g = frame.groupby(by)[["improved", "misaligned"]].sum()
         return (100 * g["improved"] / g["misaligned"]).rename("improved").reset_index()
 
-    def model_bars(frame, ax, title, legend):
-        return plots.bars(frame, "model", "improved", "strategy", title, "% improved (expected)", ax=ax, legend=legend)
+    def model_bars(frame, ax, title):
+        return plots.bars(frame, "model", "improved", "strategy", title, "% improved (expected)", ax=ax)
 
-    def model_boxes(frame, ax, title, legend):
+    def model_boxes(frame, ax, title):
         return plots.boxes(
             frame,
             "model",
@@ -540,11 +541,10 @@ def figures(
             "(d_orig - d_corr) / d_orig",
             hue="strategy",
             ax=ax,
-            points=False,
-            legend=legend,
+            points="none",
         )
 
-    def heat(matrix, ax, title, legend):
+    def heat(matrix, ax, title):
         return plots.heatmap(matrix, title, "% misaligned (expected)", ax=ax, vmin=0, vmax=100)
 
     fig4, note4 = _common_and_full(
@@ -570,7 +570,7 @@ def figures(
             "Figure 2. Misaligned probes improved by self-alignment, per strategy and control",
         ),
         "fig3_error_reduction_by_strategy": plots.titled(
-            plots.boxes(er, "strategy", "error_reduction", "", "(d_orig - d_corr) / d_orig", points=False),
+            plots.boxes(er, "strategy", "error_reduction", "", "(d_orig - d_corr) / d_orig", points="none"),
             "Figure 3. Error-rate reduction of improved probes (50 simulated runs of the protocol)",
         ),
         "fig4_error_reduction_by_model": fig4,
@@ -647,7 +647,7 @@ def figures(
             "Beyond the paper: order sensitivity",
             "|p(A,B) - p(B,A)| of the majority answer",
             hue="condition",
-            points=False,
+            points="none",
         )
     captions = {
         name: ". ".join(filter(None, [plots.title_of(fig).rstrip("."), notes.get(name, "")]))

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from culturealign import metrics, selfalign, summary
+from culturealign import metrics, selfalign, selfalign_summary
 
 SHIFT = {"chrf_all": 0.3, "random": 0.0, "placebo_random_answer": 0.02, "chrf_category": 0.2}
 
@@ -56,7 +56,7 @@ def outcomes():
 
 
 def test_table1_has_the_papers_columns_then_the_new_ones_on_one_denominator(outcomes):
-    t1 = summary.table1(outcomes, runs=500)
+    t1 = selfalign_summary.table1(outcomes, runs=500)
     assert list(t1.columns[:7]) == ["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased"]
     assert {
         "n",
@@ -100,7 +100,7 @@ def test_a_condition_that_serves_no_probe_leaves_the_others_their_denominator():
     """Malaysian: no category has 6 candidates, so the category strategies serve nothing; the other
     conditions still compare on every probe, and the table keeps all its columns."""
     out = selfalign.outcomes(synthetic_results("ms", 18, seed=5, unserved=18)).assign(model="m", lang="ms")
-    t1 = summary.table1(out, runs=200).set_index("strategy")
+    t1 = selfalign_summary.table1(out, runs=200).set_index("strategy")
     assert list(t1.columns[:6]) == ["model", "lang", "n_misaligned", "improved", "same", "decreased"]
     assert t1.at["chrf_category", "n"] == 0 and t1.at["chrf_category", "n_unserved"] == 18
     assert (t1.drop(index="chrf_category")["n"] == 18).all()
@@ -108,12 +108,12 @@ def test_a_condition_that_serves_no_probe_leaves_the_others_their_denominator():
         t1.at["chrf_all", "improved_run_low"] <= t1.at["chrf_all", "improved"] <= t1.at["chrf_all", "improved_run_high"]
     )
     assert np.isnan(t1.at["chrf_category", "mean_delta"])  # nothing to compute, but the column is there
-    tests = summary.paired_tests(out)
+    tests = selfalign_summary.paired_tests(out)
     assert not (tests["a"] == "chrf_category").any() and tests["p"].notna().all()
 
 
 def test_primary_family_is_holm_adjusted_per_language_and_the_rest_is_exploratory(outcomes):
-    tests = summary.paired_tests(outcomes)
+    tests = selfalign_summary.paired_tests(outcomes)
     assert set(tests["family"]) == {"primary", "exploratory"}
     assert tests.loc[tests["family"] == "exploratory", "holm_p"].isna().all()
     between = tests[tests["family"] == "primary"].set_index(["lang", "b"])
@@ -129,19 +129,19 @@ def test_primary_family_is_holm_adjusted_per_language_and_the_rest_is_explorator
     for lang in ("en", "de"):
         assert np.allclose(between.loc[lang, "holm_p"], metrics.holm(between.loc[lang, "p"]))
     # one definition of the family: a language's adjusted p is the same alone (stage 30) and in the summary (stage 40)
-    alone = summary.paired_tests(outcomes[outcomes["lang"] == "de"])
+    alone = selfalign_summary.paired_tests(outcomes[outcomes["lang"] == "de"])
     assert np.allclose(alone.loc[alone["family"] == "primary", "holm_p"], between.loc["de", "holm_p"])
 
 
-def test_deterministic_rule_stays_available(outcomes):
+def test_rounded_rule_stays_available(outcomes):
     old = pd.concat(
         [
-            selfalign.outcomes(synthetic_results("en", 40, seed=42, unserved=3), deterministic_rule=True).assign(
+            selfalign.outcomes(synthetic_results("en", 40, seed=42, unserved=3), rule="rounded").assign(
                 model="m", lang="en"
             )
         ]
     )
-    t1 = summary.table1(old, runs=200).set_index("strategy")
+    t1 = selfalign_summary.table1(old, runs=200).set_index("strategy")
     assert (t1["rule"] == "rounded").all() and float(t1.at["chrf_all", "n_misaligned"]).is_integer()
 
 
@@ -155,19 +155,21 @@ def test_order_sensitivity_per_language(outcomes):
             "p_majority_ba": [0.5, 0.5, 0.1],
         }
     )
-    table = summary.order_sensitivity(summary.order_gaps(zero, outcomes)).set_index(["lang", "condition"])
+    table = selfalign_summary.order_sensitivity(selfalign_summary.order_gaps(zero, outcomes)).set_index(
+        ["lang", "condition"]
+    )
     assert (
         table.at[("en", "zero_shot"), "mean_gap"] == pytest.approx(0.2)
         and table.at[("en", "zero_shot"), "share_over_0.2"] == 0.5
     )
     assert table.at[("en", "chrf_all"), "mean_gap"] == pytest.approx(0.1, abs=0.02)
-    assert summary.order_sensitivity(
-        summary.order_gaps(zero.drop(columns=["p_majority_ab"]), outcomes.drop(columns=["order_gap_after"]))
+    assert selfalign_summary.order_sensitivity(
+        selfalign_summary.order_gaps(zero.drop(columns=["p_majority_ab"]), outcomes.drop(columns=["order_gap_after"]))
     ).empty
 
 
 def test_figures_carry_the_papers_numbers_and_are_png_and_pdf(outcomes, tmp_path):
-    t1 = summary.table1(outcomes, runs=100)
+    t1 = selfalign_summary.table1(outcomes, runs=100)
     misalignment = pd.concat(
         [
             selfalign.misalignment(
@@ -183,8 +185,8 @@ def test_figures_carry_the_papers_numbers_and_are_png_and_pdf(outcomes, tmp_path
             for lang, n in (("en", 40), ("de", 30))
         ]
     )
-    assert summary.common_questions(misalignment, ["lang"]) == {f"Q{i}" for i in range(30)}
-    matrix = summary.misaligned_matrix(misalignment, {"Q0"})
+    assert selfalign_summary.common_questions(misalignment, ["lang"]) == {f"Q{i}" for i in range(30)}
+    matrix = selfalign_summary.misaligned_matrix(misalignment, {"Q0"})
     assert matrix.loc["m", "en"] == pytest.approx(100 * (1 - 0.3**10))
     zero = pd.DataFrame(
         {
@@ -197,8 +199,10 @@ def test_figures_carry_the_papers_numbers_and_are_png_and_pdf(outcomes, tmp_path
             "human_a": [0.7],
         }
     )
-    soft = summary.soft_alignment(outcomes, zero)
-    made = summary.figures(t1, outcomes, misalignment, soft, summary.order_gaps(zero, outcomes), tmp_path)
+    soft = selfalign_summary.soft_alignment(outcomes, zero)
+    made = selfalign_summary.figures(
+        t1, outcomes, misalignment, soft, selfalign_summary.order_gaps(zero, outcomes), tmp_path
+    )
     assert {
         "fig2_improved_by_strategy",
         "fig3_error_reduction_by_strategy",
@@ -213,7 +217,7 @@ def test_figures_carry_the_papers_numbers_and_are_png_and_pdf(outcomes, tmp_path
     } == set(made)
     for paths in made.values():
         assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 5000 for p in paths)
-    sizes = summary.error_sizes(misalignment)
+    sizes = selfalign_summary.error_sizes(misalignment)
     per_lang = sizes.groupby("lang")["weight"].sum()
     assert per_lang["en"] == pytest.approx(misalignment.loc[misalignment["lang"] == "en", "p_misaligned"].sum())
 
@@ -236,16 +240,16 @@ def test_figures_say_so_when_no_question_is_common_to_the_languages(outcomes, tm
             for lang in ("en", "de")
         ]
     )
-    assert not summary.common_questions(misalignment, ["lang"])
-    made = summary.figures(
-        summary.table1(disjoint, runs=50), disjoint, misalignment, pd.DataFrame(), pd.DataFrame(), tmp_path
+    assert not selfalign_summary.common_questions(misalignment, ["lang"])
+    made = selfalign_summary.figures(
+        selfalign_summary.table1(disjoint, runs=50), disjoint, misalignment, pd.DataFrame(), pd.DataFrame(), tmp_path
     )
     assert {"fig4_error_reduction_by_model", "fig5_improved_by_model", "fig7_misaligned_heatmap"} <= set(made)
     assert all(p.stat().st_size > 5000 for paths in made.values() for p in paths)
 
 
 def test_table1_shows_what_no_effect_gives_beside_each_row(outcomes):
-    t1 = summary.table1(outcomes, runs=100)
+    t1 = selfalign_summary.table1(outcomes, runs=100)
     en = t1[t1["lang"] == "en"].set_index("strategy")
     common = outcomes[
         (outcomes["lang"] == "en")
@@ -265,10 +269,10 @@ def test_table1_shows_what_no_effect_gives_beside_each_row(outcomes):
 
 
 def test_contrasts_against_the_placebo_and_random_with_paired_intervals(outcomes):
-    table = summary.contrasts(outcomes, n_boot=500)
-    assert list(table.columns) == summary.CONTRAST_COLUMNS
+    table = selfalign_summary.contrasts(outcomes, n_boot=500)
+    assert list(table.columns) == selfalign_summary.CONTRAST_COLUMNS
     row = table.set_index(["lang", "condition", "reference"]).loc[("en", "chrf_all", "placebo_random_answer")]
-    t1 = summary.table1(outcomes, runs=100).set_index(["lang", "strategy"])
+    t1 = selfalign_summary.table1(outcomes, runs=100).set_index(["lang", "strategy"])
     assert row["improved_diff"] == pytest.approx(
         t1.at[("en", "chrf_all"), "improved"] - t1.at[("en", "placebo_random_answer"), "improved"]
     )
@@ -280,9 +284,9 @@ def test_contrasts_against_the_placebo_and_random_with_paired_intervals(outcomes
 
 def test_too_few_probes_are_computed_and_flagged():
     out = selfalign.outcomes(synthetic_results("xx", 4, seed=1)).assign(model="m", lang="xx")
-    table = summary.contrasts(out, n_boot=200)
+    table = selfalign_summary.contrasts(out, n_boot=200)
     assert table["too_few_probes"].all() and table["improved_diff"].notna().all()
-    tests = summary.paired_tests(out)
+    tests = selfalign_summary.paired_tests(out)
     assert tests["too_few_probes"].all() and tests.loc[tests["family"] == "primary", "p"].notna().all()
 
 
@@ -290,13 +294,13 @@ def test_sampled_runs_keep_zero_differences_by_pratt():
     out = selfalign.outcomes(synthetic_results("en", 20, seed=2)).assign(
         model="m", lang="en", mode="sampled (10 draws)"
     )
-    tests = summary.paired_tests(out)
+    tests = selfalign_summary.paired_tests(out)
     assert (tests.loc[tests["test"] == "vs_zero_shot", "method"] == "wilcoxon_pratt").all()
 
 
 def test_resample_counts_below_one_are_refused_naming_the_parameter():
     with pytest.raises(ValueError, match="`permutation_resamples` must be a whole number >= 1, got 0"):
-        summary.check_resamples(2000, 0)
+        selfalign_summary.check_resamples(2000, 0)
     with pytest.raises(ValueError, match="`contrast_resamples`"):
-        summary.check_resamples(-1, 10)
-    summary.check_resamples(1, 1)
+        selfalign_summary.check_resamples(-1, 10)
+    selfalign_summary.check_resamples(1, 1)

@@ -1,0 +1,31 @@
+"""The opening of every stage notebook in one call: the run folder and manifest, then the model.
+
+A notebook passes its name and `globals()`; its parameters cell says what to record (every name
+it declares, nothing else) and whether the stage asks a model (it declares `model_config`). A
+stage without a model reads and writes tables only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import models, params, runs
+
+
+def uses_model(stage: str) -> bool:
+    """Whether a stage asks a model: its parameters cell declares `model_config`."""
+    return "model_config" in params.parameter_names(stage)
+
+
+def begin(stage: str, namespace: dict[str, Any], **load: Any) -> tuple[runs.Run, models.LoadedModel | None]:
+    """Open the stage's run (runs.start_run, from the parameters in `namespace`) and, for a stage
+    that asks a model, load it (keywords go to models.load_model) and record it in the manifest.
+    Returns the run and the loaded model (None for a stage without one)."""
+    run = runs.start_run(stage, namespace)
+    if not uses_model(stage):
+        print(f"{stage}: model {run.model}, language {run.lang}; outputs in {run.dir}")
+        return run, None
+    lm = models.load_model(models.spec_for(run.model, namespace["model_config"]), **load)
+    run.record_model(lm)
+    print(f"{stage}: model {lm.spec.name} on {lm.device}, language {run.lang}; outputs in {run.dir}")
+    return run, lm
