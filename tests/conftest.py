@@ -8,6 +8,11 @@ subprocess or a local server; `smoke` runs the notebooks; `vllm` starts a real v
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from culturealign import models, paths
@@ -23,6 +28,49 @@ def pytest_sessionstart(session):
             f"the repository (../shared/data/wvs7). Put it there or set CULTUREALIGN_WVS_SOURCE=/path/to/wvs7.",
             returncode=4,
         )
+
+
+VLLM_BUILD = pytest.StashKey[tuple[subprocess.Popen, Path]]()
+
+
+def pytest_collection_finish(session):
+    """When vLLM tests are collected, start making .venv-vllm now, in the background, with the
+    command `make serve` uses: the build is mostly downloads (minutes on a fresh clone), so it
+    overlaps the other tiers and the server fixture only waits for what is left (`vllm_venv`)."""
+    if os.environ.get("CULTUREALIGN_VLLM_URL") or not any(i.get_closest_marker("vllm") for i in session.items):
+        return
+    log = paths.BUILD / "vllm-venv.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as sink:
+        build = subprocess.Popen(
+            [sys.executable, "-m", "culturealign.serve", "setup"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=paths.REPO,
+        )
+    session.config.stash[VLLM_BUILD] = (build, log)
+
+
+def pytest_unconfigure(config):
+    """A background build that no test waited for (a run cut short) does not outlive pytest."""
+    build, _ = config.stash.get(VLLM_BUILD, (None, None))
+    if build is not None and build.poll() is None:
+        build.terminate()
+        build.wait()
+
+
+@pytest.fixture(scope="session")
+def vllm_venv(request):
+    """The python of .venv-vllm, once the build started at collection has ended (or made here
+    when none was started); a failed build names its log."""
+    from culturealign import serve
+
+    build, log = request.config.stash.get(VLLM_BUILD, (None, None))
+    if build is not None and build.wait() != 0:
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
+        raise RuntimeError(f"building .venv-vllm failed (exit {build.returncode}); the end of {log}:\n{tail}")
+    return serve.ensure_venv()  # a no-op when the background build made it
 
 
 @pytest.fixture(autouse=True)
