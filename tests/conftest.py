@@ -3,14 +3,19 @@ random-weight Gemma 3 for plumbing; and the embedded 270M model for numerical ch
 
 Tiers (markers declared in pyproject.toml): unmarked tests are the unit tier (`make unit`: no
 model weights, no process, no server); `model` loads the embedded 270M; `process` starts a
-subprocess or a local server; `smoke` runs the notebooks; `vllm` starts a real vLLM server.
+subprocess or a local server; `smoke` runs the notebooks; `vllm` starts a real vLLM server. When
+vLLM tests are collected, their server is started at collection, in the background, so that its
+environment's build and start overlap the tiers that run before them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -30,47 +35,86 @@ def pytest_sessionstart(session):
         )
 
 
-VLLM_BUILD = pytest.StashKey[tuple[subprocess.Popen, Path]]()
+VLLM_MODEL = "gemma3-270m-vllm"  # what the vLLM tests serve: the embedded weights, engine: openai
+VLLM_THREADS = 2
+VLLM_START = pytest.StashKey[tuple[subprocess.Popen, Path, float]]()
 
 
 def pytest_collection_finish(session):
-    """When vLLM tests are collected, start making .venv-vllm now, in the background, with the
-    command `make serve` uses: the build is mostly downloads (minutes on a fresh clone), so it
-    overlaps the other tiers and the server fixture only waits for what is left (`vllm_venv`)."""
-    if os.environ.get("CULTUREALIGN_VLLM_URL") or not any(i.get_closest_marker("vllm") for i in session.items):
+    """When vLLM tests are collected, start their server now, in the background, with `make
+    serve`'s own command: it makes .venv-vllm on first use (mostly downloads: minutes on a fresh
+    clone), then starts vLLM (minutes of imports in three processes on 2 cores). Both overlap the
+    tiers that run first; the `vllm_server` fixture only waits for what is left. The embedded
+    model's cache is made here first, so the server and the first stages never both de-quantize it."""
+    if session.config.option.collectonly or os.environ.get("CULTUREALIGN_VLLM_URL"):
         return
-    log = paths.BUILD / "vllm-venv.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    if not any(item.get_closest_marker("vllm") for item in session.items):
+        return
+    models.prepare_embedded()
+    outputs = Path(tempfile.mkdtemp(prefix="culturealign-vllm-"))
+    log = outputs / "start.log"
+    command = ["-m", "culturealign.serve", "start", "--model", VLLM_MODEL, "--lora", "--threads", str(VLLM_THREADS)]
     with open(log, "w", encoding="utf-8") as sink:
-        build = subprocess.Popen(
-            [sys.executable, "-m", "culturealign.serve", "setup"],
+        start = subprocess.Popen(
+            [sys.executable, *command],
             stdout=sink,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=paths.REPO,
+            env=dict(os.environ, CULTUREALIGN_OUTPUTS=str(outputs)),
         )
-    session.config.stash[VLLM_BUILD] = (build, log)
+    session.config.stash[VLLM_START] = (start, outputs, time.perf_counter())
+
+
+def stop_vllm(outputs: Path) -> int | None:
+    """Stop the server recorded under `outputs` (serve.stop: only our own process group); its PID."""
+    from culturealign import serve
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CULTUREALIGN_OUTPUTS", str(outputs))
+        state = serve.read_state(VLLM_MODEL)
+        serve.stop(VLLM_MODEL)
+    return int(state["pid"]) if state else None
 
 
 def pytest_unconfigure(config):
-    """A background build that no test waited for (a run cut short) does not outlive pytest."""
-    build, _ = config.stash.get(VLLM_BUILD, (None, None))
-    if build is not None and build.poll() is None:
-        build.terminate()
-        build.wait()
+    """A server that no test stopped (a run cut short) does not outlive pytest, nor its record."""
+    start, outputs, _ = config.stash.get(VLLM_START, (None, None, None))
+    if start is None:
+        return
+    if start.poll() is None:
+        start.terminate()
+        start.wait()
+    stop_vllm(outputs)
+    shutil.rmtree(outputs, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def vllm_venv(request):
-    """The python of .venv-vllm, once the build started at collection has ended (or made here
-    when none was started); a failed build names its log."""
+@pytest.fixture(scope="module")
+def vllm_server(request):
+    """The record (serve.start's state) of the server started at collection, once it answers;
+    stopped after the module. A build or start that failed names its log."""
     from culturealign import serve
 
-    build, log = request.config.stash.get(VLLM_BUILD, (None, None))
-    if build is not None and build.wait() != 0:
+    start, outputs, began = request.config.stash.get(VLLM_START, (None, None, None))
+    if start is None:
+        raise RuntimeError("no vLLM server was started at collection (is CULTUREALIGN_VLLM_URL set?)")
+    waited = time.perf_counter()
+    log = outputs / "start.log"
+    if start.wait() != 0:
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
-        raise RuntimeError(f"building .venv-vllm failed (exit {build.returncode}); the end of {log}:\n{tail}")
-    return serve.ensure_venv()  # a no-op when the background build made it
+        raise RuntimeError(f"`python -m culturealign.serve start` exited {start.returncode}; the end of {log}:\n{tail}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CULTUREALIGN_OUTPUTS", str(outputs))
+        state = serve.running(VLLM_MODEL)
+    if state is None:
+        raise RuntimeError(f"the vLLM server started at collection no longer runs; see {outputs}/serve/")
+    state["timing"] = {
+        "ready_after_collection_s": round(time.perf_counter() - began, 1),
+        "waited_s": round(time.perf_counter() - waited, 1),
+    }
+    yield state
+    pid = stop_vllm(outputs)
+    assert pid is None or not serve.alive(pid), "the vLLM server outlived its tests"
 
 
 @pytest.fixture(autouse=True)

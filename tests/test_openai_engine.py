@@ -1,9 +1,10 @@
 """The OpenAI-compatible server engine: against a real vLLM CPU server (marked vllm), and its
 error messages against a small fake server.
 
-The real-server tests start vLLM once for the module from .venv-vllm (built on first use, about
-2 minutes, then about 2 minutes to start); a server that cannot be built or started fails the
-tests with the reason. Set CULTUREALIGN_VLLM_URL to use a server that already runs instead.
+The real-server tests use one vLLM server for the module from .venv-vllm, built on first use and
+started in the background from collection on (tests/conftest.py); a server that cannot be built
+or started fails the tests with the reason. Set CULTUREALIGN_VLLM_URL to use a server that
+already runs instead.
 """
 
 from __future__ import annotations
@@ -211,12 +212,12 @@ def test_unknown_adapter_name_in_a_request(fake):
 
 
 @pytest.fixture(scope="module")
-def server(request, tmp_path_factory):
-    """vLLM on CPU for the embedded model, 2 threads, on a free port; stopped after the module.
-    .venv-vllm is built in the background from collection on (conftest: `vllm_venv`)."""
+def server(request):
+    """vLLM on CPU for the embedded model, 2 threads, on a free port, started in the background
+    from collection on (conftest: `vllm_server`) and stopped after the module."""
     if os.environ.get("CULTUREALIGN_VLLM_URL"):
         folder = models.prepare_embedded()
-        yield {
+        return {
             "url": os.environ["CULTUREALIGN_VLLM_URL"],
             "folder": str(folder),
             "max_logprobs": 100,
@@ -224,28 +225,14 @@ def server(request, tmp_path_factory):
             "served_model": SERVED,
             "timing": {},
         }
-        return
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CULTUREALIGN_OUTPUTS", str(tmp_path_factory.mktemp("serve-outputs")))
-        began = time.perf_counter()
-        try:
-            python = request.getfixturevalue("vllm_venv")
-            built = time.perf_counter()
-            state = serve.start(SERVED, lora=True, threads=2, timeout=900)
-        except Exception as err:  # noqa: BLE001  a server that cannot run fails every test, with the reason
-            serve.stop(SERVED)
-            pytest.fail(f"could not build or start vLLM ({type(err).__name__}): {err}")
-        state["timing"] = {
-            "venv_s": round(built - began, 1),
-            "start_s": round(time.perf_counter() - built, 1),
-            "python": str(python),
-        }
-        print(f"\nvLLM: venv {state['timing']['venv_s']} s, start {state['timing']['start_s']} s")
-        try:
-            yield state
-        finally:
-            serve.stop(SERVED)
-            assert not serve.alive(int(state["pid"])), "the vLLM server outlived its tests"
+    try:
+        state = request.getfixturevalue("vllm_server")
+    except Exception as err:  # noqa: BLE001  a server that cannot run fails every test, with the reason
+        pytest.fail(f"could not build or start vLLM ({type(err).__name__}): {err}")
+    assert state["served_model"] == SERVED and state["lora"]
+    timing = state["timing"]
+    print(f"\nvLLM: ready {timing['ready_after_collection_s']} s after collection; waited {timing['waited_s']} s")
+    return state
 
 
 @pytest.fixture(scope="module")
