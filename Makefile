@@ -56,7 +56,7 @@ test-model: setup ## tests on the embedded 270M model, and tests that start a su
 smoke: setup ## execute every notebook on tiny parameters, two stages at a time (tests/smoke)
 	$(PY) -m pytest -q tests -m smoke
 
-test: lint ## what CI runs: lint, then every tier (unit, model, smoke, and vLLM: .venv-vllm is made on first use)
+test: lint ## what CI runs: lint, then every tier (unit, model, smoke, vLLM: its server, and .venv-vllm on first use, start in the background at collection)
 	$(PY) -m pytest -q tests --durations=20
 
 test-vllm: setup ## only the tests that start a real vLLM CPU server (minutes)

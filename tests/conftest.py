@@ -3,10 +3,20 @@ random-weight Gemma 3 for plumbing; and the embedded 270M model for numerical ch
 
 Tiers (markers declared in pyproject.toml): unmarked tests are the unit tier (`make unit`: no
 model weights, no process, no server); `model` loads the embedded 270M; `process` starts a
-subprocess or a local server; `smoke` runs the notebooks; `vllm` starts a real vLLM server.
+subprocess or a local server; `smoke` runs the notebooks; `vllm` starts a real vLLM server. When
+vLLM tests are collected, their server is started at collection, in the background, so that its
+environment's build and start overlap the tiers that run before them.
 """
 
 from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +33,88 @@ def pytest_sessionstart(session):
             f"the repository (../shared/data/wvs7). Put it there or set CULTUREALIGN_WVS_SOURCE=/path/to/wvs7.",
             returncode=4,
         )
+
+
+VLLM_MODEL = "gemma3-270m-vllm"  # what the vLLM tests serve: the embedded weights, engine: openai
+VLLM_THREADS = 2
+VLLM_START = pytest.StashKey[tuple[subprocess.Popen, Path, float]]()
+
+
+def pytest_collection_finish(session):
+    """When vLLM tests are collected, start their server now, in the background, with `make
+    serve`'s own command: it makes .venv-vllm on first use (mostly downloads: minutes on a fresh
+    clone), then starts vLLM (minutes of imports in three processes on 2 cores). Both overlap the
+    tiers that run first; the `vllm_server` fixture only waits for what is left. The embedded
+    model's cache is made here first, so the server and the first stages never both de-quantize it."""
+    if session.config.option.collectonly or os.environ.get("CULTUREALIGN_VLLM_URL"):
+        return
+    if not any(item.get_closest_marker("vllm") for item in session.items):
+        return
+    weights.prepare_embedded()
+    outputs = Path(tempfile.mkdtemp(prefix="culturealign-vllm-"))
+    log = outputs / "start.log"
+    command = ["-m", "culturealign.serve", "start", "--model", VLLM_MODEL, "--lora", "--threads", str(VLLM_THREADS)]
+    with open(log, "w", encoding="utf-8") as sink:
+        start = subprocess.Popen(
+            [sys.executable, *command],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=paths.REPO,
+            env=dict(os.environ, CULTUREALIGN_OUTPUTS=str(outputs)),
+        )
+    session.config.stash[VLLM_START] = (start, outputs, time.perf_counter())
+
+
+def stop_vllm(outputs: Path) -> int | None:
+    """Stop the server recorded under `outputs` (serve.stop: only our own process group); its PID."""
+    from culturealign import serve
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CULTUREALIGN_OUTPUTS", str(outputs))
+        state = serve.read_state(VLLM_MODEL)
+        serve.stop(VLLM_MODEL)
+    return int(state["pid"]) if state else None
+
+
+def pytest_unconfigure(config):
+    """A server that no test stopped (a run cut short) does not outlive pytest, nor its record."""
+    start, outputs, _ = config.stash.get(VLLM_START, (None, None, None))
+    if start is None:
+        return
+    if start.poll() is None:
+        start.terminate()
+        start.wait()
+    stop_vllm(outputs)
+    shutil.rmtree(outputs, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def vllm_server(request):
+    """The record (serve.start's state) of the server started at collection, once it answers;
+    stopped after the module. A build or start that failed names its log."""
+    from culturealign import serve
+
+    start, outputs, began = request.config.stash.get(VLLM_START, (None, None, None))
+    if start is None:
+        raise RuntimeError("no vLLM server was started at collection (is CULTUREALIGN_VLLM_URL set?)")
+    waited = time.perf_counter()
+    log = outputs / "start.log"
+    if start.wait() != 0:
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
+        raise RuntimeError(f"`python -m culturealign.serve start` exited {start.returncode}; the end of {log}:\n{tail}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CULTUREALIGN_OUTPUTS", str(outputs))
+        state = serve.running(VLLM_MODEL)
+    if state is None:
+        raise RuntimeError(f"the vLLM server started at collection no longer runs; see {outputs}/serve/")
+    state["timing"] = {
+        "ready_after_collection_s": round(time.perf_counter() - began, 1),
+        "waited_s": round(time.perf_counter() - waited, 1),
+    }
+    yield state
+    pid = stop_vllm(outputs)
+    assert pid is None or not serve.alive(pid), "the vLLM server outlived its tests"
 
 
 @pytest.fixture(autouse=True)

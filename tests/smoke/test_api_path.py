@@ -1,55 +1,24 @@
 """Smoke tier, API path: stages 10-40 end to end for a model without logits (Gemini), against a
-local server that speaks the generateContent API, so every number comes from parsed samples."""
+local server that speaks the generateContent API (tests/smoke/conftest.py, run beside the
+embedded model's stages), so every number comes from parsed samples."""
 
 from __future__ import annotations
 
 import json
-import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
 
-from culturealign import stages
-
 pytestmark = pytest.mark.smoke
-MODEL = "gemini-1.5-pro"
-
-
-class FakeGemini(BaseHTTPRequestHandler):
-    """Answers the query's first shown option in markup 60% of the time (by seed), else rambles."""
-
-    def do_POST(self):  # noqa: N802 (http.server's name)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["contents"][-1]["parts"][0]["text"]
-        first = re.findall(r"Options: ([^,\n]+),", prompt)[-1]
-        text = f"**{first.capitalize()}**" if body["generationConfig"]["seed"] % 5 < 3 else "I cannot say."
-        reply = json.dumps({"candidates": [{"content": {"parts": [{"text": text}]}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, *args):
-        pass
+MODEL = "gemini-1.5-pro"  # the model of the API run in tests/smoke/conftest.py
 
 
 @pytest.fixture(scope="module")
-def api_outputs(tmp_path_factory):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGemini)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    root = tmp_path_factory.mktemp("api") / "outputs"
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("CULTUREALIGN_OUTPUTS", str(root))
-            patch.setenv("GOOGLE_API_KEY", "test-key")
-            patch.setenv("CULTUREALIGN_GEMINI_BASE", f"http://127.0.0.1:{server.server_port}")
-            for stage in ("10_zero_shot", "20_demonstrations", "30_self_alignment", "40_summary"):
-                stages.run_stage(stage, MODEL, "en", "smoke")
-    finally:
-        server.shutdown()
+def api_outputs(smoke_run):
+    root, failures = smoke_run["api"]
+    assert not failures, failures
+    for stage in ("10_zero_shot", "20_demonstrations", "30_self_alignment", "40_summary"):
+        assert json.loads((root / MODEL / "en" / stage / "manifest.json").read_text())["status"] == "done"
     return root / MODEL / "en"
 
 
