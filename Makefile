@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 STAGES := $(PY) -m culturealign.stages
 
-.PHONY: help setup all quick run lint unit test-model smoke test test-vllm bench serve serve-stop lab report results wvs clean
+.PHONY: help setup all quick run lint unit test-model smoke test test-vllm bench bench-job serve serve-stop lab report results wvs clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -62,10 +62,13 @@ test: lint ## what CI runs: lint, then every tier (unit, model, smoke, vLLM: its
 test-vllm: setup ## only the tests that start a real vLLM CPU server (minutes)
 	$(PY) -m pytest -q tests -m vllm
 
-bench: setup ## time exact scoring against the forward limit, sampling, per-option scoring and the prefix cache (ENGINE=vllm: also through vLLM)
+bench: setup ## time exact scoring against the forward limit, sampling, per-option scoring, the prefix cache and shared output-layer positions (ENGINE=vllm: also through vLLM)
 	$(PY) benchmarks/bench_scoring.py
 	$(PY) benchmarks/bench_prefix_cache.py
 	$(if $(filter vllm,$(ENGINE)),$(PY) benchmarks/bench_engines.py)
+
+bench-job: setup ## estimate make all's time stage by stage, without and with the prefix cache and shared output-layer positions (minutes; outputs/bench/job.json)
+	$(PY) benchmarks/bench_job.py
 
 serve: setup ## start vLLM for MODEL on 127.0.0.1 from .venv-vllm (made on first use); LORA=1 for adapters
 	$(PY) -m culturealign.serve start --model $(MODEL) $(if $(LORA),--lora) $(if $(THREADS),--threads $(THREADS))

@@ -1,16 +1,18 @@
-"""Exact scoring with and without the in-process engine's prefix cache, on realistic prompts.
+"""Exact scoring with and without the in-process engine's prefix cache and its sharing of
+output-layer positions, on realistic prompts.
 
 Three kinds of prompt, as the stages build them, on the embedded model at its own settings:
 - stage 10: English zero-shot cloze prompts (instruction, answer primer, query);
 - stage 30: English self-aligned prompts (5 chrF++ demonstrations) in both option orders (pairs);
 - stage 70: WVS survey questions under the culture-aware persona of a few cultures.
-Each kind is scored without the cache and with a cold one (emptied first: the gain of one run),
-repetitions interleaved (rep 1 of every method, then rep 2, ...), medians reported. The engine
-counts the prompt tokens it runs, a figure free of the machine's noise. With the cache, the time is
-split into the prompt pass, the prefix search's continuation forwards and the rest (Python); the
-search's output-layer positions are counted against the distinct ones it needed (one position per
-distinct prefix serves every option and spelling). Writes outputs/bench/prefix_cache.json in the
-benchmarks format (title, cpu, commit, date, tables, notes) and prints its tables.
+Each kind is scored by four engines: neither the prefix cache nor one output-layer pass per
+distinct position ("neither"), each alone, and both (the default); the cache starts cold (emptied
+first: the gain of one run); repetitions interleaved (rep 1 of every engine, then rep 2, ...),
+medians reported. The engine counts the prompt tokens it runs and the output-layer positions it
+computes, figures free of the machine's noise. Each engine's time is split into the prompt pass,
+the prefix search's body forwards, its output layer (inside the full forward when positions are
+not shared), the cache's bookkeeping and the rest (Python). Writes outputs/bench/prefix_cache.json
+in the benchmarks format (title, cpu, commit, date, tables, notes) and prints its tables.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -69,25 +71,35 @@ def stage70_prompts(
     return texts[:n], options[:n]
 
 
+ENGINES = {  # name: (prefix cache, one output-layer pass per distinct position)
+    "neither": (False, False),
+    "cache only": (True, False),
+    "sharing only": (False, True),
+    "both": (True, True),
+}
+
+
 class Profile:
-    """Seconds in the engine's prompt pass, its continuation forwards and the cache's bookkeeping,
-    and the search's output-layer positions computed against the distinct ones it needed."""
+    """Seconds in the engine's prompt pass, the search's forwards and the cache's bookkeeping,
+    and the output-layer positions computed against the distinct ones read."""
+
+    buckets = ("prompt pass", "search body", "search output layer", "search full forward", "cache bookkeeping")
 
     def __init__(self, engine: Any):
         self.engine = engine
-        self.seconds = {"prompt pass": 0.0, "search forwards": 0.0, "cache bookkeeping": 0.0}
-        self.positions = self.distinct = 0
+        self.seconds = dict.fromkeys(self.buckets, 0.0)
+        self._start = (0, 0)
         self._wrap(engine, "_prompts", "prompt pass")
-        self._wrap(engine, "_continue", "search forwards", self._count)
+        self._wrap(engine, "_hidden", "search body")
+        self._wrap(engine, "_output_probs", "search output layer")
+        self._wrap(engine, "_continue", "search full forward")
         for name in ("match", "insert"):
             self._wrap(engine.prefix_cache, name, "cache bookkeeping")
 
-    def _wrap(self, owner: Any, name: str, bucket: str, also: Callable | None = None) -> None:
+    def _wrap(self, owner: Any, name: str, bucket: str) -> None:
         real = getattr(owner, name)
 
         def timed(*args, **kwargs):
-            if also:
-                also(*args)
             start = time.perf_counter()
             try:
                 return real(*args, **kwargs)
@@ -96,34 +108,36 @@ class Profile:
 
         setattr(owner, name, timed)
 
-    def _count(self, state, owners, rows, keep) -> None:
-        self.positions += len(rows) * keep
-        seen = {
-            (owner, tuple(row[:m]))
-            for owner, row in zip(owners, rows)
-            for m in range(max(1, len(row) - keep + 1), len(row) + 1)
-        }
-        self.distinct += len(seen)
+    @property
+    def positions(self) -> tuple[int, int]:
+        """Output-layer positions run and distinct positions read since the last reset."""
+        return (
+            self.engine.output_positions_run - self._start[0],
+            self.engine.output_positions_needed - self._start[1],
+        )
 
     def reset(self) -> None:
         self.seconds = dict.fromkeys(self.seconds, 0.0)
-        self.positions = self.distinct = 0
+        self._start = (self.engine.output_positions_run, self.engine.output_positions_needed)
 
     def restore(self) -> None:
         for owner, name in (
-            (self.engine, "_prompts"),
-            (self.engine, "_continue"),
+            *((self.engine, n) for n in ("_prompts", "_hidden", "_output_probs", "_continue")),
             (self.engine.prefix_cache, "match"),
             (self.engine.prefix_cache, "insert"),
         ):
             owner.__dict__.pop(name, None)
 
 
-def score(lm, texts: list[str], options: list[list[str]], batch_size: int, cached: bool) -> tuple[float, int]:
+def score(
+    lm, texts: list[str], options: list[list[str]], batch_size: int, cached: bool, shared: bool = True
+) -> tuple[float, int]:
     """Seconds and prompt tokens run for exact distributions of every prompt, from an empty score
-    cache and, with the prefix cache, an empty prefix cache."""
+    cache and, with the prefix cache, an empty prefix cache; `shared`: one output-layer pass per
+    distinct position."""
     engine = lm.engine
     engine.use_prefix_cache = cached
+    engine.share_positions = shared
     engine.prefix_cache.clear()
     engine._state = None
     before = engine.prompt_tokens_run
@@ -204,42 +218,42 @@ def main() -> None:
         print(passes[-1], flush=True)
     warm_texts, warm_options = kinds["stage 10"]
     score(lm, warm_texts[:2], warm_options[:2], args.batch_size, cached=False)  # warm-up
-    times: dict[tuple[str, bool], list[float]] = {}
-    tokens: dict[tuple[str, bool], int] = {}
+    times: dict[tuple[str, str], list[float]] = {}
+    tokens: dict[tuple[str, str], int] = {}
     profile = Profile(lm.engine)
-    split: dict[str, dict[str, float]] = {}
+    split: dict[tuple[str, str], dict[str, float]] = {}
     for _ in range(args.reps):
         for kind, (texts, options) in kinds.items():
-            for cached in (False, True):
+            for name, (cached, shared) in ENGINES.items():
                 profile.reset()
-                seconds, ran = score(lm, texts, options, args.batch_size, cached)
-                times.setdefault((kind, cached), []).append(seconds)
-                tokens[(kind, cached)] = ran
-                if cached:  # the time split of the with-cache runs, summed over repetitions
-                    part = split.setdefault(kind, {"total": 0.0, "positions": 0, "distinct": 0})
-                    part["total"] += seconds
-                    part["positions"], part["distinct"] = profile.positions, profile.distinct
-                    for name, value in profile.seconds.items():
-                        part[name] = part.get(name, 0.0) + value
+                seconds, ran = score(lm, texts, options, args.batch_size, cached, shared)
+                times.setdefault((kind, name), []).append(seconds)
+                tokens[(kind, name)] = ran
+                part = split.setdefault((kind, name), {"total": 0.0})
+                part["total"] += seconds
+                part["positions"], part["distinct"] = profile.positions
+                for bucket, value in profile.seconds.items():
+                    part[bucket] = part.get(bucket, 0.0) + value
     profile.restore()
-    shares = []
-    for kind, part in split.items():
+    lm.engine.use_prefix_cache, lm.engine.share_positions = True, True
+    cpu, rows, shares = cpu_model(), [], []
+    for (kind, name), part in split.items():
         total = part["total"]
-        rest = total - sum(part[name] for name in profile.seconds)
+        rest = total - sum(part[bucket] for bucket in profile.buckets)
         shares.append(
             {
                 "kind": kind,
+                "engine": name,
                 "seconds (all reps)": round(total, 2),
-                **{f"{name} %": round(100 * part[name] / total, 1) for name in profile.seconds},
+                **{f"{bucket} %": round(100 * part[bucket] / total, 1) for bucket in profile.buckets},
                 "search Python %": round(100 * rest / total, 1),
                 "output-layer positions": part["positions"],
                 "distinct positions": part["distinct"],
+                "cpu": cpu,
             }
         )
-    cpu, rows = cpu_model(), []
     for kind, (texts, _) in kinds.items():
-        off, on = statistics.median(times[(kind, False)]), statistics.median(times[(kind, True)])
-        cut = 1 - tokens[(kind, True)] / tokens[(kind, False)]
+        median = {name: statistics.median(times[(kind, name)]) for name in ENGINES}
         target = TARGETS.get(kind)
         full = sum(len(scoring.prompt_ids(lm.tokenizer, scoring.context_of(t))) for t in texts)
         rows.append(
@@ -247,20 +261,19 @@ def main() -> None:
                 "kind": kind,
                 "prompts": len(texts),
                 "prompt tokens in full": full,
-                "tokens run without": tokens[(kind, False)],
-                "tokens run with": tokens[(kind, True)],
-                "token cut %": round(100 * cut, 1),
+                "tokens run without cache": tokens[(kind, "neither")],
+                "tokens run with cache": tokens[(kind, "both")],
+                "token cut %": round(100 * (1 - tokens[(kind, "both")] / tokens[(kind, "neither")]), 1),
                 "target cut %": round(100 * target[0]) if target else "",
-                "cut vs in full %": round(100 * (1 - tokens[(kind, True)] / full), 1),
-                "seconds without": round(off, 2),
-                "seconds with": round(on, 2),
-                "speed-up": round(off / on, 2),
+                "cut vs in full %": round(100 * (1 - tokens[(kind, "both")] / full), 1),
+                **{f"seconds {name}": round(seconds, 2) for name, seconds in median.items()},
+                "speed-up cache only": round(median["neither"] / median["cache only"], 2),
+                "speed-up sharing only": round(median["neither"] / median["sharing only"], 2),
+                "speed-up both": round(median["neither"] / median["both"], 2),
                 "target speed-up": target[1] if target else "",
                 "cpu": cpu,
             }
         )
-    for row in shares:
-        row["cpu"] = cpu
     result = {
         "title": "Prefix cache in the in-process engine",
         "cpu": cpu,
@@ -274,15 +287,16 @@ def main() -> None:
                 "rows": passes,
             },
             {
-                "caption": "Exact scoring without and with a cold prefix cache "
-                f"(embedded model, batch {args.batch_size}, "
-                f"{torch.get_num_threads()} threads, median of {args.reps} interleaved repetitions)",
+                "caption": "Exact scoring by four engines: neither the prefix cache (cold) nor one output-layer "
+                "pass per distinct position, each alone, and both (the default); speed-ups against neither "
+                f"(embedded model, batch {args.batch_size}, {torch.get_num_threads()} threads, "
+                f"median of {args.reps} interleaved repetitions)",
                 "rows": rows,
             },
             {
-                "caption": "With the cache: share of exact scoring's time in the prompt pass, the prefix search's "
-                "continuation forwards, the cache's bookkeeping and the search's Python; output-layer positions "
-                "the search computed against the distinct prefixes it needed",
+                "caption": "Where each engine's time goes: the prompt pass, the prefix search's body forwards and "
+                "output layer (in the full forward when positions are not shared), the cache's bookkeeping and "
+                "the search's Python; output-layer positions computed against the distinct positions read",
                 "rows": shares,
             },
         ],
@@ -291,8 +305,9 @@ def main() -> None:
             "Without the cache the engine already runs a shared trunk once per batch (a pair's common part, "
             "stage 10's instruction and primer); 'in full' counts every prompt's every token. The cache's "
             "cut grows with the number of batches (a sample's first batch is cold).",
-            "Distinct positions below output-layer positions: the search could share one output-layer pass "
-            "per prefix across options and spellings and save the difference.",
+            "Sharing positions: the body runs only the search's rows that no other row of the same prompt "
+            "extends, and the output layer (a 262k-token vocabulary) only at the distinct positions read; "
+            "without it every path is a row and its last positions, padding included, go through the output layer.",
         ],
     }
     out = paths.outputs() / "bench" / f"{args.out}.json"

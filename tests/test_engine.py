@@ -173,7 +173,7 @@ def test_option_probabilities_with_the_cache_equal_those_without_it(tiny, adapte
     base_probs = option_probs(base, chat_items(tiny, QUERIES, False), batch=2)  # warms the cache for the base model
     lm = tiny if adapter is None else with_lora(tiny, merged=adapter == "merged")
     items = chat_items(lm, QUERIES, False) + chat_items(lm, QUERIES, True)  # both option orders
-    plain, cached = TransformersEngine(lm, prefix_cache=False), TransformersEngine(lm)
+    plain, cached = TransformersEngine(lm, reuse="positions"), TransformersEngine(lm)
     without, with_cache = option_probs(plain, items, batch=3), option_probs(cached, items, batch=3)
     assert np.abs(with_cache - without).max() <= 1e-6
     assert np.allclose(with_cache, without, rtol=1e-5, atol=0)
@@ -187,7 +187,7 @@ def test_a_batch_wider_than_the_sliding_window_runs_without_the_cache_and_equal(
     narrow.config.sliding_window = 24  # shorter than every prompt: no layer may lose a stored token
     lm = dataclasses.replace(tiny, model=narrow, weights_hash="tiny-narrow")
     items = chat_items(lm, QUERIES, False)
-    plain, cached = TransformersEngine(lm, prefix_cache=False), TransformersEngine(lm)
+    plain, cached = TransformersEngine(lm, reuse="positions"), TransformersEngine(lm)
     assert np.abs(option_probs(cached, items, batch=2) - option_probs(plain, items, batch=2)).max() <= 1e-6
     assert cached.prompt_tokens_run == plain.prompt_tokens_run
     assert cached.prefix_cache.match(cached.cache_key(), items[0].prompt)[0] == 0
@@ -197,7 +197,7 @@ def test_sampled_draws_are_unchanged_by_the_cache(tiny):
     chat = prompts.PromptFormat("chat", tiny.tokenizer)
     texts = [prompts.finish(prompts.cloze_body(q, fmt=chat), chat) for q in QUERIES]
     seeds = [11, 12, 13, 14]
-    plain, cached = TransformersEngine(tiny, prefix_cache=False), TransformersEngine(tiny)
+    plain, cached = TransformersEngine(tiny, reuse="positions"), TransformersEngine(tiny)
     without = plain.sample(texts, seeds, n=4, max_new_tokens=5)
     assert cached.sample(texts[:2], seeds[:2], n=4, max_new_tokens=5) == without[:2]
     assert cached.sample(texts, seeds, n=4, max_new_tokens=5) == without  # from cached prefixes
@@ -231,7 +231,7 @@ def test_embedded_option_probabilities_with_the_cache_equal_those_without_it(lm)
                     [scoring.answer_forms(lm.tokenizer, text, o) for o in order],
                 )
             )
-    plain, cached = TransformersEngine(lm, prefix_cache=False), TransformersEngine(lm)
+    plain, cached = TransformersEngine(lm, reuse="positions"), TransformersEngine(lm)
     tolerance = lm.spec.prefix_tolerance
     without, with_cache = option_probs(plain, items, 2, tolerance), option_probs(cached, items, 2, tolerance)
     regrouped = option_probs(plain, items, 3, tolerance)  # the same engine, other batches: fp32's own noise
@@ -257,5 +257,132 @@ def test_a_masked_gap_never_pushes_real_tokens_out_of_a_sliding_window(tiny):
     narrow.config.sliding_window = width + 2  # each prompt fits with its paths; the gapped layout does not
     option_probs(cached, [copy.deepcopy(long_a)], batch=1)  # a's prompt is now cached
     together = option_probs(cached, [long_a, long_b], batch=2)
-    alone = option_probs(TransformersEngine(lm, prefix_cache=False), [long_a, long_b], batch=1)
+    alone = option_probs(TransformersEngine(lm, reuse="positions"), [long_a, long_b], batch=1)
     assert np.abs(together - alone).max() <= 1e-6
+
+
+# ------------------------------------------------------- one output-layer pass per distinct position
+
+
+def test_covering_rows_hold_every_needed_position_and_none_is_a_prefix_of_another():
+    rng = random.Random(3)
+    for _ in range(200):
+        needed = sorted(
+            {(rng.randint(0, 2), tuple(rng.randint(0, 2) for _ in range(rng.randint(1, 4)))) for _ in range(12)}
+        )
+        rows, holder = engine.covering_rows(needed)
+        for (owner, prefix), r in zip(needed, holder):
+            assert rows[r][0] == owner and rows[r][1][: len(prefix)] == prefix
+        maximal = {
+            (o, p) for o, p in needed if not any(o2 == o and len(q) > len(p) and q[: len(p)] == p for o2, q in needed)
+        }
+        assert set(rows) == maximal and len(rows) == len(maximal)
+
+
+def search_paths(lm, n_prompts: int, seed: int) -> tuple[list[list[int]], list[list[list[int]]], list[list[int]]]:
+    """Paths as the prefix search asks for them: an option's spellings after ignorable prefixes, so
+    rows share positions and some rows are prefixes of others; the tokens read at each."""
+    rng = random.Random(seed)
+    fmt = prompts.PromptFormat.of(lm)
+    texts = [prompts.finish(prompts.cloze_body(q, fmt=fmt), fmt) for q in QUERIES]
+    ids = [scoring.prompt_ids(lm.tokenizer, scoring.context_of(t)) for t in texts[:n_prompts]]
+    skip = [107, 108, 236743, 1018]  # "\n", "\n\n", " ", "**"
+    words = [lm.tokenizer.encode(w, add_special_tokens=False) for w in (" important", " Very important", " agree")]
+    paths = []
+    for _ in ids:
+        prefixes = [[], [rng.choice(skip)], [rng.choice(skip), rng.choice(skip)]]
+        group = {tuple(p + w[:-1]) for p in prefixes for w in words} | {tuple(p) for p in prefixes}
+        paths.append([list(p) for p in sorted(group)])
+    tokens = [sorted(set(skip) | {t for w in words for t in w}) for _ in ids]
+    return ids, paths, tokens
+
+
+def full_model_probs(lm, prompt: list[int], path: list[int], wanted: list[int]) -> np.ndarray:
+    """The reference: the whole sequence through the model's own forward, alone, no cache."""
+    with torch.inference_mode():
+        logits = lm.model(input_ids=torch.tensor([prompt + path], device=lm.device)).logits[0, -1:]
+    return engine.decoded_probs(logits, lm.spec)[0, wanted].cpu().numpy()
+
+
+def check_distinct_positions_against_the_full_model(lm, last: int = 3) -> tuple[float, float, float]:
+    """Largest gaps: distinct positions against one full-model row per path (same batches), and
+    each against every sequence alone through the model's own forward (fp32's batching noise)."""
+    ids, paths, tokens = search_paths(lm, 3, seed=0)
+    shared, each = TransformersEngine(lm), TransformersEngine(lm, reuse="prefixes")
+    got, per_row = shared.next_token_probs(ids, paths, tokens, last), each.next_token_probs(ids, paths, tokens, last)
+    vs_rows = vs_alone = rows_vs_alone = 0.0
+    for i, group in enumerate(paths):
+        for j, path in enumerate(group):
+            alone = np.stack(
+                [full_model_probs(lm, ids[i], path[:m], tokens[i]) for m in engine.steps_of(len(path), last)]
+            )
+            vs_rows = max(vs_rows, np.abs(got[i][j] - per_row[i][j]).max())
+            vs_alone = max(vs_alone, np.abs(got[i][j] - alone).max())
+            rows_vs_alone = max(rows_vs_alone, np.abs(per_row[i][j] - alone).max())
+    assert shared.output_positions_run < each.output_positions_run  # fewer output-layer positions ran
+    assert shared.path_tokens_run < each.path_tokens_run  # rows that prefix another did not run
+    return float(vs_rows), float(vs_alone), float(rows_vs_alone)
+
+
+def assert_equal_to_fp32(gaps: tuple[float, float, float]) -> None:
+    vs_rows, vs_alone, rows_vs_alone = gaps
+    print(f"\nmax |dp|: vs one row per path {vs_rows:.1e}, vs alone {vs_alone:.1e} (rows vs alone {rows_vs_alone:.1e})")
+    assert vs_rows <= 1e-6
+    assert vs_alone <= max(1e-6, 2 * rows_vs_alone) and vs_alone <= 1e-5
+
+
+@pytest.mark.parametrize("adapter", [None, "merged", "injected"])
+@pytest.mark.parametrize("model", ["tiny", "tiny_lm"])
+def test_one_output_layer_pass_per_position_equals_the_full_model(request, model, adapter):
+    engine.shared_prefix_cache(2**30).clear()
+    lm = request.getfixturevalue(model)
+    lm = lm if adapter is None else with_lora(lm, merged=adapter == "merged")
+    lm = dataclasses.replace(lm, model=copy.deepcopy(lm.model).double(), weights_hash=lm.weights_hash + "|f64")
+    vs_rows, vs_alone, _ = check_distinct_positions_against_the_full_model(lm)  # float64: no batching noise
+    assert vs_rows <= 1e-6 and vs_alone <= 1e-6
+
+
+def test_a_head_that_scales_its_logits_keeps_the_full_forward(tiny):
+    class Scaled(torch.nn.Module):
+        """A causal LM whose forward scales the logits after the output layer (as Cohere's does)."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.config = inner, inner.config
+
+        def get_decoder(self):
+            return self.inner.get_decoder()
+
+        def get_output_embeddings(self):
+            return self.inner.get_output_embeddings()
+
+        def forward(self, **kwargs):
+            out = self.inner(**kwargs)
+            out.logits = out.logits * 0.5
+            return out
+
+    lm = dataclasses.replace(tiny, model=Scaled(tiny.model), weights_hash="tiny-scaled")
+    ids, paths, tokens = search_paths(lm, 2, seed=1)
+    shared, each = TransformersEngine(lm), TransformersEngine(lm, reuse="prefixes")
+    got, reference = shared.next_token_probs(ids, paths, tokens, 2), each.next_token_probs(ids, paths, tokens, 2)
+    assert list(shared._head_checked.values()) == [False]  # the check saw the scale
+    assert all(np.allclose(a, b, rtol=1e-4, atol=0) for g, r in zip(got, reference) for a, b in zip(g, r))
+
+
+@pytest.mark.parametrize("adapter", [None, "injected"])
+def test_exact_option_probabilities_are_unchanged_by_sharing_positions(tiny, adapter):
+    lm = tiny if adapter is None else with_lora(tiny, merged=False)
+    items = chat_items(lm, QUERIES, False) + chat_items(lm, QUERIES, True)
+    shared, each = TransformersEngine(lm), TransformersEngine(lm, reuse="prefixes")
+    gap = np.abs(option_probs(shared, items, batch=4) - option_probs(each, items, batch=4)).max()
+    assert gap <= 1e-6
+
+
+@pytest.mark.model
+def test_embedded_one_output_layer_pass_per_position_equals_the_full_model(lm):
+    assert_equal_to_fp32(check_distinct_positions_against_the_full_model(lm))
+
+
+def test_an_unknown_reuse_setting_is_refused_with_the_allowed_values():
+    with pytest.raises(ValueError, match="reuse is 'cache'; use one of"):
+        TransformersEngine(None, reuse="cache")

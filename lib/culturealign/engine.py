@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Literal, Protocol, Sequence, get_args
 
 import numpy as np
 import torch
@@ -316,6 +316,47 @@ def sliding_window_of(model: Any) -> int | None:
     return None
 
 
+def steps_of(length: int, last: int) -> range:
+    """Path lengths m whose next-token probabilities a path of this length reports: its last
+    `last` (m = 0 is the prompt's own end)."""
+    return range(length - min(last, length + 1) + 1, length + 1)
+
+
+def covering_rows(needed: Sequence[tuple[int, tuple[int, ...]]]) -> tuple[list[tuple[int, tuple[int, ...]]], list[int]]:
+    """The fewest rows that hold every needed position (owner prompt, path prefix): the needed
+    prefixes that no other needed prefix of the same owner extends. Returns the rows and, per
+    needed position, the row that holds it. Sorted, a prefix's extensions follow it directly, so
+    walking backwards the latest row started either extends a prefix or nothing after it does."""
+    order = sorted(range(len(needed)), key=lambda k: needed[k])
+    rows: list[tuple[int, tuple[int, ...]]] = []
+    holder = [0] * len(needed)
+    for k in reversed(order):
+        owner, prefix = needed[k]
+        if not rows or rows[-1][0] != owner or rows[-1][1][: len(prefix)] != prefix:
+            rows.append((owner, prefix))
+        holder[k] = len(rows) - 1
+    return rows, holder
+
+
+def row_cache(cache: Any, owners: torch.Tensor) -> Any:
+    """A batch's key-value cache re-indexed to one row per continuation, leaving the batch's own
+    untouched: cache layers rebind their tensors on update (concatenation), never write in place."""
+    rows = copy.copy(cache)
+    rows.layers = [copy.copy(layer) for layer in cache.layers]
+    rows.reorder_cache(owners)
+    return rows
+
+
+def output_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
+    """The causal LM's logits from its body's last hidden states: its output layer, then the final
+    logit soft-capping its config declares (Gemma 2 and 3)."""
+    logits = model.get_output_embeddings()(hidden)
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap is not None:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
 # ------------------------------------------------------------------------ in-process transformers
 
 
@@ -327,26 +368,47 @@ class _PromptState:
     root: torch.Tensor  # decoded next-token probabilities at each prompt's end (B, V)
 
 
+# what the in-process engine reuses across work: prompt prefixes' states across batches (the
+# prefix cache), output-layer positions across the prefix search's paths, both, or neither (the
+# reference that benchmarks and tests compare against)
+Reuse = Literal["both", "prefixes", "positions", "none"]
+REUSE: tuple[str, ...] = get_args(Reuse)
+
+
 class TransformersEngine:
     """The reference engine: a transformers model in this process.
 
     A batch of prompts runs once with logits only at its last position (the output layer is most
     of Gemma's cost); paths continue from the prompts' key-value cache. The last batch's cache is
     kept, so a caller that asks about deeper paths of the same prompts pays no second prompt pass.
-    With the prefix cache on (the default), each prompt continues the longest prefix whose states
+    With the prefix cache on (`reuse` "both" or "prefixes"), each prompt continues the longest prefix whose states
     any earlier batch left in the process-wide PrefixCache, and leaves its own states there.
     `prompt_tokens_run` counts the prompt tokens that actually ran through the model.
+
+    The prefix search asks for many paths that share positions (every option and spelling after
+    the same ignorable prefix, a path and its own prefixes). With shared positions (`reuse` "both" or "positions")
+    each distinct position runs once: the model's body runs only the rows no other row extends,
+    and its output layer, most of the cost, only at the distinct positions read. Off, each path is
+    a row of its own and the model's full forward gives its logits (the reference, for benchmarks
+    and tests).
     """
 
     has_logprobs = True
     row_chunk = 64  # continuation rows per forward
+    position_chunk = 128  # output-layer positions per pass (each a vocabulary-wide row of floats)
 
-    def __init__(self, lm: Any, prefix_cache: bool = True):
+    def __init__(self, lm: Any, reuse: Reuse = "both"):
+        if reuse not in REUSE:
+            raise ValueError(f"reuse is {reuse!r}; use one of {REUSE}")
         self.lm = lm
         self._state: _PromptState | None = None
-        self.use_prefix_cache = prefix_cache
+        self.use_prefix_cache = reuse in ("both", "prefixes")
+        self.share_positions = reuse in ("both", "positions")
         self.prompt_tokens_run = 0
         self.path_tokens_run = 0
+        self.output_positions_run = 0  # continuation positions that went through the output layer
+        self.output_positions_needed = 0  # distinct continuation positions the callers read
+        self._head_checked: dict[int, bool] = {}
 
     @property
     def spec(self) -> Any:
@@ -495,28 +557,116 @@ class TransformersEngine:
         self._state = _PromptState(key, cache, mask, decoded_probs(logits, self.spec))
         return self._state
 
-    @torch.inference_mode()
-    def _continue(self, state: _PromptState, owners: list[int], rows: list[list[int]], keep: int) -> torch.Tensor:
-        """Decoded next-token probabilities at the last `keep` positions of each row, continuing
-        prompt `owners[r]` from its key-value cache: shape (rows, keep, vocab). Rows are left-padded
-        (a masked gap between prompt and row), so the output layer, most of the cost with a 262k
-        vocabulary, runs only where probabilities are read."""
+    def _row_inputs(
+        self, state: _PromptState, owners: list[int], rows: list[list[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+        """Left-padded continuation rows after their prompts: ids, attention mask (a masked gap
+        between prompt and row), positions and a key-value cache with one row per continuation."""
         device = self.lm.device
-        cache = copy.deepcopy(state.cache)
-        cache.reorder_cache(torch.tensor(owners, device=device))
         ids, row_mask = (t.to(device) for t in left_pad(rows, self.pad_id))
         prompt_mask = state.mask[owners]
         positions = prompt_mask.sum(-1, keepdim=True) + positions_of(row_mask)
+        cache = row_cache(state.cache, torch.tensor(owners, device=device))
         self.path_tokens_run += sum(len(r) for r in rows)
+        return ids, torch.cat([prompt_mask, row_mask], dim=1), positions, cache
+
+    @torch.inference_mode()
+    def _continue(self, state: _PromptState, owners: list[int], rows: list[list[int]], keep: int) -> torch.Tensor:
+        """Decoded next-token probabilities at the last `keep` positions of each row, continuing
+        prompt `owners[r]` from its key-value cache, by the model's full forward: shape (rows,
+        keep, vocab). Rows are left-padded, so the output layer runs only at the last positions."""
+        ids, mask, positions, cache = self._row_inputs(state, owners, rows)
         logits = self.lm.model(
             input_ids=ids,
-            attention_mask=torch.cat([prompt_mask, row_mask], dim=1),
+            attention_mask=mask,
             position_ids=positions,
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=keep,
         ).logits
+        self.output_positions_run += logits.shape[0] * logits.shape[1]
         return decoded_probs(logits.reshape(-1, logits.shape[-1]), self.spec).reshape(logits.shape)
+
+    @torch.inference_mode()
+    def _hidden(self, state: _PromptState, owners: list[int], rows: list[list[int]]) -> torch.Tensor:
+        """The model body's last hidden states of each row continuing prompt `owners[r]`, no output
+        layer: shape (rows, width, hidden), rows left-padded to the widest."""
+        ids, mask, positions, cache = self._row_inputs(state, owners, rows)
+        return self.lm.model.get_decoder()(
+            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+        ).last_hidden_state
+
+    @torch.inference_mode()
+    def _output_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Decoded next-token probabilities from the body's hidden states (positions, hidden)."""
+        self.output_positions_run += hidden.shape[0]
+        return decoded_probs(output_logits(self.lm.model, hidden), self.spec)
+
+    @torch.inference_mode()
+    def _head_matches(self, state: _PromptState) -> bool:
+        """Whether body then output layer (output_logits) gives the model's own logits: checked
+        once per model object on one short row, so a model whose head does more (a logit scale)
+        keeps the full forward instead of giving wrong numbers."""
+        model = self.lm.model
+        if id(model) not in self._head_checked:
+            row = [[self.pad_id + 1, self.pad_id + 2]]
+            inputs = dict(
+                zip(
+                    ("input_ids", "attention_mask", "position_ids", "past_key_values"),
+                    self._row_inputs(state, [0], row),
+                )
+            )
+            full = model(**inputs, use_cache=True, logits_to_keep=2).logits[0]
+            inputs = dict(
+                zip(
+                    ("input_ids", "attention_mask", "position_ids", "past_key_values"),
+                    self._row_inputs(state, [0], row),
+                )
+            )
+            body = model.get_decoder()(**inputs, use_cache=True).last_hidden_state[0]
+            self.path_tokens_run -= 4
+            self._head_checked[id(model)] = bool(torch.allclose(full, output_logits(model, body), rtol=1e-4, atol=1e-4))
+        return self._head_checked[id(model)]
+
+    def _each_path_probs(
+        self, state: _PromptState, paths: Sequence[Sequence[list[int]]], wanted: list[torch.Tensor], last: int
+    ) -> dict[tuple[int, tuple[int, ...]], np.ndarray]:
+        """Probabilities of the wanted tokens at every position read, one row per path through the
+        full model (the output layer runs at each row's last positions, shared or not)."""
+        rows = [(i, list(path)) for i, group in enumerate(paths) for path in group if path]
+        table: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+        for start in range(0, len(rows), self.row_chunk):
+            chunk = rows[start : start + self.row_chunk]
+            keep = min(last, max(len(path) for _, path in chunk))
+            probs = self._continue(state, [i for i, _ in chunk], [path for _, path in chunk], keep)
+            for r, (i, path) in enumerate(chunk):
+                for m in steps_of(len(path), last):
+                    if m:
+                        table[(i, tuple(path[:m]))] = probs[r, keep - 1 - (len(path) - m), wanted[i]].cpu().numpy()
+        return table
+
+    def _distinct_position_probs(
+        self, state: _PromptState, needed: list[tuple[int, tuple[int, ...]]], wanted: list[torch.Tensor]
+    ) -> dict[tuple[int, tuple[int, ...]], np.ndarray]:
+        """Probabilities of the wanted tokens at each needed position (owner, path prefix), each
+        computed once: the body runs the covering rows, the output layer only the needed positions."""
+        rows, holder = covering_rows(needed)
+        table: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+        for start in range(0, len(rows), self.row_chunk):
+            chunk = rows[start : start + self.row_chunk]
+            hidden = self._hidden(state, [i for i, _ in chunk], [list(path) for _, path in chunk])
+            width = hidden.shape[1]
+            here = [k for k, r in enumerate(holder) if start <= r < start + len(chunk)]
+            row_at = torch.tensor([holder[k] - start for k in here], device=hidden.device)
+            column = torch.tensor(
+                [width - len(rows[holder[k]][1]) + len(needed[k][1]) - 1 for k in here], device=hidden.device
+            )
+            picked = hidden[row_at, column]
+            for at in range(0, len(here), self.position_chunk):
+                probs = self._output_probs(picked[at : at + self.position_chunk])
+                for p, k in enumerate(here[at : at + self.position_chunk]):
+                    table[needed[k]] = probs[p, wanted[needed[k][0]]].cpu().numpy()
+        return table
 
     def next_token_probs(
         self,
@@ -527,26 +677,43 @@ class TransformersEngine:
     ) -> list[list[np.ndarray]]:
         state = self._prompts(prompts)
         wanted = [torch.tensor(list(t), dtype=torch.long, device=self.lm.device) for t in tokens]
-        out: list[list[np.ndarray]] = [[None] * len(p) for p in paths]  # type: ignore[list-item]
         roots = [state.root[i, wanted[i]].cpu().numpy() for i in range(len(prompts))]
-        rows = [(i, j) for i, group in enumerate(paths) for j, path in enumerate(group) if path]
-        for i, group in enumerate(paths):
-            for j, path in enumerate(group):
-                if not path:
-                    out[i][j] = roots[i][None, :]
-        for start in range(0, len(rows), self.row_chunk):
-            chunk = rows[start : start + self.row_chunk]
-            width = max(len(paths[i][j]) for i, j in chunk)
-            keep = min(last, width)
-            probs = self._continue(state, [i for i, _ in chunk], [list(paths[i][j]) for i, j in chunk], keep)
-            for r, (i, j) in enumerate(chunk):
-                n = len(paths[i][j])
-                steps = [
-                    roots[i] if m == 0 else probs[r, keep - 1 - (n - m), wanted[i]].cpu().numpy()
-                    for m in range(n - min(last, n + 1) + 1, n + 1)
-                ]
-                out[i][j] = np.stack(steps)
-        return out
+        needed = sorted(
+            {
+                (i, tuple(path[:m]))
+                for i, group in enumerate(paths)
+                for path in group
+                for m in steps_of(len(path), last)
+                if m
+            }
+        )
+        self.output_positions_needed += len(needed)
+        if not needed:
+            table = {}
+        elif self.share_positions and self._head_matches(state):
+            table = self._distinct_position_probs(state, needed, wanted)
+        else:
+            table = self._each_path_probs(state, paths, wanted, last)
+        return [
+            [
+                np.stack([roots[i] if m == 0 else table[(i, tuple(path[:m]))] for m in steps_of(len(path), last)])
+                for path in group
+            ]
+            for i, group in enumerate(paths)
+        ]
+
+    def with_adapter(self, adapter: Path) -> Engine:
+        """The weights with a trained LoRA adapter merged into a copy
+        (peft), in a copy of the loaded model whose weights hash names the adapter (so its cache keys
+        differ); the base model is left untouched. The answer's `lm` is that copy."""
+        from peft import PeftModel
+
+        merged = PeftModel.from_pretrained(copy.deepcopy(self.lm.model), str(adapter)).merge_and_unload()
+        merged.eval()
+        tuned = dataclasses.replace(
+            self.lm, model=merged, weights_hash=with_adapter_identity(self.lm.weights_hash, adapter)
+        )
+        return tuned.engine
 
     @torch.inference_mode()
     def sample(
@@ -598,20 +765,3 @@ class TransformersEngine:
             cut = next((k for k, t in enumerate(row) if t in stop_set), len(row))
             texts.append(tok.decode(row[:cut], skip_special_tokens=True))
         return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
-
-
-def merged_adapter(self: TransformersEngine, adapter: Path) -> Engine:
-    """TransformersEngine.with_adapter: the weights with a trained LoRA adapter merged into a copy
-    (peft), in a copy of the loaded model whose weights hash names the adapter (so its cache keys
-    differ); the base model is left untouched. The answer's `lm` is that copy."""
-    from peft import PeftModel
-
-    merged = PeftModel.from_pretrained(copy.deepcopy(self.lm.model), str(adapter)).merge_and_unload()
-    merged.eval()
-    tuned = dataclasses.replace(
-        self.lm, model=merged, weights_hash=with_adapter_identity(self.lm.weights_hash, adapter)
-    )
-    return tuned.engine
-
-
-TransformersEngine.with_adapter = merged_adapter  # type: ignore[attr-defined]
