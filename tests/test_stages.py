@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -162,3 +163,13 @@ def test_the_model_file_is_checked_for_a_stage_that_asks_no_model(monkeypatch, t
     _with_extra_layer(monkeypatch, tmp_path, {"model_config": {"name": "other"}})
     with pytest.raises(params.ParamError, match=r"model_config lacks \['source'"):
         stages.resolve_params("80_crqpc", "gemma3-270m", "en")
+
+
+def test_stage_kernels_listen_on_unix_sockets_in_folders_of_their_own():
+    """No TCP port to race for: two kernels started at once never share a socket path."""
+    manager = stages.ipc_kernel_manager()
+    first, second = manager(), manager()
+    assert first.transport == second.transport == "ipc"
+    assert os.path.isdir(os.path.dirname(first.ip)) and os.path.dirname(first.ip) != os.path.dirname(second.ip)
+    for km in (first, second):
+        os.rmdir(os.path.dirname(km.ip))

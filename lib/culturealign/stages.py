@@ -104,6 +104,31 @@ def _record_failure(run: Run, message: str) -> None:
         run.fail(message)
 
 
+def ipc_kernel_manager() -> type:
+    """A kernel manager whose kernel listens on Unix sockets in a folder of its own rather than on
+    TCP ports: a port found free can be taken by another process before the kernel binds it (a
+    second stage's kernel, the vLLM server), and the kernel then dies before its first cell."""
+    import shutil
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum, default
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            return os.path.join(tempfile.mkdtemp(prefix="culturealign-kernel-"), "kernel")
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart)
+            if not restart:  # the sockets' folder goes with the kernel
+                shutil.rmtree(os.path.dirname(self.ip), ignore_errors=True)
+
+    return IPCKernelManager
+
+
 def run_stage(stage: str, model: str, lang: str, scale: str = "full") -> Path:
     """Execute one stage; returns the executed notebook's path."""
     import papermill
@@ -127,6 +152,7 @@ def run_stage(stage: str, model: str, lang: str, scale: str = "full") -> Path:
             str(output),
             parameters=values,
             kernel_name="python3",
+            kernel_manager_class=ipc_kernel_manager(),
             cwd=str(paths.REPO),
             progress_bar=False,
             stdout_file=sys.stdout,
