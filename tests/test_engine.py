@@ -327,8 +327,11 @@ def check_distinct_positions_against_the_full_model(lm, last: int = 3) -> tuple[
 def assert_equal_to_fp32(gaps: tuple[float, float, float]) -> None:
     vs_rows, vs_alone, rows_vs_alone = gaps
     print(f"\nmax |dp|: vs one row per path {vs_rows:.1e}, vs alone {vs_alone:.1e} (rows vs alone {rows_vs_alone:.1e})")
-    assert vs_rows <= 1e-6
-    assert vs_alone <= max(1e-6, 2 * rows_vs_alone) and vs_alone <= 1e-5
+    # fp32: two batchings of the same forward differ by rows_vs_alone (1-2e-6 on the embedded
+    # model), so the bound is that noise; exactness to 1e-6 is checked in float64 on the tiny models
+    noise = max(1e-6, 2 * rows_vs_alone)
+    assert vs_rows <= noise and vs_rows <= 1e-5
+    assert vs_alone <= noise and vs_alone <= 1e-5
 
 
 @pytest.mark.parametrize("adapter", [None, "merged", "injected"])
