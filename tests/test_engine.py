@@ -166,6 +166,7 @@ def option_probs(eng, items, batch: int, tolerance: float = 1e-3) -> np.ndarray:
     return np.array(out)
 
 
+@pytest.mark.model  # numerical check on tiny models, float64 and LoRA variants: seconds each
 @pytest.mark.parametrize("adapter", [None, "merged", "injected"])
 def test_option_probabilities_with_the_cache_equal_those_without_it(tiny, adapter):
     engine.shared_prefix_cache(2**30).clear()
@@ -334,6 +335,7 @@ def assert_equal_to_fp32(gaps: tuple[float, float, float]) -> None:
     assert vs_alone <= noise and vs_alone <= 1e-5
 
 
+@pytest.mark.model  # numerical check on tiny models, float64 and LoRA variants: seconds each
 @pytest.mark.parametrize("adapter", [None, "merged", "injected"])
 @pytest.mark.parametrize("model", ["tiny", "tiny_lm"])
 def test_one_output_layer_pass_per_position_equals_the_full_model(request, model, adapter):
@@ -372,6 +374,7 @@ def test_a_head_that_scales_its_logits_keeps_the_full_forward(tiny):
     assert all(np.allclose(a, b, rtol=1e-4, atol=0) for g, r in zip(got, reference) for a, b in zip(g, r))
 
 
+@pytest.mark.model  # numerical check on tiny models, float64 and LoRA variants: seconds each
 @pytest.mark.parametrize("adapter", [None, "injected"])
 def test_exact_option_probabilities_are_unchanged_by_sharing_positions(tiny, adapter):
     lm = tiny if adapter is None else with_lora(tiny, merged=False)

@@ -282,32 +282,20 @@ def paired_tests(outcomes: pd.DataFrame, n_resamples: int = 9999, seed: int = 0)
         zeros = "pratt" if _sampled(sub) else "wilcox"
         by = {s: g.set_index("probe_id").sort_index() for s, g in sub.groupby("strategy", sort=False)}
         base = {"model": model, "lang": lang}
-        for a, b in PRIMARY:
-            if a in by and b in by:
-                rows.append(
-                    {
-                        **base,
-                        "family": "primary",
-                        "test": "between_conditions",
-                        "method": "sign_flip_mean",
-                        "a": a,
-                        "b": b,
-                        **_sign_flip(by[a]["delta"] - by[b]["delta"], n_resamples, seed),
-                    }
-                )
-        for a, b in EXPLORATORY_BETWEEN:
-            if a in by and b in by:
-                rows.append(
-                    {
-                        **base,
-                        "family": "exploratory",
-                        "test": "between_conditions",
-                        "method": "sign_flip_mean",
-                        "a": a,
-                        "b": b,
-                        **_sign_flip(by[a]["delta"] - by[b]["delta"], n_resamples, seed),
-                    }
-                )
+        for family, pairs in (("primary", PRIMARY), ("exploratory", EXPLORATORY_BETWEEN)):
+            for a, b in pairs:
+                if a in by and b in by:
+                    rows.append(
+                        {
+                            **base,
+                            "family": family,
+                            "test": "between_conditions",
+                            "method": "sign_flip_mean",
+                            "a": a,
+                            "b": b,
+                            **_sign_flip(by[a]["delta"] - by[b]["delta"], n_resamples, seed),
+                        }
+                    )
         for strategy, g in by.items():
             test = metrics.wilcoxon_paired(g["p_after"], g["p_before"], zero_method=zeros)
             rows.append(
