@@ -149,6 +149,17 @@ def _shares(group: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def _simulate(sub: pd.DataFrame, runs: int, seed: int) -> dict:
+    """The paper's protocol simulated on these probes' before/after components, in the run's order pairing."""
+    return metrics.simulate_protocol(
+        [_parse(c) for c in sub["components_before"]],
+        [_parse(c) for c in sub["components_after"]],
+        runs=runs,
+        seed=seed,
+        pairing=_pairing(sub),
+    )
+
+
 def _pairing(group: pd.DataFrame) -> str:
     return str(group["order_pairing"].iloc[0]) if "order_pairing" in group and len(group) else "independent"
 
@@ -197,13 +208,7 @@ def _table1_one(outcomes: pd.DataFrame, model: str, lang: str, runs: int, seed: 
             "draws": int(group["draws"].max()),
         }
         if len(sub):
-            sim = metrics.simulate_protocol(
-                [_parse(c) for c in sub["components_before"]],
-                [_parse(c) for c in sub["components_after"]],
-                runs=runs,
-                seed=seed,
-                pairing=_pairing(sub),
-            )
+            sim = _simulate(sub, runs, seed)
             row["n_misaligned_run_low"], row["n_misaligned_run_high"] = metrics.run_interval(sim["n_misaligned"])
             row["improved_run_low"], row["improved_run_high"] = metrics.run_interval(sim["improved"])
             weight = sub["improved"].to_numpy(float)
@@ -431,13 +436,7 @@ def simulated_error_reductions(outcomes: pd.DataFrame, runs: int = 50, seed: int
         sub = on_common(group, common_probes(outcomes[(outcomes["model"] == model) & (outcomes["lang"] == lang)]))
         if sub.empty:
             continue
-        sim = metrics.simulate_protocol(
-            [_parse(c) for c in sub["components_before"]],
-            [_parse(c) for c in sub["components_after"]],
-            runs=runs,
-            seed=seed,
-            pairing=_pairing(sub),
-        )
+        sim = _simulate(sub, runs, seed)
         rows.append(
             pd.DataFrame(
                 {
