@@ -21,9 +21,13 @@ STAGES := $(PY) -m culturealign.stages
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt pyproject.toml
+# torch through pip (it takes this machine's local CPU build; uv would download a CUDA one), then
+# everything else through uv (seconds, where pip takes minutes), pinned by requirements-lock.txt.
+TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
+$(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -e .
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_PIN)" uv
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.txt -c requirements-lock.txt -e .
 	@touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install requirements (no-op when up to date)

@@ -217,6 +217,60 @@ def test_the_engine_counts_only_the_prompt_tokens_it_runs(tiny):
     assert cached.prompt_tokens_run - first == len(items[1].prompt) - shared
 
 
+def set_partitions(items: list[int]):
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for part in set_partitions(rest):
+        for k in range(len(part)):
+            yield part[:k] + [[first, *part[k]]] + part[k + 1 :]
+        yield [[first], *part]
+
+
+def padded_cost(groups: list[list[int]], lengths: list[int], overhead: int) -> int:
+    return sum(len(g) * max(lengths[i] for i in g) + overhead for g in groups)
+
+
+def test_rest_batches_are_a_partition_with_the_least_padding_plus_overhead():
+    rng = random.Random(5)
+    for _ in range(150):
+        lengths = [rng.choice([1, 2, 3, 8, 40, 41, 90]) for _ in range(rng.randint(1, 7))]
+        overhead = rng.choice([0, 4, 16, 200])
+        groups = engine.rest_batches(lengths, overhead)
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+        best = min(padded_cost(part, lengths, overhead) for part in set_partitions(list(range(len(lengths)))))
+        assert padded_cost(groups, lengths, overhead) == best
+    assert engine.rest_batches([5, 5, 5]) == [[0, 1, 2]]  # equal lengths: one forward
+    assert len(engine.rest_batches([3, 200, 3, 200])) == 2  # short rests after cached prefixes run apart from long ones
+
+
+def test_prompts_with_rests_of_very_different_lengths_run_in_sub_batches_and_equal(tiny):
+    """Pairs whose first order is cached leave short rests beside long ones: run apart, they
+    compute fewer padded positions, and their probabilities equal the engine without the cache."""
+    engine.shared_prefix_cache(2**30).clear()
+    first = chat_items(tiny, QUERIES, False)
+    swapped = chat_items(tiny, QUERIES, True)
+    cached, plain = TransformersEngine(tiny), TransformersEngine(tiny, reuse="positions")
+    option_probs(cached, copy.deepcopy(first[:2]), batch=2)  # two prompts' first order is cached
+    filler = first[1].prompt[1:] * 3  # real tokens, no BOS: long rests beside the short ones
+    long_rests = [scoring.Item(item.prompt + filler[:60], item.forms) for item in first[2:]]
+    batch = [
+        swapped[0],
+        long_rests[0],
+        swapped[1],
+        long_rests[1],
+    ]  # short rests (after a cached first order), long ones
+    found = [cached.prefix_cache.match(cached.cache_key(), item.prompt)[0] for item in batch]
+    rests = [len(item.prompt) - min(n, len(item.prompt) - 1) for item, n in zip(batch, found)]
+    assert max(rests) > 3 * min(rests)
+    before = cached.prompt_positions_run
+    with_cache = option_probs(cached, batch, batch=4)
+    one_batch = 4 * max(rests)
+    assert cached.prompt_positions_run - before < one_batch  # sub-batches computed less than one padded batch
+    assert np.abs(with_cache - option_probs(plain, batch, batch=4)).max() <= 1e-6
+
+
 # ---------------------------------------------------------------------------- the embedded model
 
 

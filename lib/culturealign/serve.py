@@ -39,6 +39,7 @@ from .spec import ModelSpec
 
 VENV = paths.REPO / ".venv-vllm"
 REQUIREMENTS = paths.REPO / "requirements-vllm.txt"
+LOCK = paths.REPO / "requirements-vllm-lock.txt"  # every package pinned as pip resolved them
 CUDA_PACKAGES = ["vllm==0.32.0"]  # vLLM with its own CUDA torch
 CPU_BREAKS = ["torchvision", "torchaudio", "torchcodec"]  # built for another torch: import fails
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
@@ -67,11 +68,20 @@ def has_cuda() -> bool:
 
 
 def install_plan(python: Path, cuda: bool) -> list[list[str]]:
-    """The pip commands that make the server's environment."""
+    """The commands that make the server's environment. On the CPU: torch through pip (it takes
+    this machine's local CPU build, where uv would download a CUDA one), then vLLM's CPU build
+    through uv (seconds, where pip takes minutes) pinned by the lock file, then the packages built
+    for another torch out."""
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     if cuda:
         return [pip + CUDA_PACKAGES]
-    return [pip + ["-r", str(REQUIREMENTS)], [str(python), "-m", "pip", "uninstall", "-y", "-q", *CPU_BREAKS]]
+    torch_pin = next(line for line in REQUIREMENTS.read_text(encoding="utf-8").split() if line.startswith("torch=="))
+    uv = [str(python.parent / "uv"), "pip", "install", "-q", "--python", str(python)]
+    return [
+        pip + [torch_pin, "uv"],
+        uv + ["-r", str(REQUIREMENTS), "-c", str(LOCK)],
+        [str(python), "-m", "pip", "uninstall", "-y", "-q", *CPU_BREAKS],
+    ]
 
 
 def venv_python(venv: Path = VENV) -> Path:
@@ -79,12 +89,18 @@ def venv_python(venv: Path = VENV) -> Path:
 
 
 def ensure_venv(venv: Path = VENV, cuda: bool | None = None) -> Path:
-    """Create the server's environment on first use (about 80 s here); a stamp holding the plan
-    and requirements makes later calls a no-op until requirements-vllm.txt changes."""
+    """Create the server's environment on first use (mostly downloads); a stamp holding the plan
+    and both requirement files makes later calls a no-op until one of them changes."""
     cuda = has_cuda() if cuda is None else cuda
     python = venv_python(venv)
     plan = install_plan(python, cuda)
-    wanted = json.dumps({"plan": plan, "requirements": REQUIREMENTS.read_text(encoding="utf-8")})
+    wanted = json.dumps(
+        {
+            "plan": plan,
+            "requirements": REQUIREMENTS.read_text(encoding="utf-8"),
+            "lock": LOCK.read_text(encoding="utf-8"),
+        }
+    )
     stamp = venv / ".installed"
     if stamp.exists() and stamp.read_text(encoding="utf-8") == wanted and python.exists():
         return python
