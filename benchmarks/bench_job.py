@@ -180,8 +180,8 @@ def main() -> None:
     warm_texts, warm_options = kinds["10 zero-shot"]
     score(lm, warm_texts[:2], warm_options[:2], args.batch_size, cached=False, shared=False)  # one-time costs
     for kind, (texts, options) in kinds.items():
-        off, _ = score(lm, texts, options, args.batch_size, cached=False, shared=False)
-        on, _ = score(lm, texts, options, args.batch_size, cached=True, shared=True)
+        off = score(lm, texts, options, args.batch_size, cached=False, shared=False)[0]
+        on = score(lm, texts, options, args.batch_size, cached=True, shared=True)[0]
         rate[kind], sampled[kind] = (off / len(texts), on / len(texts)), len(texts)
         print(f"{kind}: {len(texts)} prompts, {off:.1f} s without, {on:.1f} s with", flush=True)
         write(job_rows(rate, sampled, counts), n, args)  # a killed run keeps its part

@@ -352,11 +352,12 @@ def search_paths(lm, n_prompts: int, seed: int) -> tuple[list[list[int]], list[l
     return ids, paths, tokens
 
 
-def full_model_probs(lm, prompt: list[int], path: list[int], wanted: list[int]) -> np.ndarray:
-    """The reference: the whole sequence through the model's own forward, alone, no cache."""
+def full_model_probs(lm, prompt: list[int], path: list[int], wanted: list[int], steps: range) -> np.ndarray:
+    """The reference: the whole sequence through the model's own forward, alone, no cache; the
+    wanted tokens' probabilities after prompt + path[:m] for each m of steps (one forward: causal)."""
     with torch.inference_mode():
-        logits = lm.model(input_ids=torch.tensor([prompt + path], device=lm.device)).logits[0, -1:]
-    return engine.decoded_probs(logits, lm.spec)[0, wanted].cpu().numpy()
+        logits = lm.model(input_ids=torch.tensor([prompt + path], device=lm.device), logits_to_keep=len(path) + 1).logits
+    return engine.decoded_probs(logits[0, list(steps)], lm.spec)[:, wanted].cpu().numpy()
 
 
 def check_distinct_positions_against_the_full_model(lm, last: int = 3) -> tuple[float, float, float]:
@@ -368,9 +369,7 @@ def check_distinct_positions_against_the_full_model(lm, last: int = 3) -> tuple[
     vs_rows = vs_alone = rows_vs_alone = 0.0
     for i, group in enumerate(paths):
         for j, path in enumerate(group):
-            alone = np.stack(
-                [full_model_probs(lm, ids[i], path[:m], tokens[i]) for m in engine.steps_of(len(path), last)]
-            )
+            alone = full_model_probs(lm, ids[i], path, tokens[i], engine.steps_of(len(path), last))
             vs_rows = max(vs_rows, np.abs(got[i][j] - per_row[i][j]).max())
             vs_alone = max(vs_alone, np.abs(got[i][j] - alone).max())
             rows_vs_alone = max(rows_vs_alone, np.abs(per_row[i][j] - alone).max())

@@ -435,12 +435,22 @@ def harness_predictions(lm: LoadedModel, task: str, limit: int | None = None) ->
     try:
         from lm_eval import simple_evaluate
         from lm_eval.models.huggingface import HFLM
+        from lm_eval.tasks import TaskManager
     except ImportError as err:
         raise ImportError(f"harness_task={task!r} needs lm-evaluation-harness: pip install lm-eval") from err
     harness_lm = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, add_bos_token=True, batch_size=8)
-    spec = general_mcq_task() if task == HARNESS_GENERAL_TASK else task
+    own = task == HARNESS_GENERAL_TASK
+    # the project's own task is a config in hand: the harness need not index its thousands of
+    # built-in tasks first (tens of seconds) to find it
+    tasks = TaskManager(include_defaults=not own)
     try:
-        result = simple_evaluate(model=harness_lm, tasks=[spec], limit=limit, bootstrap_iters=0)
+        result = simple_evaluate(
+            model=harness_lm,
+            tasks=[general_mcq_task() if own else task],
+            limit=limit,
+            bootstrap_iters=0,
+            task_manager=tasks,
+        )
     except (ConnectionError, OSError) as err:
         raise RuntimeError(
             f"harness task {task!r} could not load its data offline ({err}). Fetch it once on a "
