@@ -356,7 +356,9 @@ def full_model_probs(lm, prompt: list[int], path: list[int], wanted: list[int], 
     """The reference: the whole sequence through the model's own forward, alone, no cache; the
     wanted tokens' probabilities after prompt + path[:m] for each m of steps (one forward: causal)."""
     with torch.inference_mode():
-        logits = lm.model(input_ids=torch.tensor([prompt + path], device=lm.device), logits_to_keep=len(path) + 1).logits
+        logits = lm.model(
+            input_ids=torch.tensor([prompt + path], device=lm.device), logits_to_keep=len(path) + 1
+        ).logits
     return engine.decoded_probs(logits[0, list(steps)], lm.spec)[:, wanted].cpu().numpy()
 
 
