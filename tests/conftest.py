@@ -4,12 +4,14 @@ random-weight Gemma 3 for plumbing; and the embedded 270M model for numerical ch
 Tiers (markers declared in pyproject.toml): unmarked tests are the unit tier (`make unit`: no
 model weights, no process, no server); `model` loads the embedded 270M; `process` starts a
 subprocess or a local server; `smoke` runs the notebooks; `vllm` starts a real vLLM server. When
-vLLM tests are collected, their server is started at collection, in the background, so that its
-environment's build and start overlap the tiers that run before them.
+vLLM tests are collected, their server's environment is built at collection and the server started
+when the smoke tier ends, both in the background, so that they overlap the tiers that run before
+the vLLM tests.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -37,33 +39,75 @@ def pytest_sessionstart(session):
 
 VLLM_MODEL = "gemma3-270m-vllm"  # what the vLLM tests serve: the embedded weights, engine: openai
 VLLM_THREADS = 2
-VLLM_START = pytest.StashKey[tuple[subprocess.Popen, Path, float]]()
+
+
+@dataclasses.dataclass
+class VllmLaunch:
+    """The vLLM tests' server in two steps: its environment built at collection, the server started
+    once the smoke tier is done (the smoke run keeps both cores busy; what follows it mostly one)."""
+
+    outputs: Path
+    began: float
+    process: subprocess.Popen | None = None  # `serve setup`, then `serve start`
+    action: str = "setup"  # what process runs
+    starting: bool = False
+
+    @property
+    def log(self) -> Path:
+        return self.outputs / "start.log"
+
+    def run(self, action: str, *args: str) -> subprocess.Popen:
+        with open(self.log, "a", encoding="utf-8") as sink:
+            return subprocess.Popen(
+                [sys.executable, "-m", "culturealign.serve", action, *args],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=paths.REPO,
+                env=dict(os.environ, CULTUREALIGN_OUTPUTS=str(self.outputs)),
+            )
+
+    def failed(self) -> RuntimeError:
+        tail = "\n".join(self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
+        command = f"python -m culturealign.serve {self.action}"
+        return RuntimeError(f"`{command}` exited {self.process.returncode}; the end of {self.log}:\n{tail}")
+
+    def start(self) -> None:
+        """Start the server (`make serve`'s own command) once its environment is built; a failed
+        build is left for the `vllm_server` fixture to report. A no-op after the first call."""
+        if self.starting:
+            return
+        self.starting = True
+        if self.process.wait() == 0:
+            self.process = self.run("start", "--model", VLLM_MODEL, "--lora", "--threads", str(VLLM_THREADS))
+            self.action = "start"
+
+
+VLLM_LAUNCH = pytest.StashKey[VllmLaunch]()
 
 
 def pytest_collection_finish(session):
-    """When vLLM tests are collected, start their server now, in the background, with `make
-    serve`'s own command: it makes .venv-vllm on first use (mostly downloads: minutes on a fresh
-    clone), then starts vLLM (minutes of imports in three processes on 2 cores). Both overlap the
-    tiers that run first; the `vllm_server` fixture only waits for what is left. The embedded
-    model's cache is made here first, so the server and the first stages never both de-quantize it."""
+    """When vLLM tests are collected, build their server's environment now, in the background (the
+    first time: mostly downloads); the server itself starts when the first test outside the smoke
+    tier does (pytest_runtest_setup), so that its minutes of imports overlap the tiers that run on
+    one core, not the smoke run on two. The `vllm_server` fixture only waits for what is left. The
+    embedded model's cache is made here first, so the server and the first stages never both
+    de-quantize it."""
     if session.config.option.collectonly or os.environ.get("CULTUREALIGN_VLLM_URL"):
         return
     if not any(item.get_closest_marker("vllm") for item in session.items):
         return
     weights.prepare_embedded()
-    outputs = Path(tempfile.mkdtemp(prefix="culturealign-vllm-"))
-    log = outputs / "start.log"
-    command = ["-m", "culturealign.serve", "start", "--model", VLLM_MODEL, "--lora", "--threads", str(VLLM_THREADS)]
-    with open(log, "w", encoding="utf-8") as sink:
-        start = subprocess.Popen(
-            [sys.executable, *command],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=paths.REPO,
-            env=dict(os.environ, CULTUREALIGN_OUTPUTS=str(outputs)),
-        )
-    session.config.stash[VLLM_START] = (start, outputs, time.perf_counter())
+    launch = VllmLaunch(Path(tempfile.mkdtemp(prefix="culturealign-vllm-")), time.perf_counter())
+    launch.process = launch.run(launch.action)
+    session.config.stash[VLLM_LAUNCH] = launch
+
+
+def pytest_runtest_setup(item):
+    """The first test outside the smoke tier starts the vLLM tests' server (VllmLaunch.start)."""
+    launch = item.config.stash.get(VLLM_LAUNCH, None)
+    if launch is not None and not launch.starting and item.get_closest_marker("smoke") is None:
+        launch.start()
 
 
 def stop_vllm(outputs: Path) -> int | None:
@@ -79,41 +123,40 @@ def stop_vllm(outputs: Path) -> int | None:
 
 def pytest_unconfigure(config):
     """A server that no test stopped (a run cut short) does not outlive pytest, nor its record."""
-    start, outputs, _ = config.stash.get(VLLM_START, (None, None, None))
-    if start is None:
+    launch = config.stash.get(VLLM_LAUNCH, None)
+    if launch is None:
         return
-    if start.poll() is None:
-        start.terminate()
-        start.wait()
-    stop_vllm(outputs)
-    shutil.rmtree(outputs, ignore_errors=True)
+    if launch.process.poll() is None:
+        launch.process.terminate()
+        launch.process.wait()
+    stop_vllm(launch.outputs)
+    shutil.rmtree(launch.outputs, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def vllm_server(request):
-    """The record (serve.start's state) of the server started at collection, once it answers;
+    """The record (serve.start's state) of the server launched for this run, once it answers;
     stopped after the module. A build or start that failed names its log."""
     from culturealign import serve
 
-    start, outputs, began = request.config.stash.get(VLLM_START, (None, None, None))
-    if start is None:
-        raise RuntimeError("no vLLM server was started at collection (is CULTUREALIGN_VLLM_URL set?)")
+    launch = request.config.stash.get(VLLM_LAUNCH, None)
+    if launch is None:
+        raise RuntimeError("no vLLM server was launched for this run (is CULTUREALIGN_VLLM_URL set?)")
     waited = time.perf_counter()
-    log = outputs / "start.log"
-    if start.wait() != 0:
-        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
-        raise RuntimeError(f"`python -m culturealign.serve start` exited {start.returncode}; the end of {log}:\n{tail}")
+    launch.start()
+    if launch.process.wait() != 0:
+        raise launch.failed()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CULTUREALIGN_OUTPUTS", str(outputs))
+        patch.setenv("CULTUREALIGN_OUTPUTS", str(launch.outputs))
         state = serve.running(VLLM_MODEL)
     if state is None:
-        raise RuntimeError(f"the vLLM server started at collection no longer runs; see {outputs}/serve/")
+        raise RuntimeError(f"the vLLM server launched for this run no longer runs; see {launch.outputs}/serve/")
     state["timing"] = {
-        "ready_after_collection_s": round(time.perf_counter() - began, 1),
+        "ready_after_collection_s": round(time.perf_counter() - launch.began, 1),
         "waited_s": round(time.perf_counter() - waited, 1),
     }
     yield state
-    pid = stop_vllm(outputs)
+    pid = stop_vllm(launch.outputs)
     assert pid is None or not serve.alive(pid), "the vLLM server outlived its tests"
 
 
