@@ -205,6 +205,20 @@ def test_sampled_draws_are_unchanged_by_the_cache(tiny):
     assert cached.prompt_tokens_run < plain.prompt_tokens_run * 1.5
 
 
+def test_sampling_prompts_wider_than_the_sliding_window_is_unchanged_by_the_cache(tiny):
+    """Prompts of different lengths, all longer than the window: no sub-batches (a sliding layer
+    drops tokens, so caches could not be joined exactly), the same draws as without the cache."""
+    narrow = copy.deepcopy(tiny.model)
+    narrow.config.sliding_window = 24
+    lm = dataclasses.replace(tiny, model=narrow, weights_hash="tiny-narrow-sample")
+    chat = prompts.PromptFormat("chat", lm.tokenizer)
+    texts = [prompts.finish(prompts.cloze_body(q, fmt=chat), chat) for q in QUERIES]
+    texts[1] = texts[1] + " Please answer with one word only, and think about it carefully first." * 3
+    seeds = [21, 22, 23, 24]
+    plain, cached = TransformersEngine(lm, reuse="positions"), TransformersEngine(lm)
+    assert cached.sample(texts, seeds, n=3, max_new_tokens=4) == plain.sample(texts, seeds, n=3, max_new_tokens=4)
+
+
 def test_the_engine_counts_only_the_prompt_tokens_it_runs(tiny):
     engine.shared_prefix_cache(2**30).clear()
     items = chat_items(tiny, QUERIES, False)

@@ -508,7 +508,11 @@ class TransformersEngine:
         width = max(lengths) + max(len(p) - n for p, n in zip(prompts, lengths))
         if max(lengths) == 0 or not self._fits(width + room):
             lengths = [0] * len(prompts)
-        groups = rest_batches([len(p) - n for p, n in zip(prompts, lengths)])
+        rests = [len(p) - n for p, n in zip(prompts, lengths)]
+        # sub-batches only where every layer keeps all of their tokens: their caches are then
+        # joined exactly; a batch wider than a sliding window runs whole, as the model trims it
+        split = self._fits(max(lengths) + max(rests) + room)
+        groups = rest_batches(rests) if split else [list(range(len(prompts)))]
         parts = [
             self._run_rests([prompts[i] for i in g], [matches[i][1] for i in g], [lengths[i] for i in g])
             for g in groups
