@@ -20,8 +20,8 @@ import torch
 from bench_scoring import bench_prompts
 
 from culturealign import models, paths, serve, weights
-from culturealign.engine import TransformersEngine
-from culturealign.openai_engine import Endpoint, OpenAIServerEngine
+from culturealign.engines.in_process import TransformersEngine
+from culturealign.engines.openai_server import Endpoint, OpenAIServerEngine
 from culturealign.tokens import option_paths
 
 MODEL = "gemma3-270m"

@@ -131,8 +131,7 @@ def time_generation(lm, texts: list[str], batch_size: int, max_new_tokens: int, 
     """Seconds to generate one text per prompt at stage 60's decoding, from a cold cache."""
     engine = lm.engine
     engine.use_prefix_cache = engine.share_positions = on
-    engine.prefix_cache.clear()
-    engine._state = None
+    engine.forget()
     start = time.perf_counter()
     for at in range(0, len(texts), batch_size):
         chunk = texts[at : at + batch_size]

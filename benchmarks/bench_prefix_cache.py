@@ -80,33 +80,20 @@ ENGINES = {  # name: (prefix cache, one output-layer pass per distinct position)
 
 
 class Profile:
-    """Seconds in the engine's prompt pass, the search's forwards and the cache's bookkeeping,
-    and the output-layer positions computed against the distinct ones read."""
+    """Seconds in the engine's prompt pass, the search's forwards and the cache's bookkeeping (the
+    engine's own clock, whose phases exclude each other), and the output-layer positions computed
+    against the distinct ones read, since the last reset."""
 
     buckets = ("prompt pass", "search body", "search output layer", "search full forward", "cache bookkeeping")
 
     def __init__(self, engine: Any):
         self.engine = engine
-        self.seconds = dict.fromkeys(self.buckets, 0.0)
-        self._start = (0, 0)
-        self._wrap(engine, "_prompts", "prompt pass")
-        self._wrap(engine, "_hidden", "search body")
-        self._wrap(engine, "_output_probs", "search output layer")
-        self._wrap(engine, "_continue", "search full forward")
-        for name in ("match", "insert"):
-            self._wrap(engine.prefix_cache, name, "cache bookkeeping")
+        self.reset()
 
-    def _wrap(self, owner: Any, name: str, bucket: str) -> None:
-        real = getattr(owner, name)
-
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return real(*args, **kwargs)
-            finally:
-                self.seconds[bucket] += time.perf_counter() - start
-
-        setattr(owner, name, timed)
+    @property
+    def seconds(self) -> dict[str, float]:
+        now = self.engine.clock.seconds
+        return {bucket: now.get(bucket, 0.0) - self._seconds.get(bucket, 0.0) for bucket in self.buckets}
 
     @property
     def positions(self) -> tuple[int, int]:
@@ -117,16 +104,8 @@ class Profile:
         )
 
     def reset(self) -> None:
-        self.seconds = dict.fromkeys(self.seconds, 0.0)
+        self._seconds = dict(self.engine.clock.seconds)
         self._start = (self.engine.output_positions_run, self.engine.output_positions_needed)
-
-    def restore(self) -> None:
-        for owner, name in (
-            *((self.engine, n) for n in ("_prompts", "_hidden", "_output_probs", "_continue")),
-            (self.engine.prefix_cache, "match"),
-            (self.engine.prefix_cache, "insert"),
-        ):
-            owner.__dict__.pop(name, None)
 
 
 def score(
@@ -139,8 +118,7 @@ def score(
     engine = lm.engine
     engine.use_prefix_cache = cached
     engine.share_positions = shared
-    engine.prefix_cache.clear()
-    engine._state = None
+    engine.forget()
     before = engine.prompt_tokens_run, engine.prompt_positions_run
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -156,14 +134,13 @@ def prompt_passes(lm, texts: list[str], batch_size: int, cached: bool) -> tuple[
     ordered as exact scoring orders them: the token counts of a full run at the stage's batch size."""
     engine = lm.engine
     engine.use_prefix_cache = cached
-    engine.prefix_cache.clear()
-    engine._state = None
+    engine.forget()
     ids = sorted(
         (scoring.prompt_ids(lm.tokenizer, scoring.context_of(t)) for t in texts), key=lambda p: (len(p) // 32, p)
     )
     before, start = engine.prompt_tokens_run, time.perf_counter()
     for at in range(0, len(ids), batch_size):
-        engine._prompts(ids[at : at + batch_size])
+        engine.prompt_pass(ids[at : at + batch_size])
     return time.perf_counter() - start, engine.prompt_tokens_run - before
 
 
@@ -236,7 +213,6 @@ def main() -> None:
                 part["positions"], part["distinct"] = profile.positions
                 for bucket, value in profile.seconds.items():
                     part[bucket] = part.get(bucket, 0.0) + value
-    profile.restore()
     lm.engine.use_prefix_cache, lm.engine.share_positions = True, True
     cpu, rows, shares = cpu_model(), [], []
     for (kind, name), part in split.items():

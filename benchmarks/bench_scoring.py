@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from culturealign import demos, models, paths, probes, prompts, runs, scoring, selfalign
-from culturealign.engine import left_pad, positions_of
+from culturealign.engines.in_process import left_pad, positions_of
 
 
 def bench_prompts(lm, n: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:

@@ -196,17 +196,15 @@ def gemma_tokenizer(request):
     return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
-@pytest.fixture(scope="session")
-def tiny_lm(gemma_tokenizer):
-    """A 2-layer Gemma 3 with random weights (seed 0) and the real tokenizer, as a LoadedModel of
-    the embedded model's spec: adapter manifests, resume, BOS and training steps run on it in
-    seconds. Its numbers mean nothing; numerical checks use `lm`."""
+def build_random_gemma3(tokenizer, spec, weights_hash: str, **config):
+    """A Gemma 3 with random weights (seed 0) and the given tokenizer, as a LoadedModel on the CPU:
+    2 layers (one sliding, one full) of width 32 unless `config` says otherwise. What plumbing and
+    the engine's numerical checks need from a model, built in a second."""
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(gemma_tokenizer),
+    settings = dict(
+        vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -216,19 +214,27 @@ def tiny_lm(gemma_tokenizer):
         layer_types=["sliding_attention", "full_attention"],
         sliding_window=64,
         max_position_embeddings=2048,
-        bos_token_id=gemma_tokenizer.bos_token_id,
-        eos_token_id=gemma_tokenizer.eos_token_id,
-        pad_token_id=gemma_tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
-    model = Gemma3ForCausalLM(config).eval()
-    return models.LoadedModel(
-        models.spec_for("gemma3-270m"),
-        model,
-        gemma_tokenizer,
-        weights_hash="tiny-random:seed0",
-        device="cpu",
-        dtype="float32",
-    )
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(Gemma3TextConfig(**{**settings, **config})).eval()
+    return models.LoadedModel(spec, model, tokenizer, weights_hash=weights_hash, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(gemma_tokenizer):
+    """A 2-layer random Gemma 3 with the real tokenizer, as a LoadedModel of the embedded model's
+    spec: adapter manifests, resume, BOS and training steps run on it in seconds. Its numbers mean
+    nothing; numerical checks use `lm`."""
+    return build_random_gemma3(gemma_tokenizer, models.spec_for("gemma3-270m"), "tiny-random:seed0")
+
+
+@pytest.fixture(scope="session")
+def random_gemma3():
+    """build_random_gemma3, for test modules that need a random model of their own shape."""
+    return build_random_gemma3
 
 
 @pytest.fixture(scope="session")

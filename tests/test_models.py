@@ -6,7 +6,8 @@ from typing import get_args, get_type_hints
 import grimp
 import pytest
 
-from culturealign import api, engine, models, openai_engine, params, serve, spec, weights
+from culturealign import engines, models, params, serve, spec, weights
+from culturealign.engines import gemini, in_process, openai_server
 from culturealign.spec import ModelSpec, ModelUnavailable
 
 
@@ -90,8 +91,8 @@ def test_required_keys_are_the_fields_without_a_default():
 
 def test_the_registry_builds_every_engine_a_model_file_may_name():
     assert set(models.ENGINES) == set(get_args(spec.EngineName))
-    assert models.engine_builder("transformers") is engine.TransformersEngine
-    assert models.engine_builder("gemini") == api.GeminiEngine.for_model
+    assert models.engine_builder("transformers") is in_process.TransformersEngine
+    assert models.engine_builder("gemini") == gemini.GeminiEngine.for_model
     assert models.engine_builder("openai") is serve.served_engine
     with pytest.raises(ValueError, match=r"unknown engine 'vlm'; use one of \['gemini', 'openai', 'transformers'\]"):
         models.engine_builder("vlm")
@@ -103,11 +104,17 @@ def test_no_registered_engine_imports_the_loader():
     for entry in models.ENGINES.values():
         module = entry.split(":")[0]
         assert graph.find_shortest_chain(importer=module, imported="culturealign.models") is None, entry
+    reached = {
+        chained for entry in models.ENGINES.values() for chained in graph.find_upstream_modules(entry.split(":")[0])
+    }
+    reached |= {entry.split(":")[0] for entry in models.ENGINES.values()}
+    engine_modules = {m for m in graph.find_children("culturealign.engines")}
+    assert engine_modules <= reached, f"engine modules no registry entry builds: {engine_modules - reached}"
 
 
-@pytest.mark.parametrize("cls", [engine.TransformersEngine, openai_engine.OpenAIServerEngine, api.GeminiEngine])
+@pytest.mark.parametrize("cls", [in_process.TransformersEngine, openai_server.OpenAIServerEngine, gemini.GeminiEngine])
 def test_every_engine_implements_the_protocol(cls):
-    methods = {n for n, v in vars(engine.Engine).items() if callable(v) and not n.startswith("_")}
+    methods = {n for n, v in vars(engines.Engine).items() if callable(v) and not n.startswith("_")}
     assert methods == {"next_token_probs", "sample", "with_adapter"}
     assert all(callable(getattr(cls, n, None)) for n in methods) and isinstance(cls.has_logprobs, bool)
 
@@ -123,7 +130,7 @@ def test_weights_here_answer_in_process_whatever_the_file_names():
     served = models.spec_for("gemma3-270m-vllm")
     assert served.engine == "openai"
     here = models.LoadedModel(served, model=object(), tokenizer=None, weights_hash="w", device="cpu", dtype="float32")
-    assert isinstance(here.engine, engine.TransformersEngine) and here.engine.lm is here
+    assert isinstance(here.engine, in_process.TransformersEngine) and here.engine.lm is here
     assert here.engine is here.engine  # built once
 
 
@@ -158,7 +165,7 @@ def test_a_served_model_holds_the_engine_its_registry_entry_builds(monkeypatch, 
 def test_an_api_model_refuses_an_adapter_saying_which_engines_can(monkeypatch, tmp_path):
     monkeypatch.setenv("GOOGLE_API_KEY", "k")
     lm = models.load_model(models.spec_for("gemini-1.5-pro"))
-    assert isinstance(lm.engine, api.GeminiEngine) and lm.weights_hash == "api:gemini-1.5-pro"
+    assert isinstance(lm.engine, gemini.GeminiEngine) and lm.weights_hash == "api:gemini-1.5-pro"
     with pytest.raises(NotImplementedError, match="Gemini API.*engine is transformers or openai"):
         lm.with_adapter(tmp_path)
 
@@ -170,7 +177,7 @@ def test_with_engine_leaves_the_model_it_copies_as_it_is():
     other = SimpleNamespace(tokenizer="t", identity="gemini-1.5-pro|api:y")
     held = base.with_engine(other, "api:y")
     assert held.engine is other and (held.tokenizer, held.weights_hash) == ("t", "api:y")
-    assert base.tokenizer is None and base.weights_hash == "api:x" and isinstance(base.engine, api.GeminiEngine)
+    assert base.tokenizer is None and base.weights_hash == "api:x" and isinstance(base.engine, gemini.GeminiEngine)
 
 
 def test_the_papers_models_decode_as_transformers_4_did():

@@ -12,8 +12,9 @@ from tokenizers import Tokenizer, pre_tokenizers, trainers
 from tokenizers import models as tok_models
 from transformers import PreTrainedTokenizerFast
 
-from culturealign import engine, prompts, scoring
-from culturealign.engine import decoded_probs, warpers
+from culturealign import prompts, scoring
+from culturealign.engines import in_process as engine
+from culturealign.engines.in_process import decoded_probs, warpers
 
 PROMPTS = [
     "Fill in the blank with one of the two options. Reply with the option only.\n\n"

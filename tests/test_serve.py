@@ -1,5 +1,5 @@
 """Server lifecycle without vLLM: the command exact scoring needs, the environment plan, and
-start/record/stop with a stand-in server process (the real server: tests/test_openai_engine.py)."""
+start/record/stop with a stand-in server process (the real server: tests/engines/test_openai_server.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from culturealign import models, params, serve, weights
-from culturealign.openai_engine import ServerError
+from culturealign.engines.openai_server import ServerError
 
 FAKE_SERVER = """
 import http.server, json, sys

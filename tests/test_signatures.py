@@ -14,8 +14,8 @@ MAX_PARAMETERS = 8
 def library_functions():
     """(qualified name, function) of every function and method defined in lib/culturealign, the
     __init__ that @dataclass writes left out (its fields are the object, not a parameter list)."""
-    for info in pkgutil.iter_modules(culturealign.__path__):
-        module = importlib.import_module(f"culturealign.{info.name}")
+    for info in pkgutil.walk_packages(culturealign.__path__, prefix="culturealign."):
+        module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
             if getattr(obj, "__module__", None) != module.__name__:
                 continue

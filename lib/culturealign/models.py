@@ -5,8 +5,8 @@ from a LoadedModel, as "module:attribute" strings imported when a model first ne
 importing the loader (every notebook, the test session) then costs no torch or transformers
 import. This loader sits above every engine module and none of them imports it, so resolving an
 entry makes no cycle (pyproject.toml declares the layers; tests/test_models.py checks each entry
-against the import graph). Adding an engine is its module plus one entry here and its name in
-spec.EngineName. Where the weights live (the embedded cache, a folder, the hub) is weights.py.
+against the import graph). Adding an engine is its module in engines/ plus one entry here and its
+name in spec.EngineName. Where the weights live (the embedded cache, a folder, the hub) is weights.py.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from .spec import ModelSpec, ModelUnavailable
 from .weights import embedded_gguf_sha256, fetch_hint, prepare_embedded, weights_identity, with_adapter_identity
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .engines import Engine
 
 IN_PROCESS = "transformers"  # the engine that answers from weights loaded in this process
 ENGINES: dict[str, str] = {
-    IN_PROCESS: "culturealign.engine:TransformersEngine",  # transformers in this process, the reference
+    IN_PROCESS: "culturealign.engines.in_process:TransformersEngine",  # transformers in this process, the reference
     "openai": "culturealign.serve:served_engine",  # the vLLM (or other OpenAI-compatible) server `make serve` started
-    "gemini": "culturealign.api:GeminiEngine.for_model",  # the Gemini API, sampling only
+    "gemini": "culturealign.engines.gemini:GeminiEngine.for_model",  # the Gemini API, sampling only
 }
 WeightsAt = Literal["engine", "here"]  # load_model: where the weights are loaded
 

@@ -14,7 +14,7 @@ splits digits), the longer option's paths are subtracted from the shorter's; whe
 has "10" as one token, nothing is subtracted.
 
 Each step is warped exactly as sampling warps it (temperature, top-k, top-p: transformers' own
-logits warpers, engine.py). Sampling and generation draw with a seed derived from the run's seed
+logits warpers, engines/in_process.py). Sampling and generation draw with a seed derived from the run's seed
 and the item's cache key, so a resumed run draws exactly what an uninterrupted one draws.
 """
 
@@ -31,7 +31,7 @@ import pandas as pd
 from tqdm import tqdm  # text bars: they stream to the terminal under papermill and render in Lab
 
 from . import paths
-from .engine import decoded_probs, warpers  # noqa: F401  (re-exported: the decoding warp)
+from .engines.in_process import decoded_probs, warpers  # noqa: F401  (re-exported: the decoding warp)
 from .models import LoadedModel
 from .runs import ResultCache
 from .tokens import encode_pair, prompt_ids, split_boundary, vocab_texts  # noqa: F401  (the one token path)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import params, paths, weights
-from .openai_engine import OpenAIServerEngine, ServerError, from_state, restart_hint
+from .engines.openai_server import OpenAIServerEngine, ServerError, from_state, restart_hint
 from .runs import write_json
 from .spec import ModelSpec
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
 
-from culturealign import engine, models, prompts, scoring
-from culturealign.engine import PrefixCache, TransformersEngine
+from culturealign import models, prompts, scoring
+from culturealign.engines import in_process as engine
+from culturealign.engines.in_process import PrefixCache, TransformersEngine
 from culturealign.params import ParamError
 
 GEMMA_CHAT = (
@@ -102,18 +103,21 @@ def test_a_cache_limit_that_is_not_a_positive_size_is_refused_naming_it(value):
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(gemma_tokenizer, random_gemma3):
     """A random-weight Gemma 3 (sliding layers with a 256-token window, one full layer) with the
     embedded model's tokenizer and a Gemma chat template; weights large enough for peaked answers."""
-    tok = AutoTokenizer.from_pretrained(str(models.prepare_embedded()), local_files_only=True)
+    tok = copy.copy(gemma_tokenizer)  # shallow: the session's tokenizer keeps no chat template
     tok.chat_template = GEMMA_CHAT
-    config = Gemma3TextConfig(
-        vocab_size=len(tok),
+    spec = models.ModelSpec(
+        name="tiny-gemma3", source="hf", id="tiny", chat=True, temperature=0.7, top_k=None, top_p=None
+    )
+    return random_gemma3(
+        tok,
+        spec,
+        "tiny-random",
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=4,
-        num_attention_heads=2,
-        num_key_value_heads=1,
         head_dim=32,
         sliding_window=256,
         layer_types=["sliding_attention"] * 3 + ["full_attention"],
@@ -121,13 +125,8 @@ def tiny():
         pad_token_id=0,
         bos_token_id=2,
         eos_token_id=1,
+        max_position_embeddings=131072,
     )
-    torch.manual_seed(0)
-    model = Gemma3ForCausalLM(config).eval()
-    spec = models.ModelSpec(
-        name="tiny-gemma3", source="hf", id="tiny", chat=True, temperature=0.7, top_k=None, top_p=None
-    )
-    return models.LoadedModel(spec, model, tok, "tiny-random", "cpu", "float32")
 
 
 def with_lora(lm, merged: bool):
@@ -333,19 +332,25 @@ def test_a_masked_gap_never_pushes_real_tokens_out_of_a_sliding_window(tiny):
 # ------------------------------------------------------- one output-layer pass per distinct position
 
 
-def test_covering_rows_hold_every_needed_position_and_none_is_a_prefix_of_another():
+def test_path_trees_hold_every_needed_position_once_and_see_only_their_own_path():
     rng = random.Random(3)
     for _ in range(200):
         needed = sorted(
             {(rng.randint(0, 2), tuple(rng.randint(0, 2) for _ in range(rng.randint(1, 4)))) for _ in range(12)}
         )
-        rows, holder = engine.covering_rows(needed)
-        for (owner, prefix), r in zip(needed, holder):
-            assert rows[r][0] == owner and rows[r][1][: len(prefix)] == prefix
-        maximal = {
-            (o, p) for o, p in needed if not any(o2 == o and len(q) > len(p) and q[: len(p)] == p for o2, q in needed)
-        }
-        assert set(rows) == maximal and len(rows) == len(maximal)
+        owners, trees = engine.path_trees(needed)
+        assert owners == sorted({o for o, _ in needed})
+        for owner, tree in zip(owners, trees):
+            assert len(set(tree)) == len(tree)  # each distinct position once
+            assert {p for o, p in needed if o == owner} <= set(tree)
+            assert all(p[:-1] in tree[: tree.index(p)] for p in tree if len(p) > 1)  # parents come first
+        width = max(len(t) for t in trees) + 1  # one padding node
+        visible = engine.tree_visibility(trees, width)
+        for b, tree in enumerate(trees):
+            for t, p in enumerate(tree):
+                for u, q in enumerate(tree):
+                    assert bool(visible[b, t, u]) == (p[: len(q)] == q)  # u is t or an ancestor of t
+            assert visible[b, len(tree) :, : len(tree)].sum() == 0 and visible[b, -1, -1]
 
 
 def search_paths(lm, n_prompts: int, seed: int) -> tuple[list[list[int]], list[list[list[int]]], list[list[int]]]:
@@ -390,7 +395,7 @@ def check_distinct_positions_against_the_full_model(lm, last: int = 3) -> tuple[
             vs_alone = max(vs_alone, np.abs(got[i][j] - alone).max())
             rows_vs_alone = max(rows_vs_alone, np.abs(per_row[i][j] - alone).max())
     assert shared.output_positions_run < each.output_positions_run  # fewer output-layer positions ran
-    assert shared.path_tokens_run < each.path_tokens_run  # rows that prefix another did not run
+    assert shared.path_tokens_run < each.path_tokens_run  # a position several paths share ran once
     return float(vs_rows), float(vs_alone), float(rows_vs_alone)
 
 
@@ -461,3 +466,27 @@ def test_embedded_one_output_layer_pass_per_position_equals_the_full_model(lm):
 def test_an_unknown_reuse_setting_is_refused_with_the_allowed_values():
     with pytest.raises(ValueError, match="reuse is 'cache'; use one of"):
         TransformersEngine(None, reuse="cache")
+
+
+@pytest.mark.parametrize(
+    "top_k, top_p, temperature, cap", [(64, 0.95, 1.0, 30.0), (5, None, 0.7, None), (None, 0.9, 1.3, 30.0)]
+)
+@torch.inference_mode()
+def test_wanted_probabilities_equal_the_vocabulary_wide_decoding(top_k, top_p, temperature, cap):
+    """wanted_probs reads the decoded probabilities of a few tokens without the vocabulary-wide
+    passes: equal to decoded_probs over every logit, for tokens inside and outside the top k."""
+    torch.manual_seed(3)
+    head = torch.nn.Linear(16, 3000, bias=False)
+    model = SimpleNamespace(get_output_embeddings=lambda: head, config=SimpleNamespace(final_logit_softcapping=cap))
+    spec = models.ModelSpec(
+        name="x", source="hf", id="x", chat=False, temperature=temperature, top_k=top_k, top_p=top_p
+    )
+    hidden = torch.randn(12, 16) * 4
+    full = engine.decoded_probs(engine.output_logits(model, hidden), spec)
+    best = full.argmax(-1)
+    wanted = [torch.tensor([int(best[p]), 0, 7] + list(range(100 * p, 100 * p + 5))) for p in range(12)]
+    expected = [full[p, w].numpy() for p, w in enumerate(wanted)]
+    got = engine.wanted_probs(model, hidden, spec, wanted)
+    assert any(e.max() > 0.01 for e in expected) and any((e == 0).any() for e in expected)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, atol=1e-7)

@@ -1,6 +1,6 @@
 """Sampling through a hosted model's API (Gemini 1.5 Pro in the paper): no logits, so the paper's
 measurement, n responses per prompt parsed to an option by the reader's rule, is the only one
-available. scoring.response_distributions uses it through the engine interface (engine.py)."""
+available. scoring.response_distributions uses it through the Engine protocol (engines/__init__.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-from culturealign import api, models, scoring
+from culturealign import models, scoring
+from culturealign.engines import gemini
 
 
 def test_api_sampling_builds_requests_and_parses_replies(monkeypatch):
@@ -11,7 +12,7 @@ def test_api_sampling_builds_requests_and_parses_replies(monkeypatch):
         sent.append((url, body))
         return {"candidates": [{"content": {"parts": [{"text": next(replies)}]}}]}
 
-    monkeypatch.setattr(api, "post", fake_post)
+    monkeypatch.setattr(gemini, "post", fake_post)
     counts = scoring.sample_counts(lm, ["Religion is _ to me. Answer: "], [["important", "unimportant"]], n=3)
     assert counts.iloc[0]["counts"] == [1, 1] and counts.iloc[0]["invalid"] == 1
     url, body = sent[0]

@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from culturealign import culturespa, culturespa_eval, demos, models, probes, prompts, selfalign, serve, weights
-from culturealign.openai_engine import Endpoint, OpenAIServerEngine, ServerError, token_ids_of
+from culturealign.engines.openai_server import Endpoint, OpenAIServerEngine, ServerError, token_ids_of
 from culturealign.spec import ModelSpec
 from culturealign.tokens import option_paths
 

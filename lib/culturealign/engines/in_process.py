@@ -1,21 +1,19 @@
-"""Engines: where decoded next-token probabilities and sampled responses come from.
-
-Scoring and generation are written once against this interface (scoring.py); an engine answers
-two questions only: how likely is each of these tokens next, after this prefix, under the model's
-decoding settings; and what does the model write from this prompt, with this seed. Its
-with_adapter gives the same engine answering through a trained LoRA adapter. Three
-implementations: in-process transformers (the reference, here), an OpenAI-compatible server such
-as vLLM (openai_engine.py), and the Gemini API (api.py, sampling only). A model file names its
-engine (`model_config.engine`), the loader's registry builds it (models.ENGINES); stages and
-pipelines never branch on it.
+"""The in-process engine: a transformers model in this process, the reference every other engine
+is tested against. Exact option probabilities run each batch's prompts once (reusing prompt
+prefixes cached by earlier batches) and read the option paths from their key-value states;
+sampling and generation draw with per-item seeds. The decoding warp (temperature, top-k, top-p)
+is written here once and used by every caller that needs it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import functools
+import time
 from pathlib import Path
-from typing import Any, Literal, Protocol, Sequence, get_args
+from typing import Any, Callable, Iterator, Literal, Sequence, get_args
 
 import numpy as np
 import torch
@@ -27,39 +25,8 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from .tokens import prompt_ids
-from .weights import with_adapter_identity
-
-
-class Engine(Protocol):
-    """What scoring needs from a model, whatever serves it."""
-
-    spec: Any  # spec.ModelSpec
-    tokenizer: Any  # the model's tokenizer (None for an API without one)
-    has_logprobs: bool
-    identity: str  # model + weights (+ adapter): part of every cache key
-
-    def next_token_probs(
-        self,
-        prompts: Sequence[list[int]],
-        paths: Sequence[Sequence[list[int]]],
-        tokens: Sequence[Sequence[int]],
-        last: int = 1,
-    ) -> list[list[np.ndarray]]:
-        """For prompt i and each path j of paths[i] (token ids): the decoded probability of each
-        token of tokens[i] as the next token after prompt_i + path[:m], for the last `last` values
-        of m (m = len(path) - k + 1 .. len(path), k = min(last, len(path) + 1)): an array (k, len(tokens[i]))."""
-
-    def sample(
-        self, prompts: Sequence[str], seeds: Sequence[int], n: int, max_new_tokens: int, decoding: dict | None = None
-    ) -> list[list[str]]:
-        """n sampled continuations per prompt, seeded per prompt (never by batch position)."""
-
-    def with_adapter(self, adapter: Path) -> "Engine":
-        """The same model answering through a trained LoRA adapter (peft's folder), with an identity
-        that names it; the engine it is called on is left as it is. An engine that cannot load
-        adapters refuses with a message that says which can."""
-
+from ..tokens import prompt_ids
+from ..weights import with_adapter_identity
 
 # ------------------------------------------------------------------------------- decoding warp
 
@@ -322,20 +289,44 @@ def steps_of(length: int, last: int) -> range:
     return range(length - min(last, length + 1) + 1, length + 1)
 
 
-def covering_rows(needed: Sequence[tuple[int, tuple[int, ...]]]) -> tuple[list[tuple[int, tuple[int, ...]]], list[int]]:
-    """The fewest rows that hold every needed position (owner prompt, path prefix): the needed
-    prefixes that no other needed prefix of the same owner extends. Returns the rows and, per
-    needed position, the row that holds it. Sorted, a prefix's extensions follow it directly, so
-    walking backwards the latest row started either extends a prefix or nothing after it does."""
-    order = sorted(range(len(needed)), key=lambda k: needed[k])
-    rows: list[tuple[int, tuple[int, ...]]] = []
-    holder = [0] * len(needed)
-    for k in reversed(order):
-        owner, prefix = needed[k]
-        if not rows or rows[-1][0] != owner or rows[-1][1][: len(prefix)] != prefix:
-            rows.append((owner, prefix))
-        holder[k] = len(rows) - 1
-    return rows, holder
+def path_trees(needed: Sequence[tuple[int, tuple[int, ...]]]) -> tuple[list[int], list[list[tuple[int, ...]]]]:
+    """The owners of the needed positions (owner prompt, path prefix), sorted, and per owner its
+    tree of path prefixes: every non-empty prefix of a needed one, once, sorted so that a node
+    follows its parent (a prefix sorts before its extensions)."""
+    nodes: dict[int, set[tuple[int, ...]]] = {}
+    for owner, prefix in needed:
+        nodes.setdefault(owner, set()).update(prefix[:m] for m in range(1, len(prefix) + 1))
+    owners = sorted(nodes)
+    return owners, [sorted(nodes[o]) for o in owners]
+
+
+def kept_columns(model: Any, cache: Any) -> dict[str, int]:
+    """Per attention kind of the model's layers ("full_attention", "sliding_attention"), how many
+    of a batch's last key-value columns its cache layers keep: all for a full layer, at most
+    window - 1 for a sliding one (transformers trims them)."""
+    config = model.config
+    kinds = getattr(config, "layer_types", None) or [
+        "sliding_attention" if getattr(config, "sliding_window", None) else "full_attention"
+    ] * len(cache.layers)
+    kept: dict[str, int] = {}
+    for kind, layer in zip(kinds, cache.layers):
+        kept.setdefault(kind, int(layer.keys.shape[-2]))
+    return kept
+
+
+def tree_visibility(trees: Sequence[Sequence[tuple[int, ...]]], width: int) -> torch.Tensor:
+    """visible[b, t, u]: node u of tree b is node t or one of its ancestors, so t attends to its
+    own path only (a tree attention mask); shape (trees, width, width). A padding node sees itself."""
+    visible = torch.zeros((len(trees), width, width), dtype=torch.bool)
+    for b, tree in enumerate(trees):
+        at = {prefix: t for t, prefix in enumerate(tree)}
+        for t, prefix in enumerate(tree):
+            if len(prefix) > 1:
+                visible[b, t] = visible[b, at[prefix[:-1]]]  # the parent's row is complete: it came first
+            visible[b, t, t] = True
+        for t in range(len(tree), width):
+            visible[b, t, t] = True
+    return visible
 
 
 def row_cache(cache: Any, owners: torch.Tensor) -> Any:
@@ -343,18 +334,44 @@ def row_cache(cache: Any, owners: torch.Tensor) -> Any:
     untouched: cache layers rebind their tensors on update (concatenation), never write in place."""
     rows = copy.copy(cache)
     rows.layers = [copy.copy(layer) for layer in cache.layers]
-    rows.reorder_cache(owners)
+    if owners.tolist() != list(range(cache.layers[0].keys.shape[0])):  # else every row as it is
+        rows.reorder_cache(owners)
     return rows
 
 
 def output_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
     """The causal LM's logits from its body's last hidden states: its output layer, then the final
     logit soft-capping its config declares (Gemma 2 and 3)."""
-    logits = model.get_output_embeddings()(hidden)
+    return softcapped(model.get_output_embeddings()(hidden), model)
+
+
+def softcapped(logits: torch.Tensor, model: Any) -> torch.Tensor:
+    """The final logit soft-capping the model's config declares (Gemma 2 and 3), or the logits."""
     cap = getattr(model.config, "final_logit_softcapping", None)
-    if cap is not None:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
+    return torch.tanh(logits / cap) * cap if cap is not None else logits
+
+
+# raw logits taken beyond top-k before soft-capping: capping is monotone, so the capped top-k is
+# among them (a wider margin only matters where rounding makes capped values tie)
+TOP_K_MARGIN = 16
+
+
+def wanted_probs(model: Any, hidden: torch.Tensor, spec: Any, wanted: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """Decoded probabilities of row p's wanted tokens (wanted[p]) from the body's hidden states
+    (rows, hidden): decoded_probs(output_logits(model, hidden))[p, wanted[p]], computed without
+    the vocabulary-wide passes after the output layer. With top-k set (Gemma: 64 of 262,144
+    tokens) only the k best logits can carry probability, so capping, temperature and top-p run on
+    those and a wanted token outside them gets 0; tested against the full computation."""
+    logits = model.get_output_embeddings()(hidden).float()
+    vocab = logits.shape[-1]
+    if not spec.top_k or spec.top_k + TOP_K_MARGIN >= vocab:
+        probs = decoded_probs(softcapped(logits, model), spec)
+        return [probs[p, w].cpu().numpy() for p, w in enumerate(wanted)]
+    raw, index = torch.topk(logits, spec.top_k + TOP_K_MARGIN, dim=-1)
+    values, best = torch.topk(softcapped(raw, model), spec.top_k, dim=-1)
+    index = index.gather(-1, best)
+    kept = torch.softmax(warpers(dataclasses.replace(spec, top_k=None))(None, values), dim=-1)
+    return [((index[p][None, :] == w[:, None]) * kept[p][None, :]).sum(-1).cpu().numpy() for p, w in enumerate(wanted)]
 
 
 # a forward's fixed cost in token positions: what running a sub-batch apart must save in padding
@@ -402,6 +419,46 @@ def joined_states(
     return joined, mask, torch.cat([logits for _, _, logits in parts])[back]
 
 
+class PhaseClock:
+    """Seconds spent in each phase of the engine's work, exclusive: a phase entered inside another
+    pauses the outer one, so the phases and the rest add up to the wall time."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._stack: list[str] = []
+        self._since = 0.0
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        self._switch()
+        self._stack.append(phase)
+        try:
+            yield
+        finally:
+            self._switch()
+            self._stack.pop()
+
+    def _switch(self) -> None:
+        now = time.perf_counter()
+        if self._stack:
+            self.seconds[self._stack[-1]] = self.seconds.get(self._stack[-1], 0.0) + now - self._since
+        self._since = now
+
+
+def timed(phase: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A method of the engine whose time counts toward `phase` on its clock."""
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with self.clock(phase):
+                return method(self, *args, **kwargs)
+
+        return run
+
+    return wrap
+
+
 # ------------------------------------------------------------------------ in-process transformers
 
 
@@ -439,7 +496,8 @@ class TransformersEngine:
     """
 
     has_logprobs = True
-    row_chunk = 64  # continuation rows per forward
+    row_chunk = 64  # continuation rows per forward (one row per path)
+    tree_chunk = 16  # prompts' path trees per forward
     position_chunk = 128  # output-layer positions per pass (each a vocabulary-wide row of floats)
 
     def __init__(self, lm: Any, reuse: Reuse = "both"):
@@ -456,6 +514,7 @@ class TransformersEngine:
         self.output_positions_run = 0  # continuation positions that went through the output layer
         self.output_positions_needed = 0  # distinct continuation positions the callers read
         self._head_checked: dict[int, bool] = {}
+        self.clock = PhaseClock()  # seconds in the prompt pass, the search's forwards, the cache's bookkeeping
 
     @property
     def spec(self) -> Any:
@@ -477,6 +536,17 @@ class TransformersEngine:
     def prefix_cache(self) -> PrefixCache:
         mib = getattr(self.spec, "prefix_cache_mib", DEFAULT_PREFIX_CACHE_MIB)
         return shared_prefix_cache(int(mib) * 2**20)
+
+    def forget(self) -> None:
+        """Drop every reusable state, the process-wide prefix cache and the last batch's prompt
+        states, so that the next call starts cold (as a benchmark's timed run does)."""
+        self.prefix_cache.clear()
+        self._state = None
+
+    def prompt_pass(self, prompts: Sequence[list[int]]) -> None:
+        """Only the prompt pass of one batch (cached prefixes reused, rests run, states kept), which
+        a benchmark times apart from the prefix search."""
+        self._prompts(prompts)
 
     def cache_key(self) -> tuple:
         """What the cached states depend on besides the tokens: weights (with a merged adapter's
@@ -503,7 +573,8 @@ class TransformersEngine:
         (a pair's second order after its first), so they run in sub-batches of similar length
         (rest_batches) and their caches are joined into the batch's: padding is compute too."""
         store, key = self.prefix_cache, self.cache_key()
-        matches = [store.match(key, p) for p in prompts]
+        with self.clock("cache bookkeeping"):
+            matches = [store.match(key, p) for p in prompts]
         lengths = [min(found, len(p) - 1) for (found, _), p in zip(matches, prompts)]
         width = max(lengths) + max(len(p) - n for p, n in zip(prompts, lengths))
         if max(lengths) == 0 or not self._fits(width + room):
@@ -524,11 +595,12 @@ class TransformersEngine:
             back = torch.argsort(torch.tensor(order, device=self.lm.device))
             cache, mask, logits = joined_states(self.lm.model.config, parts, back)
         if self._fits(mask.shape[1]):
-            for i, p in enumerate(prompts):
-                where = mask[i].nonzero()[:, 0]
-                store.insert(
-                    key, list(p), [(layer.keys[i][:, where], layer.values[i][:, where]) for layer in cache.layers]
-                )
+            with self.clock("cache bookkeeping"):
+                for i, p in enumerate(prompts):
+                    where = mask[i].nonzero()[:, 0]
+                    store.insert(
+                        key, list(p), [(layer.keys[i][:, where], layer.values[i][:, where]) for layer in cache.layers]
+                    )
         return cache, mask, logits
 
     def _run_rests(
@@ -568,6 +640,7 @@ class TransformersEngine:
         self.prompt_positions_run += rest_ids.numel()
         return out.past_key_values, mask, out.logits[:, -1, :]
 
+    @timed("prompt pass")
     @torch.inference_mode()
     def _prompts(self, prompts: Sequence[list[int]]) -> _PromptState:
         key = (id(self.lm.model), tuple(tuple(p) for p in prompts))
@@ -646,6 +719,7 @@ class TransformersEngine:
         self.path_positions_run += ids.numel()
         return ids, torch.cat([prompt_mask, row_mask], dim=1), positions, cache
 
+    @timed("search full forward")
     @torch.inference_mode()
     def _continue(self, state: _PromptState, owners: list[int], rows: list[list[int]], keep: int) -> torch.Tensor:
         """Decoded next-token probabilities at the last `keep` positions of each row, continuing
@@ -663,45 +737,79 @@ class TransformersEngine:
         self.output_positions_run += logits.shape[0] * logits.shape[1]
         return decoded_probs(logits.reshape(-1, logits.shape[-1]), self.spec).reshape(logits.shape)
 
+    @timed("search body")
     @torch.inference_mode()
-    def _hidden(self, state: _PromptState, owners: list[int], rows: list[list[int]]) -> torch.Tensor:
-        """The model body's last hidden states of each row continuing prompt `owners[r]`, no output
-        layer: shape (rows, width, hidden), rows left-padded to the widest."""
-        ids, mask, positions, cache = self._row_inputs(state, owners, rows)
+    def _tree_hidden(
+        self, state: _PromptState, owners: list[int], trees: Sequence[Sequence[tuple[int, ...]]]
+    ) -> torch.Tensor:
+        """The model body's last hidden states at every node of each owner's path tree, no output
+        layer: shape (owners, nodes, hidden). A prompt's whole tree is one sequence after it, each
+        node at the position it has on its own path and attending to the prompt and its own
+        ancestors only (a tree attention mask), so a position that several paths share runs once
+        and no path carries a copy of its prompt's states."""
+        device, dtype = self.lm.device, state.cache.layers[0].keys.dtype  # the attention's dtype
+        width = max(len(tree) for tree in trees)
+        ids = torch.full((len(trees), width), self.pad_id, dtype=torch.long)
+        depth = torch.ones((len(trees), width), dtype=torch.long)
+        for b, tree in enumerate(trees):
+            ids[b, : len(tree)] = torch.tensor([prefix[-1] for prefix in tree])
+            depth[b, : len(tree)] = torch.tensor([len(prefix) for prefix in tree])
+        prompt_mask = state.mask[owners]
+        positions = prompt_mask.sum(-1, keepdim=True) + depth.to(device) - 1
+        tree_mask = tree_visibility(trees, width).to(device)
+        window = sliding_window_of(self.lm.model)
+        masks = {}
+        for kind, kept in kept_columns(self.lm.model, state.cache).items():
+            visible = prompt_mask[:, -kept:].bool()[:, None, :].expand(-1, width, -1)
+            if kind == "sliding_attention" and window is not None:  # the window counts positions, as alone
+                visible = visible & (positions[:, :, None] - positions_of(prompt_mask)[:, None, -kept:] < window)
+            full = torch.cat([visible, tree_mask], dim=-1)[:, None]
+            masks[kind] = torch.zeros(full.shape, dtype=dtype, device=device).masked_fill_(
+                ~full, torch.finfo(dtype).min
+            )
+        attention_mask = masks if len(masks) > 1 else next(iter(masks.values()))
+        cache = row_cache(state.cache, torch.tensor(owners, device=device))
+        self.path_tokens_run += sum(len(tree) for tree in trees)
+        self.path_positions_run += ids.numel()
         return self.lm.model.get_decoder()(
-            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+            input_ids=ids.to(device),
+            attention_mask=attention_mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
         ).last_hidden_state
 
+    @timed("search output layer")
     @torch.inference_mode()
-    def _output_probs(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Decoded next-token probabilities from the body's hidden states (positions, hidden)."""
+    def _output_probs(self, hidden: torch.Tensor, wanted: Sequence[torch.Tensor]) -> list[np.ndarray]:
+        """Decoded probabilities of each position's wanted tokens from the body's hidden states
+        (positions, hidden)."""
         self.output_positions_run += hidden.shape[0]
-        return decoded_probs(output_logits(self.lm.model, hidden), self.spec)
+        return wanted_probs(self.lm.model, hidden, self.spec, wanted)
 
     @torch.inference_mode()
-    def _head_matches(self, state: _PromptState) -> bool:
-        """Whether body then output layer (output_logits) gives the model's own logits: checked
-        once per model object on one short row, so a model whose head does more (a logit scale)
-        keeps the full forward instead of giving wrong numbers."""
+    def _tree_matches(self, state: _PromptState) -> bool:
+        """Whether the tree forward, then the output layer (output_logits), gives the model's own
+        logits for the same paths: checked once per model object on a small tree, so a model whose
+        attention ignores a custom mask or whose head does more (a logit scale) keeps the full
+        forward instead of giving wrong numbers. The check's work is left out of the counters."""
         model = self.lm.model
         if id(model) not in self._head_checked:
-            row = [[self.pad_id + 1, self.pad_id + 2]]
-            inputs = dict(
-                zip(
-                    ("input_ids", "attention_mask", "position_ids", "past_key_values"),
-                    self._row_inputs(state, [0], row),
-                )
-            )
-            full = model(**inputs, use_cache=True, logits_to_keep=2).logits[0]
-            inputs = dict(
-                zip(
-                    ("input_ids", "attention_mask", "position_ids", "past_key_values"),
-                    self._row_inputs(state, [0], row),
-                )
-            )
-            body = model.get_decoder()(**inputs, use_cache=True).last_hidden_state[0]
-            self.path_tokens_run -= 4
-            self._head_checked[id(model)] = bool(torch.allclose(full, output_logits(model, body), rtol=1e-4, atol=1e-4))
+            counters = (self.path_tokens_run, self.path_positions_run)
+            a, b, c = self.pad_id + 1, self.pad_id + 2, self.pad_id + 3
+            ids, mask, positions, cache = self._row_inputs(state, [0, 0], [[a, b], [a, c]])
+            full = model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=2,
+            ).logits
+            tree = output_logits(model, self._tree_hidden(state, [0], [[(a,), (a, b), (a, c)]])[0])
+            expected = torch.stack([full[0, 0], full[0, 1], full[1, 1]])
+            self._head_checked[id(model)] = bool(torch.allclose(expected, tree, rtol=1e-4, atol=1e-4))
+            self.path_tokens_run, self.path_positions_run = counters
         return self._head_checked[id(model)]
 
     def _each_path_probs(
@@ -722,31 +830,30 @@ class TransformersEngine:
         return table
 
     def _distinct_position_probs(
-        self, state: _PromptState, needed: list[tuple[int, tuple[int, ...]]], wanted: list[torch.Tensor]
+        self,
+        state: _PromptState,
+        needed: list[tuple[int, tuple[int, ...]]],
+        wanted: list[torch.Tensor],
     ) -> dict[tuple[int, tuple[int, ...]], np.ndarray]:
         """Probabilities of the wanted tokens at each needed position (owner, path prefix), each
-        computed once: the body runs the covering rows, shortest first so that a forward's rows
-        are padded little, and the output layer only the needed positions."""
-        rows, holder = covering_rows(needed)
-        by_length = sorted(range(len(rows)), key=lambda r: len(rows[r][1]))
-        rank = [0] * len(rows)
-        for at, r in enumerate(by_length):
-            rank[r] = at
+        computed once: the body runs each prompt's path tree (path_trees) as one sequence, and the
+        output layer only the needed positions."""
+        owners, nodes = path_trees(needed)
         table: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
-        for start in range(0, len(rows), self.row_chunk):
-            chunk = [rows[r] for r in by_length[start : start + self.row_chunk]]
-            hidden = self._hidden(state, [i for i, _ in chunk], [list(path) for _, path in chunk])
-            width = hidden.shape[1]
-            here = [k for k, r in enumerate(holder) if start <= rank[r] < start + len(chunk)]
-            row_at = torch.tensor([rank[holder[k]] - start for k in here], device=hidden.device)
-            column = torch.tensor(
-                [width - len(rows[holder[k]][1]) + len(needed[k][1]) - 1 for k in here], device=hidden.device
-            )
-            picked = hidden[row_at, column]
+        for start in range(0, len(owners), self.tree_chunk):
+            chunk = owners[start : start + self.tree_chunk]
+            hidden = self._tree_hidden(state, chunk, nodes[start : start + self.tree_chunk])
+            node_at = {
+                (owner, prefix): (b, t) for b, owner in enumerate(chunk) for t, prefix in enumerate(nodes[start + b])
+            }
+            members = set(chunk)
+            here = [k for k in needed if k[0] in members]
+            where = torch.tensor([node_at[k] for k in here], device=hidden.device)
+            picked = hidden[where[:, 0], where[:, 1]]
             for at in range(0, len(here), self.position_chunk):
-                probs = self._output_probs(picked[at : at + self.position_chunk])
-                for p, k in enumerate(here[at : at + self.position_chunk]):
-                    table[needed[k]] = probs[p, wanted[needed[k][0]]].cpu().numpy()
+                these = here[at : at + self.position_chunk]
+                probs = self._output_probs(picked[at : at + self.position_chunk], [wanted[owner] for owner, _ in these])
+                table.update(zip(these, probs))
         return table
 
     def next_token_probs(
@@ -771,7 +878,7 @@ class TransformersEngine:
         self.output_positions_needed += len(needed)
         if not needed:
             table = {}
-        elif self.share_positions and self._head_matches(state):
+        elif self.share_positions and self._tree_matches(state):
             table = self._distinct_position_probs(state, needed, wanted)
         else:
             table = self._each_path_probs(state, paths, wanted, last)
@@ -783,7 +890,7 @@ class TransformersEngine:
             for i, group in enumerate(paths)
         ]
 
-    def with_adapter(self, adapter: Path) -> Engine:
+    def with_adapter(self, adapter: Path) -> TransformersEngine:
         """The weights with a trained LoRA adapter merged into a copy
         (peft), in a copy of the loaded model whose weights hash names the adapter (so its cache keys
         differ); the base model is left untouched. The answer's `lm` is that copy."""

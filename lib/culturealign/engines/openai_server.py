@@ -29,8 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .spec import ModelSpec
-from .tokens import prompt_ids
+from ..spec import ModelSpec
+from ..tokens import prompt_ids
 
 TOKEN_ID_PREFIX = "token_id:"
 # vLLM clamps -inf (a token removed by top-k/top-p) to -9999 so the JSON stays valid.
