@@ -488,11 +488,12 @@ class TransformersEngine:
     `prompt_tokens_run` counts the prompt tokens that actually ran through the model.
 
     The prefix search asks for many paths that share positions (every option and spelling after
-    the same ignorable prefix, a path and its own prefixes). With shared positions (`reuse` "both" or "positions")
-    each distinct position runs once: the model's body runs only the rows no other row extends,
-    and its output layer, most of the cost, only at the distinct positions read. Off, each path is
-    a row of its own and the model's full forward gives its logits (the reference, for benchmarks
-    and tests).
+    the same ignorable prefix, a path and its own prefixes). With shared positions (`reuse` "both"
+    or "positions") each distinct position runs once: a prompt's paths form a tree that the body
+    runs as one sequence under a tree attention mask, and the output layer, most of the cost, runs
+    only at the distinct positions read and decodes only the tokens asked for. Off, each path is a
+    row of its own and the model's full forward gives its logits (the reference, for benchmarks
+    and tests). `clock` holds the seconds each phase took.
     """
 
     has_logprobs = True
