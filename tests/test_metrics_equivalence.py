@@ -1,5 +1,6 @@
-"""Paired proportions: Newcombe's interval and the TOST equivalence test (Tango's score tests),
-against a numerical likelihood maximum, the Wald interval at large n and simulated error rates."""
+"""Paired proportions: Tango's score interval and the TOST equivalence test (his score tests),
+against a numerical likelihood maximum, the Wald interval at large n, simulated coverage and
+simulated error rates."""
 
 from __future__ import annotations
 
@@ -49,18 +50,38 @@ def test_chance_level_on_few_items_shows_no_equivalence():
     assert metrics.tost_paired(200, 0, 0, 100, 0.05)["equivalent"]  # 300 items, none differ: within 5 points
 
 
-def test_tost_agrees_with_the_newcombe_interval_at_the_matching_level():
+def test_tost_rejects_exactly_when_the_interval_at_the_matching_level_is_inside_the_margin():
     rng = np.random.default_rng(3)
-    agree = []
-    for _ in range(400):
-        cells = rng.multinomial(int(rng.integers(80, 1500)), rng.dirichlet([4, 1, 1, 3]))
+    for _ in range(300):
+        cells = rng.multinomial(int(rng.integers(20, 1500)), rng.dirichlet([4, 1, 1, 3]))
         r = metrics.tost_paired(*map(int, cells), 0.05)
-        agree.append(r["equivalent"] == (-0.05 < r["tost_low"] and r["tost_high"] < 0.05))
-    assert np.mean(agree) > 0.97  # two approximations of one question: they disagree only at the edge
+        if min(abs(r["tost_low"] + 0.05), abs(r["tost_high"] - 0.05)) > 1e-6:  # not on the edge itself
+            assert r["equivalent"] == (-0.05 < r["tost_low"] and r["tost_high"] < 0.05)
 
 
-def test_newcombe_interval_meets_wald_at_large_n_and_rejects_bad_input():
-    low, high = metrics.newcombe_paired_interval(1200, 130, 70, 600)
+@pytest.mark.parametrize(
+    "cells, n", [([0.58, 0.02, 0.02, 0.38], 30), ([0.5, 0.1, 0.05, 0.35], 40), ([0.3, 0.2, 0.1, 0.4], 300)]
+)
+def test_score_interval_covers_the_true_difference_at_its_level(cells, n):
+    """Coverage near 95% on few items too, where no item may be discordant (a collapsed interval
+    there would cover a true difference of 0 only by luck of the cells)."""
+    rng = np.random.default_rng(5)
+    truth = cells[1] - cells[2]
+    covered = []
+    for a, b, c, d in rng.multinomial(n, cells, size=1500):
+        low, high = metrics.tango_paired_interval(int(b), int(c), n)
+        covered.append(low <= truth <= high)
+    assert 0.93 <= np.mean(covered) <= 0.999
+
+
+def test_no_discordant_item_still_leaves_an_interval_as_wide_as_the_items_allow():
+    low, high = metrics.tango_paired_interval(0, 0, 30)
+    assert low == pytest.approx(-high) and 0.08 < high < 0.15  # 30 items cannot show a difference below ~10 points
+    assert metrics.tango_paired_interval(0, 0, 3000)[1] < 0.002
+
+
+def test_score_interval_meets_wald_at_large_n_and_rejects_bad_input():
+    low, high = metrics.tango_paired_interval(130, 70, 2000)
     n, diff = 2000, 60 / 2000
     se = np.sqrt((130 + 70) / n - diff**2) / np.sqrt(n)
     assert low == pytest.approx(diff - 1.96 * se, abs=0.002) and high == pytest.approx(diff + 1.96 * se, abs=0.002)

@@ -5,7 +5,7 @@ general-ability check.
 Every method is answered under one answer mode (culturespa.ANSWER_MODES; the authors': `sample`),
 its distributions kept so the expected score of the authors' protocol can be simulated. General
 ability compares the base model with each adapter on the same items: a paired exact McNemar test,
-a 95% interval of the accuracy difference (Newcombe's hybrid score interval for paired data) and a
+a 95% interval of the accuracy difference (Tango's score interval for paired data) and a
 TOST equivalence test within a stated margin, whose verdict says "within +/- m points" or "not
 shown": a large McNemar p on a few items at chance accuracy is no evidence of unchanged ability.
 """
@@ -386,11 +386,11 @@ def paired_comparison(
     base_right: Sequence[bool], other_right: Sequence[bool], margin_points: float = 5.0
 ) -> dict[str, float | str]:
     """Accuracy difference (other - base) on the same items: the exact McNemar test (binomial on the
-    discordant items), Newcombe's (1998, method 10) 95% interval for paired data, and the TOST
+    discordant items), Tango's (1998) 95% score interval for paired data, and the TOST
     equivalence test within +/- margin_points (metrics.tost_paired). A McNemar p near 1 at chance
     accuracy shows nothing; the verdict says whether the items show the accuracies are the same."""
     a, b, c, d = metrics.paired_cells(other_right, base_right)
-    low, high = metrics.newcombe_paired_interval(a, b, c, d)
+    low, high = metrics.tango_paired_interval(b, c, a + b + c + d)
     tost = metrics.tost_paired(a, b, c, d, check_margin(margin_points) / 100)
     p_value = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
     return {

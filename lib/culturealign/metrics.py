@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence, Union
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 N_RESPONSES = 10
 OUTCOMES = ("improved", "same", "decreased")
@@ -392,21 +392,6 @@ def paired_cells(first_right: Sequence[bool], second_right: Sequence[bool]) -> t
     return int((x & y).sum()), int((x & ~y).sum()), int((~x & y).sum()), int((~x & ~y).sum())
 
 
-def newcombe_paired_interval(a: int, b: int, c: int, d: int, level: float = 0.95) -> tuple[float, float]:
-    """Newcombe's (1998, method 10) hybrid score interval of p1 - p2 for paired proportions, from
-    the cells a (both), b (only 1), c (only 2), d (neither): Wilson limits of each proportion,
-    combined with the correlation phi of the pairs."""
-    n = a + b + c + d
-    p1, p2 = (a + b) / n, (a + c) / n
-    l1, u1 = wilson_interval(a + b, n, level)
-    l2, u2 = wilson_interval(a + c, n, level)
-    denominator = np.sqrt(float((a + b) * (c + d) * (a + c) * (b + d)))
-    phi = (a * d - b * c) / denominator if denominator else 0.0
-    low = (p1 - p2) - np.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
-    high = (p1 - p2) + np.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0.0))
-    return float(low), float(high)
-
-
 def _restricted_discordant(b: int, c: int, n: int, delta: float) -> float:
     """Maximum-likelihood P(only 2 right) given p1 - p2 = delta (Tango 1998): the root in [0, 1] of
     2n q^2 + (delta (2n - b + c) - b - c) q - c delta (1 - delta) = 0."""
@@ -422,6 +407,27 @@ def tango_z(b: int, c: int, n: int, delta: float) -> float:
     return float((b - c - n * delta) / np.sqrt(variance)) if variance > 0 else float("nan")
 
 
+def tango_paired_interval(b: int, c: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Tango's (1998) score interval of p1 - p2 for paired proportions (b: only 1 right, c: only 2
+    right, n items): the differences that his score test does not reject at 1 - level. It keeps a
+    width where no item is discordant (Newcombe's hybrid interval collapses there), and it is the
+    interval the TOST in tost_paired inverts."""
+    z = float(stats.norm.ppf(1 - (1 - level) / 2))
+    observed = (b - c) / n
+    edge = 1 - 1e-12
+
+    def gap(delta: float, target: float) -> float:
+        score = tango_z(b, c, n, delta)
+        return (0.0 if np.isnan(score) else score) - target  # no variance: only at the observed value, score 0
+
+    def limit(target: float, start: float, end: float) -> float:
+        if gap(end, target) * gap(start, target) > 0:
+            return end  # the score never reaches the target before the edge: the interval reaches it
+        return float(optimize.brentq(gap, start, end, args=(target,), xtol=1e-10))
+
+    return limit(z, observed, -edge), limit(-z, observed, edge)
+
+
 EQUIVALENCE_LEVEL = 0.05
 
 
@@ -430,16 +436,16 @@ def tost_paired(
 ) -> dict[str, float | bool]:
     """Equivalence of two paired proportions within +/- margin (a proportion, e.g. 0.05): two
     one-sided Tango score tests (H0: p1 - p2 <= -margin, H0: p1 - p2 >= margin); tost_p is the
-    larger p. Equivalence is shown when tost_p < alpha. Also the difference and its Newcombe
-    interval at the matching 1 - 2 alpha level (inside +/- margin exactly when the TOST, up to
-    the approximations, rejects) and at 95%."""
+    larger p. Equivalence is shown when tost_p < alpha. Also the difference and Tango's score
+    interval at the matching 1 - 2 alpha level (inside +/- margin exactly when the TOST rejects)
+    and at 95%."""
     if not 0 < margin < 1:
         raise ValueError(f"margin must be a proportion in (0, 1), got {margin!r}")
     n = a + b + c + d
     lower = float(stats.norm.sf(tango_z(b, c, n, -margin)))
     upper = float(stats.norm.cdf(tango_z(b, c, n, margin)))
-    low90, high90 = newcombe_paired_interval(a, b, c, d, 1 - 2 * alpha)
-    low, high = newcombe_paired_interval(a, b, c, d)
+    low90, high90 = tango_paired_interval(b, c, n, 1 - 2 * alpha)
+    low, high = tango_paired_interval(b, c, n)
     p = max(lower, upper)
     return {
         "difference": (b - c) / n,

@@ -490,3 +490,13 @@ def test_wanted_probabilities_equal_the_vocabulary_wide_decoding(top_k, top_p, t
     assert any(e.max() > 0.01 for e in expected) and any((e == 0).any() for e in expected)
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e, atol=1e-7)
+
+
+def test_the_phase_clock_counts_a_nested_phase_apart_from_the_one_around_it(monkeypatch):
+    now = iter([0.0, 1.0, 3.0, 6.0, 10.0])  # enter outer, enter inner, leave inner, leave outer, enter outer
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: next(now))
+    clock = engine.PhaseClock()
+    with clock("prompt pass"):
+        with clock("cache bookkeeping"):
+            pass
+    assert clock.seconds == {"prompt pass": 1.0 + 3.0, "cache bookkeeping": 2.0}
