@@ -698,8 +698,11 @@ class TransformersEngine:
 
     def _prompts_cached(self, prompts: Sequence[list[int]], key: tuple) -> _PromptState:
         """Prompts from the prefix cache. Trunks that several prompts of the batch share (a probe's
-        two option orders) run first and are stored, so each member then runs only its own rest."""
+        two option orders) and that the cache does not hold whole run first and are stored, so
+        each member then runs only its own rest."""
         trunks = [prompts[members[0]][:n] for n, members in shared_prefixes(prompts) if len(members) > 1 and n > 0]
+        with self.clock("cache bookkeeping"):
+            trunks = [t for t in trunks if self.prefix_cache.match(self.cache_key(), t)[0] < len(t)]
         if trunks:
             self._forward_cached(trunks)
         cache, mask, logits = self._forward_cached(prompts, room=PATH_ROOM)
