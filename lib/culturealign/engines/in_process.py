@@ -725,10 +725,12 @@ class TransformersEngine:
 
     @timed("search full forward")
     @torch.inference_mode()
-    def _continue(self, state: _PromptState, owners: list[int], rows: list[list[int]], keep: int) -> torch.Tensor:
-        """Decoded next-token probabilities at the last `keep` positions of each row, continuing
-        prompt `owners[r]` from its key-value cache, by the model's full forward: shape (rows,
-        keep, vocab). Rows are left-padded, so the output layer runs only at the last positions."""
+    def _continue_logits(
+        self, state: _PromptState, owners: list[int], rows: list[list[int]], keep: int
+    ) -> torch.Tensor:
+        """The model's own logits at the last `keep` positions of each row, continuing prompt
+        `owners[r]` from its key-value cache by the full forward: shape (rows, keep, vocab). Rows
+        are left-padded, so the output layer runs only at the last positions."""
         ids, mask, positions, cache = self._row_inputs(state, owners, rows)
         logits = self.lm.model(
             input_ids=ids,
@@ -739,6 +741,11 @@ class TransformersEngine:
             logits_to_keep=keep,
         ).logits
         self.output_positions_run += logits.shape[0] * logits.shape[1]
+        return logits
+
+    def _continue(self, state: _PromptState, owners: list[int], rows: list[list[int]], keep: int) -> torch.Tensor:
+        """Decoded next-token probabilities at the last `keep` positions of each row (_continue_logits)."""
+        logits = self._continue_logits(state, owners, rows, keep)
         return decoded_probs(logits.reshape(-1, logits.shape[-1]), self.spec).reshape(logits.shape)
 
     @timed("search body")
@@ -799,21 +806,13 @@ class TransformersEngine:
         forward instead of giving wrong numbers. The check's work is left out of the counters."""
         model = self.lm.model
         if id(model) not in self._head_checked:
-            counters = (self.path_tokens_run, self.path_positions_run)
+            counters = (self.path_tokens_run, self.path_positions_run, self.output_positions_run)
             a, b, c = self.pad_id + 1, self.pad_id + 2, self.pad_id + 3
-            ids, mask, positions, cache = self._row_inputs(state, [0, 0], [[a, b], [a, c]])
-            full = model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=2,
-            ).logits
+            full = self._continue_logits(state, [0, 0], [[a, b], [a, c]], keep=2)
             tree = output_logits(model, self._tree_hidden(state, [0], [[(a,), (a, b), (a, c)]])[0])
             expected = torch.stack([full[0, 0], full[0, 1], full[1, 1]])
             self._head_checked[id(model)] = bool(torch.allclose(expected, tree, rtol=1e-4, atol=1e-4))
-            self.path_tokens_run, self.path_positions_run = counters
+            self.path_tokens_run, self.path_positions_run, self.output_positions_run = counters
         return self._head_checked[id(model)]
 
     def _each_path_probs(
