@@ -1,7 +1,5 @@
 """Figures are legible: legends beside the data, never over a title; no panel without data."""
 
-import json
-
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -55,43 +53,6 @@ def test_no_common_question_omits_that_panel_and_says_why():
     fig, note = selfalign_summary._common_and_full(draw, "Figure 5. t", full, full, 7, 7)
     assert len(fig.axes) == 1 and "same WVS questions" in note
     plt.close(fig)
-
-
-def test_figures_write_captions_that_explain_an_omitted_panel(tmp_path):
-    from tests.test_selfalign_summary import (
-        synthetic_results,  # the same synthetic measurements as the summary tests
-    )
-
-    from culturealign import selfalign
-
-    parts = [
-        selfalign.outcomes(synthetic_results(lang, 6, seed=i)).assign(model="m", lang=lang)
-        for i, lang in enumerate(("en", "de"))
-    ]
-    outcomes = pd.concat(parts, ignore_index=True)
-    disjoint = outcomes.assign(qid=outcomes["lang"] + outcomes["qid"])
-    misalignment = pd.concat(
-        [
-            selfalign.misalignment(
-                pd.DataFrame(
-                    {
-                        "probe_id": [f"{lang}{i}" for i in range(3)],
-                        "qid": [f"{lang}Q{i}" for i in range(3)],
-                        "category": "A",
-                        "p_majority": [0.3, 0.6, 0.9],
-                    }
-                )
-            ).assign(model="m", lang=lang)
-            for lang in ("en", "de")
-        ]
-    )
-    selfalign_summary.figures(
-        selfalign_summary.table1(disjoint, runs=20), disjoint, misalignment, pd.DataFrame(), pd.DataFrame(), tmp_path
-    )
-    captions = json.loads((tmp_path / "captions.json").read_text())
-    for name in ("fig4_error_reduction_by_model", "fig5_improved_by_model", "fig7_misaligned_heatmap"):
-        assert captions[name].startswith("Figure ") and "omitted" in captions[name]
-    assert "omitted" not in captions["fig2_improved_by_strategy"]
 
 
 def test_the_first_of_two_panels_drops_its_legend_and_boxes_draw_points_only_when_asked():

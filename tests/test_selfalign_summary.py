@@ -246,6 +246,10 @@ def test_figures_say_so_when_no_question_is_common_to_the_languages(outcomes, tm
     )
     assert {"fig4_error_reduction_by_model", "fig5_improved_by_model", "fig7_misaligned_heatmap"} <= set(made)
     assert all(p.stat().st_size > 5000 for paths in made.values() for p in paths)
+    captions = json.loads((tmp_path / "captions.json").read_text())  # each caption says what it left out
+    for name in ("fig4_error_reduction_by_model", "fig5_improved_by_model", "fig7_misaligned_heatmap"):
+        assert captions[name].startswith("Figure ") and "omitted" in captions[name]
+    assert "omitted" not in captions["fig2_improved_by_strategy"]
 
 
 def test_table1_shows_what_no_effect_gives_beside_each_row(outcomes):
