@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sacrebleu.metrics import CHRF
+from tests.probe_data import toy_probes
 
 from culturealign import demos, probes
 
@@ -31,28 +32,8 @@ def test_chrf_matrix_is_fast_for_250_probes():
     assert time.perf_counter() - start < 1.0
 
 
-def _toy():
-    return pd.DataFrame(
-        {
-            "probe_id": [f"p{i}" for i in range(9)],
-            "category": ["A"] * 6 + ["B"] * 3,
-            "template": [
-                "Religion is _ to me.",
-                "Religion is _ for me.",
-                "God is _ to me.",
-                "Work is _ to me.",
-                "Family is _.",
-                "Friends are _ to me.",
-                "I _ the police.",
-                "I _ the army.",
-                "I _ the courts.",
-            ],
-        }
-    )
-
-
 def test_strategies_respect_category_and_exclude_the_probe_itself():
-    toy = _toy()
+    toy = toy_probes()
     chosen = demos.choose_all(toy, list(demos.STRATEGIES), seed=1)
     for row in chosen[chosen["strategy"].str.endswith("category") & (chosen["reason"] == "")].itertuples():
         assert set(toy.set_index("probe_id").loc[row.demo_ids, "category"]) == {"A"}
@@ -62,7 +43,7 @@ def test_strategies_respect_category_and_exclude_the_probe_itself():
 
 
 def test_too_few_candidates_is_reported_per_probe_and_others_go_on():
-    chosen = demos.choose_all(_toy(), ["random_category"], seed=0)
+    chosen = demos.choose_all(toy_probes(), ["random_category"], seed=0)
     unserved = chosen[chosen["reason"] != ""]
     assert set(unserved["probe_id"]) == {"p6", "p7", "p8"}
     assert "only 2 candidates in category 'B'" in unserved["reason"].iloc[0]
@@ -70,13 +51,13 @@ def test_too_few_candidates_is_reported_per_probe_and_others_go_on():
 
 def test_unknown_strategy_is_refused():
     with pytest.raises(demos.DemoError, match="Strategies: random"):
-        demos.choose_all(_toy(), ["nearest"], seed=0)
+        demos.choose_all(toy_probes(), ["nearest"], seed=0)
 
 
 def test_random_choice_is_the_same_for_the_same_seed():
-    a = demos.choose_all(_toy(), ["random"], seed=3)["demo_ids"].tolist()
-    assert a == demos.choose_all(_toy(), ["random"], seed=3)["demo_ids"].tolist()
-    assert a != demos.choose_all(_toy(), ["random"], seed=4)["demo_ids"].tolist()
+    a = demos.choose_all(toy_probes(), ["random"], seed=3)["demo_ids"].tolist()
+    assert a == demos.choose_all(toy_probes(), ["random"], seed=3)["demo_ids"].tolist()
+    assert a != demos.choose_all(toy_probes(), ["random"], seed=4)["demo_ids"].tolist()
 
 
 def test_self_alignment_refuses_an_unknown_strategy_before_any_work():
@@ -88,12 +69,12 @@ def test_self_alignment_refuses_an_unknown_strategy_before_any_work():
 
 
 def test_a_repeat_draw_differs_and_draw_zero_is_stage_20s_choice():
-    zero = demos.choose_all(_toy(), ["random", "chrf_all"], seed=3)
+    zero = demos.choose_all(toy_probes(), ["random", "chrf_all"], seed=3)
     assert (
         zero["demo_ids"].tolist()
-        == demos.choose_all(_toy(), ["random", "chrf_all"], seed=3, draw=0)["demo_ids"].tolist()
+        == demos.choose_all(toy_probes(), ["random", "chrf_all"], seed=3, draw=0)["demo_ids"].tolist()
     )
-    again = demos.choose_all(_toy(), ["random", "chrf_all"], seed=3, draw=1)
+    again = demos.choose_all(toy_probes(), ["random", "chrf_all"], seed=3, draw=1)
     assert (
         again.loc[again["strategy"] == "random", "demo_ids"].tolist()
         != zero.loc[zero["strategy"] == "random", "demo_ids"].tolist()

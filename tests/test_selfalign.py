@@ -6,40 +6,12 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from tests.probe_data import toy_probes
 
 from culturealign import demos, metrics, prompts, selfalign
 
 FAKE_LM = SimpleNamespace(spec=SimpleNamespace(chat=False, answer_primer=False), tokenizer=None)
 PLAIN = prompts.PromptFormat.of(FAKE_LM)
-
-
-def toy_probes(labels: str = "ababababa") -> pd.DataFrame:
-    """9 labelled probes: 6 in category A, 3 in B (too few for within-category strategies)."""
-    templates = [
-        "Religion is _ to me.",
-        "Religion is _ for me.",
-        "God is _ to me.",
-        "Work is _ to me.",
-        "Family is _.",
-        "Friends are _ to me.",
-        "I _ the police.",
-        "I _ the army.",
-        "I _ the courts.",
-    ]
-    frame = pd.DataFrame(
-        {
-            "probe_id": [f"p{i}" for i in range(9)],
-            "qid": [f"Q{i}" for i in range(9)],
-            "category": ["A"] * 6 + ["B"] * 3,
-            "template": templates,
-            "option_a": ["important"] * 6 + ["trust"] * 3,
-            "option_b": ["unimportant"] * 6 + ["distrust"] * 3,
-            "label": list(labels),
-            "human_a": np.linspace(0.2, 0.8, 9),
-        }
-    )
-    frame["majority_option"] = np.where(frame["label"] == "a", frame["option_a"], frame["option_b"])
-    return frame
 
 
 def toy_zero(frame: pd.DataFrame) -> pd.DataFrame:
