@@ -137,28 +137,36 @@ def exact_option_probs(
 ) -> list[list[float]]:
     """Probability that the response is each option under the reader's rule, for a batch of items.
 
-    Breadth-first over ignorable prefixes, one engine call per depth for the whole batch: for every
-    live prefix, each spelling is scored token by token (one path, read at its last len(spelling)
-    positions) and so are the ignorable tokens that could come next; prefixes at most `tolerance`
-    likely are not followed (their mass stays in `other`).
+    Breadth-first over ignorable prefixes: for every live prefix, each spelling is scored token by
+    token (one path, read at its last len(spelling) positions) and so are the ignorable tokens that
+    could come next; prefixes at most `tolerance` likely are not followed (their mass stays in
+    `other`). The prompts' own next-token probabilities come first (the prompt pass alone), so the
+    prefixes of one ignorable token are known before the first search call and go into it with the
+    empty prefix: one engine call for both depths, then one per further depth.
     """
     skip = ignorable_ids(engine.tokenizer)
     tokens = [sorted(set(skip) | {t for forms in it.forms for f in forms for t in f}) for it in items]
     where = [{t: k for k, t in enumerate(ts)} for ts in tokens]
     longest = max(len(f) for it in items for forms in it.forms for f in forms)
-    frontier: list[dict[tuple[int, ...], float]] = [{(): 1.0} for _ in items]
+    prompts = [it.prompt for it in items]
+
+    def children(i: int, node: tuple[int, ...], mass: float, here: np.ndarray) -> dict[tuple[int, ...], float]:
+        """The ignorable continuations of a prefix that are more than `tolerance` likely."""
+        if len(node) >= max_prefix:
+            return {}
+        found = {node + (t,): mass * float(here[where[i][t]]) for t in skip}
+        return {child: p for child, p in found.items() if p > tolerance}
+
+    roots = engine.next_token_probs(prompts, [[[]] for _ in items], tokens)
+    frontier = [{(): 1.0, **children(i, (), 1.0, roots[i][0][-1])} for i in range(len(items))]
     for it in items:
         it.found = [{} for _ in it.forms]
-    for depth in range(max_prefix + 1):
-        if not any(frontier):
-            break
+    while any(frontier):
         queries = [
             sorted({node + f[:-1] for node in frontier[i] for forms in it.forms for f in forms} | set(frontier[i]))
             for i, it in enumerate(items)
         ]
-        arrays = engine.next_token_probs(
-            [it.prompt for it in items], [[list(q) for q in qs] for qs in queries], tokens, last=longest
-        )
+        arrays = engine.next_token_probs(prompts, [[list(q) for q in qs] for qs in queries], tokens, last=longest)
         nxt: list[dict[tuple[int, ...], float]] = [{} for _ in items]
         for i, it in enumerate(items):
             table = dict(zip(queries[i], arrays[i]))
@@ -169,12 +177,8 @@ def exact_option_probs(
                         steps = rows[len(rows) - len(f) :]
                         p = mass * float(np.prod([steps[t][where[i][f[t]]] for t in range(len(f))]))
                         it.found[j].setdefault(node + f, p)
-                if depth < max_prefix:
-                    here = table[node][-1]
-                    for t in skip:
-                        child = mass * float(here[where[i][t]])
-                        if child > tolerance:
-                            nxt[i][node + (t,)] = child
+                if node:  # the empty prefix's continuations came with the roots
+                    nxt[i].update(children(i, node, mass, table[node][-1]))
         frontier = nxt
     return [exclusive_masses(it.found) for it in items]
 

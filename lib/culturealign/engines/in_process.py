@@ -381,6 +381,11 @@ def wanted_probs(model: Any, hidden: torch.Tensor, spec: Any, wanted: Sequence[t
 PASS_OVERHEAD = 64
 
 
+# the same for a forward of the model's body alone (the prefix search's path trees): it reads the
+# body's weights only, about 30 positions' work
+BODY_PASS_OVERHEAD = 32
+
+
 def rest_batches(lengths: Sequence[int], overhead: int = PASS_OVERHEAD) -> list[list[int]]:
     """Indices split into sub-batches, each left-padded to its longest: the partition of the
     lengths, sorted, that minimises padded positions plus `overhead` per sub-batch (dynamic
@@ -498,7 +503,6 @@ class TransformersEngine:
 
     has_logprobs = True
     row_chunk = 64  # continuation rows per forward (one row per path)
-    tree_chunk = 16  # prompts' path trees per forward
     position_chunk = 128  # output-layer positions per pass (each a vocabulary-wide row of floats)
 
     def __init__(self, lm: Any, reuse: Reuse = "both"):
@@ -839,24 +843,25 @@ class TransformersEngine:
         wanted: list[torch.Tensor],
     ) -> dict[tuple[int, tuple[int, ...]], np.ndarray]:
         """Probabilities of the wanted tokens at each needed position (owner, path prefix), each
-        computed once: the body runs each prompt's path tree (path_trees) as one sequence, and the
-        output layer only the needed positions."""
+        computed once: the body runs each prompt's path tree (path_trees) as one sequence, trees of
+        similar size together (rest_batches), and the output layer only the needed positions, all
+        in one pass."""
         owners, nodes = path_trees(needed)
-        table: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
-        for start in range(0, len(owners), self.tree_chunk):
-            chunk = owners[start : start + self.tree_chunk]
-            hidden = self._tree_hidden(state, chunk, nodes[start : start + self.tree_chunk])
-            node_at = {
-                (owner, prefix): (b, t) for b, owner in enumerate(chunk) for t, prefix in enumerate(nodes[start + b])
-            }
-            members = set(chunk)
+        picked, order = [], []
+        for group in rest_batches([len(tree) for tree in nodes], BODY_PASS_OVERHEAD):
+            hidden = self._tree_hidden(state, [owners[g] for g in group], [nodes[g] for g in group])
+            node_at = {(owners[g], prefix): (b, t) for b, g in enumerate(group) for t, prefix in enumerate(nodes[g])}
+            members = {owners[g] for g in group}
             here = [k for k in needed if k[0] in members]
             where = torch.tensor([node_at[k] for k in here], device=hidden.device)
-            picked = hidden[where[:, 0], where[:, 1]]
-            for at in range(0, len(here), self.position_chunk):
-                these = here[at : at + self.position_chunk]
-                probs = self._output_probs(picked[at : at + self.position_chunk], [wanted[owner] for owner, _ in these])
-                table.update(zip(these, probs))
+            picked.append(hidden[where[:, 0], where[:, 1]])
+            order += here
+        states = torch.cat(picked)  # every needed position's hidden state: one output-layer pass for all
+        table: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+        for at in range(0, len(order), self.position_chunk):
+            these = order[at : at + self.position_chunk]
+            probs = self._output_probs(states[at : at + self.position_chunk], [wanted[owner] for owner, _ in these])
+            table.update(zip(these, probs))
         return table
 
     def next_token_probs(
