@@ -77,7 +77,11 @@ def _vocab_texts(tokenizer_key: tuple, tokenizer: Any) -> tuple[list[str], froze
     return texts, frozenset(special)
 
 
+def tokenizer_key(tokenizer: Any) -> tuple:
+    """What a per-tokenizer cache is keyed by (the cache holds the tokenizer, so its id stays its own)."""
+    return (getattr(tokenizer, "name_or_path", ""), len(tokenizer), id(tokenizer))
+
+
 def vocab_texts(tokenizer: Any) -> tuple[list[str], frozenset[int]]:
     """Each token's text alone, and the ids of special tokens (cached per tokenizer)."""
-    key = (getattr(tokenizer, "name_or_path", ""), len(tokenizer), id(tokenizer))
-    return _vocab_texts(key, tokenizer)
+    return _vocab_texts(tokenizer_key(tokenizer), tokenizer)

@@ -445,6 +445,7 @@ def test_a_head_that_scales_its_logits_keeps_the_full_forward(tiny):
     shared, each = TransformersEngine(lm), TransformersEngine(lm, reuse="prefixes")
     got, reference = shared.next_token_probs(ids, paths, tokens, 2), each.next_token_probs(ids, paths, tokens, 2)
     assert list(shared._head_checked.values()) == [False]  # the check saw the scale
+    assert list(shared._plain_heads.values()) == [False]  # and the prompt pass kept the model's own forward
     assert all(np.allclose(a, b, rtol=1e-4, atol=0) for g, r in zip(got, reference) for a, b in zip(g, r))
 
 

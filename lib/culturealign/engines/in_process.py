@@ -375,15 +375,10 @@ def wanted_probs(model: Any, hidden: torch.Tensor, spec: Any, wanted: Sequence[t
 
 
 # a forward's fixed cost in token positions: what running a sub-batch apart must save in padding
-# to be worth it. A forward reads every weight from memory whatever its width (the embedded model:
-# about 140 ms, against about 2.3 ms a token once wide, fp32 on 2 cores), so a narrow one costs
-# about 60 positions' work
-PASS_OVERHEAD = 64
-
-
-# the same for a forward of the model's body alone (the prefix search's path trees): it reads the
-# body's weights only, about 30 positions' work
-BODY_PASS_OVERHEAD = 32
+# to be worth it. A forward of the model's body (prompt rests, path trees; the output layer runs
+# apart, once per batch) reads the body's weights whatever its width: on the embedded model, fp32
+# on 2 cores, about 24-50 ms against about 0.9-2 ms a position once wide, some 30 positions' work
+PASS_OVERHEAD = 32
 
 
 def rest_batches(lengths: Sequence[int], overhead: int = PASS_OVERHEAD) -> list[list[int]]:
@@ -407,8 +402,8 @@ def rest_batches(lengths: Sequence[int], overhead: int = PASS_OVERHEAD) -> list[
 def joined_states(
     config: Any, parts: Sequence[tuple[Any, torch.Tensor, torch.Tensor]], back: torch.Tensor
 ) -> tuple[Any, torch.Tensor, torch.Tensor]:
-    """Sub-batches' (key-value cache, mask, logits) as one batch: each left-padded to the widest
-    (masked), stacked, then rows put in batch order by `back`."""
+    """Sub-batches' (key-value cache, mask, last hidden states) as one batch: each left-padded to
+    the widest (masked), stacked, then rows put in batch order by `back`."""
     width = max(mask.shape[1] for _, mask, _ in parts)
 
     def padded(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -519,6 +514,7 @@ class TransformersEngine:
         self.output_positions_run = 0  # continuation positions that went through the output layer
         self.output_positions_needed = 0  # distinct continuation positions the callers read
         self._head_checked: dict[int, bool] = {}
+        self._plain_heads: dict[int, bool] = {}
         self.clock = PhaseClock()  # seconds in the prompt pass, the search's forwards, the cache's bookkeeping
 
     @property
@@ -569,9 +565,10 @@ class TransformersEngine:
     def _forward_cached(
         self, prompts: Sequence[Sequence[int]], room: int = 0
     ) -> tuple[Any, torch.Tensor, torch.Tensor]:
-        """Run a batch of prompts, each from its longest cached prefix: the batch's key-value cache
-        (prefix states left-padded, then the rests left-padded, a masked gap between), its mask and
-        the last position's logits. Stores every prompt's states for later batches when all layers
+        """Run a batch of prompts through the model's body, each from its longest cached prefix: the
+        batch's key-value cache (prefix states left-padded, then the rests left-padded, a masked gap
+        between), its mask and the body's last hidden states (the caller runs the output layer
+        once for the batch, if it needs logits at all). Stores every prompt's states for later batches when all layers
         kept them (`room`: tokens the caller appends later, which must fit the window too).
 
         Rests differ in length once some prompts find long cached prefixes and others short ones
@@ -595,10 +592,10 @@ class TransformersEngine:
         ]
         order = [i for g in groups for i in g]
         if len(parts) == 1 and order == list(range(len(prompts))):
-            cache, mask, logits = parts[0]
+            cache, mask, last = parts[0]
         else:
             back = torch.argsort(torch.tensor(order, device=self.lm.device))
-            cache, mask, logits = joined_states(self.lm.model.config, parts, back)
+            cache, mask, last = joined_states(self.lm.model.config, parts, back)
         if self._fits(mask.shape[1]):
             with self.clock("cache bookkeeping"):
                 for i, p in enumerate(prompts):
@@ -606,13 +603,13 @@ class TransformersEngine:
                     store.insert(
                         key, list(p), [(layer.keys[i][:, where], layer.values[i][:, where]) for layer in cache.layers]
                     )
-        return cache, mask, logits
+        return cache, mask, last
 
     def _run_rests(
         self, prompts: Sequence[Sequence[int]], paths: Sequence[list[tuple[_Node, int]]], lengths: Sequence[int]
     ) -> tuple[Any, torch.Tensor, torch.Tensor]:
-        """One forward of prompts after their cached prefixes (`lengths` tokens of each matched
-        path): key-value cache, mask and last logits."""
+        """One forward of the model's body on prompts after their cached prefixes (`lengths` tokens
+        of each matched path): key-value cache, mask and last hidden states."""
         model, device = self.lm.model, self.lm.device
         rests = [list(p[n:]) for p, n in zip(prompts, lengths)]
         rest_ids, rest_mask = (t.to(device) for t in left_pad(rests, self.pad_id))
@@ -633,17 +630,12 @@ class TransformersEngine:
                 prefix_mask[i, prefix - n :] = 1
         mask = torch.cat([prefix_mask, rest_mask], dim=1)
         positions = torch.tensor(lengths, device=device)[:, None] + positions_of(rest_mask)
-        out = model(
-            input_ids=rest_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=past,
-            use_cache=True,
-            logits_to_keep=1,
+        out = model.get_decoder()(
+            input_ids=rest_ids, attention_mask=mask, position_ids=positions, past_key_values=past, use_cache=True
         )
         self.prompt_tokens_run += sum(len(r) for r in rests)
         self.prompt_positions_run += rest_ids.numel()
-        return out.past_key_values, mask, out.logits[:, -1, :]
+        return out.past_key_values, mask, out.last_hidden_state[:, -1, :]
 
     @timed("prompt pass")
     @torch.inference_mode()
@@ -652,7 +644,7 @@ class TransformersEngine:
         if self._state is not None and self._state.key == key:
             return self._state
         longest = max(len(p) for p in prompts)
-        if self.use_prefix_cache and self._fits(longest + PATH_ROOM):
+        if self.use_prefix_cache and self._fits(longest + PATH_ROOM) and self._plain_head():
             return self._prompts_cached(prompts, key)  # else no layer could keep a stored prompt whole
         device, groups = self.lm.device, shared_prefixes(prompts)
         trunk_and_rest = max(n for n, _ in groups) + max(len(prompts[i]) - n for n, members in groups for i in members)
@@ -709,8 +701,8 @@ class TransformersEngine:
             trunks = [t for t in trunks if self.prefix_cache.match(self.cache_key(), t)[0] < len(t)]
         if trunks:
             self._forward_cached(trunks)
-        cache, mask, logits = self._forward_cached(prompts, room=PATH_ROOM)
-        self._state = _PromptState(key, cache, mask, decoded_probs(logits, self.spec))
+        cache, mask, last = self._forward_cached(prompts, room=PATH_ROOM)
+        self._state = _PromptState(key, cache, mask, decoded_probs(output_logits(self.lm.model, last), self.spec))
         return self._state
 
     def _row_inputs(
@@ -803,6 +795,20 @@ class TransformersEngine:
         return wanted_probs(self.lm.model, hidden, self.spec, wanted)
 
     @torch.inference_mode()
+    def _plain_head(self) -> bool:
+        """Whether the model's logits are its body's last hidden states through the output layer
+        (output_logits): checked once per model object on a short sequence. The prefix cache runs
+        the body alone and the output layer once per batch; a model whose head does more (a logit
+        scale) runs its own full forward instead."""
+        model = self.lm.model
+        if id(model) not in self._plain_heads:
+            ids = torch.tensor([[self.pad_id + 1, self.pad_id + 2, self.pad_id + 3]], device=self.lm.device)
+            full = model(input_ids=ids, logits_to_keep=1).logits[:, -1]
+            body = model.get_decoder()(input_ids=ids).last_hidden_state[:, -1]
+            self._plain_heads[id(model)] = bool(torch.allclose(full, output_logits(model, body), rtol=1e-4, atol=1e-4))
+        return self._plain_heads[id(model)]
+
+    @torch.inference_mode()
     def _tree_matches(self, state: _PromptState) -> bool:
         """Whether the tree forward, then the output layer (output_logits), gives the model's own
         logits for the same paths: checked once per model object on a small tree, so a model whose
@@ -848,7 +854,7 @@ class TransformersEngine:
         in one pass."""
         owners, nodes = path_trees(needed)
         picked, order = [], []
-        for group in rest_batches([len(tree) for tree in nodes], BODY_PASS_OVERHEAD):
+        for group in rest_batches([len(tree) for tree in nodes]):
             hidden = self._tree_hidden(state, [owners[g] for g in group], [nodes[g] for g in group])
             node_at = {(owners[g], prefix): (b, t) for b, g in enumerate(group) for t, prefix in enumerate(nodes[g])}
             members = {owners[g] for g in group}
@@ -920,8 +926,9 @@ class TransformersEngine:
         spec = dataclasses.replace(self.spec, **decoding) if decoding else self.spec
         model, tok, device = self.lm.model, self.tokenizer, self.lm.device
         encoded = [prompt_ids(tok, p) for p in prompts]
-        if self.use_prefix_cache:
-            cache, mask, logits = self._forward_cached(encoded, room=max_new_tokens)
+        if self.use_prefix_cache and self._plain_head():
+            cache, mask, last = self._forward_cached(encoded, room=max_new_tokens)
+            logits = output_logits(model, last)
         else:
             ids, mask = (t.to(device) for t in left_pad(encoded, self.pad_id))
             out = model(
