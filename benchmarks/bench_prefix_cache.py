@@ -287,10 +287,18 @@ def main() -> None:
             "cut grows with the number of batches (a sample's first batch is cold).",
             "Positions computed count the padding a batch runs too: with the cache, rests differ in length "
             "(a pair's second order after its first), so they run in sub-batches of similar length; a narrow "
-            "forward still reads every weight from memory, which is why tokens cut and seconds saved differ.",
-            "Sharing positions: the body runs only the search's rows that no other row of the same prompt "
-            "extends, and the output layer (a 262k-token vocabulary) only at the distinct positions read; "
-            "without it every path is a row and its last positions, padding included, go through the output layer.",
+            "forward still reads every weight of the body from memory, which is why tokens cut and seconds "
+            "saved differ. With the cache the body runs alone and the output layer once per batch.",
+            "Sharing positions: each prompt's search paths form a tree that the body runs as one sequence under "
+            "a tree attention mask (a position several paths share runs once), and the output layer (a "
+            "262k-token vocabulary) runs once for all the distinct positions read, decoding only the tokens "
+            "asked for; without it every path is a row and its last positions, padding included, go through "
+            "the full forward.",
+            "What stays is matrix work that no reuse removes: the prompts' own tokens through the body, the "
+            "tree's nodes, and one output-layer row per position read (262,144 x 640 multiply-adds each). An "
+            "output-layer pass reads its 670 MB of weights whatever its width, so each search depth costs a "
+            "pass; exact scoring asks for the prompts' own next-token probabilities first, so the first "
+            "ignorable prefix joins the first search call.",
         ],
     }
     out = paths.outputs() / "bench" / f"{args.out}.json"
