@@ -830,7 +830,10 @@ class TransformersEngine:
     ) -> dict[tuple[int, tuple[int, ...]], np.ndarray]:
         """Probabilities of the wanted tokens at every position read, one row per path through the
         full model (the output layer runs at each row's last positions, shared or not)."""
-        rows = [(i, list(path)) for i, group in enumerate(paths) for path in group if path]
+        # rows of similar length together: a forward keeps its longest row's last positions for every row
+        rows = sorted(
+            ((i, list(path)) for i, group in enumerate(paths) for path in group if path), key=lambda r: len(r[1])
+        )
         table: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
         for start in range(0, len(rows), self.row_chunk):
             chunk = rows[start : start + self.row_chunk]
