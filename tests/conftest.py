@@ -245,7 +245,10 @@ def lm():
 
 
 def pytest_collection_modifyitems(config, items):
-    """A test that takes the embedded model must carry the `model` marker, or `make unit` would load it."""
+    """The smoke tier runs first, wherever its folder sorts (the vLLM server's start waits for its
+    end, see VllmLaunch); the rest keep their order. A test that takes the embedded model must
+    carry the `model` marker, or `make unit` would load it."""
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("smoke") is None)  # stable
     unmarked = [
         item.nodeid
         for item in items
