@@ -196,13 +196,26 @@ def gemma_tokenizer(request):
     return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
-def build_random_gemma3(tokenizer, spec, weights_hash: str, **config):
-    """A Gemma 3 with random weights (seed 0) and the given tokenizer, as a LoadedModel on the CPU:
-    2 layers (one sliding, one full) of width 32 unless `config` says otherwise. What plumbing and
-    the engine's numerical checks need from a model, built in a second."""
-    import torch
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+# transformers' (config class, model class) and the layer settings of each random test model
+ARCHITECTURES = {
+    "gemma3": (
+        "Gemma3TextConfig",
+        "Gemma3ForCausalLM",
+        {"layer_types": ["sliding_attention", "full_attention"], "sliding_window": 64},
+    ),
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {}),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {}),
+}
 
+
+def build_random_model(tokenizer, spec, weights_hash: str, architecture: str = "gemma3", **config):
+    """A causal LM with random weights (seed 0) and the given tokenizer, as a LoadedModel on the
+    CPU: 2 layers of width 32 (Gemma 3: one sliding, one full) unless `config` says otherwise.
+    What plumbing and the engine's numerical checks need from a model, built in a second."""
+    import torch
+    import transformers
+
+    config_class, model_class, layers = ARCHITECTURES[architecture]
     settings = dict(
         vocab_size=len(tokenizer),
         hidden_size=32,
@@ -211,15 +224,14 @@ def build_random_gemma3(tokenizer, spec, weights_hash: str, **config):
         num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=16,
-        layer_types=["sliding_attention", "full_attention"],
-        sliding_window=64,
         max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        **layers,
     )
     torch.manual_seed(0)
-    model = Gemma3ForCausalLM(Gemma3TextConfig(**{**settings, **config})).eval()
+    model = getattr(transformers, model_class)(getattr(transformers, config_class)(**{**settings, **config})).eval()
     return models.LoadedModel(spec, model, tokenizer, weights_hash=weights_hash, device="cpu", dtype="float32")
 
 
@@ -228,13 +240,13 @@ def tiny_lm(gemma_tokenizer):
     """A 2-layer random Gemma 3 with the real tokenizer, as a LoadedModel of the embedded model's
     spec: adapter manifests, resume, BOS and training steps run on it in seconds. Its numbers mean
     nothing; numerical checks use `lm`."""
-    return build_random_gemma3(gemma_tokenizer, models.spec_for("gemma3-270m"), "tiny-random:seed0")
+    return build_random_model(gemma_tokenizer, models.spec_for("gemma3-270m"), "tiny-random:seed0")
 
 
 @pytest.fixture(scope="session")
-def random_gemma3():
-    """build_random_gemma3, for test modules that need a random model of their own shape."""
-    return build_random_gemma3
+def random_model():
+    """build_random_model, for test modules that need a random model of their own shape."""
+    return build_random_model
 
 
 @pytest.fixture(scope="session")

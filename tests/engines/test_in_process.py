@@ -103,7 +103,7 @@ def test_a_cache_limit_that_is_not_a_positive_size_is_refused_naming_it(value):
 
 
 @pytest.fixture(scope="module")
-def tiny(gemma_tokenizer, random_gemma3):
+def tiny(gemma_tokenizer, random_model):
     """A random-weight Gemma 3 (sliding layers with a 256-token window, one full layer) with the
     embedded model's tokenizer and a Gemma chat template; weights large enough for peaked answers."""
     tok = copy.copy(gemma_tokenizer)  # shallow: the session's tokenizer keeps no chat template
@@ -111,7 +111,7 @@ def tiny(gemma_tokenizer, random_gemma3):
     spec = models.ModelSpec(
         name="tiny-gemma3", source="hf", id="tiny", chat=True, temperature=0.7, top_k=None, top_p=None
     )
-    return random_gemma3(
+    return random_model(
         tok,
         spec,
         "tiny-random",
@@ -505,34 +505,17 @@ def test_the_phase_clock_counts_a_nested_phase_apart_from_the_one_around_it(monk
 
 @pytest.mark.model  # numerical check on tiny models, float64: seconds each
 @pytest.mark.parametrize("architecture, window", [("llama", None), ("mistral", 24)])
-def test_path_trees_equal_the_full_model_on_the_papers_architectures(gemma_tokenizer, architecture, window):
+def test_path_trees_equal_the_full_model_on_the_papers_architectures(
+    gemma_tokenizer, random_model, architecture, window
+):
     """The tree mask on Llama and Mistral (the Self-Alignment paper's models): every layer one kind,
     Mistral's a sliding window shorter than the prompts, counted by position as a sequence alone sees it."""
-    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
-
-    config_class, model_class = {
-        "llama": (LlamaConfig, LlamaForCausalLM),
-        "mistral": (MistralConfig, MistralForCausalLM),
-    }[architecture]
-    tok = gemma_tokenizer
-    torch.manual_seed(0)
-    config = config_class(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=2048,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        **({"sliding_window": window} if window else {}),
-    )
     spec = models.ModelSpec(
         name=f"tiny-{architecture}", source="hf", id="x", chat=False, temperature=1.0, top_k=None, top_p=None
     )
-    lm = models.LoadedModel(spec, model_class(config).double().eval(), tok, f"tiny-{architecture}", "cpu", "float64")
+    built = random_model(
+        gemma_tokenizer, spec, f"tiny-{architecture}", architecture, **({"sliding_window": window} if window else {})
+    )
+    lm = dataclasses.replace(built, model=built.model.double(), dtype="float64")
     vs_rows, vs_alone, _ = check_distinct_positions_against_the_full_model(lm)  # also: the trees ran
     assert vs_alone <= 1e-6 and vs_rows <= 1e-6
