@@ -160,6 +160,39 @@ def test_ignorable_prefixes_above_the_tolerance_are_followed(tiny_lm):
     assert got == pytest.approx([0.3 + 0.5 * 0.1, 0.5 * 0.6])  # "**" (0.004) is below the tolerance
 
 
+class RecordingEngine(TableEngine):
+    """A table engine that records every path it is asked about."""
+
+    def __init__(self, tokenizer, table):
+        super().__init__(tokenizer, table)
+        self.asked = []
+
+    def next_token_probs(self, prompts_, paths, tokens, last=1):
+        self.asked += [tuple(path) for group in paths for path in group]
+        return super().next_token_probs(prompts_, paths, tokens, last)
+
+
+def test_spellings_whose_first_token_is_impossible_are_not_searched(tiny_lm):
+    """Outside top-k or top-p a token has probability exactly 0, so a spelling that starts with one
+    has mass 0 whatever follows: it is not asked for, after the prompt or after a prefix."""
+    tok = tiny_lm.tokenizer
+    newline = tok.convert_tokens_to_ids("\n")
+    yes, no, more = (tok.encode(w, add_special_tokens=False)[0] for w in (" yes", "no", " more"))
+    table = {
+        (): {yes: 0.3, newline: 0.5},  # "no" is impossible right after the prompt
+        (yes,): {more: 0.5},
+        (newline,): {no: 0.6},  # "yes" is impossible after the newline
+        (newline, no): {more: 0.5},
+    }
+    engine = RecordingEngine(tok, table)
+    item = scoring.Item(prompt=[2], forms=[[(yes, more)], [(no, more)]])
+    got = scoring.exact_option_probs(engine, [item], tolerance=0.005)[0]
+    assert got == pytest.approx([0.3 * 0.5, 0.5 * 0.6 * 0.5])
+    assert (no,) not in engine.asked and (newline, yes) not in engine.asked
+    assert {(yes,), (newline, no)} <= set(engine.asked)
+    assert item.found[1][(no, more)] == 0.0  # kept, at 0: exclusive_masses still sees the path
+
+
 # ----------------------------------------------------------------------- the embedded model itself
 
 

@@ -9,9 +9,11 @@ spellings (as written and with its first letter upper-cased, each with and witho
 space, deduplicated at token level) after every ignorable prefix whose probability exceeds
 `prefix_tolerance` (model file; default 0.005), searched through the key-value cache up to
 `MAX_PREFIX_TOKENS` ignorable tokens. What is left, `other`, is every other response, exact to
-that tolerance. Where one option's token ids extend another's (" 1" and " 10" on a tokenizer that
-splits digits), the longer option's paths are subtracted from the shorter's; where the tokenizer
-has "10" as one token, nothing is subtracted.
+that tolerance. A spelling whose first token the decoding gives probability 0 after a prefix
+(outside top-k or top-p) is not searched there: its mass is 0 exactly. Where one option's token
+ids extend another's (" 1" and " 10" on a tokenizer that splits digits), the longer option's paths
+are subtracted from the shorter's; where the tokenizer has "10" as one token, nothing is
+subtracted.
 
 Each step is warped exactly as sampling warps it (temperature, top-k, top-p: transformers' own
 logits warpers, engines/in_process.py). Sampling and generation draw with a seed derived from the run's seed
@@ -144,12 +146,14 @@ def exact_option_probs(
 ) -> list[list[float]]:
     """Probability that the response is each option under the reader's rule, for a batch of items.
 
-    Breadth-first over ignorable prefixes: for every live prefix, each spelling is scored token by
-    token (one path, read at its last len(spelling) positions) and so are the ignorable tokens that
-    could come next; prefixes at most `tolerance` likely are not followed (their mass stays in
-    `other`). The prompts' own next-token probabilities come first (the prompt pass alone), so the
-    prefixes of one ignorable token are known before the first search call and go into it with the
-    empty prefix: one engine call for both depths, then one per further depth.
+    Breadth-first over ignorable prefixes: once the next-token distribution after a prefix is known,
+    each spelling is scored after it token by token (one path, read at its last len(spelling)
+    positions), and the ignorable tokens more than `tolerance` likely after it become prefixes in
+    turn (the mass of the rest stays in `other`). A spelling whose first token has probability 0
+    after its prefix (outside the decoding's top-k or top-p) is not searched: its mass is 0
+    whatever follows, so skipping it is exact. The prompts' own next-token probabilities come
+    first (the prompt pass alone); each engine call then scores the spellings after the prefixes
+    whose distribution is known and asks for the distribution after the new prefixes.
     """
     skip = ignorable_ids(engine.tokenizer)
     tokens = [sorted(set(skip) | {t for forms in it.forms for f in forms for t in f}) for it in items]
@@ -157,36 +161,49 @@ def exact_option_probs(
     longest = max(len(f) for it in items for forms in it.forms for f in forms)
     prompts = [it.prompt for it in items]
 
-    def children(i: int, node: tuple[int, ...], mass: float, here: np.ndarray) -> dict[tuple[int, ...], float]:
+    def children(i: int, node: tuple[int, ...], mass: float) -> dict[tuple[int, ...], float]:
         """The ignorable continuations of a prefix that are more than `tolerance` likely."""
         if len(node) >= max_prefix:
             return {}
-        found = {node + (t,): mass * float(here[where[i][t]]) for t in skip}
+        found = {node + (t,): mass * float(after[i][node][where[i][t]]) for t in skip}
         return {child: p for child, p in found.items() if p > tolerance}
 
+    def live(i: int, node: tuple[int, ...], form: tuple[int, ...]) -> bool:
+        """Whether a spelling's first token can follow the prefix at all."""
+        return bool(after[i][node][where[i][form[0]]] > 0)
+
     roots = engine.next_token_probs(prompts, [[[]] for _ in items], tokens)
-    frontier = [{(): 1.0, **children(i, (), 1.0, roots[i][0][-1])} for i in range(len(items))]
+    after = [{(): roots[i][0][-1]} for i in range(len(items))]  # next-token distribution after a prefix
+    todo = [{(): 1.0, **children(i, (), 1.0)} for i in range(len(items))]  # prefixes to score after: mass
     for it in items:
         it.found = [{} for _ in it.forms]
-    while any(frontier):
+    while any(todo):
+        ready = [[node for node in todo[i] if node in after[i]] for i in range(len(items))]
+        new = [[node for node in todo[i] if node not in after[i]] for i in range(len(items))]
         queries = [
-            sorted({node + f[:-1] for node in frontier[i] for forms in it.forms for f in forms} | set(frontier[i]))
+            sorted(
+                {node + f[:-1] for node in ready[i] for forms in it.forms for f in forms if live(i, node, f)}
+                | set(new[i])
+            )
             for i, it in enumerate(items)
         ]
         arrays = engine.next_token_probs(prompts, [[list(q) for q in qs] for qs in queries], tokens, last=longest)
-        nxt: list[dict[tuple[int, ...], float]] = [{} for _ in items]
         for i, it in enumerate(items):
             table = dict(zip(queries[i], arrays[i]))
-            for node, mass in frontier[i].items():
+            for node in ready[i]:
+                mass = todo[i].pop(node)
                 for j, forms in enumerate(it.forms):
                     for f in forms:
+                        if not live(i, node, f):
+                            it.found[j].setdefault(node + f, 0.0)
+                            continue
                         rows = table[node + f[:-1]]  # its last rows: after node + f[:t], t = 0 .. len(f) - 1
                         steps = rows[len(rows) - len(f) :]
                         p = mass * float(np.prod([steps[t][where[i][f[t]]] for t in range(len(f))]))
                         it.found[j].setdefault(node + f, p)
-                if node:  # the empty prefix's continuations came with the roots
-                    nxt[i].update(children(i, node, mass, table[node][-1]))
-        frontier = nxt
+            for node in new[i]:
+                after[i][node] = table[node][-1]
+                todo[i].update(children(i, node, todo[i][node]))
     return [exclusive_masses(it.found) for it in items]
 
 
