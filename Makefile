@@ -66,9 +66,10 @@ test: lint ## what CI runs: lint, then every tier (unit, model, smoke, vLLM: its
 test-vllm: setup ## only the tests that start a real vLLM CPU server (minutes)
 	$(PY) -m pytest -q tests -m vllm
 
-bench: setup ## time exact scoring against the forward limit, sampling, per-option scoring, the prefix cache and shared output-layer positions (ENGINE=vllm: also through vLLM)
+bench: setup ## time exact scoring against the forward limit, sampling, per-option scoring, the prefix cache and shared output-layer positions, and this engine against the one the prefix-cache issue found (ENGINE=vllm: also through vLLM)
 	$(PY) benchmarks/bench_scoring.py
 	$(PY) benchmarks/bench_prefix_cache.py
+	$(PY) benchmarks/bench_against.py
 	$(if $(filter vllm,$(ENGINE)),$(PY) benchmarks/bench_engines.py)
 
 bench-job: setup ## estimate make all's time stage by stage, without and with the prefix cache and shared output-layer positions (minutes; outputs/bench/job.json)
