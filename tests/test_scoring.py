@@ -165,9 +165,10 @@ class RecordingEngine(TableEngine):
 
     def __init__(self, tokenizer, table):
         super().__init__(tokenizer, table)
-        self.asked = []
+        self.asked, self.calls = [], 0
 
     def next_token_probs(self, prompts_, paths, tokens, last=1):
+        self.calls += 1
         self.asked += [tuple(path) for group in paths for path in group]
         return super().next_token_probs(prompts_, paths, tokens, last)
 
@@ -191,6 +192,20 @@ def test_spellings_whose_first_token_is_impossible_are_not_searched(tiny_lm):
     assert (no,) not in engine.asked and (newline, yes) not in engine.asked
     assert {(yes,), (newline, no)} <= set(engine.asked)
     assert item.found[1][(no, more)] == 0.0  # kept, at 0: exclusive_masses still sees the path
+
+
+def test_one_token_spellings_need_only_their_prefix_distribution(tiny_lm):
+    """A one-token spelling's probability is its prefix's next-token distribution: after the prompt
+    and after a newline prefix it is scored without asking for its path, so a search of one-token
+    options takes the roots call and one call for the prefix's distribution."""
+    tok = tiny_lm.tokenizer
+    newline = tok.convert_tokens_to_ids("\n")
+    one, two = (tok.encode(w, add_special_tokens=False)[0] for w in ("1", "2"))
+    table = {(): {one: 0.3, newline: 0.5}, (newline,): {two: 0.6, one: 0.2}}
+    engine = RecordingEngine(tok, table)
+    got = scoring.exact_option_probs(engine, [scoring.Item(prompt=[2], forms=[[(one,)], [(two,)]])], tolerance=0.005)
+    assert got[0] == pytest.approx([0.3 + 0.5 * 0.2, 0.5 * 0.6])
+    assert engine.calls == 2 and set(engine.asked) == {(), (newline,)}
 
 
 # ----------------------------------------------------------------------- the embedded model itself

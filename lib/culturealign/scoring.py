@@ -152,8 +152,9 @@ def exact_option_probs(
     turn (the mass of the rest stays in `other`). A spelling whose first token has probability 0
     after its prefix (outside the decoding's top-k or top-p) is not searched: its mass is 0
     whatever follows, so skipping it is exact. The prompts' own next-token probabilities come
-    first (the prompt pass alone); each engine call then scores the spellings after the prefixes
-    whose distribution is known and asks for the distribution after the new prefixes.
+    first (the prompt pass alone); each engine call then scores the longer spellings after the
+    prefixes whose distribution is known and asks for the distribution after the new prefixes. A
+    one-token spelling needs only its prefix's distribution, so it is scored without a call.
     """
     skip = ignorable_ids(engine.tokenizer)
     tokens = [sorted(set(skip) | {t for forms in it.forms for f in forms for t in f}) for it in items]
@@ -182,12 +183,21 @@ def exact_option_probs(
         new = [[node for node in todo[i] if node not in after[i]] for i in range(len(items))]
         queries = [
             sorted(
-                {node + f[:-1] for node in ready[i] for forms in it.forms for f in forms if live(i, node, f)}
+                {
+                    node + f[:-1]
+                    for node in ready[i]
+                    for forms in it.forms
+                    for f in forms
+                    if len(f) > 1 and live(i, node, f)
+                }
                 | set(new[i])
             )
             for i, it in enumerate(items)
         ]
-        arrays = engine.next_token_probs(prompts, [[list(q) for q in qs] for qs in queries], tokens, last=longest)
+        if any(queries):
+            arrays = engine.next_token_probs(prompts, [[list(q) for q in qs] for qs in queries], tokens, last=longest)
+        else:  # only one-token spellings after known prefixes: nothing to ask
+            arrays = [[] for _ in items]
         for i, it in enumerate(items):
             table = dict(zip(queries[i], arrays[i]))
             for node in ready[i]:
@@ -195,11 +205,13 @@ def exact_option_probs(
                 for j, forms in enumerate(it.forms):
                     for f in forms:
                         if not live(i, node, f):
-                            it.found[j].setdefault(node + f, 0.0)
-                            continue
-                        rows = table[node + f[:-1]]  # its last rows: after node + f[:t], t = 0 .. len(f) - 1
-                        steps = rows[len(rows) - len(f) :]
-                        p = mass * float(np.prod([steps[t][where[i][f[t]]] for t in range(len(f))]))
+                            p = 0.0
+                        elif len(f) == 1:  # its one step is the prefix's known distribution
+                            p = mass * float(after[i][node][where[i][f[0]]])
+                        else:
+                            rows = table[node + f[:-1]]  # its last rows: after node + f[:t], t = 0 .. len(f) - 1
+                            steps = rows[len(rows) - len(f) :]
+                            p = mass * float(np.prod([steps[t][where[i][f[t]]] for t in range(len(f))]))
                         it.found[j].setdefault(node + f, p)
             for node in new[i]:
                 after[i][node] = table[node][-1]
