@@ -181,7 +181,7 @@ def test_authors_parsing_is_the_authors_function_and_strict_differs_where_it_sho
         "2": (2, 2),
         " **4**": (4, 4),
         "I would choose 3.": (3, None),
-        "12": (None, 1),
+        "12": (None, None),  # a longer number: not code 1
         "7": (7, None),
         "Option 2 of 4": (2, None),
         "none": (None, None),
@@ -191,7 +191,7 @@ def test_authors_parsing_is_the_authors_function_and_strict_differs_where_it_sho
         assert culturespa.parse_reply(reply, [1, 2, 3, 4], "strict") == strict, reply
     assert culturespa.parse_reply("10", list(range(11)), "strict") == 10  # the longest code wins
     tally = culturespa.tally_replies(list(cases), [1, 2, 3, 4], "authors")
-    assert tally == {"counts": [0, 2, 1, 1], "invalid": 3, "off_scale": 1, "parse_differs": 4}
+    assert tally == {"counts": [0, 2, 1, 1], "invalid": 3, "off_scale": 1, "parse_differs": 3}
 
 
 def test_sampled_replies_are_parsed_by_the_chosen_rule(monkeypatch):
@@ -231,6 +231,7 @@ def test_parsing_check_reads_one_free_reply_per_unaware_prompt_both_ways(monkeyp
     questions = pd.DataFrame({"id": ["Q1", "Q2", "Q3"], "question": ["A?", "B?", "C?"], "options": [["x", "y"]] * 3})
     check = culturespa.parsing_check(lm, questions, 3, 0, 2)
     assert all(t.startswith(prompts.UNAWARE) for t in asked) and len(asked) == 3
-    assert check["authors"].tolist() == [2, 1, pd.NA] and check["strict"].tolist() == [2, pd.NA, 1]
-    assert check["differ"].tolist() == [False, True, True]
+    # "12": off the scale for the authors, a longer number than code 1 for the reader
+    assert check["authors"].tolist() == [2, 1, pd.NA] and check["strict"].tolist() == [2, pd.NA, pd.NA]
+    assert check["differ"].tolist() == [False, True, False]
     assert culturespa.parsing_check(lm, questions, 0, 0, 2).empty

@@ -12,7 +12,7 @@ from tokenizers import Tokenizer, pre_tokenizers, trainers
 from tokenizers import models as tok_models
 from transformers import PreTrainedTokenizerFast
 
-from culturealign import prompts, scoring
+from culturealign import culturespa, culturespa_eval, prompts, scoring
 from culturealign.engines import in_process as engine
 from culturealign.engines.in_process import decoded_probs, warpers
 
@@ -85,7 +85,16 @@ def test_the_reader_rule_strips_markup_quotes_and_case(reply, expected):
 
 def test_the_longest_matching_option_wins():
     assert scoring.parse_response(" 10 because", ["1", "10", "2"]) == 1
-    assert scoring.parse_response(" 15", ["1", "10", "2"]) == 0
+    assert scoring.parse_response("Agreed", ["agree", "disagree"]) == 0  # words: the rule is "begins with"
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [(" 1", 0), ("1.", 0), ("**1**", 0), ("1 of 4", 0), ("1/4", 0), ("10", None), (" 12 ", None), ("1²", None)],
+)
+def test_a_digit_after_a_number_option_makes_another_number(reply, expected):
+    assert scoring.parse_response(reply, ["1", "2", "3", "4"]) == expected
+    assert scoring.parse_response(" 15", ["1", "10", "2"]) is None  # neither 1 nor 10
 
 
 def test_duplicate_or_empty_options_are_refused_naming_the_prompt():
@@ -130,9 +139,31 @@ def digit_tokenizer(merge_digits: bool) -> PreTrainedTokenizerFast:
         else pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True)])
     )
     tok.train_from_iterator(
-        ["10 10 10 10 1 2 3 answer \n **"] * 20, trainers.BpeTrainer(special_tokens=["[UNK]", "<s>"])
+        ["10 10 10 10 1 2 3 5 answer \n **"] * 20, trainers.BpeTrainer(special_tokens=["[UNK]", "<s>"])
     )
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", unk_token="[UNK]")
+
+
+@pytest.mark.parametrize("merge", [False, True], ids=["splits-digits", "merges-10"])
+def test_a_number_option_loses_the_mass_of_a_digit_after_it(merge):
+    """ " 1" then "5" is 15, no option; " 1" then "0" is option 10 (one token or two): the number
+    rule takes both off option 1, and 10 is not subtracted again where its path extends 1's."""
+    tok = digit_tokenizer(merge)
+    one, zero, two, five = (tok.convert_tokens_to_ids(t) for t in ("1", "0", "2", "5"))
+    ten = tok.convert_tokens_to_ids("10") if merge else None
+    assert set(scoring.digit_ids(tok)) >= {one, zero, two, five} and tok.convert_tokens_to_ids("answer") not in set(
+        scoring.digit_ids(tok)
+    )
+    forms = [[(one,)], [(ten,) if merge else (one, zero)], [(two,)]]
+    after_one = {five: 0.1} if merge else {zero: 0.4, five: 0.1}
+    table = {(): {one: 0.5, two: 0.1, **({ten: 0.2} if merge else {})}, (one,): after_one}
+    item = scoring.Item(prompt=[1], forms=forms, numbers=[True, True, True])
+    got = scoring.exact_option_probs(TableEngine(tok, table), [item], tolerance=0.01)[0]
+    assert got == pytest.approx([0.5 * 0.9, 0.2, 0.1] if merge else [0.5 * 0.5, 0.5 * 0.4, 0.1])
+    words = scoring.Item(prompt=[1], forms=forms)  # not numbers: the digit after "1" stays in its mass
+    assert scoring.exact_option_probs(TableEngine(tok, table), [words], tolerance=0.01)[0][0] == pytest.approx(
+        0.5 if merge else 0.5 * 0.6
+    )
 
 
 @pytest.mark.parametrize("merge", [False, True], ids=["splits-digits", "merges-10"])
@@ -215,6 +246,35 @@ def full_forward(lm, prompt, path):
     with torch.inference_mode():
         logits = lm.model(input_ids=torch.tensor([prompt + path])).logits[0, -1]
     return decoded_probs(logits[None], lm.spec)[0]
+
+
+@pytest.mark.model
+def test_a_number_options_mass_on_the_model_leaves_out_a_digit_next(lm):
+    """A WVS survey prompt under a persona: each code's exact mass (no ignorable prefixes) equals,
+    spelling by spelling, the full forward's probability of the spelling times that of no digit
+    next; and it is below the mass of the spelling alone, so the rule takes something off. Decoded
+    without truncation: at the model's own top-k and top-p no digit can follow a code here."""
+    lm = untruncated(lm)
+    q = culturespa.with_starts(culturespa_eval.wvs_eval_questions(1)).iloc[0]
+    text = prompts.survey_prompt(
+        culturespa.persona_for("aware", "USA"), q.question, q.options, fmt=prompts.PromptFormat.of(lm), start=q.start
+    )
+    codes = prompts.number_options(len(q.options), q.start)
+    ids = scoring.prompt_ids(lm.tokenizer, scoring.context_of(text))
+    forms = [scoring.answer_forms(lm.tokenizer, text, c) for c in codes]
+    item = scoring.Item(ids, forms, numbers=[scoring.is_number(c) for c in codes])
+    got = scoring.exact_option_probs(lm.engine, [item], tolerance=1.0, max_prefix=0)[0]
+    spelled = scoring.exact_option_probs(lm.engine, [scoring.Item(ids, forms)], tolerance=1.0, max_prefix=0)[0]
+    digits = scoring.digit_ids(lm.tokenizer)
+    expected = []
+    for spellings in forms:
+        total = 0.0
+        for f in spellings:
+            p = float(np.prod([float(full_forward(lm, ids, list(f[:t]))[f[t]]) for t in range(len(f))]))
+            total += p * (1.0 - float(full_forward(lm, ids, list(f))[digits].sum()))
+        expected.append(total)
+    assert np.allclose(got, expected, atol=2e-5), (got, expected)
+    assert all(g <= s + 1e-6 for g, s in zip(got, spelled)) and max(s - g for g, s in zip(got, spelled)) > 1e-5
 
 
 @pytest.mark.model

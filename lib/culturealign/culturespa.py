@@ -235,8 +235,8 @@ REPLY_PARSING = {
     "authors": "the first integer anywhere in the reply, if it is 0-10 (the authors' result_analysis_run_3.py, "
     "parse_answer); a number 0-10 off the question's scale, which the authors would score, is "
     "counted in `off_scale` and left out",
-    "strict": "the reply begins with an option code after whitespace and markup (the reader's rule, "
-    "scoring.parse_response), the rule exact scoring computes",
+    "strict": "the reply begins with an option code after whitespace and markup, not followed by a digit "
+    "(the reader's rule, scoring.parse_response), the rule exact scoring computes",
 }
 FIRST_INTEGER = re.compile(r"\d+")
 REPLY_TOKENS = 32  # new tokens per sampled reply: room for a number after a few words

@@ -3,17 +3,19 @@ as the paper did, both under one acceptance rule.
 
 The rule (a reader's): a response counts as an option when, after stripping what a reader ignores
 (leading whitespace, markup tags, quotes, asterisks, underscores, backticks) and ignoring case, it
-begins with the option; the longest matching option wins. Sampling parses each response with
-exactly this rule. Exact mode computes the probability of that set: each option's accepted
-spellings (as written and with its first letter upper-cased, each with and without a leading
-space, deduplicated at token level) after every ignorable prefix whose probability exceeds
-`prefix_tolerance` (model file; default 0.005), searched through the key-value cache up to
-`MAX_PREFIX_TOKENS` ignorable tokens. What is left, `other`, is every other response, exact to
-that tolerance. A spelling whose first token the decoding gives probability 0 after a prefix
-(outside top-k or top-p) is not searched there: its mass is 0 exactly. Where one option's token
-ids extend another's (" 1" and " 10" on a tokenizer that splits digits), the longer option's paths
-are subtracted from the shorter's; where the tokenizer has "10" as one token, nothing is
-subtracted.
+begins with the option; the longest matching option wins. An option that ends in a digit is a
+number, which a digit right after it would continue: "10" is not option "1", nor is "12".
+Sampling parses each response with exactly this rule. Exact mode computes the probability of
+that set: each option's accepted spellings (as written and with its first letter upper-cased,
+each with and without a leading space, deduplicated at token level) after every ignorable prefix
+whose probability exceeds `prefix_tolerance` (model file; default 0.005), searched through the
+key-value cache up to `MAX_PREFIX_TOKENS` ignorable tokens. What is left, `other`, is every other
+response, exact to that tolerance. A spelling whose first token the decoding gives probability 0
+after a prefix (outside top-k or top-p) is not searched there: its mass is 0 exactly. A number
+option's paths are read one position further, and the probability that a digit comes next is
+taken off; this is what separates " 1" from " 10" where a tokenizer splits digits (where "10" is
+one token, its path was never " 1"'s). Where one option's token ids extend another's in any other
+way, the longer option's paths are subtracted from the shorter's.
 
 Each step is warped exactly as sampling warps it (temperature, top-k, top-p: transformers' own
 logits warpers, engines/in_process.py). Sampling and generation draw with a seed derived from the run's seed
@@ -27,7 +29,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,8 @@ from .models import LoadedModel
 from .runs import ResultCache
 from .tokens import encode_pair, prompt_ids, split_boundary, tokenizer_key, vocab_texts  # noqa: F401  (the one token path)
 
+# how a number option is read, part of its items' cache keys: results read otherwise are not reused
+NUMBER_READING = "a digit after a number option makes another number"
 MAX_PREFIX_TOKENS = 4  # ignorable tokens followed before an answer ("\n\n", "**", "<em>", ...)
 IGNORABLE = re.compile(r"(?:\s|[*_\"'`“”‘’«»„‹›]|</?[A-Za-z][A-Za-z0-9]*\s*/?>)+")
 
@@ -63,9 +67,17 @@ def parse_response(response: str, options: Sequence[str]) -> int | None:
     best, best_len = None, -1
     for index, option in enumerate(options):
         target = option.strip().casefold()
-        if target and text.startswith(target) and len(target) > best_len:
-            best, best_len = index, len(target)
+        if not target or not text.startswith(target) or len(target) <= best_len:
+            continue
+        if is_number(target) and text[len(target) : len(target) + 1].isdigit():
+            continue  # the response is a longer number ("10", not "1")
+        best, best_len = index, len(target)
     return best
+
+
+def is_number(option: str) -> bool:
+    """Whether an option ends in a digit, so that a digit after it would make another number."""
+    return option.strip()[-1:].isdigit()
 
 
 def context_of(prompt: str) -> str:
@@ -110,27 +122,54 @@ def _ignorable_ids(key: tuple, tokenizer: Any) -> tuple[int, ...]:
     return tuple(i for i, t in enumerate(texts) if t and i not in special and IGNORABLE.fullmatch(t))
 
 
+def digit_ids(tokenizer: Any) -> list[int]:
+    """Tokens whose text begins with a digit: after a number option, each makes a longer number.
+    Cached per tokenizer."""
+    return list(_digit_ids(tokenizer_key(tokenizer), tokenizer))
+
+
+@lru_cache(maxsize=8)
+def _digit_ids(key: tuple, tokenizer: Any) -> tuple[int, ...]:
+    texts, special = vocab_texts(tokenizer)
+    return tuple(i for i, t in enumerate(texts) if t[:1].isdigit() and i not in special)
+
+
 # ------------------------------------------------------------------------------------ exact mode
 
 
 @dataclass
 class Item:
-    """One prompt to score: its ids and, per option, the token paths of its accepted spellings."""
+    """One prompt to score: its ids, per option the token paths of its accepted spellings, and
+    which options are numbers (is_number; none if left empty)."""
 
     prompt: list[int]
     forms: list[list[tuple[int, ...]]]
     found: list[dict[tuple[int, ...], float]] = field(default_factory=list)
+    numbers: list[bool] = field(default_factory=list)
+
+    def is_number(self, option: int) -> bool:
+        return bool(self.numbers) and self.numbers[option]
 
 
-def exclusive_masses(found: Sequence[dict[tuple[int, ...], float]]) -> list[float]:
+def exclusive_masses(
+    found: Sequence[dict[tuple[int, ...], float]], numbers: Sequence[bool] = (), digits: Collection[int] = ()
+) -> list[float]:
     """Each option's probability, minus the paths of other options whose token ids extend its own
-    (directly: a path extending an extension is already inside that extension)."""
+    (directly: a path extending an extension is already inside that extension). A number option's
+    mass already leaves out a digit next (exact_option_probs), so extensions by a token of `digits`
+    are not taken off it again."""
     every = [(path, j) for j, paths_j in enumerate(found) for path in paths_j]
+    digits = set(digits)
     masses = []
     for j, paths_j in enumerate(found):
         total = 0.0
+        number = bool(numbers) and numbers[j]
         for path, mass in paths_j.items():
-            longer = [(p, k) for p, k in every if len(p) > len(path) and p[: len(path)] == path and k != j]
+            longer = [
+                (p, k)
+                for p, k in every
+                if len(p) > len(path) and p[: len(path)] == path and k != j and not (number and p[len(path)] in digits)
+            ]
             direct = [
                 (p, k)
                 for p, k in longer
@@ -154,13 +193,26 @@ def exact_option_probs(
     whatever follows, so skipping it is exact. The prompts' own next-token probabilities come
     first (the prompt pass alone); each engine call then scores the longer spellings after the
     prefixes whose distribution is known and asks for the distribution after the new prefixes. A
-    one-token spelling needs only its prefix's distribution, so it is scored without a call.
+    one-token spelling needs only its prefix's distribution, so it is scored without a call. A
+    number option's spelling is read one position further, and the probability that a digit comes
+    next (a longer number, which the reader does not take for it) is taken off.
     """
     skip = ignorable_ids(engine.tokenizer)
-    tokens = [sorted(set(skip) | {t for forms in it.forms for f in forms for t in f}) for it in items]
+    digits = digit_ids(engine.tokenizer) if any(any(it.numbers) for it in items) else []
+    tokens = [
+        sorted(set(skip) | {t for forms in it.forms for f in forms for t in f} | set(digits if any(it.numbers) else ()))
+        for it in items
+    ]
     where = [{t: k for k, t in enumerate(ts)} for ts in tokens]
-    longest = max(len(f) for it in items for forms in it.forms for f in forms)
+    digit_cols = [np.array([where[i][d] for d in digits if d in where[i]], dtype=int) for i in range(len(items))]
+    # rows read per spelling: one per token, and for a number one more (is a digit next?)
+    longest = max(len(f) + it.is_number(j) for it in items for j, forms in enumerate(it.forms) for f in forms)
     prompts = [it.prompt for it in items]
+
+    def path_of(i: int, j: int, node: tuple[int, ...], f: tuple[int, ...]) -> tuple[int, ...]:
+        """The path whose last rows score spelling f of option j after the prefix: up to its last
+        token, or through it for a number (the row after it gives the digits' probability)."""
+        return node + f if items[i].is_number(j) else node + f[:-1]
 
     def children(i: int, node: tuple[int, ...], mass: float) -> dict[tuple[int, ...], float]:
         """The ignorable continuations of a prefix that are more than `tolerance` likely."""
@@ -184,11 +236,11 @@ def exact_option_probs(
         queries = [
             sorted(
                 {
-                    node + f[:-1]
+                    path_of(i, j, node, f)
                     for node in ready[i]
-                    for forms in it.forms
+                    for j, forms in enumerate(it.forms)
                     for f in forms
-                    if len(f) > 1 and live(i, node, f)
+                    if len(f) + it.is_number(j) > 1 and live(i, node, f)
                 }
                 | set(new[i])
             )
@@ -196,7 +248,7 @@ def exact_option_probs(
         ]
         if any(queries):
             arrays = engine.next_token_probs(prompts, [[list(q) for q in qs] for qs in queries], tokens, last=longest)
-        else:  # only one-token spellings after known prefixes: nothing to ask
+        else:  # only one-token spellings (not numbers) after known prefixes: nothing to ask
             arrays = [[] for _ in items]
         for i, it in enumerate(items):
             table = dict(zip(queries[i], arrays[i]))
@@ -206,25 +258,29 @@ def exact_option_probs(
                     for f in forms:
                         if not live(i, node, f):
                             p = 0.0
-                        elif len(f) == 1:  # its one step is the prefix's known distribution
+                        elif len(f) == 1 and not it.is_number(j):  # its one step: the prefix's known distribution
                             p = mass * float(after[i][node][where[i][f[0]]])
                         else:
-                            rows = table[node + f[:-1]]  # its last rows: after node + f[:t], t = 0 .. len(f) - 1
-                            steps = rows[len(rows) - len(f) :]
+                            rows = table[path_of(i, j, node, f)]  # its last rows: after node + f[:t], t = 0, 1, ...
+                            steps = rows[len(rows) - len(f) - it.is_number(j) :]
                             p = mass * float(np.prod([steps[t][where[i][f[t]]] for t in range(len(f))]))
+                            if it.is_number(j):  # not followed by a digit, which would make another number
+                                p *= max(0.0, 1.0 - float(steps[len(f)][digit_cols[i]].sum()))
                         it.found[j].setdefault(node + f, p)
             for node in new[i]:
                 after[i][node] = table[node][-1]
                 todo[i].update(children(i, node, todo[i][node]))
-    return [exclusive_masses(it.found) for it in items]
+    return [exclusive_masses(it.found, it.numbers, digits) for it in items]
 
 
 def item_key(lm: LoadedModel, mode: str, prompt: str, options: Sequence[str], extra: Any = None) -> str:
     """Cache key: model, weights hash, decoding settings, mode and the exact prompt and options.
     Exact scores agree across engines (to 1e-5, tested), so they share a key; samples and
-    generated texts differ from engine to engine, so their keys name it."""
+    generated texts differ from engine to engine, so their keys name it. Where an option is a
+    number, the key names the reading of numbers too (NUMBER_READING)."""
     engine = [] if mode == "exact" else [lm.spec.engine]
-    payload = [lm.spec.name, lm.weights_hash, lm.spec.decoding(), mode, prompt, list(options), extra, *engine]
+    reading = [NUMBER_READING] if any(is_number(o) for o in options) else []
+    payload = [lm.spec.name, lm.weights_hash, lm.spec.decoding(), mode, prompt, list(options), extra, *engine, *reading]
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -296,6 +352,7 @@ def option_distributions(
         i: Item(
             prompt_ids(lm.tokenizer, context_of(prompts[i])),
             [answer_forms(lm.tokenizer, prompts[i], o) for o in options[i]],
+            numbers=[is_number(o) for o in options[i]],
         )
         for i in todo
     }
