@@ -240,7 +240,7 @@ def exact_option_probs(
                     for node in ready[i]
                     for j, forms in enumerate(it.forms)
                     for f in forms
-                    if len(f) + it.is_number(j) > 1 and live(i, node, f)
+                    if len(f) + it.is_number(j) > 1 and live(i, node, f) and node + f not in it.found[j]
                 }
                 | set(new[i])
             )
@@ -256,6 +256,8 @@ def exact_option_probs(
                 mass = todo[i].pop(node)
                 for j, forms in enumerate(it.forms):
                     for f in forms:
+                        if node + f in it.found[j]:  # the same tokens, scored after a shorter prefix
+                            continue
                         if not live(i, node, f):
                             p = 0.0
                         elif len(f) == 1 and not it.is_number(j):  # its one step: the prefix's known distribution
@@ -266,7 +268,7 @@ def exact_option_probs(
                             p = mass * float(np.prod([steps[t][where[i][f[t]]] for t in range(len(f))]))
                             if it.is_number(j):  # not followed by a digit, which would make another number
                                 p *= max(0.0, 1.0 - float(steps[len(f)][digit_cols[i]].sum()))
-                        it.found[j].setdefault(node + f, p)
+                        it.found[j][node + f] = p
             for node in new[i]:
                 after[i][node] = table[node][-1]
                 todo[i].update(children(i, node, todo[i][node]))
