@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import datetime
 import sys
 import time
 from pathlib import Path
@@ -27,9 +26,10 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_prefix_cache import cpu_model, git_commit, score, stage10_prompts, stage30_pairs  # noqa: E402
+from bench_prefix_cache import score, stage10_prompts, stage30_pairs  # noqa: E402
 
-from culturealign import culturespa, culturespa_eval, models, paths, prompts, runs, scoring, stages  # noqa: E402
+from culturealign import culturespa, culturespa_eval, models, prompts, scoring, stages  # noqa: E402
+from culturealign.results import cpu_model, write_bench  # noqa: E402
 
 CULTURES = ("USA", "CHN", "KEN", "DEU")  # the sample's cultures, mixed
 MODEL = "gemma3-270m"
@@ -260,30 +260,21 @@ def write(rows: list[dict], n: int, args: argparse.Namespace) -> None:
     cpu = cpu_model()
     for row in rows:
         row["cpu"] = cpu
-    result = {
-        "title": "make all's time without and with the prefix cache, stage by stage",
-        "cpu": cpu,
-        "commit": git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "tables": [
-            {
-                "caption": f"Seconds per prompt timed on {n} prompts per scoring kind and {args.generations} "
-                f"stage-60 generations (embedded model, batch {args.batch_size}, {torch.get_num_threads()} threads), "
-                "times the full counts; without: neither the prefix cache nor shared output-layer positions; "
-                "with: both (the default engine)",
-                "rows": rows,
-            }
-        ],
-        "notes": [
-            f"CPU: {cpu}. Sample: {n} prompts per scoring kind (stage 30: {max(1, n // 2)} pairs in both orders), "
-            f"{args.generations} stage-60 generations; each run from a cold prefix cache, so the cache's "
-            "gain on a full run (one cold batch in hundreds) is larger than a small sample shows.",
-            "A shared machine: the per-prompt seconds carry its contention; the README's full-scale "
-            "stage times (idle machine) are the reference for the parts not re-timed.",
-        ],
-    }
-    out = paths.outputs() / "bench" / "job.json"
-    runs.write_json(out, result)
+    caption = (
+        f"Seconds per prompt timed on {n} prompts per scoring kind and {args.generations} "
+        f"stage-60 generations (embedded model, batch {args.batch_size}, {torch.get_num_threads()} threads), "
+        "times the full counts; without: neither the prefix cache nor shared output-layer positions; "
+        "with: both (the default engine)"
+    )
+    notes = [
+        f"CPU: {cpu}. Sample: {n} prompts per scoring kind (stage 30: {max(1, n // 2)} pairs in both orders), "
+        f"{args.generations} stage-60 generations; each run from a cold prefix cache, so the cache's "
+        "gain on a full run (one cold batch in hundreds) is larger than a small sample shows.",
+        "A shared machine: the per-prompt seconds carry its contention; the README's full-scale "
+        "stage times (idle machine) are the reference for the parts not re-timed.",
+    ]
+    title = "make all's time without and with the prefix cache, stage by stage"
+    out = write_bench("job", title, [{"caption": caption, "rows": rows}], notes)
     print(f"wrote {out}", flush=True)
 
 

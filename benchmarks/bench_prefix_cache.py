@@ -18,7 +18,6 @@ in the benchmarks format (title, cpu, commit, date, tables, notes) and prints it
 from __future__ import annotations
 
 import argparse
-import datetime
 import statistics
 import sys
 import tempfile
@@ -31,9 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scoring import order_pairs  # noqa: E402
 
-from culturealign import culturespa, culturespa_eval, models, paths, probes, prompts, runs, scoring, selfalign  # noqa: E402
-from culturealign.results import cpu_model  # noqa: E402  (the report's definition)
-from culturealign.runs import git_commit  # noqa: E402  (as the manifests record it)
+from culturealign import culturespa, culturespa_eval, models, probes, prompts, runs, scoring, selfalign  # noqa: E402
+from culturealign.results import cpu_model, write_bench  # noqa: E402  (the report's definitions)
 
 TARGET_CUTS = {"stage 10": 0.80, "stage 30 pairs": 0.35}  # the issue's prompt-token cuts
 
@@ -251,64 +249,57 @@ def main() -> None:
                 "cpu": cpu,
             }
         )
-    result = {
-        "title": "Prefix cache in the in-process engine",
-        "cpu": cpu,
-        "commit": git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "tables": [
-            {
-                "caption": "Prompt passes alone (no prefix search), batched and ordered as exact scoring: "
-                "prompt tokens "
-                "the engine ran without and with a cold prefix cache, and the passes' seconds",
-                "rows": passes,
-            },
-            {
-                "caption": "Exact scoring by four engines: neither the prefix cache (cold) nor one output-layer "
-                "pass per distinct position, each alone, and both (the default); speed-ups against neither "
-                f"(embedded model, batch {args.batch_size}, {torch.get_num_threads()} threads, "
-                f"median of {args.reps} interleaved repetitions)",
-                "rows": rows,
-            },
-            {
-                "caption": "Where each engine's time goes: the prompt pass, the prefix search's body forwards and "
-                "output layer (in the full forward when positions are not shared), the cache's bookkeeping and "
-                "the search's Python; output-layer positions computed against the distinct positions read",
-                "rows": shares,
-            },
-        ],
-        "notes": [
-            f"CPU: {cpu}; a shared machine, so wall times carry its contention; token counts do not.",
-            "Without the cache the engine already runs a shared trunk once per batch (a pair's common part, "
-            "stage 10's instruction and primer); 'in full' counts every prompt's every token. The cache's "
-            "cut grows with the number of batches (a sample's first batch is cold).",
-            "Positions computed count the padding a batch runs too: with the cache, rests differ in length "
-            "(a pair's second order after its first), so they run in sub-batches of similar length; a narrow "
-            "forward still reads every weight of the body from memory, which is why tokens cut and seconds "
-            "saved differ. With the cache the body runs alone and the output layer once per batch.",
-            "Sharing positions: each prompt's search paths form a tree that the body runs as one sequence under "
-            "a tree attention mask (a position several paths share runs once), and the output layer (a "
-            "262k-token vocabulary) runs once for all the distinct positions read, decoding only the tokens "
-            "asked for; without it every path is a row and its last positions, padding included, go through "
-            "the full forward.",
-            "What stays is matrix work that no reuse removes: the prompts' own tokens through the body, the "
-            "tree's nodes, and one output-layer row per position read (262,144 x 640 multiply-adds each). An "
-            "output-layer pass reads its 670 MB of weights whatever its width, so each search call costs a "
-            "pass. Every engine here searches only spellings whose first token the decoding can produce "
-            "(top-k 64, top-p 0.95: most spellings start with a token of probability exactly 0 and are "
-            "skipped); that is the scoring's, not the engine's, so it speeds all four alike.",
-            "Targets: the issue's prompt-token cuts count against prompts in full (its 84% and 37% are the "
-            "shared opening's share of stage-10 and stage-30 prompts) and are judged on the prompt passes (64 "
-            "prompts in 8 batches, as a stage runs them; a scoring sample's first batch is cold); its wall-time "
-            "speed-ups against the "
-            "engine it was filed on (outputs/bench/against_reference.json). Within this engine the prefix "
-            "search is the same with and without the cache, so the cache alone gains at most the prompt "
-            "pass's speed-up in the first table.",
-        ],
-    }
-    out = paths.outputs() / "bench" / f"{args.out}.json"
-    runs.write_json(out, result)
-    for table in result["tables"]:
+    tables = [
+        {
+            "caption": "Prompt passes alone (no prefix search), batched and ordered as exact scoring: "
+            "prompt tokens "
+            "the engine ran without and with a cold prefix cache, and the passes' seconds",
+            "rows": passes,
+        },
+        {
+            "caption": "Exact scoring by four engines: neither the prefix cache (cold) nor one output-layer "
+            "pass per distinct position, each alone, and both (the default); speed-ups against neither "
+            f"(embedded model, batch {args.batch_size}, {torch.get_num_threads()} threads, "
+            f"median of {args.reps} interleaved repetitions)",
+            "rows": rows,
+        },
+        {
+            "caption": "Where each engine's time goes: the prompt pass, the prefix search's body forwards and "
+            "output layer (in the full forward when positions are not shared), the cache's bookkeeping and "
+            "the search's Python; output-layer positions computed against the distinct positions read",
+            "rows": shares,
+        },
+    ]
+    notes = [
+        f"CPU: {cpu}; a shared machine, so wall times carry its contention; token counts do not.",
+        "Without the cache the engine already runs a shared trunk once per batch (a pair's common part, "
+        "stage 10's instruction and primer); 'in full' counts every prompt's every token. The cache's "
+        "cut grows with the number of batches (a sample's first batch is cold).",
+        "Positions computed count the padding a batch runs too: with the cache, rests differ in length "
+        "(a pair's second order after its first), so they run in sub-batches of similar length; a narrow "
+        "forward still reads every weight of the body from memory, which is why tokens cut and seconds "
+        "saved differ. With the cache the body runs alone and the output layer once per batch.",
+        "Sharing positions: each prompt's search paths form a tree that the body runs as one sequence under "
+        "a tree attention mask (a position several paths share runs once), and the output layer (a "
+        "262k-token vocabulary) runs once for all the distinct positions read, decoding only the tokens "
+        "asked for; without it every path is a row and its last positions, padding included, go through "
+        "the full forward.",
+        "What stays is matrix work that no reuse removes: the prompts' own tokens through the body, the "
+        "tree's nodes, and one output-layer row per position read (262,144 x 640 multiply-adds each). An "
+        "output-layer pass reads its 670 MB of weights whatever its width, so each search call costs a "
+        "pass. Every engine here searches only spellings whose first token the decoding can produce "
+        "(top-k 64, top-p 0.95: most spellings start with a token of probability exactly 0 and are "
+        "skipped); that is the scoring's, not the engine's, so it speeds all four alike.",
+        "Targets: the issue's prompt-token cuts count against prompts in full (its 84% and 37% are the "
+        "shared opening's share of stage-10 and stage-30 prompts) and are judged on the prompt passes (64 "
+        "prompts in 8 batches, as a stage runs them; a scoring sample's first batch is cold); its wall-time "
+        "speed-ups against the "
+        "engine it was filed on (outputs/bench/against_reference.json). Within this engine the prefix "
+        "search is the same with and without the cache, so the cache alone gains at most the prompt "
+        "pass's speed-up in the first table.",
+    ]
+    out = write_bench(args.out, "Prefix cache in the in-process engine", tables, notes)
+    for table in tables:
         print(f"\n{table['caption']}")
         for row in table["rows"]:
             print("  " + ", ".join(f"{k}: {v}" for k, v in row.items()))

@@ -19,6 +19,26 @@ def test_manifest_records_only_declared_parameters_commit_versions_and_times(iso
     assert manifest["packages"]["torch"].startswith("2.13.0") and manifest["git_commit"]
 
 
+@pytest.mark.process  # git
+def test_the_commit_is_dirty_for_changed_code_not_for_generated_files(tmp_path, monkeypatch):
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    (tmp_path / "lib.py").write_text("x = 1\n")
+    (tmp_path / "outputs" / "bench").mkdir(parents=True)
+    (tmp_path / "outputs" / "bench" / "job.json").write_text("{}")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    monkeypatch.setattr(runs.paths, "REPO", tmp_path)
+    head = git("rev-parse", "HEAD").strip()
+    (tmp_path / "outputs" / "bench" / "job.json").write_text('{"rewritten": true}')
+    (tmp_path / "notes.txt").write_text("untracked")
+    assert runs.git_commit() == head
+    (tmp_path / "lib.py").write_text("x = 2\n")
+    assert runs.git_commit() == head + "-dirty"
+
+
 def cache_with(path, *lines: bytes, tail: bytes = b""):
     """A cache file of raw lines (each ended by a newline) and an optional unterminated tail."""
     path.write_bytes(b"".join(line + b"\n" for line in lines) + tail)

@@ -11,6 +11,7 @@ Numbers reach readers only through these files: nothing here is typed by hand.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -20,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths, report
+from . import paths, report, runs
 from .report import Outputs, read_manifests, wall_seconds
 
 RESULTS = paths.REPO / "results"
@@ -50,6 +51,22 @@ def duration(seconds: float | None) -> str:
         return ""
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+
+
+def write_bench(name: str, title: str, tables: list[dict[str, Any]], notes: list[str]) -> Path:
+    """outputs/bench/<name>.json in the format the benchmarks page reads: the title, this machine's
+    CPU, the commit and date of the run, the tables (caption and rows) and the notes."""
+    record = {
+        "title": title,
+        "cpu": cpu_model(),
+        "commit": runs.git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tables": tables,
+        "notes": notes,
+    }
+    out = paths.outputs() / "bench" / f"{name}.json"
+    runs.write_json(out, record)
+    return out
 
 
 def cpu_model() -> str:

@@ -74,18 +74,26 @@ def write_table(path: Path, frame: pd.DataFrame) -> Path:
     return path
 
 
+# generated files that a run or a benchmark writes into the tree: they do not make the code dirty
+GENERATED = ("outputs", "results", "docs/benchmarks.md")
+
+
 def git_commit() -> str:
+    """The commit the code runs from, with "-dirty" where tracked files other than generated ones
+    (GENERATED) differ from it: a benchmark that rewrites its own JSON still names clean code."""
+    git = ["git", "-C", str(paths.REPO)]
     try:
-        out = subprocess.run(
-            ["git", "-C", str(paths.REPO), "describe", "--always", "--dirty", "--abbrev=40"],
+        head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+        changed = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no", "--", ".", *(f":(exclude){g}" for g in GENERATED)],
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
         )
-        return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return head.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
 
 
 def package_versions() -> dict[str, str]:
