@@ -94,6 +94,10 @@ def test_mistral_tokenizer_splits_digits_so_option_paths_nest(mistral_tokenizer)
     assert read == sorted({t for p in option_ids for t in p})
     one, ten = tuple(option_ids[1]), tuple(option_ids[10])
     assert scoring.exclusive_masses([{one: 0.5}, {ten: 0.2}]) == pytest.approx([0.3, 0.2])
+    # read as numbers, " 1" already leaves out a digit next ("0" among them), so 10 is not taken off again
+    digits = scoring.digit_ids(tok)
+    assert ten[-1] in digits and tok.convert_tokens_to_ids("▁") not in digits
+    assert scoring.exclusive_masses([{one: 0.5}, {ten: 0.2}], [True, True], digits) == pytest.approx([0.5, 0.2])
 
 
 def test_culturespa_prompts_train_and_evaluate_on_mistral_template(mistral_tokenizer):

@@ -249,18 +249,20 @@ def full_forward(lm, prompt, path):
 
 
 @pytest.mark.model
-def test_a_number_options_mass_on_the_model_leaves_out_a_digit_next(lm):
+@pytest.mark.parametrize("chat", [False, True], ids=["base-prompt", "chat-prompt"])
+def test_a_number_options_mass_on_the_model_leaves_out_a_digit_next(lm, chat):
     """A WVS survey prompt under a persona: each code's exact mass (no ignorable prefixes) equals,
     spelling by spelling, the full forward's probability of the spelling times that of no digit
     next; and it is below the mass of the spelling alone, so the rule takes something off. Decoded
-    without truncation: at the model's own top-k and top-p no digit can follow a code here."""
-    lm = untruncated(lm)
+    without truncation: at the model's own top-k and top-p no digit can follow a code here. The
+    chat prompt comes from a template that writes BOS into the text."""
+    lm = untruncated(dataclasses.replace(lm, tokenizer=chat_tokenizer(lm)) if chat else lm)
+    fmt = prompts.PromptFormat("chat", lm.tokenizer) if chat else prompts.PromptFormat.of(lm)
     q = culturespa.with_starts(culturespa_eval.wvs_eval_questions(1)).iloc[0]
-    text = prompts.survey_prompt(
-        culturespa.persona_for("aware", "USA"), q.question, q.options, fmt=prompts.PromptFormat.of(lm), start=q.start
-    )
+    text = prompts.survey_prompt(culturespa.persona_for("aware", "USA"), q.question, q.options, fmt=fmt, start=q.start)
     codes = prompts.number_options(len(q.options), q.start)
     ids = scoring.prompt_ids(lm.tokenizer, scoring.context_of(text))
+    assert ids.count(lm.tokenizer.bos_token_id) == 1 and ids[0] == lm.tokenizer.bos_token_id
     forms = [scoring.answer_forms(lm.tokenizer, text, c) for c in codes]
     item = scoring.Item(ids, forms, numbers=[scoring.is_number(c) for c in codes])
     got = scoring.exact_option_probs(lm.engine, [item], tolerance=1.0, max_prefix=0)[0]
