@@ -319,8 +319,9 @@ def reference_probs(model, spec, prompt: list[int], paths: list[list[int]], toke
     return arrays
 
 
-def compare(engine, reference, cases) -> tuple[float, float]:
-    """Largest difference of any token probability and of any option probability."""
+def compare(engine, reference, cases, label: str = "") -> tuple[float, float]:
+    """Largest difference of any token probability and of any option probability (printed under
+    `label` when one is given)."""
     got = engine.next_token_probs([c[0] for c in cases], [c[1] for c in cases], [c[2] for c in cases], last=ALL)
     worst_token = worst_option = 0.0
     for (prompt, paths, tokens), arrays in zip(cases, got):
@@ -329,6 +330,8 @@ def compare(engine, reference, cases) -> tuple[float, float]:
             at = [tokens.index(t) for t in path]
             option = lambda a: float(np.prod([a[k, at[k]] for k in range(len(path))]))  # noqa: E731
             worst_option = max(worst_option, abs(option(ref) - option(array)))
+    if label:
+        print(f"\n{label}: max |vLLM - transformers| token {worst_token:.2e}, option {worst_option:.2e}")
     return worst_token, worst_option
 
 
@@ -352,11 +355,7 @@ def probe_cases(tokenizer, n: int):
 def test_probe_prompts_with_demonstrations_match_transformers(engine, reference):
     cases = probe_cases(engine.tokenizer, 12)  # every token of every option path, after 5 demonstrations each
     assert len(cases) == 12
-    worst_token, worst_option = compare(engine, reference, cases)
-    print(
-        f"\n12 probe prompts, 5 demonstrations: max |vLLM - transformers| token {worst_token:.2e}, "
-        f"option {worst_option:.2e}"
-    )
+    worst_token, worst_option = compare(engine, reference, cases, "12 probe prompts, 5 demonstrations")
     assert worst_option < 1e-3 and worst_token < 1e-3
 
 
@@ -371,11 +370,7 @@ def test_ten_option_survey_questions_match_transformers(engine, reference):
     ]
     cases = option_paths(engine.tokenizer, texts, [prompts.number_options(10)] * len(texts))
     assert any(len(p) > 1 for _, paths, _ in cases for p in paths), "option 10 should take two tokens"
-    worst_token, worst_option = compare(engine, reference, cases)
-    print(
-        f"\n{len(cases)} ten-option questions: max |vLLM - transformers| token {worst_token:.2e}, "
-        f"option {worst_option:.2e}"
-    )
+    worst_token, worst_option = compare(engine, reference, cases, f"{len(cases)} ten-option questions")
     assert worst_option < 1e-3 and worst_token < 1e-3
 
 

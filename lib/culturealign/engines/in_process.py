@@ -53,8 +53,13 @@ def decoded_probs(logits: torch.Tensor, spec: Any) -> torch.Tensor:
     if not spec.top_k or spec.top_k >= logits.shape[-1]:
         return torch.softmax(warpers(spec)(None, logits), dim=-1)
     values, index = torch.topk(logits, spec.top_k, dim=-1)
-    kept = torch.softmax(warpers(dataclasses.replace(spec, top_k=None))(None, values), dim=-1)
-    return torch.zeros_like(logits).scatter_(-1, index, kept)
+    return torch.zeros_like(logits).scatter_(-1, index, kept_probs(values, spec))
+
+
+def kept_probs(values: torch.Tensor, spec: Any) -> torch.Tensor:
+    """Probabilities of the top-k logits, sorted (values), under the rest of the decoding:
+    temperature and top-p, as the warper chain applies them after top-k."""
+    return torch.softmax(warpers(dataclasses.replace(spec, top_k=None))(None, values), dim=-1)
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -370,7 +375,7 @@ def wanted_probs(model: Any, hidden: torch.Tensor, spec: Any, wanted: Sequence[t
     raw, index = torch.topk(logits, spec.top_k + TOP_K_MARGIN, dim=-1)
     values, best = torch.topk(softcapped(raw, model), spec.top_k, dim=-1)
     index = index.gather(-1, best)
-    kept = torch.softmax(warpers(dataclasses.replace(spec, top_k=None))(None, values), dim=-1)
+    kept = kept_probs(values, spec)
     return [((index[p][None, :] == w[:, None]) * kept[p][None, :]).sum(-1).cpu().numpy() for p, w in enumerate(wanted)]
 
 

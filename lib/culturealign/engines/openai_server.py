@@ -214,14 +214,11 @@ class OpenAIServerEngine:
             "return_tokens_as_token_ids": True,
             **decoding_body({"temperature": 1.0, "top_k": 2, "top_p": 1.0}),
         }
-        choice = self._complete(body)["choices"][0]
-        tops = (choice.get("logprobs") or {}).get("top_logprobs") or []
-        if not tops:
-            raise ServerError(
-                f"the server at {self.url} returned no logprobs, so exact scoring cannot run on it; "
-                f"use a server with logprobs (`{self._hint()}`) or score by sampling"
-            )
-        finite = [lp for lp in tops[0].values() if lp > MASKED_LOGPROB]
+        top = self._first_top_logprobs(
+            body,
+            f", so exact scoring cannot run on it; use a server with logprobs (`{self._hint()}`) or score by sampling",
+        )
+        finite = [lp for lp in top.values() if lp > MASKED_LOGPROB]
         if len(finite) > 2 or abs(sum(math.exp(lp) for lp in finite) - 1.0) > 1e-3:
             raise ServerError(
                 f"the server at {self.url} returns raw logprobs (before temperature, top-k and top-p), "
@@ -244,12 +241,15 @@ class OpenAIServerEngine:
             "return_tokens_as_token_ids": True,
             **decoding_body(self._decoding()),
         }
+        return self._first_top_logprobs(body, f" for a scoring request; start it with `{self._hint()}`")
+
+    def _first_top_logprobs(self, body: dict[str, Any], missing: str) -> dict[str, float]:
+        """The first generated token's top logprobs of one completion request, or a ServerError
+        that says "returned no logprobs" and then `missing` (what that means, how to fix it)."""
         choice = self._complete(body)["choices"][0]
         tops = (choice.get("logprobs") or {}).get("top_logprobs") or []
         if not tops:
-            raise ServerError(
-                f"the server at {self.url} returned no logprobs for a scoring request; start it with `{self._hint()}`"
-            )
+            raise ServerError(f"the server at {self.url} returned no logprobs{missing}")
         return tops[0]
 
     def next_token_probs(
