@@ -33,14 +33,14 @@ $(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 setup: $(STAMP) ## create .venv and install requirements (no-op when up to date)
 
 all: setup ## the main job on MODEL (default: the embedded gemma3-270m), every stage; JOBS=N runs N stages at once
-	$(STAGES) all --model $(MODEL) $(if $(JOBS),--jobs $(JOBS))
+	$(STAGES) all --model $(MODEL) $(if $(JOBS),--jobs $(JOBS)) $(if $(DTYPE),--dtype $(DTYPE))
 
 quick: setup ## the tour: the whole job at small scale (params/quick.yaml, 2 stages at once), then its report and RESULTS.md, in outputs/quick/
-	export CULTUREALIGN_OUTPUTS=$(CURDIR)/outputs/quick; $(STAGES) all --model $(MODEL) --scale quick --jobs $(or $(JOBS),2); status=$$?; \
+	export CULTUREALIGN_OUTPUTS=$(CURDIR)/outputs/quick; $(STAGES) all --model $(MODEL) --scale quick --jobs $(or $(JOBS),2) $(if $(DTYPE),--dtype $(DTYPE)); status=$$?; \
 	  $(PY) -m culturealign.results report && exit $$status
 
 run: setup ## one stage: make run NB=10_zero_shot MODEL=gemma3-270m LANG=de
-	$(STAGES) run $(NB) --model $(MODEL) --lang $(RUN_LANG)
+	$(STAGES) run $(NB) --model $(MODEL) --lang $(RUN_LANG) $(if $(DTYPE),--dtype $(DTYPE))
 
 # Test tiers, by the markers declared in pyproject.toml: unit (no model, no process), model (the
 # embedded 270M model, or a subprocess or local server), smoke (every notebook), vllm (a real server).

@@ -15,6 +15,7 @@ outputs/bench/against_reference.json in the benchmarks format.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import statistics
@@ -37,7 +38,7 @@ def worker(lib: str, prompts_file: str) -> None:
 
     if not scoring.__file__.startswith(lib):
         raise SystemExit(f"imported {scoring.__file__}, not the tree under {lib}")
-    lm = models.load_model(models.spec_for("gemma3-270m"))
+    lm = models.load_model(dataclasses.replace(models.spec_for("gemma3-270m"), dtype="float32"))
     kinds = json.loads(Path(prompts_file).read_text(encoding="utf-8"))
 
     def run(texts: list[str], options: list[list[str]]) -> tuple[float, list[list[float]]]:
@@ -97,9 +98,10 @@ def main() -> None:
     from bench_prefix_cache import stage10_prompts, stage30_pairs, stage70_prompts
 
     from culturealign import models
-    from culturealign.results import cpu_model, write_bench
+    from culturealign.precision import cpu_model
+    from culturealign.results import write_bench
 
-    lm = models.load_model(models.spec_for("gemma3-270m"))
+    lm = models.load_model(dataclasses.replace(models.spec_for("gemma3-270m"), dtype="float32"))
     kinds = {
         "stage 10": stage10_prompts(lm, args.stage10),
         "stage 30 pairs": stage30_pairs(lm, args.pairs),

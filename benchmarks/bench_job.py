@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_prefix_cache import score, stage10_prompts, stage30_pairs  # noqa: E402
 
 from culturealign import culturespa, culturespa_eval, models, prompts, scoring, stages  # noqa: E402
-from culturealign.results import cpu_model, write_bench  # noqa: E402
+from culturealign.precision import cpu_model  # noqa: E402
+from culturealign.results import write_bench  # noqa: E402
 
 CULTURES = ("USA", "CHN", "KEN", "DEU")  # the sample's cultures, mixed
 MODEL = "gemma3-270m"

@@ -18,6 +18,7 @@ in the benchmarks format (title, cpu, commit, date, tables, notes) and prints it
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -31,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scoring import order_pairs  # noqa: E402
 
 from culturealign import culturespa, culturespa_eval, models, probes, prompts, runs, scoring, selfalign  # noqa: E402
-from culturealign.results import cpu_model, write_bench  # noqa: E402  (the report's definitions)
+from culturealign.precision import cpu_model  # noqa: E402
+from culturealign.results import write_bench  # noqa: E402  (the report's definitions)
 
 TARGET_CUTS = {"stage 10": 0.80, "stage 30 pairs": 0.35}  # the prompt-token cuts
 
@@ -158,7 +160,7 @@ def main() -> None:
     parser.add_argument("--out", default="prefix_cache", help="name of outputs/bench/<name>.json")
     args = parser.parse_args()
     torch.manual_seed(0)
-    lm = models.load_model(models.spec_for("gemma3-270m"))
+    lm = models.load_model(dataclasses.replace(models.spec_for("gemma3-270m"), dtype="float32"))
     kinds = {
         "stage 10": stage10_prompts(lm, args.stage10),
         "stage 30 pairs": stage30_pairs(lm, args.pairs),

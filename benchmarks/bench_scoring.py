@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     torch.manual_seed(0)
-    lm = models.load_model(models.spec_for("gemma3-270m"))
+    lm = models.load_model(dataclasses.replace(models.spec_for("gemma3-270m"), dtype="float32"))
     texts, swapped, options = order_pairs(lm, args.prompts)
     encoded = [scoring.prompt_ids(lm.tokenizer, scoring.context_of(t)) for t in texts]
     tokens, slow, bs = sum(len(e) for e in encoded), args.slow_prompts, args.batch_size

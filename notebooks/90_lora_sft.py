@@ -70,7 +70,7 @@ for name, batch, accumulation in [("joint", joint_batch_size, joint_accumulation
 run, lm = stage.begin("90_lora_sft", globals(), weights="here")  # training needs the weights here, even for a served model
 train.check_targets(lm.model, target_modules)
 fmt, prompt_format = prompts.PromptFormat.of(lm), culturespa.prompt_format(lm)
-print(f"bf16 autocast: {train.bf16_supported()}; prompt format: {prompt_format}; linear modules: {train.linear_module_names(lm.model)}")
+print(f"precision: {lm.dtype} (bf16 autocast: {train.autocast_bf16(lm)}); prompt format: {prompt_format}; linear modules: {train.linear_module_names(lm.model)}")
 pd.DataFrame({name: {"batch": s.batch_size, "accumulation": s.accumulation, "per optimizer step": s.batch_size * s.accumulation}
               for name, s in settings.items()})
 

@@ -252,8 +252,16 @@ def random_model():
 @pytest.fixture(scope="session")
 def lm():
     """The embedded Gemma 3 270M (de-quantized once into .cache/, then reloaded in seconds).
-    A test that uses it is marked `model`."""
-    return models.load_model(models.spec_for("gemma3-270m"))
+    It runs in float32, the reference every numerical test holds (whatever `dtype: auto` chooses
+    on this CPU). A test that uses it is marked `model`."""
+    return models.load_model(dataclasses.replace(models.spec_for("gemma3-270m"), dtype="float32"))
+
+
+@pytest.fixture(scope="session")
+def lm_bf16():
+    """The embedded model in bfloat16 (on a CPU without native bf16, emulated and slow): the
+    bf16 counterparts of the float32 equality tests. A test that uses it is marked `model`."""
+    return models.load_model(dataclasses.replace(models.spec_for("gemma3-270m"), dtype="bfloat16"))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -264,7 +272,7 @@ def pytest_collection_modifyitems(config, items):
     unmarked = [
         item.nodeid
         for item in items
-        if "lm" in getattr(item, "fixturenames", ()) and item.get_closest_marker("model") is None
+        if {"lm", "lm_bf16"} & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("model") is None
     ]
     if unmarked:
         raise pytest.UsageError(

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from culturealign import models, params, serve, weights
+from culturealign import models, params, precision, serve, weights
 from culturealign.engines.openai_server import ServerError
 
 FAKE_SERVER = """
@@ -30,7 +30,8 @@ def embedded():
     return serve.model_settings("gemma3-270m")
 
 
-def test_cpu_command_has_what_exact_scoring_needs():
+def test_cpu_command_has_what_exact_scoring_needs(monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16_feature", lambda: None)  # a CPU without native bf16: fp32
     spec, serving = embedded()
     cmd = serve.server_command(Path("/v/bin/python"), spec, serving, weights.prepare_embedded(), 8123, cuda=False)
     text = " ".join(cmd).replace(str(weights.prepare_embedded()), "/m")
@@ -51,6 +52,16 @@ def test_cpu_command_has_what_exact_scoring_needs():
     ):
         assert part in text
     assert "--enable-lora" not in text and "--tensor-parallel-size" not in text
+
+
+@pytest.mark.parametrize("feature, dtype", [(None, "float32"), ("AVX512-BF16", "bfloat16"), ("AMX", "bfloat16")])
+def test_auto_serves_in_the_precision_the_cpu_computes_natively(monkeypatch, feature, dtype):
+    monkeypatch.setattr(precision, "native_bf16_feature", lambda: feature)
+    spec, serving = embedded()
+    folder = weights.prepare_embedded()
+    assert f"--dtype {dtype}" in " ".join(serve.server_command(Path("p"), spec, serving, folder, 1, cuda=False))
+    pinned = {**serving, "dtype": "float32"}  # a model file's explicit dtype wins
+    assert "--dtype float32" in " ".join(serve.server_command(Path("p"), spec, pinned, folder, 1, cuda=False))
 
 
 def test_cuda_command_takes_the_model_files_memory_and_parallel_settings():

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, get_args
 
-from . import params
+from . import params, precision
 from .spec import ModelSpec, ModelUnavailable
 from .weights import embedded_gguf_sha256, fetch_hint, prepare_embedded, weights_identity, with_adapter_identity
 
@@ -96,14 +96,12 @@ class LoadedModel:
 
 
 def device_and_dtype(asked: str = "auto") -> tuple[str, Any]:
-    """CUDA and bf16 when present, CPU and fp32 otherwise, unless the model file asks for a dtype
-    (bf16 on a CPU with AVX512-BF16: faster, with the deviation `make bench` reports)."""
+    """CUDA when present, else CPU, in the precision the model file's dtype means there
+    (precision.resolve: `auto` is bf16 on CUDA and on a CPU that computes bf16 natively)."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if asked != "auto":
-        return device, getattr(torch, asked)
-    return device, torch.bfloat16 if device == "cuda" else torch.float32
+    return device, getattr(torch, precision.resolve(asked, device))
 
 
 def load_model(spec: ModelSpec, weights: WeightsAt = "engine") -> LoadedModel:
@@ -121,7 +119,7 @@ def load_model(spec: ModelSpec, weights: WeightsAt = "engine") -> LoadedModel:
             raise ModelUnavailable(f"model {spec.name} is served by an API: its weights cannot be loaded here")
         return held_by_api(spec)
     if weights == "engine" and spec.engine != IN_PROCESS:
-        return held_by_engine(spec, device="server", dtype=spec.dtype)
+        return held_by_engine(spec, device="server")
     return loaded_here(spec)
 
 
@@ -133,15 +131,18 @@ def held_by_api(spec: ModelSpec) -> LoadedModel:
             f"environment variable {spec.api_key_env}; export it and run again. "
             f"API models support sampling mode only."
         )
-    return held_by_engine(spec, device="api", dtype="none")
+    return held_by_engine(spec, device="api")
 
 
-def held_by_engine(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
-    """A model whose weights its engine holds: the engine gives the tokenizer and the weights'
-    identity (the part of its identity after the model name)."""
-    shell = LoadedModel(spec, model=None, tokenizer=None, weights_hash="", device=device, dtype=dtype)
+def held_by_engine(spec: ModelSpec, device: str) -> LoadedModel:
+    """A model whose weights its engine holds: the engine gives the tokenizer, the weights'
+    identity (the part of its identity after the model name) and the precision it computes in
+    ("none" for an API, which says nothing of it)."""
+    shell = LoadedModel(spec, model=None, tokenizer=None, weights_hash="", device=device, dtype="none")
     engine = shell.engine
-    return shell.with_engine(engine, engine.identity.split("|", 1)[-1])
+    held = shell.with_engine(engine, engine.identity.split("|", 1)[-1])
+    held.dtype = getattr(engine, "precision", "none")
+    return held
 
 
 def loaded_here(spec: ModelSpec) -> LoadedModel:

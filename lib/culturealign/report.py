@@ -522,6 +522,11 @@ def wall_seconds(manifest: dict[str, Any]) -> float | None:
     return float((end - start).total_seconds())
 
 
+def run_precision(manifest: dict[str, Any]) -> str:
+    """The precision a run computed in (its manifest's model dtype); blank for a stage without a model."""
+    return str((manifest.get("model") or {}).get("dtype") or "")
+
+
 def run_rows(manifests: list[dict[str, Any]], out: Path) -> list[str]:
     """HTML rows of every run, each linking to its executed notebook."""
     rows = []
@@ -545,6 +550,7 @@ def run_rows(manifests: list[dict[str, Any]], out: Path) -> list[str]:
             (m.get("started") or "")[:19].replace("T", " "),
             "" if seconds is None else f"{seconds:.0f}",
             (m.get("git_commit") or "")[:12],
+            run_precision(m),
             decoding,
         ]
         rows.append(
@@ -744,7 +750,8 @@ def build(root: Path | None = None) -> Path:
             '<details id="details-runs"><summary>Every run, with its executed notebook</summary>',
             (
                 '<div class="scroll"><table id="runs"><tr><th>stage</th><th>model</th><th>language</th><th>status</th>'
-                "<th>started (UTC)</th><th>wall time (s)</th><th>commit</th><th>decoding</th><th>notebook</th></tr>"
+                "<th>started (UTC)</th><th>wall time (s)</th><th>commit</th><th>precision</th><th>decoding</th>"
+                "<th>notebook</th></tr>"
             ),
             *run_rows(data.manifests, out),
             "</table></div></details>",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import platform
 import shutil
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from . import paths, report, runs
+from .precision import cpu_model
 from .report import Outputs, read_manifests, wall_seconds
 
 RESULTS = paths.REPO / "results"
@@ -69,16 +69,6 @@ def write_bench(name: str, title: str, tables: list[dict[str, Any]], notes: list
     return out
 
 
-def cpu_model() -> str:
-    """This machine's CPU model (from /proc/cpuinfo; the platform's processor string elsewhere)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    return platform.processor() or platform.machine()
-
-
 def machine_of(manifest: dict[str, Any]) -> str:
     """The machine a run ran on: its recorded CPU, else its host, with this machine's CPU model
     when the report is built on that same host."""
@@ -112,6 +102,7 @@ def provenance(manifests: list[dict[str, Any]], root: Path) -> pd.DataFrame:
                 "commit": ", ".join(sorted({str(c)[:12] for c in group["git_commit"].dropna()})),
                 "date (UTC)": f"{started.min():%Y-%m-%d %H:%M} to {finished.max():%Y-%m-%d %H:%M}",
                 "machine": ", ".join(machines),
+                "precision": ", ".join(sorted({report.run_precision(m) for m in group.to_dict("records")} - {""})),
                 "runs done": f"{len(done)} of {len(group)}",
                 "wall time": duration((finished.max() - started.min()).total_seconds()),
                 "summed run time": duration(sum(s for s in map(wall_seconds, group.to_dict("records")) if s)),

@@ -25,6 +25,7 @@ import pandas as pd
 
 from . import paths
 from .params import parameter_names
+from .precision import cpu_model
 
 TRACKED_PACKAGES = (
     "torch",
@@ -140,7 +141,9 @@ class Run:
         write_json(self.manifest_path, {**self.read_manifest(), **fields})
 
     def record_model(self, loaded: Any) -> None:
-        """Record the model id, weights hash and decoding settings of the model this run uses."""
+        """Record the model id, weights hash, precision and decoding settings of the model this run
+        uses, after checking that the model's other runs computed in the same precision."""
+        check_one_precision(self, loaded.dtype)
         info = loaded.describe()
         self.update(model=info, decoding=loaded.spec.decoding())
 
@@ -167,9 +170,30 @@ def start_run(stage: str, namespace: dict[str, Any]) -> Run:
         git_commit=git_commit(),
         packages=package_versions(),
         host=platform.node(),
+        cpu=cpu_model(),
         error=None,
     )
     return run
+
+
+class MixedPrecision(RuntimeError):
+    """A run would compute in another precision than the model's finished runs it builds on."""
+
+
+def check_one_precision(run: Run, dtype: str) -> None:
+    """Refuse a run whose precision differs from that of the model's other finished runs: stages
+    read each other's numbers (stage 30 re-measures stage 10's probes), so a job never mixes
+    bf16 and fp32. The message names a run of the other precision and the two ways out."""
+    for manifest in all_manifests():
+        if manifest.get("model_name") != run.model or manifest.get("status") != "done":
+            continue
+        theirs = (manifest.get("model") or {}).get("dtype")
+        if theirs and theirs != dtype and Path(manifest["dir"]) != run.dir:
+            raise MixedPrecision(
+                f"{manifest['dir']} was computed in {theirs}; this run of {run.stage} computes in {dtype}. "
+                f"A job never mixes precisions: set model_config.dtype: {theirs} in params/models/{run.model}.yaml, "
+                f"or move {paths.outputs() / run.model} aside and run every stage again."
+            )
 
 
 def load_run(model: str, lang: str, stage: str) -> Run:

@@ -279,10 +279,14 @@ def item_key(lm: LoadedModel, mode: str, prompt: str, options: Sequence[str], ex
     """Cache key: model, weights hash, decoding settings, mode and the exact prompt and options.
     Exact scores agree across engines (to 1e-5, tested), so they share a key; samples and
     generated texts differ from engine to engine, so their keys name it. Where an option is a
-    number, the key names the reading of numbers too (NUMBER_READING)."""
+    number, the key names the reading of numbers too (NUMBER_READING). A precision other than the
+    float32 reference is named, so bf16 and fp32 results never share a key; fp32 keys, and so the
+    sampling seeds drawn from them (seed_for), stay what they are without it."""
     engine = [] if mode == "exact" else [lm.spec.engine]
     reading = [NUMBER_READING] if any(is_number(o) for o in options) else []
-    payload = [lm.spec.name, lm.weights_hash, lm.spec.decoding(), mode, prompt, list(options), extra, *engine, *reading]
+    precision = [] if lm.dtype in ("float32", "none") else [f"precision:{lm.dtype}"]
+    identity = [lm.spec.name, lm.weights_hash, lm.spec.decoding()]
+    payload = [*identity, mode, prompt, list(options), extra, *engine, *reading, *precision]
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 

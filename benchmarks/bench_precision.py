@@ -1,0 +1,146 @@
+"""What bfloat16 does to the numbers a reader sees: the same job in float32 and in bfloat16 on this
+machine, every summary number side by side with its largest difference and the width of the
+interval (or one-run range) printed beside it.
+
+    python benchmarks/bench_precision.py                  # runs the tour twice, then compares
+    python benchmarks/bench_precision.py --compare-only   # compares two finished tours
+
+Each tour runs with `--dtype` into its own outputs folder (outputs/precision/<dtype>/), so the two
+never share a cache or a run. The comparison reads the summary CSVs of both (outputs/.../summary/),
+matches rows on their text columns (model, language, condition, culture, method, ...) and, for every
+number that has an interval in the same table, reports |bf16 - fp32| against that interval's width:
+the issue's target is a tenth of it. Writes outputs/bench/precision.json (the benchmarks page).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from culturealign import paths
+from culturealign.precision import cpu_model
+from culturealign.results import write_bench
+
+DTYPES = ("float32", "bfloat16")
+TARGET = 0.1  # a headline may move by at most this share of its interval's width
+# A number's interval in its own table, where the column names do not follow <name>_low/_high.
+INTERVALS = {"mean_delta": ("delta_ci_low", "delta_ci_high"), "expected": ("low", "high")}
+SUFFIXES = (("_low", "_high"), ("_run_low", "_run_high"), ("_ci_low", "_ci_high"))
+
+
+def interval_of(column: str, columns: list[str]) -> tuple[str, str] | None:
+    """The (low, high) columns of a number's interval in its table, if it has one."""
+    pairs = [INTERVALS[column]] if column in INTERVALS else []
+    pairs += [(column + lo, column + hi) for lo, hi in SUFFIXES]
+    return next((p for p in pairs if p[0] in columns and p[1] in columns), None)
+
+
+def keys_of(frame: pd.DataFrame) -> list[str]:
+    """The columns that name a row (text and flags), on which the two precisions' rows are matched."""
+    return [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c]) or frame[c].dtype == bool]
+
+
+def compare_table(name: str, fp32: pd.DataFrame, bf16: pd.DataFrame) -> list[dict[str, object]]:
+    """One row per number: its largest |bf16 - fp32| over the table's rows and, where its table
+    gives it an interval, that interval's width in the worst row (the narrower of the two runs')
+    and their ratio."""
+    keys = [k for k in keys_of(fp32) if k in bf16.columns]
+    both = fp32.merge(bf16, on=keys, suffixes=("_fp32", "_bf16"), how="inner") if keys else pd.DataFrame()
+    rows = []
+    numbers = [c for c in fp32.columns if c not in keys and pd.api.types.is_numeric_dtype(fp32[c])]
+    for column in numbers:
+        interval = interval_of(column, list(fp32.columns))
+        if both.empty or f"{column}_bf16" not in both:
+            continue
+        diff = (both[f"{column}_bf16"] - both[f"{column}_fp32"]).abs()
+        width = pd.Series(np.nan, index=both.index)
+        if interval is not None:
+            width = np.minimum(
+                both[f"{interval[1]}_fp32"] - both[f"{interval[0]}_fp32"],
+                both[f"{interval[1]}_bf16"] - both[f"{interval[0]}_bf16"],
+            )
+        ratio = diff / width.where(width > 0)
+        if diff.notna().sum() == 0:
+            continue
+        worst = int(ratio.fillna(-1).to_numpy().argmax()) if ratio.notna().any() else int(diff.to_numpy().argmax())
+        rows.append(
+            {
+                "table": name,
+                "number": column,
+                "interval": f"{interval[0]} .. {interval[1]}" if interval else "none in its table",
+                "cells": int(diff.notna().sum()),
+                "largest |bf16 - fp32|": round(float(diff.max()), 4),
+                "median |bf16 - fp32|": round(float(diff.median()), 4),
+                "at the worst cell: |diff| / interval width": round(float(ratio.iloc[worst]), 3)
+                if pd.notna(ratio.iloc[worst])
+                else None,
+                "within a tenth": bool(ratio.dropna().le(TARGET).all()) if interval else None,
+            }
+        )
+    return rows
+
+
+def compare(fp32_root: Path, bf16_root: Path) -> pd.DataFrame:
+    """Every summary table's numbers with intervals, fp32 against bf16."""
+    rows = []
+    for path in sorted((fp32_root / "summary").glob("*.csv")):
+        other = bf16_root / "summary" / path.name
+        if other.exists():
+            rows += compare_table(path.stem, pd.read_csv(path), pd.read_csv(other))
+    return pd.DataFrame(rows)
+
+
+def run_tour(dtype: str) -> float:
+    """The tour (make quick's job) in one precision, into outputs/precision/<dtype>; its wall seconds."""
+    env = {**os.environ, "CULTUREALIGN_OUTPUTS": str(paths.outputs() / "precision" / dtype)}
+    start = time.perf_counter()
+    job = [sys.executable, "-m", "culturealign.stages", "all", "--scale", "quick", "--jobs", "2", "--dtype", dtype]
+    subprocess.run(job, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "culturealign.results", "report"], env=env, check=True)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare-only", action="store_true", help="compare two finished tours, run nothing")
+    args = parser.parse_args()
+    cpu = cpu_model()
+    print(f"CPU: {cpu}")
+    seconds = {} if args.compare_only else {dtype: run_tour(dtype) for dtype in DTYPES}
+    roots = {dtype: paths.outputs() / "precision" / dtype for dtype in DTYPES}
+    table = compare(roots["float32"], roots["bfloat16"])
+    print(table.to_string(index=False))
+    tables = [
+        {
+            "caption": "The tour in bfloat16 against float32 on the same machine: each summary number that has an "
+            "interval, its largest difference and that difference as a share of the interval's width "
+            f"(target: at most {TARGET})",
+            "rows": table.to_dict("records"),
+        }
+    ]
+    if seconds:
+        tables.append(
+            {
+                "caption": "The tour's wall time in each precision (one run each, one after the other)",
+                "rows": [{"precision": d, "wall time (s)": round(s)} for d, s in seconds.items()],
+            }
+        )
+    moved = table[table["within a tenth"].eq(False)] if not table.empty else table
+    notes = [
+        f"{len(table)} numbers compared, {int(table['within a tenth'].notna().sum()) if len(table) else 0} of them "
+        f"with an interval; {len(moved)} moved by more than a tenth of their interval's width"
+        + (f": {', '.join(moved['table'] + '.' + moved['number'])}" if len(moved) else ""),
+    ]
+    write_bench("precision", "bfloat16 against float32: the tour's numbers", tables, notes)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""Which floating-point precision a model runs in here: one rule for every engine and for training.
+
+A model file's `dtype` is `auto`, `float32` or `bfloat16`. `auto` takes bfloat16 on CUDA and on a
+CPU that computes bf16 natively (AMX tiles or AVX512-BF16), float32 on any other CPU: without
+native support bf16 is emulated and slower than fp32. The choice follows the CPU's features, never
+its vendor's name. float32 is the reference that the tests hold; docs/measurement.md says what
+bf16 changes and where that is measured.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Literal
+
+Precision = Literal["float32", "bfloat16"]
+
+
+def native_bf16_feature() -> str | None:
+    """The CPU feature that computes bf16 natively ("AMX" or "AVX512-BF16"), or None."""
+    import torch
+
+    if torch.cpu._is_amx_tile_supported():
+        return "AMX"
+    if torch.cpu._is_avx512_bf16_supported():
+        return "AVX512-BF16"
+    return None
+
+
+def resolve(asked: str, device: str) -> Precision:
+    """The precision a model file's `dtype` means on `device` ("cuda", "cpu", or a server's)."""
+    if asked in ("float32", "bfloat16"):
+        return asked  # type: ignore[return-value]
+    if asked != "auto":
+        raise ValueError(f"dtype {asked!r}: use one of auto, float32, bfloat16")
+    if device == "cuda":
+        return "bfloat16"
+    feature = native_bf16_feature()
+    announce(device, feature)
+    return "bfloat16" if feature else "float32"
+
+
+@functools.cache
+def announce(device: str, feature: str | None) -> None:
+    """Say once per process what `auto` chose on this CPU and why."""
+    if feature:
+        print(f"precision: bfloat16 (dtype auto: this CPU computes bf16 natively, {feature})", file=sys.stderr)
+    else:
+        print("precision: float32 (dtype auto: this CPU has no native bf16, AMX or AVX512-BF16)", file=sys.stderr)
+
+
+def cpu_model() -> str:
+    """This machine's CPU model, cores and native bf16 feature (from /proc/cpuinfo; the platform's
+    processor string elsewhere): printed beside every timing and recorded in every manifest."""
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{name}, {os.cpu_count()} cores, native bf16: {native_bf16_feature() or 'none'}"
