@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 STAGES := $(PY) -m culturealign.stages
 
-.PHONY: help setup all quick run lint unit test-model smoke test test-vllm bench bench-job serve serve-stop lab report results wvs clean
+.PHONY: help setup all quick run lint unit test-model smoke test test-vllm bench bench-job bench-precision serve serve-stop lab report results wvs clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -72,8 +72,11 @@ bench: setup ## time exact scoring against the forward limit, sampling, per-opti
 	$(PY) benchmarks/bench_against.py
 	$(if $(filter vllm,$(ENGINE)),$(PY) benchmarks/bench_engines.py)
 
-bench-job: setup ## estimate make all's time stage by stage, without and with the prefix cache and shared output-layer positions (minutes; outputs/bench/job.json)
-	$(PY) benchmarks/bench_job.py
+bench-job: setup ## estimate make all's time stage by stage in float32 and bfloat16 (outputs/bench/job_precision.json; COMPARE=cache: without and with the prefix cache, job.json; minutes)
+	$(PY) benchmarks/bench_job.py $(if $(COMPARE),--compare $(COMPARE))
+
+bench-precision: setup ## the tour in float32 and in bfloat16 on this machine, every summary number side by side with its interval (an hour here; outputs/bench/precision.json)
+	$(PY) benchmarks/bench_precision.py
 
 serve: setup ## start vLLM for MODEL on 127.0.0.1 from .venv-vllm (made on first use); LORA=1 for adapters
 	$(PY) -m culturealign.serve start --model $(MODEL) $(if $(LORA),--lora) $(if $(THREADS),--threads $(THREADS))

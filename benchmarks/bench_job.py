@@ -1,23 +1,25 @@
-"""`make all`'s time on this machine without and with the engine's prefix cache and its sharing of
-output-layer positions, stage by stage.
+"""`make all`'s time on this machine, stage by stage, in two engines timed against each other:
+float32 against bfloat16 (`--compare precision`, the default: outputs/bench/job_precision.json) or
+without against with the prefix cache and shared output-layer positions (`--compare cache`:
+outputs/bench/job.json).
 
 Each model stage's real prompts are timed on a sample (`--sample` per kind) at full embedded
 settings: exact scoring for zero-shot (10), self-aligned pairs (30), culture prompting (70) and
-each stage-95 method; question generation (60) as stage 60 samples it. "Without" is the engine
-with neither the prefix cache nor shared output-layer positions, "with" the default engine (both),
-the cache cold at the start of each sample. Seconds per prompt are multiplied by each part's full
-count, derived from the probe files, the languages (params/langs), the notebooks' parameters as
-`make all` resolves them (params/base.yaml over each notebook's defaults) and CultureSPA's
-cultures. LoRA training (stage 90) and stage 95's general-ability items keep their full-scale
-reference time (README; no prompt scoring to cache); stage 95's adapter runs take the aware
-persona's rate (the same prompts on merged weights). Every row names its basis. Writes
-outputs/bench/job.json in the benchmarks format.
+each stage-95 method; question generation (60) as stage 60 samples it; the cache cold at the
+start of each sample. Seconds per prompt are multiplied by each part's full count, derived from
+the probe files, the languages (params/langs), the notebooks' parameters as `make all` resolves
+them (params/base.yaml over each notebook's defaults) and CultureSPA's cultures. LoRA training
+(stage 90) and stage 95's general-ability items take a float32 full-scale reference time, scaled
+in bfloat16 by a ratio measured here (a few optimizer steps; the zero-shot rate); stage 95's
+adapter runs take the aware persona's rate (the same prompts on merged weights). Every row names
+its basis, in the benchmarks format.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -28,16 +30,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_prefix_cache import score, stage10_prompts, stage30_pairs  # noqa: E402
 
-from culturealign import culturespa, culturespa_eval, models, prompts, scoring, stages  # noqa: E402
+from culturealign import culturespa, culturespa_eval, models, prompts, scoring, stages, train  # noqa: E402
 from culturealign.precision import cpu_model  # noqa: E402
 from culturealign.results import write_bench  # noqa: E402
 
 CULTURES = ("USA", "CHN", "KEN", "DEU")  # the sample's cultures, mixed
 MODEL = "gemma3-270m"
-REFERENCE_SECONDS = {  # README's full-scale stage times: parts with no prompt scoring to cache
+REFERENCE_SECONDS = {  # float32 full-scale times of an earlier full measurement: parts with no prompt scoring
     "90 LoRA training": 65 * 60,
     "95 general ability": 4 * 60 + 48,
 }
+JOINT = {"batch_size": 4, "accumulation": 4}  # the joint adapter's batch on the embedded model (its model file)
 SAME_RATE_AS = {"95 joint adapter": "95 aware", "95 specific adapters": "95 aware"}
 
 
@@ -146,6 +149,31 @@ def time_generation(lm, texts: list[str], batch_size: int, max_new_tokens: int, 
     return time.perf_counter() - start
 
 
+VARIANTS = {  # --compare: the two engines timed, (label, dtype, prefix cache and shared positions)
+    "precision": (("float32", "float32", True), ("bfloat16", "bfloat16", True)),
+    "cache": (("without", "float32", False), ("with", "float32", True)),
+}
+CAPTIONS = {
+    "precision": "float32: the reference; bfloat16: the same engine in bf16 (both with the prefix cache and "
+    "shared output-layer positions)",
+    "cache": "without: neither the prefix cache nor shared output-layer positions; with: both (the default engine)",
+}
+
+
+def training_seconds(lm, texts: list[str], steps: int) -> float:
+    """Seconds of `steps` optimizer steps of the joint adapter's settings (stage 90 on the
+    embedded model), in the run's precision (bf16 autocast where the model is bf16)."""
+    import tempfile
+
+    settings = train.LoraSettings(**{**JOINT, "max_steps": steps, "save_steps": 10 * steps})
+    needed = settings.batch_size * settings.accumulation * steps
+    pairs = [(t, " 1") for t in texts] * (needed // max(1, len(texts)) + 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        train.train_adapter(lm, pairs, Path(tmp) / "joint", settings, 0, "bench")
+        return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -153,11 +181,19 @@ def main() -> None:
     )
     parser.add_argument("--generations", type=int, default=8, help="stage-60 generations timed")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--compare", choices=sorted(VARIANTS), default="precision", help="the two engines to time against each other"
+    )
+    parser.add_argument("--train-steps", type=int, default=2, help="LoRA optimizer steps timed (--compare precision)")
     args = parser.parse_args()
     torch.manual_seed(0)
     counts = full_counts()
-    lm = models.load_model(models.spec_for(MODEL))
-    n = args.sample
+    spec = models.spec_for(MODEL)
+    loaded = {
+        dtype: models.load_model(dataclasses.replace(spec, dtype=dtype)) for _, dtype, _ in VARIANTS[args.compare]
+    }
+    variants = [(label, loaded[dtype], on) for label, dtype, on in VARIANTS[args.compare]]
+    lm, n = variants[0][1], args.sample
     kinds = {
         "10 zero-shot": stage10_prompts(lm, n),
         "30 self-aligned prompts": stage30_pairs(lm, max(1, n // 2)),
@@ -167,47 +203,60 @@ def main() -> None:
         "95 cross": survey_prompts(lm, n, "cross"),
         "95 aware with demonstrations": survey_prompts(lm, n, "aware", demos=True),
     }
+    labels = tuple(label for label, _, _ in variants)
     rate: dict[str, tuple[float, float]] = {}
     sampled: dict[str, int] = {}
     p60 = stage_params("60_generate_questions")
     texts60 = generation_prompts(args.generations)
-    off, on = (time_generation(lm, texts60, args.batch_size, p60["max_new_tokens"], cached) for cached in (False, True))
+    a, b = (time_generation(m, texts60, args.batch_size, p60["max_new_tokens"], on) for _, m, on in variants)
     rate["60 question generation"], sampled["60 question generation"] = (
-        (off / len(texts60), on / len(texts60)),
+        (a / len(texts60), b / len(texts60)),
         len(texts60),
     )
-    print(f"60 question generation: {len(texts60)} texts, {off:.1f} s without, {on:.1f} s with", flush=True)
+    print(f"60 question generation: {len(texts60)} texts, {a:.1f} s {labels[0]}, {b:.1f} s {labels[1]}", flush=True)
     warm_texts, warm_options = kinds["10 zero-shot"]
-    score(lm, warm_texts[:2], warm_options[:2], args.batch_size, cached=False, shared=False)  # one-time costs
+    for _, m, on in variants:  # one-time costs
+        score(m, warm_texts[:2], warm_options[:2], args.batch_size, cached=on, shared=on)
+    reference = dict(REFERENCE_SECONDS)
     for kind, (texts, options) in kinds.items():
-        off = score(lm, texts, options, args.batch_size, cached=False, shared=False)[0]
-        on = score(lm, texts, options, args.batch_size, cached=True, shared=True)[0]
-        rate[kind], sampled[kind] = (off / len(texts), on / len(texts)), len(texts)
-        print(f"{kind}: {len(texts)} prompts, {off:.1f} s without, {on:.1f} s with", flush=True)
-        write(job_rows(rate, sampled, counts), n, args)  # a killed run keeps its part
+        a, b = (score(m, texts, options, args.batch_size, cached=on, shared=on)[0] for _, m, on in variants)
+        rate[kind], sampled[kind] = (a / len(texts), b / len(texts)), len(texts)
+        print(f"{kind}: {len(texts)} prompts, {a:.1f} s {labels[0]}, {b:.1f} s {labels[1]}", flush=True)
+        write(job_rows(rate, sampled, counts, labels, reference), n, args, labels)  # a killed run keeps its part
+    if args.compare == "precision":
+        texts = kinds["95 aware"][0]
+        a, b = (training_seconds(m, texts, args.train_steps) for _, m, _ in variants)
+        print(f"90 LoRA training: {args.train_steps} steps, {a:.1f} s {labels[0]}, {b:.1f} s {labels[1]}", flush=True)
+        reference["90 LoRA training"] = (
+            REFERENCE_SECONDS["90 LoRA training"],
+            REFERENCE_SECONDS["90 LoRA training"] * b / a,
+        )
+        zero = rate["10 zero-shot"]
+        reference["95 general ability"] = (
+            REFERENCE_SECONDS["95 general ability"],
+            REFERENCE_SECONDS["95 general ability"] * zero[1] / zero[0],
+        )
+        write(job_rows(rate, sampled, counts, labels, reference), n, args, labels)
 
 
 def job_rows(
-    rate: dict[str, tuple[float, float]], sampled: dict[str, int], counts: dict[str, tuple[int, str]]
+    rate: dict[str, tuple[float, float]],
+    sampled: dict[str, int],
+    counts: dict[str, tuple[int, str]],
+    labels: tuple[str, str],
+    reference: dict[str, Any],
 ) -> list[dict]:
-    """One row per part of `make all`: its count, basis and hours without and with; the sum covers
-    only the parts that have a time (an untimed kind says so)."""
+    """One row per part of `make all`: its count, basis and hours in each variant; the sum covers
+    only the parts that have a time (an untimed kind says so). `reference`: seconds of the parts
+    with no prompt scoring, one number for both variants or a pair scaled by a measured ratio."""
+    a, b = labels
     rows, total = [], [0.0, 0.0]
     for kind, (count, made_of) in counts.items():
         source = SAME_RATE_AS.get(kind, kind)
         row = {"stage part": kind, "count": count, "count made of": made_of}
         if source not in rate:
-            rows.append(
-                {
-                    **row,
-                    "basis": "not timed in this run",
-                    "s/prompt without": "",
-                    "s/prompt with": "",
-                    "hours without": "",
-                    "hours with": "",
-                    "speed-up": "",
-                }
-            )
+            empty = {f"s/prompt {a}": "", f"s/prompt {b}": "", f"hours {a}": "", f"hours {b}": "", "speed-up": ""}
+            rows.append({**row, "basis": "not timed in this run", **empty})
             continue
         off, on = rate[source]
         basis = f"measured on {sampled[kind]}" if kind in sampled else f"at the rate of {source}"
@@ -215,67 +264,82 @@ def job_rows(
             {
                 **row,
                 "basis": basis,
-                "s/prompt without": round(off, 3),
-                "s/prompt with": round(on, 3),
-                "hours without": round(count * off / 3600, 2),
-                "hours with": round(count * on / 3600, 2),
+                f"s/prompt {a}": round(off, 3),
+                f"s/prompt {b}": round(on, 3),
+                f"hours {a}": round(count * off / 3600, 2),
+                f"hours {b}": round(count * on / 3600, 2),
                 "speed-up": round(off / on, 2),
             }
         )
         total[0] += count * off
         total[1] += count * on
-    for part, seconds in REFERENCE_SECONDS.items():
+    for part, seconds in reference.items():
+        scaled = isinstance(seconds, tuple)
+        first, second = seconds if scaled else (seconds, seconds)
         rows.append(
             {
                 "stage part": part,
                 "count": "",
                 "count made of": "",
-                "basis": "full-scale reference (README), not re-timed; no prompt scoring",
-                "s/prompt without": "",
-                "s/prompt with": "",
-                "hours without": round(seconds / 3600, 2),
-                "hours with": round(seconds / 3600, 2),
-                "speed-up": "",
+                "basis": "full-scale reference, the second column scaled by the ratio measured here (see notes)"
+                if scaled
+                else "full-scale reference, not re-timed; no prompt scoring",
+                f"s/prompt {a}": "",
+                f"s/prompt {b}": "",
+                f"hours {a}": round(first / 3600, 2),
+                f"hours {b}": round(second / 3600, 2),
+                "speed-up": round(first / second, 2) if scaled else "",
             }
         )
-        total[0] += seconds
-        total[1] += seconds
+        total[0] += first
+        total[1] += second
     rows.append(
         {
             "stage part": "make all (model stages)",
             "count": "",
             "count made of": "",
             "basis": "sum of the rows above with a time",
-            "s/prompt without": "",
-            "s/prompt with": "",
-            "hours without": round(total[0] / 3600, 2),
-            "hours with": round(total[1] / 3600, 2),
+            f"s/prompt {a}": "",
+            f"s/prompt {b}": "",
+            f"hours {a}": round(total[0] / 3600, 2),
+            f"hours {b}": round(total[1] / 3600, 2),
             "speed-up": round(total[0] / total[1], 2) if total[1] else "",
         }
     )
     return rows
 
 
-def write(rows: list[dict], n: int, args: argparse.Namespace) -> None:
-    """outputs/bench/job.json in the benchmarks format, the CPU model beside every row."""
+def write(rows: list[dict], n: int, args: argparse.Namespace, labels: tuple[str, str]) -> None:
+    """outputs/bench/job.json (--compare cache) or job_precision.json, in the benchmarks format,
+    the CPU model beside every row."""
     cpu = cpu_model()
     for row in rows:
         row["cpu"] = cpu
     caption = (
         f"Seconds per prompt timed on {n} prompts per scoring kind and {args.generations} "
         f"stage-60 generations (embedded model, batch {args.batch_size}, {torch.get_num_threads()} threads), "
-        "times the full counts; without: neither the prefix cache nor shared output-layer positions; "
-        "with: both (the default engine)"
+        f"times the full counts; {CAPTIONS[args.compare]}"
     )
     notes = [
         f"CPU: {cpu}. Sample: {n} prompts per scoring kind (stage 30: {max(1, n // 2)} pairs in both orders), "
         f"{args.generations} stage-60 generations; each run from a cold prefix cache, so the cache's "
         "gain on a full run (one cold batch in hundreds) is larger than a small sample shows.",
-        "A shared machine: the per-prompt seconds carry its contention; the README's full-scale "
-        "stage times (idle machine) are the reference for the parts not re-timed.",
+        "A shared machine: the per-prompt seconds carry its contention. LoRA training and general ability "
+        "take the float32 full-scale times of an earlier full measurement (REFERENCE_SECONDS in "
+        "benchmarks/bench_job.py).",
     ]
-    title = "make all's time without and with the prefix cache, stage by stage"
-    out = write_bench("job", title, [{"caption": caption, "rows": rows}], notes)
+    if args.compare == "precision":
+        notes.append(
+            f"LoRA training in bfloat16 (bf16 autocast, float32 adapter weights) is the float32 reference "
+            f"scaled by the ratio of {args.train_steps} optimizer steps of the joint adapter's settings timed "
+            "in each precision; general ability by the zero-shot scoring ratio (the same kind of prompts)."
+        )
+    title = {
+        "cache": "make all's time without and with the prefix cache, stage by stage",
+        "precision": "make all's time in float32 and in bfloat16, stage by stage",
+    }[args.compare]
+    name = "job" if args.compare == "cache" else "job_precision"
+    out = write_bench(name, title, [{"caption": caption, "rows": rows}], notes)
     print(f"wrote {out}", flush=True)
 
 

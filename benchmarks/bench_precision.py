@@ -97,6 +97,19 @@ def compare(fp32_root: Path, bf16_root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def compare_training(fp32_root: Path, bf16_root: Path, model: str = "gemma3-270m") -> pd.DataFrame:
+    """Stage 90's adapters in both precisions: steps, mean training loss and seconds (training.csv)."""
+    frames = []
+    for dtype, root in (("fp32", fp32_root), ("bf16", bf16_root)):
+        path = root / model / "en" / "90_lora_sft" / "training.csv"
+        if not path.exists():
+            return pd.DataFrame()
+        frames.append(pd.read_csv(path)[["adapter", "steps", "train_loss", "seconds"]].add_suffix(f" {dtype}"))
+    both = frames[0].merge(frames[1], left_on="adapter fp32", right_on="adapter bf16")
+    both["|loss bf16 - loss fp32|"] = (both["train_loss bf16"] - both["train_loss fp32"]).abs().round(4)
+    return both.drop(columns=["adapter bf16"]).rename(columns={"adapter fp32": "adapter"}).round(4)
+
+
 def run_tour(dtype: str) -> float:
     """The tour (make quick's job) in one precision, into outputs/precision/<dtype>; its wall seconds."""
     env = {**os.environ, "CULTUREALIGN_OUTPUTS": str(paths.outputs() / "precision" / dtype)}
@@ -125,6 +138,17 @@ def main() -> int:
             "rows": table.to_dict("records"),
         }
     ]
+    training = compare_training(roots["float32"], roots["bfloat16"])
+    if not training.empty:
+        print(training.to_string(index=False))
+        tables.append(
+            {
+                "caption": "Stage 90's LoRA adapters on the tour, trained in float32 and with bf16 autocast: optimizer "
+                "steps, mean training loss over those steps and seconds (the adapters' scores are in the "
+                "table above, culturespa_scores and expected_scores)",
+                "rows": training.to_dict("records"),
+            }
+        )
     if seconds:
         tables.append(
             {

@@ -164,11 +164,13 @@ def test_help_lists_a_stage_parameters():
 
 def test_served_embedded_model_file_is_the_embedded_model_behind_a_server():
     """gemma3-270m-vllm must stay the same model, decoding and prompts as gemma3-270m (only its
-    engine and serving keys differ), so its numbers compare with the in-process ones."""
+    engine and serving keys differ, and it pins float32, the reference the in-process engine is
+    held to), so its numbers compare with the in-process ones."""
     local = stages.ModelSpec.from_dict(params.read_yaml(params.model_file("gemma3-270m"))["model_config"])
     served = stages.ModelSpec.from_dict(params.read_yaml(params.model_file("gemma3-270m-vllm"))["model_config"])
     differ = {k for k, v in served.as_dict().items() if local.as_dict()[k] != v}
-    assert served.engine == "openai" and differ <= {"name", "engine", "max_logprobs"}
+    assert served.engine == "openai" and differ <= {"name", "engine", "max_logprobs", "dtype"}
+    assert served.dtype == "float32"
     stages_local = params.read_yaml(params.model_file("gemma3-270m"))["stages"]
     assert params.read_yaml(params.model_file("gemma3-270m-vllm"))["stages"] == stages_local
 
