@@ -524,7 +524,8 @@ def wall_seconds(manifest: dict[str, Any]) -> float | None:
 
 def run_precision(manifest: dict[str, Any]) -> str:
     """The precision a run computed in (its manifest's model dtype); blank for a stage without a model."""
-    return str((manifest.get("model") or {}).get("dtype") or "")
+    model = manifest.get("model")
+    return str(model.get("dtype") or "") if isinstance(model, dict) else ""
 
 
 def run_rows(manifests: list[dict[str, Any]], out: Path) -> list[str]:
