@@ -80,6 +80,22 @@ def test_the_folder_loads_in_the_installed_harness_as_one_group_per_paper(task_f
     assert (task_folder / "utils.py").read_text() == Path(harness_utils.__file__).read_text()
 
 
+def test_the_command_writes_a_folder_and_refuses_a_country_without_figures(tmp_path, capsys):
+    assert harness.main(["--out", str(tmp_path / "tasks"), "--langs", "de", "--countries", "KEN"]) == 0
+    assert "culturealign_selfalign: 1 tasks" in capsys.readouterr().out
+    names = sorted(p.name for p in (tmp_path / "tasks").glob("*.yaml"))
+    assert names == [
+        "_culturealign.yaml",
+        "_culturealign_selfalign.yaml",
+        "_culturealign_wvs.yaml",
+        "culturealign_selfalign_de.yaml",
+        "culturealign_wvs_KEN.yaml",
+    ]
+    assert "!function utils.process_wvs" in (tmp_path / "tasks" / "culturealign_wvs_KEN.yaml").read_text()
+    with pytest.raises(ValueError, match=r"no WVS figures for culture\(s\) \['XXX'\]"):
+        harness.write_tasks(tmp_path / "other", ["en"], ["XXX"])
+
+
 def fake_run(folder: Path, stamp: str = "2026-01-01T00-00-00.0") -> Path:
     """A harness output folder as lm_eval --log_samples writes it, for two probes and one country."""
     run = folder / "harness" / "some__model"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import re
 import shutil
@@ -394,7 +395,11 @@ def read_runs(root: Path) -> dict[str, pd.DataFrame]:
     selfalign, distributional = [], []
     for path in result_files(root):
         record = json.loads(path.read_text(encoding="utf-8"))
-        base = {"run": run_name(record), "results": path.relative_to(root).as_posix(), "date": record.get("date")}
+        when = record.get("date")
+        date = (
+            datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat(timespec="seconds") if when else ""
+        )
+        base = {"run": run_name(record), "results": path.relative_to(root).as_posix(), "date": date}
         for task, values in sorted(record.get("results", {}).items()):
             if task.startswith(f"{SELFALIGN_GROUP}_"):
                 selfalign.append({**base, "task": task, **selfalign_row(values, read_samples(path, task))})
