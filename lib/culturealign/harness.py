@@ -308,6 +308,7 @@ def against_headline(lm: LoadedModel, docs: Sequence[dict], batch_size: int = 8)
 GLOSSARY = {  # the harness tables' columns, for the report's glossary
     "run": ("run", "the model folder a harness run evaluated"),
     "task": ("task", "the lm-evaluation-harness task"),
+    "limit": ("limit", "the run's --limit: documents per task it stopped at (empty: every document)"),
     "p_majority": (
         "P(majority), per prompt",
         "harness: mean over prompts (each option order one) of P(majority option)",
@@ -323,7 +324,33 @@ GLOSSARY = {  # the harness tables' columns, for the report's glossary
     "w1_floor": ("W1 of the average", "W1 of the all-countries average distribution: no knowledge of the country"),
     "jsd_floor": ("JSD of the average", "JSD of the all-countries average distribution"),
     "tv_floor": ("TV of the average", "TV of the all-countries average distribution"),
+    "prompts": ("prompts", "documents the run scored: each probe once per option order"),
+    "probe_p_majority_low": ("P(majority): low", "bootstrap 95% interval of the mean over probes"),
+    "probe_p_majority_high": ("P(majority): high", "bootstrap 95% interval of the mean over probes"),
+    "probe_aligned_low": ("aligned share: low", "Wilson 95% interval of the aligned share"),
+    "probe_aligned_high": ("aligned share: high", "Wilson 95% interval of the aligned share"),
+    "country": ("country", "WVS country (ISO3) whose answers are the reference"),
+    "date": ("date (UTC)", "when the harness run started"),
+    "results": ("results file", "the run's results JSON, under <outputs>/harness"),
 }
+GLOSSARY.update(
+    {
+        f"{m}_stderr": (f"{GLOSSARY[m][0]}: SE", "the harness's standard error")
+        for m in (*SELFALIGN_METRICS, *WVS_METRICS)
+    }
+)
+SELFALIGN_COLUMNS = [
+    *("run", "task", "lang", "country", "probes", "prompts"),
+    *("probe_p_majority", "probe_p_majority_low", "probe_p_majority_high"),
+    *("probe_aligned", "probe_aligned_low", "probe_aligned_high"),
+    *(c for m in SELFALIGN_METRICS for c in (m, f"{m}_stderr")),
+    *("limit", "date", "results"),
+]
+WVS_COLUMNS = [
+    *("run", "task", "country", "questions"),
+    *(c for m in WVS_METRICS for c in (m, f"{m}_stderr")),
+    *("limit", "date", "results"),
+]
 
 
 def result_files(root: Path) -> list[Path]:
@@ -399,7 +426,8 @@ def read_runs(root: Path) -> dict[str, pd.DataFrame]:
         date = (
             datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat(timespec="seconds") if when else ""
         )
-        base = {"run": run_name(record), "results": path.relative_to(root).as_posix(), "date": date}
+        limit = record.get("config", {}).get("limit")
+        base = {"run": run_name(record), "results": path.relative_to(root).as_posix(), "date": date, "limit": limit}
         for task, values in sorted(record.get("results", {}).items()):
             if task.startswith(f"{SELFALIGN_GROUP}_"):
                 selfalign.append({**base, "task": task, **selfalign_row(values, read_samples(path, task))})
@@ -410,7 +438,10 @@ def read_runs(root: Path) -> dict[str, pd.DataFrame]:
                     row[f"{metric}_stderr"] = values.get(f"{metric}_stderr,none")
                 row["questions"] = record.get("n-samples", {}).get(task, {}).get("effective")
                 distributional.append(row)
-    return {"harness_selfalign.csv": pd.DataFrame(selfalign), "harness_wvs.csv": pd.DataFrame(distributional)}
+    return {
+        "harness_selfalign.csv": pd.DataFrame(selfalign).reindex(columns=SELFALIGN_COLUMNS),
+        "harness_wvs.csv": pd.DataFrame(distributional).reindex(columns=WVS_COLUMNS),
+    }
 
 
 def write_summaries(root: Path | None = None) -> list[Path]:
