@@ -65,6 +65,7 @@ def test_wvs_documents_hold_the_human_distribution_and_the_all_countries_average
     assert harness.country_name("AND") == "Andorra" and harness.country_name("USA") == "the United States"
 
 
+@pytest.mark.model  # lm-evaluation-harness: its import and task indexing take seconds to tens of seconds
 def test_the_folder_loads_in_the_installed_harness_as_one_group_per_paper(task_folder):
     pytest.importorskip("lm_eval")
     from lm_eval.tasks import TaskManager

@@ -102,10 +102,13 @@ def human_distributions(questions: pd.DataFrame, figures: pd.DataFrame) -> dict[
     """(country, qid) -> the country's answer shares over the question's scale codes, renormalised
     over the codes on the scale; questions without a share on the scale are left out."""
     scales = {q.id: wvs.scale_codes(q.id, len(q.options)) for q in questions.itertuples(index=False)}
+    shares: dict[tuple[str, str], dict[int, float]] = {}
+    rows = figures.loc[figures["qid"].isin(scales), ["country", "qid", "code", "share"]]
+    for country, qid, code, share in rows.itertuples(index=False):
+        shares.setdefault((country, qid), {})[int(code)] = float(share)
     out = {}
-    for (country, qid), rows in figures[figures["qid"].isin(scales)].groupby(["country", "qid"]):
-        shares = dict(zip(rows["code"].astype(int), rows["share"].astype(float)))
-        dist = np.array([max(shares.get(c, 0.0), 0.0) for c in scales[qid]])
+    for (country, qid), found in shares.items():
+        dist = np.array([max(found.get(c, 0.0), 0.0) for c in scales[qid]])
         if dist.sum() > 0:
             out[(country, qid)] = (dist / dist.sum()).tolist()
     return out
