@@ -11,7 +11,9 @@
   on its native scale, under the country persona (CultureSPA's culture-aware prompt). Per sample,
   the W1 (ordinal, / (k-1)), JSD (bits) and TV distances of the model's answer distribution to the
   human one, and the same distances of the all-countries average beside them (`*_floor`);
-  averaged over questions with their standard errors.
+  averaged over questions with their standard errors. The harness reads each code's one spelling:
+  where a tokenizer writes numbers digit by digit, code 1's probability holds the responses that
+  go on to 10 (docs/measurement.md, measured by benchmarks/bench_harness.py).
 - groups `culturealign_selfalign` (Self-Alignment), `culturealign_wvs` (CultureSPA) and
   `culturealign` over both.
 
@@ -303,6 +305,25 @@ def against_headline(lm: LoadedModel, docs: Sequence[dict], batch_size: int = 8)
             }
         )
     return pd.DataFrame(rows)
+
+
+def wvs_against_headline(lm: LoadedModel, docs: Sequence[dict], batch_size: int = 8) -> pd.DataFrame:
+    """Per WVS document: the answer distribution as the harness measures it against the headline
+    measure's (renormalised over the codes; a number option not followed by another digit): their
+    TV distance, the headline's `other`, and each one's W1 to the human distribution."""
+    texts, choices = [d["prompt"] for d in docs], [d["choices"] for d in docs]
+    harness_p = continuation_probs(lm, texts, choices, batch_size=batch_size)
+    exact = scoring.option_distributions(lm, [t + " " for t in texts], choices, batch_size=batch_size)
+    return pd.DataFrame(
+        {
+            "qid": [d["qid"] for d in docs],
+            "options": [len(c) for c in choices],
+            "tv_between": [harness_utils.total_variation(h, e) for h, e in zip(harness_p, exact["dist"])],
+            "other": exact["other"].to_numpy(),
+            "w1_harness": [harness_utils.w1_ordinal(h, d["human"]) for h, d in zip(harness_p, docs)],
+            "w1_headline": [harness_utils.w1_ordinal(e, d["human"]) for e, d in zip(exact["dist"], docs)],
+        }
+    )
 
 
 # ------------------------------------------------------------------------- results read back
