@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 STAGES := $(PY) -m culturealign.stages
 
-.PHONY: help setup all quick run lint unit test-model smoke test test-vllm bench bench-job bench-precision serve serve-stop lab report results wvs clean
+.PHONY: help setup all quick run lint unit test-model smoke test test-vllm bench bench-job bench-precision serve serve-stop lab report results wvs harness-tasks clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -66,10 +66,11 @@ test: lint ## what CI runs: lint, then every tier (unit, model, smoke, vLLM: its
 test-vllm: setup ## only the tests that start a real vLLM CPU server (minutes)
 	$(PY) -m pytest -q tests -m vllm
 
-bench: setup ## time exact scoring against the forward limit, sampling, per-option scoring, the prefix cache and shared output-layer positions, and this engine against the one the prefix-cache issue found (ENGINE=vllm: also through vLLM)
+bench: setup ## time exact scoring against the forward limit, sampling, per-option scoring, the prefix cache and shared output-layer positions, this engine against the one the prefix-cache issue found, and the harness task's P(majority) against the headline measure (ENGINE=vllm: also through vLLM)
 	$(PY) benchmarks/bench_scoring.py
 	$(PY) benchmarks/bench_prefix_cache.py
 	$(PY) benchmarks/bench_against.py
+	$(PY) benchmarks/bench_harness.py
 	$(if $(filter vllm,$(ENGINE)),$(PY) benchmarks/bench_engines.py)
 
 bench-job: setup ## estimate make all's time stage by stage in float32 and bfloat16 (outputs/bench/job_precision.json; COMPARE=cache: without and with the prefix cache, job.json; minutes)
@@ -96,6 +97,9 @@ results: setup ## refresh the committed results/ (the tour's and the full run's 
 
 wvs: setup ## rebuild data/wvs/country_shares.csv (add countries: make wvs WVS_CSV=path)
 	$(PY) -m culturealign.wvs_build $(if $(WVS_CSV),--csv $(WVS_CSV))
+
+harness-tasks: setup ## the measures as lm-evaluation-harness tasks in build/harness_tasks, for lm_eval --include_path (docs/scaling.md)
+	$(PY) -m culturealign.harness
 
 clean: ## remove run outputs and built notebooks (keeps .venv and the model cache)
 	find outputs -mindepth 1 -not -name README.md -delete

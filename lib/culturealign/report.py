@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths
+from . import harness, paths
 from .runs import write_json
 
 PAPER_STRATEGY = "chrf_all"  # the paper's Table 1 strategy: chrF++ demonstrations across categories
@@ -39,6 +39,8 @@ SUMMARY_TABLES = [  # (file in summary/, title of its collapsed detail section)
     ("order_sensitivity.csv", "Order sensitivity |p(A,B) - p(B,A)|"),
     ("soft_alignment.csv", "Soft alignment: distance to human answer shares"),
     ("culturespa_scores.csv", "CultureSPA scores per culture and method"),
+    ("harness_selfalign.csv", "lm-evaluation-harness runs: Self-Alignment zero-shot probes per language"),
+    ("harness_wvs.csv", "lm-evaluation-harness runs: WVS answer distributions per country (W1, JSD, TV, floor)"),
 ]
 FIGURE_CAPTIONS = {  # figure file stem -> what it shows (the paper's figure numbers)
     "fig2_improved_by_strategy": "Figure 2. Misaligned probes improved, per strategy and control",
@@ -121,6 +123,7 @@ GLOSSARY = {  # column -> (header in words, what it means)
     "chance": ("chance %", "accuracy of guessing"),
     "difference": ("difference (points)", "accuracy minus the base model's"),
     "verdict": ("verdict", "what the equivalence test concludes"),
+    **harness.GLOSSARY,
 }
 PERCENT = {
     "improved",
@@ -701,6 +704,7 @@ def build(root: Path | None = None) -> Path:
     root = root or paths.outputs()
     out = root / "report"
     out.mkdir(parents=True, exist_ok=True)
+    harness.write_summaries(root)  # lm-evaluation-harness runs under <outputs>/harness: tables in summary/
     data = load(root)
     parts = [
         (
