@@ -166,14 +166,19 @@ def outputs_tree(root: Path, with_validity: bool = True) -> Path:
     table1_rows(with_validity).to_csv(summary / "table1.csv", index=False)
     pd.DataFrame(
         {
-            "model": ["gemma3-270m"],
-            "lang": ["en"],
-            "test": ["between_conditions"],
-            "a": ["chrf_all"],
-            "b": ["random"],
-            "n": [24],
-            "p": [0.001],
-            "holm_p": [0.004321],
+            "model": ["gemma3-270m"] * 4,
+            "lang": ["pooled: en,ms", "en", "en", "ms"],
+            "family": ["primary", "per_language", "per_language", "per_language"],
+            "test": ["pooled_between", "between_conditions", "between_conditions", "between_conditions"],
+            "a": ["chrf_all"] * 4,
+            "b": ["placebo_random_answer", "random", "placebo_random_answer", "placebo_random_answer"],
+            "n": [26, 24, 24, 2],
+            "estimate": [11.0, 11.25, 12.5, 5.0],
+            "low": [2.5, 1.0, -3.25, None],
+            "high": [19.5, 20.0, 30.0, None],
+            "p": [0.0123, 0.001, 0.2, None],
+            "holm_p": [None, 0.004321, 0.4, None],
+            "result": ["tested", "tested", "tested", "untestable"],
         }
     ).to_csv(summary / "tests.csv", index=False)
     if with_validity:
@@ -226,17 +231,33 @@ def test_sections_come_in_the_papers_order_and_details_are_collapsed(built):
 
 
 def test_table1_headline_has_languages_as_columns_and_the_controls_beside_it(built):
-    _, index, _, page = built
-    assert page.headers["table1-gemma3-270m"] == ["outcome", "en", "ms*"]
+    root, index, _, page = built
+    assert page.headers["table1-gemma3-270m"][:3] == ["outcome", "en", "ms*"]
     labels = page.row_labels["table1-gemma3-270m"]
     assert labels[:5] == ["probes", "misaligned (expected)", "+ improved %", "= same %", "- decreased %"]
     assert {"+ if nothing changed %", "+ beyond no effect (pts)", "+ minus placebo (pts)"} <= set(labels)
+    # '+ beyond no effect' stands only next to the placebo contrast, below it
+    assert (
+        labels.index("+ beyond no effect (pts)")
+        > labels.index("+ minus placebo: p")
+        > labels.index("+ minus placebo (pts)")
+    )
+    assert page.headers["table1-gemma3-270m"][-1] == "pooled (primary test)"
+    table = report.paper_table1(
+        *[pd.read_csv(root / "summary" / f) for f in ("table1.csv", "contrasts.csv")],
+        tests=pd.read_csv(root / "summary" / "tests.csv"),
+    )
+    shown = table["gemma3-270m"]
+    assert shown.at["+ minus placebo: p", "en"] == "0.4" and shown.at["+ minus placebo: p", "ms*"] == "untestable"
+    assert shown.at["+ minus placebo (pts)", "pooled (primary test)"] == "11.0 (2.5, 19.5)"
+    assert shown.at["+ minus placebo: p", "pooled (primary test)"] == "0.012"
+    assert "not an effect size" in index.read_text() and 'id="families"' in index.read_text()
     text = index.read_text()
     assert re.search(r"61\.[23]<br><small>\(41\.[23], 76\.[23]\)</small>", text)  # the one-run interval, 1 decimal
     assert re.search(r"12\.5<br><small>\(-3\.[23], 30\.0\)</small>", text)  # the placebo contrast where it exists
     assert "fewer than 20 probes" in text and "ms (2)" in text
     assert "0.0043" in text and "0.004321" not in text  # p-values with 2 significant digits
-    assert page.headers["tests"][:3] == ["model", "language", "test"]  # headers are words
+    assert page.headers["tests"][:4] == ["model", "language", "family", "test"]  # headers are words
     assert "Glossary" in text
     assert "at most 8 WVS questions per culture" in text and "general ability on 8 items" in text
     assert "95_culture_eval" not in text[text.index('id="not-finished"') :]  # scores.csv is optional

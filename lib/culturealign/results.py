@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths, report, runs
+from . import paths, report, runs, selfalign_tests
 from .report import Outputs, read_manifests, wall_seconds
 
 RESULTS = paths.REPO / "results"
@@ -142,9 +142,10 @@ def results_markdown(data: Outputs, figures: dict[str, Path], out: Path) -> str:
             f"Strategy {report.PAPER_STRATEGY} (chrF++ demonstrations across categories). " + report.TABLE1_NOTE,
             "",
         ]
-        for model, table in report.paper_table1(t1, data.table("contrasts.csv")).items():
+        for model, table in report.paper_table1(t1, data.table("contrasts.csv"), tests=data.table("tests.csv")).items():
             lines += [f"### {model}", "", md_table(table, index=True), ""]
-        lines += [report.few_probe_note(t1), ""]
+        families = [f"- {line}" for line in selfalign_tests.family_text().splitlines()]
+        lines += [report.few_probe_note(t1), "", "Tests:", "", *families, ""]
     expected = data.table("expected_scores.csv")
     if expected is not None and len(expected):
         lines += ["## CultureSPA: methods", ""]
