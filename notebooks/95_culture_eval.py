@@ -162,8 +162,8 @@ display(Image(filename=str(files[0]), width=700))
 # %%
 general = culturespa_eval.general_ability(lm, adapters, general_items, batch_size, harness_task, equivalence_margin)
 runs.write_table(run.path("general_ability.csv"), general)
-general[[c for c in ["model", "items", "chance", "accuracy", "vs_base_difference", "diff_low", "diff_high", "tost_p",
-                     "verdict"] if c in general]]
+general[[c for c in ["model", "items", "vs_base_difference", "diff_low", "diff_high", "verdict", "detectable_margin",
+                     "accuracy", "accuracy_low", "accuracy_high", "chance", "at_chance", "tost_p"] if c in general]]
 
 # %%
 run.finish(cultures=cultures, answer_mode=answer_mode, reply_parsing=reply_parsing, measure=sorted(set(answers["measure"])),

@@ -390,7 +390,8 @@ def paired_comparison(
     equivalence test within +/- margin_points (metrics.tost_paired). A McNemar p near 1 at chance
     accuracy shows nothing; the verdict says whether the items show the accuracies are the same."""
     a, b, c, d = metrics.paired_cells(other_right, base_right)
-    low, high = metrics.tango_paired_interval(b, c, a + b + c + d)
+    n = a + b + c + d
+    low, high = metrics.tango_paired_interval(b, c, n)
     tost = metrics.tost_paired(a, b, c, d, check_margin(margin_points) / 100)
     p_value = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
     return {
@@ -405,6 +406,7 @@ def paired_comparison(
         "diff_low": 100 * low,
         "diff_high": 100 * high,
         "verdict": verdict(tost, margin_points),
+        "detectable_margin": 100 * metrics.detectable_margin(n, (b + c) / n),
     }
 
 
@@ -509,7 +511,25 @@ def general_ability(
         }
         if name != "base":
             compared = paired_comparison(right["base"], hits, margin_points)
-            equivalence = {k: compared.pop(k) for k in ("margin", "tost_p", "diff_low", "diff_high", "verdict")}
+            kept = ("margin", "tost_p", "diff_low", "diff_high", "verdict", "detectable_margin")
+            equivalence = {k: compared.pop(k) for k in kept}
             row.update({f"vs_base_{k}": v for k, v in compared.items()} | equivalence)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return at_chance(pd.DataFrame(rows))
+
+
+CANNOT_SHOW = "cannot show a loss: the base model is within its 95% interval of chance"
+
+
+def at_chance(table: pd.DataFrame) -> pd.DataFrame:
+    """Each model's accuracy with its Wilson 95% interval; where the base model's interval holds
+    chance, no adapter can be shown to lose ability (there is none above chance to lose), and
+    every adapter's verdict says so."""
+    table = table.copy()
+    bounds = [metrics.wilson_interval(round(a * n), n) for a, n in zip(table["accuracy"], table["items"])]
+    table["accuracy_low"], table["accuracy_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
+    table["at_chance"] = (table["accuracy_low"] <= table["chance"]) & (table["chance"] <= table["accuracy_high"])
+    base = table[table["model"] == "base"]
+    if len(base) and bool(base["at_chance"].iloc[0]) and "verdict" in table:
+        table.loc[table["model"] != "base", "verdict"] = CANNOT_SHOW
+    return table

@@ -430,19 +430,22 @@ def paired_cells(first_right: Sequence[bool], second_right: Sequence[bool]) -> t
     return int((x & y).sum()), int((x & ~y).sum()), int((~x & y).sum()), int((~x & ~y).sum())
 
 
-def _restricted_discordant(b: int, c: int, n: int, delta: float) -> float:
+def _restricted_discordant(b, c, n: int, delta: float):
     """Maximum-likelihood P(only 2 right) given p1 - p2 = delta (Tango 1998): the root in [0, 1] of
-    2n q^2 + (delta (2n - b + c) - b - c) q - c delta (1 - delta) = 0."""
+    2n q^2 + (delta (2n - b + c) - b - c) q - c delta (1 - delta) = 0 (b, c: numbers or arrays)."""
     A, B, C = 2.0 * n, delta * (2 * n - b + c) - b - c, -c * delta * (1 - delta)
-    return float((-B + np.sqrt(max(B * B - 4 * A * C, 0.0))) / (2 * A))
+    return (-B + np.sqrt(np.maximum(B * B - 4 * A * C, 0.0))) / (2 * A)
 
 
-def tango_z(b: int, c: int, n: int, delta: float) -> float:
+def tango_z(b, c, n: int, delta: float):
     """Tango's (1998) score statistic for H0: p1 - p2 = delta on paired items (b: only 1 right,
-    c: only 2 right); approximately standard normal under H0, also with no discordant item."""
-    q = max(_restricted_discordant(b, c, n, delta), max(-delta, 0.0))  # p(only 1) = q + delta >= 0
+    c: only 2 right; numbers, or arrays of them); approximately standard normal under H0, also with
+    no discordant item."""
+    q = np.maximum(_restricted_discordant(b, c, n, delta), max(-delta, 0.0))  # p(only 1) = q + delta >= 0
     variance = n * (2 * q + delta * (1 - delta))
-    return float((b - c - n * delta) / np.sqrt(variance)) if variance > 0 else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(variance > 0, (np.asarray(b) - c - n * delta) / np.sqrt(np.maximum(variance, 1e-300)), np.nan)
+    return float(z) if np.ndim(z) == 0 else z
 
 
 def tango_paired_interval(b: int, c: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -495,3 +498,33 @@ def tost_paired(
         "diff_high": high,
         "equivalent": bool(p < alpha),
     }
+
+
+def tost_power(n: int, discordant: float, margin: float, alpha: float = EQUIVALENCE_LEVEL) -> float:
+    """Power of tost_paired to show equivalence within +/- margin on n paired items when the two
+    accuracies are equal and a share `discordant` of items is answered right by one model only:
+    exact over the discordant count D ~ Binomial(n, discordant) and b | D ~ Binomial(D, 1/2)
+    (the terms with probability above 1e-9)."""
+    counts = np.arange(n + 1)
+    likely = counts[stats.binom.pmf(counts, n, discordant) > 1e-12]
+    d, b = np.meshgrid(likely, np.arange(likely.max() + 1), indexing="ij")
+    weight = stats.binom.pmf(d, n, discordant) * stats.binom.pmf(b, d, 0.5)
+    keep = (b <= d) & (weight > 1e-12)
+    b, c, weight = b[keep], (d - b)[keep], weight[keep]
+    lower = stats.norm.sf(tango_z(b, c, n, -margin))
+    upper = stats.norm.cdf(tango_z(b, c, n, margin))
+    return float((weight * (np.maximum(lower, upper) < alpha)).sum())
+
+
+def detectable_margin(n: int, discordant: float, power: float = 0.8, alpha: float = EQUIVALENCE_LEVEL) -> float:
+    """The smallest equivalence margin (a proportion) that tost_paired shows with the given power
+    on n paired items of equal accuracy with a share `discordant` of discordant items (at least
+    1/n: no discordant item at all is taken as one)."""
+    share = min(max(discordant, 1.0 / n), 1.0)
+    low, high = 1e-4, 0.999
+    if tost_power(n, share, high, alpha) < power:
+        return float("nan")  # not even a margin of 100 points: too few items
+    for _ in range(25):
+        middle = (low + high) / 2
+        low, high = (middle, high) if tost_power(n, share, middle, alpha) < power else (low, middle)
+    return high

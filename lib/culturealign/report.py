@@ -463,27 +463,30 @@ def culturespa_table(expected: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def general_table(general: pd.DataFrame) -> pd.DataFrame:
-    """General ability of the base model and each adapter: accuracy, chance, the difference from
-    base in points with its 95% interval, McNemar's p, and the verdict where the statistics give one."""
+    """General ability, the interval first: each adapter's accuracy difference from the base model
+    in points with its 95% interval, the verdict that follows from it, the smallest margin the item
+    count shows with 80% power, then accuracy (with its 95% interval), chance and McNemar's p."""
     rows = []
     for r in general.to_dict("records"):
         row = {
             "model": r.get("run_model", ""),
             "method": r["model"],
             "items": r.get("items"),
-            "accuracy %": fmt_number("accuracy", 100 * r["accuracy"]),
+            "difference from base (points, 95% interval)": "",
+            "verdict": "" if pd.isna(r.get("verdict", math.nan)) else str(r.get("verdict")),
+            "smallest margin shown with 80% power (points)": fmt_number("margin", r.get("detectable_margin")),
+            "accuracy %": interval(
+                100 * r["accuracy"], *(100 * r.get(k, math.nan) for k in ("accuracy_low", "accuracy_high"))
+            ),
             "chance %": fmt_number("chance", 100 * r["chance"]),
-            "difference from base (points)": "",
             "McNemar p": "",
         }
         diff = r.get("vs_base_difference")
         if diff is not None and not pd.isna(diff):
-            row["difference from base (points)"] = interval(
+            row["difference from base (points, 95% interval)"] = interval(
                 100 * diff, 100 * r.get("vs_base_low", math.nan), 100 * r.get("vs_base_high", math.nan)
             )
             row["McNemar p"] = fmt_number("p", r.get("vs_base_mcnemar_p"))
-        if "verdict" in r:
-            row["verdict"] = "" if pd.isna(r["verdict"]) else str(r["verdict"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -761,8 +764,13 @@ def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]],
             [
                 html_table(general_table(general), "general-ability"),
                 (
-                    '<p class="note">Accuracy on the same general-knowledge items before and after tuning; '
-                    "difference from the base model with its 95% interval and the exact McNemar test.</p>"
+                    '<p class="note">Each adapter against the base model on the same general-knowledge items: '
+                    "the accuracy difference with its 95% interval (Tango's score interval) is the result; the "
+                    "verdict follows it (equivalence within the margin shown by two one-sided tests, or not shown). "
+                    "The smallest margin the items can show with 80% power, at the observed share of items "
+                    "only one model answers right, says how fine the check is. Where the base model's accuracy "
+                    "is within its 95% interval of chance, there is no ability above chance to lose, and the "
+                    "check cannot show a loss.</p>"
                 ),
                 f'<p class="note" id="few-items">{html.escape(few_questions_note(None, general))}</p>',
             ],
