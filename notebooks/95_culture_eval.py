@@ -44,7 +44,8 @@
 #
 # *Reads* WVS texts from `../shared`, the figures table, `90_lora_sft/adapters/`. *Writes*
 # `answers.csv`, `parsing_check.csv`, `scores.csv`, `score_table.csv`, `expected_scores.csv`,
-# `expected_table.csv`, `common_table.csv`, `general_ability.csv` and `fig_alignment`,
+# `expected_table.csv` (with the argmax score and the bias/spread split), `method_differences.csv`,
+# `common_table.csv`, `general_ability.csv` and `fig_alignment`,
 # `fig_alignment_one_run` (PNG, PDF).
 
 # %% tags=["parameters"]
@@ -67,7 +68,7 @@ harness_task: str = ""  # run lm-evaluation-harness instead: "culturealign_gener
 import pandas as pd
 from IPython.display import Image, display
 
-from culturealign import culturespa, culturespa_eval, paths, plots, runs, stage
+from culturealign import culturespa, culturespa_eval, culturespa_scores, paths, plots, runs, stage
 
 culturespa.check_answer_mode(answer_mode, culturespa.param_source("95_culture_eval", "answer_mode", model, lang))
 culturespa.check_reply_parsing(reply_parsing, culturespa.param_source("95_culture_eval", "reply_parsing", model, lang))
@@ -130,6 +131,7 @@ table.round(2)
 # %%
 expected, simulated = culturespa_eval.expected_scores(answers, questions, cultures, score_draws, seed)
 expected = pd.concat([expected, culturespa_eval.expected_means(simulated, culturespa_eval.METHODS, expected)], ignore_index=True)
+expected = culturespa_scores.with_split(expected, culturespa_scores.distance_split(answers, questions, cultures))
 runs.write_table(run.path("expected_scores.csv"), expected.assign(number=expected_label))
 expected_table = culturespa_eval.method_table(expected[expected["culture"].isin(cultures)], culturespa_eval.METHODS, "expected")
 runs.write_table(run.path("expected_table.csv"), expected_table.reset_index().assign(number=expected_label))
@@ -138,6 +140,19 @@ runs.write_table(paths.summary_dir() / "culturespa_scores.csv",
                             table.reset_index().assign(number=one_run)], ignore_index=True).assign(model=model))
 print(expected_label, "(95% interval of one run in expected_scores.csv)")
 expected_table.round(2)
+
+# %% [markdown]
+# What the expected score rewards: beside it, the argmax score (each question answered with its most
+# likely code) and the split of the expected squared distance into bias (the mean answer's distance
+# from the majority) and spread (the answers' variance). Tuning sharpens distributions, so a gain in
+# the expected score with no gain in the argmax score is a gain in spread. Method differences carry
+# the 95% interval of one run's difference over the simulated runs.
+
+# %%
+differences = culturespa_scores.method_differences(simulated, reference="aware")
+runs.write_table(run.path("method_differences.csv"), differences)
+display(expected[expected["culture"] == "mean"][["method", "expected", "low", "high", "argmax", "bias_sq", "spread", "spread_share"]].round(3))
+differences[differences["culture"] == "mean"].round(2)
 
 # %% [markdown]
 # Each method on its own valid replies (above) can rest on different questions; below, every

@@ -456,6 +456,11 @@ def culturespa_table(expected: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 table.setdefault(f"{label}: on questions every method answered", {})[r["method"]] = fmt_number(
                     "expected", r["expected_common"]
                 )
+            if "argmax" in r:
+                table.setdefault(f"{label}: argmax score", {})[r["method"]] = fmt_number("expected", r["argmax"])
+                table.setdefault(f"{label}: share of expected distance from spread", {})[r["method"]] = fmt_number(
+                    "spread_share", r["spread_share"]
+                )
         frame = pd.DataFrame(table)
         frame.index.name = "method"
         tables[str(model)] = frame
