@@ -310,3 +310,18 @@ def test_general_ability_states_its_detectable_margin_and_when_it_cannot_show_a_
     assert at.at[0, "accuracy_low"] < 0.25 < at.at[0, "accuracy_high"]
     above = culturespa_eval.at_chance(rows.assign(accuracy=[0.7, 0.7]))
     assert not above["at_chance"].any() and above.at[1, "verdict"] == "not shown"
+
+
+def test_aware_selfalign_placebo_keeps_the_demonstrations_and_draws_their_answers_at_random():
+    """The placebo shows the same demonstration questions with codes drawn on each one's own scale,
+    seeded: over 2,000 demonstrations of 4-option questions a drawn code equals the culture's
+    answer 25% of the time within 3 standard errors (it does not look at the culture's answers)."""
+    shown = [("q text", ["a", "b", "c", "d"], 2, 1)] * 5
+    demos = {("USA", f"Q{i}"): shown for i in range(400)}
+    placebo = culturespa_eval.placebo_demos(demos, seed=3)
+    assert placebo == culturespa_eval.placebo_demos(demos, seed=3) != culturespa_eval.placebo_demos(demos, seed=4)
+    codes = np.array([code for rows in placebo.values() for _, _, code, _ in rows])
+    assert all(rows[j][:2] == shown[j][:2] and rows[j][3] == 1 for rows in placebo.values() for j in range(5))
+    assert set(codes) == {1, 2, 3, 4}
+    assert np.mean(codes == 2) == pytest.approx(0.25, abs=3 * np.sqrt(0.25 * 0.75 / codes.size))
+    assert "aware_selfalign_placebo" in culturespa_eval.METHODS

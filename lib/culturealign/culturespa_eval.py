@@ -22,7 +22,15 @@ from scipy import stats
 from . import culturespa, metrics, paths, prompts, train, wvs
 from .models import LoadedModel
 
-METHODS = ["unaware", "aware", "cross", "aware_selfalign", "culturespa_joint", "culturespa_specific"]
+METHODS = [
+    "unaware",
+    "aware",
+    "cross",
+    "aware_selfalign",
+    "aware_selfalign_placebo",  # the same demonstrations, each answered with a seeded random code
+    "culturespa_joint",
+    "culturespa_specific",
+]
 
 
 def wvs_eval_questions(max_questions: int = 0) -> pd.DataFrame:
@@ -80,6 +88,19 @@ def selfalign_demos(
                 )
                 for j in ranked
             ]
+    return out
+
+
+def placebo_demos(demos: dict, seed: int) -> dict:
+    """aware_selfalign's placebo: the same demonstrations, each answered with a code drawn at random
+    from its own scale (seeded by the run, culture, question and demonstration), so a gain of
+    aware_selfalign over it comes from the culture's answers, not from showing filled-in examples."""
+    out = {}
+    for (culture, qid), shown in demos.items():
+        rng = np.random.default_rng([seed, *(ord(ch) for ch in f"{culture}|{qid}")])
+        out[(culture, qid)] = [
+            (text, options, int(start + rng.integers(len(options))), start) for text, options, _, start in shown
+        ]
     return out
 
 
@@ -278,7 +299,8 @@ def base_answers(
     how: culturespa.Answering = culturespa.Answering(),
 ) -> pd.DataFrame:
     """Base-model answers: unaware (once, shared by every culture, as the authors score one unaware
-    file against every culture), aware, cross, aware + demonstrations."""
+    file against every culture), aware, cross, aware + demonstrations, and its placebo (the same
+    demonstrations with random answers)."""
     unaware = culturespa.answer_questions(
         lm, questions, [("unaware", None)], similar, how, stream="unaware", desc="unaware"
     )
@@ -289,11 +311,15 @@ def base_answers(
         parts.append(answered.assign(method=kind))
     demos = selfalign_demos(questions, cultures)
     aware = [("aware", c) for c in cultures]
-    parts.append(
-        culturespa.answer_questions(
-            lm, questions, aware, similar, how, demos, stream="aware_selfalign", desc="aware + demos"
-        ).assign(method="aware_selfalign")
-    )
+    for method, shown, desc in (
+        ("aware_selfalign", demos, "aware + demos"),
+        ("aware_selfalign_placebo", placebo_demos(demos, how.seed), "aware + random-answer demos"),
+    ):
+        parts.append(
+            culturespa.answer_questions(lm, questions, aware, similar, how, shown, stream=method, desc=desc).assign(
+                method=method
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
