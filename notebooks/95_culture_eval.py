@@ -38,8 +38,9 @@
 # equivalence test within +/- `equivalence_margin` points, whose verdict reads "within +/- m points"
 # or "not shown" (a large McNemar p on few items near chance shows nothing).
 #
-# Replies are read as the authors read them (`reply_parsing: authors`, the first integer 0-10
-# anywhere) or strictly; the expected score draws the unaware answers once per simulated run and
+# Replies are read strictly (`reply_parsing: strict`, the reply begins with an option code: exact
+# where the engine has logits) or as the authors read them (`authors`, the first integer 0-10
+# anywhere in a sampled reply, in every engine); the expected score draws the unaware answers once per simulated run and
 # scores them against every culture, as the authors score one unaware file against every culture.
 #
 # *Reads* WVS texts from `../shared`, the figures table, `90_lora_sft/adapters/`. *Writes*
@@ -58,7 +59,7 @@ cultures: list = []  # ISO3 cultures (empty: the paper's 18, culturespa.CULTURES
 max_questions: int = 0  # evaluate only the first N WVS questions (0: all 259)
 general_items: int = 0  # general-knowledge items to score (0: all)
 answer_mode: str = "sample"  # sample: one reply drawn as the authors did; common: common random numbers; argmax
-reply_parsing: str = "authors"  # authors: first integer 0-10 anywhere in a reply (their script); strict: the reply begins with an option code
+reply_parsing: str = "strict"  # strict: the reply begins with an option code (exact where the engine has logits); authors: first integer 0-10 anywhere in a sampled reply (their script), in every engine
 parse_check: int = 40  # unaware prompts answered once in free text to count replies the two parsing rules read differently (0: none)
 equivalence_margin: float = 5.0  # general ability: accuracy points within which an adapter counts as equal to the base (TOST)
 score_draws: int = 2000  # simulated runs of the authors' one-sample protocol for the expected score

@@ -235,3 +235,21 @@ def test_parsing_check_reads_one_free_reply_per_unaware_prompt_both_ways(monkeyp
     assert check["authors"].tolist() == [2, 1, pd.NA] and check["strict"].tolist() == [2, pd.NA, pd.NA]
     assert check["differ"].tolist() == [False, True, False]
     assert culturespa.parsing_check(lm, questions, 0, 0, 2).empty
+
+
+def test_reply_parsing_means_the_same_in_every_engine(monkeypatch):
+    """The authors' rule is read from sampled replies also where the engine has logits (no engine
+    computes it exactly); the strict rule is exact there. A model with and one without logits give
+    the same table for the same replies under the authors' rule."""
+    from types import SimpleNamespace
+
+    replies = [["1", "I pick 2", "2", "x"]]
+    monkeypatch.setattr(culturespa, "sample_replies", lambda *args: replies)
+    monkeypatch.setattr(culturespa.scoring, "option_distributions", lambda *a, **k: pd.DataFrame({"mode": ["exact"]}))
+    with_logits, without = (SimpleNamespace(engine=SimpleNamespace(has_logprobs=h)) for h in (True, False))
+    read = [
+        culturespa.distributions(lm, ["p"], [["1", "2"]], 1, "t", "authors", draws=4) for lm in (with_logits, without)
+    ]
+    pd.testing.assert_frame_equal(read[0], read[1])
+    assert read[0]["mode"].iloc[0] == "sampled (4 draws, authors parsing)"
+    assert culturespa.distributions(with_logits, ["p"], [["1", "2"]], 1, "t", "strict")["mode"].iloc[0] == "exact"

@@ -233,10 +233,11 @@ def check_answer_mode(mode: str, where: str = "answer_mode") -> str:
 
 REPLY_PARSING = {
     "authors": "the first integer anywhere in the reply, if it is 0-10 (the authors' result_analysis_run_3.py, "
-    "parse_answer); a number 0-10 off the question's scale, which the authors would score, is "
-    "counted in `off_scale` and left out",
+    "parse_answer), read from sampled replies in every engine (no engine computes it exactly); a number "
+    "0-10 off the question's scale, which the authors would score, is counted in `off_scale` and left out",
     "strict": "the reply begins with an option code after whitespace and markup, not followed by a digit "
-    "(the reader's rule, scoring.parse_response), the rule exact scoring computes",
+    "(the reader's rule, scoring.parse_response): computed exactly where the engine has logits, read from "
+    "sampled replies elsewhere",
 }
 FIRST_INTEGER = re.compile(r"\d+")
 REPLY_TOKENS = 32  # new tokens per sampled reply: room for a number after a few words
@@ -352,15 +353,16 @@ def distributions(
     options: Sequence[Sequence[str]],
     batch_size: int,
     desc: str,
-    parsing: str = "authors",
+    parsing: str = "strict",
     draws: int = 10,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Response distributions (`probs`, `other`, `dist`, `mode`). Exact where the engine has logits
-    (replies that begin with an option code: the strict rule); else `draws` sampled replies per
-    prompt parsed by `parsing`, with `off_scale` and `parse_differs` counted per prompt."""
+    """Response distributions (`probs`, `other`, `dist`, `mode`) of replies read by `parsing`, the
+    same rule in every engine: the strict rule exactly where the engine has logits (replies that
+    begin with an option code); otherwise, and for the authors' rule in every engine, `draws`
+    sampled replies per prompt parsed by `parsing`, with `off_scale` and `parse_differs` counted."""
     check_reply_parsing(parsing)
-    if lm.engine.has_logprobs:
+    if lm.engine.has_logprobs and parsing == "strict":
         return scoring.option_distributions(lm, texts, options, batch_size=batch_size, desc=desc)
     rows = []
     for replies, opts in zip(sample_replies(lm, texts, draws, seed, batch_size, desc), options):
@@ -469,7 +471,7 @@ class Answering:
     batch_size: int = 8
     mode: str = "sample"
     seed: int = 0
-    parsing: str = "authors"
+    parsing: str = "strict"
 
     def __post_init__(self) -> None:
         check_answer_mode(self.mode)
