@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from culturealign import metrics, selfalign_summary
+from culturealign import culturespa_scores, metrics, selfalign_summary
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PROTOCOL = (DOCS / "protocol.md").read_text(encoding="utf-8")
@@ -16,6 +16,17 @@ MEASUREMENT = (DOCS / "measurement.md").read_text(encoding="utf-8")
 RNG = np.random.default_rng(0)
 MIS, IA, IB = RNG.uniform(0.2, 1, 12), RNG.uniform(0, 0.2, 12), RNG.uniform(0, 0.2, 12)
 DA, DB = RNG.normal(0.1, 0.1, 12), RNG.normal(0, 0.1, 12)
+
+
+def split_of_one_question() -> bool:
+    """bias_sq + spread of one 4-option question (gold 2) equals E[(A - g)^2] / span^2, computed directly."""
+    probs = [0.1, 0.6, 0.2, 0.1]
+    questions = pd.DataFrame({"id": ["Q1"], "options": [list("abcd")], "start": 1})
+    answers = pd.DataFrame({"id": ["Q1"], "culture": "USA", "method": "m", "start": 1, "probs": [probs], "other": 0.0})
+    figures = pd.DataFrame([("USA", "Q1", 2, 1.0, "test")], columns=["country", "qid", "code", "share", "source"])
+    row = culturespa_scores.distance_split(answers, questions, ["USA"], figures).iloc[0]
+    direct = sum(p * (code - 2) ** 2 for p, code in zip(probs, range(1, 5))) / 9
+    return row["bias_sq"] + row["spread"] == pytest.approx(direct)
 
 
 def table1_row() -> pd.Series:
@@ -112,6 +123,7 @@ FORMULAS = [
             == pytest.approx(70.3, abs=0.05)
         ),
     ),
+    (MEASUREMENT, "E||A - g||^2 = ||E[A] - g||^2 + sum Var(A_q)", split_of_one_question),
     (
         MEASUREMENT,
         "100 * (1 - ||a - g||_2 / ||span||_2)",
