@@ -146,18 +146,22 @@ SHARED_METHODS = ("unaware",)
 
 def simulated_replies(group: pd.DataFrame, ids: Sequence[str], u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Answer codes and validity (draws x questions, in the order of `ids`) of simulated one-sample
-    runs: question j's reply falls where the uniform u[:, j] lands on its exact distribution (the
-    options, then `other`: invalid). A question the group lacks is never valid."""
+    runs: question j's reply falls where the uniform u[:, j] lands on its distribution (the
+    options, then the off-scale codes the authors' rule reads and scores, then `other`: invalid).
+    A question the group lacks is never valid."""
     by_id = group.drop_duplicates("id").set_index("id")
     codes, valid = np.zeros(u.shape), np.zeros(u.shape, dtype=bool)
     for j, qid in enumerate(ids):
         if qid not in by_id.index:
             continue
         probs, other, start = by_id.at[qid, "probs"], by_id.at[qid, "other"], by_id.at[qid, "start"]
-        weights = np.append(np.clip(np.asarray(probs, dtype=float), 0, None), max(float(other), 0.0))
+        extra = by_id.at[qid, "off_scale_probs"] if "off_scale_probs" in by_id else {}
+        extra = extra if isinstance(extra, dict) else {}
+        support = np.array([int(start) + k for k in range(len(probs))] + [int(c) for c in extra], dtype=float)
+        weights = np.clip(np.array([*probs, *extra.values(), max(float(other), 0.0)], dtype=float), 0, None)
         index = np.searchsorted(np.cumsum(weights) / weights.sum(), u[:, j], side="right")
-        valid[:, j] = index < len(probs)
-        codes[:, j] = int(start) + np.minimum(index, len(probs) - 1)
+        valid[:, j] = index < support.size
+        codes[:, j] = support[np.minimum(index, support.size - 1)]
     return codes, valid
 
 
