@@ -45,7 +45,7 @@
 #
 # *Reads* WVS texts from `../shared`, the figures table, `90_lora_sft/adapters/`. *Writes*
 # `answers.csv`, `parsing_check.csv`, `scores.csv`, `score_table.csv`, `expected_scores.csv`,
-# `expected_table.csv` (with the argmax score and the bias/spread split), `method_differences.csv`,
+# `expected_table.csv` (with the argmax score and the bias/spread split), `method_differences.csv`, `seed_spread.csv`,
 # `common_table.csv`, `general_ability.csv` and `fig_alignment`,
 # `fig_alignment_one_run` (PNG, PDF).
 
@@ -147,11 +147,16 @@ expected_table.round(2)
 # likely code) and the split of the expected squared distance into bias (the mean answer's distance
 # from the majority) and spread (the answers' variance). Tuning sharpens distributions, so a gain in
 # the expected score with no gain in the argmax score is a gain in spread. Method differences carry
-# the 95% interval of one run's difference over the simulated runs.
+# the 95% interval of one run's difference over the simulated runs. Each tuned method is answered
+# once per training seed (`adapter_seeds` of stage 90; further seeds as method__seed<s>), and
+# `seed_spread.csv` says how far the seeds lie apart.
 
 # %%
 differences = culturespa_scores.method_differences(simulated, reference="aware")
 runs.write_table(run.path("method_differences.csv"), differences)
+spread = culturespa_scores.seed_spread(expected)  # tuned methods: the spread of the expected score between training seeds
+runs.write_table(run.path("seed_spread.csv"), spread)
+display(spread.round(2))
 display(expected[expected["culture"] == "mean"][["method", "expected", "low", "high", "argmax", "bias_sq", "spread", "spread_share"]].round(3))
 differences[differences["culture"] == "mean"].round(2)
 

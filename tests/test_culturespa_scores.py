@@ -49,3 +49,17 @@ def test_method_differences_carry_the_interval_of_one_runs_difference():
     assert row["difference"] == pytest.approx(diff.mean()) and row["low"] < row["difference"] < row["high"]
     assert (row["low"], row["high"]) == pytest.approx(tuple(np.quantile(diff, [0.025, 0.975])))
     assert table.loc[("mean", "spread"), "difference"] == pytest.approx(row["difference"])
+
+
+def test_seed_spread_compares_a_tuned_method_across_its_training_seeds():
+    expected = pd.DataFrame(
+        {
+            "culture": ["USA"] * 4 + ["mean"],
+            "method": ["culturespa_joint", "culturespa_joint__seed1", "culturespa_joint__seed2", "aware", "aware"],
+            "expected": [60.0, 64.0, 62.0, 50.0, 50.0],
+        }
+    )
+    spread = culturespa_scores.seed_spread(expected).set_index(["culture", "method"])
+    row = spread.loc[("USA", "culturespa_joint")]
+    assert row["seeds"] == 3 and row["mean"] == 62 and row["sd"] == pytest.approx(2) and row["highest"] == 64
+    assert ("USA", "aware") not in spread.index  # one answer set, no seeds to compare

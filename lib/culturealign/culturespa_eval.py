@@ -340,35 +340,26 @@ def adapter_answers(
     adapters: Path,
     how: culturespa.Answering = culturespa.Answering(),
 ) -> pd.DataFrame:
-    """Aware answers of the joint adapter for every culture, and of each culture's own adapter.
+    """Aware answers of the joint adapter for every culture, and of each culture's own adapter,
+    for every training seed: the first seed's as culturespa_joint / culturespa_specific, each further
+    seed's as that method with its seed suffix (train.SEED_SUFFIX), so `seed_spread` can compare them.
     Each adapter's manifest must name this base model and prompt format."""
     parts, fmt = [], culturespa.prompt_format(lm)
-    joint = trained_adapter(adapters, "joint")
-    if joint is None:
+    if trained_adapter(adapters, "joint") is None:
         print(f"no joint adapter under {adapters}: run 90_lora_sft first")
-    else:
-        tuned = train.with_adapter(lm, joint, fmt)
-        aware = [("aware", c) for c in cultures]
-        parts.append(
-            culturespa.answer_questions(
-                tuned, questions, aware, None, how, stream="culturespa_joint", desc="joint"
-            ).assign(method="culturespa_joint")
-        )
-    for culture in cultures:
-        folder = trained_adapter(adapters, culture)
-        if folder is None:
+    folders = sorted(p.name for p in adapters.glob("*")) if adapters.exists() else []
+    for folder_name in folders:
+        name, seed_label = train.split_seed(folder_name)
+        folder = trained_adapter(adapters, folder_name)
+        if folder is None or (name != "joint" and name not in cultures):
             continue
+        method = ("culturespa_joint" if name == "joint" else "culturespa_specific") + seed_label
+        settings = [("aware", c) for c in cultures] if name == "joint" else [("aware", name)]
         tuned = train.with_adapter(lm, folder, fmt)
         parts.append(
-            culturespa.answer_questions(
-                tuned,
-                questions,
-                [("aware", culture)],
-                None,
-                how,
-                stream="culturespa_specific",
-                desc=f"specific {culture}",
-            ).assign(method="culturespa_specific")
+            culturespa.answer_questions(tuned, questions, settings, None, how, stream=method, desc=folder_name).assign(
+                method=method
+            )
         )
     return (
         pd.concat(parts, ignore_index=True)

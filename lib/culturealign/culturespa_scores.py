@@ -94,3 +94,15 @@ def with_split(expected: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
     per culture from `distance_split`, and for the mean over cultures their mean."""
     means = split.groupby("method", sort=False)[SPLIT].mean().reset_index().assign(culture="mean")
     return expected.merge(pd.concat([split, means], ignore_index=True), on=["culture", "method"], how="left")
+
+
+def seed_spread(expected: pd.DataFrame, suffix: str = "__seed") -> pd.DataFrame:
+    """The spread of each tuned method's expected score between its training seeds, per culture:
+    the method's rows (the first seed) and its seed-suffixed rows (method<suffix><seed>) give the
+    number of seeds, their mean, standard deviation, lowest and highest expected score."""
+    rows = expected[~expected["culture"].astype(str).str.startswith("mean")].copy()
+    rows["base_method"] = rows["method"].astype(str).str.partition(suffix)[0]
+    seeded = rows.groupby(["culture", "base_method"])["method"].transform("nunique") > 1
+    grouped = rows[seeded].groupby(["culture", "base_method"])["expected"]
+    table = grouped.agg(seeds="size", mean="mean", sd="std", lowest="min", highest="max").reset_index()
+    return table.rename(columns={"base_method": "method"})

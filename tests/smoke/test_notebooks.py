@@ -182,6 +182,7 @@ def test_90_lora_sft(smoke_outputs):
     training = pd.read_csv(folder / "training.csv")
     joint = training.set_index("adapter").loc["joint"]
     assert joint["status"] == "trained" and joint["steps"] == 2 and joint["warmup_steps"] == 1
+    assert {"joint__seed1", "joint__seed2"} <= set(training["adapter"]) and set(training["seed"]) == {0, 1, 2}
     adapter = folder / "adapters" / "joint" / "adapter"
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["lora_alpha"] == 16 and config["lora_dropout"] == 0.0
@@ -197,8 +198,10 @@ def test_95_culture_eval(smoke_outputs):
     table = pd.read_csv(folder / "score_table.csv").set_index("culture")
     assert list(table.index) == ["DEU", "USA", "mean", "mean over USA"]  # only USA has a specific adapter
     assert (table["number"] == "one run (answer_mode=sample, seed 0)").all()
-    for method in ("unaware", "aware", "cross", "aware_selfalign", "culturespa_joint"):
+    for method in ("unaware", "aware", "cross", "aware_selfalign", "aware_selfalign_placebo", "culturespa_joint"):
         assert table[method].between(0, 100).all()
+    spread = pd.read_csv(folder / "seed_spread.csv").set_index(["culture", "method"])
+    assert (spread.xs("culturespa_joint", level="method")["seeds"] == 3).all()
     assert table.at["USA", "culturespa_specific"] == table.at["USA", "culturespa_specific"]  # USA has its own adapter
     expected = pd.read_csv(folder / "expected_scores.csv")
     assert expected["number"].str.startswith("expected over 200 simulated runs").all()
