@@ -141,6 +141,9 @@ def outputs_tree(root: Path, with_validity: bool = True) -> Path:
     ]
     pd.DataFrame(rows).to_csv(culture / "expected_scores.csv", index=False)
     pd.DataFrame(
+        [{"culture": "mean", "method": "unaware", "reference": "aware", "difference": -5.5, "low": -9.25, "high": -1.5}]
+    ).to_csv(culture / "method_differences.csv", index=False)
+    pd.DataFrame(
         [
             {"model": "base", "task": "general_mcq", "items": 8, "chance": 0.25, "accuracy": 0.375},
             {
@@ -260,6 +263,8 @@ def test_table1_headline_has_languages_as_columns_and_the_controls_beside_it(bui
     assert "Glossary" in text
     assert "at most 8 WVS questions per culture" in text and "general ability on 8 items" in text
     assert "95_culture_eval" not in text[text.index('id="not-finished"') :]  # scores.csv is optional
+    assert re.search(r"-5\.5<br><small>\(-9\.[23], -1\.5\)</small>", text)  # a method difference with its interval
+    assert "not a share of questions" in text
 
 
 def test_report_works_without_the_validity_columns(isolated_outputs):

@@ -31,7 +31,13 @@ STAGE_TABLES = {
     "30_self_alignment": ["outcomes.csv", "misalignment.csv"],
     "95_culture_eval": ["expected_scores.csv", "general_ability.csv"],
 }  # a finished run has these
-CULTURESPA_TABLES = ["expected_scores.csv", "general_ability.csv", "scores.csv"]  # read when present
+CULTURESPA_TABLES = [  # read when present
+    "expected_scores.csv",
+    "general_ability.csv",
+    "scores.csv",
+    "method_differences.csv",
+    "seed_spread.csv",
+]
 SUMMARY_TABLES = [  # (file in summary/, title of its collapsed detail section)
     ("table1.csv", "Self-Alignment Table 1, every strategy and control"),
     ("contrasts.csv", "Self-Alignment contrasts between conditions"),
@@ -438,10 +444,11 @@ def _pooled_cells(tests: pd.DataFrame | None, model: str) -> dict[str, str]:
     }
 
 
-def culturespa_table(expected: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def culturespa_table(expected: pd.DataFrame, differences: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """Per model, CultureSPA methods x the mean over cultures: expected score with the 95% range of
-    one run (and, where present, the mean over the cultures specific adapters cover, and the score
-    on the questions every method answered validly)."""
+    one run (and, where present, the mean over the cultures specific adapters cover, the score
+    on the questions every method answered validly, the argmax score, the share of the expected
+    distance that is spread, and the difference from `aware` with its interval over the runs)."""
     tables = {}
     means = expected[expected["culture"].astype(str).str.startswith("mean")]
     for model, rows in means.groupby("run_model", sort=True):
@@ -460,6 +467,12 @@ def culturespa_table(expected: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 table.setdefault(f"{label}: argmax score", {})[r["method"]] = fmt_number("expected", r["argmax"])
                 table.setdefault(f"{label}: share of expected distance from spread", {})[r["method"]] = fmt_number(
                     "spread_share", r["spread_share"]
+                )
+        if differences is not None and "run_model" in differences:
+            mine = differences[(differences["run_model"] == model) & (differences["culture"] == "mean")]
+            for d in mine.itertuples(index=False):
+                table.setdefault(f"mean over cultures: minus {d.reference} (95% interval over runs)", {})[d.method] = (
+                    interval(d.difference, d.low, d.high)
                 )
         frame = pd.DataFrame(table)
         frame.index.name = "method"
@@ -748,11 +761,16 @@ def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]],
     expected = data.table("expected_scores.csv")
     if expected is not None and len(expected):
         body = [
-            html_table(table, f"culturespa-{model}", index=True) for model, table in culturespa_table(expected).items()
+            html_table(table, f"culturespa-{model}", index=True)
+            for model, table in culturespa_table(expected, data.table("method_differences.csv")).items()
         ]
         body.append(
-            '<p class="note">Alignment score on WVS-7 (% of questions answered as the culture\'s majority), '
-            "expected over simulated runs of the authors' protocol, with the 95% range of one run.</p>"
+            '<p class="note">Alignment score on WVS-7, 100 * (1 - ||a - g|| / ||span||) over the questions '
+            "(a distance of answer codes from the culture's majority codes, not a share of questions), expected "
+            "over simulated runs of the authors' protocol with the 95% range of one run. The expected score "
+            "rewards confident answers: beside it the argmax score and the share of the expected distance that "
+            "is spread; differences from aware carry their interval over the simulated runs, and "
+            "seed_spread.csv gives the spread of each tuned method between its training seeds.</p>"
         )
         few = few_questions_note(data.table("scores.csv"), None)
         if few:

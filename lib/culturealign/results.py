@@ -149,7 +149,7 @@ def results_markdown(data: Outputs, figures: dict[str, Path], out: Path) -> str:
     expected = data.table("expected_scores.csv")
     if expected is not None and len(expected):
         lines += ["## CultureSPA: methods", ""]
-        for model, table in report.culturespa_table(expected).items():
+        for model, table in report.culturespa_table(expected, data.table("method_differences.csv")).items():
             lines += [f"### {model}", "", md_table(table, index=True), ""]
         few = report.few_questions_note(data.table("scores.csv"), None)
         lines += [few, ""] if few else []
