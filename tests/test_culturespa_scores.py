@@ -63,3 +63,16 @@ def test_seed_spread_compares_a_tuned_method_across_its_training_seeds():
     row = spread.loc[("USA", "culturespa_joint")]
     assert row["seeds"] == 3 and row["mean"] == 62 and row["sd"] == pytest.approx(2) and row["highest"] == 64
     assert ("USA", "aware") not in spread.index  # one answer set, no seeds to compare
+
+
+def test_the_split_counts_the_off_scale_codes_the_authors_rule_scores():
+    questions = pd.DataFrame({"id": ["Q1"], "options": [list("abcd")], "start": 1})
+    answers = pd.DataFrame(
+        {"id": ["Q1"], "culture": "USA", "method": "m", "start": 1, "probs": [[0.0] * 4], "other": 0.0}
+    ).assign(off_scale_probs=[{"7": 1.0}])
+    row = culturespa_scores.distance_split(answers, questions, ["USA"], figures_for({"USA": {"Q1": 2}})).iloc[0]
+    assert (
+        row["bias_sq"] == pytest.approx(25 / 9)
+        and row["spread"] == 0
+        and row["argmax"] == pytest.approx(100 * (1 - 5 / 3))
+    )

@@ -36,8 +36,9 @@ def distance_split(
             bias_sq = spread = 0.0
             argmax = {}
             for r in group.itertuples(index=False):
-                probs = np.clip(np.asarray(r.probs, dtype=float), 0, None)
-                codes = int(r.start) + np.arange(probs.size)
+                extra = getattr(r, "off_scale_probs", {}) or {}  # codes the authors' rule reads off the scale
+                probs = np.clip(np.asarray([*r.probs, *extra.values()], dtype=float), 0, None)
+                codes = np.array([int(r.start) + k for k in range(len(r.probs))] + [int(c) for c in extra])
                 if probs.sum() <= 0:
                     continue
                 dist = probs / probs.sum()

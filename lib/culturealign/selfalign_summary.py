@@ -148,11 +148,12 @@ def _draw_spread(group: pd.DataFrame, rule: str) -> dict[str, float]:
         return metrics.rounded_outcomes(b, a) if rule == "rounded" else metrics.paired_outcomes(b, a, pairing)
 
     before = [_parse(c) for c in group["components_before"]]
+    weights = group["misaligned"].to_numpy(float)  # the row's P(misaligned): in sampled mode the selecting draws'
     shares = []
     for d in range(draws):
         outs = [protocol(b, p[d]) for b, p in zip(before, per_probe)]
-        mis = sum(o["misaligned"] for o in outs)
-        shares.append(100 * sum(o["improved"] for o in outs) / mis if mis else float("nan"))
+        improved = sum(w * o["improved"] / o["misaligned"] for w, o in zip(weights, outs) if o["misaligned"] > 0)
+        shares.append(100 * improved / weights.sum() if weights.sum() else float("nan"))
     return {
         "improved_draw_sd": float(np.nanstd(shares, ddof=1)),
         "improved_draw_min": float(np.nanmin(shares)),
