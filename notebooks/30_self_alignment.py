@@ -24,9 +24,11 @@
 # re-measured, not only those below a threshold (`outcome_rule: rounded` gives the deterministic
 # rule instead: misaligned when round(10 p) < 10, outcomes by rounded counts).
 #
-# Conditions: the paper's four strategies, the shuffled-order check, and three **placebos** on
-# the chrF++-across demonstrations: filled with a seeded random answer, with the country's
-# minority answer, and with another country's majority answers (`swap_country`). Random choices
+# Conditions: the paper's four strategies, the shuffled-order check, three **placebos** on the
+# chrF++-across demonstrations (filled with a seeded random answer, with the country's minority
+# answer, and with another country's majority answers: `swap_country`, by default a seeded random
+# other country per probe, fixed before the probe is seen), and the **zero-shot re-test** (the
+# zero-shot prompt measured again: the empirical no-effect row). Random choices
 # (random demonstrations, random answers) are drawn `draws` (R) times and form one mixture; the
 # shuffled order is reshuffled for every response, as in the paper, so its p' is the mean over
 # the R permutations. `order_pairing` says whether the before and after prompts of a probe share
@@ -44,16 +46,16 @@ lang: str = "en"  # language code: a file params/langs/<lang>.yaml
 country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
-strategies: list = ["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled", "placebo_random_answer", "placebo_minority_answer", "placebo_country_swap"]  # strategies and controls to run
+strategies: list = ["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled", "placebo_random_answer", "placebo_minority_answer", "placebo_country_swap", "zero_shot_retest"]  # strategies and controls to run
 draws: int = 1  # R: repeats of every random choice (random demonstrations, shuffled order, random answers), averaged
 order_combination: str = "per_draw"  # the paper's random option order: per_draw (each response) or per_prompt (once per prompt)
 order_pairing: str = "independent"  # per_prompt order of the before and after prompts: independent or same_order (shared)
-swap_country: str = "most_different"  # country-swap placebo: most_different (per probe) or an ISO3 country with WVS figures
+swap_country: str = "random_other"  # country-swap placebo: random_other (seeded, per probe), adversarial_most_different (a stress test) or an ISO3 country with WVS figures
 remeasure_above: float = 0.001  # re-measure every probe whose P(misaligned) = 1 - p^10 is at least this
 outcome_rule: str = "expected"  # expected: the paper's protocol in expectation; rounded: misaligned when round(10 p) < 10, outcome by rounded counts
 simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
-contrast_resamples: int = 2000  # paired bootstrap resamples of the probes for the intervals of contrasts.csv
-permutation_resamples: int = 9999  # sign-flip resamples of the tests (exact when 2^n is fewer)
+contrast_resamples: int = 2000  # sign-flip resamples for the p and inverted intervals of contrasts.csv (exact when 2^n is fewer)
+permutation_resamples: int = 9999  # sign-flip resamples of tests.csv (exact when 2^n is fewer)
 max_probes: int = 0  # re-measure only the first N selected probes (0: all)
 invalid_responses: str = "not_aligned"  # a response that is no option: not_aligned (the paper's count) or excluded (renormalised)
 sample_draws: int = 10  # responses per prompt for a model without logits (API), parsed by the reader's rule
@@ -63,13 +65,13 @@ import ast
 
 import pandas as pd
 
-from culturealign import probes, prompts, runs, selfalign, selfalign_summary, stage, wvs
+from culturealign import placebos, probes, prompts, runs, selfalign, selfalign_summary, selfalign_tests, stage, wvs
 
 selfalign.check_conditions(strategies, draws, order_combination, order_pairing)
 selfalign.check_rule(outcome_rule)
 selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
 if selfalign.PLACEBO_COUNTRY in strategies:
-    selfalign.check_swap_country(swap_country, wvs.countries_with_figures(), country)
+    placebos.check_swap_country(swap_country, wvs.countries_with_figures(), country)
 measuring = selfalign.Measuring(batch_size, invalid_responses, sample_draws)
 zero = pd.read_csv(runs.load_run(model, lang, "10_zero_shot").path("zero_shot.csv"))
 choices = pd.read_csv(runs.load_run(model, lang, "20_demonstrations").path("demonstrations.csv"),
@@ -81,7 +83,7 @@ selected = misalignment["remeasured"].to_numpy()
 if max_probes:
     selected = selected & (misalignment["remeasured"].cumsum() <= max_probes).to_numpy()
 labelled = probes.labelled_probes(lang, country)
-swap_labels = selfalign.country_labels(labelled, wvs.countries_with_figures()) if selfalign.PLACEBO_COUNTRY in strategies else None
+swap_labels = placebos.country_labels(labelled, wvs.countries_with_figures()) if selfalign.PLACEBO_COUNTRY in strategies else None
 print(f"{int(selected.sum())} probes re-measured (expected misaligned: {misalignment['p_misaligned'].sum():.1f} of "
       f"{len(zero)}) x {len(strategies)} conditions, random ones drawn {draws} times")
 
@@ -112,35 +114,40 @@ outcomes[["probe_id", "strategy", "p_before", "p_after", "misaligned", "improved
 # ## Table 1 for this model and language
 # The protocol's expected % improved / same / decreased over the probes every condition could
 # serve (n), beside the same protocol under no effect (p' = p, `improved_no_effect`) and the
-# improvement beyond it (`improved_beyond_no_effect`, points), the 95% interval one run of the
-# protocol would show, and mean p' - p with a bootstrap interval.
+# improvement beyond it (`improved_beyond_no_effect`, points; from the zero-shot re-test row where
+# it ran), the 95% interval one run of the protocol would show, and the effect sizes with BCa
+# intervals: (+) - (-) (`net_improved`) and the P(misaligned)-weighted mean p' - p.
 
 # %%
-tests = selfalign_summary.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
+tests = selfalign_tests.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
 table = selfalign_summary.table1(outcomes, tests, runs=simulation_runs, seed=seed)
 runs.write_table(run.path("table1.csv"), table)
 runs.write_table(run.path("tests.csv"), tests)
-table[["strategy", "n_misaligned", "improved", "improved_no_effect", "improved_beyond_no_effect", "same", "decreased",
-       "n", "n_unserved", "improved_run_low", "improved_run_high", "mean_delta", "delta_ci_low", "delta_ci_high"]].round(3)
+table[["strategy", "n_misaligned", "improved", "same", "decreased", "net_improved", "net_improved_low", "net_improved_high",
+       "weighted_delta", "weighted_delta_low", "weighted_delta_high", "improved_no_effect", "no_effect_source", "n",
+       "few_probes", "n_unserved", "improved_run_low", "improved_run_high"]].round(3)
 
 # %% [markdown]
-# ## Contrasts with the random-answer placebo and random demonstrations
+# ## Contrasts with the random-answer placebo, random demonstrations and the zero-shot re-test
 # Each condition's improved % minus the reference's (points) and the P(misaligned)-weighted mean
-# p' - p minus the reference's, with 95% intervals from a paired bootstrap over probes.
+# p' - p minus the reference's, each with its paired sign-flip p (raw) and the interval that test
+# inverts, and the share of the condition's demonstration answers that differ from the target's
+# majority answers (`demo_flip_rate`: what the placebos change).
 
 # %%
-contrasts = selfalign_summary.contrasts(outcomes, n_boot=contrast_resamples, seed=seed)
+contrasts = selfalign_tests.contrasts(outcomes, n_resamples=contrast_resamples, seed=seed)
 runs.write_table(run.path("contrasts.csv"), contrasts)
 contrasts.drop(columns=["model", "lang"]).round(3)
 
 # %% [markdown]
-# ## Tests: the primary family and the exploratory rest
-# Primary: chrF++ across against the random-answer placebo and against random demonstrations, a
-# paired sign-flip permutation test of the mean difference of p' - p, Holm-adjusted within this
-# language (`holm_p`). Every other test is exploratory (no `holm_p`).
+# ## Tests, in the declared families
+# The families below are declared once (`selfalign_tests.FAMILIES`). In one language the pooled
+# primary test is that language's test, and the Holm family holds this language's comparisons only
+# (`family_size`); stage 40 adjusts over every language of the model.
 
 # %%
-tests.drop(columns=["model", "lang"]).round(4)
+print(selfalign_tests.family_text())
+tests.drop(columns=["model"]).round(4)
 
 # %%
 best = table.sort_values("improved", ascending=False).iloc[0]

@@ -19,11 +19,14 @@
 # denominator per language: the probes every condition could serve (n in the table; unserved
 # probes counted per condition). Beside the paper's columns: the 95% interval one run of the
 # protocol would show (simulated from the same binomials, seeded), what the protocol gives under
-# **no effect** (p' = p) and the improvement beyond it, mean p' - p with a bootstrap interval,
-# the spread over the R random draws, and three controls (random-answer, minority-answer and
-# country-swap placebos). Contrasts with the random-answer placebo and random demonstrations
-# carry paired-bootstrap intervals; the primary tests (chrF++ across against each, per language)
-# are Holm-adjusted per language exactly as in stage 30; every other test is exploratory.
+# **no effect** (the zero-shot re-test where it ran, else p' = p), the effect sizes (+) - (-) and
+# the P(misaligned)-weighted mean p' - p with BCa intervals, the spread over the R random draws,
+# and three controls (random-answer, minority-answer and country-swap placebos). Contrasts with
+# the random-answer placebo, random demonstrations and the re-test carry sign-flip p-values and
+# the intervals those tests invert. The test families are declared once
+# (`selfalign_tests.FAMILIES`) and printed with the tests: one pooled primary test per model,
+# per-language tests Holm-adjusted over every language and comparison of the model, the rest
+# exploratory.
 # Comparisons across languages (Figures 4, 5, 7) are shown on the WVS questions common to the
 # languages, with the full set beside. Beyond the paper: **soft alignment** (distance to the
 # country's human answer shares) and **order sensitivity** |p(A,B) - p(B,A)|.
@@ -37,13 +40,13 @@ model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
-contrast_resamples: int = 2000  # paired bootstrap resamples of the probes for the intervals of contrasts.csv
+contrast_resamples: int = 2000  # sign-flip resamples for the p and inverted intervals of contrasts.csv (exact when 2^n is fewer)
 permutation_resamples: int = 9999  # sign-flip resamples of the tests (exact when 2^n is fewer); as in stage 30
 
 # %%
 from IPython.display import Image, display
 
-from culturealign import paths, runs, selfalign_summary, stage
+from culturealign import paths, runs, selfalign_summary, selfalign_tests, stage
 
 selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
 run, _ = stage.begin("40_summary", globals())
@@ -58,31 +61,30 @@ print(f"runs: {outcomes.groupby(['model', 'lang']).ngroups} (model, language) pa
 # ## Table 1
 
 # %%
-tests = selfalign_summary.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
+tests = selfalign_tests.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
 t1 = selfalign_summary.table1(outcomes, tests, runs=simulation_runs, seed=seed)
 runs.write_table(out / "table1.csv", t1)
 runs.write_table(out / "tests.csv", tests)
-t1[["model", "lang", "strategy", "n_misaligned", "improved", "improved_no_effect", "improved_beyond_no_effect", "same",
-    "decreased", "n", "n_unserved", "improved_run_low", "improved_run_high", "mean_delta", "delta_ci_low", "delta_ci_high",
-    "improved_draw_sd"]].round(3)
+t1[["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased", "net_improved", "net_improved_low",
+    "net_improved_high", "weighted_delta", "weighted_delta_low", "weighted_delta_high", "improved_no_effect",
+    "no_effect_source", "n", "few_probes", "n_unserved", "improved_run_low", "improved_run_high", "improved_draw_sd"]].round(3)
 
 # %% [markdown]
-# ## Contrasts with the random-answer placebo and random demonstrations (paired bootstrap, 95%)
+# ## Contrasts with the random-answer placebo, random demonstrations and the re-test (sign-flip p, inverted 95% interval)
 
 # %%
-contrasts = selfalign_summary.contrasts(outcomes, n_boot=contrast_resamples, seed=seed)
+contrasts = selfalign_tests.contrasts(outcomes, n_resamples=contrast_resamples, seed=seed)
 runs.write_table(out / "contrasts.csv", contrasts)
 contrasts.round(3)
 
 # %% [markdown]
-# ## Tests: the primary family per language, then the exploratory rest
-# Primary: a paired sign-flip permutation test of the mean difference of p' - p, chrF++ across
-# against the random-answer placebo and against random demonstrations, Holm-adjusted within each
-# language. The sign test of improved against decreased (`sign_test_p` in Table 1) is kept only
-# as a column:
+# ## Tests, in the declared families
+# The families are declared once (`selfalign_tests.FAMILIES`) and printed here with the tests.
+# "untestable": the test cannot reach the level at its number of probes (after Holm: times the
+# family size), so it gives no p; "identical": the two conditions measured the same on every probe.
 
 # %%
-print(selfalign_summary.SIGN_TEST_NOTE)
+print(selfalign_tests.family_text())
 tests.round(4)
 
 # %% [markdown]
@@ -107,8 +109,8 @@ for name, files in made.items():
     display(Image(filename=str(files[0]), width=700))
 
 # %%
-between = tests[tests["family"] == "primary"]
+primary, per_language = (tests[tests["family"] == name] for name in ("primary", "per_language"))
 run.finish(pairs=int(outcomes.groupby(["model", "lang"]).ngroups), figures=sorted(made),
            mean_improved_pct=float(t1["improved"].mean()), tests=len(tests),
-           significant_between=int((between["holm_p"] < 0.05).sum()))
+           significant_primary=int((primary["p"] < 0.05).sum()), significant_per_language=int((per_language["holm_p"] < 0.05).sum()))
 run.read_manifest()["results"]

@@ -29,10 +29,11 @@
 #   so an answer shifts only when the distribution moved, never from sampling noise alone.
 # - `argmax`: the most probable option.
 #
-# A model without logits is measured by sampled free replies, read under `reply_parsing`: `authors`
-# (the first integer 0-10 anywhere, as their scoring script reads it) or `strict` (the reply
-# begins with an option code, what exact scoring computes); `parse_differs` counts the replies the
-# two rules read differently.
+# Replies are read under `reply_parsing`, the same rule in every engine: `strict` (the reply begins
+# with an option code: computed exactly where the engine has logits, from sampled replies
+# elsewhere) or `authors` (the first integer 0-10 anywhere, as their scoring script reads it: from
+# sampled free replies in every engine); `parse_differs` counts the replies the two rules read
+# differently.
 #
 # *Reads* `60_generate_questions/questions.jsonl`. *Writes* `answers.csv` (distributions, the
 # answer under every mode, and `answer` under the chosen one) and `similar_cultures.csv`.
@@ -46,7 +47,7 @@ batch_size: int = 8  # prompts per forward pass
 cultures: list = []  # ISO3 cultures (empty: the paper's 18, culturespa.CULTURES)
 max_questions: int = 0  # answer only the first N generated questions (0: all)
 answer_mode: str = "sample"  # sample: one reply drawn as the authors did; common: common random numbers; argmax
-reply_parsing: str = "authors"  # authors: first integer 0-10 anywhere in a reply (their script); strict: the reply begins with an option code
+reply_parsing: str = "strict"  # strict: the reply begins with an option code (exact where the engine has logits); authors: first integer 0-10 anywhere in a sampled reply (their script), in every engine
 
 # %%
 import pandas as pd

@@ -52,6 +52,7 @@ specific_batch_size: int = 1  # culture-specific adapters: examples per forward 
 specific_accumulation: int = 8  # culture-specific adapters: gradient accumulation steps (the authors: 8)
 max_steps: int = -1  # stop after N steps (-1: the whole epoch)
 save_steps: int = 50  # checkpoint every N steps
+adapter_seeds: list = [0, 1, 2]  # training seeds: every adapter is trained once per seed (at least 3); stage 95 reports the spread between seeds
 
 # %%
 import pandas as pd
@@ -59,6 +60,7 @@ import pandas as pd
 from culturealign import culturespa, prompts, runs, stage, train
 
 cultures_specific = cultures_specific or culturespa.CULTURES
+adapter_seeds = train.check_seeds(adapter_seeds, culturespa.param_source("90_lora_sft", "adapter_seeds", model, lang))
 crqpc = runs.load_run(model, lang, "80_crqpc")
 settings = {}
 for name, batch, accumulation in [("joint", joint_batch_size, joint_accumulation),
@@ -75,7 +77,7 @@ pd.DataFrame({name: {"batch": s.batch_size, "accumulation": s.accumulation, "per
               for name, s in settings.items()})
 
 # %% [markdown]
-# ## Train the joint adapter, then one per culture
+# ## Train the joint adapter, then one per culture, each once per seed
 
 # %%
 report = []
@@ -83,12 +85,14 @@ for name in ["joint", *cultures_specific]:
     records = pd.read_json(crqpc.path(f"crqpc_{name}.jsonl"), lines=True) if crqpc.path(f"crqpc_{name}.jsonl").stat().st_size else pd.DataFrame()
     pairs = [culturespa.training_text(r, fmt) for r in records.to_dict("records")]
     kind = "joint" if name == "joint" else "specific"
-    try:
-        outcome = train.train_adapter(lm, pairs, run.path(f"adapters/{name}"), settings[kind], seed, prompt_format)
-    except train.TrainingError as err:
-        outcome = {"status": f"skipped: {err}"}
-    report.append({"adapter": name, "examples": len(pairs), **outcome})
-    print(name, outcome["status"])
+    for training_seed in adapter_seeds:
+        folder = train.adapter_folder_name(name, adapter_seeds, training_seed)
+        try:
+            outcome = train.train_adapter(lm, pairs, run.path(f"adapters/{folder}"), settings[kind], training_seed, prompt_format)
+        except train.TrainingError as err:
+            outcome = {"status": f"skipped: {err}"}
+        report.append({"adapter": folder, "seed": training_seed, "examples": len(pairs), **outcome})
+        print(folder, outcome["status"])
 report = pd.DataFrame(report)
 runs.write_table(run.path("training.csv"), report)
 report

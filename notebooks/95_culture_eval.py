@@ -38,13 +38,15 @@
 # equivalence test within +/- `equivalence_margin` points, whose verdict reads "within +/- m points"
 # or "not shown" (a large McNemar p on few items near chance shows nothing).
 #
-# Replies are read as the authors read them (`reply_parsing: authors`, the first integer 0-10
-# anywhere) or strictly; the expected score draws the unaware answers once per simulated run and
+# Replies are read strictly (`reply_parsing: strict`, the reply begins with an option code: exact
+# where the engine has logits) or as the authors read them (`authors`, the first integer 0-10
+# anywhere in a sampled reply, in every engine); the expected score draws the unaware answers once per simulated run and
 # scores them against every culture, as the authors score one unaware file against every culture.
 #
 # *Reads* WVS texts from `../shared`, the figures table, `90_lora_sft/adapters/`. *Writes*
 # `answers.csv`, `parsing_check.csv`, `scores.csv`, `score_table.csv`, `expected_scores.csv`,
-# `expected_table.csv`, `common_table.csv`, `general_ability.csv` and `fig_alignment`,
+# `expected_table.csv` (with the argmax score and the bias/spread split), `method_differences.csv`, `seed_spread.csv`,
+# `common_table.csv`, `general_ability.csv` and `fig_alignment`,
 # `fig_alignment_one_run` (PNG, PDF).
 
 # %% tags=["parameters"]
@@ -57,7 +59,7 @@ cultures: list = []  # ISO3 cultures (empty: the paper's 18, culturespa.CULTURES
 max_questions: int = 0  # evaluate only the first N WVS questions (0: all 259)
 general_items: int = 0  # general-knowledge items to score (0: all)
 answer_mode: str = "sample"  # sample: one reply drawn as the authors did; common: common random numbers; argmax
-reply_parsing: str = "authors"  # authors: first integer 0-10 anywhere in a reply (their script); strict: the reply begins with an option code
+reply_parsing: str = "strict"  # strict: the reply begins with an option code (exact where the engine has logits); authors: first integer 0-10 anywhere in a sampled reply (their script), in every engine
 parse_check: int = 40  # unaware prompts answered once in free text to count replies the two parsing rules read differently (0: none)
 equivalence_margin: float = 5.0  # general ability: accuracy points within which an adapter counts as equal to the base (TOST)
 score_draws: int = 2000  # simulated runs of the authors' one-sample protocol for the expected score
@@ -67,7 +69,7 @@ harness_task: str = ""  # run lm-evaluation-harness instead: "culturealign_gener
 import pandas as pd
 from IPython.display import Image, display
 
-from culturealign import culturespa, culturespa_eval, paths, plots, runs, stage
+from culturealign import culturespa, culturespa_eval, culturespa_scores, paths, plots, runs, stage
 
 culturespa.check_answer_mode(answer_mode, culturespa.param_source("95_culture_eval", "answer_mode", model, lang))
 culturespa.check_reply_parsing(reply_parsing, culturespa.param_source("95_culture_eval", "reply_parsing", model, lang))
@@ -130,6 +132,7 @@ table.round(2)
 # %%
 expected, simulated = culturespa_eval.expected_scores(answers, questions, cultures, score_draws, seed)
 expected = pd.concat([expected, culturespa_eval.expected_means(simulated, culturespa_eval.METHODS, expected)], ignore_index=True)
+expected = culturespa_scores.with_split(expected, culturespa_scores.distance_split(answers, questions, cultures))
 runs.write_table(run.path("expected_scores.csv"), expected.assign(number=expected_label))
 expected_table = culturespa_eval.method_table(expected[expected["culture"].isin(cultures)], culturespa_eval.METHODS, "expected")
 runs.write_table(run.path("expected_table.csv"), expected_table.reset_index().assign(number=expected_label))
@@ -138,6 +141,24 @@ runs.write_table(paths.summary_dir() / "culturespa_scores.csv",
                             table.reset_index().assign(number=one_run)], ignore_index=True).assign(model=model))
 print(expected_label, "(95% interval of one run in expected_scores.csv)")
 expected_table.round(2)
+
+# %% [markdown]
+# What the expected score rewards: beside it, the argmax score (each question answered with its most
+# likely code) and the split of the expected squared distance into bias (the mean answer's distance
+# from the majority) and spread (the answers' variance). Tuning sharpens distributions, so a gain in
+# the expected score with no gain in the argmax score is a gain in spread. Method differences carry
+# the 95% interval of one run's difference over the simulated runs. Each tuned method is answered
+# once per training seed (`adapter_seeds` of stage 90; further seeds as method__seed<s>), and
+# `seed_spread.csv` says how far the seeds lie apart.
+
+# %%
+differences = culturespa_scores.method_differences(simulated, reference="aware")
+runs.write_table(run.path("method_differences.csv"), differences)
+spread = culturespa_scores.seed_spread(expected)  # tuned methods: the spread of the expected score between training seeds
+runs.write_table(run.path("seed_spread.csv"), spread)
+display(spread.round(2))
+display(expected[expected["culture"] == "mean"][["method", "expected", "low", "high", "argmax", "bias_sq", "spread", "spread_share"]].round(3))
+differences[differences["culture"] == "mean"].round(2)
 
 # %% [markdown]
 # Each method on its own valid replies (above) can rest on different questions; below, every
@@ -162,8 +183,8 @@ display(Image(filename=str(files[0]), width=700))
 # %%
 general = culturespa_eval.general_ability(lm, adapters, general_items, batch_size, harness_task, equivalence_margin)
 runs.write_table(run.path("general_ability.csv"), general)
-general[[c for c in ["model", "items", "chance", "accuracy", "vs_base_difference", "diff_low", "diff_high", "tost_p",
-                     "verdict"] if c in general]]
+general[[c for c in ["model", "items", "vs_base_difference", "diff_low", "diff_high", "verdict", "detectable_margin",
+                     "accuracy", "accuracy_low", "accuracy_high", "chance", "at_chance", "tost_p"] if c in general]]
 
 # %%
 run.finish(cultures=cultures, answer_mode=answer_mode, reply_parsing=reply_parsing, measure=sorted(set(answers["measure"])),

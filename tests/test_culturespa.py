@@ -191,7 +191,13 @@ def test_authors_parsing_is_the_authors_function_and_strict_differs_where_it_sho
         assert culturespa.parse_reply(reply, [1, 2, 3, 4], "strict") == strict, reply
     assert culturespa.parse_reply("10", list(range(11)), "strict") == 10  # the longest code wins
     tally = culturespa.tally_replies(list(cases), [1, 2, 3, 4], "authors")
-    assert tally == {"counts": [0, 2, 1, 1], "invalid": 3, "off_scale": 1, "parse_differs": 3}
+    assert tally == {
+        "counts": [0, 2, 1, 1],
+        "invalid": 3,
+        "off_scale": 1,
+        "parse_differs": 3,
+        "off_scale_codes": {7: 1},
+    }
 
 
 def test_sampled_replies_are_parsed_by_the_chosen_rule(monkeypatch):
@@ -235,3 +241,45 @@ def test_parsing_check_reads_one_free_reply_per_unaware_prompt_both_ways(monkeyp
     assert check["authors"].tolist() == [2, 1, pd.NA] and check["strict"].tolist() == [2, pd.NA, pd.NA]
     assert check["differ"].tolist() == [False, True, False]
     assert culturespa.parsing_check(lm, questions, 0, 0, 2).empty
+
+
+def test_reply_parsing_means_the_same_in_every_engine(monkeypatch):
+    """The authors' rule is read from sampled replies also where the engine has logits (no engine
+    computes it exactly); the strict rule is exact there. A model with and one without logits give
+    the same table for the same replies under the authors' rule."""
+    from types import SimpleNamespace
+
+    replies = [["1", "I pick 2", "2", "x"]]
+    monkeypatch.setattr(culturespa, "sample_replies", lambda *args: replies)
+    monkeypatch.setattr(culturespa.scoring, "option_distributions", lambda *a, **k: pd.DataFrame({"mode": ["exact"]}))
+    with_logits, without = (SimpleNamespace(engine=SimpleNamespace(has_logprobs=h)) for h in (True, False))
+    read = [
+        culturespa.distributions(lm, ["p"], [["1", "2"]], 1, "t", "authors", draws=4) for lm in (with_logits, without)
+    ]
+    pd.testing.assert_frame_equal(read[0], read[1])
+    assert read[0]["mode"].iloc[0] == "sampled (4 draws, authors parsing)"
+    assert culturespa.distributions(with_logits, ["p"], [["1", "2"]], 1, "t", "strict")["mode"].iloc[0] == "exact"
+
+
+def test_the_authors_rule_scores_off_scale_codes_as_their_script_does(monkeypatch):
+    """A reply "7" to a 1-4 question is no option, but the authors' script parses it as 7 and scores
+    it as such: the one-run answer is code 7, the simulated runs draw it as a valid code, and the
+    score is the authors' formula on it. Under the strict rule the same reply is invalid."""
+    from types import SimpleNamespace
+
+    from culturealign import culturespa_eval, metrics
+
+    lm = SimpleNamespace(engine=SimpleNamespace(has_logprobs=False))
+    monkeypatch.setattr(culturespa, "sample_replies", lambda *args: [["7", "7", "7", "7"], ["2", "2", "x", "2"]])
+    options = [["1", "2", "3", "4"]] * 2
+    authors = culturespa.distributions(lm, ["p", "q"], options, 2, "t", "authors", draws=4)
+    assert authors["off_scale_probs"].tolist() == [{"7": 1.0}, {}] and authors["other"].tolist() == [0.0, 0.25]
+    table = authors.assign(id=["Q1", "Q2"], stream="s", start=1)
+    answered = culturespa.answer_columns(table, "sample", seed=0)
+    assert answered["answer"].tolist() == [7, 2]
+    codes, valid = culturespa_eval.simulated_replies(table, ["Q1", "Q2"], np.random.default_rng(0).random((50, 2)))
+    assert (codes[:, 0] == 7).all() and valid[:, 0].all()
+    gold, n_options = {"Q1": 3, "Q2": 2}, {"Q1": 4, "Q2": 4}
+    assert metrics.culturespa_score({"Q1": 7, "Q2": 2}, gold, n_options) == pytest.approx(100 * (1 - 4 / np.sqrt(18)))
+    strict = culturespa.distributions(lm, ["p", "q"], options, 2, "t", "strict", draws=4)
+    assert strict["other"].iloc[0] == 1.0 and strict["off_scale_probs"].iloc[0] == {}

@@ -288,3 +288,40 @@ def test_scores_on_the_questions_every_method_answered_validly():
     expected = expected.set_index("method")
     assert expected.at["aware", "expected"] == pytest.approx(table.at["aware", "score"])
     assert expected.at["aware", "expected_common"] == 100 and expected.at["cross", "expected_common"] == 0
+
+
+def test_general_ability_states_its_detectable_margin_and_when_it_cannot_show_a_loss():
+    """120 items with 12 discordant: the margin the items show with 80% power is the one
+    metrics.detectable_margin gives; a base model at chance (30 of 120 right, chance 25%) turns
+    every adapter's verdict into 'cannot show a loss', one well above chance does not."""
+    compared = paired(40, 6, 6, 68)
+    assert compared["detectable_margin"] == pytest.approx(100 * metrics.detectable_margin(120, 0.1))
+    rows = pd.DataFrame(
+        {
+            "model": ["base", "culturespa_joint"],
+            "items": 120,
+            "chance": 0.25,
+            "accuracy": [30 / 120, 31 / 120],
+            "verdict": [None, "not shown"],
+        }
+    )
+    at = culturespa_eval.at_chance(rows)
+    assert at["at_chance"].all() and at.at[1, "verdict"] == culturespa_eval.CANNOT_SHOW
+    assert at.at[0, "accuracy_low"] < 0.25 < at.at[0, "accuracy_high"]
+    above = culturespa_eval.at_chance(rows.assign(accuracy=[0.7, 0.7]))
+    assert not above["at_chance"].any() and above.at[1, "verdict"] == "not shown"
+
+
+def test_aware_selfalign_placebo_keeps_the_demonstrations_and_draws_their_answers_at_random():
+    """The placebo shows the same demonstration questions with codes drawn on each one's own scale,
+    seeded: over 2,000 demonstrations of 4-option questions a drawn code equals the culture's
+    answer 25% of the time within 3 standard errors (it does not look at the culture's answers)."""
+    shown = [("q text", ["a", "b", "c", "d"], 2, 1)] * 5
+    demos = {("USA", f"Q{i}"): shown for i in range(400)}
+    placebo = culturespa_eval.placebo_demos(demos, seed=3)
+    assert placebo == culturespa_eval.placebo_demos(demos, seed=3) != culturespa_eval.placebo_demos(demos, seed=4)
+    codes = np.array([code for rows in placebo.values() for _, _, code, _ in rows])
+    assert all(rows[j][:2] == shown[j][:2] and rows[j][3] == 1 for rows in placebo.values() for j in range(5))
+    assert set(codes) == {1, 2, 3, 4}
+    assert np.mean(codes == 2) == pytest.approx(0.25, abs=3 * np.sqrt(0.25 * 0.75 / codes.size))
+    assert "aware_selfalign_placebo" in culturespa_eval.METHODS

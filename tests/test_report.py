@@ -113,7 +113,6 @@ def table1_rows(with_validity: bool) -> pd.DataFrame:
                 "improved_run_low": improved - 20,
                 "improved_run_high": improved + 15,
                 "wilcoxon_p": 0.0123456,
-                "sign_test_p": 0.5,
             }
             if with_validity:
                 row.update(
@@ -142,6 +141,9 @@ def outputs_tree(root: Path, with_validity: bool = True) -> Path:
     ]
     pd.DataFrame(rows).to_csv(culture / "expected_scores.csv", index=False)
     pd.DataFrame(
+        [{"culture": "mean", "method": "unaware", "reference": "aware", "difference": -5.5, "low": -9.25, "high": -1.5}]
+    ).to_csv(culture / "method_differences.csv", index=False)
+    pd.DataFrame(
         [
             {"model": "base", "task": "general_mcq", "items": 8, "chance": 0.25, "accuracy": 0.375},
             {
@@ -166,14 +168,19 @@ def outputs_tree(root: Path, with_validity: bool = True) -> Path:
     table1_rows(with_validity).to_csv(summary / "table1.csv", index=False)
     pd.DataFrame(
         {
-            "model": ["gemma3-270m"],
-            "lang": ["en"],
-            "test": ["between_conditions"],
-            "a": ["chrf_all"],
-            "b": ["random"],
-            "n": [24],
-            "p": [0.001],
-            "holm_p": [0.004321],
+            "model": ["gemma3-270m"] * 4,
+            "lang": ["pooled: en,ms", "en", "en", "ms"],
+            "family": ["primary", "per_language", "per_language", "per_language"],
+            "test": ["pooled_between", "between_conditions", "between_conditions", "between_conditions"],
+            "a": ["chrf_all"] * 4,
+            "b": ["placebo_random_answer", "random", "placebo_random_answer", "placebo_random_answer"],
+            "n": [26, 24, 24, 2],
+            "estimate": [11.0, 11.25, 12.5, 5.0],
+            "low": [2.5, 1.0, -3.25, None],
+            "high": [19.5, 20.0, 30.0, None],
+            "p": [0.0123, 0.001, 0.2, None],
+            "holm_p": [None, 0.004321, 0.4, None],
+            "result": ["tested", "tested", "tested", "untestable"],
         }
     ).to_csv(summary / "tests.csv", index=False)
     if with_validity:
@@ -187,7 +194,7 @@ def outputs_tree(root: Path, with_validity: bool = True) -> Path:
                 "improved_diff": [12.5],
                 "improved_diff_low": [-3.25],
                 "improved_diff_high": [30.0],
-                "too_few_probes": [False],
+                "few_probes": [False],
             }
         ).to_csv(summary / "contrasts.csv", index=False)
     for name in ("fig2_improved_by_strategy", "fig7_misaligned_heatmap"):
@@ -226,20 +233,38 @@ def test_sections_come_in_the_papers_order_and_details_are_collapsed(built):
 
 
 def test_table1_headline_has_languages_as_columns_and_the_controls_beside_it(built):
-    _, index, _, page = built
-    assert page.headers["table1-gemma3-270m"] == ["outcome", "en", "ms*"]
+    root, index, _, page = built
+    assert page.headers["table1-gemma3-270m"][:3] == ["outcome", "en", "ms*"]
     labels = page.row_labels["table1-gemma3-270m"]
     assert labels[:5] == ["probes", "misaligned (expected)", "+ improved %", "= same %", "- decreased %"]
     assert {"+ if nothing changed %", "+ beyond no effect (pts)", "+ minus placebo (pts)"} <= set(labels)
+    # '+ beyond no effect' stands only next to the placebo contrast, below it
+    assert (
+        labels.index("+ beyond no effect (pts)")
+        > labels.index("+ minus placebo: p")
+        > labels.index("+ minus placebo (pts)")
+    )
+    assert page.headers["table1-gemma3-270m"][-1] == "pooled (primary test)"
+    table = report.paper_table1(
+        *[pd.read_csv(root / "summary" / f) for f in ("table1.csv", "contrasts.csv")],
+        tests=pd.read_csv(root / "summary" / "tests.csv"),
+    )
+    shown = table["gemma3-270m"]
+    assert shown.at["+ minus placebo: p", "en"] == "0.4" and shown.at["+ minus placebo: p", "ms*"] == "untestable"
+    assert shown.at["+ minus placebo (pts)", "pooled (primary test)"] == "11.0 (2.5, 19.5)"
+    assert shown.at["+ minus placebo: p", "pooled (primary test)"] == "0.012"
+    assert "not an effect size" in index.read_text() and 'id="families"' in index.read_text()
     text = index.read_text()
     assert re.search(r"61\.[23]<br><small>\(41\.[23], 76\.[23]\)</small>", text)  # the one-run interval, 1 decimal
     assert re.search(r"12\.5<br><small>\(-3\.[23], 30\.0\)</small>", text)  # the placebo contrast where it exists
     assert "fewer than 20 probes" in text and "ms (2)" in text
     assert "0.0043" in text and "0.004321" not in text  # p-values with 2 significant digits
-    assert page.headers["tests"][:3] == ["model", "language", "test"]  # headers are words
+    assert page.headers["tests"][:4] == ["model", "language", "family", "test"]  # headers are words
     assert "Glossary" in text
     assert "at most 8 WVS questions per culture" in text and "general ability on 8 items" in text
     assert "95_culture_eval" not in text[text.index('id="not-finished"') :]  # scores.csv is optional
+    assert re.search(r"-5\.5<br><small>\(-9\.[23], -1\.5\)</small>", text)  # a method difference with its interval
+    assert "not a share of questions" in text
 
 
 def test_report_works_without_the_validity_columns(isolated_outputs):
@@ -279,6 +304,9 @@ def test_results_md_numbers_equal_the_csvs(built):
     improved_line = next(line for line in block.splitlines() if line.startswith("| + improved %"))
     cells = [c.strip() for c in improved_line.strip("|").split("|")[1:]]
     for lang, cell in zip(langs, cells):
+        if lang.startswith("pooled"):
+            assert cell == ""  # the pooled column holds the primary test only
+            continue
         row = t1[(t1["lang"] == lang) & (t1["strategy"] == "chrf_all")].iloc[0]
         shown = [float(x) for x in re.findall(r"-?\d+\.\d", cell)]
         assert shown == pytest.approx([row["improved"], row["improved_run_low"], row["improved_run_high"]], abs=0.051)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from tests.probe_data import toy_probes
 
-from culturealign import demos, metrics, prompts, selfalign
+from culturealign import demos, metrics, placebos, prompts, selfalign
 
 FAKE_LM = SimpleNamespace(spec=SimpleNamespace(chat=False, answer_primer=False), tokenizer=None)
 PLAIN = prompts.PromptFormat.of(FAKE_LM)
@@ -63,7 +63,11 @@ def run(monkeypatch):
         "en",
         0,
         selfalign.Remeasurement(
-            list(selfalign.conditions()), draws=2, selected=pd.Series(True, index=zero.index), swap_labels=swap
+            list(selfalign.conditions()),
+            draws=2,
+            selected=pd.Series(True, index=zero.index),
+            swap_labels=swap,
+            swap_country=placebos.ADVERSARIAL,
         ),
     )
     return frame, zero, results, texts
@@ -110,6 +114,7 @@ def test_every_condition_and_draw_is_measured_and_unserved_probes_are_reported(r
         "placebo_random_answer": 2,
         "placebo_minority_answer": 1,
         "placebo_country_swap": 1,
+        "zero_shot_retest": 1,
     }
     unserved = results[results["p_majority_after"].isna()]
     assert set(unserved["strategy"]) == {"random_category", "chrf_category"}
@@ -281,26 +286,27 @@ def test_country_swap_answers_with_the_country_that_differs_most_on_the_demonstr
         index=frame["probe_id"],
     )
     # differences from USA on p1..p5: ARG 2 (p1, p3), DEU 3, CHN 2, FRA 3: DEU and FRA tie, DEU first alphabetically
-    country, answers = selfalign.swap_choice(rows, labels)
+    country, answers = placebos.swap_choice(rows, labels, placebos.ADVERSARIAL)
     assert country == "DEU" and answers == ["important"] * 5
-    country, answers = selfalign.swap_choice(rows, labels, "CHN")
+    country, answers = placebos.swap_choice(rows, labels, "CHN")
     assert country == "CHN" and answers == ["unimportant"] * 5
     partial = labels.assign(
         DEU=[None] * 2 + ["a"] * 7, FRA=[None] * 2 + ["a"] * 7
     )  # p1 unlabelled: keeps the USA answer
-    country, answers = selfalign.swap_choice(rows, partial.drop(columns=["ARG", "CHN"]))
+    country, answers = placebos.swap_choice(rows, partial.drop(columns=["ARG", "CHN"]), placebos.ADVERSARIAL)
     assert country == "DEU" and answers[0] == rows["majority_option"].iloc[0]
     with pytest.raises(
-        demos.DemoError, match="`swap_country` must be most_different or a country.*ARG, DEU; got 'XXX'"
+        demos.DemoError,
+        match="`swap_country` must be random_other or adversarial_most_different or a country.*ARG, DEU; got 'XXX'",
     ):
-        selfalign.check_swap_country("XXX", ["ARG", "USA", "DEU"], "USA")
-    selfalign.check_swap_country("DEU", ["ARG", "USA", "DEU"], "USA")
+        placebos.check_swap_country("XXX", ["ARG", "USA", "DEU"], "USA")
+    placebos.check_swap_country("DEU", ["ARG", "USA", "DEU"], "USA")
 
 
 def test_country_labels_come_from_the_wvs_figures():
     from culturealign import probes
 
     en = probes.load_probes("en").head(12)
-    table = selfalign.country_labels(en, ["USA", "DEU"])
+    table = placebos.country_labels(en, ["USA", "DEU"])
     usa = probes.majority_labels(en, "USA").set_index("probe_id")["label"]
     assert list(table.columns) == ["DEU", "USA"] and table["USA"].reindex(usa.index).equals(usa)

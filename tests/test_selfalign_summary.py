@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from culturealign import metrics, selfalign, selfalign_summary
+from culturealign import metrics, selfalign, selfalign_summary, selfalign_tests
 
 SHIFT = {"chrf_all": 0.3, "random": 0.0, "placebo_random_answer": 0.02, "chrf_category": 0.2}
 
@@ -68,7 +68,11 @@ def test_table1_has_the_papers_columns_then_the_new_ones_on_one_denominator(outc
         "delta_ci_high",
         "wilcoxon_p",
         "improved_draw_sd",
-        "sign_test_p",
+        "net_improved",
+        "net_improved_low",
+        "weighted_delta",
+        "weighted_delta_high",
+        "few_probes",
         "improved_no_effect",
         "improved_beyond_no_effect",
     } <= set(t1.columns)
@@ -94,6 +98,20 @@ def test_table1_has_the_papers_columns_then_the_new_ones_on_one_denominator(outc
     assert en.at["random", "draws"] == 2 and en.at["random", "improved_draw_sd"] >= 0
     assert np.isnan(en.at["chrf_all", "improved_draw_sd"])  # one draw: no spread
     assert en.at["chrf_all", "wilcoxon_p"] < 0.001
+    assert "sign_test_p" not in t1.columns
+    chrf = common.set_index("probe_id")
+    assert en.at["chrf_all", "net_improved"] == pytest.approx(
+        100 * (chrf["improved"] - chrf["decreased"]).sum() / chrf["misaligned"].sum()
+    )
+    assert en.at["chrf_all", "weighted_delta"] == pytest.approx(
+        (chrf["misaligned"] * chrf["delta"]).sum() / chrf["misaligned"].sum()
+    )
+    assert (
+        en.at["chrf_all", "net_improved_low"]
+        < en.at["chrf_all", "net_improved"]
+        < en.at["chrf_all", "net_improved_high"]
+    )
+    assert not en["few_probes"].any() and (en["no_effect_source"] == "p' = p").all()
 
 
 def test_a_condition_that_serves_no_probe_leaves_the_others_their_denominator():
@@ -108,15 +126,17 @@ def test_a_condition_that_serves_no_probe_leaves_the_others_their_denominator():
         t1.at["chrf_all", "improved_run_low"] <= t1.at["chrf_all", "improved"] <= t1.at["chrf_all", "improved_run_high"]
     )
     assert np.isnan(t1.at["chrf_category", "mean_delta"])  # nothing to compute, but the column is there
-    tests = selfalign_summary.paired_tests(out)
+    tests = selfalign_tests.paired_tests(out)
     assert not (tests["a"] == "chrf_category").any() and tests["p"].notna().all()
 
 
-def test_primary_family_is_holm_adjusted_per_language_and_the_rest_is_exploratory(outcomes):
-    tests = selfalign_summary.paired_tests(outcomes)
-    assert set(tests["family"]) == {"primary", "exploratory"}
-    assert tests.loc[tests["family"] == "exploratory", "holm_p"].isna().all()
-    between = tests[tests["family"] == "primary"].set_index(["lang", "b"])
+def test_families_one_pooled_primary_test_and_holm_over_every_language(outcomes):
+    tests = selfalign_tests.paired_tests(outcomes)
+    assert set(tests["family"]) == {"primary", "per_language", "exploratory"}
+    assert tests.loc[tests["family"] != "per_language", "holm_p"].isna().all()
+    primary = tests[tests["family"] == "primary"]
+    assert len(primary) == 1 and primary["lang"].iloc[0] == "pooled: en,de" and primary["n"].iloc[0] == 67
+    between = tests[tests["family"] == "per_language"].set_index(["lang", "b"])
     assert set(between.index) == {
         ("en", "random"),
         ("de", "random"),
@@ -124,13 +144,11 @@ def test_primary_family_is_holm_adjusted_per_language_and_the_rest_is_explorator
         ("de", "placebo_random_answer"),
     }
     assert between.at[("en", "random"), "n"] == 37 and between.at[("de", "random"), "n"] == 30
-    assert (between["holm_p"] < 0.001).all() and (between["mean_diff"] > 0.2).all()
-    assert (between["family_size"] == 2).all() and (between["method"] == "sign_flip_mean").all()
-    for lang in ("en", "de"):
-        assert np.allclose(between.loc[lang, "holm_p"], metrics.holm(between.loc[lang, "p"]))
-    # one definition of the family: a language's adjusted p is the same alone (stage 30) and in the summary (stage 40)
-    alone = selfalign_summary.paired_tests(outcomes[outcomes["lang"] == "de"])
-    assert np.allclose(alone.loc[alone["family"] == "primary", "holm_p"], between.loc["de", "holm_p"])
+    assert (between["holm_p"] < 0.001).all() and (between["estimate"] > 20).all()
+    assert (between["family_size"] == 4).all() and (between["method"] == "sign_flip_improved_diff").all()
+    assert np.allclose(between["holm_p"], metrics.holm(between["p"]))
+    alone = selfalign_tests.paired_tests(outcomes[outcomes["lang"] == "de"])  # stage 30: one language's family
+    assert (alone.loc[alone["family"] == "per_language", "family_size"] == 2).all()
 
 
 def test_rounded_rule_stays_available(outcomes):
@@ -273,8 +291,8 @@ def test_table1_shows_what_no_effect_gives_beside_each_row(outcomes):
 
 
 def test_contrasts_against_the_placebo_and_random_with_paired_intervals(outcomes):
-    table = selfalign_summary.contrasts(outcomes, n_boot=500)
-    assert list(table.columns) == selfalign_summary.CONTRAST_COLUMNS
+    table = selfalign_tests.contrasts(outcomes, n_resamples=500)
+    assert list(table.columns) == selfalign_tests.CONTRAST_COLUMNS
     row = table.set_index(["lang", "condition", "reference"]).loc[("en", "chrf_all", "placebo_random_answer")]
     t1 = selfalign_summary.table1(outcomes, runs=100).set_index(["lang", "strategy"])
     assert row["improved_diff"] == pytest.approx(
@@ -282,23 +300,26 @@ def test_contrasts_against_the_placebo_and_random_with_paired_intervals(outcomes
     )
     assert row["improved_diff_low"] < row["improved_diff"] < row["improved_diff_high"] and row["improved_diff_low"] > 20
     assert row["mean_delta_diff_low"] < row["mean_delta_diff"] < row["mean_delta_diff_high"]
-    assert row["mean_delta_diff"] == pytest.approx(0.28, abs=0.04) and not row["too_few_probes"]
+    assert row["mean_delta_diff"] == pytest.approx(0.28, abs=0.04) and not row["few_probes"]
+    assert row["improved_diff_p"] < 0.01 and row["improved_diff_result"] == "tested"
     assert set(table["reference"]) == {"placebo_random_answer", "random"}
 
 
-def test_too_few_probes_are_computed_and_flagged():
+def test_few_probes_are_computed_flagged_and_untestable_where_no_p_can_reach_the_level():
     out = selfalign.outcomes(synthetic_results("xx", 4, seed=1)).assign(model="m", lang="xx")
-    table = selfalign_summary.contrasts(out, n_boot=200)
-    assert table["too_few_probes"].all() and table["improved_diff"].notna().all()
-    tests = selfalign_summary.paired_tests(out)
-    assert tests["too_few_probes"].all() and tests.loc[tests["family"] == "primary", "p"].notna().all()
+    table = selfalign_tests.contrasts(out, n_resamples=200)
+    assert table["few_probes"].all() and table["improved_diff"].notna().all()
+    assert (table["improved_diff_result"] == "untestable").all() and table["improved_diff_p"].isna().all()
+    tests = selfalign_tests.paired_tests(out)
+    between = tests[tests["family"] != "exploratory"]
+    assert tests["few_probes"].all() and (between["result"] == "untestable").all() and between["p"].isna().all()
 
 
 def test_sampled_runs_keep_zero_differences_by_pratt():
     out = selfalign.outcomes(synthetic_results("en", 20, seed=2)).assign(
         model="m", lang="en", mode="sampled (10 draws)"
     )
-    tests = selfalign_summary.paired_tests(out)
+    tests = selfalign_tests.paired_tests(out)
     assert (tests.loc[tests["test"] == "vs_zero_shot", "method"] == "wilcoxon_pratt").all()
 
 

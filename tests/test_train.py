@@ -98,3 +98,41 @@ def test_unknown_lora_target_module_names_the_real_ones(tiny_lm):
 def test_empty_crqpc_set_is_a_clear_error(tiny_lm, tmp_path):
     with pytest.raises(train.TrainingError, match="CRQPC set is empty"):
         train.train_adapter(tiny_lm, [], tmp_path / "joint", train.LoraSettings())
+
+
+def test_adapters_are_trained_with_at_least_three_seeds_and_named_by_seed():
+    with pytest.raises(train.TrainingError, match=r"params/x.yaml: adapter_seeds must be at least 3 distinct"):
+        train.check_seeds([0, 1], "params/x.yaml")
+    with pytest.raises(train.TrainingError, match="at least 3 distinct"):
+        train.check_seeds([0, 0, 1])
+    seeds = train.check_seeds([4, 5, 6])
+    names = [train.adapter_folder_name("USA", seeds, s) for s in seeds]
+    assert names == ["USA", "USA__seed5", "USA__seed6"]
+    assert [train.split_seed(n) for n in names] == [("USA", ""), ("USA", "__seed5"), ("USA", "__seed6")]
+
+
+def test_stage_95_answers_every_seed_of_every_adapter(monkeypatch, tmp_path):
+    """Each adapters/ folder (a name and its seeds) is answered as its method with the seed suffix."""
+    import pandas as pd
+
+    from culturealign import culturespa, culturespa_eval
+
+    for folder in ("joint", "joint__seed1", "USA", "USA__seed1", "CHN"):
+        (tmp_path / folder / "adapter").mkdir(parents=True)
+    monkeypatch.setattr(culturespa_eval, "trained_adapter", lambda root, name: root / name / "adapter")
+    monkeypatch.setattr(culturespa, "prompt_format", lambda lm: "plain")
+    monkeypatch.setattr(train, "with_adapter", lambda lm, folder, fmt: folder)
+    asked = []
+
+    def answer(tuned, questions, settings, similar, how, stream, desc):
+        asked.append((stream, tuple(settings)))
+        return pd.DataFrame({"id": ["Q1"]})
+
+    monkeypatch.setattr(culturespa, "answer_questions", answer)
+    culturespa_eval.adapter_answers(None, pd.DataFrame(), ["USA", "DEU"], tmp_path)
+    assert dict(asked) == {
+        "culturespa_joint": (("aware", "USA"), ("aware", "DEU")),
+        "culturespa_joint__seed1": (("aware", "USA"), ("aware", "DEU")),
+        "culturespa_specific": (("aware", "USA"),),
+        "culturespa_specific__seed1": (("aware", "USA"),),
+    }  # CHN is no culture of this run

@@ -233,10 +233,12 @@ def check_answer_mode(mode: str, where: str = "answer_mode") -> str:
 
 REPLY_PARSING = {
     "authors": "the first integer anywhere in the reply, if it is 0-10 (the authors' result_analysis_run_3.py, "
-    "parse_answer); a number 0-10 off the question's scale, which the authors would score, is "
-    "counted in `off_scale` and left out",
+    "parse_answer), read from sampled replies in every engine (no engine computes it exactly); a number "
+    "0-10 off the question's scale is scored as the code it is, as their script scores it (`off_scale` "
+    "counts such replies, `off_scale_probs` holds their codes)",
     "strict": "the reply begins with an option code after whitespace and markup, not followed by a digit "
-    "(the reader's rule, scoring.parse_response), the rule exact scoring computes",
+    "(the reader's rule, scoring.parse_response): computed exactly where the engine has logits, read from "
+    "sampled replies elsewhere",
 }
 FIRST_INTEGER = re.compile(r"\d+")
 REPLY_TOKENS = 32  # new tokens per sampled reply: room for a number after a few words
@@ -263,10 +265,10 @@ def parse_reply(reply: str, codes: Sequence[int], rule: str) -> int | None:
 
 
 def tally_replies(replies: Sequence[str], codes: Sequence[int], rule: str) -> dict[str, Any]:
-    """Replies of one prompt counted per option code under `rule`: counts, invalid, off_scale (a code
-    0-10 the question does not have, part of invalid) and parse_differs (replies the two rules read
-    differently)."""
-    counts, off_scale, differs = [0] * len(codes), 0, 0
+    """Replies of one prompt counted per option code under `rule`: counts, invalid (no option code),
+    off_scale (a code 0-10 the question does not have, part of invalid) with off_scale_codes {code:
+    replies}, and parse_differs (replies the two rules read differently)."""
+    counts, off_codes, differs = [0] * len(codes), {}, 0
     other_rule = "strict" if rule == "authors" else "authors"
     for reply in replies:
         code = parse_reply(reply, codes, rule)
@@ -274,8 +276,14 @@ def tally_replies(replies: Sequence[str], codes: Sequence[int], rule: str) -> di
         if code in codes:
             counts[list(codes).index(code)] += 1
         elif code is not None:
-            off_scale += 1
-    return {"counts": counts, "invalid": len(replies) - sum(counts), "off_scale": off_scale, "parse_differs": differs}
+            off_codes[code] = off_codes.get(code, 0) + 1
+    return {
+        "counts": counts,
+        "invalid": len(replies) - sum(counts),
+        "off_scale": sum(off_codes.values()),
+        "parse_differs": differs,
+        "off_scale_codes": dict(sorted(off_codes.items())),
+    }
 
 
 def option_start(qid: str, options: Sequence[Any]) -> int:
@@ -324,6 +332,14 @@ def pick_answer(
     raise AssertionError(mode)
 
 
+def answer_code(index: int | None, start: int, n_options: int, off_scale: dict) -> int | None:
+    """The code a picked reply gives: option `index` is code start + index; an index past the
+    options is one of the off-scale codes the authors' rule reads (their order in `off_scale`)."""
+    if index is None:
+        return None
+    return int(start) + index if index < n_options else int(list(off_scale)[index - n_options])
+
+
 def sample_replies(
     lm: LoadedModel, texts: Sequence[str], n: int, seed: int, batch_size: int, desc: str
 ) -> list[list[str]]:
@@ -352,15 +368,16 @@ def distributions(
     options: Sequence[Sequence[str]],
     batch_size: int,
     desc: str,
-    parsing: str = "authors",
+    parsing: str = "strict",
     draws: int = 10,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Response distributions (`probs`, `other`, `dist`, `mode`). Exact where the engine has logits
-    (replies that begin with an option code: the strict rule); else `draws` sampled replies per
-    prompt parsed by `parsing`, with `off_scale` and `parse_differs` counted per prompt."""
+    """Response distributions (`probs`, `other`, `dist`, `mode`) of replies read by `parsing`, the
+    same rule in every engine: the strict rule exactly where the engine has logits (replies that
+    begin with an option code); otherwise, and for the authors' rule in every engine, `draws`
+    sampled replies per prompt parsed by `parsing`, with `off_scale` and `parse_differs` counted."""
     check_reply_parsing(parsing)
-    if lm.engine.has_logprobs:
+    if lm.engine.has_logprobs and parsing == "strict":
         return scoring.option_distributions(lm, texts, options, batch_size=batch_size, desc=desc)
     rows = []
     for replies, opts in zip(sample_replies(lm, texts, draws, seed, batch_size, desc), options):
@@ -369,7 +386,8 @@ def distributions(
         rows.append(
             {
                 "probs": [c / draws for c in tally["counts"]],
-                "other": tally["invalid"] / draws,
+                "other": (tally["invalid"] - tally["off_scale"]) / draws,  # off-scale codes are scored, not invalid
+                "off_scale_probs": {str(c): k / draws for c, k in tally["off_scale_codes"].items()},
                 "dist": [c / valid for c in tally["counts"]] if valid else [1.0 / len(opts)] * len(opts),
                 "mode": f"sampled ({draws} draws, {parsing} parsing)",
                 "off_scale": tally["off_scale"],
@@ -405,13 +423,16 @@ def answer_columns(table: pd.DataFrame, mode: str, seed: int) -> pd.DataFrame:
     reply) and `answer` under the chosen one, from a table with id, stream, start, probs, other."""
     check_answer_mode(mode)
     table = table.copy()
+    extra = list(table["off_scale_probs"]) if "off_scale_probs" in table else [{}] * len(table)
     for name in ANSWER_MODES:
-        picks = [
-            pick_answer(p, o, name, seed, q, s)
-            for p, o, q, s in zip(table["probs"], table["other"], table["id"], table["stream"])
-        ]
         table[f"answer_{name}"] = pd.array(
-            [None if i is None else st + i for i, st in zip(picks, table["start"])], dtype="Int64"
+            [
+                answer_code(pick_answer([*p, *x.values()], o, name, seed, q, s), st, len(p), x)
+                for p, o, q, s, st, x in zip(
+                    table["probs"], table["other"], table["id"], table["stream"], table["start"], extra
+                )
+            ],
+            dtype="Int64",
         )
     table["answer"] = table[f"answer_{mode}"]
     table["answer_mode"] = mode
@@ -469,7 +490,7 @@ class Answering:
     batch_size: int = 8
     mode: str = "sample"
     seed: int = 0
-    parsing: str = "authors"
+    parsing: str = "strict"
 
     def __post_init__(self) -> None:
         check_answer_mode(self.mode)
@@ -516,12 +537,14 @@ def answer_questions(
     for column in ("off_scale", "parse_differs"):
         if column in scored:
             table[column] = scored[column].to_numpy()
+    if "off_scale_probs" in scored:
+        table["off_scale_probs"] = list(scored["off_scale_probs"])
     return answer_columns(table, how.mode, how.seed).drop(columns="stream")
 
 
 def read_answers(path: Path) -> pd.DataFrame:
     """An answers.csv written by stage 70 or 95: lists parsed, answer codes as Int64 with <NA> for invalid."""
-    table = pd.read_csv(path, keep_default_na=False, converters={"probs": json.loads})
+    table = pd.read_csv(path, keep_default_na=False, converters={"probs": json.loads, "off_scale_probs": json.loads})
     for column in [c for c in table.columns if c == "answer" or c.startswith("answer_") and c != "answer_mode"]:
         table[column] = pd.to_numeric(table[column].replace("", None), errors="coerce").astype("Int64")
     return table
@@ -534,6 +557,8 @@ def write_answers(path: Path, table: pd.DataFrame) -> Path:
     out = table.copy()
     if "probs" in out:
         out["probs"] = out["probs"].map(lambda p: json.dumps([float(x) for x in p]))
+    if "off_scale_probs" in out:
+        out["off_scale_probs"] = out["off_scale_probs"].map(lambda x: json.dumps(x if isinstance(x, dict) else {}))
     return write_table(path, out)
 
 

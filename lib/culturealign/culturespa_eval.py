@@ -22,7 +22,15 @@ from scipy import stats
 from . import culturespa, metrics, paths, prompts, train, wvs
 from .models import LoadedModel
 
-METHODS = ["unaware", "aware", "cross", "aware_selfalign", "culturespa_joint", "culturespa_specific"]
+METHODS = [
+    "unaware",
+    "aware",
+    "cross",
+    "aware_selfalign",
+    "aware_selfalign_placebo",  # the same demonstrations, each answered with a seeded random code
+    "culturespa_joint",
+    "culturespa_specific",
+]
 
 
 def wvs_eval_questions(max_questions: int = 0) -> pd.DataFrame:
@@ -83,6 +91,19 @@ def selfalign_demos(
     return out
 
 
+def placebo_demos(demos: dict, seed: int) -> dict:
+    """aware_selfalign's placebo: the same demonstrations, each answered with a code drawn at random
+    from its own scale (seeded by the run, culture, question and demonstration), so a gain of
+    aware_selfalign over it comes from the culture's answers, not from showing filled-in examples."""
+    out = {}
+    for (culture, qid), shown in demos.items():
+        rng = np.random.default_rng([seed, *(ord(ch) for ch in f"{culture}|{qid}")])
+        out[(culture, qid)] = [
+            (text, options, int(start + rng.integers(len(options))), start) for text, options, _, start in shown
+        ]
+    return out
+
+
 def score_table(
     answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequence[str], figures: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -125,18 +146,22 @@ SHARED_METHODS = ("unaware",)
 
 def simulated_replies(group: pd.DataFrame, ids: Sequence[str], u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Answer codes and validity (draws x questions, in the order of `ids`) of simulated one-sample
-    runs: question j's reply falls where the uniform u[:, j] lands on its exact distribution (the
-    options, then `other`: invalid). A question the group lacks is never valid."""
+    runs: question j's reply falls where the uniform u[:, j] lands on its distribution (the
+    options, then the off-scale codes the authors' rule reads and scores, then `other`: invalid).
+    A question the group lacks is never valid."""
     by_id = group.drop_duplicates("id").set_index("id")
     codes, valid = np.zeros(u.shape), np.zeros(u.shape, dtype=bool)
     for j, qid in enumerate(ids):
         if qid not in by_id.index:
             continue
         probs, other, start = by_id.at[qid, "probs"], by_id.at[qid, "other"], by_id.at[qid, "start"]
-        weights = np.append(np.clip(np.asarray(probs, dtype=float), 0, None), max(float(other), 0.0))
+        extra = by_id.at[qid, "off_scale_probs"] if "off_scale_probs" in by_id else {}
+        extra = extra if isinstance(extra, dict) else {}
+        support = np.array([int(start) + k for k in range(len(probs))] + [int(c) for c in extra], dtype=float)
+        weights = np.clip(np.array([*probs, *extra.values(), max(float(other), 0.0)], dtype=float), 0, None)
         index = np.searchsorted(np.cumsum(weights) / weights.sum(), u[:, j], side="right")
-        valid[:, j] = index < len(probs)
-        codes[:, j] = int(start) + np.minimum(index, len(probs) - 1)
+        valid[:, j] = index < support.size
+        codes[:, j] = support[np.minimum(index, support.size - 1)]
     return codes, valid
 
 
@@ -278,7 +303,8 @@ def base_answers(
     how: culturespa.Answering = culturespa.Answering(),
 ) -> pd.DataFrame:
     """Base-model answers: unaware (once, shared by every culture, as the authors score one unaware
-    file against every culture), aware, cross, aware + demonstrations."""
+    file against every culture), aware, cross, aware + demonstrations, and its placebo (the same
+    demonstrations with random answers)."""
     unaware = culturespa.answer_questions(
         lm, questions, [("unaware", None)], similar, how, stream="unaware", desc="unaware"
     )
@@ -289,11 +315,15 @@ def base_answers(
         parts.append(answered.assign(method=kind))
     demos = selfalign_demos(questions, cultures)
     aware = [("aware", c) for c in cultures]
-    parts.append(
-        culturespa.answer_questions(
-            lm, questions, aware, similar, how, demos, stream="aware_selfalign", desc="aware + demos"
-        ).assign(method="aware_selfalign")
-    )
+    for method, shown, desc in (
+        ("aware_selfalign", demos, "aware + demos"),
+        ("aware_selfalign_placebo", placebo_demos(demos, how.seed), "aware + random-answer demos"),
+    ):
+        parts.append(
+            culturespa.answer_questions(lm, questions, aware, similar, how, shown, stream=method, desc=desc).assign(
+                method=method
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -310,35 +340,26 @@ def adapter_answers(
     adapters: Path,
     how: culturespa.Answering = culturespa.Answering(),
 ) -> pd.DataFrame:
-    """Aware answers of the joint adapter for every culture, and of each culture's own adapter.
+    """Aware answers of the joint adapter for every culture, and of each culture's own adapter,
+    for every training seed: the first seed's as culturespa_joint / culturespa_specific, each further
+    seed's as that method with its seed suffix (train.SEED_SUFFIX), so `seed_spread` can compare them.
     Each adapter's manifest must name this base model and prompt format."""
     parts, fmt = [], culturespa.prompt_format(lm)
-    joint = trained_adapter(adapters, "joint")
-    if joint is None:
+    if trained_adapter(adapters, "joint") is None:
         print(f"no joint adapter under {adapters}: run 90_lora_sft first")
-    else:
-        tuned = train.with_adapter(lm, joint, fmt)
-        aware = [("aware", c) for c in cultures]
-        parts.append(
-            culturespa.answer_questions(
-                tuned, questions, aware, None, how, stream="culturespa_joint", desc="joint"
-            ).assign(method="culturespa_joint")
-        )
-    for culture in cultures:
-        folder = trained_adapter(adapters, culture)
-        if folder is None:
+    folders = sorted(p.name for p in adapters.glob("*")) if adapters.exists() else []
+    for folder_name in folders:
+        name, seed_label = train.split_seed(folder_name)
+        folder = trained_adapter(adapters, folder_name)
+        if folder is None or (name != "joint" and name not in cultures):
             continue
+        method = ("culturespa_joint" if name == "joint" else "culturespa_specific") + seed_label
+        settings = [("aware", c) for c in cultures] if name == "joint" else [("aware", name)]
         tuned = train.with_adapter(lm, folder, fmt)
         parts.append(
-            culturespa.answer_questions(
-                tuned,
-                questions,
-                [("aware", culture)],
-                None,
-                how,
-                stream="culturespa_specific",
-                desc=f"specific {culture}",
-            ).assign(method="culturespa_specific")
+            culturespa.answer_questions(tuned, questions, settings, None, how, stream=method, desc=folder_name).assign(
+                method=method
+            )
         )
     return (
         pd.concat(parts, ignore_index=True)
@@ -390,7 +411,8 @@ def paired_comparison(
     equivalence test within +/- margin_points (metrics.tost_paired). A McNemar p near 1 at chance
     accuracy shows nothing; the verdict says whether the items show the accuracies are the same."""
     a, b, c, d = metrics.paired_cells(other_right, base_right)
-    low, high = metrics.tango_paired_interval(b, c, a + b + c + d)
+    n = a + b + c + d
+    low, high = metrics.tango_paired_interval(b, c, n)
     tost = metrics.tost_paired(a, b, c, d, check_margin(margin_points) / 100)
     p_value = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
     return {
@@ -405,6 +427,7 @@ def paired_comparison(
         "diff_low": 100 * low,
         "diff_high": 100 * high,
         "verdict": verdict(tost, margin_points),
+        "detectable_margin": 100 * metrics.detectable_margin(n, (b + c) / n),
     }
 
 
@@ -509,7 +532,25 @@ def general_ability(
         }
         if name != "base":
             compared = paired_comparison(right["base"], hits, margin_points)
-            equivalence = {k: compared.pop(k) for k in ("margin", "tost_p", "diff_low", "diff_high", "verdict")}
+            kept = ("margin", "tost_p", "diff_low", "diff_high", "verdict", "detectable_margin")
+            equivalence = {k: compared.pop(k) for k in kept}
             row.update({f"vs_base_{k}": v for k, v in compared.items()} | equivalence)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return at_chance(pd.DataFrame(rows))
+
+
+CANNOT_SHOW = "cannot show a loss: the base model is within its 95% interval of chance"
+
+
+def at_chance(table: pd.DataFrame) -> pd.DataFrame:
+    """Each model's accuracy with its Wilson 95% interval; where the base model's interval holds
+    chance, no adapter can be shown to lose ability (there is none above chance to lose), and
+    every adapter's verdict says so."""
+    table = table.copy()
+    bounds = [metrics.wilson_interval(round(a * n), n) for a, n in zip(table["accuracy"], table["items"])]
+    table["accuracy_low"], table["accuracy_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
+    table["at_chance"] = (table["accuracy_low"] <= table["chance"]) & (table["chance"] <= table["accuracy_high"])
+    base = table[table["model"] == "base"]
+    if len(base) and bool(base["at_chance"].iloc[0]) and "verdict" in table:
+        table.loc[table["model"] != "base", "verdict"] = CANNOT_SHOW
+    return table

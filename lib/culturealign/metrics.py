@@ -9,6 +9,7 @@ count rounded, `correct_count` / `rounded_outcomes`) stays available for compari
 
 from __future__ import annotations
 
+import warnings
 from typing import Mapping, Sequence, Union
 
 import numpy as np
@@ -201,36 +202,48 @@ def outcome_shares(outcomes: Sequence[str]) -> dict[str, float]:
     }
 
 
-def sign_test(improved: int, decreased: int) -> float:
-    """Two-sided sign test of improved vs decreased probes (ties, 'same', left out)."""
-    n = improved + decreased
-    return float(stats.binomtest(improved, n, 0.5).pvalue) if n else float("nan")
-
-
-def bootstrap_interval(
-    outcomes: Sequence[str], what: str = "improved", n_boot: int = 2000, seed: int = 0, level: float = 0.95
+def bca_interval(
+    data: Sequence[Sequence[float]], statistic, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the percent of probes with a given outcome."""
-    values = np.array([o == what for o in outcomes], dtype=float)
-    if len(values) == 0:
+    """BCa interval (scipy.stats.bootstrap, method='BCa', resampling probes jointly across the
+    arrays in `data`) of a vectorized statistic(*arrays, axis); NaN where fewer than 3 probes or the
+    resampled statistic does not vary."""
+    arrays = [np.asarray(d, dtype=float) for d in data]
+    if arrays[0].size < 3 or all(np.ptp(a) == 0 for a in arrays):
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(n_boot, len(values)), replace=True).mean(axis=1) * 100
-    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a degenerate resample gives NaN, reported as no interval
+        ci = stats.bootstrap(
+            arrays,
+            statistic,
+            paired=True,
+            vectorized=True,
+            n_resamples=n_boot,
+            method="BCa",
+            confidence_level=level,
+            random_state=np.random.default_rng(seed),
+        ).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 def bootstrap_mean_interval(
     values: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of a mean (e.g. of p' - p over probes)."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(n_boot, values.size), replace=True).mean(axis=1)
-    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
+    """BCa bootstrap interval of a mean (e.g. of p' - p over probes)."""
+    return bca_interval([values], lambda v, axis=-1: np.mean(v, axis=axis), n_boot, seed, level)
+
+
+def weighted_ratio_interval(
+    values: Sequence[float], weights: Sequence[float], scale: float = 1.0, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """BCa interval of scale * sum(values) / sum(weights) over probes (e.g. Table 1's (+) - (-) in
+    points, or the P(misaligned)-weighted mean p' - p)."""
+
+    def ratio(v, w, axis=-1):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return scale * v.sum(axis=axis) / w.sum(axis=axis)
+
+    return bca_interval([values, weights], ratio, n_boot, seed)
 
 
 def wilcoxon_paired(x: Sequence[float], y: Sequence[float], zero_method: str = "wilcox") -> dict[str, float]:
@@ -273,34 +286,85 @@ def soft_distance(p_model_a: float, p_human_a: float) -> float:
     return abs(p_model_a - p_human_a)
 
 
-MIN_PROBES = 5  # a bootstrap or permutation over fewer probes is computed, and flagged as resting on too few
+MIN_PROBES = 20  # a number resting on fewer probes is computed and flagged (`few_probes`)
+ALPHA = 0.05  # the two-sided level of every test; intervals are at 1 - ALPHA
 
 
-def sign_flip_test(diff: Sequence[float], n_resamples: int = 9999, seed: int = 0) -> dict[str, float]:
-    """Paired sign-flip permutation test of mean(diff) = 0, two-sided (scipy's permutation_test;
-    exact over all 2^n sign patterns when that is at most n_resamples). The statistic is the
-    mean difference, the headline's estimand. A zero difference stays in n and adds nothing
-    under either sign (Pratt's treatment of zeros). p is NaN when every difference is zero."""
-    diff = np.asarray(diff, dtype=float)
-    out = {
-        "n": int(diff.size),
-        "mean_diff": float(diff.mean()) if diff.size else float("nan"),
-        "p": float("nan"),
-        "too_few_probes": bool(diff.size < MIN_PROBES),
-    }
-    if np.count_nonzero(diff) == 0:
-        return out
-    test = stats.permutation_test(
-        (diff,),
-        lambda d, axis: np.mean(d, axis=axis),
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=n_resamples,
-        alternative="two-sided",
-        random_state=np.random.default_rng(seed),
-    )
-    out["p"] = float(test.pvalue)
-    return out
+def sign_patterns(n: int, n_resamples: int, seed: int = 0) -> tuple[np.ndarray, bool]:
+    """Sign patterns of a paired sign-flip test (rows x n, entries +/-1): all 2^n when that is at
+    most n_resamples (exact, as scipy.stats.permutation_test enumerates), else n_resamples random ones."""
+    if n <= 30 and 2**n <= n_resamples:
+        return (((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1).astype(float), True
+    return np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_resamples, n)), False
+
+
+def _two_sided_p(null: np.ndarray, observed: float, exact: bool) -> float:
+    """scipy.stats.permutation_test's two-sided p of an observed statistic against its null draws."""
+    gamma, adjust = abs(np.finfo(float).eps * 100 * observed), 0 if exact else 1
+    less = (np.count_nonzero(null <= observed + gamma) + adjust) / (null.size + adjust)
+    greater = (np.count_nonzero(null >= observed - gamma) + adjust) / (null.size + adjust)
+    return float(min(1.0, 2 * min(less, greater)))
+
+
+def sign_flip_ratio(
+    diff: Sequence[float],
+    weight: Sequence[float],
+    scale: float = 100.0,
+    strata: Sequence[str] | None = None,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> dict[str, float | str | bool]:
+    """Paired sign-flip test and inverted interval of theta = scale * sum(diff) / sum(weight).
+
+    diff_i is one probe's difference between two conditions (e.g. P(improved) under a minus under
+    b) and weight_i its P(misaligned), the same for both (one baseline), so theta is the number a
+    table prints (e.g. improved % of a minus improved % of b). With strata (languages), theta is
+    the mean over strata of each stratum's ratio: a pooled hypothesis, signs flipped within strata.
+    H0: theta = theta0 holds when diff_i - theta0 * weight_i / scale is symmetric about 0; p is
+    the two-sided test of theta0 = 0 (scipy's convention, exact over every sign pattern when 2^n
+    <= n_resamples) and [low, high] the theta0 it does not reject at ALPHA. min_p is the smallest
+    p the test can give at this n: `result` is "identical" (every diff 0), "untestable" (min_p >
+    ALPHA) or "tested"."""
+    d, w = np.asarray(diff, dtype=float), np.asarray(weight, dtype=float)
+    if d.shape != w.shape:
+        raise ValueError(f"diff and weight must cover the same probes: {d.size} and {w.size}")
+    labels = np.zeros(d.size, dtype=int) if strata is None else _stratum_codes(strata)
+    totals = np.bincount(labels, weights=w)
+    coef = scale / (totals[labels] * len(totals)) if d.size else d
+    n, nonzero = int(d.size), int(np.count_nonzero(d))
+    out = {"n": n, "n_nonzero": nonzero, "estimate": float(coef @ d) if n else float("nan"), "p": float("nan")}
+    out.update(low=float("nan"), high=float("nan"), few_probes=bool(n < MIN_PROBES))
+    patterns, exact = sign_patterns(n, n_resamples, seed)
+    out["min_p"] = min(1.0, 2.0 ** (1 - nonzero) if exact else max(2.0 ** (1 - nonzero), 2 / (n_resamples + 1)))
+    if nonzero == 0:
+        return {**out, "result": "identical"}
+    if out["min_p"] > ALPHA:
+        return {**out, "result": "untestable"}
+
+    base, slope = patterns @ (coef * d), patterns @ (coef * w / scale)  # a pattern's statistic: base - theta0 * slope
+
+    def p_at(theta0: float) -> float:
+        return _two_sided_p(base - theta0 * slope, out["estimate"] - theta0, exact)
+
+    out["p"] = p_at(0.0)
+    ratios = scale * d[w > 0] / w[w > 0]
+    span = float(np.ptp(ratios)) + abs(out["estimate"]) + 1.0
+    for side, edge in (("low", float(ratios.min()) - span), ("high", float(ratios.max()) + span)):
+        inside, outside = out["estimate"], edge
+        if p_at(outside) > ALPHA:
+            continue  # never rejected before the edge: no finite limit on this side
+        for _ in range(30):
+            middle = (inside + outside) / 2
+            inside, outside = (middle, outside) if p_at(middle) > ALPHA else (inside, middle)
+        out[side] = (inside + outside) / 2
+    return {**out, "result": "tested"}
+
+
+def _stratum_codes(labels: Sequence[str]) -> np.ndarray:
+    """Integer codes 0..k-1 of labels, in order of first appearance."""
+    _, first, codes = np.unique(np.asarray(labels, dtype=str), return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))
+    return order[codes]
 
 
 def paired_contrast(
@@ -309,49 +373,23 @@ def paired_contrast(
     improved_b: Sequence[float],
     delta_a: Sequence[float],
     delta_b: Sequence[float],
-    n_boot: int = 2000,
+    n_resamples: int = 9999,
     seed: int = 0,
-    level: float = 0.95,
-) -> dict[str, float]:
+) -> dict[str, float | str | bool]:
     """Condition a minus condition b on the same probes, as Table 1 counts them:
 
     improved_diff = 100 (sum improved_a - sum improved_b) / sum misaligned (points), and
     mean_delta_diff = sum misaligned (delta_a - delta_b) / sum misaligned (p' - p weighted by
-    P(misaligned)), each with a percentile interval from a paired bootstrap over probes (scipy's
-    bootstrap, paired=True: one set of resampled probes for both conditions)."""
+    P(misaligned)), each with its sign-flip p and inverted 95% interval (`sign_flip_ratio`)."""
     data = [np.asarray(v, dtype=float) for v in (misaligned, improved_a, improved_b, delta_a, delta_b)]
-    n = int(data[0].size)
-    if any(v.size != n for v in data):
-        raise ValueError("misaligned, improved and delta of both conditions must cover the same probes")
-
-    def improved_diff(mis, ia, ib, axis=-1):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return 100 * (ia.sum(axis=axis) - ib.sum(axis=axis)) / mis.sum(axis=axis)
-
-    def delta_diff(mis, da, db, axis=-1):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (mis * (da - db)).sum(axis=axis) / mis.sum(axis=axis)
-
-    out = {"n": n, "too_few_probes": bool(n < MIN_PROBES)}
     mis, ia, ib, da, db = data
-    for name, fn, args in (
-        ("improved_diff", improved_diff, (mis, ia, ib)),
-        ("mean_delta_diff", delta_diff, (mis, da, db)),
-    ):
-        out[name] = float(fn(*args)) if n else float("nan")
-        out[f"{name}_low"] = out[f"{name}_high"] = float("nan")
-        if n >= 2 and mis.sum() > 0:
-            ci = stats.bootstrap(
-                args,
-                fn,
-                paired=True,
-                vectorized=True,
-                n_resamples=n_boot,
-                method="percentile",
-                confidence_level=level,
-                random_state=np.random.default_rng(seed),
-            ).confidence_interval
-            out[f"{name}_low"], out[f"{name}_high"] = float(ci.low), float(ci.high)
+    if any(v.size != mis.size for v in data):
+        raise ValueError("misaligned, improved and delta of both conditions must cover the same probes")
+    out: dict[str, float | str | bool] = {"n": int(mis.size), "few_probes": bool(mis.size < MIN_PROBES)}
+    for name, diff, scale in (("improved_diff", ia - ib, 100.0), ("mean_delta_diff", mis * (da - db), 1.0)):
+        test = sign_flip_ratio(diff, mis, scale, n_resamples=n_resamples, seed=seed)
+        out.update({name: test["estimate"], f"{name}_low": test["low"], f"{name}_high": test["high"]})
+        out.update({f"{name}_p": test["p"], f"{name}_result": test["result"]})
     return out
 
 
@@ -392,19 +430,22 @@ def paired_cells(first_right: Sequence[bool], second_right: Sequence[bool]) -> t
     return int((x & y).sum()), int((x & ~y).sum()), int((~x & y).sum()), int((~x & ~y).sum())
 
 
-def _restricted_discordant(b: int, c: int, n: int, delta: float) -> float:
+def _restricted_discordant(b, c, n: int, delta: float):
     """Maximum-likelihood P(only 2 right) given p1 - p2 = delta (Tango 1998): the root in [0, 1] of
-    2n q^2 + (delta (2n - b + c) - b - c) q - c delta (1 - delta) = 0."""
+    2n q^2 + (delta (2n - b + c) - b - c) q - c delta (1 - delta) = 0 (b, c: numbers or arrays)."""
     A, B, C = 2.0 * n, delta * (2 * n - b + c) - b - c, -c * delta * (1 - delta)
-    return float((-B + np.sqrt(max(B * B - 4 * A * C, 0.0))) / (2 * A))
+    return (-B + np.sqrt(np.maximum(B * B - 4 * A * C, 0.0))) / (2 * A)
 
 
-def tango_z(b: int, c: int, n: int, delta: float) -> float:
+def tango_z(b, c, n: int, delta: float):
     """Tango's (1998) score statistic for H0: p1 - p2 = delta on paired items (b: only 1 right,
-    c: only 2 right); approximately standard normal under H0, also with no discordant item."""
-    q = max(_restricted_discordant(b, c, n, delta), max(-delta, 0.0))  # p(only 1) = q + delta >= 0
+    c: only 2 right; numbers, or arrays of them); approximately standard normal under H0, also with
+    no discordant item."""
+    q = np.maximum(_restricted_discordant(b, c, n, delta), max(-delta, 0.0))  # p(only 1) = q + delta >= 0
     variance = n * (2 * q + delta * (1 - delta))
-    return float((b - c - n * delta) / np.sqrt(variance)) if variance > 0 else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(variance > 0, (np.asarray(b) - c - n * delta) / np.sqrt(np.maximum(variance, 1e-300)), np.nan)
+    return float(z) if np.ndim(z) == 0 else z
 
 
 def tango_paired_interval(b: int, c: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -457,3 +498,33 @@ def tost_paired(
         "diff_high": high,
         "equivalent": bool(p < alpha),
     }
+
+
+def tost_power(n: int, discordant: float, margin: float, alpha: float = EQUIVALENCE_LEVEL) -> float:
+    """Power of tost_paired to show equivalence within +/- margin on n paired items when the two
+    accuracies are equal and a share `discordant` of items is answered right by one model only:
+    exact over the discordant count D ~ Binomial(n, discordant) and b | D ~ Binomial(D, 1/2)
+    (the terms with probability above 1e-9)."""
+    counts = np.arange(n + 1)
+    likely = counts[stats.binom.pmf(counts, n, discordant) > 1e-12]
+    d, b = np.meshgrid(likely, np.arange(likely.max() + 1), indexing="ij")
+    weight = stats.binom.pmf(d, n, discordant) * stats.binom.pmf(b, d, 0.5)
+    keep = (b <= d) & (weight > 1e-12)
+    b, c, weight = b[keep], (d - b)[keep], weight[keep]
+    lower = stats.norm.sf(tango_z(b, c, n, -margin))
+    upper = stats.norm.cdf(tango_z(b, c, n, margin))
+    return float((weight * (np.maximum(lower, upper) < alpha)).sum())
+
+
+def detectable_margin(n: int, discordant: float, power: float = 0.8, alpha: float = EQUIVALENCE_LEVEL) -> float:
+    """The smallest equivalence margin (a proportion) that tost_paired shows with the given power
+    on n paired items of equal accuracy with a share `discordant` of discordant items (at least
+    1/n: no discordant item at all is taken as one)."""
+    share = min(max(discordant, 1.0 / n), 1.0)
+    low, high = 1e-4, 0.999
+    if tost_power(n, share, high, alpha) < power:
+        return float("nan")  # not even a margin of 100 points: too few items
+    for _ in range(25):
+        middle = (low + high) / 2
+        low, high = (middle, high) if tost_power(n, share, middle, alpha) < power else (low, middle)
+    return high

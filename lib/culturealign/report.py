@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import harness, paths
+from . import harness, paths, selfalign_tests
 from .runs import write_json
 
 PAPER_STRATEGY = "chrf_all"  # the paper's Table 1 strategy: chrF++ demonstrations across categories
@@ -31,7 +31,13 @@ STAGE_TABLES = {
     "30_self_alignment": ["outcomes.csv", "misalignment.csv"],
     "95_culture_eval": ["expected_scores.csv", "general_ability.csv"],
 }  # a finished run has these
-CULTURESPA_TABLES = ["expected_scores.csv", "general_ability.csv", "scores.csv"]  # read when present
+CULTURESPA_TABLES = [  # read when present
+    "expected_scores.csv",
+    "general_ability.csv",
+    "scores.csv",
+    "method_differences.csv",
+    "seed_spread.csv",
+]
 SUMMARY_TABLES = [  # (file in summary/, title of its collapsed detail section)
     ("table1.csv", "Self-Alignment Table 1, every strategy and control"),
     ("contrasts.csv", "Self-Alignment contrasts between conditions"),
@@ -69,7 +75,10 @@ GLOSSARY = {  # column -> (header in words, what it means)
     "improved_no_effect": ("improved if no effect %", "what 'improved' would be if self-alignment changed nothing"),
     "same_no_effect": ("same if no effect %", "what 'same' would be if nothing changed"),
     "decreased_no_effect": ("decreased if no effect %", "what 'decreased' would be if nothing changed"),
-    "improved_beyond_no_effect": ("improved beyond no effect (points)", "improved minus improved if no effect"),
+    "improved_beyond_no_effect": (
+        "improved beyond no effect (points)",
+        "improved minus improved if no effect: a reference for the protocol's noise, not an effect size",
+    ),
     "n": ("probes", "probes the number is computed over"),
     "n_unserved": ("unserved", "probes this condition could not serve (too few candidates)"),
     "draws": ("draws", "random demonstration draws per probe"),
@@ -85,7 +94,14 @@ GLOSSARY = {  # column -> (header in words, what it means)
     "improved_draw_sd": ("improved: SD over draws", "spread of 'improved' over demonstration draws"),
     "improved_draw_min": ("improved: min over draws", "lowest 'improved' of one demonstration draw"),
     "improved_draw_max": ("improved: max over draws", "highest 'improved' of one demonstration draw"),
-    "sign_test_p": ("sign test p", "improved against decreased probes; biased by regression to the mean"),
+    "net_improved": ("(+) - (-) (pts)", "improved % minus decreased %, with a BCa 95% interval over probes"),
+    "weighted_delta": ("weighted mean p' - p", "mean change of p weighted by P(misaligned), BCa 95% interval"),
+    "few_probes": ("fewer than 20 probes", "true when the number rests on fewer than 20 probes"),
+    "result": ("result", "tested; untestable (no p can reach 0.05 at this n); identical (no difference at all)"),
+    "estimate": ("estimate", "the tested number: for sign-flip tests improved % of a minus b (points)"),
+    "min_p": ("smallest possible p", "the smallest p the test can give at its number of probes"),
+    "no_effect_source": ("no-effect row", "zero-shot re-test (measured) or p' = p (computed)"),
+    "demo_flip_rate": ("demonstration answers flipped", "share of demonstration answers unlike the target's majority"),
     "rule": ("rule", "how outcomes are counted: protocol (10 draws) or rounded"),
     "order_combination": ("option orders", "how the two option orders are combined"),
     "test": ("test", "which comparison"),
@@ -95,8 +111,8 @@ GLOSSARY = {  # column -> (header in words, what it means)
     "median_diff": ("median difference", "median of the paired differences"),
     "statistic": ("statistic", "the test statistic"),
     "p": ("p", "two-sided p-value"),
-    "holm_p": ("p (Holm)", "Holm-adjusted p-value within the primary family"),
-    "family": ("family", "primary (confirmatory, Holm-adjusted) or exploratory"),
+    "holm_p": ("p (Holm)", "Holm-adjusted p-value over every language and comparison of the model"),
+    "family": ("family", "primary (pooled, one per model), per_language (Holm-adjusted) or exploratory (raw p)"),
     "family_size": ("tests in family", "how many tests the Holm adjustment counts"),
     "improved_diff": ("improved difference (points)", "improved % of the condition minus the reference's"),
     "improved_diff_low": ("difference: low", "95% interval of the difference"),
@@ -104,7 +120,6 @@ GLOSSARY = {  # column -> (header in words, what it means)
     "mean_delta_diff": ("mean p' - p difference", "difference of the mean change"),
     "mean_delta_diff_low": ("p' - p difference: low", "95% interval"),
     "mean_delta_diff_high": ("p' - p difference: high", "95% interval"),
-    "too_few_probes": ("too few probes", "true when the contrast rests on too few probes to read"),
     "mean_gap": ("mean gap", "mean |p(A,B) - p(B,A)|"),
     "median_gap": ("median gap", "median |p(A,B) - p(B,A)|"),
     "p90_gap": ("90th percentile gap", "90th percentile of |p(A,B) - p(B,A)|"),
@@ -317,11 +332,16 @@ def _meaning(label: str) -> str:
 
 
 def paper_table1(
-    t1: pd.DataFrame, contrasts: pd.DataFrame | None = None, strategy: str = PAPER_STRATEGY
+    t1: pd.DataFrame,
+    contrasts: pd.DataFrame | None = None,
+    strategy: str = PAPER_STRATEGY,
+    tests: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Per model, the paper's Table 1 layout for one strategy: rows + / = / - (with the interval one
-    run of the protocol would show for +), languages as columns; beside them, where present, what no
-    effect would give and the difference from the random-answer placebo. A language whose numbers
+    run of the protocol would show for +), languages as columns; below them the effect sizes
+    ((+) - (-) and the P(misaligned)-weighted mean p' - p, with intervals), the primary statistic
+    (+ minus the random-answer placebo) with its interval and the p of its test, and beside it what
+    no effect would give. A pooled column holds the model's primary test. A language whose numbers
     rest on fewer than MIN_PROBES probes carries a '*' after its code."""
     tables = {}
     for model, rows in t1[t1["strategy"] == strategy].groupby("model", sort=True):
@@ -336,16 +356,61 @@ def paper_table1(
                 "= same %": fmt_number("same", r["same"]),
                 "- decreased %": fmt_number("decreased", r["decreased"]),
             }
+            if "net_improved" in r:
+                cells["(+) - (-) (pts)"] = interval(
+                    r["net_improved"], r.get("net_improved_low"), r.get("net_improved_high")
+                )
+                cells["weighted mean p' - p"] = interval(
+                    r["weighted_delta"], r.get("weighted_delta_low"), r.get("weighted_delta_high"), 3
+                )
+            cells.update(_placebo_cells(t1, contrasts, tests, model, r["lang"], strategy))
             if "improved_no_effect" in r:
                 cells["+ if nothing changed %"] = fmt_number("improved", r["improved_no_effect"])
             if "improved_beyond_no_effect" in r:
-                cells["+ beyond no effect (pts)"] = fmt_number("improved", r["improved_beyond_no_effect"])
-            cells["+ minus placebo (pts)"] = _placebo_difference(t1, contrasts, model, r["lang"], strategy)
+                cells[BEYOND] = fmt_number("improved", r["improved_beyond_no_effect"])
             columns[f"{r['lang']}{'*' if n < MIN_PROBES else ''}"] = cells
-        table = pd.DataFrame(columns)
+        pooled = _pooled_cells(tests, model)
+        if pooled:
+            columns["pooled (primary test)"] = pooled
+        table = pd.DataFrame(columns).fillna("")
         table.index.name = "outcome"
         tables[str(model)] = table
     return tables
+
+
+BEYOND = "+ beyond no effect (pts)"
+PLACEBO_ROW = "+ minus placebo (pts)"
+PLACEBO_P = "+ minus placebo: p"
+
+
+def _test_cell(test: Any, column: str = "holm_p") -> str:
+    """A test's p, or what stands in its place: untestable (no p can reach the level at this n),
+    identical (the two conditions measured the same)."""
+    result = str(test.get("result", "tested"))
+    if result in ("untestable", "identical"):
+        return result
+    value = test.get(column)
+    return fmt_number("p", value) if value is not None and not pd.isna(value) else ""
+
+
+def _placebo_cells(
+    t1: pd.DataFrame, contrasts: pd.DataFrame | None, tests: pd.DataFrame | None, model: str, lang: str, strategy: str
+) -> dict[str, str]:
+    """The primary statistic of one language, improved % minus the random-answer placebo's: from
+    its test in tests.csv (per-language family: estimate, inverted interval, Holm p) where present,
+    else the contrasts table, else the difference of the two Table 1 rows (no interval)."""
+    if tests is not None and {"family", "estimate"} <= set(tests.columns):
+        hit = tests[
+            (tests["model"] == model)
+            & (tests["lang"] == lang)
+            & (tests["family"] == "per_language")
+            & (tests["a"] == strategy)
+            & (tests["b"] == PLACEBO)
+        ]
+        if len(hit):
+            h = hit.iloc[0]
+            return {PLACEBO_ROW: interval(h["estimate"], h.get("low"), h.get("high")), PLACEBO_P: _test_cell(h)}
+    return {PLACEBO_ROW: _placebo_difference(t1, contrasts, model, lang, strategy)}
 
 
 def _placebo_difference(t1: pd.DataFrame, contrasts: pd.DataFrame | None, model: str, lang: str, strategy: str) -> str:
@@ -367,10 +432,26 @@ def _placebo_difference(t1: pd.DataFrame, contrasts: pd.DataFrame | None, model:
     return ""
 
 
-def culturespa_table(expected: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def _pooled_cells(tests: pd.DataFrame | None, model: str) -> dict[str, str]:
+    """The model's pooled primary test (the mean over languages of + minus placebo), where tests.csv has it."""
+    if tests is None or "family" not in tests:
+        return {}
+    hit = tests[(tests["model"] == model) & (tests["family"] == "primary")]
+    if hit.empty:
+        return {}
+    h = hit.iloc[0]
+    return {
+        "probes": str(int(h["n"])),
+        PLACEBO_ROW: interval(h["estimate"], h.get("low"), h.get("high")),
+        PLACEBO_P: _test_cell(h, "p"),
+    }
+
+
+def culturespa_table(expected: pd.DataFrame, differences: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """Per model, CultureSPA methods x the mean over cultures: expected score with the 95% range of
-    one run (and, where present, the mean over the cultures specific adapters cover, and the score
-    on the questions every method answered validly)."""
+    one run (and, where present, the mean over the cultures specific adapters cover, the score
+    on the questions every method answered validly, the argmax score, the share of the expected
+    distance that is spread, and the difference from `aware` with its interval over the runs)."""
     tables = {}
     means = expected[expected["culture"].astype(str).str.startswith("mean")]
     for model, rows in means.groupby("run_model", sort=True):
@@ -385,6 +466,17 @@ def culturespa_table(expected: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 table.setdefault(f"{label}: on questions every method answered", {})[r["method"]] = fmt_number(
                     "expected", r["expected_common"]
                 )
+            if "argmax" in r:
+                table.setdefault(f"{label}: argmax score", {})[r["method"]] = fmt_number("expected", r["argmax"])
+                table.setdefault(f"{label}: share of expected distance from spread", {})[r["method"]] = fmt_number(
+                    "spread_share", r["spread_share"]
+                )
+        if differences is not None and "run_model" in differences:
+            mine = differences[(differences["run_model"] == model) & (differences["culture"] == "mean")]
+            for d in mine.itertuples(index=False):
+                table.setdefault(f"mean over cultures: minus {d.reference} (95% interval over runs)", {})[d.method] = (
+                    interval(d.difference, d.low, d.high)
+                )
         frame = pd.DataFrame(table)
         frame.index.name = "method"
         tables[str(model)] = frame
@@ -392,27 +484,30 @@ def culturespa_table(expected: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def general_table(general: pd.DataFrame) -> pd.DataFrame:
-    """General ability of the base model and each adapter: accuracy, chance, the difference from
-    base in points with its 95% interval, McNemar's p, and the verdict where the statistics give one."""
+    """General ability, the interval first: each adapter's accuracy difference from the base model
+    in points with its 95% interval, the verdict that follows from it, the smallest margin the item
+    count shows with 80% power, then accuracy (with its 95% interval), chance and McNemar's p."""
     rows = []
     for r in general.to_dict("records"):
         row = {
             "model": r.get("run_model", ""),
             "method": r["model"],
             "items": r.get("items"),
-            "accuracy %": fmt_number("accuracy", 100 * r["accuracy"]),
+            "difference from base (points, 95% interval)": "",
+            "verdict": "" if pd.isna(r.get("verdict", math.nan)) else str(r.get("verdict")),
+            "smallest margin shown with 80% power (points)": fmt_number("margin", r.get("detectable_margin")),
+            "accuracy %": interval(
+                100 * r["accuracy"], *(100 * r.get(k, math.nan) for k in ("accuracy_low", "accuracy_high"))
+            ),
             "chance %": fmt_number("chance", 100 * r["chance"]),
-            "difference from base (points)": "",
             "McNemar p": "",
         }
         diff = r.get("vs_base_difference")
         if diff is not None and not pd.isna(diff):
-            row["difference from base (points)"] = interval(
+            row["difference from base (points, 95% interval)"] = interval(
                 100 * diff, 100 * r.get("vs_base_low", math.nan), 100 * r.get("vs_base_high", math.nan)
             )
             row["McNemar p"] = fmt_number("p", r.get("vs_base_mcnemar_p"))
-        if "verdict" in r:
-            row["verdict"] = "" if pd.isna(r["verdict"]) else str(r["verdict"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -629,10 +724,16 @@ EMPTY_PAGE = (
 )
 TABLE1_NOTE = (
     "+ / = / -: improved, same, decreased, as expected values of the paper's 10-draw protocol in % of "
-    "the misaligned probes; in brackets the 95% range one run of the protocol would show. Read + against "
-    "'+ if nothing changed' (the protocol calls many misaligned probes improved when nothing changes) and "
-    "against the random-answer placebo (demonstrations whose answers are drawn at random). The statistics "
-    "are described in docs/protocol.md."
+    "the misaligned probes; in brackets the 95% range one run of the protocol would show. + alone is no "
+    "effect size: the effect sizes are (+) - (-) and the P(misaligned)-weighted mean p' - p (BCa 95% "
+    "intervals). '+ minus placebo' is the primary statistic (+ minus that of demonstrations whose answers "
+    "are drawn at random), with the 95% interval its sign-flip test inverts and the test's p (Holm over "
+    "the model's languages and comparisons; the pooled column is the model's one primary test). "
+    "'+ if nothing changed' and '+ beyond no effect' show the protocol's noise: with no change at all "
+    "the protocol calls many misaligned probes improved, and a condition that spreads p' around p "
+    "(a mixture of random draws) scores more; so '+ beyond no effect' is a reference for reading +, not "
+    "an effect size. 'untestable': no p can reach 0.05 with this many probes. The statistics are "
+    "described in docs/protocol.md."
 )
 
 
@@ -655,13 +756,14 @@ def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]],
     t1 = data.table("table1.csv")
     if t1 is not None and len(t1):
         body = []
-        for model, table in paper_table1(t1, data.table("contrasts.csv")).items():
+        for model, table in paper_table1(t1, data.table("contrasts.csv"), tests=data.table("tests.csv")).items():
             body += [
                 f"<h3>{html.escape(model)}, {PAPER_STRATEGY} (chrF++ demonstrations across categories)</h3>",
                 html_table(table, f"table1-{model}", index=True),
             ]
         body += [
             f'<p class="note">{html.escape(TABLE1_NOTE)}</p>',
+            f'<p class="note" id="families">{html.escape(selfalign_tests.family_text())}</p>',
             f'<p class="note" id="few-probes">{html.escape(few_probe_note(t1))}</p>',
         ]
         fig = pictures.get("fig2_improved_by_strategy")
@@ -669,11 +771,16 @@ def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]],
     expected = data.table("expected_scores.csv")
     if expected is not None and len(expected):
         body = [
-            html_table(table, f"culturespa-{model}", index=True) for model, table in culturespa_table(expected).items()
+            html_table(table, f"culturespa-{model}", index=True)
+            for model, table in culturespa_table(expected, data.table("method_differences.csv")).items()
         ]
         body.append(
-            '<p class="note">Alignment score on WVS-7 (% of questions answered as the culture\'s majority), '
-            "expected over simulated runs of the authors' protocol, with the 95% range of one run.</p>"
+            '<p class="note">Alignment score on WVS-7, 100 * (1 - ||a - g|| / ||span||) over the questions '
+            "(a distance of answer codes from the culture's majority codes, not a share of questions), expected "
+            "over simulated runs of the authors' protocol with the 95% range of one run. The expected score "
+            "rewards confident answers: beside it the argmax score and the share of the expected distance that "
+            "is spread; differences from aware carry their interval over the simulated runs, and "
+            "seed_spread.csv gives the spread of each tuned method between its training seeds.</p>"
         )
         few = few_questions_note(data.table("scores.csv"), None)
         if few:
@@ -690,8 +797,13 @@ def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]],
             [
                 html_table(general_table(general), "general-ability"),
                 (
-                    '<p class="note">Accuracy on the same general-knowledge items before and after tuning; '
-                    "difference from the base model with its 95% interval and the exact McNemar test.</p>"
+                    '<p class="note">Each adapter against the base model on the same general-knowledge items: '
+                    "the accuracy difference with its 95% interval (Tango's score interval) is the result; the "
+                    "verdict follows it (equivalence within the margin shown by two one-sided tests, or not shown). "
+                    "The smallest margin the items can show with 80% power, at the observed share of items "
+                    "only one model answers right, says how fine the check is. Where the base model's accuracy "
+                    "is within its 95% interval of chance, there is no ability above chance to lose, and the "
+                    "check cannot show a loss.</p>"
                 ),
                 f'<p class="note" id="few-items">{html.escape(few_questions_note(None, general))}</p>',
             ],

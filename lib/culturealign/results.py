@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths, report, runs
+from . import paths, report, runs, selfalign_tests
 from .precision import cpu_model
 from .report import Outputs, read_manifests, wall_seconds
 
@@ -133,13 +133,14 @@ def results_markdown(data: Outputs, figures: dict[str, Path], out: Path) -> str:
             f"Strategy {report.PAPER_STRATEGY} (chrF++ demonstrations across categories). " + report.TABLE1_NOTE,
             "",
         ]
-        for model, table in report.paper_table1(t1, data.table("contrasts.csv")).items():
+        for model, table in report.paper_table1(t1, data.table("contrasts.csv"), tests=data.table("tests.csv")).items():
             lines += [f"### {model}", "", md_table(table, index=True), ""]
-        lines += [report.few_probe_note(t1), ""]
+        families = [f"- {line}" for line in selfalign_tests.family_text().splitlines()]
+        lines += [report.few_probe_note(t1), "", "Tests:", "", *families, ""]
     expected = data.table("expected_scores.csv")
     if expected is not None and len(expected):
         lines += ["## CultureSPA: methods", ""]
-        for model, table in report.culturespa_table(expected).items():
+        for model, table in report.culturespa_table(expected, data.table("method_differences.csv")).items():
             lines += [f"### {model}", "", md_table(table, index=True), ""]
         few = report.few_questions_note(data.table("scores.csv"), None)
         lines += [few, ""] if few else []

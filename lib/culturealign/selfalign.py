@@ -19,24 +19,18 @@ from typing import Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from . import metrics, prompts, scoring
+from . import metrics, placebos, prompts, scoring
 from .models import LoadedModel
+from .placebos import PLACEBO_COUNTRY, PLACEBO_MINORITY, PLACEBO_RANDOM, RANDOM_OTHER, _probe_seed, placebo_answers
 
 SHUFFLED = "chrf_all_shuffled"  # the paper's order-robustness check
-PLACEBO_RANDOM = "placebo_random_answer"  # chrF++-across demonstrations, each filled with a random option (seeded)
-PLACEBO_MINORITY = "placebo_minority_answer"  # chrF++-across demonstrations filled with the country's minority answer
-PLACEBO_COUNTRY = (
-    "placebo_country_swap"  # chrF++-across demonstrations answered with another country's majority answers
-)
 DERIVED = {
     SHUFFLED: "chrf_all",
     PLACEBO_RANDOM: "chrf_all",
     PLACEBO_MINORITY: "chrf_all",
     PLACEBO_COUNTRY: "chrf_all",
 }  # condition -> whose demos
-MOST_DIFFERENT = (
-    "most_different"  # swap_country: per probe, the labelled country that differs most on its demonstrations
-)
+RETEST = "zero_shot_retest"  # the zero-shot prompt measured again (fresh draws): the empirical no-effect row
 REDRAWN = ("random", "random_category", SHUFFLED, PLACEBO_RANDOM)  # random choices: drawn `draws` times, averaged
 RESHUFFLED_PER_RESPONSE = (SHUFFLED,)  # the paper reshuffles per response: p' is the mean over draws, one binomial
 COMBINATIONS = (
@@ -50,7 +44,7 @@ def conditions() -> tuple[str, ...]:
     """Every strategy and control that stage 30 can run."""
     from .demos import STRATEGIES
 
-    return (*STRATEGIES, *DERIVED)
+    return (*STRATEGIES, *DERIVED, RETEST)
 
 
 def check_conditions(
@@ -87,53 +81,6 @@ def zero_shot_prompt(fmt: prompts.PromptFormat, probe, lang: str, seed: int) -> 
     """The zero-shot prompt of one probe: the task and the query in its seeded display order (the
     one builder of this prompt, for measuring, the fidelity check and what stage 10 shows)."""
     return prompts.cloze_prompt(query_of(probe, lang, seed), fmt=fmt)
-
-
-def check_swap_country(swap_country: str, countries: list[str], target: str) -> None:
-    """Refuse a swap country that is not `most_different` or another country with WVS figures,
-    before any model loads, naming the parameter and the allowed values."""
-    from .demos import DemoError
-
-    allowed = [c for c in countries if c != target]
-    if swap_country != MOST_DIFFERENT and swap_country not in allowed:
-        raise DemoError(
-            f"parameter `swap_country` must be {MOST_DIFFERENT} or a country with WVS figures other than "
-            f"{target}: {', '.join(allowed)}; got {swap_country!r}"
-        )
-
-
-def country_labels(probes: pd.DataFrame, countries: list[str], figures: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Majority label ('a', 'b' or missing) of every probe for every country: probe_id x country.
-    What the country-swap placebo answers its demonstrations with."""
-    from .probes import majority_labels
-
-    table = pd.concat([majority_labels(probes, c, figures)[["probe_id", "label"]].assign(country=c) for c in countries])
-    return table.pivot(index="probe_id", columns="country", values="label")
-
-
-def swap_choice(
-    demo_rows: pd.DataFrame, labels: pd.DataFrame, swap_country: str = MOST_DIFFERENT
-) -> tuple[str, list[str]]:
-    """The country-swap placebo's country and the answers it puts in the demonstrations.
-
-    most_different: among countries that label every demonstration, the one whose majority
-    answers differ from the target country's on most of them (ties: alphabetical); a stated
-    country otherwise. A demonstration the chosen country does not label keeps the target's
-    majority answer."""
-    target = demo_rows["country"].iloc[0] if "country" in demo_rows else None
-    sub = labels.reindex(demo_rows["probe_id"]).drop(columns=[target], errors="ignore")
-    if swap_country == MOST_DIFFERENT:
-        complete = sub.loc[:, sub.notna().all(axis=0)] if sub.notna().all(axis=0).any() else sub
-        differ = complete.ne(demo_rows["label"].to_numpy(), axis=0).where(complete.notna(), False).sum(axis=0)
-        country = sorted(differ.index, key=lambda c: (-int(differ[c]), c))[0]
-    else:
-        country = swap_country
-    chosen = sub[country].to_numpy() if country in sub else [None] * len(demo_rows)
-    answers = [
-        getattr(d, f"option_{lab}") if lab in ("a", "b") else d.majority_option
-        for d, lab in zip(demo_rows.itertuples(index=False), chosen)
-    ]
-    return country, answers
 
 
 INVALID_POLICIES = (
@@ -267,26 +214,6 @@ def demo_of(probe, lang: str, seed: int, answer: str | None = None) -> prompts.C
     return prompts.Cloze(probe.template, display_order(probe, lang, seed, "demo"), answer or probe.majority_option)
 
 
-def _probe_seed(probe_id: str) -> int:
-    return int.from_bytes(probe_id.encode()[:8], "little")
-
-
-def placebo_answers(probe, demo_rows: pd.DataFrame, condition: str, seed: int, draw: int = 0) -> list[str] | None:
-    """The answers a placebo puts in its demonstrations: a seeded random option per
-    demonstration, or the minority option; None (the majority answers) for every other condition."""
-    if condition == PLACEBO_MINORITY:
-        return [
-            d.option_b if d.majority_option == d.option_a else d.option_a for d in demo_rows.itertuples(index=False)
-        ]
-    if condition == PLACEBO_RANDOM:
-        rng = np.random.default_rng([seed, _probe_seed(probe.probe_id), draw, 1])
-        return [
-            (d.option_a, d.option_b)[int(i)]
-            for d, i in zip(demo_rows.itertuples(index=False), rng.integers(0, 2, len(demo_rows)))
-        ]
-    return None
-
-
 DemoOrder = Literal["chosen", "shuffled"]  # demonstrations in their chosen order, or shuffled (the order check)
 
 
@@ -362,13 +289,13 @@ def _choices_per_draw(
 class Remeasurement:
     """What stage 30 re-measures: the conditions (strategies and controls), R draws of every random
     choice, which probes (`selected`, a boolean mask over the zero-shot table; by default its
-    `misaligned` column), and the country-swap placebo's labels (`country_labels`) and country."""
+    `misaligned` column), and the country-swap placebo's labels (`placebos.country_labels`) and country."""
 
     strategies: Sequence[str]
     draws: int = 1
     selected: pd.Series | None = None
     swap_labels: pd.DataFrame | None = None
-    swap_country: str = MOST_DIFFERENT
+    swap_country: str = RANDOM_OTHER
 
 
 def self_aligned(
@@ -386,18 +313,18 @@ def self_aligned(
     One row per probe, condition and draw (random choices are drawn `plan.draws` times): the
     zero-shot and self-aligned measurements. A probe a strategy could not serve (too few
     candidates) keeps its reason and no measurement; the other strategies go on. The
-    country-swap placebo needs `plan.swap_labels` (`country_labels`) and records its country.
+    country-swap placebo needs `plan.swap_labels` (`placebos.country_labels`) and records its country.
     """
     from .demos import DemoError
 
     strategies, draws, swap_labels = list(plan.strategies), plan.draws, plan.swap_labels
     check_conditions(strategies, draws)
     if PLACEBO_COUNTRY in strategies and swap_labels is None:
-        raise DemoError(f"condition {PLACEBO_COUNTRY} needs `swap_labels`: selfalign.country_labels(probes, countries)")
+        raise DemoError(f"condition {PLACEBO_COUNTRY} needs `swap_labels`: placebos.country_labels(probes, countries)")
     by_id = candidates.set_index("probe_id", drop=False)
     fmt = prompts.PromptFormat.of(lm)
     selected = zero[plan.selected if plan.selected is not None else zero["misaligned"].astype(bool)]
-    picks = _choices_per_draw(candidates, choices, strategies, seed, draws)
+    picks = _choices_per_draw(candidates, choices, [s for s in strategies if s != RETEST], seed, draws)
     rows, texts, keep = [], [], []
     for (strategy, draw), chosen in picks.items():
         for probe in selected.itertuples(index=False):
@@ -417,8 +344,10 @@ def self_aligned(
             target, demo_rows = by_id.loc[probe.probe_id], by_id.loc[demo_ids]
             answers = placebo_answers(target, demo_rows, strategy, seed, draw)
             if strategy == PLACEBO_COUNTRY:
-                rows[-1]["swap_country"], answers = swap_choice(demo_rows, swap_labels, plan.swap_country)
-            rows[-1]["demo_answers"] = answers
+                rows[-1]["swap_country"], answers = placebos.swap_choice(
+                    demo_rows, swap_labels, plan.swap_country, probe.probe_id, seed
+                )
+            rows[-1]["demo_answers"], rows[-1]["demo_flip_rate"] = answers, placebos.flip_rate(demo_rows, answers)
             order = "shuffled" if strategy == SHUFFLED else "chosen"
             texts.append(demonstration_prompt(fmt, target, demo_rows, lang, seed, DemoFilling(answers, order, draw)))
             keep.append(len(rows) - 1)
@@ -431,12 +360,35 @@ def self_aligned(
         for column in MEASURED:
             if column in after:
                 table.loc[keep, f"{column}_after"] = after[column].to_numpy()
+    if RETEST in strategies:
+        table = pd.concat([table, retest(lm, selected, by_id, lang, seed, how)], ignore_index=True)
     before = zero.set_index("probe_id")
-    kept = ["qid", "category", "label", "human_a", *[c for c in (*MEASURED, "mode") if c in before]]
+    carried = (*MEASURED, "mode", *(f"{c}_selection" for c in SELECTION))
+    kept = ["qid", "category", "label", "human_a", *[c for c in carried if c in before]]
     return table.join(before[kept].rename(columns={c: f"{c}_before" for c in MEASURED}), on="probe_id")
 
 
 MEASURED = ("p_a", "p_other", "p_majority", "p_majority_ab", "p_majority_ba")  # columns of `measure` carried over
+
+
+def retest(
+    lm: LoadedModel, selected: pd.DataFrame, by_id: pd.DataFrame, lang: str, seed: int, how: Measuring
+) -> pd.DataFrame:
+    """The zero-shot re-test condition: the zero-shot prompts of the selected probes measured again,
+    sampled with a third seed (seed + 2: independent of the selecting and the baseline draws), so
+    it is a condition under no effect with the conditions' own noise. Exact mode measures the same
+    p again (p' = p)."""
+    fmt = prompts.PromptFormat.of(lm)
+    served = by_id.loc[selected["probe_id"]].reset_index(drop=True)
+    texts = [zero_shot_prompt(fmt, p, lang, seed) for p in served.itertuples(index=False)]
+    table = pd.DataFrame({"probe_id": served["probe_id"], "strategy": RETEST, "draw": 0, "reason": ""})
+    table["demo_ids"] = [[] for _ in range(len(table))]
+    table["demo_flip_rate"] = 0.0
+    if texts:
+        after = measure(lm, served, texts, lang, seed, how, "zero-shot re-test", seed + 2)
+        for column in (c for c in MEASURED if c in after):
+            table[f"{column}_after"] = after[column].to_numpy()
+    return table
 
 
 def components(frame: pd.DataFrame, suffix: str = "", combination: str = "per_draw") -> list[list[float]]:
@@ -500,6 +452,17 @@ def after_components(served: pd.DataFrame, strategy: str, combination: str) -> l
     return per_draw
 
 
+def reweighted(out: dict[str, float], weight: dict[str, float] | None) -> dict[str, float]:
+    """Outcomes weighted by P(misaligned) from independent draws (sampled mode): P(misaligned) is
+    the selecting draws', and improved / same / decreased are that weight times their share given
+    k < 10 under the baseline and after. A weight from the baseline draws themselves would favour
+    probes whose baseline came out low by chance. Unchanged without a weight (exact mode)."""
+    if weight is None:
+        return out
+    share = {k: out[k] / out["misaligned"] if out["misaligned"] > 0 else float(k == "same") for k in metrics.OUTCOMES}
+    return {**out, "misaligned": weight["misaligned"], **{k: weight["misaligned"] * share[k] for k in share}}
+
+
 def outcomes(
     results: pd.DataFrame, combination: str = "per_draw", rule: OutcomeRule = "expected", pairing: str = "independent"
 ) -> pd.DataFrame:
@@ -523,6 +486,7 @@ def outcomes(
             return metrics.rounded_outcomes(before, after)
         return metrics.paired_outcomes(before, after, pairing)
 
+    selecting = "p_majority_selection" in results  # sampled mode: weights from the selecting draws
     rows = []
     for (probe_id, strategy), group in results.groupby(["probe_id", "strategy"], sort=False):
         first = group.iloc[0]
@@ -546,17 +510,20 @@ def outcomes(
             p_before=float(np.mean(before)),
             components_before=json.dumps(before),
         )
+        weight = protocol(*[components(group.iloc[:1], "_selection", combination)[0]] * 2) if selecting else None
         if row["served"]:
             per_draw = after_components(served, strategy, combination)
             after = [c for comp in per_draw for c in comp]
             row.update(
-                protocol(before, after),
+                reweighted(protocol(before, after), weight),
                 p_after=float(served["p_majority_after"].mean()),
                 components_after=json.dumps(after),
                 components_per_draw=json.dumps([json.dumps(c) for c in components(served, "_after", combination)]),
             )
-            null = protocol(before, before)
+            null = reweighted(protocol(before, before), weight)
             row.update({f"{k}_no_effect": null[k] for k in metrics.OUTCOMES})
+            if "demo_flip_rate" in served:
+                row["demo_flip_rate"] = float(served["demo_flip_rate"].mean())
             row["delta"] = row["p_after"] - row["p_before"]
             for column in ("p_a", "p_other"):
                 if f"{column}_after" in served:

@@ -1,6 +1,7 @@
-"""Cross-run summary of Self-Alignment: Table 1 beside its no-effect reference, contrasts with
-the placebos, the primary and exploratory tests, the paper's figures, and the added statistics
-(docs/protocol.md says what each means).
+"""Cross-run summary of Self-Alignment: Table 1 beside its no-effect reference and effect sizes,
+the exploratory tests against zero-shot, the paper's figures, and the added statistics (the
+contrasts and the declared test families are in `selfalign_tests`; docs/protocol.md says what
+each number means).
 
 Every number is the expected value of the paper's protocol (10 draws before, 10 after, per
 probe; see `metrics.protocol_outcomes`), summed over probes: n_misaligned = sum P(misaligned),
@@ -19,16 +20,6 @@ import pandas as pd
 
 from . import metrics, paths, plots
 
-PRIMARY = (("chrf_all", "placebo_random_answer"), ("chrf_all", "random"))  # the pre-specified family, per language
-REFERENCES = ("placebo_random_answer", "random")  # every condition is contrasted with these
-EXPLORATORY_BETWEEN = (("chrf_all", "placebo_country_swap"), ("chrf_all", "placebo_minority_answer"))
-COMPARISONS = PRIMARY  # paired between-condition tests per language (the primary family)
-SIGN_TEST_NOTE = (
-    "sign_test_p compares improved with decreased probes. It is biased: probes are "
-    "selected because they scored low, so any change that pulls p toward the middle 'improves' "
-    "them (regression to the mean). Read improved_beyond_no_effect and the primary tests against "
-    "the random-answer placebo and random demonstrations instead."
-)
 TABLE1_COLUMNS = [
     "model",
     "lang",
@@ -56,41 +47,17 @@ TABLE1_COLUMNS = [
     "improved_draw_sd",
     "improved_draw_min",
     "improved_draw_max",
-    "sign_test_p",
+    "net_improved",
+    "net_improved_low",
+    "net_improved_high",
+    "weighted_delta",
+    "weighted_delta_low",
+    "weighted_delta_high",
+    "no_effect_source",
+    "few_probes",
     "rule",
     "order_combination",
     "order_pairing",
-]
-CONTRAST_COLUMNS = [
-    "model",
-    "lang",
-    "condition",
-    "reference",
-    "n",
-    "improved_diff",
-    "improved_diff_low",
-    "improved_diff_high",
-    "mean_delta_diff",
-    "mean_delta_diff_low",
-    "mean_delta_diff_high",
-    "too_few_probes",
-]
-TEST_COLUMNS = [
-    "model",
-    "lang",
-    "family",
-    "test",
-    "method",
-    "a",
-    "b",
-    "n",
-    "mean_diff",
-    "median_diff",
-    "statistic",
-    "p",
-    "holm_p",
-    "family_size",
-    "too_few_probes",
 ]
 
 
@@ -181,11 +148,12 @@ def _draw_spread(group: pd.DataFrame, rule: str) -> dict[str, float]:
         return metrics.rounded_outcomes(b, a) if rule == "rounded" else metrics.paired_outcomes(b, a, pairing)
 
     before = [_parse(c) for c in group["components_before"]]
+    weights = group["misaligned"].to_numpy(float)  # the row's P(misaligned): in sampled mode the selecting draws'
     shares = []
     for d in range(draws):
         outs = [protocol(b, p[d]) for b, p in zip(before, per_probe)]
-        mis = sum(o["misaligned"] for o in outs)
-        shares.append(100 * sum(o["improved"] for o in outs) / mis if mis else float("nan"))
+        improved = sum(w * o["improved"] / o["misaligned"] for w, o in zip(weights, outs) if o["misaligned"] > 0)
+        shares.append(100 * improved / weights.sum() if weights.sum() else float("nan"))
     return {
         "improved_draw_sd": float(np.nanstd(shares, ddof=1)),
         "improved_draw_min": float(np.nanmin(shares)),
@@ -219,9 +187,7 @@ def _table1_one(outcomes: pd.DataFrame, model: str, lang: str, runs: int, seed: 
             row["mean_delta"] = float(sub["delta"].mean())
             row["delta_ci_low"], row["delta_ci_high"] = metrics.bootstrap_mean_interval(sub["delta"], seed=seed)
             row.update(_draw_spread(sub, "rounded" if (sub["rule"] == "rounded").all() else "expected"))
-            row["sign_test_p"] = metrics.sign_test(
-                int(round(sub["improved"].sum())), int(round(sub["decreased"].sum()))
-            )
+            row.update(_effect_sizes(sub, seed))
         row["rule"] = group["rule"].iloc[0]
         row["order_combination"] = group["order_combination"].iloc[0]
         row["order_pairing"] = _pairing(group)
@@ -236,96 +202,44 @@ def check_resamples(contrast_resamples: int, permutation_resamples: int) -> None
             raise ValueError(f"parameter `{name}` must be a whole number >= 1, got {value!r}")
 
 
-def contrasts(outcomes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Every condition against the random-answer placebo and against random demonstrations,
-    per language on its common probes: improved % minus the reference's (points) and the
-    P(misaligned)-weighted mean of p' - p minus the reference's, each with a 95% interval from
-    a paired bootstrap over probes (`metrics.paired_contrast`). too_few_probes flags n < 5."""
-    rows = []
-    for (model, lang), group in outcomes.groupby(["model", "lang"], sort=False):
-        sub = on_common(group, common_probes(group))
-        by = {s: g.set_index("probe_id").sort_index() for s, g in sub.groupby("strategy", sort=False)}
-        for reference in REFERENCES:
-            if reference not in by:
-                continue
-            ref = by[reference]
-            for condition, g in by.items():
-                if condition == reference:
-                    continue
-                rows.append(
-                    {
-                        "model": model,
-                        "lang": lang,
-                        "condition": condition,
-                        "reference": reference,
-                        **metrics.paired_contrast(
-                            g["misaligned"],
-                            g["improved"],
-                            ref["improved"],
-                            g["delta"],
-                            ref["delta"],
-                            n_boot=n_boot,
-                            seed=seed,
-                        ),
-                    }
-                )
-    return pd.DataFrame(rows).reindex(columns=CONTRAST_COLUMNS)
-
-
-def paired_tests(outcomes: pd.DataFrame, n_resamples: int = 9999, seed: int = 0) -> pd.DataFrame:
-    """The tests of a run, in two families, each test on one language's common probes.
-
-    primary (pre-specified, per language): chrF++ across against the random-answer placebo and
-    against random demonstrations, a paired sign-flip permutation test of the mean difference of
-    p' - p; Holm-adjusted within the language's primary family, so one language's adjusted p is
-    the same in its stage 30 run and in the stage 40 summary. exploratory (no holm_p): every
-    condition against zero-shot and chrF++ across against the other placebos, Wilcoxon signed
-    rank (Pratt's zeros in sampled mode) and sign-flip tests."""
+def vs_zero_shot_tests(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Exploratory tests of every condition against zero-shot, per language on its common probes:
+    Wilcoxon signed rank of p' - p, two-sided, raw p (Pratt's zeros in sampled mode). Exploratory
+    because the probes are selected on their zero-shot measurement."""
     rows = []
     for (model, lang), group in outcomes.groupby(["model", "lang"], sort=False):
         sub = on_common(group, common_probes(group))
         zeros = "pratt" if _sampled(sub) else "wilcox"
-        by = {s: g.set_index("probe_id").sort_index() for s, g in sub.groupby("strategy", sort=False)}
-        base = {"model": model, "lang": lang}
-        for family, pairs in (("primary", PRIMARY), ("exploratory", EXPLORATORY_BETWEEN)):
-            for a, b in pairs:
-                if a in by and b in by:
-                    rows.append(
-                        {
-                            **base,
-                            "family": family,
-                            "test": "between_conditions",
-                            "method": "sign_flip_mean",
-                            "a": a,
-                            "b": b,
-                            **_sign_flip(by[a]["delta"] - by[b]["delta"], n_resamples, seed),
-                        }
-                    )
-        for strategy, g in by.items():
+        for strategy, g in sub.groupby("strategy", sort=False):
             test = metrics.wilcoxon_paired(g["p_after"], g["p_before"], zero_method=zeros)
             rows.append(
                 {
-                    **base,
+                    "model": model,
+                    "lang": lang,
                     "family": "exploratory",
                     "test": "vs_zero_shot",
                     "method": f"wilcoxon_{zeros}",
                     "a": strategy,
                     "b": "zero_shot",
                     **test,
-                    "too_few_probes": test["n"] < metrics.MIN_PROBES,
+                    "estimate": test["mean_diff"],
+                    "result": "identical" if np.isnan(test["p"]) else "tested",
+                    "few_probes": test["n"] < metrics.MIN_PROBES,
                 }
             )
-    tests = pd.DataFrame(rows).reindex(columns=TEST_COLUMNS)
-    primary = tests["family"] == "primary"
-    for _, index in tests[primary].groupby(["model", "lang"], sort=False).groups.items():
-        tests.loc[index, "holm_p"] = metrics.holm(tests.loc[index, "p"].to_numpy(float))
-        tests.loc[index, "family_size"] = int(tests.loc[index, "p"].notna().sum())
-    return tests
+    return pd.DataFrame(rows)
 
 
-def _sign_flip(diff: pd.Series, n_resamples: int, seed: int) -> dict[str, Any]:
-    test = metrics.sign_flip_test(diff.to_numpy(float), n_resamples=n_resamples, seed=seed)
-    return {**test, "median_diff": float(diff.median()) if len(diff) else float("nan")}
+def _effect_sizes(sub: pd.DataFrame, seed: int) -> dict[str, float]:
+    """(+) - (-) in points and the P(misaligned)-weighted mean p' - p, each with a BCa interval:
+    effect sizes of one condition on its probes (improved % alone is not one: see docs/protocol.md)."""
+    mis = sub["misaligned"].to_numpy(float)
+    net = (sub["improved"] - sub["decreased"]).to_numpy(float)
+    weighted = mis * sub["delta"].to_numpy(float)
+    out = {"net_improved": 100 * net.sum() / mis.sum(), "weighted_delta": weighted.sum() / mis.sum()}
+    out["net_improved_low"], out["net_improved_high"] = metrics.weighted_ratio_interval(net, mis, 100, seed=seed)
+    out["weighted_delta_low"], out["weighted_delta_high"] = metrics.weighted_ratio_interval(weighted, mis, seed=seed)
+    return out
 
 
 def table1(outcomes: pd.DataFrame, tests: pd.DataFrame | None = None, runs: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -335,7 +249,7 @@ def table1(outcomes: pd.DataFrame, tests: pd.DataFrame | None = None, runs: int 
     protocol would show, the mean error reduction, mean p' - p with a bootstrap interval, the
     exploratory Wilcoxon test against zero-shot, the spread over the R random draws, and the
     sign test kept for comparison."""
-    tests = paired_tests(outcomes) if tests is None else tests
+    tests = vs_zero_shot_tests(outcomes) if tests is None else tests
     parts = [
         _table1_one(group, model, lang, runs, seed)
         for (model, lang), group in outcomes.groupby(["model", "lang"], sort=False)
@@ -345,7 +259,30 @@ def table1(outcomes: pd.DataFrame, tests: pd.DataFrame | None = None, runs: int 
         columns={"a": "strategy", "p": "wilcoxon_p"}
     )
     table = table.merge(vs, on=["model", "lang", "strategy"], how="left")
+    table = empirical_no_effect(table)
+    table["few_probes"] = table["n"] < metrics.MIN_PROBES
     return table.reindex(columns=TABLE1_COLUMNS + [c for c in table.columns if c not in TABLE1_COLUMNS])
+
+
+RETEST = "zero_shot_retest"  # the zero-shot prompts measured again: the empirical no-effect row
+
+
+def empirical_no_effect(table: pd.DataFrame) -> pd.DataFrame:
+    """Where a language ran the zero-shot re-test, its improved / same / decreased are the
+    no-effect reference of every row of that language (no_effect_source: re-test): in sampled mode
+    the analytic p' = p reference is biased, the re-test has the conditions' own noise. Elsewhere
+    the analytic reference stays (no_effect_source: p' = p)."""
+    table = table.copy()
+    table["no_effect_source"] = "p' = p"
+    for (model, lang), rows in table.groupby(["model", "lang"], sort=False):
+        retest = rows[rows["strategy"] == RETEST]
+        if retest.empty or pd.isna(retest["improved"].iloc[0]):
+            continue
+        for k in metrics.OUTCOMES:
+            table.loc[rows.index, f"{k}_no_effect"] = float(retest[k].iloc[0])
+        table.loc[rows.index, "no_effect_source"] = "re-test"
+    table["improved_beyond_no_effect"] = table["improved"] - table["improved_no_effect"]
+    return table
 
 
 def misaligned_matrix(misalignment: pd.DataFrame, questions: set[str] | None = None) -> pd.DataFrame:

@@ -65,6 +65,31 @@ class TrainingError(ValueError):
     """Tuning cannot start as asked; the message says why."""
 
 
+MIN_SEEDS = 3  # every adapter is trained with at least this many seeds: the spread between them is reported
+SEED_SUFFIX = "__seed"  # adapters/<name> holds the first seed's adapter, adapters/<name>__seed<s> the others'
+
+
+def check_seeds(seeds: Sequence[int], where: str = "adapter_seeds") -> list[int]:
+    """Refuse fewer than MIN_SEEDS distinct whole-number training seeds, naming where they were set."""
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) < MIN_SEEDS:
+        raise TrainingError(
+            f"{where}: adapter_seeds must be at least {MIN_SEEDS} distinct whole numbers (one adapter per seed, "
+            f"so the spread between seeds can be reported), got {list(seeds)!r}"
+        )
+    return list(dict.fromkeys(seeds))
+
+
+def adapter_folder_name(name: str, seeds: Sequence[int], seed: int) -> str:
+    """The folder of one adapter and seed under adapters/: <name> for the first seed, <name>__seed<s> else."""
+    return name if seed == seeds[0] else f"{name}{SEED_SUFFIX}{seed}"
+
+
+def split_seed(folder: str) -> tuple[str, str]:
+    """(adapter name, seed label) of an adapters/ folder name: ('USA', '') or ('USA', '__seed2')."""
+    name, _, seed = folder.partition(SEED_SUFFIX)
+    return name, f"{SEED_SUFFIX}{seed}" if seed else ""
+
+
 def autocast_bf16(lm: LoadedModel) -> bool:
     """bf16 autocast when the run computes in bf16 (models.device_and_dtype: CUDA, a CPU with
     native bf16, or a model file that asks for it); the LoRA weights stay float32 (peft upcasts

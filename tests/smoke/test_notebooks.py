@@ -76,7 +76,9 @@ def test_30_self_alignment(smoke_outputs):
     misalignment = pd.read_csv(folder / "misalignment.csv")
     assert misalignment["p_misaligned"].between(0, 1).all() and manifest["results"]["remeasured"] <= 6
     results = pd.read_csv(folder / "self_alignment.csv")
-    assert results["strategy"].nunique() == 8  # 4 strategies, shuffled order, 3 placebos
+    assert results["strategy"].nunique() == 9  # 4 strategies, shuffled order, 3 placebos, the zero-shot re-test
+    swapped = results[results["strategy"] == "placebo_country_swap"]
+    assert swapped["swap_country"].notna().all() and results["demo_flip_rate"].between(0, 1).all()
     assert results.groupby("strategy")["draw"].nunique()["placebo_random_answer"] == 2  # smoke: R = 2
     outcomes = pd.read_csv(folder / "outcomes.csv")
     served = outcomes[outcomes["served"]]
@@ -89,11 +91,18 @@ def test_30_self_alignment(smoke_outputs):
     assert np.allclose(
         table["improved"] - table["improved_no_effect"], table["improved_beyond_no_effect"], equal_nan=True
     )
+    assert (table["no_effect_source"] == "re-test").all()  # the re-test row is the no-effect reference
     tests = pd.read_csv(folder / "tests.csv")
-    primary = tests[tests["family"] == "primary"]
-    assert {("chrf_all", "random"), ("chrf_all", "placebo_random_answer")} == set(zip(primary["a"], primary["b"]))
+    per_language = tests[tests["family"] == "per_language"]
+    assert {("chrf_all", "random"), ("chrf_all", "placebo_random_answer")} == set(
+        zip(per_language["a"], per_language["b"])
+    )
+    assert (tests["family"] == "primary").sum() == 1
+    assert set(tests["result"]) <= {"tested", "untestable", "identical"}
+    assert tests.loc[tests["result"] == "untestable", "p"].isna().all()  # a few probes: no p that cannot reach 0.05
     contrasts = pd.read_csv(folder / "contrasts.csv")
-    assert len(contrasts) and (contrasts["improved_diff_low"] <= contrasts["improved_diff_high"]).all()
+    both = contrasts.dropna(subset=["improved_diff_low", "improved_diff_high"])
+    assert len(contrasts) and (both["improved_diff_low"] <= both["improved_diff_high"]).all()
 
 
 def test_40_summary(smoke_outputs):
@@ -104,8 +113,8 @@ def test_40_summary(smoke_outputs):
     assert {"placebo_random_answer", "placebo_minority_answer"} <= set(table["strategy"])
     tests = pd.read_csv(root / "summary" / "tests.csv")
     adjusted = tests[tests["holm_p"].notna()]
-    assert len(adjusted) and (adjusted["holm_p"] >= adjusted["p"]).all()
-    assert tests.loc[tests["family"] == "exploratory", "holm_p"].isna().all()
+    assert (adjusted["holm_p"] >= adjusted["p"]).all() and (adjusted["family"] == "per_language").all()
+    assert tests.loc[tests["family"] == "per_language", "result"].isin(["tested", "untestable", "identical"]).all()
     for figure in (
         "fig2_improved_by_strategy",
         "fig3_error_reduction_by_strategy",
@@ -173,6 +182,7 @@ def test_90_lora_sft(smoke_outputs):
     training = pd.read_csv(folder / "training.csv")
     joint = training.set_index("adapter").loc["joint"]
     assert joint["status"] == "trained" and joint["steps"] == 2 and joint["warmup_steps"] == 1
+    assert {"joint__seed1", "joint__seed2"} <= set(training["adapter"]) and set(training["seed"]) == {0, 1, 2}
     adapter = folder / "adapters" / "joint" / "adapter"
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["lora_alpha"] == 16 and config["lora_dropout"] == 0.0
@@ -188,8 +198,10 @@ def test_95_culture_eval(smoke_outputs):
     table = pd.read_csv(folder / "score_table.csv").set_index("culture")
     assert list(table.index) == ["DEU", "USA", "mean", "mean over USA"]  # only USA has a specific adapter
     assert (table["number"] == "one run (answer_mode=sample, seed 0)").all()
-    for method in ("unaware", "aware", "cross", "aware_selfalign", "culturespa_joint"):
+    for method in ("unaware", "aware", "cross", "aware_selfalign", "aware_selfalign_placebo", "culturespa_joint"):
         assert table[method].between(0, 100).all()
+    spread = pd.read_csv(folder / "seed_spread.csv").set_index(["culture", "method"])
+    assert (spread.xs("culturespa_joint", level="method")["seeds"] == 3).all()
     assert table.at["USA", "culturespa_specific"] == table.at["USA", "culturespa_specific"]  # USA has its own adapter
     expected = pd.read_csv(folder / "expected_scores.csv")
     assert expected["number"].str.startswith("expected over 200 simulated runs").all()
