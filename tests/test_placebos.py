@@ -65,7 +65,9 @@ def test_a_different_swap_country_is_a_different_prompt_and_cache_key():
     fmt = prompts.PromptFormat.of(
         SimpleNamespace(spec=SimpleNamespace(chat=False, answer_primer=False), tokenizer=None)
     )
-    lm = SimpleNamespace(spec=SimpleNamespace(name="m", engine="e", decoding=lambda: {}), weights_hash="h")
+    lm = SimpleNamespace(
+        spec=SimpleNamespace(name="m", engine="e", decoding=lambda: {}), weights_hash="h", dtype="float32"
+    )
     keys = set()
     for country in ("DEU", "FRA"):
         _, answers = placebos.swap_choice(rows, labels, country)

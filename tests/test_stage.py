@@ -10,7 +10,11 @@ SHARED = {"model": "gemma3-270m", "model_config": {}, "lang": "en", "country": "
 
 def fake_model(spec, **load):
     return SimpleNamespace(
-        spec=spec, device="cpu", load=load, describe=lambda: {"name": spec.name, "weights_hash": "h"}
+        spec=spec,
+        device="cpu",
+        dtype="bfloat16",
+        load=load,
+        describe=lambda: {"name": spec.name, "weights_hash": "h", "dtype": "bfloat16"},
     )
 
 
@@ -29,6 +33,7 @@ def test_a_stage_with_a_model_loads_it_from_the_parameters_and_records_it(isolat
     run, lm = stage.begin("90_lora_sft", {**SHARED, "cultures_specific": []}, in_process=True)
     assert lm.spec.name == "gemma3-270m" and lm.load == {"in_process": True}  # keywords reach the loader
     manifest = json.loads(run.manifest_path.read_text())
-    assert manifest["model"] == {"name": "gemma3-270m", "weights_hash": "h"}
+    assert manifest["model"] == {"name": "gemma3-270m", "weights_hash": "h", "dtype": "bfloat16"}
+    assert "native bf16" in manifest["cpu"]  # the machine beside every run's precision
     assert manifest["decoding"] == {"temperature": 1.0, "top_k": 64, "top_p": 0.95}
     assert set(manifest["params"]) == {"model", "model_config", "lang", "seed", "batch_size", "cultures_specific"}
