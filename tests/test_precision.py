@@ -59,7 +59,7 @@ def test_bf16_results_never_share_a_cache_key_with_fp32_and_fp32_keys_keep_their
     spec = tiny_lm.spec
     payload = [spec.name, tiny_lm.weights_hash, spec.decoding(), "exact", prompt, options, 0.005]
     assert fp32 == hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()  # seeds unchanged
-    assert bf16 != fp32
+    assert bf16 != fp32 and scoring.seed_for(7, bf16) == scoring.seed_for(7, fp32)  # kept apart, drawn alike
 
 
 def done_run(model: str, lang: str, stage: str, dtype: str) -> runs.Run:

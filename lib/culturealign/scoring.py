@@ -280,19 +280,21 @@ def item_key(lm: LoadedModel, mode: str, prompt: str, options: Sequence[str], ex
     Exact scores agree across engines (to 1e-5, tested), so they share a key; samples and
     generated texts differ from engine to engine, so their keys name it. Where an option is a
     number, the key names the reading of numbers too (NUMBER_READING). A precision other than the
-    float32 reference is named, so bf16 and fp32 results never share a key; fp32 keys, and so the
-    sampling seeds drawn from them (seed_for), stay what they are without it."""
+    float32 reference follows the hash ("<hash>|bfloat16"), so bf16 and fp32 results never share a
+    key while both draw with the same seeds (seed_for reads the hash alone)."""
     engine = [] if mode == "exact" else [lm.spec.engine]
     reading = [NUMBER_READING] if any(is_number(o) for o in options) else []
-    precision = [] if lm.dtype in ("float32", "none") else [f"precision:{lm.dtype}"]
     identity = [lm.spec.name, lm.weights_hash, lm.spec.decoding()]
-    payload = [*identity, mode, prompt, list(options), extra, *engine, *reading, *precision]
-    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
+    payload = [*identity, mode, prompt, list(options), extra, *engine, *reading]
+    key = hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
+    return key if lm.dtype in ("float32", "none") else f"{key}|{lm.dtype}"
 
 
 def seed_for(seed: int, key: str) -> int:
-    """A draw's seed from the run's seed and the item's cache key, never from its batch position."""
-    return int.from_bytes(hashlib.sha256(f"{seed}|{key}".encode()).digest()[:7], "little")
+    """A draw's seed from the run's seed and the item's cache key without its precision, never
+    from its batch position: an item draws alike in float32 and bfloat16."""
+    item = key.split("|", 1)[0]
+    return int.from_bytes(hashlib.sha256(f"{seed}|{item}".encode()).digest()[:7], "little")
 
 
 def score_cache(lm: LoadedModel, mode: str = "exact") -> ResultCache:
