@@ -87,13 +87,27 @@ def compare_table(name: str, fp32: pd.DataFrame, bf16: pd.DataFrame) -> list[dic
     return rows
 
 
+RUN_TABLES = ("95_culture_eval", "97_distributions")  # stages whose own tables hold headline numbers
+MAX_ROWS = 5000  # per-item tables (answers, per-question distances) are summarised by the tables above them
+
+
+def tables_of(root: Path) -> dict[str, Path]:
+    """The summary tables and the CultureSPA and distributional stages' own tables of one tour."""
+    found = {path.stem: path for path in sorted((root / "summary").glob("*.csv"))}
+    for stage in RUN_TABLES:
+        for path in sorted(root.glob(f"*/*/{stage}/*.csv")):
+            found[f"{stage}/{path.stem}"] = path
+    return found
+
+
 def compare(fp32_root: Path, bf16_root: Path) -> pd.DataFrame:
-    """Every summary table's numbers with intervals, fp32 against bf16."""
-    rows = []
-    for path in sorted((fp32_root / "summary").glob("*.csv")):
-        other = bf16_root / "summary" / path.name
-        if other.exists():
-            rows += compare_table(path.stem, pd.read_csv(path), pd.read_csv(other))
+    """Every table's numbers, fp32 against bf16, each beside its interval where its table has one."""
+    rows, theirs = [], tables_of(bf16_root)
+    for name, path in tables_of(fp32_root).items():
+        if name in theirs:
+            mine, other = pd.read_csv(path), pd.read_csv(theirs[name])
+            if len(mine) <= MAX_ROWS:
+                rows += compare_table(name, mine, other)
     return pd.DataFrame(rows)
 
 
