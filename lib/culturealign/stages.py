@@ -44,6 +44,7 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 SELF_ALIGNMENT = ["10_zero_shot", "20_demonstrations", "30_self_alignment", "50_explanations"]
 CULTURESPA = ["60_generate_questions", "70_culture_prompting", "80_crqpc", "90_lora_sft", "95_culture_eval"]
+DISTRIBUTIONS = ["97_distributions"]  # every WVS-7 country's answer distribution (a chain of its own)
 SUMMARY = "40_summary"
 DATA = "00_data"
 CULTURESPA_LANG = "en"
@@ -222,6 +223,7 @@ def plan(
     steps += [(stage, lang) for lang in langs for stage in SELF_ALIGNMENT]
     steps += [(SUMMARY, "en")]
     steps += [(stage, CULTURESPA_LANG) for stage in CULTURESPA]
+    steps += [(stage, CULTURESPA_LANG) for stage in DISTRIBUTIONS]
     if only:
         wanted = {resolve_stage(s) for s in only}
         steps = [step for step in steps if step[0] in wanted]
@@ -264,14 +266,17 @@ def chains(steps: list[Step]) -> list[tuple[str, list[Step], set[str]]]:
     middle: dict[str, list[Step]] = {"culturespa": []}
     for stage, lang in steps:
         if stage not in (DATA, SUMMARY):
-            middle.setdefault("culturespa" if stage in CULTURESPA else lang, []).append((stage, lang))
+            chain = "culturespa" if stage in CULTURESPA else "distributions" if stage in DISTRIBUTIONS else lang
+            middle.setdefault(chain, []).append((stage, lang))
     middle = {name: chain for name, chain in middle.items() if chain}
     first = {"data"} if data else set()
     found = [("data", data, set())] if data else []
     found += [(name, chain, first) for name, chain in middle.items()]
     summary = [step for step in steps if step[0] == SUMMARY]
     if summary:
-        found.append(("summary", summary, first | {name for name in middle if name != "culturespa"}))
+        found.append(
+            ("summary", summary, first | {name for name in middle if name not in ("culturespa", "distributions")})
+        )
     return found
 
 
