@@ -190,3 +190,34 @@ def test_elicitation_gap_counts_the_unparsed():
     gap = S.elicitation_gap(ways, human, "tv", 100, 0).set_index("way")
     assert gap.loc["stated", "unparsed"] == 1 and gap.loc["stated", "parse_rate"] == 0.5
     assert gap.loc["stated", "mean"] == 0 and gap.loc["stated", "gap_vs_exact"] == pytest.approx(-0.75)
+
+
+def test_report_tables_read_finished_runs_only(tmp_path):
+    import json
+
+    folder = tmp_path / "m" / "en" / D.STAGE
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "country": ["A", "all"],
+            "condition": "persona",
+            "against": "all_countries",
+            "mean": -0.1,
+            "low": -0.2,
+            "high": 0.0,
+            "n": [3, 3],
+        }
+    ).to_csv(folder / "headline.csv", index=False)
+    pd.DataFrame(
+        {"country": "A", "id": ["Q1", "Q2"], "condition": ["persona", "uniform"], "w1": 0.1, "jsd": 0.2, "tv": 0.3}
+    ).to_csv(folder / "distances.csv", index=False)
+    pd.DataFrame({"share": ["persona nearest its own country"], "rate": [0.5]}).to_csv(
+        folder / "identity.csv", index=False
+    )
+    pd.DataFrame({"way": ["exact"], "parse_rate": [1.0]}).to_csv(folder / "elicitation_gap.csv", index=False)
+    (folder / "manifest.json").write_text(json.dumps({"status": "running"}))
+    assert S.report_tables(tmp_path) == []
+    (folder / "manifest.json").write_text(json.dumps({"status": "done", "results": {"metric": "tv"}}))
+    tables = dict(S.report_tables(tmp_path))
+    assert len(tables) == 4 and "m: persona minus each control, tv, paired over (country, question)" in tables
+    assert tables["m: persona minus each control, tv, paired over (country, question)"]["n"].tolist() == [3]
