@@ -14,6 +14,7 @@ benchmarks format.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_prefix_cache import score  # noqa: E402
 
-from culturealign import culturespa, distributional, models, prompts, stages  # noqa: E402
+from culturealign import culturespa, distributional, models, paths, prompts, stages  # noqa: E402
 from culturealign.results import cpu_model, write_bench  # noqa: E402
 
 MODEL = "gemma3-270m"
@@ -82,9 +83,19 @@ def full_counts() -> dict[str, int]:
     }
 
 
+def reference_rate() -> float | None:
+    """Seconds per prompt of stage 95's aware prompts (the builder stage 97 asks with) in the job
+    benchmark (outputs/bench/job.json, with the prefix cache), or None where it was not run."""
+    path = paths.REPO / "outputs" / "bench" / "job.json"
+    if not path.exists():
+        return None
+    rows = [r for t in json.loads(path.read_text())["tables"] for r in t["rows"] if r.get("stage part") == "95 aware"]
+    return float(rows[0]["s/prompt with"]) if rows else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--questions", type=int, default=8, help="questions per sample country")
+    parser.add_argument("--questions", type=int, default=6, help="questions per sample country")
     parser.add_argument("--elicitation", type=int, default=2, help="items timed by sampling and by stating")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -144,6 +155,16 @@ def main() -> None:
         },
         {"part": "stage 97 in make all", "count": None, "s/item": None, "hours": round(exact_h + elicit_h, 2)},
     ]
+    reference = reference_rate()
+    if reference is not None:
+        extrapolated.append(
+            {
+                "part": "stage 97 in make all, exact at stage 95's aware rate in job.json",
+                "count": new,
+                "s/item": reference,
+                "hours": round(reference * new / 3600 + elicit_h, 2),
+            }
+        )
     sample = (
         f"{len(items)} prompts = {args.questions} questions of each of {', '.join(SAMPLE_COUNTRIES)} under its "
         "persona and the default, both orders on ordinal scales"
@@ -165,6 +186,9 @@ def main() -> None:
             "The stage asks persona first: stage 95's prompt, so the two stages share prompts and cached scores, "
             "and the persona frames the question as in both papers. The question-first row is what moving the "
             "persona after the options would cost or save.",
+            "Stage 97's prompts are stage 95's aware prompts (the same builder, some reversed), so the last row "
+            "prices them at the rate job.json measured for those (with the prefix cache), plus the elicitation "
+            "measured here.",
         ],
     )
 
