@@ -123,7 +123,7 @@ def main() -> None:
         distributional.sampled_distributions(lm, subset, survey, counts["draws"], args.seed, 8)
         sampled = (time.perf_counter() - start) / len(subset)
         start = time.perf_counter()
-        distributional.stated_distributions(lm, subset, survey, 64, args.seed, 8)
+        distributional.stated_distributions(lm, subset, survey, 80, args.seed, 8)
         stated = (time.perf_counter() - start) / len(subset)
     new = counts["prompts"] - counts["shared with 95"]
     exact_h = rate["persona first"] * new / 3600
@@ -148,7 +148,7 @@ def main() -> None:
             "hours": round(sampled * counts["elicitation"] / 3600, 2),
         },
         {
-            "part": "stated distributions (64 tokens)",
+            "part": "stated distributions (80 tokens)",
             "count": counts["elicitation"],
             "s/item": round(stated, 2),
             "hours": round(stated * counts["elicitation"] / 3600, 2),

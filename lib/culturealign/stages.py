@@ -9,7 +9,8 @@ written beside the run's artifacts and handed to papermill (kernel python3, cwd 
 notebook's printed output and progress bars stream to the terminal as it runs.
 
 `all --jobs N` runs independent chains side by side, each stage in its own process: after 00_data,
-every language's Self-Alignment stages are one chain and the CultureSPA stages another; 40_summary
+every language's Self-Alignment stages are one chain, the CultureSPA stages another and stage 97
+(distributions) a third; 40_summary
 waits for the Self-Alignment chains. With a served model (engine: openai) the chains are
 concurrent clients of one vLLM server, so its continuous batching is used. Each run's output goes to
 outputs/<model>/<lang>/<stage>.log; the terminal gets one line per start and end, and the failures
@@ -259,7 +260,8 @@ Step = tuple[str, str]
 
 def chains(steps: list[Step]) -> list[tuple[str, list[Step], set[str]]]:
     """The plan as (name, steps in order, names of the chains it waits for): 00_data first, then
-    one chain per language's Self-Alignment stages and one of the CultureSPA stages, side by side,
+    one chain per language's Self-Alignment stages, one of the CultureSPA stages and one of stage 97
+    (DISTRIBUTIONS), side by side,
     then 40_summary once every Self-Alignment chain has ended. CultureSPA's chain comes first: it is
     the longest at every scale, and started last it would run alone at the end."""
     data = [step for step in steps if step[0] == DATA]
