@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_job import stage_params  # noqa: E402
 from bench_prefix_cache import score  # noqa: E402
 
-from culturealign import culturespa, distributional, models, paths, prompts, stages  # noqa: E402
+from culturealign import culturespa, distributional, models, paths, prompts  # noqa: E402
 from culturealign.results import cpu_model, write_bench  # noqa: E402
 
 MODEL = "gemma3-270m"
@@ -72,14 +73,15 @@ def full_counts() -> dict[str, int]:
     human, _ = distributional.human_distributions(survey, countries)
     items = distributional.ask_items(survey, human, countries)
     shared = items[items["persona"].isin(["", *culturespa.CULTURES]) & (items["order"] == "forward")]
-    params = stages.resolve_params(distributional.STAGE, MODEL, "en")
+    params = stage_params(distributional.STAGE)  # the notebook's defaults under the parameter files
     return {
         "prompts": len(items),
         "shared with 95": len(shared),
         "countries": len(countries),
         "pairs": len(human),
-        "elicitation": int(params.get("elicitation_items", 60)),
-        "draws": int(params.get("sample_draws", 20)),
+        "elicitation": int(params["elicitation_items"]),
+        "draws": int(params["sample_draws"]),
+        "stated tokens": int(params["stated_tokens"]),
     }
 
 
