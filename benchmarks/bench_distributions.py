@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_job import stage_params  # noqa: E402
+from bench_job import stage_params, survey_prompts  # noqa: E402
 from bench_prefix_cache import score  # noqa: E402
 
 from culturealign import culturespa, distributional, models, paths, prompts  # noqa: E402
@@ -105,8 +105,9 @@ def main() -> None:
     survey, items = sample_items(args.questions, args.seed)
     counts = full_counts()
     rows, rate = [], {}
-    for layout in ("persona first", "question first"):
-        texts, options = layout_texts(lm, items, survey, layout)
+    control = survey_prompts(lm, 24, "aware")  # job.json's "95 aware" sample, timed beside this one
+    for layout in ("job.json's 95 aware sample", "persona first", "question first"):
+        texts, options = control if layout.startswith("job") else layout_texts(lm, items, survey, layout)
         seconds, tokens, _ = score(lm, texts, options, 8, cached=True)
         rate[layout] = seconds / len(texts)
         rows.append(
@@ -163,14 +164,14 @@ def main() -> None:
         {"part": "stage 97 in make all", "count": None, "s/item": None, "hours": round(exact_h + elicit_h, 2)},
     ]
     reference = reference_rate()
-    if reference is not None:  # the elicitation scaled by the same factor as the exact rate
-        scale = reference / rate["persona first"]
+    if reference is not None:  # every part scaled by job.json's rate over the control's rate here
+        scale = reference / rate["job.json's 95 aware sample"]
         extrapolated.append(
             {
-                "part": "stage 97 in make all, at stage 95's aware rate in job.json",
+                "part": "stage 97 in make all, scaled to job.json's machine",
                 "count": new,
-                "s/item": reference,
-                "hours": round(reference * new / 3600 + scale * elicit_h, 2),
+                "s/item": round(scale * rate["persona first"], 3),
+                "hours": round(scale * (exact_h + elicit_h), 2),
             }
         )
     sample = (
@@ -194,10 +195,9 @@ def main() -> None:
             "The stage asks persona first: stage 95's prompt, so the two stages share prompts and cached scores, "
             "and the persona frames the question as in both papers. The question-first row is what moving the "
             "persona after the options would cost or save.",
-            "Stage 97's prompts are stage 95's aware prompts (the same builder, some reversed), so the last row "
-            "prices them at the rate job.json measured for those (with the prefix cache), and the elicitation at "
-            "its time measured here scaled by the same factor (job.json's rate over this run's exact rate): the "
-            "estimate for a machine as idle as job.json's.",
+            "The last row scales every part by job.json's rate for its 95-aware sample over the same sample's "
+            "rate timed here (the first row): the estimate on a machine as idle as job.json's. That sample is "
+            "stage 95's first questions (short scales); this stage's sample has every scale, 10-point ones too.",
             "Prompt tokens run are the layouts' comparison that contention does not blur: what the prefix cache "
             "left to compute.",
         ],
