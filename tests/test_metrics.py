@@ -227,3 +227,43 @@ def _sampled_rejections(fresh_baseline: bool, sims: int, seed: int) -> float:
 def test_sampled_mode_with_a_fresh_baseline_keeps_the_type_one_error_at_five_percent():
     assert _sampled_rejections(True, 1000, 11) == pytest.approx(0.05, abs=0.02)
     assert _sampled_rejections(False, 200, 12) > 0.12  # the selecting draws as baseline: regression to the mean
+
+
+# ----------------------------------------------------- distances between answer distributions
+
+
+def test_distribution_distances_match_scipy_on_random_distributions():
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(7)
+    for k in (2, 3, 4, 7, 10, 11):
+        for _ in range(20):
+            p, q = rng.dirichlet(np.ones(k) * 0.5), rng.dirichlet(np.ones(k) * 0.5)
+            p[rng.integers(k)] = 0  # zeros, where JSD's logarithms need care
+            positions = np.arange(k)
+            w1 = wasserstein_distance(positions, positions, p, q) / (k - 1)
+            assert metrics.w1_ordinal(p, q) == pytest.approx(w1, abs=1e-12)
+            assert metrics.js_distance(p, q) == pytest.approx(jensenshannon(p, q, base=2), abs=1e-9)
+            assert metrics.total_variation(p, q) == pytest.approx(0.5 * np.abs(p / p.sum() - q / q.sum()).sum())
+
+
+def test_distribution_distances_hand_worked():
+    # W1: CDFs (.5, .5, 1) and (0, .5, 1); gaps .5 and 0 over k - 1 = 2 steps
+    assert metrics.w1_ordinal([0.5, 0, 0.5], [0, 0.5, 0.5]) == pytest.approx(0.25)
+    assert metrics.w1_ordinal([1, 0, 0, 0], [0, 0, 0, 1]) == pytest.approx(1.0)  # the largest value
+    # disjoint supports: JSD distance 1 (base 2), TV 1; identical: 0
+    assert metrics.js_distance([1, 0], [0, 1]) == pytest.approx(1.0)
+    assert metrics.total_variation([1, 0], [0, 1]) == pytest.approx(1.0)
+    assert metrics.js_distance([0.3, 0.7], [0.3, 0.7]) == pytest.approx(0.0)
+    # p = (1, 0), q = (.5, .5): m = (.75, .25); JSD = .5 [log2(4/3)] + .5 [.5 log2(2/3) + .5 log2(2)]
+    jsd = 0.5 * np.log2(4 / 3) + 0.5 * (0.5 * np.log2(0.5 / 0.75) + 0.5 * np.log2(0.5 / 0.25))
+    assert metrics.js_distance([1, 0], [0.5, 0.5]) == pytest.approx(np.sqrt(jsd))
+    assert metrics.total_variation([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
+
+
+def test_distribution_distances_broadcast_and_refuse_mismatched_options():
+    p = np.array([[1.0, 0, 0], [0, 0, 1.0]])
+    assert np.allclose(metrics.w1_ordinal(p[:, None, :], p[None, :, :]), [[0, 1], [1, 0]])
+    with pytest.raises(ValueError, match="same number"):
+        metrics.total_variation([0.5, 0.5], [1, 0, 0])

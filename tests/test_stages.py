@@ -20,7 +20,7 @@ def test_plan_runs_every_labelled_language_and_says_how_many_labels_each_has(cap
     out = capsys.readouterr().out
     assert "labelled probes per language: en (USA) 242" in out
     assert "warning: language ms has only 18 labelled probes for MYS (fewer than 20)" in out
-    assert steps[0] == ("00_data", "en") and steps[-1] == ("95_culture_eval", "en")
+    assert steps[0] == ("00_data", "en") and steps[-2:] == [("95_culture_eval", "en"), ("97_distributions", "en")]
 
 
 def test_plan_skips_languages_the_model_does_not_list():
@@ -117,6 +117,7 @@ def test_chains_put_data_first_and_the_summary_after_self_alignment():
     assert found["data"] == ([("00_data", "en")], set())
     assert [s for s, _ in found["culturespa"][0]] == stages.CULTURESPA and found["culturespa"][1] == {"data"}
     assert [s for s, _ in found["en"][0]] == stages.SELF_ALIGNMENT
+    assert [s for s, _ in found["distributions"][0]] == stages.DISTRIBUTIONS and found["distributions"][1] == {"data"}
     assert found["summary"][1] == {"data"} | set(params.language_countries())
     assert sum(len(chain) for chain, _ in found.values()) == len(steps)
 

@@ -13,6 +13,7 @@ import warnings
 from typing import Mapping, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import optimize, stats
 
 N_RESPONSES = 10
@@ -528,3 +529,43 @@ def detectable_margin(n: int, discordant: float, power: float = 0.8, alpha: floa
         middle = (low + high) / 2
         low, high = (middle, high) if tost_power(n, share, middle, alpha) < power else (low, middle)
     return high
+
+
+# ------------------------------------------------- distances between answer distributions (stage 97)
+
+
+def _as_distributions(p: ArrayLike, q: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Two arrays of distributions over the last axis, each renormalised to sum to 1 (as scipy does)."""
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    if p.shape[-1] != q.shape[-1] or p.shape[-1] < 2:
+        raise ValueError(f"distributions need the same number (>= 2) of options, got {p.shape} and {q.shape}")
+    return p / p.sum(axis=-1, keepdims=True), q / q.sum(axis=-1, keepdims=True)
+
+
+def w1_ordinal(p: ArrayLike, q: ArrayLike) -> np.ndarray:
+    """Wasserstein-1 distance between distributions over k ordered options one step apart, divided
+    by its largest value k - 1 (OpinionQA / HELM): the summed gap of the two CDFs, in [0, 1].
+    Broadcasts over leading axes."""
+    p, q = _as_distributions(p, q)
+    k = p.shape[-1]
+    return np.abs(np.cumsum(p - q, axis=-1)[..., :-1]).sum(axis=-1) / (k - 1)
+
+
+def js_distance(p: ArrayLike, q: ArrayLike) -> np.ndarray:
+    """Jensen-Shannon distance in base 2 (the square root of the divergence), in [0, 1]; as
+    scipy.spatial.distance.jensenshannon(p, q, base=2), over the last axis with broadcasting."""
+    p, q = _as_distributions(p, q)
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(a > 0, a * np.log2(a / m), 0.0)
+        return terms.sum(axis=-1)
+
+    return np.sqrt(np.clip((kl(p) + kl(q)) / 2, 0.0, None))
+
+
+def total_variation(p: ArrayLike, q: ArrayLike) -> np.ndarray:
+    """Total variation distance, half the L1 gap, in [0, 1] (Meister et al., 2024)."""
+    p, q = _as_distributions(p, q)
+    return np.abs(p - q).sum(axis=-1) / 2

@@ -321,3 +321,37 @@ def mcq_prompt(question: str, options: Sequence[str], fmt: PromptFormat = PLAIN)
     if fmt.chat:
         return finish(body[: -len(ANSWER_CUE)].rstrip(), fmt)
     return finish(body, fmt)
+
+
+# ------------------------------------------------------- a distribution stated in words (stage 97)
+
+STATED_SYSTEM = "Estimate how {people} answer the survey question."
+STATED_REQUEST = (
+    "What percentage of them choose each option? Reply with one line per option: its number, a colon "
+    "and a percentage, e.g. {example}. The percentages add up to 100."
+)
+STATED_CUE = "Percentages:"
+# A value-neutral example of the stated format for base models (model_config.answer_primer), the
+# same for every country and question.
+STATED_PRIMER = ("Which drink do they usually have with breakfast?", ("Coffee", "Tea", "Water"), (50, 30, 20))
+
+
+def stated_distribution_prompt(
+    people: str, question: str, options: Sequence[str], fmt: PromptFormat = PLAIN, start: int = 1
+) -> str:
+    """A survey question with numbered options and a request for the share of `people` ("people
+    from Kenya", "people") choosing each: the third way of asking in Meister et al. (2024), a
+    distribution stated in words. Numbered as survey_block numbers, so a line's number is the code."""
+
+    def block(text: str, labels: Sequence[str], first: int) -> list[str]:
+        listed = [f"{i}. {o}" for i, o in enumerate(labels, first)]
+        return [f"Question: {text}", "Options:", *listed, STATED_REQUEST.format(example=f'"{first}: 40%"')]
+
+    example, labels, shares = STATED_PRIMER
+    primer = [*block(example, labels, 1), STATED_CUE, *(f"{i}: {s}%" for i, s in enumerate(shares, 1)), ""]
+    body = "\n".join(block(question, options, start))
+    system = STATED_SYSTEM.format(people=people)
+    if fmt.chat:
+        return finish(body, fmt, system=system)
+    shown = "\n".join(primer) + "\n" if fmt.primed else ""
+    return finish(f"{system}\n\n{shown}{body}\n{STATED_CUE}\n", fmt).rstrip(" ")

@@ -808,6 +808,10 @@ def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]],
                 f'<p class="note" id="few-items">{html.escape(few_questions_note(None, general))}</p>',
             ],
         )
+    from . import distributional_stats  # stage 97's tables (its plotting imports load only here)
+
+    for n, (title, table) in enumerate(distributional_stats.report_tables(data.root)):
+        parts += section(f"Distributions: {title}", f"distributions-{n}", [html_table(table, f"distributions-{n}")])
     return parts
 
 

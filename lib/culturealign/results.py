@@ -149,6 +149,10 @@ def results_markdown(data: Outputs, figures: dict[str, Path], out: Path) -> str:
         lines += ["## General ability after tuning", "", md_table(report.general_table(general)), ""]
         few = report.few_questions_note(None, general)
         lines += [few, ""] if few else []
+    from . import distributional_stats  # stage 97's tables (its plotting imports load only here)
+
+    for title, table in distributional_stats.report_tables(data.root):
+        lines += [f"## Distributions: {title}", "", md_table(table), ""]
     if figures:
         lines += ["## Figures", ""]
         lines += [

@@ -9,7 +9,8 @@ written beside the run's artifacts and handed to papermill (kernel python3, cwd 
 notebook's printed output and progress bars stream to the terminal as it runs.
 
 `all --jobs N` runs independent chains side by side, each stage in its own process: after 00_data,
-every language's Self-Alignment stages are one chain and the CultureSPA stages another; 40_summary
+every language's Self-Alignment stages are one chain, the CultureSPA stages another and stage 97
+(distributions) a third; 40_summary
 waits for the Self-Alignment chains. With a served model (engine: openai) the chains are
 concurrent clients of one vLLM server, so its continuous batching is used. Each run's output goes to
 outputs/<model>/<lang>/<stage>.log; the terminal gets one line per start and end, and the failures
@@ -44,6 +45,7 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 SELF_ALIGNMENT = ["10_zero_shot", "20_demonstrations", "30_self_alignment", "50_explanations"]
 CULTURESPA = ["60_generate_questions", "70_culture_prompting", "80_crqpc", "90_lora_sft", "95_culture_eval"]
+DISTRIBUTIONS = ["97_distributions"]  # every WVS-7 country's answer distribution (a chain of its own)
 SUMMARY = "40_summary"
 DATA = "00_data"
 CULTURESPA_LANG = "en"
@@ -231,6 +233,7 @@ def plan(
     steps += [(stage, lang) for lang in langs for stage in SELF_ALIGNMENT]
     steps += [(SUMMARY, "en")]
     steps += [(stage, CULTURESPA_LANG) for stage in CULTURESPA]
+    steps += [(stage, CULTURESPA_LANG) for stage in DISTRIBUTIONS]
     if only:
         wanted = {resolve_stage(s) for s in only}
         steps = [step for step in steps if step[0] in wanted]
@@ -266,21 +269,25 @@ Step = tuple[str, str]
 
 def chains(steps: list[Step]) -> list[tuple[str, list[Step], set[str]]]:
     """The plan as (name, steps in order, names of the chains it waits for): 00_data first, then
-    one chain per language's Self-Alignment stages and one of the CultureSPA stages, side by side,
+    one chain per language's Self-Alignment stages, one of the CultureSPA stages and one of stage 97
+    (DISTRIBUTIONS), side by side,
     then 40_summary once every Self-Alignment chain has ended. CultureSPA's chain comes first: it is
     the longest at every scale, and started last it would run alone at the end."""
     data = [step for step in steps if step[0] == DATA]
     middle: dict[str, list[Step]] = {"culturespa": []}
     for stage, lang in steps:
         if stage not in (DATA, SUMMARY):
-            middle.setdefault("culturespa" if stage in CULTURESPA else lang, []).append((stage, lang))
+            chain = "culturespa" if stage in CULTURESPA else "distributions" if stage in DISTRIBUTIONS else lang
+            middle.setdefault(chain, []).append((stage, lang))
     middle = {name: chain for name, chain in middle.items() if chain}
     first = {"data"} if data else set()
     found = [("data", data, set())] if data else []
     found += [(name, chain, first) for name, chain in middle.items()]
     summary = [step for step in steps if step[0] == SUMMARY]
     if summary:
-        found.append(("summary", summary, first | {name for name in middle if name != "culturespa"}))
+        found.append(
+            ("summary", summary, first | {name for name in middle if name not in ("culturespa", "distributions")})
+        )
     return found
 
 

@@ -222,3 +222,39 @@ def test_95_culture_eval(smoke_outputs):
     assert verdict == "not shown" or verdict.startswith("within +/-")  # 6 items near chance: an equivalence question
     assert "expected_common" in expected.columns and (folder / "parsing_check.csv").exists()
     assert (folder / "fig_alignment.png").exists() and (folder / "fig_alignment_one_run.png").exists()
+
+
+def test_97_distributions(smoke_outputs):
+    folder, manifest = artifacts(smoke_outputs, "97_distributions")
+    results = manifest["results"]
+    assert results["countries"] == 3 and results["questions"] == 5 and results["skipped"] == 0
+    # Q152 is nominal (one order), the four others ordinal (both), for the default and 3 personas
+    assert results["prompts"] == 4 * (4 * 2 + 1)
+    model = pd.read_csv(folder / "model.csv", keep_default_na=False)
+    assert len(model) == 4 * 5 and model["other"].between(0, 1).all()
+    assert (model["order_shift"] == "").sum() == 4  # the nominal question has no order bias
+    distances = pd.read_csv(folder / "distances.csv")
+    assert {
+        "persona",
+        "placebo",
+        "default",
+        "uniform",
+        "majority",
+        "all_countries",
+        "sampling_noise",
+        "split_half",
+    } <= set(distances["condition"])
+    assert distances[["jsd", "tv"]].stack().between(0, 1).all()
+    assert distances.loc[distances["id"] == "Q152", "w1"].isna().all()  # nominal: JSD and TV only
+    headline = pd.read_csv(folder / "headline.csv")
+    floor = headline[(headline["against"] == "all_countries") & (headline["country"] == "all")].iloc[0]
+    assert floor["low"] <= floor["mean"] <= floor["high"] and floor["n"] == 15
+    placebos = pd.read_csv(folder / "placebos.csv")
+    assert (placebos["country"] != placebos["placebo"]).all()
+    identity = pd.read_csv(folder / "identity.csv").set_index("share")
+    assert identity.loc["persona nearest its own country", "chance"] == pytest.approx(1 / 3)
+    gap = pd.read_csv(folder / "elicitation_gap.csv").set_index("way")
+    assert list(gap.index) == ["exact", "sampled", "stated"] and (gap["items"] == 2).all()
+    assert gap.at["stated", "unparsed"] == results["unparsed_stated"]
+    for figure in ("fig_countries", "fig_identifiability", "fig_elicitation", "fig_map"):
+        assert (folder / f"{figure}.png").exists()
