@@ -89,3 +89,13 @@ def test_an_adapter_trained_in_another_precision_is_refused(tiny_lm, tmp_path):
     train.check_adapter(tiny_lm, tmp_path, "plain:x")
     with pytest.raises(train.TrainingError, match=r"precision 'float32' \(this run: 'bfloat16'\)"):
         train.check_adapter(dataclasses.replace(tiny_lm, dtype="bfloat16"), tmp_path, "plain:x")
+
+
+def test_a_stage_keeps_float32_under_auto_on_a_cpu_unless_bf16_held_its_headlines(monkeypatch, capsys):
+    monkeypatch.setattr(precision, "native_bf16_feature", lambda: "AVX512-BF16")
+    precision.announce_kept.cache_clear()
+    assert precision.stage_dtype("auto", "30_self_alignment") == "float32"
+    assert "float32 for 30_self_alignment" in capsys.readouterr().err
+    assert precision.stage_dtype("bfloat16", "30_self_alignment") == "bfloat16"  # asked for: kept
+    monkeypatch.setattr(precision, "BF16_HOLDS", frozenset({"30_self_alignment"}))
+    assert precision.stage_dtype("auto", "30_self_alignment") == "auto"  # resolved where it loads: bf16 here

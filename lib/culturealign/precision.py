@@ -3,8 +3,10 @@
 A model file's `dtype` is `auto`, `float32` or `bfloat16`. `auto` takes bfloat16 on CUDA and on a
 CPU that computes bf16 natively (AMX tiles or AVX512-BF16), float32 on any other CPU: without
 native support bf16 is emulated and slower than fp32. The choice follows the CPU's features, never
-its vendor's name. float32 is the reference that the tests hold; docs/measurement.md says what
-bf16 changes and where that is measured.
+its vendor's name. On a CPU, a stage keeps float32 under `auto` unless it is in BF16_HOLDS: bf16
+must move none of the stage's headline numbers by more than a tenth of the interval printed beside
+it (`make bench-precision` measures that, docs/benchmarks.md shows it). float32 is the reference
+that the tests hold; docs/measurement.md says what bf16 changes.
 """
 
 from __future__ import annotations
@@ -28,6 +30,35 @@ def native_bf16_feature() -> str | None:
     if torch.cpu._is_avx512_bf16_supported():
         return "AVX512-BF16"
     return None
+
+
+# Stages whose headlines moved by at most a tenth of their intervals in bf16 on the tour
+# (benchmarks/bench_precision.py): only these take native bf16 on a CPU under `auto`.
+BF16_HOLDS: frozenset[str] = frozenset()
+
+
+def stage_dtype(asked: str, stage: str) -> str:
+    """The dtype a stage's run asks for: the model file's, except `auto` on a CPU for a stage not in
+    BF16_HOLDS, which keeps float32 (said once, with the way to ask for bf16)."""
+    import torch
+
+    if asked != "auto" or stage in BF16_HOLDS or torch.cuda.is_available():
+        return asked
+    feature = native_bf16_feature()
+    if feature:
+        announce_kept(stage, feature)
+    return "float32"
+
+
+@functools.cache
+def announce_kept(stage: str, feature: str) -> None:
+    """Say once why a stage keeps float32 on a CPU with native bf16."""
+    print(
+        f"precision: float32 for {stage} (dtype auto: this CPU computes bf16 natively, {feature}, but bf16 moved "
+        "this stage's headline numbers by more than a tenth of their intervals on the tour, docs/benchmarks.md; "
+        "DTYPE=bfloat16 asks for it)",
+        file=sys.stderr,
+    )
 
 
 def resolve(asked: str, device: str) -> Precision:

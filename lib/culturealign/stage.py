@@ -7,9 +7,10 @@ stage without a model reads and writes tables only.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from . import models, params, runs
+from . import models, params, precision, runs
 
 
 def uses_model(stage: str) -> bool:
@@ -25,7 +26,9 @@ def begin(stage: str, namespace: dict[str, Any], **load: Any) -> tuple[runs.Run,
     if not uses_model(stage):
         print(f"{stage}: model {run.model}, language {run.lang}; outputs in {run.dir}")
         return run, None
-    lm = models.load_model(models.spec_for(run.model, namespace["model_config"]), **load)
+    spec = models.spec_for(run.model, namespace["model_config"])
+    spec = dataclasses.replace(spec, dtype=precision.stage_dtype(spec.dtype, stage))
+    lm = models.load_model(spec, **load)
     run.record_model(lm)
     print(f"{stage}: model {lm.spec.name} on {lm.device} in {lm.dtype}, language {run.lang}; outputs in {run.dir}")
     return run, lm
