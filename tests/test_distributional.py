@@ -221,3 +221,14 @@ def test_report_tables_read_finished_runs_only(tmp_path):
     tables = dict(S.report_tables(tmp_path))
     assert len(tables) == 4 and "m: persona minus each control, tv, paired over (country, question)" in tables
     assert tables["m: persona minus each control, tv, paired over (country, question)"]["n"].tolist() == [3]
+
+
+def test_error_bars_are_never_negative_and_absent_without_an_interval():
+    import pandas as pd
+
+    from culturealign.distributional_stats import error_bars
+
+    frame = pd.DataFrame({"mean": [0.5, 0.5, 0.2], "low": [0.4, None, 0.25], "high": [0.7, None, 0.3]})
+    bars = error_bars(frame)
+    assert bars.shape == (2, 3) and (bars >= 0).all()
+    assert list(bars[:, 0]) == pytest.approx([0.1, 0.2]) and list(bars[:, 1]) == [0.0, 0.0]

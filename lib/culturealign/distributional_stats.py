@@ -390,7 +390,7 @@ def figure_countries(table: pd.DataFrame, metric: str) -> plt.Figure:
             ax.errorbar(
                 x,
                 part["mean"],
-                yerr=[part["mean"] - part["low"], part["high"] - part["mean"]],
+                yerr=error_bars(part),
                 fmt=style,
                 ms=4,
                 lw=0.8,
@@ -418,13 +418,19 @@ def figure_identifiability(matrix: pd.DataFrame, metric: str) -> plt.Figure:
     return fig
 
 
+def error_bars(frame: pd.DataFrame) -> np.ndarray:
+    """matplotlib's yerr from mean, low and high: no bar where the interval is missing (too few
+    items), and never a negative length where a percentile interval sits beside its mean."""
+    below = (frame["mean"] - frame["low"]).fillna(0.0).clip(lower=0.0)
+    above = (frame["high"] - frame["mean"]).fillna(0.0).clip(lower=0.0)
+    return np.vstack([below.to_numpy(dtype=float), above.to_numpy(dtype=float)])
+
+
 def figure_elicitation(gap: pd.DataFrame, metric: str) -> plt.Figure:
     """Each way of asking: mean distance to the WVS answers on the items it parsed, and its parse rate."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
-    shown = gap.fillna({"mean": 0.0, "low": 0.0, "high": 0.0})
-    left.bar(
-        shown["way"], shown["mean"], yerr=[shown["mean"] - shown["low"], shown["high"] - shown["mean"]], color="#4878d0"
-    )
+    shown = gap.fillna({"mean": 0.0})
+    left.bar(shown["way"], shown["mean"], yerr=error_bars(shown), color="#4878d0")
     left.set(ylabel=f"mean {metric} to WVS (parsed items)", title="Distance by way of asking")
     right.bar(gap["way"], gap["parse_rate"], color="#ee854a")
     right.set(ylim=(0, 1), ylabel="share of items parsed", title="Parse rate")

@@ -219,7 +219,8 @@ def test_95_culture_eval(smoke_outputs):
         <= general.at["culturespa_joint", "vs_base_high"]
     )
     verdict = general.at["culturespa_joint", "verdict"]
-    assert verdict == "not shown" or verdict.startswith("within +/-")  # 6 items near chance: an equivalence question
+    # 6 items near chance: an equivalence question, or one the check cannot answer at chance
+    assert verdict == "not shown" or verdict.startswith(("within +/-", "cannot show a loss"))
     assert "expected_common" in expected.columns and (folder / "parsing_check.csv").exists()
     assert (folder / "fig_alignment.png").exists() and (folder / "fig_alignment_one_run.png").exists()
 
