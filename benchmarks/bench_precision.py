@@ -31,7 +31,12 @@ from culturealign.results import write_bench
 DTYPES = ("float32", "bfloat16")
 TARGET = 0.1  # a headline may move by at most this share of its interval's width
 # A number's interval in its own table, where the column names do not follow <name>_low/_high.
-INTERVALS = {"mean_delta": ("delta_ci_low", "delta_ci_high"), "expected": ("low", "high")}
+INTERVALS = {
+    "mean_delta": ("delta_ci_low", "delta_ci_high"),
+    "expected": ("low", "high"),  # CultureSPA's expected score and the one-run interval around it
+    "difference": ("low", "high"),  # CultureSPA's method differences
+    "mean": ("low", "high"),  # the distributional stage's per-country distances and headlines
+}
 SUFFIXES = (("_low", "_high"), ("_run_low", "_run_high"), ("_ci_low", "_ci_high"))
 
 
