@@ -13,8 +13,8 @@ from culturealign import models, precision, runs, scoring, train
     "asked, device, feature, expected",
     [
         ("auto", "cpu", None, "float32"),
-        ("auto", "cpu", "AVX512-BF16", "bfloat16"),
-        ("auto", "cpu", "AMX", "bfloat16"),
+        ("auto", "cpu", "AVX512-BF16", "float32"),  # native, but no stage holds its headlines in bf16
+        ("auto", "cpu", "AMX", "float32"),
         ("auto", "cuda", None, "bfloat16"),
         ("float32", "cpu", "AMX", "float32"),  # a model file's explicit dtype wins
         ("bfloat16", "cpu", None, "bfloat16"),  # asked for: emulated where not native
@@ -31,7 +31,7 @@ def test_auto_says_once_what_it_chose_and_why(monkeypatch, capsys):
     precision.resolve("auto", "cpu")
     precision.resolve("auto", "cpu")
     err = capsys.readouterr().err
-    assert err.count("precision: bfloat16") == 1 and "AVX512-BF16" in err
+    assert err.count("precision: float32") == 1 and "AVX512-BF16" in err and "DTYPE=bfloat16" in err
 
 
 def test_an_unknown_dtype_is_refused_with_the_allowed_values():
@@ -44,7 +44,8 @@ def test_loading_takes_the_resolved_precision(monkeypatch):
     monkeypatch.setattr(precision, "native_bf16_feature", lambda: None)
     assert models.device_and_dtype("auto") == ("cpu", torch.float32)
     monkeypatch.setattr(precision, "native_bf16_feature", lambda: "AMX")
-    assert models.device_and_dtype("auto") == ("cpu", torch.bfloat16)
+    assert models.device_and_dtype("auto") == ("cpu", torch.float32)  # a stage outside BF16_HOLDS
+    assert models.device_and_dtype("bfloat16") == ("cpu", torch.bfloat16)
 
 
 def test_the_cpu_model_names_its_native_bf16(monkeypatch):
@@ -91,11 +92,11 @@ def test_an_adapter_trained_in_another_precision_is_refused(tiny_lm, tmp_path):
         train.check_adapter(dataclasses.replace(tiny_lm, dtype="bfloat16"), tmp_path, "plain:x")
 
 
-def test_a_stage_keeps_float32_under_auto_on_a_cpu_unless_bf16_held_its_headlines(monkeypatch, capsys):
+def test_a_stage_takes_native_bf16_under_auto_only_where_bf16_held_its_headlines(monkeypatch):
     monkeypatch.setattr(precision, "native_bf16_feature", lambda: "AVX512-BF16")
-    precision.announce_kept.cache_clear()
-    assert precision.stage_dtype("auto", "30_self_alignment") == "float32"
-    assert "float32 for 30_self_alignment" in capsys.readouterr().err
+    assert precision.stage_dtype("auto", "30_self_alignment") == "auto"  # resolved to float32 on a CPU
     assert precision.stage_dtype("bfloat16", "30_self_alignment") == "bfloat16"  # asked for: kept
     monkeypatch.setattr(precision, "BF16_HOLDS", frozenset({"30_self_alignment"}))
-    assert precision.stage_dtype("auto", "30_self_alignment") == "auto"  # resolved where it loads: bf16 here
+    assert precision.stage_dtype("auto", "30_self_alignment") == "bfloat16"
+    monkeypatch.setattr(precision, "native_bf16_feature", lambda: None)
+    assert precision.stage_dtype("auto", "30_self_alignment") == "auto"  # emulated bf16: never

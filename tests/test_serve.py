@@ -54,8 +54,8 @@ def test_cpu_command_has_what_exact_scoring_needs(monkeypatch):
     assert "--enable-lora" not in text and "--tensor-parallel-size" not in text
 
 
-@pytest.mark.parametrize("feature, dtype", [(None, "float32"), ("AVX512-BF16", "bfloat16"), ("AMX", "bfloat16")])
-def test_auto_serves_in_the_precision_the_cpu_computes_natively(monkeypatch, feature, dtype):
+@pytest.mark.parametrize("feature, dtype", [(None, "float32"), ("AVX512-BF16", "float32"), ("AMX", "float32")])
+def test_auto_serves_a_cpu_in_float32_by_the_one_rule(monkeypatch, feature, dtype):
     monkeypatch.setattr(precision, "native_bf16_feature", lambda: feature)
     spec, serving = embedded()
     folder = weights.prepare_embedded()

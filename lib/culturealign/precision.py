@@ -1,12 +1,12 @@
 """Which floating-point precision a model runs in here: one rule for every engine and for training.
 
-A model file's `dtype` is `auto`, `float32` or `bfloat16`. `auto` takes bfloat16 on CUDA and on a
-CPU that computes bf16 natively (AMX tiles or AVX512-BF16), float32 on any other CPU: without
-native support bf16 is emulated and slower than fp32. The choice follows the CPU's features, never
-its vendor's name. On a CPU, a stage keeps float32 under `auto` unless it is in BF16_HOLDS: bf16
-must move none of the stage's headline numbers by more than a tenth of the interval printed beside
-it (`make bench-precision` measures that, docs/benchmarks.md shows it). float32 is the reference
-that the tests hold; docs/measurement.md says what bf16 changes.
+A model file's `dtype` is `auto`, `float32` or `bfloat16`. `auto` takes bfloat16 on CUDA. On a CPU
+it takes bfloat16 only where the CPU computes it natively (AMX tiles or AVX512-BF16; without them
+bf16 is emulated and slower than fp32) and only for the stages in BF16_HOLDS: bf16 must move none of
+a stage's headline numbers by more than a tenth of the interval printed beside it (`make
+bench-precision` measures that, docs/benchmarks.md shows it); float32 everywhere else. The choice
+follows the CPU's features, never its vendor's name. float32 is the reference that the tests hold;
+docs/measurement.md says what bf16 changes.
 """
 
 from __future__ import annotations
@@ -38,49 +38,39 @@ BF16_HOLDS: frozenset[str] = frozenset()
 
 
 def stage_dtype(asked: str, stage: str) -> str:
-    """The dtype a stage's run asks for: the model file's, except `auto` on a CPU for a stage not in
-    BF16_HOLDS, which keeps float32 (said once, with the way to ask for bf16)."""
+    """The dtype a stage's run asks for: the model file's, except `auto` on a CPU with native bf16
+    for a stage in BF16_HOLDS, which asks for bfloat16 (resolve keeps `auto` float32 on a CPU)."""
     import torch
 
-    if asked != "auto" or stage in BF16_HOLDS or torch.cuda.is_available():
-        return asked
-    feature = native_bf16_feature()
-    if feature:
-        announce_kept(stage, feature)
-    return "float32"
-
-
-@functools.cache
-def announce_kept(stage: str, feature: str) -> None:
-    """Say once why a stage keeps float32 on a CPU with native bf16."""
-    print(
-        f"precision: float32 for {stage} (dtype auto: this CPU computes bf16 natively, {feature}, but bf16 moved "
-        "this stage's headline numbers by more than a tenth of their intervals on the tour, docs/benchmarks.md; "
-        "DTYPE=bfloat16 asks for it)",
-        file=sys.stderr,
-    )
+    if asked == "auto" and stage in BF16_HOLDS and not torch.cuda.is_available() and native_bf16_feature():
+        return "bfloat16"
+    return asked
 
 
 def resolve(asked: str, device: str) -> Precision:
-    """The precision a model file's `dtype` means on `device` ("cuda", "cpu", or a server's)."""
+    """The precision a model file's `dtype` means on `device` ("cuda", "cpu", or a server's):
+    `auto` is bf16 on CUDA and float32 on a CPU (said once, with why)."""
     if asked in ("float32", "bfloat16"):
         return asked  # type: ignore[return-value]
     if asked != "auto":
         raise ValueError(f"dtype {asked!r}: use one of auto, float32, bfloat16")
     if device == "cuda":
         return "bfloat16"
-    feature = native_bf16_feature()
-    announce(device, feature)
-    return "bfloat16" if feature else "float32"
+    announce(native_bf16_feature())
+    return "float32"
 
 
 @functools.cache
-def announce(device: str, feature: str | None) -> None:
+def announce(feature: str | None) -> None:
     """Say once per process what `auto` chose on this CPU and why."""
     if feature:
-        print(f"precision: bfloat16 (dtype auto: this CPU computes bf16 natively, {feature})", file=sys.stderr)
+        why = (
+            f"this CPU computes bf16 natively ({feature}), but bf16 moved headline numbers by more than a tenth of "
+            "their intervals on the tour (docs/benchmarks.md); DTYPE=bfloat16 asks for it"
+        )
     else:
-        print("precision: float32 (dtype auto: this CPU has no native bf16, AMX or AVX512-BF16)", file=sys.stderr)
+        why = "this CPU has no native bf16 (AMX or AVX512-BF16)"
+    print(f"precision: float32 (dtype auto: {why})", file=sys.stderr)
 
 
 def cpu_model() -> str:

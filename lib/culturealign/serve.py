@@ -14,7 +14,7 @@ log to outputs/serve/<model>.log.
 
 Model file keys read here (params/models/<model>.yaml, model_config): tensor_parallel_size (1),
 gpu_memory_utilization (0.9), max_model_len (the model's), max_logprobs (100), max_lora_rank (16),
-dtype (auto: bfloat16 on CUDA and on a CPU with native bf16, float32 otherwise).
+dtype (auto: bfloat16 on CUDA, float32 on a CPU; precision.resolve).
 """
 
 from __future__ import annotations
