@@ -66,18 +66,18 @@ test: lint ## what CI runs: lint, then every tier (unit, model, smoke, vLLM: its
 test-vllm: setup ## only the tests that start a real vLLM CPU server (minutes)
 	$(PY) -m pytest -q tests -m vllm
 
-bench: setup ## time exact scoring against the forward limit, sampling, per-option scoring, the prefix cache and shared output-layer positions, this engine against the one the prefix-cache issue found, and the harness task's P(majority) against the headline measure (ENGINE=vllm: also through vLLM)
-	$(PY) benchmarks/bench_scoring.py
-	$(PY) benchmarks/bench_prefix_cache.py
-	$(PY) benchmarks/bench_against.py
-	$(PY) benchmarks/bench_harness.py
-	$(if $(filter vllm,$(ENGINE)),$(PY) benchmarks/bench_engines.py)
+bench: setup ## time exact scoring against the forward limit, sampling, per-option scoring, the prefix cache and shared output-layer positions, this engine against a reference commit's, and the harness task's P(majority) against the headline measure (ENGINE=vllm: also through vLLM)
+	$(PY) -m benchmarks.bench_scoring
+	$(PY) -m benchmarks.bench_prefix_cache
+	$(PY) -m benchmarks.bench_against
+	$(PY) -m benchmarks.bench_harness
+	$(if $(filter vllm,$(ENGINE)),$(PY) -m benchmarks.bench_engines)
 
 bench-job: setup ## estimate make all's time stage by stage in float32 and bfloat16 (outputs/bench/job_precision.json; COMPARE=cache: without and with the prefix cache, job.json; minutes)
-	$(PY) benchmarks/bench_job.py $(if $(COMPARE),--compare $(COMPARE))
+	$(PY) -m benchmarks.bench_job $(if $(COMPARE),--compare $(COMPARE))
 
 bench-precision: setup ## the tour in float32 and in bfloat16 on this machine, every summary number side by side with its interval (an hour here; outputs/bench/precision.json)
-	$(PY) benchmarks/bench_precision.py
+	$(PY) -m benchmarks.bench_precision
 
 serve: setup ## start vLLM for MODEL on 127.0.0.1 from .venv-vllm (made on first use); LORA=1 for adapters
 	$(PY) -m culturealign.serve start --model $(MODEL) $(if $(LORA),--lora) $(if $(THREADS),--threads $(THREADS))

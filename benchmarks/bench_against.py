@@ -1,7 +1,7 @@
 """Exact scoring by this tree's in-process engine against the engine of a reference commit, on the
-same prompts: how much faster a stage's scoring is than the engine the prefix-cache issue found.
+same prompts: how much faster a stage's scoring is than that engine.
 
-The reference (by default the commit that issue was filed on: its engine runs a batch's shared
+The reference (by default the last commit before the prefix cache: its engine runs a batch's shared
 trunk once but keeps no prefix cache across batches, runs every search path as its own row and
 searches every spelling) has its lib/ and params/ extracted with `git archive` into a temporary
 folder. Each repetition runs the reference, then this tree, each in a fresh process that loads the
@@ -9,15 +9,19 @@ embedded model, warms up on two prompts and scores every kind from a cold cache;
 interleave, medians are reported. The prompts are built once by this tree (stage 10, stage-30
 pairs, stage 70: bench_prefix_cache's kinds) and given to both as text, so both score the very same
 strings. Also reports the largest difference between the two engines' option probabilities. Writes
-outputs/bench/against_reference.json in the benchmarks format.
+outputs/bench/against_reference.json in the benchmarks format. Run as
+`python -m benchmarks.bench_against` (make bench); each worker is this module in a process whose
+PYTHONPATH is the library it times.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import io
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -26,27 +30,27 @@ import tempfile
 import time
 from pathlib import Path
 
-REFERENCE = "2f152f0cca0090b2420a6b93dc6d9282c8a6368c"  # the commit the prefix-cache issue was filed on
-TARGETS = {"stage 10": 1.8, "stage 30 pairs": 1.25}  # the issue's wall-time speed-ups
+REFERENCE = "2f152f0cca0090b2420a6b93dc6d9282c8a6368c"  # the last commit before the prefix cache
+TARGETS = {"stage 10": 1.8, "stage 30 pairs": 1.25}  # wall-time speed-ups the prefix cache is held to
 HERE = Path(__file__).resolve().parent
 
 
 def worker(lib: str, prompts_file: str) -> None:
-    """Score every kind with the culturealign found in `lib`; print seconds and probabilities as JSON."""
-    sys.path.insert(0, lib)
+    """Score every kind with the culturealign found in `lib` (this process's PYTHONPATH); print
+    seconds and probabilities as JSON."""
     from culturealign import models, runs, scoring
 
     if not scoring.__file__.startswith(lib):
         raise SystemExit(f"imported {scoring.__file__}, not the tree under {lib}")
     lm = models.load_model(dataclasses.replace(models.spec_for("gemma3-270m"), dtype="float32"))
     kinds = json.loads(Path(prompts_file).read_text(encoding="utf-8"))
+    batch = {"batch_size": 8} if "batch_size" in inspect.signature(scoring.option_distributions).parameters else {}
 
     def run(texts: list[str], options: list[list[str]]) -> tuple[float, list[list[float]]]:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            frame = scoring.option_distributions(
-                lm, texts, options, batch_size=8, cache=runs.ResultCache(Path(tmp) / "exact.jsonl"), desc="bench"
-            )
+            cache = runs.ResultCache(Path(tmp) / "exact.jsonl")
+            frame = scoring.option_distributions(lm, texts, options, cache=cache, desc="bench", **batch)
             return time.perf_counter() - start, [[float(p) for p in probs] for probs in frame.probs]
 
     first_texts, first_options = next(iter(kinds.values()))
@@ -75,14 +79,19 @@ def extract(commit: str, into: Path) -> Path:
 
 def scored(lib: Path, prompts_file: Path) -> dict[str, tuple[float, list[list[float]]]]:
     done = subprocess.run(
-        [sys.executable, __file__, "--worker", str(lib), str(prompts_file)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "benchmarks.bench_against", "--worker", str(lib), str(prompts_file)],
+        cwd=HERE.parent,
+        env={**os.environ, "PYTHONPATH": str(lib)},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode:
         raise SystemExit(f"the worker on {lib} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference", default=REFERENCE, help="the commit whose engine is the reference")
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
@@ -90,42 +99,34 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--stage70", type=int, default=16)
     parser.add_argument("--worker", nargs=2, metavar=("LIB", "PROMPTS"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        worker(*args.worker)
-        return
-    sys.path.insert(0, str(HERE))
-    from bench_prefix_cache import stage10_prompts, stage30_pairs, stage70_prompts
+    return parser.parse_args()
 
-    from culturealign import models
-    from culturealign.precision import cpu_model
-    from culturealign.results import write_bench
 
-    lm = models.load_model(dataclasses.replace(models.spec_for("gemma3-270m"), dtype="float32"))
-    kinds = {
-        "stage 10": stage10_prompts(lm, args.stage10),
-        "stage 30 pairs": stage30_pairs(lm, args.pairs),
-        "stage 70": stage70_prompts(lm, args.stage70),
-    }
-    del lm
+def measured(kinds: dict, reference: str, reps: int) -> tuple[dict, dict]:
+    """Both libraries on every kind, repetitions interleaved, each in a fresh process: seconds per
+    (kind, library) and the last repetition's probabilities per library and kind."""
     times: dict[tuple[str, str], list[float]] = {}
     probs: dict[str, dict[str, list[list[float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         prompts_file = Path(tmp) / "prompts.json"
         prompts_file.write_text(json.dumps(kinds), encoding="utf-8")
-        trees = {"reference": extract(args.reference, Path(tmp) / "reference"), "this tree": HERE.parent / "lib"}
-        for rep in range(args.reps):
+        trees = {"reference": extract(reference, Path(tmp) / "reference"), "this tree": HERE.parent / "lib"}
+        for rep in range(reps):
             for name, lib in trees.items():
                 for kind, (seconds, found) in scored(lib, prompts_file).items():
                     times.setdefault((kind, name), []).append(seconds)
                     probs.setdefault(name, {})[kind] = found
-                print(f"rep {rep + 1}/{args.reps} {name}: done", flush=True)
-    cpu, rows = cpu_model(), []
+                print(f"rep {rep + 1}/{reps} {name}: done", flush=True)
+    return times, probs
+
+
+def speed_rows(kinds: dict, times: dict, probs: dict, cpu: str) -> list[dict]:
+    """Per kind: median seconds of each library, the speed-up and the largest probability gap."""
+    rows = []
     for kind, (texts, _) in kinds.items():
         before, after = (statistics.median(times[(kind, name)]) for name in ("reference", "this tree"))
-        gap = max(
-            abs(a - b) for ref, new in zip(probs["reference"][kind], probs["this tree"][kind]) for a, b in zip(ref, new)
-        )
+        pairs = zip(probs["reference"][kind], probs["this tree"][kind])
+        gap = max(abs(a - b) for ref, new in pairs for a, b in zip(ref, new))
         rows.append(
             {
                 "kind": kind,
@@ -138,32 +139,55 @@ def main() -> None:
                 "cpu": cpu,
             }
         )
-    tables = [
-        {
-            "caption": "Exact scoring of the same prompts by the reference commit's engine "
-            f"({args.reference[:12]}) and this tree's default engine (embedded model, batch 8, a fresh "
-            f"process each, cold caches, median of {args.reps} interleaved repetitions)",
-            "rows": rows,
-        }
-    ]
+    return rows
+
+
+NOTES = [
+    "The reference engine has no prefix cache: it runs a batch's shared trunk (the instruction and "
+    "answer primer every stage-10 prompt opens with, a pair's common part) once per batch, every "
+    "search path as a row of its own, and searches every spelling. The wall-time targets compare with "
+    "that engine: within this tree, the prefix cache alone can gain no more than the prompt pass's "
+    "speed-up in the prefix-cache table (the search is the same with or without it).",
+    "The probabilities differ by float32 rounding (other batch shapes sum in another order) and, where "
+    "options are numbers (stage 70), by the probability of a digit right after a code, which this "
+    "tree's reader takes off (a longer number) and the reference's did not: max |dp| bounds both.",
+]
+
+
+def main() -> None:
+    args = arguments()
+    if args.worker:
+        worker(*args.worker)
+        return
+    from benchmarks.bench_prefix_cache import stage10_prompts, stage30_pairs, stage70_prompts
+    from culturealign import models
+    from culturealign.precision import cpu_model
+    from culturealign.results import write_bench
+
+    lm = models.load_model(dataclasses.replace(models.spec_for("gemma3-270m"), dtype="float32"))
+    kinds = {
+        "stage 10": stage10_prompts(lm, args.stage10),
+        "stage 30 pairs": stage30_pairs(lm, args.pairs),
+        "stage 70": stage70_prompts(lm, args.stage70),
+    }
+    del lm
+    times, probs = measured(kinds, args.reference, args.reps)
+    cpu = cpu_model()
+    caption = (
+        f"Exact scoring of the same prompts by the reference commit's engine ({args.reference[:12]}) and this "
+        "tree's default engine (embedded model, batch 8, a fresh process each, cold caches, median of "
+        f"{args.reps} interleaved repetitions)"
+    )
+    tables = [{"caption": caption, "rows": speed_rows(kinds, times, probs, cpu)}]
+    title = "This engine against a reference commit's engine"
     out = write_bench(
         "against_reference",
-        "This engine against the engine the prefix-cache issue was filed on",
+        title,
         tables,
-        [
-            f"CPU: {cpu}; a shared machine, so wall times carry its contention.",
-            "The reference engine has no prefix cache: it runs a batch's shared trunk (the instruction and "
-            "answer primer every stage-10 prompt opens with, a pair's common part) once per batch, every "
-            "search path as a row of its own, and searches every spelling. The issue's wall-time targets "
-            "compare with that engine: within this tree, the prefix cache alone can gain no more than the "
-            "prompt pass's speed-up in the prefix-cache table (the search is the same with or without it).",
-            "The probabilities differ by float32 rounding (other batch shapes sum in another order) and, where "
-            "options are numbers (stage 70), by the probability of a digit right after a code, which this "
-            "tree's reader takes off (a longer number) and the reference's did not: max |dp| bounds both.",
-        ],
+        [f"CPU: {cpu}; a shared machine, so wall times carry its contention.", *NOTES],
     )
-    print(f"\n{tables[0]['caption']}")
-    for row in rows:
+    print(f"\n{caption}")
+    for row in tables[0]["rows"]:
         print("  " + ", ".join(f"{k}: {v}" for k, v in row.items()))
     print(f"wrote {out}")
 

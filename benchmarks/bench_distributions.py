@@ -16,17 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_job import stage_params, survey_prompts  # noqa: E402
-from bench_prefix_cache import score  # noqa: E402
-
-from culturealign import culturespa, distributional, models, paths, prompts  # noqa: E402
-from culturealign.results import cpu_model, write_bench  # noqa: E402
+from benchmarks.bench_job import stage_params, survey_prompts
+from benchmarks.bench_prefix_cache import score
+from culturealign import culturespa, distributional, models, paths, prompts
+from culturealign.results import cpu_model, write_bench
 
 MODEL = "gemma3-270m"
 SAMPLE_COUNTRIES = ("USA", "KEN", "JPN", "TUR")  # two of stage 95's cultures, two not; mixed regions
@@ -95,22 +91,16 @@ def reference_rate() -> float | None:
     return float(rows[0]["s/prompt with"]) if rows else None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--questions", type=int, default=6, help="questions per sample country")
-    parser.add_argument("--elicitation", type=int, default=2, help="items timed by sampling and by stating")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    lm = models.load_model(models.spec_for(MODEL))
-    survey, items = sample_items(args.questions, args.seed)
-    counts = full_counts()
+def layout_rows(lm, items, survey) -> tuple[list[dict], dict[str, float]]:
+    """Exact scoring of job.json's 95-aware sample and of this stage's items in both layouts, each
+    from a cold start: a row per layout and its seconds per prompt."""
     rows, rate = [], {}
     control = survey_prompts(lm, 24, "aware")  # job.json's "95 aware" sample, timed beside this one
     warm = survey_prompts(lm, 8, "unaware")  # one-time costs (the tokenizer's vocabulary scans) out of the timings
-    score(lm, *warm, 8, cached=True)
+    score(lm.engine, *warm)
     for layout in ("job.json's 95 aware sample", "persona first", "question first"):
         texts, options = control if layout.startswith("job") else layout_texts(lm, items, survey, layout)
-        seconds, tokens, _ = score(lm, texts, options, 8, cached=True)
+        seconds, tokens, _ = score(lm.engine, texts, options)
         rate[layout] = seconds / len(texts)
         rows.append(
             {
@@ -121,54 +111,54 @@ def main() -> None:
                 "prompt tokens run": tokens,
             }
         )
+    return rows, rate
+
+
+def elicitation_seconds(lm, items, survey, counts: dict, args: argparse.Namespace) -> tuple[float, float]:
+    """Seconds per item of sampled replies and of a stated distribution, with cold reply and
+    generation caches."""
     with tempfile.TemporaryDirectory() as tmp:
         before = os.environ.get("CULTUREALIGN_OUTPUTS")
-        os.environ["CULTUREALIGN_OUTPUTS"] = tmp  # cold reply and generation caches
+        os.environ["CULTUREALIGN_OUTPUTS"] = tmp
         subset = items[items["persona"] != ""].drop_duplicates(["persona", "id"]).head(args.elicitation)
         start = time.perf_counter()
-        distributional.sampled_distributions(lm, subset, survey, counts["draws"], args.seed, 8)
+        distributional.sampled_distributions(lm, subset, survey, counts["draws"], args.seed)
         sampled = (time.perf_counter() - start) / len(subset)
         start = time.perf_counter()
-        distributional.stated_distributions(lm, subset, survey, counts["stated tokens"], args.seed, 8)
+        distributional.stated_distributions(lm, subset, survey, counts["stated tokens"], args.seed)
         stated = (time.perf_counter() - start) / len(subset)
         if before is None:
             del os.environ["CULTUREALIGN_OUTPUTS"]
         else:
             os.environ["CULTUREALIGN_OUTPUTS"] = before
+    return sampled, stated
+
+
+def extrapolated_rows(rate: dict[str, float], sampled: float, stated: float, counts: dict) -> list[dict]:
+    """The full stage's hours per part, from the persona-first rate and the elicitation seconds;
+    scaled to job.json's machine where its rate is known."""
     new = counts["prompts"] - counts["shared with 95"]
     exact_h = rate["persona first"] * new / 3600
     elicit_h = (sampled + stated) * counts["elicitation"] / 3600
-    extrapolated = [
+    rows = [
         {
             "part": "exact, stage 97 alone",
             "count": counts["prompts"],
             "s/item": round(rate["persona first"], 3),
             "hours": round(rate["persona first"] * counts["prompts"] / 3600, 2),
         },
-        {
-            "part": "exact, after stage 95 (make all)",
-            "count": new,
-            "s/item": round(rate["persona first"], 3),
-            "hours": round(exact_h, 2),
-        },
-        {
-            "part": f"sampled replies ({counts['draws']} per item)",
-            "count": counts["elicitation"],
-            "s/item": round(sampled, 2),
-            "hours": round(sampled * counts["elicitation"] / 3600, 2),
-        },
-        {
-            "part": f"stated distributions ({counts['stated tokens']} tokens)",
-            "count": counts["elicitation"],
-            "s/item": round(stated, 2),
-            "hours": round(stated * counts["elicitation"] / 3600, 2),
-        },
+        {"part": "exact, after stage 95 (make all)", "count": new, "s/item": round(rate["persona first"], 3),
+         "hours": round(exact_h, 2)},
+        {"part": f"sampled replies ({counts['draws']} per item)", "count": counts["elicitation"],
+         "s/item": round(sampled, 2), "hours": round(sampled * counts["elicitation"] / 3600, 2)},
+        {"part": f"stated distributions ({counts['stated tokens']} tokens)", "count": counts["elicitation"],
+         "s/item": round(stated, 2), "hours": round(stated * counts["elicitation"] / 3600, 2)},
         {"part": "stage 97 in make all", "count": None, "s/item": None, "hours": round(exact_h + elicit_h, 2)},
-    ]
+    ]  # fmt: skip
     reference = reference_rate()
     if reference is not None:  # every part scaled by job.json's rate over the control's rate here
         scale = reference / rate["job.json's 95 aware sample"]
-        extrapolated.append(
+        rows.append(
             {
                 "part": "stage 97 in make all, scaled to job.json's machine",
                 "count": new,
@@ -176,6 +166,32 @@ def main() -> None:
                 "hours": round(scale * (exact_h + elicit_h), 2),
             }
         )
+    return rows
+
+
+NOTES = [
+    "The stage asks persona first: stage 95's prompt, so the two stages share prompts and cached scores, "
+    "and the persona frames the question as in both papers. The question-first row is what moving the "
+    "persona after the options would cost or save.",
+    "The last row scales every part by job.json's rate for its 95-aware sample over the same sample's "
+    "rate timed here (the first row): the estimate on a machine as idle as job.json's. That sample is "
+    "stage 95's first questions (short scales); this stage's sample has every scale, 10-point ones too.",
+    "Prompt tokens run are the layouts' comparison that contention does not blur: what the prefix cache "
+    "left to compute.",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", type=int, default=6, help="questions per sample country")
+    parser.add_argument("--elicitation", type=int, default=2, help="items timed by sampling and by stating")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    lm = models.load_model(models.spec_for(MODEL))
+    survey, items = sample_items(args.questions, args.seed)
+    counts = full_counts()
+    rows, rate = layout_rows(lm, items, survey)
+    sampled, stated = elicitation_seconds(lm, items, survey, counts, args)
     sample = (
         f"{len(items)} prompts = {args.questions} questions of each of {', '.join(SAMPLE_COUNTRIES)} under its "
         "persona and the default, both orders on ordinal scales"
@@ -185,24 +201,18 @@ def main() -> None:
         f"on every question; {counts['shared with 95']} forward prompts are stage 95's own (the default and its 18 "
         "cultures), cached when stage 95 ran first"
     )
+    caption = f"Exact scoring in two layouts, cold caches (embedded model, batch {lm.batch_size}): {sample}"
     write_bench(
         "distributions",
         "Stage 97 (distributions): cost of the full stage, and the prompt layout",
         [
-            {"caption": f"Exact scoring in two layouts, cold caches (embedded model, batch 8): {sample}", "rows": rows},
-            {"caption": f"The full stage extrapolated from the persona-first rate: {full}", "rows": extrapolated},
+            {"caption": caption, "rows": rows},
+            {
+                "caption": f"The full stage extrapolated from the persona-first rate: {full}",
+                "rows": extrapolated_rows(rate, sampled, stated, counts),
+            },
         ],
-        [
-            f"CPU: {cpu_model()}; a shared machine, so the times carry its contention.",
-            "The stage asks persona first: stage 95's prompt, so the two stages share prompts and cached scores, "
-            "and the persona frames the question as in both papers. The question-first row is what moving the "
-            "persona after the options would cost or save.",
-            "The last row scales every part by job.json's rate for its 95-aware sample over the same sample's "
-            "rate timed here (the first row): the estimate on a machine as idle as job.json's. That sample is "
-            "stage 95's first questions (short scales); this stage's sample has every scale, 10-point ones too.",
-            "Prompt tokens run are the layouts' comparison that contention does not blur: what the prefix cache "
-            "left to compute.",
-        ],
+        [f"CPU: {cpu_model()}; a shared machine, so the times carry its contention.", *NOTES],
     )
 
 

@@ -6,7 +6,8 @@ Reports prompt tokens per second for each engine and their ratio, the server's s
 the same prompts (its prefix cache then holds them: what a second condition on the same prompt
 costs), and the largest difference between the engines' option probabilities.
 Starts the server itself (and stops it) unless --url names one that runs.
-Writes outputs/bench/engines.json and prints the same.
+Writes outputs/bench/engines.json and prints the same. Run as `python -m benchmarks.bench_engines`
+(make bench ENGINE=vllm).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import time
 
 import numpy as np
 import torch
-from bench_scoring import bench_prompts
 
+from benchmarks.bench_scoring import bench_prompts
 from culturealign import models, paths, serve, weights
-from culturealign.engines.in_process import TransformersEngine
+from culturealign.engines.in_process import reusing_engine
 from culturealign.engines.openai_server import Endpoint, OpenAIServerEngine
 from culturealign.tokens import option_paths
 
@@ -81,7 +82,7 @@ def main() -> None:
     try:
         endpoint = Endpoint(state["url"], max_logprobs=int(state["max_logprobs"]), concurrency=args.concurrency)
         server = OpenAIServerEngine.connect(lm.spec, endpoint, lm.tokenizer, lm.weights_hash)
-        inprocess = TransformersEngine(lm)
+        inprocess = reusing_engine(lm)  # the engine the stages use
         run_inprocess(inprocess, warmup, args.batch_size)  # warm-up on other prompts: no cache help
         run_server(server, warmup)
         server_s, server_probs = run_server(server, items)

@@ -6,7 +6,7 @@ after every ignorable prefix, under the decoding). Once with the task's default 
 and once with the answer-format primer the embedded model's own runs use. Writes
 outputs/bench/harness_against_headline.json in the benchmarks format (docs/benchmarks.md).
 
-    .venv/bin/python benchmarks/bench_harness.py [--probes 40]
+    .venv/bin/python -m benchmarks.bench_harness [--probes 40]
 """
 
 from __future__ import annotations

@@ -20,19 +20,17 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_prefix_cache import score, stage10_prompts, stage30_pairs  # noqa: E402
-
-from culturealign import culturespa, culturespa_eval, models, prompts, scoring, stages, train  # noqa: E402
-from culturealign.precision import cpu_model  # noqa: E402
-from culturealign.results import write_bench  # noqa: E402
+from benchmarks.bench_prefix_cache import score, stage10_prompts, stage30_pairs
+from culturealign import culturespa, culturespa_eval, models, prompts, scoring, stages, train
+from culturealign.engines.in_process import TransformersEngine, reusing_engine
+from culturealign.precision import cpu_model
+from culturealign.results import write_bench
 
 CULTURES = ("USA", "CHN", "KEN", "DEU")  # the sample's cultures, mixed
 MODEL = "gemma3-270m"
@@ -132,14 +130,13 @@ def generation_prompts(n: int) -> list[str]:
     return texts
 
 
-def time_generation(lm, texts: list[str], batch_size: int, max_new_tokens: int, on: bool) -> float:
+def time_generation(engine: TransformersEngine, texts: list[str], max_new_tokens: int) -> float:
     """Seconds to generate one text per prompt at stage 60's decoding, from a cold cache."""
-    engine = lm.engine
-    engine.use_prefix_cache = engine.share_positions = on
     engine.forget()
     start = time.perf_counter()
-    for at in range(0, len(texts), batch_size):
-        chunk = texts[at : at + batch_size]
+    batch = engine.lm.batch_size
+    for at in range(0, len(texts), batch):
+        chunk = texts[at : at + batch]
         engine.sample(
             [scoring.context_of(t) for t in chunk],
             list(range(at, at + len(chunk))),
@@ -150,7 +147,7 @@ def time_generation(lm, texts: list[str], batch_size: int, max_new_tokens: int, 
     return time.perf_counter() - start
 
 
-VARIANTS = {  # --compare: the two engines timed, (label, dtype, prefix cache and shared positions)
+VARIANTS = {  # --compare: the two engines timed, (label, dtype, with the speed-ups: reusing_engine, else the reference)
     "precision": (("float32", "float32", True), ("bfloat16", "bfloat16", True)),
     "cache": (("without", "float32", False), ("with", "float32", True)),
 }
@@ -175,27 +172,36 @@ def training_seconds(lm, texts: list[str], steps: int) -> float:
         return time.perf_counter() - start
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--sample", type=int, default=24, help="prompts timed per kind (a few hundred for a close estimate)"
     )
     parser.add_argument("--generations", type=int, default=8, help="stage-60 generations timed")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="the model's batch size")
     parser.add_argument(
         "--compare", choices=sorted(VARIANTS), default="precision", help="the two engines to time against each other"
     )
     parser.add_argument("--train-steps", type=int, default=2, help="LoRA optimizer steps timed (--compare precision)")
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    counts = full_counts()
+    return parser.parse_args()
+
+
+def engines_compared(args: argparse.Namespace) -> list[tuple[str, TransformersEngine]]:
+    """The two engines timed against each other, labelled, each built by the public constructors."""
     spec = models.spec_for(MODEL)
+    dtypes = {dtype for _, dtype, _ in VARIANTS[args.compare]}
     loaded = {
-        dtype: models.load_model(dataclasses.replace(spec, dtype=dtype)) for _, dtype, _ in VARIANTS[args.compare]
+        dtype: models.load_model(dataclasses.replace(spec, dtype=dtype), batch_size=args.batch_size) for dtype in dtypes
     }
-    variants = [(label, loaded[dtype], on) for label, dtype, on in VARIANTS[args.compare]]
-    lm, n = variants[0][1], args.sample
-    kinds = {
+    return [
+        (label, reusing_engine(loaded[dtype]) if fast else TransformersEngine(loaded[dtype]))
+        for label, dtype, fast in VARIANTS[args.compare]
+    ]
+
+
+def scoring_kinds(lm, n: int) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Each scoring part's sample of real prompts and options."""
+    return {
         "10 zero-shot": stage10_prompts(lm, n),
         "30 self-aligned prompts": stage30_pairs(lm, max(1, n // 2)),
         "70 culture prompting": survey_prompts(lm, n, "aware"),
@@ -204,39 +210,59 @@ def main() -> None:
         "95 cross": survey_prompts(lm, n, "cross"),
         "95 aware with demonstrations": survey_prompts(lm, n, "aware", demos=True),
     }
-    labels = tuple(label for label, _, _ in variants)
+
+
+def per_seed_references() -> dict[str, Any]:
+    """The full-scale reference times, LoRA training once per adapter seed."""
+    seeds = len(stage_params("90_lora_sft")["adapter_seeds"])
+    return {**REFERENCE_SECONDS, "90 LoRA training": REFERENCE_SECONDS["90 LoRA training"] * seeds}
+
+
+def scaled_references(variants: list, kinds: dict, rate: dict, args: argparse.Namespace) -> dict[str, Any]:
+    """Full-scale reference times of the parts without prompt scoring: one per training seed, and
+    in a precision comparison the second column scaled by ratios measured here."""
+    reference = per_seed_references()
+    if args.compare != "precision":
+        return reference
+    labels = [label for label, _ in variants]
+    texts = kinds["95 aware"][0]
+    a, b = (training_seconds(engine.lm, texts, args.train_steps) for _, engine in variants)
+    print(f"90 LoRA training: {args.train_steps} steps, {a:.1f} s {labels[0]}, {b:.1f} s {labels[1]}", flush=True)
+    lora = reference["90 LoRA training"]
+    reference["90 LoRA training"] = (lora, lora * b / a)
+    zero = rate["10 zero-shot"]
+    general = REFERENCE_SECONDS["95 general ability"]
+    reference["95 general ability"] = (general, general * zero[1] / zero[0])
+    return reference
+
+
+def main() -> None:
+    args = arguments()
+    torch.manual_seed(0)
+    counts = full_counts()
+    variants = engines_compared(args)
+    labels = (variants[0][0], variants[1][0])
+    kinds = scoring_kinds(variants[0][1].lm, args.sample)
     rate: dict[str, tuple[float, float]] = {}
     sampled: dict[str, int] = {}
-    p60 = stage_params("60_generate_questions")
     texts60 = generation_prompts(args.generations)
-    a, b = (time_generation(m, texts60, args.batch_size, p60["max_new_tokens"], on) for _, m, on in variants)
+    tokens60 = stage_params("60_generate_questions")["max_new_tokens"]
+    a, b = (time_generation(engine, texts60, tokens60) for _, engine in variants)
     rate["60 question generation"], sampled["60 question generation"] = (
         (a / len(texts60), b / len(texts60)),
         len(texts60),
     )
     print(f"60 question generation: {len(texts60)} texts, {a:.1f} s {labels[0]}, {b:.1f} s {labels[1]}", flush=True)
     warm_texts, warm_options = kinds["10 zero-shot"]
-    for _, m, on in variants:  # one-time costs
-        score(m, warm_texts[:2], warm_options[:2], args.batch_size, cached=on, shared=on)
-    seeds = len(stage_params("90_lora_sft")["adapter_seeds"])  # one training per adapter and seed
-    reference = {**REFERENCE_SECONDS, "90 LoRA training": REFERENCE_SECONDS["90 LoRA training"] * seeds}
+    for _, engine in variants:  # one-time costs
+        score(engine, warm_texts[:2], warm_options[:2])
+    unscaled = per_seed_references()
     for kind, (texts, options) in kinds.items():
-        a, b = (score(m, texts, options, args.batch_size, cached=on, shared=on)[0] for _, m, on in variants)
+        a, b = (score(engine, texts, options)[0] for _, engine in variants)
         rate[kind], sampled[kind] = (a / len(texts), b / len(texts)), len(texts)
         print(f"{kind}: {len(texts)} prompts, {a:.1f} s {labels[0]}, {b:.1f} s {labels[1]}", flush=True)
-        write(job_rows(rate, sampled, counts, labels, reference), n, args, labels)  # a killed run keeps its part
-    if args.compare == "precision":
-        texts = kinds["95 aware"][0]
-        a, b = (training_seconds(m, texts, args.train_steps) for _, m, _ in variants)
-        print(f"90 LoRA training: {args.train_steps} steps, {a:.1f} s {labels[0]}, {b:.1f} s {labels[1]}", flush=True)
-        lora = reference["90 LoRA training"]
-        reference["90 LoRA training"] = (lora, lora * b / a)
-        zero = rate["10 zero-shot"]
-        reference["95 general ability"] = (
-            REFERENCE_SECONDS["95 general ability"],
-            REFERENCE_SECONDS["95 general ability"] * zero[1] / zero[0],
-        )
-        write(job_rows(rate, sampled, counts, labels, reference), n, args, labels)
+        write(job_rows(rate, sampled, counts, labels, unscaled), args, labels)  # a killed run keeps its part
+    write(job_rows(rate, sampled, counts, labels, scaled_references(variants, kinds, rate, args)), args, labels)
 
 
 def job_rows(
@@ -274,23 +300,8 @@ def job_rows(
         total[0] += count * off
         total[1] += count * on
     for part, seconds in reference.items():
-        scaled = isinstance(seconds, tuple)
-        first, second = seconds if scaled else (seconds, seconds)
-        rows.append(
-            {
-                "stage part": part,
-                "count": "",
-                "count made of": "",
-                "basis": "full-scale reference, the second column scaled by the ratio measured here (see notes)"
-                if scaled
-                else "full-scale reference, not re-timed; no prompt scoring",
-                f"s/prompt {a}": "",
-                f"s/prompt {b}": "",
-                f"hours {a}": round(first / 3600, 2),
-                f"hours {b}": round(second / 3600, 2),
-                "speed-up": round(first / second, 2) if scaled else "",
-            }
-        )
+        rows.append(reference_row(part, seconds, labels))
+        first, second = seconds if isinstance(seconds, tuple) else (seconds, seconds)
         total[0] += first
         total[1] += second
     rows.append(
@@ -309,10 +320,31 @@ def job_rows(
     return rows
 
 
-def write(rows: list[dict], n: int, args: argparse.Namespace, labels: tuple[str, str]) -> None:
+def reference_row(part: str, seconds: Any, labels: tuple[str, str]) -> dict:
+    """A part without prompt scoring: its full-scale reference hours, one number for both columns
+    or a pair scaled by a measured ratio."""
+    a, b = labels
+    scaled = isinstance(seconds, tuple)
+    first, second = seconds if scaled else (seconds, seconds)
+    return {
+        "stage part": part,
+        "count": "",
+        "count made of": "",
+        "basis": "full-scale reference, the second column scaled by the ratio measured here (see notes)"
+        if scaled
+        else "full-scale reference, not re-timed; no prompt scoring",
+        f"s/prompt {a}": "",
+        f"s/prompt {b}": "",
+        f"hours {a}": round(first / 3600, 2),
+        f"hours {b}": round(second / 3600, 2),
+        "speed-up": round(first / second, 2) if scaled else "",
+    }
+
+
+def write(rows: list[dict], args: argparse.Namespace, labels: tuple[str, str]) -> None:
     """outputs/bench/job.json (--compare cache) or job_precision.json, in the benchmarks format,
     the CPU model beside every row."""
-    cpu = cpu_model()
+    cpu, n = cpu_model(), args.sample
     for row in rows:
         row["cpu"] = cpu
     caption = (

@@ -2,8 +2,8 @@
 machine, every summary number side by side with its largest difference and the width of the
 interval (or one-run range) printed beside it.
 
-    python benchmarks/bench_precision.py                  # runs the tour twice, then compares
-    python benchmarks/bench_precision.py --compare-only   # compares two finished tours
+    python -m benchmarks.bench_precision                  # runs the tour twice, then compares
+    python -m benchmarks.bench_precision --compare-only   # compares two finished tours
 
 Each tour runs with `--dtype` into its own outputs folder (outputs/precision/<dtype>/), so the two
 never share a cache or a run. The comparison reads the summary CSVs of both (outputs/.../summary/),

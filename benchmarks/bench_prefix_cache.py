@@ -20,22 +20,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scoring import order_pairs  # noqa: E402
+from benchmarks.bench_scoring import order_pairs
+from culturealign import culturespa, culturespa_eval, models, probes, prompts, runs, scoring, selfalign
+from culturealign.engines.cached_prompts import CachedPromptPass
+from culturealign.engines.in_process import RowSearch, TransformersEngine, reusing_engine
+from culturealign.engines.prefix_cache import PrefixCache
+from culturealign.engines.tree_search import TreeSearch
+from culturealign.precision import cpu_model
+from culturealign.results import write_bench  # the report's definitions
 
-from culturealign import culturespa, culturespa_eval, models, probes, prompts, runs, scoring, selfalign  # noqa: E402
-from culturealign.precision import cpu_model  # noqa: E402
-from culturealign.results import write_bench  # noqa: E402  (the report's definitions)
-
-TARGET_CUTS = {"stage 10": 0.80, "stage 30 pairs": 0.35}  # the issue's prompt-token cuts
+TARGET_CUTS = {"stage 10": 0.80, "stage 30 pairs": 0.35}  # prompt-token cuts the prefix cache is held to
 
 
 def stage10_prompts(lm, n: int) -> tuple[list[str], list[list[str]]]:
@@ -71,12 +71,19 @@ def stage70_prompts(
     return texts[:n], options[:n]
 
 
-ENGINES = {  # name: (prefix cache, one output-layer pass per distinct position)
-    "neither": (False, False),
-    "cache only": (True, False),
-    "sharing only": (False, True),
-    "both": (True, True),
-}
+ENGINES = ("neither", "cache only", "sharing only", "both")  # the variants, in table order
+
+
+def engine_variants(lm) -> dict[str, TransformersEngine]:
+    """The four engines on one loaded model, each built by the public constructors: the reference,
+    the prefix cache alone, shared positions alone, and both (the engine the stages use)."""
+    limit = int(lm.spec.prefix_cache_mib) * 2**20
+    return {
+        "neither": TransformersEngine(lm),
+        "cache only": TransformersEngine(lm, prompt_pass=CachedPromptPass(PrefixCache(limit))),
+        "sharing only": TransformersEngine(lm, search=TreeSearch(fallback=RowSearch())),
+        "both": reusing_engine(lm),
+    }
 
 
 class Profile:
@@ -86,97 +93,82 @@ class Profile:
 
     buckets = ("prompt pass", "search body", "search output layer", "search full forward", "cache bookkeeping")
 
-    def __init__(self, engine: Any):
-        self.engine = engine
+    def __init__(self, engine: TransformersEngine):
+        self.stats = engine.stats
         self.reset()
 
     @property
     def seconds(self) -> dict[str, float]:
-        now = self.engine.clock.seconds
+        now = self.stats.clock.seconds
         return {bucket: now.get(bucket, 0.0) - self._seconds.get(bucket, 0.0) for bucket in self.buckets}
 
     @property
     def positions(self) -> tuple[int, int]:
         """Output-layer positions run and distinct positions read since the last reset."""
         return (
-            self.engine.output_positions_run - self._start[0],
-            self.engine.output_positions_needed - self._start[1],
+            self.stats.output_positions_run - self._start[0],
+            self.stats.output_positions_needed - self._start[1],
         )
 
     def reset(self) -> None:
-        self._seconds = dict(self.engine.clock.seconds)
-        self._start = (self.engine.output_positions_run, self.engine.output_positions_needed)
+        self._seconds = dict(self.stats.clock.seconds)
+        self._start = (self.stats.output_positions_run, self.stats.output_positions_needed)
 
 
-def score(
-    lm, texts: list[str], options: list[list[str]], batch_size: int, cached: bool, shared: bool = True
-) -> tuple[float, int, int]:
+def score(engine: TransformersEngine, texts: list[str], options: list[list[str]]) -> tuple[float, int, int]:
     """Seconds, prompt tokens run and prompt positions computed (padding included) for exact
-    distributions of every prompt, from an empty score
-    cache and, with the prefix cache, an empty prefix cache; `shared`: one output-layer pass per
-    distinct position."""
-    engine = lm.engine
-    engine.use_prefix_cache = cached
-    engine.share_positions = shared
+    distributions of every prompt by `engine`, from a cold start: an empty score cache and an
+    empty prefix cache."""
     engine.forget()
-    before = engine.prompt_tokens_run, engine.prompt_positions_run
+    lm = engine.lm.with_engine(engine, engine.lm.weights_hash)
+    before = engine.stats.prompt_tokens_run, engine.stats.prompt_positions_run
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         scoring.option_distributions(
-            lm, texts, options, batch_size=batch_size, cache=runs.ResultCache(Path(tmp) / "exact.jsonl"), desc="bench"
+            lm, texts, options, cache=runs.ResultCache(Path(tmp) / "exact.jsonl"), desc="bench"
         )
         seconds = time.perf_counter() - start
-    return seconds, engine.prompt_tokens_run - before[0], engine.prompt_positions_run - before[1]
+    return seconds, engine.stats.prompt_tokens_run - before[0], engine.stats.prompt_positions_run - before[1]
 
 
-def prompt_passes(lm, texts: list[str], batch_size: int, cached: bool) -> tuple[float, int]:
-    """Seconds and prompt tokens run by the prompt passes alone (no prefix search), batched and
-    ordered as exact scoring orders them: the token counts of a full run at the stage's batch size."""
-    engine = lm.engine
-    engine.use_prefix_cache = cached
+def prompt_passes(engine: TransformersEngine, texts: list[str], batch: int) -> tuple[float, int]:
+    """Seconds and prompt tokens run by the prompt passes alone (no prefix search), from a cold
+    start, batched and ordered as exact scoring orders them."""
     engine.forget()
-    ids = sorted(
-        (scoring.prompt_ids(lm.tokenizer, scoring.context_of(t)) for t in texts), key=lambda p: (len(p) // 32, p)
-    )
-    before, start = engine.prompt_tokens_run, time.perf_counter()
-    for at in range(0, len(ids), batch_size):
-        engine.prompt_pass(ids[at : at + batch_size])
-    return time.perf_counter() - start, engine.prompt_tokens_run - before
+    tok = engine.tokenizer
+    ids = sorted((scoring.prompt_ids(tok, scoring.context_of(t)) for t in texts), key=lambda p: (len(p) // 32, p))
+    before, start = engine.stats.prompt_tokens_run, time.perf_counter()
+    for at in range(0, len(ids), batch):
+        engine.prompt_states(ids[at : at + batch])
+    return time.perf_counter() - start, engine.stats.prompt_tokens_run - before
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage10", type=int, default=24, help="stage-10 zero-shot prompts")
     parser.add_argument("--pairs", type=int, default=16, help="stage-30 prompts, each in both option orders")
     parser.add_argument("--stage70", type=int, default=16, help="stage-70 persona survey prompts")
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of each timing")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument(
-        "--pass-prompts", type=int, default=64, help="prompts per kind for the prompt-pass token counts"
-    )
-    parser.add_argument(
-        "--pass-batch", type=int, default=8, help="batch size of the prompt-pass token counts (stages: 8)"
-    )
+    parser.add_argument("--batch-size", type=int, default=8, help="the model's batch size")
+    parser.add_argument("--pass-prompts", type=int, default=64, help="prompts per kind for the prompt-pass counts")
+    parser.add_argument("--pass-batch", type=int, default=8, help="batch of the prompt-pass token counts (stages: 8)")
     parser.add_argument("--out", default="prefix_cache", help="name of outputs/bench/<name>.json")
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    lm = models.load_model(dataclasses.replace(models.spec_for("gemma3-270m"), dtype="float32"))
-    kinds = {
-        "stage 10": stage10_prompts(lm, args.stage10),
-        "stage 30 pairs": stage30_pairs(lm, args.pairs),
-        "stage 70": stage70_prompts(lm, args.stage70),
-    }
+    return parser.parse_args()
+
+
+def pass_rows(lm, args: argparse.Namespace) -> list[dict]:
+    """The prompt passes alone, without and with a cold prefix cache, per kind of prompt."""
     many = {
         "stage 10": stage10_prompts(lm, args.pass_prompts)[0],
         "stage 30 pairs": stage30_pairs(lm, args.pass_prompts // 2)[0],
         "stage 70": stage70_prompts(lm, args.pass_prompts)[0],
     }
-    passes = []
+    variants, rows = engine_variants(lm), []
     for kind, texts in many.items():
-        (off_s, off_t), (on_s, on_t) = (prompt_passes(lm, texts, args.pass_batch, cached) for cached in (False, True))
+        (off_s, off_t), (on_s, on_t) = (prompt_passes(variants[v], texts, args.pass_batch) for v in ("neither", "both"))
         full = sum(len(scoring.prompt_ids(lm.tokenizer, scoring.context_of(t))) for t in texts)
         target = TARGET_CUTS.get(kind)
-        passes.append(
+        rows.append(
             {
                 "kind": kind,
                 "prompts": len(texts),
@@ -193,19 +185,25 @@ def main() -> None:
                 "cpu": cpu_model(),
             }
         )
-        print(passes[-1], flush=True)
+        print(rows[-1], flush=True)
+    return rows
+
+
+def measured(lm, kinds: dict, reps: int) -> tuple[dict, dict, dict, dict]:
+    """Every engine on every kind, repetitions interleaved, each from a cold start: seconds per
+    repetition, prompt tokens run, positions computed, and the time split (Profile) per (kind, engine)."""
+    variants = engine_variants(lm)
     warm_texts, warm_options = kinds["stage 10"]
-    score(lm, warm_texts[:2], warm_options[:2], args.batch_size, cached=False)  # warm-up
+    score(variants["neither"], warm_texts[:2], warm_options[:2])  # warm-up
     times: dict[tuple[str, str], list[float]] = {}
     tokens: dict[tuple[str, str], int] = {}
     padded: dict[tuple[str, str], int] = {}
-    profile = Profile(lm.engine)
     split: dict[tuple[str, str], dict[str, float]] = {}
-    for _ in range(args.reps):
+    for _ in range(reps):
         for kind, (texts, options) in kinds.items():
-            for name, (cached, shared) in ENGINES.items():
-                profile.reset()
-                seconds, ran, computed = score(lm, texts, options, args.batch_size, cached, shared)
+            for name, engine in variants.items():
+                profile = Profile(engine)
+                seconds, ran, computed = score(engine, texts, options)
                 times.setdefault((kind, name), []).append(seconds)
                 tokens[(kind, name)], padded[(kind, name)] = ran, computed
                 part = split.setdefault((kind, name), {"total": 0.0})
@@ -213,23 +211,34 @@ def main() -> None:
                 part["positions"], part["distinct"] = profile.positions
                 for bucket, value in profile.seconds.items():
                     part[bucket] = part.get(bucket, 0.0) + value
-    lm.engine.use_prefix_cache, lm.engine.share_positions = True, True
-    cpu, rows, shares = cpu_model(), [], []
+    return times, tokens, padded, split
+
+
+def share_rows(split: dict) -> list[dict]:
+    """Where each engine's time went, in percent of its total, per kind."""
+    cpu, rows = cpu_model(), []
     for (kind, name), part in split.items():
         total = part["total"]
-        rest = total - sum(part[bucket] for bucket in profile.buckets)
-        shares.append(
+        rest = total - sum(part[bucket] for bucket in Profile.buckets)
+        rows.append(
             {
                 "kind": kind,
                 "engine": name,
                 "seconds (all reps)": round(total, 2),
-                **{f"{bucket} %": round(100 * part[bucket] / total, 1) for bucket in profile.buckets},
+                **{f"{bucket} %": round(100 * part[bucket] / total, 1) for bucket in Profile.buckets},
                 "search Python %": round(100 * rest / total, 1),
                 "output-layer positions": part["positions"],
                 "distinct positions": part["distinct"],
                 "cpu": cpu,
             }
         )
+    return rows
+
+
+def speed_rows(lm, kinds: dict, times: dict, tokens: dict, padded: dict) -> list[dict]:
+    """Per kind: prompt tokens and positions without and with the cache, median seconds per
+    engine and the speed-ups against the reference."""
+    cpu, rows = cpu_model(), []
     for kind, (texts, _) in kinds.items():
         median = {name: statistics.median(times[(kind, name)]) for name in ENGINES}
         full = sum(len(scoring.prompt_ids(lm.tokenizer, scoring.context_of(t))) for t in texts)
@@ -251,56 +260,74 @@ def main() -> None:
                 "cpu": cpu,
             }
         )
-    tables = [
-        {
-            "caption": "Prompt passes alone (no prefix search), batched and ordered as exact scoring: "
-            "prompt tokens "
-            "the engine ran without and with a cold prefix cache, and the passes' seconds",
-            "rows": passes,
-        },
-        {
-            "caption": "Exact scoring by four engines: neither the prefix cache (cold) nor one output-layer "
-            "pass per distinct position, each alone, and both (the default); speed-ups against neither "
-            f"(embedded model, batch {args.batch_size}, {torch.get_num_threads()} threads, "
-            f"median of {args.reps} interleaved repetitions)",
-            "rows": rows,
-        },
-        {
-            "caption": "Where each engine's time goes: the prompt pass, the prefix search's body forwards and "
-            "output layer (in the full forward when positions are not shared), the cache's bookkeeping and "
-            "the search's Python; output-layer positions computed against the distinct positions read",
-            "rows": shares,
-        },
-    ]
-    notes = [
-        f"CPU: {cpu}; a shared machine, so wall times carry its contention; token counts do not.",
-        "Without the cache the engine already runs a shared trunk once per batch (a pair's common part, "
-        "stage 10's instruction and primer); 'in full' counts every prompt's every token. The cache's "
-        "cut grows with the number of batches (a sample's first batch is cold).",
+    return rows
+
+
+def notes(lm) -> list[str]:
+    """The table's notes; the output layer's size read from the model."""
+    head = lm.model.get_output_embeddings().weight
+    vocab, width = head.shape
+    mb = head.numel() * head.element_size() / 1e6
+    return [
+        f"CPU: {cpu_model()}; a shared machine, so wall times carry its contention; token counts do not.",
+        "The reference engine runs each batch's prompts as one padded batch; 'in full' counts every prompt's "
+        "every token. The cache's cut grows with the number of batches (a sample's first batch is cold).",
         "Positions computed count the padding a batch runs too: with the cache, rests differ in length "
         "(a pair's second order after its first), so they run in sub-batches of similar length; a narrow "
         "forward still reads every weight of the body from memory, which is why tokens cut and seconds "
         "saved differ. With the cache the body runs alone and the output layer once per batch.",
         "Sharing positions: each prompt's search paths form a tree that the body runs as one sequence under "
-        "a tree attention mask (a position several paths share runs once), and the output layer (a "
-        "262k-token vocabulary) runs once for all the distinct positions read, decoding only the tokens "
+        f"a tree attention mask (a position several paths share runs once), and the output layer (a "
+        f"{vocab:,}-token vocabulary) runs once for all the distinct positions read, decoding only the tokens "
         "asked for; without it every path is a row and its last positions, padding included, go through "
         "the full forward.",
         "What stays is matrix work that no reuse removes: the prompts' own tokens through the body, the "
-        "tree's nodes, and one output-layer row per position read (262,144 x 640 multiply-adds each). An "
-        "output-layer pass reads its 670 MB of weights whatever its width, so each search call costs a "
-        "pass. Every engine here searches only spellings whose first token the decoding can produce "
-        "(top-k 64, top-p 0.95: most spellings start with a token of probability exactly 0 and are "
-        "skipped); that is the scoring's, not the engine's, so it speeds all four alike.",
-        "Targets: the issue's prompt-token cuts count against prompts in full (its 84% and 37% are the "
-        "shared opening's share of stage-10 and stage-30 prompts) and are judged on the prompt passes (64 "
-        "prompts in 8 batches, as a stage runs them; a scoring sample's first batch is cold); its wall-time "
-        "speed-ups against the "
-        "engine it was filed on (outputs/bench/against_reference.json). Within this engine the prefix "
-        "search is the same with and without the cache, so the cache alone gains at most the prompt "
-        "pass's speed-up in the first table.",
+        f"tree's nodes, and one output-layer row per position read ({vocab:,} x {width} multiply-adds each). "
+        f"An output-layer pass reads its {mb:.0f} MB of weights whatever its width, so each search call costs "
+        "a pass. Every engine here searches only spellings whose first token the decoding can produce "
+        "(spellings that start with a token of probability exactly 0 are skipped); that is the scoring's, "
+        "not the engine's, so it speeds all four alike.",
+        "Targets: prompt-token cuts count against prompts in full (the shared opening's share of stage-10 "
+        "and stage-30 prompts) and are judged on the prompt passes (prompts in batches, as a stage runs "
+        "them; a scoring sample's first batch is cold); wall-time speed-ups against a reference commit's "
+        "engine are in outputs/bench/against_reference.json. The prefix search is the same with and "
+        "without the cache, so the cache alone gains at most the prompt pass's speed-up in the first table.",
     ]
-    out = write_bench(args.out, "Prefix cache in the in-process engine", tables, notes)
+
+
+def main() -> None:
+    args = arguments()
+    torch.manual_seed(0)
+    spec = dataclasses.replace(models.spec_for("gemma3-270m"), dtype="float32")
+    lm = models.load_model(spec, batch_size=args.batch_size)
+    kinds = {
+        "stage 10": stage10_prompts(lm, args.stage10),
+        "stage 30 pairs": stage30_pairs(lm, args.pairs),
+        "stage 70": stage70_prompts(lm, args.stage70),
+    }
+    passes = pass_rows(lm, args)
+    times, tokens, padded, split = measured(lm, kinds, args.reps)
+    tables = [
+        {
+            "caption": "Prompt passes alone (no prefix search), batched and ordered as exact scoring: "
+            "prompt tokens the engine ran without and with a cold prefix cache, and the passes' seconds",
+            "rows": passes,
+        },
+        {
+            "caption": "Exact scoring by four engines: neither the prefix cache (cold) nor one output-layer "
+            "pass per distinct position, each alone, and both (the default); speed-ups against neither "
+            f"(embedded model, batch {lm.batch_size}, {torch.get_num_threads()} threads, "
+            f"median of {args.reps} interleaved repetitions)",
+            "rows": speed_rows(lm, kinds, times, tokens, padded),
+        },
+        {
+            "caption": "Where each engine's time goes: the prompt pass, the prefix search's body forwards and "
+            "output layer (in the full forward when positions are not shared), the cache's bookkeeping and "
+            "the search's Python; output-layer positions computed against the distinct positions read",
+            "rows": share_rows(split),
+        },
+    ]
+    out = write_bench(args.out, "Prefix cache in the in-process engine", tables, notes(lm))
     for table in tables:
         print(f"\n{table['caption']}")
         for row in table["rows"]:

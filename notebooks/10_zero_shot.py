@@ -47,7 +47,7 @@ fidelity_draws: int = 50  # sampled responses per fidelity probe
 # %%
 from culturealign import probes, prompts, runs, scoring, selfalign, stage
 
-measuring = selfalign.Measuring(batch_size, invalid_responses, sample_draws)
+measuring = selfalign.Measuring(invalid_responses, sample_draws)
 run, lm = stage.begin("10_zero_shot", globals())
 labelled = probes.order_probes(probes.labelled_probes(lang, country), probe_order)
 if max_probes:
@@ -96,7 +96,7 @@ zero["count"].value_counts().sort_index()
 # probabilities: the share of each option among valid samples should match within sampling error.
 
 # %%
-fidelity = selfalign.fidelity_check(lm, labelled.head(fidelity_probes), lang, seed, fidelity_draws, batch_size)
+fidelity = selfalign.fidelity_check(lm, labelled.head(fidelity_probes), lang, seed, fidelity_draws)
 runs.write_table(run.path("fidelity.csv"), fidelity)
 fidelity
 

@@ -72,7 +72,7 @@ selfalign.check_rule(outcome_rule)
 selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
 if selfalign.PLACEBO_COUNTRY in strategies:
     placebos.check_swap_country(swap_country, wvs.countries_with_figures(), country)
-measuring = selfalign.Measuring(batch_size, invalid_responses, sample_draws)
+measuring = selfalign.Measuring(invalid_responses, sample_draws)
 zero = pd.read_csv(runs.load_run(model, lang, "10_zero_shot").path("zero_shot.csv"))
 choices = pd.read_csv(runs.load_run(model, lang, "20_demonstrations").path("demonstrations.csv"),
                       converters={"demo_ids": ast.literal_eval}, keep_default_na=False)

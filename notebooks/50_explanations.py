@@ -59,7 +59,7 @@ fmt, texts = prompts.PromptFormat.of(lm), []
 for row in chosen.itertuples():
     probe = labelled.loc[row.probe_id]
     texts.append(selfalign.explanation_request(fmt, probe, labelled.loc[list(demo_ids[row.probe_id])], lang, seed))
-explanations = scoring.generate_texts(lm, texts, max_new_tokens, seed, batch_size) if texts else []
+explanations = scoring.generate_texts(lm, texts, max_new_tokens, seed) if texts else []
 table = pd.DataFrame({"probe_id": chosen["probe_id"].to_numpy(), "strategy": strategy,
                       "sentence": [probes.fill(labelled.at[p, "template"], labelled.at[p, "majority_option"]) for p in chosen["probe_id"]],
                       "majority_option": [labelled.at[p, "majority_option"] for p in chosen["probe_id"]],

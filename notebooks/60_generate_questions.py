@@ -56,7 +56,7 @@ print(culturespa.prompts.generation_prompt(chosen_topics[0], [{"question": "<a W
 # %%
 counts = []
 for topic in chosen_topics:
-    found = culturespa.generate_questions(lm, topic, questions_per_topic, store, seed, batch_size, max_new_tokens, max_rounds)
+    found = culturespa.generate_questions(lm, topic, questions_per_topic, store, seed, max_new_tokens, max_rounds)
     kept = sum(r["topic"] == topic for r in store.records.values())
     counts.append({"topic": topic, "kept": kept, **found})
 counts = pd.DataFrame(counts)

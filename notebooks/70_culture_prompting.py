@@ -58,7 +58,7 @@ culturespa.check_answer_mode(answer_mode, culturespa.param_source("70_culture_pr
 culturespa.check_reply_parsing(reply_parsing, culturespa.param_source("70_culture_prompting", "reply_parsing", model, lang))
 cultures = cultures or culturespa.CULTURES
 culturespa.check_cultures(cultures)
-answering = culturespa.Answering(batch_size, answer_mode, seed, reply_parsing)
+answering = culturespa.Answering(answer_mode, seed, reply_parsing)
 questions = pd.DataFrame(runs.ResultCache(runs.load_run(model, lang, "60_generate_questions").path("questions.jsonl")).records.values())
 if max_questions:
     questions = questions.head(max_questions)

@@ -78,7 +78,7 @@ cultures = cultures or culturespa.CULTURES
 culturespa.check_cultures(cultures)
 questions = culturespa_eval.wvs_eval_questions(max_questions)
 adapters = runs.load_run(model, lang, "90_lora_sft").path("adapters")
-answering = culturespa.Answering(batch_size, answer_mode, seed, reply_parsing)
+answering = culturespa.Answering(answer_mode, seed, reply_parsing)
 run, lm = stage.begin("95_culture_eval", globals())
 similar = culturespa.similar_cultures(cultures)
 print(f"{len(questions)} WVS questions x {len(cultures)} cultures")
@@ -109,7 +109,7 @@ tuned.groupby("method").size()
 # itself, and counts `parse_differs` per prompt in answers.csv).
 
 # %%
-check = culturespa.parsing_check(lm, questions, parse_check, seed, batch_size)
+check = culturespa.parsing_check(lm, questions, parse_check, seed)
 runs.write_table(run.path("parsing_check.csv"), check)
 sampled_differ = int(answers["parse_differs"].sum()) if "parse_differs" in answers else 0
 print(f"reply_parsing={reply_parsing}; free replies read differently: {int(check['differ'].sum())} of {len(check)}; "
@@ -181,7 +181,7 @@ display(Image(filename=str(files[0]), width=700))
 # ## General ability before and after tuning
 
 # %%
-general = culturespa_eval.general_ability(lm, adapters, general_items, batch_size, harness_task, equivalence_margin)
+general = culturespa_eval.general_ability(lm, adapters, general_items, harness_task, equivalence_margin)
 runs.write_table(run.path("general_ability.csv"), general)
 general[[c for c in ["model", "items", "vs_base_difference", "diff_low", "diff_high", "verdict", "detectable_margin",
                      "accuracy", "accuracy_low", "accuracy_high", "chance", "at_chance", "tost_p"] if c in general]]

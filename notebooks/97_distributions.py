@@ -69,7 +69,7 @@ print(f"{len(countries)} countries x {len(survey)} questions: {len(human)} with 
 # ## The model's exact distributions: default, every country persona, both orders
 
 # %%
-answers = distributional.exact_answers(lm, items, survey, batch_size, seed)
+answers = distributional.exact_answers(lm, items, survey, seed)
 model_dists = distributional.combine_orders(answers)
 runs.write_table(run.path("model.csv"), model_dists.assign(dist=model_dists["dist"].map(lambda d: [round(float(x), 6) for x in d])))
 print(f"measured: {sorted(set(answers['measure']))}; mean p_other {answers['other'].mean():.3f}; "
@@ -137,8 +137,8 @@ display(Image(filename=str(files[0]), width=700))
 subset = distributional.elicitation_subset(model_dists, elicitation_items, seed)
 forward = answers[answers["order"] == "forward"].set_index(["persona", "id"])["dist"]
 ways = {"exact": subset.assign(dist=[forward[(p, q)] for p, q in zip(subset["persona"], subset["id"])]),
-        "sampled": distributional.sampled_distributions(lm, subset, survey, sample_draws, seed, batch_size),
-        "stated": distributional.stated_distributions(lm, subset, survey, stated_tokens, seed, batch_size)}
+        "sampled": distributional.sampled_distributions(lm, subset, survey, sample_draws, seed),
+        "stated": distributional.stated_distributions(lm, subset, survey, stated_tokens, seed)}
 gap = distributional_stats.elicitation_gap(ways, human, metric, bootstrap, seed)
 runs.write_table(run.path("elicitation_gap.csv"), gap)
 runs.write_table(run.path("elicitation.csv"), pd.concat([t.assign(way=w, dist=t["dist"].map(lambda d: None if d is None else [round(float(x), 4) for x in d]))

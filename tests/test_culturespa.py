@@ -125,7 +125,7 @@ def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(tiny_lm
     )
     asked = []
 
-    def fake(_, texts, options, batch_size, desc, *parsing, **seed):
+    def fake(_, texts, options, desc, *parsing, **seed):
         asked.extend(texts)
         return pd.DataFrame(
             {
@@ -139,7 +139,7 @@ def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(tiny_lm
         )
 
     monkeypatch.setattr(culturespa, "distributions", fake)
-    how = culturespa.Answering(batch_size=4, mode="argmax")
+    how = culturespa.Answering(mode="argmax")
     answers = culturespa.answer_questions(model, QUESTIONS, [("unaware", None), ("aware", "KEN")], None, how)
     pairs = culturespa.crqpc(answers, QUESTIONS)
     assert len(pairs) == 3
@@ -207,8 +207,8 @@ def test_sampled_replies_are_parsed_by_the_chosen_rule(monkeypatch):
     replies = [["1", "I pick 2", "2", "x"], ["0", "1", "none", "3"]]
     monkeypatch.setattr(culturespa, "sample_replies", lambda *args: replies)
     options = [["1", "2"], ["0", "1", "2"]]
-    authors = culturespa.distributions(lm, ["p", "q"], options, 2, "t", "authors", draws=4)
-    strict = culturespa.distributions(lm, ["p", "q"], options, 2, "t", "strict", draws=4)
+    authors = culturespa.distributions(lm, ["p", "q"], options, "t", "authors", draws=4)
+    strict = culturespa.distributions(lm, ["p", "q"], options, "t", "strict", draws=4)
     assert authors["probs"].tolist() == [[0.25, 0.5], [0.25, 0.25, 0.0]] and authors["off_scale"].tolist() == [0, 1]
     assert strict["probs"].tolist() == [[0.25, 0.25], [0.25, 0.25, 0.0]] and strict["other"].tolist() == [0.5, 0.5]
     assert (
@@ -229,18 +229,18 @@ def test_parsing_check_reads_one_free_reply_per_unaware_prompt_both_ways(monkeyp
     lm = SimpleNamespace(spec=SimpleNamespace(chat=False, answer_primer=False), tokenizer=None)
     asked = []
 
-    def replies(_, texts, n, seed, batch_size, desc):
+    def replies(_, texts, n, seed, desc):
         asked.extend(texts)
         return [["2"], ["I would say 1"], ["12"]][: len(texts)]
 
     monkeypatch.setattr(culturespa, "sample_replies", replies)
     questions = pd.DataFrame({"id": ["Q1", "Q2", "Q3"], "question": ["A?", "B?", "C?"], "options": [["x", "y"]] * 3})
-    check = culturespa.parsing_check(lm, questions, 3, 0, 2)
+    check = culturespa.parsing_check(lm, questions, 3, 0)
     assert all(t.startswith(prompts.UNAWARE) for t in asked) and len(asked) == 3
     # "12": off the scale for the authors, a longer number than code 1 for the reader
     assert check["authors"].tolist() == [2, 1, pd.NA] and check["strict"].tolist() == [2, pd.NA, pd.NA]
     assert check["differ"].tolist() == [False, True, False]
-    assert culturespa.parsing_check(lm, questions, 0, 0, 2).empty
+    assert culturespa.parsing_check(lm, questions, 0, 0).empty
 
 
 def test_reply_parsing_means_the_same_in_every_engine(monkeypatch):
@@ -253,12 +253,10 @@ def test_reply_parsing_means_the_same_in_every_engine(monkeypatch):
     monkeypatch.setattr(culturespa, "sample_replies", lambda *args: replies)
     monkeypatch.setattr(culturespa.scoring, "option_distributions", lambda *a, **k: pd.DataFrame({"mode": ["exact"]}))
     with_logits, without = (SimpleNamespace(engine=SimpleNamespace(has_logprobs=h)) for h in (True, False))
-    read = [
-        culturespa.distributions(lm, ["p"], [["1", "2"]], 1, "t", "authors", draws=4) for lm in (with_logits, without)
-    ]
+    read = [culturespa.distributions(lm, ["p"], [["1", "2"]], "t", "authors", draws=4) for lm in (with_logits, without)]
     pd.testing.assert_frame_equal(read[0], read[1])
     assert read[0]["mode"].iloc[0] == "sampled (4 draws, authors parsing)"
-    assert culturespa.distributions(with_logits, ["p"], [["1", "2"]], 1, "t", "strict")["mode"].iloc[0] == "exact"
+    assert culturespa.distributions(with_logits, ["p"], [["1", "2"]], "t", "strict")["mode"].iloc[0] == "exact"
 
 
 def test_the_authors_rule_scores_off_scale_codes_as_their_script_does(monkeypatch):
@@ -272,7 +270,7 @@ def test_the_authors_rule_scores_off_scale_codes_as_their_script_does(monkeypatc
     lm = SimpleNamespace(engine=SimpleNamespace(has_logprobs=False))
     monkeypatch.setattr(culturespa, "sample_replies", lambda *args: [["7", "7", "7", "7"], ["2", "2", "x", "2"]])
     options = [["1", "2", "3", "4"]] * 2
-    authors = culturespa.distributions(lm, ["p", "q"], options, 2, "t", "authors", draws=4)
+    authors = culturespa.distributions(lm, ["p", "q"], options, "t", "authors", draws=4)
     assert authors["off_scale_probs"].tolist() == [{"7": 1.0}, {}] and authors["other"].tolist() == [0.0, 0.25]
     table = authors.assign(id=["Q1", "Q2"], stream="s", start=1)
     answered = culturespa.answer_columns(table, "sample", seed=0)
@@ -281,5 +279,5 @@ def test_the_authors_rule_scores_off_scale_codes_as_their_script_does(monkeypatc
     assert (codes[:, 0] == 7).all() and valid[:, 0].all()
     gold, n_options = {"Q1": 3, "Q2": 2}, {"Q1": 4, "Q2": 4}
     assert metrics.culturespa_score({"Q1": 7, "Q2": 2}, gold, n_options) == pytest.approx(100 * (1 - 4 / np.sqrt(18)))
-    strict = culturespa.distributions(lm, ["p", "q"], options, 2, "t", "strict", draws=4)
+    strict = culturespa.distributions(lm, ["p", "q"], options, "t", "strict", draws=4)
     assert strict["other"].iloc[0] == 1.0 and strict["off_scale_probs"].iloc[0] == {}

@@ -97,13 +97,14 @@ def test_an_equivalence_margin_outside_0_100_points_is_refused_naming_the_parame
         culturespa_eval.check_margin(margin, "params/x.yaml")
 
 
-def test_general_ability_table_says_items_chance_and_prompt(tiny_lm, tmp_path):
-    table = culturespa_eval.general_ability(tiny_lm, tmp_path, items=6, batch_size=6)
+def test_general_ability_table_says_items_chance_and_prompt(tiny_lm, tmp_path, monkeypatch):
+    monkeypatch.setattr(tiny_lm, "batch_size", 6)
+    table = culturespa_eval.general_ability(tiny_lm, tmp_path, items=6)
     row = table.iloc[0]
     assert row["model"] == "base" and row["items"] == 6 and row["chance"] == 0.25 and row["prompt"] == "plain"
     assert 0 <= row["accuracy"] <= 1
     with pytest.raises(ValueError, match="equivalence_margin 0 is not allowed"):
-        culturespa_eval.general_ability(tiny_lm, tmp_path, items=6, batch_size=6, margin_points=0)
+        culturespa_eval.general_ability(tiny_lm, tmp_path, items=6, margin_points=0)
 
 
 def test_a_chat_model_is_asked_general_items_in_its_chat_template(tiny_lm):
@@ -138,7 +139,7 @@ def test_a_0_based_question_end_to_end(tiny_lm):
     codes = prompts.number_options(3, 0)
     assert codes == ["0", "1", "2"]
     assert scoring.parse_response(" 0", codes) == 0 and scoring.parse_response(" 2.", codes) == 2
-    how = culturespa.Answering(batch_size=4, mode="argmax")
+    how = culturespa.Answering(mode="argmax")
     answers = culturespa.answer_questions(tiny_lm, question, [("aware", "USA")], None, how)
     assert answers["answer"].iloc[0] == int(np.argmax(answers["probs"].iloc[0]))  # code = index on a 0-based scale
     gold = culturespa_eval.gold_answers("USA", question)["Q122"]

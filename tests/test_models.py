@@ -92,7 +92,7 @@ def test_required_keys_are_the_fields_without_a_default():
 
 def test_the_registry_builds_every_engine_a_model_file_may_name():
     assert set(models.ENGINES) == set(get_args(spec.EngineName))
-    assert models.engine_builder("transformers") is in_process.TransformersEngine
+    assert models.engine_builder("transformers") is in_process.reusing_engine
     assert models.engine_builder("gemini") == gemini.GeminiEngine.for_model
     assert models.engine_builder("openai") is serve.served_engine
     with pytest.raises(ValueError, match=r"unknown engine 'vlm'; use one of \['gemini', 'openai', 'transformers'\]"):
@@ -125,6 +125,12 @@ def test_weights_are_asked_for_by_name_before_anything_loads():
         models.load_model(models.spec_for("gemma3-270m"), weights="in_process")
     with pytest.raises(ModelUnavailable, match="served by an API: its weights cannot be loaded here"):
         models.load_model(models.spec_for("gemini-1.5-pro"), weights="here")
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, True, "8"])
+def test_a_batch_size_that_is_not_a_positive_whole_number_is_refused_before_loading(size):
+    with pytest.raises(ValueError, match=rf"load_model: batch_size is {size!r}; use a positive whole number"):
+        models.load_model(models.spec_for("gemma3-270m"), batch_size=size)
 
 
 def test_weights_here_answer_in_process_whatever_the_file_names():

@@ -13,7 +13,7 @@ from tokenizers import models as tok_models
 from transformers import PreTrainedTokenizerFast
 
 from culturealign import culturespa, culturespa_eval, prompts, scoring
-from culturealign.engines import in_process as engine
+from culturealign.engines import cached_prompts
 from culturealign.engines.in_process import decoded_probs, warpers
 
 PROMPTS = [
@@ -324,7 +324,8 @@ def test_sampling_agrees_with_exact_mode_under_the_reader_rule(lm, chat):
 
 def test_draws_do_not_depend_on_batch_position(tiny_lm, monkeypatch):
     texts, options = PROMPTS, OPTIONS
-    whole = scoring.sample_counts(tiny_lm, texts, options, n=6, seed=4, batch_size=3)
+    monkeypatch.setattr(tiny_lm, "batch_size", 3)
+    whole = scoring.sample_counts(tiny_lm, texts, options, n=6, seed=4)
     scoring.score_cache(tiny_lm, "sampled").path.unlink()
     real, calls = tiny_lm.engine.sample, {"n": 0}
 
@@ -335,10 +336,12 @@ def test_draws_do_not_depend_on_batch_position(tiny_lm, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(tiny_lm.engine, "sample", dies_on_second)
+    monkeypatch.setattr(tiny_lm, "batch_size", 1)
     with pytest.raises(KeyboardInterrupt):
-        scoring.sample_counts(tiny_lm, texts[::-1], options[::-1], n=6, seed=4, batch_size=1)
+        scoring.sample_counts(tiny_lm, texts[::-1], options[::-1], n=6, seed=4)
     monkeypatch.setattr(tiny_lm.engine, "sample", real)
-    resumed = scoring.sample_counts(tiny_lm, texts, options, n=6, seed=4, batch_size=2)
+    monkeypatch.setattr(tiny_lm, "batch_size", 2)
+    resumed = scoring.sample_counts(tiny_lm, texts, options, n=6, seed=4)
     assert resumed.equals(whole)
 
 
@@ -361,27 +364,30 @@ def test_killed_run_keeps_finished_batches(tiny_lm, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(scoring, "exact_option_probs", dies_on_second)
+    monkeypatch.setattr(tiny_lm, "batch_size", 1)
     with pytest.raises(KeyboardInterrupt):
-        scoring.option_distributions(tiny_lm, PROMPTS, OPTIONS, batch_size=1)
+        scoring.option_distributions(tiny_lm, PROMPTS, OPTIONS)
     assert len(scoring.score_cache(tiny_lm)) == 1
 
 
 def test_generated_texts_are_seeded_cached_and_not_generated_again(tiny_lm, monkeypatch):
-    first = scoring.generate_texts(tiny_lm, PROMPTS[:2], max_new_tokens=6, seed=3, batch_size=1)
+    monkeypatch.setattr(tiny_lm, "batch_size", 1)
+    first = scoring.generate_texts(tiny_lm, PROMPTS[:2], max_new_tokens=6, seed=3)
     assert len(first) == 2 and all(isinstance(t, str) for t in first)
     with monkeypatch.context() as patched:
         patched.setattr(tiny_lm.engine, "sample", lambda *a, **k: pytest.fail("generated a cached text"))
-        assert scoring.generate_texts(tiny_lm, PROMPTS[:2], max_new_tokens=6, seed=3, batch_size=1) == first
+        assert scoring.generate_texts(tiny_lm, PROMPTS[:2], max_new_tokens=6, seed=3) == first
     scoring.score_cache(tiny_lm, "generated").path.unlink()
-    assert scoring.generate_texts(tiny_lm, PROMPTS[:2][::-1], max_new_tokens=6, seed=3, batch_size=2) == first[::-1]
+    monkeypatch.setattr(tiny_lm, "batch_size", 2)
+    assert scoring.generate_texts(tiny_lm, PROMPTS[:2][::-1], max_new_tokens=6, seed=3) == first[::-1]
 
 
 def test_prompts_that_share_a_prefix_are_grouped():
-    groups = engine.shared_prefixes([[1, 2, 3, 4, 5], [9, 9], [1, 2, 3, 4, 6], [1, 2, 7]])
+    groups = cached_prompts.shared_prefixes([[1, 2, 3, 4, 5], [9, 9], [1, 2, 3, 4, 6], [1, 2, 7]])
     assert groups == [(4, [0, 2]), (2, [3]), (1, [1])]  # joining [1, 2, 7] would save nothing
-    assert engine.shared_prefixes([[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 9], [1, 2, 3, 4, 5, 6, 9, 9]]) == [
-        (6, [0, 1, 2])
-    ]
+    assert cached_prompts.shared_prefixes(
+        [[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 9], [1, 2, 3, 4, 5, 6, 9, 9]]
+    ) == [(6, [0, 1, 2])]
 
 
 @pytest.mark.model
@@ -390,7 +396,7 @@ def test_two_option_orders_scored_from_one_shared_prefix_equal_separate_runs(lm)
     ab = prompts.cloze_prompt(query, fmt=prompts.PromptFormat(primer="examples"))
     ba = prompts.swap_query_options(ab, query)
     ids = [scoring.prompt_ids(lm.tokenizer, scoring.context_of(t)) for t in (ab, ba, PROMPTS[2])]
-    assert any(sorted(m) == [0, 1] for _, m in engine.shared_prefixes(ids))
+    assert any(sorted(m) == [0, 1] for _, m in cached_prompts.shared_prefixes(ids))
     together = lm.engine.next_token_probs(ids, [[[], [236743]]] * 3, [[21484, 2132, 623]] * 3)
     for i, prompt in enumerate(ids):
         alone = lm.engine.next_token_probs([prompt], [[[], [236743]]], [[21484, 2132, 623]])[0]

@@ -266,7 +266,7 @@ def test_zero_shot_in_sampled_mode_measures_a_fresh_baseline(monkeypatch):
         )
 
     monkeypatch.setattr(selfalign, "measure", measure)
-    zero = selfalign.zero_shot(FAKE_LM, toy_probes(), "en", 3, selfalign.Measuring(batch_size=8))
+    zero = selfalign.zero_shot(FAKE_LM, toy_probes(), "en", 3, selfalign.Measuring())
     assert seeds == [3, 4]
     assert (zero["p_majority_selection"] == 0.9).all() and (zero["p_majority"] == 0.6).all()
     assert zero["p_misaligned"].tolist() == pytest.approx([1 - 0.9**10] * 9)  # selection: the selecting draws

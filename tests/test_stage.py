@@ -31,7 +31,7 @@ def test_a_stage_without_a_model_opens_its_run_and_loads_nothing(isolated_output
 def test_a_stage_with_a_model_loads_it_from_the_parameters_and_records_it(isolated_outputs, monkeypatch):
     monkeypatch.setattr(models, "load_model", fake_model)
     run, lm = stage.begin("90_lora_sft", {**SHARED, "cultures_specific": []}, in_process=True)
-    assert lm.spec.name == "gemma3-270m" and lm.load == {"in_process": True}  # keywords reach the loader
+    assert lm.spec.name == "gemma3-270m" and lm.load == {"in_process": True, "batch_size": 8}  # and the batch size
     manifest = json.loads(run.manifest_path.read_text())
     assert manifest["model"] == {"name": "gemma3-270m", "weights_hash": "h", "dtype": "bfloat16"}
     assert "native bf16" in manifest["cpu"]  # the machine beside every run's precision

@@ -140,7 +140,6 @@ def generate_questions(
     wanted: int,
     store: ResultCache,
     seed: int,
-    batch_size: int,
     max_new_tokens: int,
     max_rounds: int,
 ) -> dict[str, int]:
@@ -162,7 +161,7 @@ def generate_questions(
             break
         rng = np.random.default_rng([seed, TOPICS.index(topic), round_no])
         batch = []
-        for _ in range(min(batch_size, wanted - len(have))):
+        for _ in range(min(lm.batch_size, wanted - len(have))):
             own = [have[i] for i in rng.permutation(len(have))[:2]]
             examples = [seeds[i] for i in rng.choice(len(seeds), size=5 - len(own), replace=False)] + own
             batch.append(prompts.generation_prompt(topic, examples))
@@ -171,7 +170,6 @@ def generate_questions(
             batch,
             max_new_tokens,
             seed=seed * 1000 + round_no,
-            batch_size=batch_size,
             desc=f"generating: {topic[:24]}",
             decoding=GENERATION_DECODING,
         )
@@ -340,9 +338,7 @@ def answer_code(index: int | None, start: int, n_options: int, off_scale: dict) 
     return int(start) + index if index < n_options else int(list(off_scale)[index - n_options])
 
 
-def sample_replies(
-    lm: LoadedModel, texts: Sequence[str], n: int, seed: int, batch_size: int, desc: str
-) -> list[list[str]]:
+def sample_replies(lm: LoadedModel, texts: Sequence[str], n: int, seed: int, desc: str) -> list[list[str]]:
     """n free replies per prompt at the model's decoding, seeded per prompt and cached (resumable),
     so they can be parsed under either rule."""
     cache = scoring.score_cache(lm, "replies")
@@ -358,7 +354,7 @@ def sample_replies(
         )
         return [{"replies": r} for r in replies]
 
-    scoring.fill_cache(cache, keys, todo, batch_size, desc, compute)
+    scoring.fill_cache(cache, keys, todo, lm.batch_size, desc, compute)
     return [cache.get(key)["replies"] for key in keys]
 
 
@@ -366,7 +362,6 @@ def distributions(
     lm: LoadedModel,
     texts: Sequence[str],
     options: Sequence[Sequence[str]],
-    batch_size: int,
     desc: str,
     parsing: str = "strict",
     draws: int = 10,
@@ -378,9 +373,9 @@ def distributions(
     sampled replies per prompt parsed by `parsing`, with `off_scale` and `parse_differs` counted."""
     check_reply_parsing(parsing)
     if lm.engine.has_logprobs and parsing == "strict":
-        return scoring.option_distributions(lm, texts, options, batch_size=batch_size, desc=desc)
+        return scoring.option_distributions(lm, texts, options, desc=desc)
     rows = []
-    for replies, opts in zip(sample_replies(lm, texts, draws, seed, batch_size, desc), options):
+    for replies, opts in zip(sample_replies(lm, texts, draws, seed, desc), options):
         tally = tally_replies(replies, [int(o) for o in opts], parsing)
         valid = sum(tally["counts"])
         rows.append(
@@ -397,15 +392,13 @@ def distributions(
     return pd.DataFrame(rows)
 
 
-def parsing_check(
-    lm: LoadedModel, questions: pd.DataFrame, prompts_checked: int, seed: int, batch_size: int
-) -> pd.DataFrame:
+def parsing_check(lm: LoadedModel, questions: pd.DataFrame, prompts_checked: int, seed: int) -> pd.DataFrame:
     """One sampled reply to each of the first `prompts_checked` culture-unaware prompts, read by both
     parsing rules: where they differ is what the choice of rule changes (exact scoring computes the
     strict rule; the authors read any first integer)."""
     questions = with_starts(questions).head(prompts_checked)
     texts = survey_texts(lm, questions, [("unaware", None)], None)
-    replies = sample_replies(lm, texts, 1, seed, batch_size, "parsing check")
+    replies = sample_replies(lm, texts, 1, seed, "parsing check")
     rows = []
     for q, reply in zip(questions.itertuples(index=False), replies):
         codes = [int(c) for c in prompts.number_options(len(q.options), q.start)]
@@ -483,11 +476,10 @@ def survey_texts(
 
 @dataclass(frozen=True)
 class Answering:
-    """How answers are drawn and read, the same for every method: prompts per forward pass, the
-    answer mode that counts (ANSWER_MODES), the seed of the draws, and the rule that reads the
-    sampled replies of a model without logits (REPLY_PARSING)."""
+    """How answers are drawn and read, the same for every method: the answer mode that counts
+    (ANSWER_MODES), the seed of the draws, and the rule that reads the sampled replies of a model
+    without logits (REPLY_PARSING)."""
 
-    batch_size: int = 8
     mode: str = "sample"
     seed: int = 0
     parsing: str = "strict"
@@ -529,7 +521,7 @@ def answer_questions(
                     "stream": f"{stream}|{kind}|{culture or ''}",
                 }
             )
-    scored = distributions(lm, texts, options, how.batch_size, desc, how.parsing, seed=how.seed)
+    scored = distributions(lm, texts, options, desc, how.parsing, seed=how.seed)
     table = pd.DataFrame(rows)
     table["probs"] = list(scored["probs"])
     table["other"] = scored["other"].to_numpy(dtype=float)

@@ -376,12 +376,12 @@ def load_general(path: Path | None = None) -> pd.DataFrame:
     return frame
 
 
-def mcq_picks(lm: LoadedModel, items: pd.DataFrame, batch_size: int, desc: str) -> np.ndarray:
+def mcq_picks(lm: LoadedModel, items: pd.DataFrame, desc: str) -> np.ndarray:
     """Per item, the most probable option number (exact), asked in the model's own prompt format
     (its chat template for chat models)."""
     fmt = prompts.PromptFormat.of(lm)
     texts = [prompts.mcq_prompt(q, o, fmt) for q, o in zip(items["question"], items["options"])]
-    scored = culturespa.distributions(lm, texts, [prompts.number_options(4)] * len(texts), batch_size, desc)
+    scored = culturespa.distributions(lm, texts, [prompts.number_options(4)] * len(texts), desc)
     return np.array([int(np.argmax(d)) + 1 for d in scored["dist"]])
 
 
@@ -461,7 +461,7 @@ def harness_predictions(lm: LoadedModel, task: str, limit: int | None = None) ->
         from lm_eval.tasks import TaskManager
     except ImportError as err:
         raise ImportError(f"harness_task={task!r} needs lm-evaluation-harness: pip install lm-eval") from err
-    harness_lm = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, add_bos_token=True, batch_size=8)
+    harness_lm = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, add_bos_token=True, batch_size=lm.batch_size)
     own = task == HARNESS_GENERAL_TASK
     # the project's own task is a config in hand: the harness need not index its thousands of
     # built-in tasks first (tens of seconds) to find it
@@ -496,7 +496,7 @@ def harness_predictions(lm: LoadedModel, task: str, limit: int | None = None) ->
 
 
 def general_ability(
-    lm: LoadedModel, adapters: Path, items: int, batch_size: int, harness_task: str = "", margin_points: float = 5.0
+    lm: LoadedModel, adapters: Path, items: int, harness_task: str = "", margin_points: float = 5.0
 ) -> pd.DataFrame:
     """General-knowledge accuracy of the base model and of every trained adapter on the same items,
     each adapter against the base (paired_comparison): accuracy difference with its 95% interval
@@ -519,7 +519,7 @@ def general_ability(
             right[name] = (picks["pick"] == picks["target"]).to_numpy()
             chance = float(np.mean([1 / len(l) for l in picks["loglik"]]))
         else:
-            right[name] = mcq_picks(model, data, batch_size, f"general: {name}") == data["answer"].to_numpy()
+            right[name] = mcq_picks(model, data, f"general: {name}") == data["answer"].to_numpy()
     rows = []
     for name, hits in right.items():
         row = {

@@ -137,9 +137,7 @@ def survey_text(lm: LoadedModel, persona: str, q, order: str) -> str:
     )
 
 
-def exact_answers(
-    lm: LoadedModel, items: pd.DataFrame, questions: pd.DataFrame, batch_size: int, seed: int = 0
-) -> pd.DataFrame:
+def exact_answers(lm: LoadedModel, items: pd.DataFrame, questions: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """The model's distribution over each item's options, in WVS code order (a reversed prompt's
     answer read back), its `other` and how it was measured. Resumable: scores come from the cache."""
     by_id = {q.id: q for q in questions.itertuples(index=False)}
@@ -148,7 +146,7 @@ def exact_answers(
         q = by_id[row.id]
         texts.append(survey_text(lm, row.persona, q, row.order))
         options.append(prompts.number_options(len(q.options), q.start))
-    scored = culturespa.distributions(lm, texts, options, batch_size, "97 exact", "strict", seed=seed)
+    scored = culturespa.distributions(lm, texts, options, "97 exact", "strict", seed=seed)
     table = items.reset_index(drop=True).copy()
     flip = (table["order"] == "reversed").to_numpy()
     table["dist"] = [
@@ -192,14 +190,14 @@ def elicitation_subset(model: pd.DataFrame, size: int, seed: int) -> pd.DataFram
 
 
 def sampled_distributions(
-    lm: LoadedModel, subset: pd.DataFrame, questions: pd.DataFrame, draws: int, seed: int, batch_size: int
+    lm: LoadedModel, subset: pd.DataFrame, questions: pd.DataFrame, draws: int, seed: int
 ) -> pd.DataFrame:
     """`draws` replies per item (forward order) parsed by the reader's rule: the share of each
     option among the parsed replies, and the parse rate."""
     by_id = {q.id: q for q in questions.itertuples(index=False)}
     rows = [by_id[i] for i in subset["id"]]
     texts = [survey_text(lm, p, q, "forward") for p, q in zip(subset["persona"], rows)]
-    replies = culturespa.sample_replies(lm, texts, draws, seed, batch_size, "97 sampled")
+    replies = culturespa.sample_replies(lm, texts, draws, seed, "97 sampled")
     out = []
     for q, got in zip(rows, replies):
         codes = [int(c) for c in prompts.number_options(len(q.options), q.start)]
@@ -229,7 +227,7 @@ def parse_stated(text: str, codes: Sequence[int]) -> tuple[np.ndarray | None, st
 
 
 def stated_distributions(
-    lm: LoadedModel, subset: pd.DataFrame, questions: pd.DataFrame, max_tokens: int, seed: int, batch_size: int
+    lm: LoadedModel, subset: pd.DataFrame, questions: pd.DataFrame, max_tokens: int, seed: int
 ) -> pd.DataFrame:
     """The distribution the model states in words for each item, parsed (parse_stated); an
     unparseable reply keeps dist None and says why in `unparsed`, so it is counted."""
@@ -240,7 +238,7 @@ def stated_distributions(
         prompts.stated_distribution_prompt(f"people from {country_name(p)}", q.question, list(q.options), fmt, q.start)
         for p, q in zip(subset["persona"], rows)
     ]
-    replies = scoring.generate_texts(lm, texts, max_tokens, seed, batch_size, "97 stated")
+    replies = scoring.generate_texts(lm, texts, max_tokens, seed, "97 stated")
     parsed = [
         parse_stated(r, [int(c) for c in prompts.number_options(len(q.options), q.start)])
         for r, q in zip(replies, rows)

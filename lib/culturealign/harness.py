@@ -258,7 +258,6 @@ def continuation_probs(
     texts: Sequence[str],
     choices: Sequence[Sequence[str]],
     delimiter: str = " ",
-    batch_size: int = 8,
     decoded: bool = False,
 ) -> list[list[float]]:
     """What the harness scores, by the project's own scorer: the probability of each choice spelled
@@ -274,22 +273,22 @@ def continuation_probs(
         context = scoring.context_of(text)
         forms = [[tuple(tokens.encode_pair(lm.tokenizer, context, delimiter + o)[1])] for o in options]
         items.append(scoring.Item(tokens.prompt_ids(lm.tokenizer, context), forms))
-    for start in range(0, len(items), batch_size):
-        scoring.exact_option_probs(scorer.engine, items[start : start + batch_size], tolerance=1.0, max_prefix=0)
+    for start in range(0, len(items), lm.batch_size):
+        scoring.exact_option_probs(scorer.engine, items[start : start + lm.batch_size], tolerance=1.0, max_prefix=0)
     masses = [np.array([sum(paths_j.values()) for paths_j in item.found]) for item in items]
     return [(m / m.sum()).tolist() if m.sum() > 0 else [np.nan] * len(m) for m in masses]
 
 
-def against_headline(lm: LoadedModel, docs: Sequence[dict], batch_size: int = 8) -> pd.DataFrame:
+def against_headline(lm: LoadedModel, docs: Sequence[dict]) -> pd.DataFrame:
     """Per Self-Alignment document, P(majority option) as the harness measures it and, step by step,
     as the project's headline measure does: the same one spelling under the model's decoding
     (`decoded`), then every accepted spelling after every ignorable prefix under the decoding
     (scoring.option_distributions), renormalised over the options (`headline_dist`) or not
     (`headline`: a response that is no option counts as not the majority), with `other`."""
     texts, choices = [d["prompt"] for d in docs], [d["choices"] for d in docs]
-    harness_p = continuation_probs(lm, texts, choices, batch_size=batch_size)
-    decoded = continuation_probs(lm, texts, choices, batch_size=batch_size, decoded=True)
-    exact = scoring.option_distributions(lm, [t + " " for t in texts], choices, batch_size=batch_size)
+    harness_p = continuation_probs(lm, texts, choices)
+    decoded = continuation_probs(lm, texts, choices, decoded=True)
+    exact = scoring.option_distributions(lm, [t + " " for t in texts], choices)
     rows = []
     for doc, h, d, (_, e) in zip(docs, harness_p, decoded, exact.iterrows()):
         j = int(doc["target"])
@@ -307,13 +306,13 @@ def against_headline(lm: LoadedModel, docs: Sequence[dict], batch_size: int = 8)
     return pd.DataFrame(rows)
 
 
-def wvs_against_headline(lm: LoadedModel, docs: Sequence[dict], batch_size: int = 8) -> pd.DataFrame:
+def wvs_against_headline(lm: LoadedModel, docs: Sequence[dict]) -> pd.DataFrame:
     """Per WVS document: the answer distribution as the harness measures it against the headline
     measure's (renormalised over the codes; a number option not followed by another digit): their
     TV distance, the headline's `other`, and each one's W1 to the human distribution."""
     texts, choices = [d["prompt"] for d in docs], [d["choices"] for d in docs]
-    harness_p = continuation_probs(lm, texts, choices, batch_size=batch_size)
-    exact = scoring.option_distributions(lm, [t + " " for t in texts], choices, batch_size=batch_size)
+    harness_p = continuation_probs(lm, texts, choices)
+    exact = scoring.option_distributions(lm, [t + " " for t in texts], choices)
     return pd.DataFrame(
         {
             "qid": [d["qid"] for d in docs],

@@ -27,11 +27,12 @@ if TYPE_CHECKING:
 
 IN_PROCESS = "transformers"  # the engine that answers from weights loaded in this process
 ENGINES: dict[str, str] = {
-    IN_PROCESS: "culturealign.engines.in_process:TransformersEngine",  # transformers in this process, the reference
+    IN_PROCESS: "culturealign.engines.in_process:reusing_engine",  # transformers in this process, with its speed-ups
     "openai": "culturealign.serve:served_engine",  # the vLLM (or other OpenAI-compatible) server `make serve` started
     "gemini": "culturealign.engines.gemini:GeminiEngine.for_model",  # the Gemini API, sampling only
 }
 WeightsAt = Literal["engine", "here"]  # load_model: where the weights are loaded
+DEFAULT_BATCH_SIZE = 8  # prompts per forward pass where the loader is not told otherwise (params/base.yaml)
 
 
 def engine_builder(name: str) -> Callable[["LoadedModel"], "Engine"]:
@@ -62,6 +63,7 @@ class LoadedModel:
     weights_hash: str
     device: str
     dtype: str
+    batch_size: int = DEFAULT_BATCH_SIZE  # prompts per engine call: scoring and generation batch by it
 
     @functools.cached_property
     def engine(self) -> Engine:
@@ -104,23 +106,29 @@ def device_and_dtype(asked: str = "auto") -> tuple[str, Any]:
     return device, getattr(torch, precision.resolve(asked, device))
 
 
-def load_model(spec: ModelSpec, weights: WeightsAt = "engine") -> LoadedModel:
+def load_model(spec: ModelSpec, weights: WeightsAt = "engine", batch_size: int = DEFAULT_BATCH_SIZE) -> LoadedModel:
     """Load a model for scoring and generation, offline, on the best device here.
 
     `weights`: "engine" puts them where the model file's engine keeps them (in this process for
     transformers; in the server for openai, which loads only the tokenizer here; nowhere for an
     API); "here" loads them in this process whatever the engine (LoRA training, stage 90, needs
     them; its adapters are then served by the server). The weights hash is the same either way
-    (weights.weights_identity), so an adapter's manifest matches the served model."""
+    (weights.weights_identity), so an adapter's manifest matches the served model. `batch_size`:
+    prompts per engine call, which every scoring and generation call on the model uses."""
     if weights not in get_args(WeightsAt):
         raise ValueError(f"load_model: weights is {weights!r}; use one of {get_args(WeightsAt)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"load_model: batch_size is {batch_size!r}; use a positive whole number (params/base.yaml)")
     if spec.source == "api":
         if weights == "here":
             raise ModelUnavailable(f"model {spec.name} is served by an API: its weights cannot be loaded here")
-        return held_by_api(spec)
-    if weights == "engine" and spec.engine != IN_PROCESS:
-        return held_by_engine(spec, device="server")
-    return loaded_here(spec)
+        lm = held_by_api(spec)
+    elif weights == "engine" and spec.engine != IN_PROCESS:
+        lm = held_by_engine(spec, device="server")
+    else:
+        lm = loaded_here(spec)
+    lm.batch_size = batch_size
+    return lm
 
 
 def held_by_api(spec: ModelSpec) -> LoadedModel:

@@ -18,7 +18,7 @@ one token, its path was never " 1"'s). Where one option's token ids extend anoth
 way, the longer option's paths are subtracted from the shorter's.
 
 Each step is warped exactly as sampling warps it (temperature, top-k, top-p: transformers' own
-logits warpers, engines/in_process.py). Sampling and generation draw with a seed derived from the run's seed
+logits warpers, engines/decoding.py). Sampling and generation draw with a seed derived from the run's seed
 and the item's cache key, so a resumed run draws exactly what an uninterrupted one draws.
 """
 
@@ -36,7 +36,7 @@ import pandas as pd
 from tqdm import tqdm  # text bars: they stream to the terminal under papermill and render in Lab
 
 from . import paths
-from .engines.in_process import decoded_probs, warpers  # noqa: F401  (re-exported: the decoding warp)
+from .engines.decoding import decoded_probs, warpers  # noqa: F401  (re-exported: the decoding warp)
 from .models import LoadedModel
 from .runs import ResultCache
 from .tokens import encode_pair, prompt_ids, split_boundary, tokenizer_key, vocab_texts  # noqa: F401  (the one token path)
@@ -180,99 +180,166 @@ def exclusive_masses(
     return masses
 
 
+class OptionSearch:
+    """The search for a batch of items' option probabilities, breadth-first over ignorable prefixes.
+
+    Once the next-token distribution after a prefix is known, each spelling is scored after it
+    token by token (one path, read at its last len(spelling) positions), and the ignorable tokens
+    more than `tolerance` likely after it become prefixes in turn (the rest's mass stays in
+    `other`). A spelling whose first token has probability 0 after its prefix (outside top-k or
+    top-p) has mass 0 whatever follows and is not searched; a one-token spelling needs only its
+    prefix's distribution. A number option's spelling is read one position further and the
+    probability that a digit comes next (a longer number) is taken off.
+
+    The caller alternates `needed` (the paths whose probabilities the next step reads) and `take`
+    (the engine's answer for them) until `done`, then reads `masses`; exact_option_probs does this.
+    """
+
+    def __init__(self, tokenizer: Any, items: list[Item], tolerance: float, max_prefix: int = MAX_PREFIX_TOKENS):
+        self.items, self.tolerance, self.max_prefix = items, tolerance, max_prefix
+        self.skip = ignorable_ids(tokenizer)
+        self.digits = digit_ids(tokenizer) if any(any(it.numbers) for it in items) else []
+        self.tokens = [self._tokens_read(it) for it in items]  # per item: the token ids read at every position
+        self.column = [{t: k for k, t in enumerate(ts)} for ts in self.tokens]
+        self.digit_columns = [np.array([c[d] for d in self.digits if d in c], dtype=int) for c in self.column]
+        # rows read per spelling: one per token, and for a number one more (is a digit next?)
+        self.longest = max(len(f) + it.is_number(j) for it in items for j, forms in enumerate(it.forms) for f in forms)
+        self.after: list[dict[tuple[int, ...], np.ndarray]] = [{} for _ in items]  # next-token distribution per prefix
+        self.todo: list[dict[tuple[int, ...], float]] = [{} for _ in items]  # prefixes still to score after: mass
+        self.started = False  # whether the prompts' own distributions are known
+        self.ready: list[list[tuple[int, ...]]] = []  # this step: prefixes whose spellings are scored
+        self.new: list[list[tuple[int, ...]]] = []  # this step: prefixes whose distribution is asked for
+        self.asked: list[list[tuple[int, ...]]] = []  # this step: the paths asked for, per item
+        for it in items:
+            it.found = [{} for _ in it.forms]
+
+    def _tokens_read(self, item: Item) -> list[int]:
+        spelled = {t for forms in item.forms for f in forms for t in f}
+        return sorted(set(self.skip) | spelled | set(self.digits if any(item.numbers) else ()))
+
+    @property
+    def prompts(self) -> list[list[int]]:
+        """The items' prompt ids, as the engine takes them."""
+        return [it.prompt for it in self.items]
+
+    @property
+    def done(self) -> bool:
+        """Whether every prefix has been scored after."""
+        return self.started and not any(self.todo)
+
+    def needed(self) -> tuple[list[list[list[int]]], int]:
+        """What the next step reads from the engine.
+
+        Returns:
+            Per item, the token paths after its prompt, and how many last positions of each are
+            read (engines.Engine.next_token_probs's `paths` and `last`). The first step asks for
+            the prompts' own distributions; a step with no path at all needs no engine call.
+        """
+        if not self.started:
+            return [[[]] for _ in self.items], 1
+        self.ready = [[node for node in todo if node in after] for todo, after in zip(self.todo, self.after)]
+        self.new = [[node for node in todo if node not in after] for todo, after in zip(self.todo, self.after)]
+        self.asked = [sorted(self._spelling_paths(i) | set(self.new[i])) for i in range(len(self.items))]
+        return [[list(q) for q in qs] for qs in self.asked], self.longest
+
+    def take(self, answers: Sequence[Sequence[np.ndarray]]) -> None:
+        """The engine's probabilities for what `needed` asked: score the spellings after the ready
+        prefixes, learn the new prefixes' distributions and queue their likely continuations.
+
+        Args:
+            answers: per item and asked path, an array (positions, len(self.tokens[i])); empty
+                lists where nothing was asked.
+        """
+        if not self.started:
+            self.after = [{(): answers[i][0][-1]} for i in range(len(self.items))]
+            self.todo = [{(): 1.0, **self._children(i, (), 1.0)} for i in range(len(self.items))]
+            self.started = True
+            return
+        for i in range(len(self.items)):
+            table = dict(zip(self.asked[i], answers[i]))
+            for node in self.ready[i]:
+                self._score_after(i, node, self.todo[i].pop(node), table)
+            for node in self.new[i]:
+                self.after[i][node] = table[node][-1]
+                self.todo[i].update(self._children(i, node, self.todo[i][node]))
+
+    def masses(self) -> list[list[float]]:
+        """Each item's option probabilities (exclusive_masses of the spellings found)."""
+        return [exclusive_masses(it.found, it.numbers, self.digits) for it in self.items]
+
+    def _path_of(self, i: int, j: int, node: tuple[int, ...], f: tuple[int, ...]) -> tuple[int, ...]:
+        """The path whose last rows score spelling f of option j after the prefix: up to its last
+        token, or through it for a number (the row after it gives the digits' probability)."""
+        return node + f if self.items[i].is_number(j) else node + f[:-1]
+
+    def _p_next(self, i: int, node: tuple[int, ...], token: int) -> float:
+        """The probability of a token right after a prefix whose distribution is known."""
+        return float(self.after[i][node][self.column[i][token]])
+
+    def _children(self, i: int, node: tuple[int, ...], mass: float) -> dict[tuple[int, ...], float]:
+        """The ignorable continuations of a prefix that are more than `tolerance` likely."""
+        if len(node) >= self.max_prefix:
+            return {}
+        found = {node + (t,): mass * self._p_next(i, node, t) for t in self.skip}
+        return {child: p for child, p in found.items() if p > self.tolerance}
+
+    def _spelling_paths(self, i: int) -> set[tuple[int, ...]]:
+        """The paths that score item i's longer spellings after its ready prefixes (those whose
+        first token can follow and that no shorter prefix scored)."""
+        it = self.items[i]
+        return {
+            self._path_of(i, j, node, f)
+            for node in self.ready[i]
+            for j, forms in enumerate(it.forms)
+            for f in forms
+            if len(f) + it.is_number(j) > 1 and self._p_next(i, node, f[0]) > 0 and node + f not in it.found[j]
+        }
+
+    def _score_after(self, i: int, node: tuple[int, ...], mass: float, table: dict) -> None:
+        """Record every spelling's mass after a prefix of probability `mass`."""
+        it = self.items[i]
+        for j, forms in enumerate(it.forms):
+            for f in forms:
+                if node + f not in it.found[j]:  # else the same tokens, scored after a shorter prefix
+                    it.found[j][node + f] = self._spelling_mass(i, j, node, f, mass, table)
+
+    def _spelling_mass(
+        self, i: int, j: int, node: tuple[int, ...], f: tuple[int, ...], mass: float, table: dict
+    ) -> float:
+        """The probability of prefix then spelling f of option j (and, for a number, no digit next)."""
+        number = self.items[i].is_number(j)
+        if not self._p_next(i, node, f[0]) > 0:
+            return 0.0
+        if len(f) == 1 and not number:  # its one step: the prefix's known distribution
+            return mass * self._p_next(i, node, f[0])
+        rows = table[self._path_of(i, j, node, f)]  # its last rows: after node + f[:t], t = 0, 1, ...
+        steps = rows[len(rows) - len(f) - number :]
+        p = mass * float(np.prod([steps[t][self.column[i][f[t]]] for t in range(len(f))]))
+        if number:  # not followed by a digit, which would make another number
+            p *= max(0.0, 1.0 - float(steps[len(f)][self.digit_columns[i]].sum()))
+        return p
+
+
 def exact_option_probs(
     engine: Any, items: list[Item], tolerance: float, max_prefix: int = MAX_PREFIX_TOKENS
 ) -> list[list[float]]:
     """Probability that the response is each option under the reader's rule, for a batch of items.
 
-    Breadth-first over ignorable prefixes: once the next-token distribution after a prefix is known,
-    each spelling is scored after it token by token (one path, read at its last len(spelling)
-    positions), and the ignorable tokens more than `tolerance` likely after it become prefixes in
-    turn (the mass of the rest stays in `other`). A spelling whose first token has probability 0
-    after its prefix (outside the decoding's top-k or top-p) is not searched: its mass is 0
-    whatever follows, so skipping it is exact. The prompts' own next-token probabilities come
-    first (the prompt pass alone); each engine call then scores the longer spellings after the
-    prefixes whose distribution is known and asks for the distribution after the new prefixes. A
-    one-token spelling needs only its prefix's distribution, so it is scored without a call. A
-    number option's spelling is read one position further, and the probability that a digit comes
-    next (a longer number, which the reader does not take for it) is taken off.
+    Args:
+        engine: an engine with logits (engines.Engine).
+        items: the prompts and their options' spellings; each item's `found` is filled in.
+        tolerance: prefixes no more likely than this are not searched (their mass stays in `other`).
+        max_prefix: the most ignorable tokens followed before a spelling.
+
+    Returns:
+        Per item, each option's probability (OptionSearch).
     """
-    skip = ignorable_ids(engine.tokenizer)
-    digits = digit_ids(engine.tokenizer) if any(any(it.numbers) for it in items) else []
-    tokens = [
-        sorted(set(skip) | {t for forms in it.forms for f in forms for t in f} | set(digits if any(it.numbers) else ()))
-        for it in items
-    ]
-    where = [{t: k for k, t in enumerate(ts)} for ts in tokens]
-    digit_cols = [np.array([where[i][d] for d in digits if d in where[i]], dtype=int) for i in range(len(items))]
-    # rows read per spelling: one per token, and for a number one more (is a digit next?)
-    longest = max(len(f) + it.is_number(j) for it in items for j, forms in enumerate(it.forms) for f in forms)
-    prompts = [it.prompt for it in items]
-
-    def path_of(i: int, j: int, node: tuple[int, ...], f: tuple[int, ...]) -> tuple[int, ...]:
-        """The path whose last rows score spelling f of option j after the prefix: up to its last
-        token, or through it for a number (the row after it gives the digits' probability)."""
-        return node + f if items[i].is_number(j) else node + f[:-1]
-
-    def children(i: int, node: tuple[int, ...], mass: float) -> dict[tuple[int, ...], float]:
-        """The ignorable continuations of a prefix that are more than `tolerance` likely."""
-        if len(node) >= max_prefix:
-            return {}
-        found = {node + (t,): mass * float(after[i][node][where[i][t]]) for t in skip}
-        return {child: p for child, p in found.items() if p > tolerance}
-
-    def live(i: int, node: tuple[int, ...], form: tuple[int, ...]) -> bool:
-        """Whether a spelling's first token can follow the prefix at all."""
-        return bool(after[i][node][where[i][form[0]]] > 0)
-
-    roots = engine.next_token_probs(prompts, [[[]] for _ in items], tokens)
-    after = [{(): roots[i][0][-1]} for i in range(len(items))]  # next-token distribution after a prefix
-    todo = [{(): 1.0, **children(i, (), 1.0)} for i in range(len(items))]  # prefixes to score after: mass
-    for it in items:
-        it.found = [{} for _ in it.forms]
-    while any(todo):
-        ready = [[node for node in todo[i] if node in after[i]] for i in range(len(items))]
-        new = [[node for node in todo[i] if node not in after[i]] for i in range(len(items))]
-        queries = [
-            sorted(
-                {
-                    path_of(i, j, node, f)
-                    for node in ready[i]
-                    for j, forms in enumerate(it.forms)
-                    for f in forms
-                    if len(f) + it.is_number(j) > 1 and live(i, node, f) and node + f not in it.found[j]
-                }
-                | set(new[i])
-            )
-            for i, it in enumerate(items)
-        ]
-        if any(queries):
-            arrays = engine.next_token_probs(prompts, [[list(q) for q in qs] for qs in queries], tokens, last=longest)
-        else:  # only one-token spellings (not numbers) after known prefixes: nothing to ask
-            arrays = [[] for _ in items]
-        for i, it in enumerate(items):
-            table = dict(zip(queries[i], arrays[i]))
-            for node in ready[i]:
-                mass = todo[i].pop(node)
-                for j, forms in enumerate(it.forms):
-                    for f in forms:
-                        if node + f in it.found[j]:  # the same tokens, scored after a shorter prefix
-                            continue
-                        if not live(i, node, f):
-                            p = 0.0
-                        elif len(f) == 1 and not it.is_number(j):  # its one step: the prefix's known distribution
-                            p = mass * float(after[i][node][where[i][f[0]]])
-                        else:
-                            rows = table[path_of(i, j, node, f)]  # its last rows: after node + f[:t], t = 0, 1, ...
-                            steps = rows[len(rows) - len(f) - it.is_number(j) :]
-                            p = mass * float(np.prod([steps[t][where[i][f[t]]] for t in range(len(f))]))
-                            if it.is_number(j):  # not followed by a digit, which would make another number
-                                p *= max(0.0, 1.0 - float(steps[len(f)][digit_cols[i]].sum()))
-                        it.found[j][node + f] = p
-            for node in new[i]:
-                after[i][node] = table[node][-1]
-                todo[i].update(children(i, node, todo[i][node]))
-    return [exclusive_masses(it.found, it.numbers, digits) for it in items]
+    search = OptionSearch(engine.tokenizer, items, tolerance, max_prefix)
+    while not search.done:
+        paths, last = search.needed()
+        asked = any(paths)  # only one-token spellings after known prefixes: nothing to ask
+        search.take(engine.next_token_probs(search.prompts, paths, search.tokens, last) if asked else paths)
+    return search.masses()
 
 
 def item_key(lm: LoadedModel, mode: str, prompt: str, options: Sequence[str], extra: Any = None) -> str:
@@ -306,15 +373,16 @@ def fill_cache(
     cache: ResultCache,
     keys: Sequence[str],
     todo: Sequence[int],
-    batch_size: int,
+    batch: int,
     desc: str,
     compute: Callable[[list[int]], list[dict[str, Any]]],
 ) -> None:
-    """Compute the items `todo` (indices into keys) batch by batch and append each batch's records
-    at once, so a killed run loses at most the batch in flight; the bar counts cached items up front."""
+    """Compute the items `todo` (indices into keys) `batch` at a time (the model's batch_size) and
+    append each batch's records at once, so a killed run loses at most the batch in flight; the bar
+    counts cached items up front."""
     with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="prompt") as bar:
-        for start in range(0, len(todo), batch_size):
-            chunk = list(todo[start : start + batch_size])
+        for start in range(0, len(todo), batch):
+            chunk = list(todo[start : start + batch])
             cache.add_many({"key": keys[i], **record} for i, record in zip(chunk, compute(chunk)))
             bar.update(len(chunk))
 
@@ -337,7 +405,6 @@ def option_distributions(
     prompts: Sequence[str],
     options: Sequence[Sequence[str]],
     *,
-    batch_size: int = 8,
     cache: ResultCache | None = None,
     desc: str = "exact scoring",
 ) -> pd.DataFrame:
@@ -372,7 +439,7 @@ def option_distributions(
         probs = exact_option_probs(engine, [items[i] for i in chunk], tolerance)
         return [_summarise(p, "exact") for p in probs]
 
-    fill_cache(cache, keys, todo, batch_size, desc, compute)
+    fill_cache(cache, keys, todo, lm.batch_size, desc, compute)
     return pd.DataFrame(
         [{k: cache.get(key).get(k, "exact") for k in ("probs", "other", "dist", "mode")} for key in keys]
     )
@@ -388,7 +455,6 @@ def sample_counts(
     *,
     n: int = 10,
     seed: int = 0,
-    batch_size: int = 8,
     cache: ResultCache | None = None,
     desc: str = "sampling",
 ) -> pd.DataFrame:
@@ -421,7 +487,7 @@ def sample_counts(
             records.append({"counts": counts[:-1], "invalid": counts[-1]})
         return records
 
-    fill_cache(cache, keys, todo, batch_size, desc, compute)
+    fill_cache(cache, keys, todo, lm.batch_size, desc, compute)
     return pd.DataFrame([{k: cache.get(key)[k] for k in ("counts", "invalid")} for key in keys])
 
 
@@ -430,7 +496,6 @@ def response_distributions(
     prompts: Sequence[str],
     options: Sequence[Sequence[str]],
     *,
-    batch_size: int = 8,
     desc: str = "scoring",
     draws: int = 10,
     seed: int = 0,
@@ -439,8 +504,8 @@ def response_distributions(
     logits, else `draws` sampled responses per prompt. Same columns either way (`probs`, `other`,
     `dist`, `mode`), so a stage never branches on the engine."""
     if lm.engine.has_logprobs:
-        return option_distributions(lm, prompts, options, batch_size=batch_size, desc=desc)
-    sampled = sample_counts(lm, prompts, options, n=draws, seed=seed, batch_size=batch_size, desc=desc)
+        return option_distributions(lm, prompts, options, desc=desc)
+    sampled = sample_counts(lm, prompts, options, n=draws, seed=seed, desc=desc)
     rows = []
     for counts, invalid in zip(sampled["counts"], sampled["invalid"]):
         valid = sum(counts)
@@ -460,7 +525,6 @@ def generate_texts(
     prompts: Sequence[str],
     max_new_tokens: int,
     seed: int = 0,
-    batch_size: int = 8,
     desc: str = "generating",
     decoding: dict | None = None,
     cache: ResultCache | None = None,
@@ -485,5 +549,5 @@ def generate_texts(
         )
         return [{"text": t[0]} for t in texts]
 
-    fill_cache(cache, keys, todo, batch_size, desc, compute)
+    fill_cache(cache, keys, todo, lm.batch_size, desc, compute)
     return [cache.get(key)["text"] for key in keys]

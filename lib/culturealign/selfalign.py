@@ -92,11 +92,10 @@ InvalidPolicy = Literal["not_aligned", "excluded"]
 
 @dataclass(frozen=True)
 class Measuring:
-    """How responses are measured, the same before and after demonstrations: prompts per forward
-    pass, what an invalid response counts as (INVALID_POLICIES), and the responses drawn per
-    prompt for an engine without logits."""
+    """How responses are measured, the same before and after demonstrations: what an invalid
+    response counts as (INVALID_POLICIES), and the responses drawn per prompt for an engine
+    without logits."""
 
-    batch_size: int = 8
     invalid: InvalidPolicy = "not_aligned"
     sample_draws: int = 10
 
@@ -139,7 +138,6 @@ def measure(
         lm,
         texts,
         options,
-        batch_size=how.batch_size,
         desc=desc,
         draws=how.sample_draws,
         seed=seed if draw_seed is None else draw_seed,
@@ -540,9 +538,7 @@ def outcomes(
     return table
 
 
-def fidelity_check(
-    lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, draws: int, batch_size: int
-) -> pd.DataFrame:
+def fidelity_check(lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, draws: int) -> pd.DataFrame:
     """Sample `draws` responses per probe and test them against the exact distribution.
 
     Binomial test of the count of option a among responses that are a or b against the exact
@@ -558,10 +554,8 @@ def fidelity_check(
     fmt = prompts.PromptFormat.of(lm)
     texts = [zero_shot_prompt(fmt, p, lang, seed) for p in probes.itertuples(index=False)]
     orders = [list(display_order(p, lang, seed)) for p in probes.itertuples(index=False)]
-    exact = scoring.option_distributions(lm, texts, orders, batch_size=batch_size, desc="fidelity exact")
-    sampled = scoring.sample_counts(
-        lm, texts, orders, n=draws, seed=seed, batch_size=batch_size, desc="fidelity sampled"
-    )
+    exact = scoring.option_distributions(lm, texts, orders, desc="fidelity exact")
+    sampled = scoring.sample_counts(lm, texts, orders, n=draws, seed=seed, desc="fidelity sampled")
     rows = []
     for p, order, (_, e), (_, s) in zip(probes.itertuples(index=False), orders, exact.iterrows(), sampled.iterrows()):
         ia = order.index(p.option_a)

@@ -20,7 +20,8 @@ def uses_model(stage: str) -> bool:
 
 def begin(stage: str, namespace: dict[str, Any], **load: Any) -> tuple[runs.Run, models.LoadedModel | None]:
     """Open the stage's run (runs.start_run, from the parameters in `namespace`) and, for a stage
-    that asks a model, load it (keywords go to models.load_model) and record it in the manifest.
+    that asks a model, load it (keywords go to models.load_model, with the stage's batch_size)
+    and record it in the manifest.
     Returns the run and the loaded model (None for a stage without one)."""
     run = runs.start_run(stage, namespace)
     if not uses_model(stage):
@@ -28,6 +29,8 @@ def begin(stage: str, namespace: dict[str, Any], **load: Any) -> tuple[runs.Run,
         return run, None
     spec = models.spec_for(run.model, namespace["model_config"])
     spec = dataclasses.replace(spec, dtype=precision.stage_dtype(spec.dtype, stage))
+    if "batch_size" in namespace:
+        load.setdefault("batch_size", namespace["batch_size"])
     lm = models.load_model(spec, **load)
     run.record_model(lm)
     print(f"{stage}: model {lm.spec.name} on {lm.device} in {lm.dtype}, language {run.lang}; outputs in {run.dir}")

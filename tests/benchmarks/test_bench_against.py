@@ -1,13 +1,11 @@
 """The reference-commit benchmark's extraction of another commit's library (no model runs here)."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import bench_against  # noqa: E402
+from benchmarks import bench_against
 
 pytestmark = pytest.mark.process  # git archive
 

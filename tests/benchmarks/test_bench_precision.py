@@ -1,13 +1,9 @@
 """The precision benchmark's comparison of two tours' summary tables (no model runs here)."""
 
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import bench_precision  # noqa: E402
+from benchmarks import bench_precision
 
 
 def table1(improved: list[float]) -> pd.DataFrame:

@@ -15,8 +15,12 @@ import pytest
 import torch
 
 from culturealign import models, prompts, scoring
+from culturealign.engines import cached_prompts, decoding, stats, tree_search
 from culturealign.engines import in_process as engine
-from culturealign.engines.in_process import PrefixCache, TransformersEngine
+from culturealign.engines.cached_prompts import CachedPromptPass
+from culturealign.engines.in_process import RowSearch, TransformersEngine, reusing_engine
+from culturealign.engines.prefix_cache import PrefixCache, shared_prefix_cache
+from culturealign.engines.tree_search import TreeSearch
 from culturealign.params import ParamError
 
 GEMMA_CHAT = (
@@ -50,14 +54,15 @@ def test_longest_cached_prefix_and_its_states_equal_a_brute_force_search():
     for _ in range(60):
         base = rng.choice(stored) if stored and rng.random() < 0.7 else []
         ids = base[: rng.randint(0, len(base))] + [rng.randint(0, 4) for _ in range(rng.randint(1, 12))]
-        found, path = cache.match("m", ids)
+        hit = cache.match("m", ids)
+        found = hit.length
         assert found == max([scoring_common(ids, s) for s in stored], default=0)
         if found:
-            for (k, v), (k_ref, v_ref) in zip(cache.gather(path, found), fake_states(ids[:found])):
+            for (k, v), (k_ref, v_ref) in zip(hit.states(found), fake_states(ids[:found])):
                 assert torch.equal(k, k_ref) and torch.equal(v, v_ref)
         cache.insert("m", ids, fake_states(ids))
         stored.append(ids)
-    assert cache.match("other model", stored[0])[0] == 0  # one tree per model key
+    assert cache.match("other model", stored[0]).length == 0  # one tree per model key
 
 
 def scoring_common(a: list[int], b: list[int]) -> int:
@@ -73,10 +78,10 @@ def test_a_full_cache_evicts_the_least_recently_used_and_goes_on():
     cache.match("m", a)  # a is used again: b is now the least recently used
     cache.insert("m", c, fake_states(c))
     assert cache.bytes <= cache.limit
-    assert [cache.match("m", x)[0] for x in (a, b, c)] == [10, 0, 10]
+    assert [cache.match("m", x).length for x in (a, b, c)] == [10, 0, 10]
     tiny = PrefixCache(one // 2)  # smaller than one prompt: nothing stays, nothing fails
     tiny.insert("m", a, fake_states(a))
-    assert tiny.bytes == 0 and tiny.match("m", a)[0] == 0
+    assert tiny.bytes == 0 and tiny.match("m", a).length == 0
 
 
 def test_a_shared_opening_is_stored_once():
@@ -158,6 +163,16 @@ def chat_items(lm, queries, swap: bool) -> list[scoring.Item]:
     return items
 
 
+def positions_only(lm) -> TransformersEngine:
+    """The reference prompt pass with the tree search: the engine without the prefix cache."""
+    return TransformersEngine(lm, search=TreeSearch(fallback=RowSearch()))
+
+
+def prefixes_only(lm) -> TransformersEngine:
+    """The prefix cache with the reference row search: the engine without shared positions."""
+    return TransformersEngine(lm, prompt_pass=CachedPromptPass(shared_prefix_cache(2**30)))
+
+
 def option_probs(eng, items, batch: int, tolerance: float = 1e-3) -> np.ndarray:
     out = []
     for start in range(0, len(items), batch):
@@ -168,16 +183,16 @@ def option_probs(eng, items, batch: int, tolerance: float = 1e-3) -> np.ndarray:
 @pytest.mark.model  # numerical check on tiny models, float64 and LoRA variants: seconds each
 @pytest.mark.parametrize("adapter", [None, "merged", "injected"])
 def test_option_probabilities_with_the_cache_equal_those_without_it(tiny, adapter):
-    engine.shared_prefix_cache(2**30).clear()
-    base = TransformersEngine(tiny)
+    shared_prefix_cache(2**30).clear()
+    base = reusing_engine(tiny)
     base_probs = option_probs(base, chat_items(tiny, QUERIES, False), batch=2)  # warms the cache for the base model
     lm = tiny if adapter is None else with_lora(tiny, merged=adapter == "merged")
     items = chat_items(lm, QUERIES, False) + chat_items(lm, QUERIES, True)  # both option orders
-    plain, cached = TransformersEngine(lm, reuse="positions"), TransformersEngine(lm)
+    plain, cached = positions_only(lm), reusing_engine(lm)
     without, with_cache = option_probs(plain, items, batch=3), option_probs(cached, items, batch=3)
     assert np.abs(with_cache - without).max() <= 1e-6
     assert np.allclose(with_cache, without, rtol=1e-5, atol=0)
-    assert cached.prompt_tokens_run < 0.7 * plain.prompt_tokens_run  # the chat opening ran once per run
+    assert cached.stats.prompt_tokens_run < 0.7 * plain.stats.prompt_tokens_run  # the chat opening ran once per run
     if adapter:  # the adapter is part of the key: the base model's states were not reused
         assert not np.allclose(without[: len(QUERIES)], base_probs, rtol=1e-3, atol=0)
 
@@ -187,21 +202,21 @@ def test_a_batch_wider_than_the_sliding_window_runs_without_the_cache_and_equal(
     narrow.config.sliding_window = 24  # shorter than every prompt: no layer may lose a stored token
     lm = dataclasses.replace(tiny, model=narrow, weights_hash="tiny-narrow")
     items = chat_items(lm, QUERIES, False)
-    plain, cached = TransformersEngine(lm, reuse="positions"), TransformersEngine(lm)
+    plain, cached = positions_only(lm), reusing_engine(lm)
     assert np.abs(option_probs(cached, items, batch=2) - option_probs(plain, items, batch=2)).max() <= 1e-6
-    assert cached.prompt_tokens_run == plain.prompt_tokens_run
-    assert cached.prefix_cache.match(cached.cache_key(), items[0].prompt)[0] == 0
+    assert cached.stats.prompt_tokens_run == plain.stats.prompt_tokens_run
+    assert cached.prompt_pass.cache.match(cached.prompt_pass.key(cached), items[0].prompt).length == 0
 
 
 def test_sampled_draws_are_unchanged_by_the_cache(tiny):
     chat = prompts.PromptFormat("chat", tiny.tokenizer)
     texts = [prompts.finish(prompts.cloze_body(q, fmt=chat), chat) for q in QUERIES]
     seeds = [11, 12, 13, 14]
-    plain, cached = TransformersEngine(tiny, reuse="positions"), TransformersEngine(tiny)
+    plain, cached = positions_only(tiny), reusing_engine(tiny)
     without = plain.sample(texts, seeds, n=4, max_new_tokens=5)
     assert cached.sample(texts[:2], seeds[:2], n=4, max_new_tokens=5) == without[:2]
     assert cached.sample(texts, seeds, n=4, max_new_tokens=5) == without  # from cached prefixes
-    assert cached.prompt_tokens_run < plain.prompt_tokens_run * 1.5
+    assert cached.stats.prompt_tokens_run < plain.stats.prompt_tokens_run * 1.5
 
 
 def test_sampling_prompts_wider_than_the_sliding_window_is_unchanged_by_the_cache(tiny):
@@ -214,20 +229,20 @@ def test_sampling_prompts_wider_than_the_sliding_window_is_unchanged_by_the_cach
     texts = [prompts.finish(prompts.cloze_body(q, fmt=chat), chat) for q in QUERIES]
     texts[1] = texts[1] + " Please answer with one word only, and think about it carefully first." * 3
     seeds = [21, 22, 23, 24]
-    plain, cached = TransformersEngine(lm, reuse="positions"), TransformersEngine(lm)
+    plain, cached = positions_only(lm), reusing_engine(lm)
     assert cached.sample(texts, seeds, n=3, max_new_tokens=4) == plain.sample(texts, seeds, n=3, max_new_tokens=4)
 
 
 def test_the_engine_counts_only_the_prompt_tokens_it_runs(tiny):
-    engine.shared_prefix_cache(2**30).clear()
+    shared_prefix_cache(2**30).clear()
     items = chat_items(tiny, QUERIES, False)
-    cached = TransformersEngine(tiny)
+    cached = reusing_engine(tiny)
     option_probs(cached, items[:1], batch=1)
-    assert cached.prompt_tokens_run == len(items[0].prompt)
-    first = cached.prompt_tokens_run
+    assert cached.stats.prompt_tokens_run == len(items[0].prompt)
+    first = cached.stats.prompt_tokens_run
     option_probs(cached, items[1:2], batch=1)
     shared = scoring_common(items[0].prompt, items[1].prompt)
-    assert cached.prompt_tokens_run - first == len(items[1].prompt) - shared
+    assert cached.stats.prompt_tokens_run - first == len(items[1].prompt) - shared
 
 
 def set_partitions(items: list[int]):
@@ -250,21 +265,23 @@ def test_rest_batches_are_a_partition_with_the_least_padding_plus_overhead():
     for _ in range(150):
         lengths = [rng.choice([1, 2, 3, 8, 40, 41, 90]) for _ in range(rng.randint(1, 7))]
         overhead = rng.choice([0, 4, 16, 200])
-        groups = engine.rest_batches(lengths, overhead)
+        groups = cached_prompts.rest_batches(lengths, overhead)
         assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
         best = min(padded_cost(part, lengths, overhead) for part in set_partitions(list(range(len(lengths)))))
         assert padded_cost(groups, lengths, overhead) == best
-    assert engine.rest_batches([5, 5, 5]) == [[0, 1, 2]]  # equal lengths: one forward
-    assert len(engine.rest_batches([3, 200, 3, 200])) == 2  # short rests after cached prefixes run apart from long ones
+    assert cached_prompts.rest_batches([5, 5, 5]) == [[0, 1, 2]]  # equal lengths: one forward
+    assert (
+        len(cached_prompts.rest_batches([3, 200, 3, 200])) == 2
+    )  # short rests after cached prefixes run apart from long ones
 
 
 def test_prompts_with_rests_of_very_different_lengths_run_in_sub_batches_and_equal(tiny):
     """Pairs whose first order is cached leave short rests beside long ones: run apart, they
     compute fewer padded positions, and their probabilities equal the engine without the cache."""
-    engine.shared_prefix_cache(2**30).clear()
+    shared_prefix_cache(2**30).clear()
     first = chat_items(tiny, QUERIES, False)
     swapped = chat_items(tiny, QUERIES, True)
-    cached, plain = TransformersEngine(tiny), TransformersEngine(tiny, reuse="positions")
+    cached, plain = reusing_engine(tiny), positions_only(tiny)
     option_probs(cached, copy.deepcopy(first[:2]), batch=2)  # two prompts' first order is cached
     filler = first[1].prompt[1:] * 3  # real tokens, no BOS: long rests beside the short ones
     long_rests = [scoring.Item(item.prompt + filler[:60], item.forms) for item in first[2:]]
@@ -274,13 +291,13 @@ def test_prompts_with_rests_of_very_different_lengths_run_in_sub_batches_and_equ
         swapped[1],
         long_rests[1],
     ]  # short rests (after a cached first order), long ones
-    found = [cached.prefix_cache.match(cached.cache_key(), item.prompt)[0] for item in batch]
+    found = [cached.prompt_pass.cache.match(cached.prompt_pass.key(cached), item.prompt).length for item in batch]
     rests = [len(item.prompt) - min(n, len(item.prompt) - 1) for item, n in zip(batch, found)]
     assert max(rests) > 3 * min(rests)
-    before = cached.prompt_positions_run
+    before = cached.stats.prompt_positions_run
     with_cache = option_probs(cached, batch, batch=4)
     one_batch = 4 * max(rests)
-    assert cached.prompt_positions_run - before < one_batch  # sub-batches computed less than one padded batch
+    assert cached.stats.prompt_positions_run - before < one_batch  # sub-batches computed less than one padded batch
     assert np.abs(with_cache - option_probs(plain, batch, batch=4)).max() <= 1e-6
 
 
@@ -318,33 +335,33 @@ def test_embedded_option_probabilities_with_the_cache_equal_those_without_it(req
                     [scoring.answer_forms(lm.tokenizer, text, o) for o in order],
                 )
             )
-    plain, cached = TransformersEngine(lm, reuse="positions"), TransformersEngine(lm)
+    plain, cached = positions_only(lm), reusing_engine(lm)
     tolerance = lm.spec.prefix_tolerance
     without, with_cache = option_probs(plain, items, 2, tolerance), option_probs(cached, items, 2, tolerance)
     regrouped = option_probs(plain, items, 3, tolerance)  # the same engine, other batches: fp32's own noise
     gap, noise = np.abs(with_cache - without).max(), np.abs(regrouped - without).max()
     print(f"\n{lm.dtype}: max |p(cache) - p(no cache)| = {gap:.2e}; other batches without the cache: {noise:.2e}")
     assert within_noise(lm, gap, noise)
-    assert cached.prompt_tokens_run < plain.prompt_tokens_run
+    assert cached.stats.prompt_tokens_run < plain.stats.prompt_tokens_run
 
 
 def test_a_masked_gap_never_pushes_real_tokens_out_of_a_sliding_window(tiny):
     """A batch of one prompt with a long cached prefix and one with a long rest: laid out with a
     masked gap between prefix and rest, it would be wider than the window once the answer paths are
     appended, though each prompt alone fits. The probabilities equal one prompt at a time."""
-    engine.shared_prefix_cache(2**30).clear()
+    shared_prefix_cache(2**30).clear()
     a, b = chat_items(tiny, QUERIES[:2], False)
     filler = b.prompt[1:] * 4  # real tokens, no BOS
     long_a = scoring.Item(a.prompt + filler[:70], a.forms)
     long_b = scoring.Item(b.prompt[:3] + filler[:75] + b.prompt[3:], b.forms)
     narrow = copy.deepcopy(tiny.model)
     lm = dataclasses.replace(tiny, model=narrow, weights_hash="tiny-gap")
-    cached = TransformersEngine(lm)
+    cached = reusing_engine(lm)
     width = len(long_a.prompt) + len(long_b.prompt) - 3  # the cached layout: a's prefix, then b's rest
     narrow.config.sliding_window = width + 2  # each prompt fits with its paths; the gapped layout does not
     option_probs(cached, [copy.deepcopy(long_a)], batch=1)  # a's prompt is now cached
     together = option_probs(cached, [long_a, long_b], batch=2)
-    alone = option_probs(TransformersEngine(lm, reuse="positions"), [long_a, long_b], batch=1)
+    alone = option_probs(positions_only(lm), [long_a, long_b], batch=1)
     assert np.abs(together - alone).max() <= 1e-6
 
 
@@ -357,14 +374,14 @@ def test_path_trees_hold_every_needed_position_once_and_see_only_their_own_path(
         needed = sorted(
             {(rng.randint(0, 2), tuple(rng.randint(0, 2) for _ in range(rng.randint(1, 4)))) for _ in range(12)}
         )
-        owners, trees = engine.path_trees(needed)
+        owners, trees = tree_search.path_trees(needed)
         assert owners == sorted({o for o, _ in needed})
         for owner, tree in zip(owners, trees):
             assert len(set(tree)) == len(tree)  # each distinct position once
             assert {p for o, p in needed if o == owner} <= set(tree)
             assert all(p[:-1] in tree[: tree.index(p)] for p in tree if len(p) > 1)  # parents come first
         width = max(len(t) for t in trees) + 1  # one padding node
-        visible = engine.tree_visibility(trees, width)
+        visible = tree_search.tree_visibility(trees, width)
         for b, tree in enumerate(trees):
             for t, p in enumerate(tree):
                 for u, q in enumerate(tree):
@@ -404,7 +421,7 @@ def check_distinct_positions_against_the_full_model(lm, last: int = 3) -> tuple[
     """Largest gaps: distinct positions against one full-model row per path (same batches), and
     each against every sequence alone through the model's own forward (fp32's batching noise)."""
     ids, paths, tokens = search_paths(lm, 3, seed=0)
-    shared, each = TransformersEngine(lm), TransformersEngine(lm, reuse="prefixes")
+    shared, each = reusing_engine(lm), prefixes_only(lm)
     got, per_row = shared.next_token_probs(ids, paths, tokens, last), each.next_token_probs(ids, paths, tokens, last)
     vs_rows = vs_alone = rows_vs_alone = 0.0
     for i, group in enumerate(paths):
@@ -413,8 +430,8 @@ def check_distinct_positions_against_the_full_model(lm, last: int = 3) -> tuple[
             vs_rows = max(vs_rows, np.abs(got[i][j] - per_row[i][j]).max())
             vs_alone = max(vs_alone, np.abs(got[i][j] - alone).max())
             rows_vs_alone = max(rows_vs_alone, np.abs(per_row[i][j] - alone).max())
-    assert shared.output_positions_run < each.output_positions_run  # fewer output-layer positions ran
-    assert shared.path_tokens_run < each.path_tokens_run  # a position several paths share ran once
+    assert shared.stats.output_positions_run < each.stats.output_positions_run  # fewer output-layer positions ran
+    assert shared.stats.path_tokens_run < each.stats.path_tokens_run  # a position several paths share ran once
     return float(vs_rows), float(vs_alone), float(rows_vs_alone)
 
 
@@ -432,7 +449,7 @@ def assert_equal_to_its_own_forward(lm, gaps: tuple[float, float, float]) -> Non
 @pytest.mark.parametrize("adapter", [None, "merged", "injected"])
 @pytest.mark.parametrize("model", ["tiny", "tiny_lm"])
 def test_one_output_layer_pass_per_position_equals_the_full_model(request, model, adapter):
-    engine.shared_prefix_cache(2**30).clear()
+    shared_prefix_cache(2**30).clear()
     lm = request.getfixturevalue(model)
     lm = lm if adapter is None else with_lora(lm, merged=adapter == "merged")
     lm = dataclasses.replace(lm, model=copy.deepcopy(lm.model).double(), weights_hash=lm.weights_hash + "|f64")
@@ -461,10 +478,10 @@ def test_a_head_that_scales_its_logits_keeps_the_full_forward(tiny):
 
     lm = dataclasses.replace(tiny, model=Scaled(tiny.model), weights_hash="tiny-scaled")
     ids, paths, tokens = search_paths(lm, 2, seed=1)
-    shared, each = TransformersEngine(lm), TransformersEngine(lm, reuse="prefixes")
+    shared, each = reusing_engine(lm), prefixes_only(lm)
     got, reference = shared.next_token_probs(ids, paths, tokens, 2), each.next_token_probs(ids, paths, tokens, 2)
-    assert list(shared._head_checked.values()) == [False]  # the check saw the scale
-    assert list(shared._plain_heads.values()) == [False]  # and the prompt pass kept the model's own forward
+    assert list(shared.search.checked.values()) == [False]  # the check saw the scale
+    assert list(shared.prompt_pass.plain_heads.values()) == [False]  # and the prompt pass kept the model's own forward
     assert all(np.allclose(a, b, rtol=1e-4, atol=0) for g, r in zip(got, reference) for a, b in zip(g, r))
 
 
@@ -473,7 +490,7 @@ def test_a_head_that_scales_its_logits_keeps_the_full_forward(tiny):
 def test_exact_option_probabilities_are_unchanged_by_sharing_positions(tiny, adapter):
     lm = tiny if adapter is None else with_lora(tiny, merged=False)
     items = chat_items(lm, QUERIES, False) + chat_items(lm, QUERIES, True)
-    shared, each = TransformersEngine(lm), TransformersEngine(lm, reuse="prefixes")
+    shared, each = reusing_engine(lm), prefixes_only(lm)
     gap = np.abs(option_probs(shared, items, batch=4) - option_probs(each, items, batch=4)).max()
     assert gap <= 1e-6
 
@@ -483,11 +500,6 @@ def test_exact_option_probabilities_are_unchanged_by_sharing_positions(tiny, ada
 def test_embedded_one_output_layer_pass_per_position_equals_the_full_model(request, model):
     lm = request.getfixturevalue(model)
     assert_equal_to_its_own_forward(lm, check_distinct_positions_against_the_full_model(lm))
-
-
-def test_an_unknown_reuse_setting_is_refused_with_the_allowed_values():
-    with pytest.raises(ValueError, match="reuse is 'cache'; use one of"):
-        TransformersEngine(None, reuse="cache")
 
 
 @pytest.mark.parametrize(
@@ -504,11 +516,11 @@ def test_wanted_probabilities_equal_the_vocabulary_wide_decoding(top_k, top_p, t
         name="x", source="hf", id="x", chat=False, temperature=temperature, top_k=top_k, top_p=top_p
     )
     hidden = torch.randn(12, 16) * 4
-    full = engine.decoded_probs(engine.output_logits(model, hidden), spec)
+    full = engine.decoded_probs(decoding.output_logits(model, hidden), spec)
     best = full.argmax(-1)
     wanted = [torch.tensor([int(best[p]), 0, 7] + list(range(100 * p, 100 * p + 5))) for p in range(12)]
     expected = [full[p, w].numpy() for p, w in enumerate(wanted)]
-    got = engine.wanted_probs(model, hidden, spec, wanted)
+    got = decoding.wanted_probs(model, hidden, spec, wanted)
     assert any(e.max() > 0.01 for e in expected) and any((e == 0).any() for e in expected)
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e, atol=1e-7)
@@ -516,8 +528,8 @@ def test_wanted_probabilities_equal_the_vocabulary_wide_decoding(top_k, top_p, t
 
 def test_the_phase_clock_counts_a_nested_phase_apart_from_the_one_around_it(monkeypatch):
     now = iter([0.0, 1.0, 3.0, 6.0, 10.0])  # enter outer, enter inner, leave inner, leave outer, enter outer
-    monkeypatch.setattr(engine.time, "perf_counter", lambda: next(now))
-    clock = engine.PhaseClock()
+    monkeypatch.setattr(stats.time, "perf_counter", lambda: next(now))
+    clock = stats.PhaseClock()
     with clock("prompt pass"):
         with clock("cache bookkeeping"):
             pass
