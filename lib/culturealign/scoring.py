@@ -1,25 +1,9 @@
 """Response distributions over answer options: exact from the engine's probabilities, or sampled
-as the paper did, both under one acceptance rule.
+as the paper did, both under one acceptance rule (parse_response; docs/measurement.md, Responses).
 
-The rule (a reader's): a response counts as an option when, after stripping what a reader ignores
-(leading whitespace, markup tags, quotes, asterisks, underscores, backticks) and ignoring case, it
-begins with the option; the longest matching option wins. An option that ends in a digit is a
-number, which a digit right after it would continue: "10" is not option "1", nor is "12".
-Sampling parses each response with exactly this rule. Exact mode computes the probability of
-that set: each option's accepted spellings (as written and with its first letter upper-cased,
-each with and without a leading space, deduplicated at token level) after every ignorable prefix
-whose probability exceeds `prefix_tolerance` (model file; default 0.005), searched through the
-key-value cache up to `MAX_PREFIX_TOKENS` ignorable tokens. What is left, `other`, is every other
-response, exact to that tolerance. A spelling whose first token the decoding gives probability 0
-after a prefix (outside top-k or top-p) is not searched there: its mass is 0 exactly. A number
-option's paths are read one position further, and the probability that a digit comes next is
-taken off; this is what separates " 1" from " 10" where a tokenizer splits digits (where "10" is
-one token, its path was never " 1"'s). Where one option's token ids extend another's in any other
-way, the longer option's paths are subtracted from the shorter's.
-
-Each step is warped exactly as sampling warps it (temperature, top-k, top-p: transformers' own
-logits warpers, engines/decoding.py). Sampling and generation draw with a seed derived from the run's seed
-and the item's cache key, so a resumed run draws exactly what an uninterrupted one draws.
+Exact mode computes the probability of the set of responses the rule accepts for each option
+(OptionSearch); what is left is `other`. Sampling and generation draw with a seed derived from the
+run's seed and the item's cache key, so a resumed run draws what an uninterrupted one draws.
 """
 
 from __future__ import annotations
@@ -408,12 +392,22 @@ def option_distributions(
     cache: ResultCache | None = None,
     desc: str = "exact scoring",
 ) -> pd.DataFrame:
-    """Exact response distribution over the options of each prompt.
+    """Exact response distribution over the options of each prompt, batched by lm.batch_size.
 
-    Returns one row per prompt: `probs` (probability the response is each option, by the reader's
-    rule), `other` (any other response), `dist` (the options' distribution, renormalised) and
-    `mode` ('exact'). Finished prompts are read from the cache and new ones appended batch by
-    batch, so a killed run loses at most the batch in flight.
+    Finished prompts are read from the cache and new ones appended batch by batch, so a killed run
+    loses at most the batch in flight.
+
+    Args:
+        lm: a model whose engine has logits.
+        prompts: prompt texts (the response follows each).
+        options: per prompt, its answer options.
+        cache: where scores are kept (the model's score cache when None).
+        desc: the progress bar's label.
+
+    Returns:
+        One row per prompt: `probs` (probability the response is each option, by the reader's
+        rule), `other` (any other response), `dist` (the options' distribution, renormalised) and
+        `mode` ('exact').
     """
     _check_all(prompts, options)
     engine = lm.engine
@@ -459,8 +453,20 @@ def sample_counts(
     desc: str = "sampling",
 ) -> pd.DataFrame:
     """The paper's measurement: n responses per prompt at the model's defaults, parsed by the
-    reader's rule. One row per prompt with `counts` (per option) and `invalid`. Seeded per item,
-    cached and resumable like exact mode."""
+    reader's rule; seeded per item, cached and resumable like exact mode.
+
+    Args:
+        lm: the model.
+        prompts: prompt texts.
+        options: per prompt, its answer options.
+        n: responses per prompt.
+        seed: the run's seed (each item's draws derive from it and the item's key).
+        cache: where counts are kept (the model's sample cache when None).
+        desc: the progress bar's label.
+
+    Returns:
+        One row per prompt with `counts` (per option) and `invalid`.
+    """
     _check_all(prompts, options)
     engine = lm.engine
     cache = cache if cache is not None else score_cache(lm, "sampled")
@@ -501,8 +507,19 @@ def response_distributions(
     seed: int = 0,
 ) -> pd.DataFrame:
     """The response distribution by the best measurement the engine allows: exact where it has
-    logits, else `draws` sampled responses per prompt. Same columns either way (`probs`, `other`,
-    `dist`, `mode`), so a stage never branches on the engine."""
+    logits, else `draws` sampled responses per prompt, so a stage never branches on the engine.
+
+    Args:
+        lm: the model.
+        prompts: prompt texts.
+        options: per prompt, its answer options.
+        desc: the progress bar's label.
+        draws: responses per prompt where the engine has no logits.
+        seed: the run's seed for those draws.
+
+    Returns:
+        The same columns either way: `probs`, `other`, `dist`, `mode`.
+    """
     if lm.engine.has_logprobs:
         return option_distributions(lm, prompts, options, desc=desc)
     sampled = sample_counts(lm, prompts, options, n=draws, seed=seed, desc=desc)
@@ -529,9 +546,21 @@ def generate_texts(
     decoding: dict | None = None,
     cache: ResultCache | None = None,
 ) -> list[str]:
-    """Free-text continuations, seeded per item, at the model's own decoding settings unless
-    `decoding` overrides them (CultureSPA generates questions at temperature 0.9, top-p 0.95).
-    Cached and resumable like the scores: a rerun returns the same texts without generating."""
+    """Free-text continuations, seeded per item; cached and resumable like the scores (a rerun
+    returns the same texts without generating).
+
+    Args:
+        lm: the model.
+        prompts: prompt texts.
+        max_new_tokens: the longest continuation.
+        seed: the run's seed.
+        desc: the progress bar's label.
+        decoding: settings overriding the model's (CultureSPA generates questions at its own).
+        cache: where texts are kept (the model's generation cache when None).
+
+    Returns:
+        One text per prompt.
+    """
     import dataclasses
 
     spec = dataclasses.replace(lm.spec, **(decoding or {}))
