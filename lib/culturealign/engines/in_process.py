@@ -2,8 +2,8 @@
 is tested against. The reference runs each batch's prompts as one left-padded forward and each
 asked path as a row of its own through the model's full forward; sampling draws with per-item
 seeds. Speed-ups are other implementations of its two parts, composed at construction
-(`reusing_engine`): cached_prompts.CachedPromptPass for the prompt pass and
-tree_search.TreeSearch for the path search, each tested against the reference (docs/measurement.md, Precision).
+(`reusing_engine`): cached_prompts.CachedPromptPass for the prompt pass and tree_search.TreeSearch
+for the path search, each tested against the reference (docs/measurement.md, Precision).
 """
 
 from __future__ import annotations
