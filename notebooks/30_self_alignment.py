@@ -51,7 +51,7 @@ draws: int = 1  # R: repeats of every random choice (random demonstrations, shuf
 order_combination: str = "per_draw"  # the paper's random option order: per_draw (each response) or per_prompt (once per prompt)
 order_pairing: str = "independent"  # per_prompt order of the before and after prompts: independent or same_order (shared)
 swap_country: str = "random_other"  # country-swap placebo: random_other (seeded, per probe), adversarial_most_different (a stress test) or an ISO3 country with WVS figures
-remeasure_above: float = 0.001  # re-measure every probe whose P(misaligned) = 1 - p^10 is at least this
+remeasure_above: float = 0.001  # re-measure every probe whose P(misaligned), 1 - p^10, is at least this
 outcome_rule: str = "expected"  # expected: the paper's protocol in expectation; rounded: misaligned when round(10 p) < 10, outcome by rounded counts
 simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
 contrast_resamples: int = 2000  # sign-flip resamples for the p and inverted intervals of contrasts.csv (exact when 2^n is fewer)

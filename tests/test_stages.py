@@ -174,3 +174,10 @@ def test_stage_kernels_listen_on_unix_sockets_in_folders_of_their_own():
     assert os.path.isdir(os.path.dirname(first.ip)) and os.path.dirname(first.ip) != os.path.dirname(second.ip)
     for km in (first, second):
         os.rmdir(os.path.dirname(km.ip))
+
+
+@pytest.mark.parametrize("stage", stages.stage_names())
+def test_papermill_reads_every_parameter_the_notebook_declares(stage):
+    """papermill skips a parameter line holding a second '=' (in its help comment, say); such a
+    parameter would lose its declared type and help, so every declared name must come through."""
+    assert set(stages.declared_parameters(stage)) == set(params.parameter_names(stage))
