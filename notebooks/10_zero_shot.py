@@ -80,9 +80,11 @@ zero["p_other"].describe().round(3)
 
 # %% [markdown]
 # ## Misaligned probes under the paper's protocol
-# The expected number of probes one run of the protocol flags, against the deterministic rule (expected count rounded)
-# (round(10 p) < 10, i.e. p < 0.95), which calls a probe with p = 0.96 never misaligned although the
-# protocol flags it in 34% of runs.
+# One run of the protocol samples 10 answers and flags a probe as misaligned unless all 10 are the
+# majority answer, so a probe with P(majority) = p is flagged with probability 1 - p^10. The cell
+# sets the expected number of flagged probes beside the rule that rounds the expected count,
+# round(10 p) < 10 (p < 0.95): that rule never flags a probe with p = 0.96, which one run flags
+# with probability 1 - 0.96^10 = 0.34.
 
 # %%
 share = zero["p_misaligned"].mean() * 100
