@@ -46,7 +46,7 @@ permutation_resamples: int = 9999  # sign-flip resamples of the tests (exact whe
 # %%
 from IPython.display import Image, display
 
-from culturealign import paths, runs, selfalign_summary, selfalign_tests, stage
+from culturealign import paths, runs, selfalign_figures, selfalign_summary, selfalign_tests, stage
 
 selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
 run, _ = stage.begin("40_summary", globals())
@@ -103,7 +103,7 @@ sensitivity.round(3)
 # ## Figures
 
 # %%
-made = selfalign_summary.figures(t1, outcomes, misalignment, soft, gaps, out, seed)
+made = selfalign_figures.figures(t1, outcomes, misalignment, soft, gaps, out, seed)
 for name, files in made.items():
     print(name)
     display(Image(filename=str(files[0]), width=700))

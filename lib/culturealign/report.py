@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import harness, paths, selfalign_tests
+from . import figure_registry, harness, paths, selfalign_tests
 from .runs import write_json
 
 PAPER_STRATEGY = "chrf_all"  # the paper's Table 1 strategy: chrF++ demonstrations across categories
@@ -48,20 +48,6 @@ SUMMARY_TABLES = [  # (file in summary/, title of its collapsed detail section)
     ("harness_selfalign.csv", "lm-evaluation-harness runs: Self-Alignment zero-shot probes per language"),
     ("harness_wvs.csv", "lm-evaluation-harness runs: WVS answer distributions per country (W1, JSD, TV, floor)"),
 ]
-FIGURE_CAPTIONS = {  # figure file stem -> what it shows (the paper's figure numbers)
-    "fig2_improved_by_strategy": "Figure 2. Misaligned probes improved, per strategy and control",
-    "fig3_error_reduction_by_strategy": "Figure 3. Error-rate reduction of improved probes",
-    "fig4_error_reduction_by_model": "Figure 4. Error-rate reduction per model",
-    "fig5_improved_by_model": "Figure 5. Misaligned probes improved, per model",
-    "fig6_error_sizes": "Figure 6. Size of zero-shot errors",
-    "fig7_misaligned_heatmap": "Figure 7. Zero-shot misaligned probes per language",
-    "fig8_improved_by_category": "Figure 8. Improved probes per WVS category",
-    "fig10_improved_by_category_language": "Figure 10. Improved probes per category and language",
-    "extra_soft_alignment": "Beyond the paper: distance to human answer shares",
-    "extra_order_sensitivity": "Beyond the paper: order sensitivity",
-    "fig_alignment": "CultureSPA: expected score per culture and method",
-    "fig_alignment_one_run": "CultureSPA: score of one run per culture and method",
-}
 GLOSSARY = {  # column -> (header in words, what it means)
     "model": ("model", "the model's parameter file"),
     "lang": ("language", "probe language; its labels come from the country it maps to"),
@@ -543,43 +529,45 @@ def few_probe_note(t1: pd.DataFrame, strategy: str = PAPER_STRATEGY) -> str:
 # --------------------------------------------------------------------------------- figures
 
 
-def figures(root: Path, out: Path) -> list[tuple[str, str, Path]]:
-    """Copy every PNG figure into the report folder; return (stem, caption, path in report). The
-    caption comes from summary/captions.json where a figure says more (e.g. an omitted panel)."""
+Picture = tuple[str, str, Path]  # a figure in the report: (file stem, caption, path of its PNG in the report)
+
+
+def figures(root: Path, out: Path) -> list[Picture]:
+    """Copy every registered figure's PNG into the report folder, in the registry's order; return
+    (stem, caption, path in report). A summary figure's caption comes from summary/captions.json
+    where it says more (e.g. an omitted panel); a run's figure names its model and stage."""
     captions_file = root / "summary" / "captions.json"
     extra = json.loads(captions_file.read_text(encoding="utf-8")) if captions_file.exists() else {}
-    found = sorted(
-        [*(root / "summary").glob("*.png"), *root.glob("*/*/*/fig_*.png")], key=lambda p: figure_order(p.stem)
-    )
     copied = []
-    for source in found:
-        in_summary = source.parent.name == "summary"
-        name = (
-            source.name
-            if in_summary
-            else f"{source.parent.parent.parent.name}__{source.parent.parent.name}__{source.name}"
-        )
-        target = out / "figures" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-        caption = extra.get(source.stem) or caption_of(source.stem)
-        if not in_summary:
-            caption += f" ({source.parent.parent.parent.name}, {source.parent.name})"
-        copied.append((source.stem, caption, target))
+    for spec in figure_registry.FIGURES:
+        if spec.stage == figure_registry.SUMMARY:
+            source = root / "summary" / f"{spec.stem}.png"
+            if source.exists():
+                target = _copy(source, out / "figures" / source.name)
+                copied.append((spec.stem, extra.get(spec.stem) or spec.title, target))
+            continue
+        for source in sorted(root.glob(f"*/*/{spec.stage}/{spec.stem}.png")):
+            model, lang = source.parent.parent.parent.name, source.parent.parent.name
+            target = _copy(source, out / "figures" / f"{model}__{lang}__{source.name}")
+            copied.append((spec.stem, f"{spec.title} ({model}, {spec.stage})", target))
     return copied
 
 
-def figure_order(stem: str) -> tuple[int, str]:
-    """Sort key: the papers' figure order (FIGURE_CAPTIONS), then by name."""
-    order = list(FIGURE_CAPTIONS)
-    base = stem.split("__")[-1]
-    return (order.index(base) if base in order else len(order), stem)
+def _copy(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, target)
+    return target
 
 
-def caption_of(stem: str) -> str:
-    """The caption of a figure file stem, also one prefixed with its model and language (model__lang__fig_x)."""
-    base = stem.split("__")[-1]
-    return FIGURE_CAPTIONS.get(base, base.replace("_", " "))
+def report_figures(out: Path) -> dict[str, tuple[str, Path]]:
+    """The figures a built report holds, in the registry's order: file stem -> (caption, PNG)."""
+    found = {}
+    for spec in figure_registry.FIGURES:
+        for path in sorted((out / "figures").glob(f"{spec.stem}.png")) + sorted(
+            (out / "figures").glob(f"*__{spec.stem}.png")
+        ):
+            found[path.stem] = (spec.title, path)
+    return found
 
 
 def figure_html(item: tuple[str, str, Path], out: Path) -> str:
@@ -751,78 +739,141 @@ def section(title: str, section_id: str, body: list[str], figure: str = "") -> l
     ]
 
 
-def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]], out: Path) -> list[str]:
-    parts: list[str] = []
+CULTURESPA_NOTE = (
+    "Alignment score on WVS-7, 100 * (1 - ||a - g|| / ||span||) over the questions "
+    "(a distance of answer codes from the culture's majority codes, not a share of questions), expected "
+    "over simulated runs of the authors' protocol with the 95% range of one run. The expected score "
+    "rewards confident answers: beside it the argmax score and the share of the expected distance that "
+    "is spread; differences from aware carry their interval over the simulated runs, and "
+    "seed_spread.csv gives the spread of each tuned method between its training seeds."
+)
+GENERAL_NOTE = (
+    "Each adapter against the base model on the same general-knowledge items: "
+    "the accuracy difference with its 95% interval (Tango's score interval) is the result; the "
+    "verdict follows it (equivalence within the margin shown by two one-sided tests, or not shown). "
+    "The smallest margin the items can show with 80% power, at the observed share of items "
+    "only one model answers right, says how fine the check is. Where the base model's accuracy "
+    "is within its 95% interval of chance, there is no ability above chance to lose, and the "
+    "check cannot show a loss."
+)
+
+
+def headline_figure(section_id: figure_registry.Section, pictures: list[Picture], out: Path) -> str:
+    """The registered headline figure of a section, as HTML (empty when it was not drawn)."""
+    spec = figure_registry.headline(section_id)
+    picture = next((p for p in pictures if spec is not None and p[0] == spec.stem), None)
+    return figure_html(picture, out) if picture else ""
+
+
+def selfalign_section(data: Outputs, pictures: list[Picture], out: Path) -> list[str]:
+    """Table 1 in the paper's layout per model, its notes, and Figure 2 beside it."""
     t1 = data.table("table1.csv")
-    if t1 is not None and len(t1):
-        body = []
-        for model, table in paper_table1(t1, data.table("contrasts.csv"), tests=data.table("tests.csv")).items():
-            body += [
-                f"<h3>{html.escape(model)}, {PAPER_STRATEGY} (chrF++ demonstrations across categories)</h3>",
-                html_table(table, f"table1-{model}", index=True),
-            ]
+    if t1 is None or not len(t1):
+        return []
+    body = []
+    for model, table in paper_table1(t1, data.table("contrasts.csv"), tests=data.table("tests.csv")).items():
         body += [
-            f'<p class="note">{html.escape(TABLE1_NOTE)}</p>',
-            f'<p class="note" id="families">{html.escape(selfalign_tests.family_text())}</p>',
-            f'<p class="note" id="few-probes">{html.escape(few_probe_note(t1))}</p>',
+            f"<h3>{html.escape(model)}, {PAPER_STRATEGY} (chrF++ demonstrations across categories)</h3>",
+            html_table(table, f"table1-{model}", index=True),
         ]
-        fig = pictures.get("fig2_improved_by_strategy")
-        parts += section("Self-Alignment: Table 1", "self-alignment", body, figure_html(fig, out) if fig else "")
+    body += [
+        f'<p class="note">{html.escape(TABLE1_NOTE)}</p>',
+        f'<p class="note" id="families">{html.escape(selfalign_tests.family_text())}</p>',
+        f'<p class="note" id="few-probes">{html.escape(few_probe_note(t1))}</p>',
+    ]
+    return section("Self-Alignment: Table 1", "self-alignment", body, headline_figure("self-alignment", pictures, out))
+
+
+def culturespa_section(data: Outputs, pictures: list[Picture], out: Path) -> list[str]:
+    """The CultureSPA methods table per model, its notes, and the expected-score figure beside it."""
     expected = data.table("expected_scores.csv")
-    if expected is not None and len(expected):
-        body = [
-            html_table(table, f"culturespa-{model}", index=True)
-            for model, table in culturespa_table(expected, data.table("method_differences.csv")).items()
-        ]
-        body.append(
-            '<p class="note">Alignment score on WVS-7, 100 * (1 - ||a - g|| / ||span||) over the questions '
-            "(a distance of answer codes from the culture's majority codes, not a share of questions), expected "
-            "over simulated runs of the authors' protocol with the 95% range of one run. The expected score "
-            "rewards confident answers: beside it the argmax score and the share of the expected distance that "
-            "is spread; differences from aware carry their interval over the simulated runs, and "
-            "seed_spread.csv gives the spread of each tuned method between its training seeds.</p>"
-        )
-        few = few_questions_note(data.table("scores.csv"), None)
-        if few:
-            body.append(f'<p class="note" id="few-questions">{html.escape(few)}</p>')
-        fig = next(
-            (v for k, v in pictures.items() if k.startswith("fig_alignment") and not k.endswith("one_run")), None
-        )
-        parts += section("CultureSPA: methods", "culturespa", body, figure_html(fig, out) if fig else "")
+    if expected is None or not len(expected):
+        return []
+    body = [
+        html_table(table, f"culturespa-{model}", index=True)
+        for model, table in culturespa_table(expected, data.table("method_differences.csv")).items()
+    ]
+    body.append(f'<p class="note">{html.escape(CULTURESPA_NOTE)}</p>')
+    few = few_questions_note(data.table("scores.csv"), None)
+    if few:
+        body.append(f'<p class="note" id="few-questions">{html.escape(few)}</p>')
+    return section("CultureSPA: methods", "culturespa", body, headline_figure("culturespa", pictures, out))
+
+
+def general_section(data: Outputs) -> list[str]:
+    """General ability after tuning: each adapter against the base model."""
     general = data.table("general_ability.csv")
-    if general is not None and len(general):
-        parts += section(
-            "General ability after tuning",
-            "general-ability",
-            [
-                html_table(general_table(general), "general-ability"),
-                (
-                    '<p class="note">Each adapter against the base model on the same general-knowledge items: '
-                    "the accuracy difference with its 95% interval (Tango's score interval) is the result; the "
-                    "verdict follows it (equivalence within the margin shown by two one-sided tests, or not shown). "
-                    "The smallest margin the items can show with 80% power, at the observed share of items "
-                    "only one model answers right, says how fine the check is. Where the base model's accuracy "
-                    "is within its 95% interval of chance, there is no ability above chance to lose, and the "
-                    "check cannot show a loss.</p>"
-                ),
-                f'<p class="note" id="few-items">{html.escape(few_questions_note(None, general))}</p>',
-            ],
-        )
+    if general is None or not len(general):
+        return []
+    body = [
+        html_table(general_table(general), "general-ability"),
+        f'<p class="note">{html.escape(GENERAL_NOTE)}</p>',
+        f'<p class="note" id="few-items">{html.escape(few_questions_note(None, general))}</p>',
+    ]
+    return section("General ability after tuning", "general-ability", body)
+
+
+def headline_sections(data: Outputs, pictures: list[Picture], out: Path) -> list[str]:
+    """The first screen: Table 1, CultureSPA's methods, general ability, stage 97's distributions."""
     from . import distributional_stats  # stage 97's tables (its plotting imports load only here)
 
+    parts = selfalign_section(data, pictures, out) + culturespa_section(data, pictures, out) + general_section(data)
     for n, (title, table) in enumerate(distributional_stats.report_tables(data.root)):
         parts += section(f"Distributions: {title}", f"distributions-{n}", [html_table(table, f"distributions-{n}")])
     return parts
 
 
-def build(root: Path | None = None) -> Path:
-    """Write <outputs>/report/index.html and return its path (results.build adds RESULTS.md)."""
-    root = root or paths.outputs()
-    out = root / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    harness.write_summaries(root)  # lm-evaluation-harness runs under <outputs>/harness: tables in summary/
-    data = load(root)
-    parts = [
+def other_figures_html(pictures: list[Picture], out: Path) -> list[str]:
+    """Every figure not beside a headline table, collapsed."""
+    headline = {f.stem for f in figure_registry.FIGURES if f.headline}
+    rest = [p for p in pictures if p[0] not in headline]
+    if not rest:
+        return []
+    return [
+        '<details id="figures"><summary>The papers\' other figures</summary>',
+        *[figure_html(p, out) for p in rest],
+        "</details>",
+    ]
+
+
+def details_html(data: Outputs, out: Path) -> list[str]:
+    """The summary tables, collapsed, each copied beside the report; then the per-probe tables,
+    every run and the glossary of the headers shown."""
+    parts, columns = ['<h2 id="details">Details</h2>'], set()
+    for name, title in SUMMARY_TABLES:
+        frame = data.table(name)
+        if frame is None:
+            continue
+        columns |= set(frame.columns)
+        parts += [
+            f'<details id="details-{name[:-4]}"><summary>{html.escape(title)}</summary>',
+            html_table(readable(frame), name[:-4]),
+            f'<p class="note"><a href="summary/{name}">{name}</a></p>',
+            "</details>",
+        ]
+        (out / "summary").mkdir(exist_ok=True)
+        shutil.copy2(data.root / "summary" / name, out / "summary" / name)
+    copy_headline_sources(data.manifests, out)
+    return [*parts, per_probe_html(data.manifests, out), *runs_html(data.manifests, out), glossary_html(columns)]
+
+
+def runs_html(manifests: list[dict[str, Any]], out: Path) -> list[str]:
+    """Every run in a collapsed table, each with its executed notebook."""
+    return [
+        '<details id="details-runs"><summary>Every run, with its executed notebook</summary>',
+        (
+            '<div class="scroll"><table id="runs"><tr><th>stage</th><th>model</th><th>language</th><th>status</th>'
+            "<th>started (UTC)</th><th>wall time (s)</th><th>commit</th><th>precision</th><th>decoding</th>"
+            "<th>notebook</th></tr>"
+        ),
+        *run_rows(manifests, out),
+        "</table></div></details>",
+    ]
+
+
+def page_head(data: Outputs, root: Path) -> list[str]:
+    """The page's head, title and one line on what it holds."""
+    return [
         (
             "<!doctype html><html><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -835,62 +886,33 @@ def build(root: Path | None = None) -> Path:
             f"Outputs: <code>{html.escape(str(root))}</code>.</p>"
         ),
     ]
+
+
+def build(root: Path | None = None) -> Path:
+    """Write <outputs>/report/index.html and return its path (results.build adds RESULTS.md)."""
+    root = root or paths.outputs()
+    out = root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    harness.write_summaries(root)  # lm-evaluation-harness runs under <outputs>/harness: tables in summary/
+    data = load(root)
+    parts = page_head(data, root)
+    pictures: list[Picture] = []
     if not data.manifests and not data.tables:
         parts.append(EMPTY_PAGE.format(root=html.escape(str(root))))
-        pictures: dict[str, tuple[str, str, Path]] = {}
     else:
-        pictures = {stem: item for item in figures(root, out) for stem in [item[0]]}
-        parts += headline_sections(data, pictures, out)
-        shown = {"fig2_improved_by_strategy"} | {
-            k for k in pictures if k.startswith("fig_alignment") and not k.endswith("one_run")
-        }
-        rest = [item for stem, item in pictures.items() if stem not in shown]
-        if rest:
-            parts += [
-                '<details id="figures"><summary>The papers\' other figures</summary>',
-                *[figure_html(i, out) for i in rest],
-                "</details>",
-            ]
-        parts.append('<h2 id="details">Details</h2>')
-        columns: set[str] = set()
-        for name, title in SUMMARY_TABLES:
-            frame = data.table(name)
-            if frame is not None:
-                columns |= set(frame.columns)
-                parts += [
-                    f'<details id="details-{name[:-4]}"><summary>{html.escape(title)}</summary>',
-                    html_table(readable(frame), name[:-4]),
-                    f'<p class="note"><a href="summary/{name}">{name}</a></p>',
-                    "</details>",
-                ]
-                (out / "summary").mkdir(exist_ok=True)
-                shutil.copy2(root / "summary" / name, out / "summary" / name)
-        copy_headline_sources(data.manifests, out)
-        parts.append(per_probe_html(data.manifests, out))
-        parts += [
-            '<details id="details-runs"><summary>Every run, with its executed notebook</summary>',
-            (
-                '<div class="scroll"><table id="runs"><tr><th>stage</th><th>model</th><th>language</th><th>status</th>'
-                "<th>started (UTC)</th><th>wall time (s)</th><th>commit</th><th>precision</th><th>decoding</th>"
-                "<th>notebook</th></tr>"
-            ),
-            *run_rows(data.manifests, out),
-            "</table></div></details>",
-            glossary_html(columns),
-        ]
+        pictures = figures(root, out)
+        parts += [*headline_sections(data, pictures, out), *other_figures_html(pictures, out), *details_html(data, out)]
     if data.unfinished:
         parts.append(unfinished_html(data.unfinished))
     parts.append("</body></html>")
     index = out / "index.html"
     index.write_text("\n".join(parts), encoding="utf-8")
-    write_json(
-        out / "contents.json",
-        {
-            "runs": len(data.manifests),
-            "not_finished": [u.__dict__ for u in data.unfinished],
-            "figures": sorted(p.name for _, _, p in pictures.values()),
-        },
-    )
+    contents = {
+        "runs": len(data.manifests),
+        "not_finished": [u.__dict__ for u in data.unfinished],
+        "figures": sorted(p.name for _, _, p in pictures),
+    }
+    write_json(out / "contents.json", contents)
     return index
 
 

@@ -114,7 +114,7 @@ def provenance(manifests: list[dict[str, Any]], root: Path) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------- RESULTS.md
 
 
-def results_markdown(data: Outputs, figures: dict[str, Path], out: Path) -> str:
+def results_markdown(data: Outputs, figures: dict[str, tuple[str, Path]], out: Path) -> str:
     """RESULTS.md: provenance, the headline tables, figure links and the tables' CSV files."""
     lines = [
         f"# Results: {scale_of(data.root)}",
@@ -155,9 +155,7 @@ def results_markdown(data: Outputs, figures: dict[str, Path], out: Path) -> str:
         lines += [f"## Distributions: {title}", "", md_table(table), ""]
     if figures:
         lines += ["## Figures", ""]
-        lines += [
-            f"- [{report.caption_of(stem)}]({path.relative_to(out).as_posix()})" for stem, path in figures.items()
-        ]
+        lines += [f"- [{caption}]({path.relative_to(out).as_posix()})" for caption, path in figures.values()]
         lines.append("")
     tables = sorted((out / "summary").glob("*.csv")) if (out / "summary").exists() else []
     if tables:
@@ -172,7 +170,7 @@ def build(root: Path | None = None) -> tuple[Path, Path]:
     root = root or paths.outputs()
     index = report.build(root)
     out = index.parent
-    figures = {p.stem: p for p in sorted((out / "figures").glob("*.png"), key=lambda p: report.figure_order(p.stem))}
+    figures = report.report_figures(out)
     path = out / "RESULTS.md"
     path.write_text(results_markdown(report.load(root), figures, out), encoding="utf-8")
     return index, path

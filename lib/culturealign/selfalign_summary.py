@@ -12,13 +12,12 @@ counted over the same probes: those every condition could serve (`common_probes`
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import metrics, paths, plots
+from . import metrics, paths
 
 TABLE1_COLUMNS = [
     "model",
@@ -83,13 +82,18 @@ def _served(frame: pd.DataFrame) -> pd.Series:
     return frame["served"].astype(str).str.lower().eq("true")
 
 
+def served_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows a condition could serve (a measurement after demonstrations exists)."""
+    return frame[_served(frame)]
+
+
 def common_probes(outcomes: pd.DataFrame) -> set[str]:
     """Probes of one (model, lang) that every condition could serve: the one denominator.
 
     A condition that can serve no probe of the language at all (the category strategies where
     no category has 6 candidates, as in Malaysian) is left out of it, so it does not empty every
     other comparison; its row shows n = 0 and every probe unserved."""
-    served = outcomes[_served(outcomes)]
+    served = served_rows(outcomes)
     sets = [set(g["probe_id"]) for _, g in served.groupby("strategy")]
     return set.intersection(*sets) if sets else set()
 
@@ -401,183 +405,3 @@ def error_sizes(misalignment: pd.DataFrame) -> pd.DataFrame:
         for k in range(metrics.N_RESPONSES):
             rows.append((row.model, row.lang, metrics.N_RESPONSES - k, pmf[k]))
     return pd.DataFrame(rows, columns=["model", "lang", "errors", "weight"])
-
-
-OMITTED_COMMON = (
-    "The panel on WVS questions common to the languages is omitted: no question was measured in every language."
-)
-
-
-SAME_QUESTIONS = "Every language measured the same WVS questions, so one panel shows them all."
-
-
-def _common_and_full(
-    draw, title: str, common: pd.DataFrame, full: pd.DataFrame, n_common: int, n_full: int, **kw
-) -> tuple[Any, str]:
-    """The comparison on the questions every language measured, beside the one on all probes, and
-    a caption note. With no question common to the languages that panel is omitted (an empty panel
-    shows nothing), and with every question common the two panels are one; the note says which."""
-    if common.empty or n_common == n_full:
-        fig, axes = plots.panels(1, **kw)
-        draw(full, axes[0], f"all probes ({n_full} questions)")
-        return plots.titled(fig, title), OMITTED_COMMON if common.empty else SAME_QUESTIONS
-    fig, axes = plots.panels(2, **kw)
-    draw(common, axes[0], f"{n_common} WVS questions common to the languages")
-    plots.hide_legend(axes[0])
-    draw(full, axes[1], f"all probes ({n_full} questions)")
-    return plots.titled(fig, title), ""
-
-
-def figures(
-    t1: pd.DataFrame,
-    outcomes: pd.DataFrame,
-    misalignment: pd.DataFrame,
-    soft: pd.DataFrame,
-    gaps: pd.DataFrame,
-    out: Path,
-    seed: int = 0,
-) -> dict[str, list[Path]]:
-    """The paper's Figures 2-8 and 10 (file names and titles carry the paper's number), and two
-    figures beyond the paper (soft alignment, order sensitivity), as PNG and PDF; captions.json
-    beside them holds each figure's caption (its title, and why a panel is omitted)."""
-    served = outcomes[_served(outcomes)]
-    common_by_run = {key: common_probes(g) for key, g in outcomes.groupby(["model", "lang"])}
-    same = served[
-        [pid in common_by_run[(m, l)] for m, l, pid in zip(served["model"], served["lang"], served["probe_id"])]
-    ]
-    shared = common_questions(misalignment, ["lang"])  # zero-shot comparisons (Figure 7)
-    compared = common_questions(same, ["lang"])  # self-aligned comparisons across languages (Figures 4-5)
-    er = simulated_error_reductions(outcomes, seed=seed)
-
-    def improved_pct(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-        g = frame.groupby(by)[["improved", "misaligned"]].sum()
-        return (100 * g["improved"] / g["misaligned"]).rename("improved").reset_index()
-
-    def model_bars(frame, ax, title):
-        return plots.bars(frame, "model", "improved", "strategy", title, "% improved (expected)", ax=ax)
-
-    def model_boxes(frame, ax, title):
-        return plots.boxes(
-            frame,
-            "model",
-            "error_reduction",
-            title,
-            "(d_orig - d_corr) / d_orig",
-            hue="strategy",
-            ax=ax,
-            points="none",
-        )
-
-    def heat(matrix, ax, title):
-        return plots.heatmap(matrix, title, "% misaligned (expected)", ax=ax, vmin=0, vmax=100)
-
-    fig4, note4 = _common_and_full(
-        model_boxes,
-        "Figure 4. Error-rate reduction per model (50 simulated runs of the protocol)",
-        er[er["qid"].isin(compared)],
-        er,
-        len(compared),
-        same["qid"].nunique(),
-    )
-    fig5, note5 = _common_and_full(
-        model_bars,
-        "Figure 5. Misaligned probes improved, per model",
-        improved_pct(same[same["qid"].isin(compared)], ["model", "strategy"]),
-        improved_pct(same, ["model", "strategy"]),
-        len(compared),
-        same["qid"].nunique(),
-    )
-    notes = {"fig4_error_reduction_by_model": note4, "fig5_improved_by_model": note5}
-    made = {
-        "fig2_improved_by_strategy": plots.titled(
-            plots.bars(t1, "strategy", "improved", "lang", "", "% of misaligned probes improved (expected)"),
-            "Figure 2. Misaligned probes improved by self-alignment, per strategy and control",
-        ),
-        "fig3_error_reduction_by_strategy": plots.titled(
-            plots.boxes(er, "strategy", "error_reduction", "", "(d_orig - d_corr) / d_orig", points="none"),
-            "Figure 3. Error-rate reduction of improved probes (50 simulated runs of the protocol)",
-        ),
-        "fig4_error_reduction_by_model": fig4,
-        "fig5_improved_by_model": fig5,
-        "fig8_improved_by_category": plots.titled(
-            plots.bars(
-                same.groupby(["category", "strategy"])["improved"].sum().reset_index(),
-                "category",
-                "improved",
-                "strategy",
-                "",
-                "improved probes (expected count)",
-            ),
-            "Figure 8. Improved probes per WVS category (counts)",
-        ),
-    }
-    if not misalignment.empty:
-        made["fig6_error_sizes"] = plots.titled(
-            plots.histogram(
-                error_sizes(misalignment),
-                "errors",
-                "lang",
-                "",
-                "misaligned responses out of 10 (d_orig)",
-                weights="weight",
-            ),
-            "Figure 6. Size of zero-shot errors (expected distribution)",
-        )
-        made["fig7_misaligned_heatmap"], notes["fig7_misaligned_heatmap"] = _common_and_full(
-            heat,
-            "Figure 7. Zero-shot misaligned probes (expected %)",
-            misaligned_matrix(misalignment, shared),
-            misaligned_matrix(misalignment),
-            len(shared),
-            misalignment["qid"].nunique(),
-            width=max(5.5, 0.5 * misalignment["lang"].nunique() + 1.5),
-        )
-    chrf = same[same["strategy"] == "chrf_all"]
-    if not chrf.empty:
-        made["fig10_improved_by_category_language"] = plots.titled(
-            plots.heatmap(
-                improved_pct(chrf, ["category", "lang"]).pivot_table(
-                    index="category", columns="lang", values="improved"
-                ),
-                "",
-                "% improved (expected)",
-                vmin=0,
-                vmax=100,
-            ),
-            "Figure 10. Improved probes per category and language (chrF++ across)",
-        )
-    if not soft.empty:
-        long = soft.melt(
-            id_vars=["model", "lang"],
-            value_vars=["zero_shot", "self_aligned"],
-            var_name="setting",
-            value_name="distance",
-        )
-        made["extra_soft_alignment"] = plots.bars(
-            long,
-            "lang",
-            "distance",
-            "setting",
-            "Beyond the paper: distance to human answer shares (common probes)",
-            "total variation distance",
-            hue_order=["zero_shot", "self_aligned"],
-        )
-    if not gaps.empty:
-        shown = gaps[gaps["condition"].isin(["zero_shot", "chrf_all"])]
-        made["extra_order_sensitivity"] = plots.boxes(
-            shown,
-            "lang",
-            "gap",
-            "Beyond the paper: order sensitivity",
-            "|p(A,B) - p(B,A)| of the majority answer",
-            hue="condition",
-            points="none",
-        )
-    captions = {
-        name: ". ".join(filter(None, [plots.title_of(fig).rstrip("."), notes.get(name, "")]))
-        for name, fig in made.items()
-    }
-    saved = {name: plots.save(fig, out / name) for name, fig in made.items()}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "captions.json").write_text(json.dumps(captions, indent=1), encoding="utf-8")
-    return saved
