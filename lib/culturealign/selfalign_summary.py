@@ -11,71 +11,28 @@ counted over the same probes: those every condition could serve (`common_probes`
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import metrics, paths
-
-TABLE1_COLUMNS = [
-    "model",
-    "lang",
-    "strategy",
-    "n_misaligned",
-    "improved",
-    "same",
-    "decreased",
-    "improved_no_effect",
-    "same_no_effect",
-    "decreased_no_effect",
-    "improved_beyond_no_effect",
-    "n",
-    "n_unserved",
-    "draws",
-    "n_misaligned_run_low",
-    "n_misaligned_run_high",
-    "improved_run_low",
-    "improved_run_high",
-    "mean_error_reduction",
-    "mean_delta",
-    "delta_ci_low",
-    "delta_ci_high",
-    "wilcoxon_p",
-    "improved_draw_sd",
-    "improved_draw_min",
-    "improved_draw_max",
-    "net_improved",
-    "net_improved_low",
-    "net_improved_high",
-    "weighted_delta",
-    "weighted_delta_low",
-    "weighted_delta_high",
-    "no_effect_source",
-    "few_probes",
-    "rule",
-    "order_combination",
-    "order_pairing",
-]
+from .selfalign_outcomes import after_mixture
+from .selfalign_tables import ORDER_GAPS, ORDER_SENSITIVITY, SOFT_ALIGNMENT, TABLE1
+from .tables import Table
 
 
-def collect(name: str, stage: str) -> pd.DataFrame:
-    """One artifact table from every finished run of a stage, with model and lang columns."""
+def collect(table: Table, stage: str) -> pd.DataFrame:
+    """One declared table from every finished run of a stage, with model and lang columns."""
     frames = []
     for manifest in paths.outputs().glob(f"*/*/{stage}/manifest.json"):
         folder = manifest.parent
-        table = folder / name
-        if table.exists() and '"status": "done"' in manifest.read_text():
-            frame = pd.read_csv(table)
+        if (folder / table.file).exists() and '"status": "done"' in manifest.read_text():
+            frame = table.read(folder)
             frame.insert(0, "lang", folder.parent.name)
             frame.insert(0, "model", folder.parent.parent.name)
             frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def _parse(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "lang", *table.names])
 
 
 def _served(frame: pd.DataFrame) -> pd.Series:
@@ -115,7 +72,7 @@ def _shares(group: pd.DataFrame) -> dict[str, float]:
     mis = float(group["misaligned"].sum())
     out = {"n_misaligned": mis}
     names = [*metrics.OUTCOMES, *(f"{k}_no_effect" for k in metrics.OUTCOMES)]
-    out.update({k: 100.0 * float(group[k].sum()) / mis if mis > 0 and k in group else float("nan") for k in names})
+    out.update({k: 100.0 * float(group[k].sum()) / mis if mis > 0 else float("nan") for k in names})
     out["improved_beyond_no_effect"] = out["improved"] - out["improved_no_effect"]
     return out
 
@@ -123,8 +80,8 @@ def _shares(group: pd.DataFrame) -> dict[str, float]:
 def _simulate(sub: pd.DataFrame, runs: int, seed: int) -> dict:
     """The paper's protocol simulated on these probes' before/after components, in the run's order pairing."""
     return metrics.simulate_protocol(
-        [_parse(c) for c in sub["components_before"]],
-        [_parse(c) for c in sub["components_after"]],
+        list(sub["components_before"]),
+        [after_mixture(s, per_draw) for s, per_draw in zip(sub["strategy"], sub["components_per_draw"])],
         runs=runs,
         seed=seed,
         pairing=_pairing(sub),
@@ -132,17 +89,17 @@ def _simulate(sub: pd.DataFrame, runs: int, seed: int) -> dict:
 
 
 def _pairing(group: pd.DataFrame) -> str:
-    return str(group["order_pairing"].iloc[0]) if "order_pairing" in group and len(group) else "independent"
+    return str(group["order_pairing"].iloc[0]) if len(group) else "independent"
 
 
 def _sampled(group: pd.DataFrame) -> bool:
     """Measured by sampling (a model without logits): zero differences are common, Pratt's method."""
-    return "mode" in group and group["mode"].astype(str).str.startswith("sampled").any()
+    return bool(group["mode"].astype(str).str.startswith("sampled").any())
 
 
 def _draw_spread(group: pd.DataFrame, rule: str) -> dict[str, float]:
     """% improved under each of the R demonstration draws on its own (spread of the random choice)."""
-    per_probe = [[_parse(c) for c in _parse(v)] for v in group["components_per_draw"]]
+    per_probe = list(group["components_per_draw"])
     draws = min((len(p) for p in per_probe), default=0)
     if draws < 2:
         return {"improved_draw_sd": float("nan"), "improved_draw_min": float("nan"), "improved_draw_max": float("nan")}
@@ -151,7 +108,7 @@ def _draw_spread(group: pd.DataFrame, rule: str) -> dict[str, float]:
     def protocol(b, a):
         return metrics.rounded_outcomes(b, a) if rule == "rounded" else metrics.paired_outcomes(b, a, pairing)
 
-    before = [_parse(c) for c in group["components_before"]]
+    before = list(group["components_before"])
     weights = group["misaligned"].to_numpy(float)  # the row's P(misaligned): in sampled mode the selecting draws'
     shares = []
     for d in range(draws):
@@ -258,14 +215,14 @@ def table1(outcomes: pd.DataFrame, tests: pd.DataFrame | None = None, runs: int 
         _table1_one(group, model, lang, runs, seed)
         for (model, lang), group in outcomes.groupby(["model", "lang"], sort=False)
     ]
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE1_COLUMNS[:7])
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE1.names[:7])
     vs = tests[tests["test"] == "vs_zero_shot"][["model", "lang", "a", "p"]].rename(
         columns={"a": "strategy", "p": "wilcoxon_p"}
     )
     table = table.merge(vs, on=["model", "lang", "strategy"], how="left")
     table = empirical_no_effect(table)
     table["few_probes"] = table["n"] < metrics.MIN_PROBES
-    return table.reindex(columns=TABLE1_COLUMNS + [c for c in table.columns if c not in TABLE1_COLUMNS])
+    return TABLE1.validate(table.reindex(columns=TABLE1.names))
 
 
 RETEST = "zero_shot_retest"  # the zero-shot prompts measured again: the empirical no-effect row
@@ -301,7 +258,7 @@ def soft_alignment(outcomes: pd.DataFrame, zero: pd.DataFrame, strategy: str = "
     rows = []
     for (model, lang), group in outcomes.groupby(["model", "lang"]):
         served = group[group["probe_id"].isin(common_probes(group)) & (group["strategy"] == strategy)]
-        if served.empty or "p_a_after" not in served:
+        if served.empty:
             continue
         before = [metrics.soft_distance(p, h) for p, h in zip(served["p_a_before"], served["human_a"])]
         after = [metrics.soft_distance(p, h) for p, h in zip(served["p_a_after"], served["human_a"])]
@@ -322,41 +279,25 @@ def soft_alignment(outcomes: pd.DataFrame, zero: pd.DataFrame, strategy: str = "
                 "wilcoxon_p": metrics.wilcoxon_paired(before, after)["p"],
             }
         )
-    return pd.DataFrame(rows)
+    return SOFT_ALIGNMENT.validate(pd.DataFrame(rows, columns=SOFT_ALIGNMENT.names))
 
 
 def order_gaps(zero: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
     """Per probe, |p(A,B) - p(B,A)|: how much the majority answer's probability depends on which
-    option is shown first, zero-shot and under each condition (empty before both orders exist)."""
-    parts = []
-    if {"p_majority_ab", "p_majority_ba"} <= set(zero.columns):
-        parts.append(
-            zero.assign(condition="zero_shot", gap=(zero["p_majority_ab"] - zero["p_majority_ba"]).abs())[
-                ["model", "lang", "probe_id", "condition", "gap"]
-            ]
-        )
-    if "order_gap_after" in outcomes:
-        done = outcomes[outcomes["order_gap_after"].notna()]
-        parts.append(
-            done.assign(condition=done["strategy"], gap=done["order_gap_after"])[
-                ["model", "lang", "probe_id", "condition", "gap"]
-            ]
-        )
-    return (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(columns=["model", "lang", "probe_id", "condition", "gap"])
-    )
+    option is shown first, zero-shot and under each condition it was served by."""
+    columns = [c.name for c in ORDER_GAPS]
+    before = zero.assign(condition="zero_shot", gap=(zero["p_majority_ab"] - zero["p_majority_ba"]).abs())
+    done = outcomes[outcomes["order_gap_after"].notna()]
+    after = done.assign(condition=done["strategy"], gap=done["order_gap_after"])
+    return pd.concat([before[columns], after[columns]], ignore_index=True)
 
 
 def order_sensitivity(gaps: pd.DataFrame) -> pd.DataFrame:
     """Order sensitivity per model, language and condition: mean, median, 90th percentile of
     |p(A,B) - p(B,A)| and the share of probes whose gap exceeds 0.2."""
     if gaps.empty:
-        return pd.DataFrame(
-            columns=["model", "lang", "condition", "n", "mean_gap", "median_gap", "p90_gap", "share_over_0.2"]
-        )
-    return (
+        return pd.DataFrame(columns=ORDER_SENSITIVITY.names)
+    return ORDER_SENSITIVITY.validate(
         gaps.groupby(["model", "lang", "condition"], sort=False)["gap"]
         .agg(
             n="size",
@@ -401,7 +342,7 @@ def error_sizes(misalignment: pd.DataFrame) -> pd.DataFrame:
     language (exact: each probe's count distribution restricted to k < 10)."""
     rows = []
     for row in misalignment.itertuples(index=False):
-        pmf = metrics.count_pmf(_parse(row.components))
+        pmf = metrics.count_pmf(row.components)
         for k in range(metrics.N_RESPONSES):
             rows.append((row.model, row.lang, metrics.N_RESPONSES - k, pmf[k]))
     return pd.DataFrame(rows, columns=["model", "lang", "errors", "weight"])
