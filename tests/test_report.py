@@ -10,7 +10,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from culturealign import report, results
+from culturealign import report, report_tables, results
 
 
 class Page(HTMLParser):
@@ -245,7 +245,7 @@ def test_table1_headline_has_languages_as_columns_and_the_controls_beside_it(bui
         > labels.index("+ minus placebo (pts)")
     )
     assert page.headers["table1-gemma3-270m"][-1] == "pooled (primary test)"
-    table = report.paper_table1(
+    table = report_tables.paper_table1(
         *[pd.read_csv(root / "summary" / f) for f in ("table1.csv", "contrasts.csv")],
         tests=pd.read_csv(root / "summary" / "tests.csv"),
     )

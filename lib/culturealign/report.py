@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +19,20 @@ from typing import Any
 import pandas as pd
 
 from . import figure_registry, harness, paths, selfalign_tests
+from .report_tables import (
+    PAPER_STRATEGY,
+    TABLE1_NOTE,
+    culturespa_table,
+    few_probe_note,
+    few_questions_note,
+    general_table,
+    glossary_html,
+    html_table,
+    paper_table1,
+    readable,
+)
 from .runs import write_json
 
-PAPER_STRATEGY = "chrf_all"  # the paper's Table 1 strategy: chrF++ demonstrations across categories
-PLACEBO = "placebo_random_answer"
-MIN_PROBES = 20  # a headline number on fewer probes is marked as such
 STAGE_TABLES = {
     "10_zero_shot": ["zero_shot.csv"],
     "30_self_alignment": ["outcomes.csv", "misalignment.csv"],
@@ -48,113 +55,6 @@ SUMMARY_TABLES = [  # (file in summary/, title of its collapsed detail section)
     ("harness_selfalign.csv", "lm-evaluation-harness runs: Self-Alignment zero-shot probes per language"),
     ("harness_wvs.csv", "lm-evaluation-harness runs: WVS answer distributions per country (W1, JSD, TV, floor)"),
 ]
-GLOSSARY = {  # column -> (header in words, what it means)
-    "model": ("model", "the model's parameter file"),
-    "lang": ("language", "probe language; its labels come from the country it maps to"),
-    "strategy": ("condition", "how demonstrations are chosen, or a control"),
-    "condition": ("condition", "how demonstrations are chosen, or a control"),
-    "reference": ("against", "the condition it is compared with"),
-    "n_misaligned": ("misaligned", "expected number of probes the paper's protocol flags as misaligned"),
-    "improved": ("improved %", "% of misaligned probes with more majority answers after self-alignment (expected)"),
-    "same": ("same %", "% of misaligned probes with as many majority answers after as before"),
-    "decreased": ("decreased %", "% of misaligned probes with fewer majority answers after"),
-    "improved_no_effect": ("improved if no effect %", "what 'improved' would be if self-alignment changed nothing"),
-    "same_no_effect": ("same if no effect %", "what 'same' would be if nothing changed"),
-    "decreased_no_effect": ("decreased if no effect %", "what 'decreased' would be if nothing changed"),
-    "improved_beyond_no_effect": (
-        "improved beyond no effect (points)",
-        "improved minus improved if no effect: a reference for the protocol's noise, not an effect size",
-    ),
-    "n": ("probes", "probes the number is computed over"),
-    "n_unserved": ("unserved", "probes this condition could not serve (too few candidates)"),
-    "draws": ("draws", "random demonstration draws per probe"),
-    "improved_run_low": ("one run: low", "2.5% quantile of 'improved' over simulated runs of the protocol"),
-    "improved_run_high": ("one run: high", "97.5% quantile of 'improved' over simulated runs"),
-    "n_misaligned_run_low": ("misaligned, one run: low", "2.5% quantile over simulated runs"),
-    "n_misaligned_run_high": ("misaligned, one run: high", "97.5% quantile over simulated runs"),
-    "mean_error_reduction": ("error reduction", "mean (d_orig - d_corr) / d_orig of improved probes"),
-    "mean_delta": ("mean p' - p", "mean change of the majority answer's probability"),
-    "delta_ci_low": ("p' - p: low", "bootstrap 95% interval of the mean change"),
-    "delta_ci_high": ("p' - p: high", "bootstrap 95% interval of the mean change"),
-    "wilcoxon_p": ("Wilcoxon p", "paired signed-rank test of p' against p"),
-    "improved_draw_sd": ("improved: SD over draws", "spread of 'improved' over demonstration draws"),
-    "improved_draw_min": ("improved: min over draws", "lowest 'improved' of one demonstration draw"),
-    "improved_draw_max": ("improved: max over draws", "highest 'improved' of one demonstration draw"),
-    "net_improved": ("(+) - (-) (pts)", "improved % minus decreased %, with a BCa 95% interval over probes"),
-    "weighted_delta": ("weighted mean p' - p", "mean change of p weighted by P(misaligned), BCa 95% interval"),
-    "few_probes": ("fewer than 20 probes", "true when the number rests on fewer than 20 probes"),
-    "result": ("result", "tested; untestable (no p can reach 0.05 at this n); identical (no difference at all)"),
-    "estimate": ("estimate", "the tested number: for sign-flip tests improved % of a minus b (points)"),
-    "min_p": ("smallest possible p", "the smallest p the test can give at its number of probes"),
-    "no_effect_source": ("no-effect row", "zero-shot re-test (measured) or p' = p (computed)"),
-    "demo_flip_rate": ("demonstration answers flipped", "share of demonstration answers unlike the target's majority"),
-    "rule": ("rule", "how outcomes are counted: protocol (10 draws) or rounded"),
-    "order_combination": ("option orders", "how the two option orders are combined"),
-    "test": ("test", "which comparison"),
-    "a": ("condition", "first condition"),
-    "b": ("against", "second condition"),
-    "mean_diff": ("mean difference", "mean of the paired differences"),
-    "median_diff": ("median difference", "median of the paired differences"),
-    "statistic": ("statistic", "the test statistic"),
-    "p": ("p", "two-sided p-value"),
-    "holm_p": ("p (Holm)", "Holm-adjusted p-value over every language and comparison of the model"),
-    "family": ("family", "primary (pooled, one per model), per_language (Holm-adjusted) or exploratory (raw p)"),
-    "family_size": ("tests in family", "how many tests the Holm adjustment counts"),
-    "improved_diff": ("improved difference (points)", "improved % of the condition minus the reference's"),
-    "improved_diff_low": ("difference: low", "95% interval of the difference"),
-    "improved_diff_high": ("difference: high", "95% interval of the difference"),
-    "mean_delta_diff": ("mean p' - p difference", "difference of the mean change"),
-    "mean_delta_diff_low": ("p' - p difference: low", "95% interval"),
-    "mean_delta_diff_high": ("p' - p difference: high", "95% interval"),
-    "mean_gap": ("mean gap", "mean |p(A,B) - p(B,A)|"),
-    "median_gap": ("median gap", "median |p(A,B) - p(B,A)|"),
-    "p90_gap": ("90th percentile gap", "90th percentile of |p(A,B) - p(B,A)|"),
-    "share_over_0.2": ("share of gaps over 0.2", "fraction of probes whose order gap exceeds 0.2"),
-    "all_probes_zero_shot": ("zero-shot, all probes", "distance on every zero-shot probe"),
-    "zero_shot": ("zero-shot", "total variation distance to the country's answer shares, no demonstrations"),
-    "self_aligned": ("self-aligned", "the same distance with demonstrations"),
-    "culture": ("culture", "WVS country (ISO3) or a mean over cultures"),
-    "method": ("method", "CultureSPA prompting or tuning method"),
-    "number": ("number", "which number the row holds: one run or expected"),
-    "expected": ("expected score", "mean score over simulated runs of the authors' protocol"),
-    "low": ("low", "2.5% quantile of one run's score"),
-    "high": ("high", "97.5% quantile of one run's score"),
-    "items": ("items", "general-knowledge questions"),
-    "accuracy": ("accuracy %", "share answered right"),
-    "chance": ("chance %", "accuracy of guessing"),
-    "difference": ("difference (points)", "accuracy minus the base model's"),
-    "verdict": ("verdict", "what the equivalence test concludes"),
-    **harness.GLOSSARY,
-}
-PERCENT = {
-    "improved",
-    "same",
-    "decreased",
-    "improved_no_effect",
-    "same_no_effect",
-    "decreased_no_effect",
-    "improved_beyond_no_effect",
-    "improved_run_low",
-    "improved_run_high",
-    "improved_draw_sd",
-    "improved_draw_min",
-    "improved_draw_max",
-    "improved_diff",
-    "improved_diff_low",
-    "improved_diff_high",
-    "expected",
-    "low",
-    "high",
-    "score",
-    "expected_common",
-    "score_common",
-    "accuracy",
-    "chance",
-    "difference",
-    "diff_low",
-    "diff_high",
-    "margin",
-}
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1340px;margin:1em auto;padding:0 1em;color:#222;
 line-height:1.4}h1{font-size:1.5em;margin:.3em 0}h2{font-size:1.2em;border-bottom:1px solid #ddd;margin-top:1.4em}
 h3{font-size:1em;margin:.8em 0 .3em}
@@ -249,281 +149,6 @@ def load(root: Path) -> Outputs:
                     previous = found.tables.get(name)
                     found.tables[name] = frame if previous is None else pd.concat([previous, frame], ignore_index=True)
     return found
-
-
-# -------------------------------------------------------------------------------- formatting
-
-
-def fmt_number(column: str, value: Any) -> str:
-    """One cell for reading: percent with 1 decimal, p-values with 2 significant digits."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, (bool,)) or not isinstance(value, (int, float)):
-        return str(value)
-    if column == "p" or column.endswith("_p"):
-        return f"{value:.2g}"
-    if column in PERCENT or column.startswith("improved"):
-        return f"{value:.1f}"
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.3g}"
-
-
-def header(column: str) -> str:
-    return GLOSSARY.get(column, (column.replace("_", " "), ""))[0]
-
-
-def readable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Cells as strings formatted per column, headers in words."""
-    shown = pd.DataFrame({c: [fmt_number(str(c), v) for v in frame[c]] for c in frame.columns}, index=frame.index)
-    return shown.rename(columns={c: header(str(c)) for c in frame.columns})
-
-
-def interval(value: float, low: float | None, high: float | None, digits: int = 1) -> str:
-    """'12.3 (4.0, 20.1)', or the value alone without an interval."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ({low:.{digits}f}, {high:.{digits}f})"
-
-
-def html_table(frame: pd.DataFrame, table_id: str, index: bool = False) -> str:
-    """A table in its own horizontally scrolling box; header cells carry the glossary as a tooltip."""
-    cols = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
-    head = "".join(f'<th title="{html.escape(_meaning(c))}">{html.escape(c)}</th>' for c in cols)
-    rows = []
-    for key, row in frame.iterrows():
-        cells = ([key] if index else []) + list(row)
-        rows.append("<tr>" + "".join(f"<td>{_cell(str(c))}</td>" for c in cells) + "</tr>")
-    body = "".join(rows)
-    return (
-        f'<div class="scroll"><table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-    )
-
-
-def _cell(text: str) -> str:
-    """A value with its interval gets the interval on a second, smaller line: narrow columns."""
-    found = re.fullmatch(r"(-?[0-9.]+) (\(.+\))", text)
-    if found:
-        return f"{html.escape(found[1])}<br><small>{html.escape(found[2])}</small>"
-    return html.escape(text)
-
-
-def _meaning(label: str) -> str:
-    return next((m for w, m in GLOSSARY.values() if w == label), "")
-
-
-# ---------------------------------------------------------------------------- headline tables
-
-
-def paper_table1(
-    t1: pd.DataFrame,
-    contrasts: pd.DataFrame | None = None,
-    strategy: str = PAPER_STRATEGY,
-    tests: pd.DataFrame | None = None,
-) -> dict[str, pd.DataFrame]:
-    """Per model, the paper's Table 1 layout for one strategy: rows + / = / - (with the interval one
-    run of the protocol would show for +), languages as columns; below them the effect sizes
-    ((+) - (-) and the P(misaligned)-weighted mean p' - p, with intervals), the primary statistic
-    (+ minus the random-answer placebo) with its interval and the p of its test, and beside it what
-    no effect would give. A pooled column holds the model's primary test. A language whose numbers
-    rest on fewer than MIN_PROBES probes carries a '*' after its code."""
-    tables = {}
-    for model, rows in t1[t1["strategy"] == strategy].groupby("model", sort=True):
-        columns = {}
-        for r in rows.sort_values("lang").itertuples(index=False):
-            r = r._asdict()
-            n = int(r.get("n", 0) or 0)
-            cells = {
-                "probes": str(n),
-                "misaligned (expected)": f"{r['n_misaligned']:.1f}",
-                "+ improved %": interval(r["improved"], r.get("improved_run_low"), r.get("improved_run_high")),
-                "= same %": fmt_number("same", r["same"]),
-                "- decreased %": fmt_number("decreased", r["decreased"]),
-            }
-            if "net_improved" in r:
-                cells["(+) - (-) (pts)"] = interval(
-                    r["net_improved"], r.get("net_improved_low"), r.get("net_improved_high")
-                )
-                cells["weighted mean p' - p"] = interval(
-                    r["weighted_delta"], r.get("weighted_delta_low"), r.get("weighted_delta_high"), 3
-                )
-            cells.update(_placebo_cells(t1, contrasts, tests, model, r["lang"], strategy))
-            if "improved_no_effect" in r:
-                cells["+ if nothing changed %"] = fmt_number("improved", r["improved_no_effect"])
-            if "improved_beyond_no_effect" in r:
-                cells[BEYOND] = fmt_number("improved", r["improved_beyond_no_effect"])
-            columns[f"{r['lang']}{'*' if n < MIN_PROBES else ''}"] = cells
-        pooled = _pooled_cells(tests, model)
-        if pooled:
-            columns["pooled (primary test)"] = pooled
-        table = pd.DataFrame(columns).fillna("")
-        table.index.name = "outcome"
-        tables[str(model)] = table
-    return tables
-
-
-BEYOND = "+ beyond no effect (pts)"
-PLACEBO_ROW = "+ minus placebo (pts)"
-PLACEBO_P = "+ minus placebo: p"
-
-
-def _test_cell(test: Any, column: str = "holm_p") -> str:
-    """A test's p, or what stands in its place: untestable (no p can reach the level at this n),
-    identical (the two conditions measured the same)."""
-    result = str(test.get("result", "tested"))
-    if result in ("untestable", "identical"):
-        return result
-    value = test.get(column)
-    return fmt_number("p", value) if value is not None and not pd.isna(value) else ""
-
-
-def _placebo_cells(
-    t1: pd.DataFrame, contrasts: pd.DataFrame | None, tests: pd.DataFrame | None, model: str, lang: str, strategy: str
-) -> dict[str, str]:
-    """The primary statistic of one language, improved % minus the random-answer placebo's: from
-    its test in tests.csv (per-language family: estimate, inverted interval, Holm p) where present,
-    else the contrasts table, else the difference of the two Table 1 rows (no interval)."""
-    if tests is not None and {"family", "estimate"} <= set(tests.columns):
-        hit = tests[
-            (tests["model"] == model)
-            & (tests["lang"] == lang)
-            & (tests["family"] == "per_language")
-            & (tests["a"] == strategy)
-            & (tests["b"] == PLACEBO)
-        ]
-        if len(hit):
-            h = hit.iloc[0]
-            return {PLACEBO_ROW: interval(h["estimate"], h.get("low"), h.get("high")), PLACEBO_P: _test_cell(h)}
-    return {PLACEBO_ROW: _placebo_difference(t1, contrasts, model, lang, strategy)}
-
-
-def _placebo_difference(t1: pd.DataFrame, contrasts: pd.DataFrame | None, model: str, lang: str, strategy: str) -> str:
-    """improved % of the strategy minus the placebo's: the contrasts table's estimate with its
-    interval where it exists, else the difference of the two Table 1 rows (no interval)."""
-    if contrasts is not None and {"condition", "reference", "improved_diff"} <= set(contrasts.columns):
-        hit = contrasts[
-            (contrasts["model"] == model)
-            & (contrasts["lang"] == lang)
-            & (contrasts["condition"] == strategy)
-            & (contrasts["reference"] == PLACEBO)
-        ]
-        if len(hit):
-            h = hit.iloc[0]
-            return interval(h["improved_diff"], h.get("improved_diff_low"), h.get("improved_diff_high"))
-    both = t1[(t1["model"] == model) & (t1["lang"] == lang)].set_index("strategy")["improved"]
-    if strategy in both and PLACEBO in both:
-        return fmt_number("improved", float(both[strategy] - both[PLACEBO]))
-    return ""
-
-
-def _pooled_cells(tests: pd.DataFrame | None, model: str) -> dict[str, str]:
-    """The model's pooled primary test (the mean over languages of + minus placebo), where tests.csv has it."""
-    if tests is None or "family" not in tests:
-        return {}
-    hit = tests[(tests["model"] == model) & (tests["family"] == "primary")]
-    if hit.empty:
-        return {}
-    h = hit.iloc[0]
-    return {
-        "probes": str(int(h["n"])),
-        PLACEBO_ROW: interval(h["estimate"], h.get("low"), h.get("high")),
-        PLACEBO_P: _test_cell(h, "p"),
-    }
-
-
-def culturespa_table(expected: pd.DataFrame, differences: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    """Per model, CultureSPA methods x the mean over cultures: expected score with the 95% range of
-    one run (and, where present, the mean over the cultures specific adapters cover, the score
-    on the questions every method answered validly, the argmax score, the share of the expected
-    distance that is spread, and the difference from `aware` with its interval over the runs)."""
-    tables = {}
-    means = expected[expected["culture"].astype(str).str.startswith("mean")]
-    for model, rows in means.groupby("run_model", sort=True):
-        table: dict[str, dict[str, str]] = {}
-        for r in rows.itertuples(index=False):
-            r = r._asdict()
-            label = "mean over cultures" if r["culture"] == "mean" else str(r["culture"])
-            table.setdefault(f"{label}: expected (95% range)", {})[r["method"]] = interval(
-                r["expected"], r.get("low"), r.get("high")
-            )
-            if "expected_common" in r:
-                table.setdefault(f"{label}: on questions every method answered", {})[r["method"]] = fmt_number(
-                    "expected", r["expected_common"]
-                )
-            if "argmax" in r:
-                table.setdefault(f"{label}: argmax score", {})[r["method"]] = fmt_number("expected", r["argmax"])
-                table.setdefault(f"{label}: share of expected distance from spread", {})[r["method"]] = fmt_number(
-                    "spread_share", r["spread_share"]
-                )
-        if differences is not None and "run_model" in differences:
-            mine = differences[(differences["run_model"] == model) & (differences["culture"] == "mean")]
-            for d in mine.itertuples(index=False):
-                table.setdefault(f"mean over cultures: minus {d.reference} (95% interval over runs)", {})[d.method] = (
-                    interval(d.difference, d.low, d.high)
-                )
-        frame = pd.DataFrame(table)
-        frame.index.name = "method"
-        tables[str(model)] = frame
-    return tables
-
-
-def general_table(general: pd.DataFrame) -> pd.DataFrame:
-    """General ability, the interval first: each adapter's accuracy difference from the base model
-    in points with its 95% interval, the verdict that follows from it, the smallest margin the item
-    count shows with 80% power, then accuracy (with its 95% interval), chance and McNemar's p."""
-    rows = []
-    for r in general.to_dict("records"):
-        row = {
-            "model": r.get("run_model", ""),
-            "method": r["model"],
-            "items": r.get("items"),
-            "difference from base (points, 95% interval)": "",
-            "verdict": "" if pd.isna(r.get("verdict", math.nan)) else str(r.get("verdict")),
-            "smallest margin shown with 80% power (points)": fmt_number("margin", r.get("detectable_margin")),
-            "accuracy %": interval(
-                100 * r["accuracy"], *(100 * r.get(k, math.nan) for k in ("accuracy_low", "accuracy_high"))
-            ),
-            "chance %": fmt_number("chance", 100 * r["chance"]),
-            "McNemar p": "",
-        }
-        diff = r.get("vs_base_difference")
-        if diff is not None and not pd.isna(diff):
-            row["difference from base (points, 95% interval)"] = interval(
-                100 * diff, 100 * r.get("vs_base_low", math.nan), 100 * r.get("vs_base_high", math.nan)
-            )
-            row["McNemar p"] = fmt_number("p", r.get("vs_base_mcnemar_p"))
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def few_questions_note(scores: pd.DataFrame | None, general: pd.DataFrame | None) -> str:
-    """Says plainly when CultureSPA's scores or the general-ability verdict rest on fewer than
-    MIN_PROBES questions (the tour), and is empty otherwise."""
-    notes = []
-    if scores is not None and "n" in scores and len(scores) and scores["n"].max() < MIN_PROBES:
-        notes.append(f"each CultureSPA score rests on at most {int(scores['n'].max())} WVS questions per culture")
-    if general is not None and "items" in general and len(general) and general["items"].max() < MIN_PROBES:
-        notes.append(f"general ability on {int(general['items'].max())} items")
-    if not notes:
-        return ""
-    return (
-        f"Fewer than {MIN_PROBES} questions, too few to read as a result: {'; '.join(notes)}. "
-        "The run shows the steps; a full run (make all) gives the numbers."
-    )
-
-
-def few_probe_note(t1: pd.DataFrame, strategy: str = PAPER_STRATEGY) -> str:
-    """Says plainly which languages' numbers rest on fewer than MIN_PROBES probes."""
-    rows = t1[(t1["strategy"] == strategy) & (t1["n"] < MIN_PROBES)].sort_values("lang") if "n" in t1 else t1.iloc[0:0]
-    if rows.empty:
-        return f"Every language's numbers rest on at least {MIN_PROBES} probes."
-    langs = ", ".join(f"{r.lang} ({int(r.n)})" for r in rows.itertuples())
-    return (
-        f"* rests on fewer than {MIN_PROBES} probes, too few to read as a result: {langs}. "
-        f"The run shows the steps; a full run (make all) gives the numbers."
-    )
 
 
 # --------------------------------------------------------------------------------- figures
@@ -696,32 +321,12 @@ def unfinished_html(unfinished: list[Unfinished]) -> str:
     return f'<h2 class="failed" id="not-finished">Not finished</h2><ul id="failed">{items}</ul>'
 
 
-def glossary_html(columns: set[str]) -> str:
-    entries = "".join(
-        f"<dt>{html.escape(w)}</dt><dd>{html.escape(m)}</dd>" for c, (w, m) in GLOSSARY.items() if c in columns and m
-    )
-    return f'<details id="glossary"><summary>Glossary of column headers</summary><dl>{entries}</dl></details>'
-
-
 # ------------------------------------------------------------------------------------- page
 
 EMPTY_PAGE = (
     "<p id='no-runs'>No runs under <code>{root}</code> yet. Run the tour, "
     "<code>make quick</code> (the whole job at small scale), or the main job, <code>make all</code>, "
     "then <code>make report</code>.</p>"
-)
-TABLE1_NOTE = (
-    "+ / = / -: improved, same, decreased, as expected values of the paper's 10-draw protocol in % of "
-    "the misaligned probes; in brackets the 95% range one run of the protocol would show. + alone is no "
-    "effect size: the effect sizes are (+) - (-) and the P(misaligned)-weighted mean p' - p (BCa 95% "
-    "intervals). '+ minus placebo' is the primary statistic (+ minus that of demonstrations whose answers "
-    "are drawn at random), with the 95% interval its sign-flip test inverts and the test's p (Holm over "
-    "the model's languages and comparisons; the pooled column is the model's one primary test). "
-    "'+ if nothing changed' and '+ beyond no effect' show the protocol's noise: with no change at all "
-    "the protocol calls many misaligned probes improved, and a condition that spreads p' around p "
-    "(a mixture of random draws) scores more; so '+ beyond no effect' is a reference for reading +, not "
-    "an effect size. 'untestable': no p can reach 0.05 with this many probes. The statistics are "
-    "described in docs/protocol.md."
 )
 
 

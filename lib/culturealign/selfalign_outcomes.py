@@ -176,9 +176,8 @@ def outcomes(
         _probe_row(probe_id, strategy, group, protocol)
         for (probe_id, strategy), group in results.groupby(["probe_id", "strategy"], sort=False)
     ]
-    table = pd.DataFrame(rows).reindex(columns=OUTCOMES.names)
-    table = table.assign(rule=rule, order_combination=combination, order_pairing=pairing)
-    return OUTCOMES.validate(table)
+    table = pd.DataFrame(rows).assign(rule=rule, order_combination=combination, order_pairing=pairing)
+    return OUTCOMES.filled(table)
 
 
 def explanation_candidates(table: pd.DataFrame, strategy: str) -> pd.DataFrame:

@@ -182,7 +182,7 @@ def vs_zero_shot_tests(outcomes: pd.DataFrame) -> pd.DataFrame:
                     "method": f"wilcoxon_{zeros}",
                     "a": strategy,
                     "b": "zero_shot",
-                    **test,
+                    **{k: test[k] for k in ("n", "median_diff", "statistic", "p")},
                     "estimate": test["mean_diff"],
                     "result": "identical" if np.isnan(test["p"]) else "tested",
                     "few_probes": test["n"] < metrics.MIN_PROBES,
@@ -222,7 +222,7 @@ def table1(outcomes: pd.DataFrame, tests: pd.DataFrame | None = None, runs: int 
     table = table.merge(vs, on=["model", "lang", "strategy"], how="left")
     table = empirical_no_effect(table)
     table["few_probes"] = table["n"] < metrics.MIN_PROBES
-    return TABLE1.validate(table.reindex(columns=TABLE1.names))
+    return TABLE1.filled(table)
 
 
 RETEST = "zero_shot_retest"  # the zero-shot prompts measured again: the empirical no-effect row

@@ -84,6 +84,11 @@ class Table:
                 raise TableError(f"{self.file}: column {c.name!r} should hold {c.dtype}, holds {frame[c.name].dtype}")
         return frame[[n for n in self.names if n in frame.columns]]
 
+    def filled(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`validate` after adding the declared columns that no row computed (all missing), e.g. the
+        statistics of a condition that served no probe; an undeclared column is still refused."""
+        return self.validate(frame.reindex(columns=[*self.names, *(c for c in frame.columns if c not in self.names)]))
+
     @property
     def nested(self) -> list[Column]:
         """Columns of lists: each is stored as a long table of its own (`long_table`)."""
@@ -114,7 +119,7 @@ class Table:
         for column in self.nested:
             path = folder / self.long_table(column).file
             if path.exists():
-                long = pd.read_csv(path, float_precision="round_trip")
+                long = pd.read_csv(path)
                 frame[column.name] = _nest(long, frame, self.key, column)
         return self.validate(frame)
 
