@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import figure_registry, harness, paths, selfalign_tests
+from . import figure_registry, harness, paths, selfalign_tables, selfalign_tests
 from .report_tables import (
     PAPER_STRATEGY,
     TABLE1_NOTE,
@@ -32,6 +32,7 @@ from .report_tables import (
     readable,
 )
 from .runs import write_json
+from .tables import Table, TableError
 
 STAGE_TABLES = {
     "10_zero_shot": ["zero_shot.csv"],
@@ -138,6 +139,8 @@ def load(root: Path) -> Outputs:
     for name, _ in SUMMARY_TABLES:
         if (root / "summary" / name).exists():
             frame = read_csv(root / "summary" / name, found.unfinished)
+            if frame is not None and name in DECLARED:
+                frame = declared(frame, DECLARED[name], root / "summary" / name, found.unfinished)
             if frame is not None:
                 found.tables[name] = frame
     for manifest in manifests:
@@ -149,6 +152,18 @@ def load(root: Path) -> Outputs:
                     previous = found.tables.get(name)
                     found.tables[name] = frame if previous is None else pd.concat([previous, frame], ignore_index=True)
     return found
+
+
+DECLARED = {table.file: table for table in selfalign_tables.SUMMARY_TABLES}  # the summary's declared tables
+
+
+def declared(frame: pd.DataFrame, table: Table, path: Path, problems: list[Unfinished]) -> pd.DataFrame | None:
+    """A summary table checked against its declaration, or None with what does not match in `problems`."""
+    try:
+        return table.validate(frame)
+    except TableError as err:
+        problems.append(Unfinished(str(path), f"{err}. Rerun stage 40 (make run NB=40_summary) to rewrite it"))
+        return None
 
 
 # --------------------------------------------------------------------------------- figures

@@ -137,29 +137,11 @@ def paper_table1(
     tables = {}
     for model, rows in t1[t1["strategy"] == strategy].groupby("model", sort=True):
         columns = {}
-        for r in rows.sort_values("lang").itertuples(index=False):
-            r = r._asdict()
-            n = int(r.get("n", 0) or 0)
-            cells = {
-                "probes": str(n),
-                "misaligned (expected)": f"{r['n_misaligned']:.1f}",
-                "+ improved %": interval(r["improved"], r.get("improved_run_low"), r.get("improved_run_high")),
-                "= same %": fmt_number("same", r["same"]),
-                "- decreased %": fmt_number("decreased", r["decreased"]),
-            }
-            if "net_improved" in r:
-                cells["(+) - (-) (pts)"] = interval(
-                    r["net_improved"], r.get("net_improved_low"), r.get("net_improved_high")
-                )
-                cells["weighted mean p' - p"] = interval(
-                    r["weighted_delta"], r.get("weighted_delta_low"), r.get("weighted_delta_high"), 3
-                )
-            cells.update(_placebo_cells(t1, contrasts, tests, model, r["lang"], strategy))
-            if "improved_no_effect" in r:
-                cells["+ if nothing changed %"] = fmt_number("improved", r["improved_no_effect"])
-            if "improved_beyond_no_effect" in r:
-                cells[BEYOND] = fmt_number("improved", r["improved_beyond_no_effect"])
-            columns[f"{r['lang']}{'*' if n < MIN_PROBES else ''}"] = cells
+        for r in rows.sort_values("lang").to_dict("records"):
+            cells = {**_outcome_cells(r), **_placebo_cells(t1, contrasts, tests, model, r["lang"], strategy)}
+            cells["+ if nothing changed %"] = fmt_number("improved", r["improved_no_effect"])
+            cells[BEYOND] = fmt_number("improved", r["improved_beyond_no_effect"])
+            columns[f"{r['lang']}{'*' if r['n'] < MIN_PROBES else ''}"] = cells
         pooled = _pooled_cells(tests, model)
         if pooled:
             columns["pooled (primary test)"] = pooled
@@ -167,6 +149,19 @@ def paper_table1(
         table.index.name = "outcome"
         tables[str(model)] = table
     return tables
+
+
+def _outcome_cells(r: dict[str, Any]) -> dict[str, str]:
+    """One language's Table 1 outcomes and effect sizes, each with its interval."""
+    return {
+        "probes": str(int(r["n"])),
+        "misaligned (expected)": f"{r['n_misaligned']:.1f}",
+        "+ improved %": interval(r["improved"], r["improved_run_low"], r["improved_run_high"]),
+        "= same %": fmt_number("same", r["same"]),
+        "- decreased %": fmt_number("decreased", r["decreased"]),
+        "(+) - (-) (pts)": interval(r["net_improved"], r["net_improved_low"], r["net_improved_high"]),
+        "weighted mean p' - p": interval(r["weighted_delta"], r["weighted_delta_low"], r["weighted_delta_high"], 3),
+    }
 
 
 BEYOND = "+ beyond no effect (pts)"
@@ -177,11 +172,9 @@ PLACEBO_P = "+ minus placebo: p"
 def _test_cell(test: Any, column: str = "holm_p") -> str:
     """A test's p, or what stands in its place: untestable (no p can reach the level at this n),
     identical (the two conditions measured the same)."""
-    result = str(test.get("result", "tested"))
-    if result in ("untestable", "identical"):
-        return result
-    value = test.get(column)
-    return fmt_number("p", value) if value is not None and not pd.isna(value) else ""
+    if test["result"] in ("untestable", "identical"):
+        return str(test["result"])
+    return fmt_number("p", test[column])
 
 
 def _placebo_cells(
@@ -190,7 +183,7 @@ def _placebo_cells(
     """The primary statistic of one language, improved % minus the random-answer placebo's: from
     its test in tests.csv (per-language family: estimate, inverted interval, Holm p) where present,
     else the contrasts table, else the difference of the two Table 1 rows (no interval)."""
-    if tests is not None and {"family", "estimate"} <= set(tests.columns):
+    if tests is not None:
         hit = tests[
             (tests["model"] == model)
             & (tests["lang"] == lang)
@@ -200,14 +193,14 @@ def _placebo_cells(
         ]
         if len(hit):
             h = hit.iloc[0]
-            return {PLACEBO_ROW: interval(h["estimate"], h.get("low"), h.get("high")), PLACEBO_P: _test_cell(h)}
+            return {PLACEBO_ROW: interval(h["estimate"], h["low"], h["high"]), PLACEBO_P: _test_cell(h)}
     return {PLACEBO_ROW: _placebo_difference(t1, contrasts, model, lang, strategy)}
 
 
 def _placebo_difference(t1: pd.DataFrame, contrasts: pd.DataFrame | None, model: str, lang: str, strategy: str) -> str:
     """improved % of the strategy minus the placebo's: the contrasts table's estimate with its
     interval where it exists, else the difference of the two Table 1 rows (no interval)."""
-    if contrasts is not None and {"condition", "reference", "improved_diff"} <= set(contrasts.columns):
+    if contrasts is not None:
         hit = contrasts[
             (contrasts["model"] == model)
             & (contrasts["lang"] == lang)
@@ -216,7 +209,7 @@ def _placebo_difference(t1: pd.DataFrame, contrasts: pd.DataFrame | None, model:
         ]
         if len(hit):
             h = hit.iloc[0]
-            return interval(h["improved_diff"], h.get("improved_diff_low"), h.get("improved_diff_high"))
+            return interval(h["improved_diff"], h["improved_diff_low"], h["improved_diff_high"])
     both = t1[(t1["model"] == model) & (t1["lang"] == lang)].set_index("strategy")["improved"]
     if strategy in both and PLACEBO in both:
         return fmt_number("improved", float(both[strategy] - both[PLACEBO]))
@@ -225,7 +218,7 @@ def _placebo_difference(t1: pd.DataFrame, contrasts: pd.DataFrame | None, model:
 
 def _pooled_cells(tests: pd.DataFrame | None, model: str) -> dict[str, str]:
     """The model's pooled primary test (the mean over languages of + minus placebo), where tests.csv has it."""
-    if tests is None or "family" not in tests:
+    if tests is None:
         return {}
     hit = tests[(tests["model"] == model) & (tests["family"] == "primary")]
     if hit.empty:
@@ -233,7 +226,7 @@ def _pooled_cells(tests: pd.DataFrame | None, model: str) -> dict[str, str]:
     h = hit.iloc[0]
     return {
         "probes": str(int(h["n"])),
-        PLACEBO_ROW: interval(h["estimate"], h.get("low"), h.get("high")),
+        PLACEBO_ROW: interval(h["estimate"], h["low"], h["high"]),
         PLACEBO_P: _test_cell(h, "p"),
     }
 
@@ -321,7 +314,7 @@ def few_questions_note(scores: pd.DataFrame | None, general: pd.DataFrame | None
 
 def few_probe_note(t1: pd.DataFrame, strategy: str = PAPER_STRATEGY) -> str:
     """Says plainly which languages' numbers rest on fewer than MIN_PROBES probes."""
-    rows = t1[(t1["strategy"] == strategy) & (t1["n"] < MIN_PROBES)].sort_values("lang") if "n" in t1 else t1.iloc[0:0]
+    rows = t1[(t1["strategy"] == strategy) & (t1["n"] < MIN_PROBES)].sort_values("lang")
     if rows.empty:
         return f"Every language's numbers rest on at least {MIN_PROBES} probes."
     langs = ", ".join(f"{r.lang} ({int(r.n)})" for r in rows.itertuples())
