@@ -10,7 +10,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from culturealign import report, report_tables, results, selfalign_tables
+from culturealign import culturespa_tables, report, report_tables, results, selfalign_tables
+from culturealign.tables import Table
 
 
 class Page(HTMLParser):
@@ -97,6 +98,11 @@ def png(path: Path) -> None:
     plt.close(fig)
 
 
+def declared(rows, table: Table) -> pd.DataFrame:
+    """Rows with every other declared column of their table, empty."""
+    return pd.DataFrame(rows).reindex(columns=table.names)
+
+
 def table1_rows(with_validity: bool) -> pd.DataFrame:
     rows = []
     for lang, n in (("en", 24), ("ms", 2)):
@@ -139,7 +145,7 @@ def outputs_tree(root: Path, with_validity: bool = True) -> Path:
         for c, shift in (("USA", 0), ("DEU", 2), ("mean", 1))
         for m, e in (("unaware", 40.0 + shift), ("aware", 45.5 + shift))
     ]
-    pd.DataFrame(rows).to_csv(culture / "expected_scores.csv", index=False)
+    declared(rows, culturespa_tables.EXPECTED_SCORES).to_csv(culture / "expected_scores.csv", index=False)
     pd.DataFrame(
         [{"culture": "mean", "method": "unaware", "reference": "aware", "difference": -5.5, "low": -9.25, "high": -1.5}]
     ).to_csv(culture / "method_differences.csv", index=False)
@@ -158,10 +164,9 @@ def outputs_tree(root: Path, with_validity: bool = True) -> Path:
                 "vs_base_mcnemar_p": 0.62,
             },
         ]
-    ).to_csv(culture / "general_ability.csv", index=False)
-    pd.DataFrame({"culture": ["USA", "DEU"], "method": "aware", "n": [8, 7], "invalid": 0, "score": 50.0}).to_csv(
-        culture / "scores.csv", index=False
-    )
+    ).pipe(declared, culturespa_tables.GENERAL_ABILITY).to_csv(culture / "general_ability.csv", index=False)
+    scores = pd.DataFrame({"culture": ["USA", "DEU"], "method": "aware", "n": [8, 7], "invalid": 0, "score": 50.0})
+    declared(scores, culturespa_tables.SCORES).to_csv(culture / "scores.csv", index=False)
     png(culture / "fig_alignment.png")
     summary = root / "summary"
     summary.mkdir(parents=True)

@@ -95,11 +95,12 @@ def test_a_column_added_to_its_declaration_and_computation_reaches_summary_repor
     _insert(scratch / "selfalign_summary.py", computed, after=COMPUTED)  # its computation
     summary = importlib.import_module(f"{scratch.name}.selfalign_summary")
     report_tables = importlib.import_module(f"{scratch.name}.report_tables")
+    declared = importlib.import_module(f"{scratch.name}.report").DECLARED["table1.csv"]  # what the report reads
     outcomes = selfalign.outcomes(synthetic_results("en", 12, seed=1)).assign(model="m", lang="en")
     t1 = summary.table1(outcomes, runs=10)
     columns = list(t1.columns)
     assert columns.index("served_share") == columns.index("no_effect_source") - 1
     assert t1["served_share"].between(0, 100).all() and t1["served_share"].max() > 0
-    shown = report_tables.readable(t1)
+    shown = report_tables.readable(t1, declared)
     assert "served %" in shown.columns and len(shown["served %"].iloc[0].split(".")[1]) == 1  # a percent: 1 decimal
-    assert html.escape(MEANING) in report_tables.glossary_html(set(t1.columns))
+    assert html.escape(MEANING) in report_tables.glossary_html([report_tables.words_of(declared)])

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import figure_registry, harness, paths, selfalign_tables, selfalign_tests
+from . import culturespa_tables, figure_registry, harness, paths, selfalign_tables, selfalign_tests
 from .report_tables import (
     PAPER_STRATEGY,
     TABLE1_NOTE,
@@ -30,6 +30,7 @@ from .report_tables import (
     html_table,
     paper_table1,
     readable,
+    words_of,
 )
 from .runs import write_json
 from .tables import Table, TableError
@@ -39,13 +40,7 @@ STAGE_TABLES = {
     "30_self_alignment": ["outcomes.csv", "misalignment.csv"],
     "95_culture_eval": ["expected_scores.csv", "general_ability.csv"],
 }  # a finished run has these
-CULTURESPA_TABLES = [  # read when present
-    "expected_scores.csv",
-    "general_ability.csv",
-    "scores.csv",
-    "method_differences.csv",
-    "seed_spread.csv",
-]
+CULTURESPA_TABLES = {t.file: t for t in culturespa_tables.REPORTED}  # the CultureSPA run's tables, read when present
 SUMMARY_TABLES = [  # (file in summary/, title of its collapsed detail section)
     ("table1.csv", "Self-Alignment Table 1, every strategy and control"),
     ("contrasts.csv", "Self-Alignment contrasts between conditions"),
@@ -140,13 +135,15 @@ def load(root: Path) -> Outputs:
         if (root / "summary" / name).exists():
             frame = read_csv(root / "summary" / name, found.unfinished)
             if frame is not None and name in DECLARED:
-                frame = declared(frame, DECLARED[name], root / "summary" / name, found.unfinished)
+                frame = declared(frame, DECLARED[name], root / "summary" / name, found.unfinished, "40_summary")
             if frame is not None:
                 found.tables[name] = frame
     for manifest in manifests:
         if manifest.get("stage") == "95_culture_eval" and manifest.get("status") == "done":
-            for name in CULTURESPA_TABLES:
-                frame = read_csv(Path(manifest["dir"]) / name, [])
+            for name, table in CULTURESPA_TABLES.items():
+                path = Path(manifest["dir"]) / name
+                frame = read_csv(path, [])
+                frame = None if frame is None else declared(frame, table, path, found.unfinished, "95_culture_eval")
                 if frame is not None:
                     frame.insert(0, "run_model", manifest.get("model_name", ""))
                     previous = found.tables.get(name)
@@ -157,12 +154,15 @@ def load(root: Path) -> Outputs:
 DECLARED = {table.file: table for table in selfalign_tables.SUMMARY_TABLES}  # the summary's declared tables
 
 
-def declared(frame: pd.DataFrame, table: Table, path: Path, problems: list[Unfinished]) -> pd.DataFrame | None:
-    """A summary table checked against its declaration, or None with what does not match in `problems`."""
+def declared(
+    frame: pd.DataFrame, table: Table, path: Path, problems: list[Unfinished], stage: str
+) -> pd.DataFrame | None:
+    """A table checked against its declaration, with every optional column (missing where it was not
+    computed), or None with what does not match in `problems` and the stage that rewrites it."""
     try:
-        return table.validate(frame)
+        return table.filled(table.validate(frame))
     except TableError as err:
-        problems.append(Unfinished(str(path), f"{err}. Rerun stage 40 (make run NB=40_summary) to rewrite it"))
+        problems.append(Unfinished(str(path), f"{err}. Rerun stage {stage} (make run NB={stage}) to rewrite it"))
         return None
 
 
@@ -410,7 +410,7 @@ def culturespa_section(data: Outputs, pictures: list[Picture], out: Path) -> lis
     if expected is None or not len(expected):
         return []
     body = [
-        html_table(table, f"culturespa-{model}", index=True)
+        html_table(table, f"culturespa-{model}", index=True, words=words_of(culturespa_tables.EXPECTED_SCORES))
         for model, table in culturespa_table(expected, data.table("method_differences.csv")).items()
     ]
     body.append(f'<p class="note">{html.escape(CULTURESPA_NOTE)}</p>')
@@ -426,7 +426,7 @@ def general_section(data: Outputs) -> list[str]:
     if general is None or not len(general):
         return []
     body = [
-        html_table(general_table(general), "general-ability"),
+        html_table(general_table(general), "general-ability", words=words_of(culturespa_tables.GENERAL_ABILITY)),
         f'<p class="note">{html.escape(GENERAL_NOTE)}</p>',
         f'<p class="note" id="few-items">{html.escape(few_questions_note(None, general))}</p>',
     ]
@@ -459,22 +459,23 @@ def other_figures_html(pictures: list[Picture], out: Path) -> list[str]:
 def details_html(data: Outputs, out: Path) -> list[str]:
     """The summary tables, collapsed, each copied beside the report; then the per-probe tables,
     every run and the glossary of the headers shown."""
-    parts, columns = ['<h2 id="details">Details</h2>'], set()
+    parts, shown = ['<h2 id="details">Details</h2>'], []
     for name, title in SUMMARY_TABLES:
         frame = data.table(name)
         if frame is None:
             continue
-        columns |= set(frame.columns)
+        words = words_of(DECLARED.get(name))
+        shown.append({c: words[c] for c in frame.columns if c in words})
         parts += [
             f'<details id="details-{name[:-4]}"><summary>{html.escape(title)}</summary>',
-            html_table(readable(frame), name[:-4]),
+            html_table(readable(frame, DECLARED.get(name)), name[:-4], words=words),
             f'<p class="note"><a href="summary/{name}">{name}</a></p>',
             "</details>",
         ]
         (out / "summary").mkdir(exist_ok=True)
         shutil.copy2(data.root / "summary" / name, out / "summary" / name)
     copy_headline_sources(data.manifests, out)
-    return [*parts, per_probe_html(data.manifests, out), *runs_html(data.manifests, out), glossary_html(columns)]
+    return [*parts, per_probe_html(data.manifests, out), *runs_html(data.manifests, out), glossary_html(shown)]
 
 
 def runs_html(manifests: list[dict[str, Any]], out: Path) -> list[str]:

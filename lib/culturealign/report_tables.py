@@ -11,36 +11,36 @@ from typing import Any
 
 import pandas as pd
 
-from . import harness, tables
-from .selfalign_tables import SUMMARY_TABLES as SELFALIGN_TABLES
+from . import harness
+from .culturespa_tables import CULTURE, NUMBER
+from .selfalign_tables import MODEL
+from .tables import PERCENT_UNITS, Table
 
 PAPER_STRATEGY = "chrf_all"  # the paper's Table 1 strategy: chrF++ demonstrations across categories
 PLACEBO = "placebo_random_answer"
 MIN_PROBES = 20  # a headline number on fewer probes is marked as such
-CULTURESPA_GLOSSARY = {  # column -> (header in words, meaning) of the CultureSPA tables the report shows
-    "culture": ("culture", "WVS country (ISO3) or a mean over cultures"),
-    "method": ("method", "CultureSPA prompting or tuning method"),
-    "number": ("number", "which number the row holds: one run or expected"),
-    "expected": ("expected score", "mean score over simulated runs of the authors' protocol"),
-    "low": ("low", "2.5% quantile of one run's score"),
-    "high": ("high", "97.5% quantile of one run's score"),
-    "items": ("items", "general-knowledge questions"),
-    "accuracy": ("accuracy %", "share answered right"),
-    "chance": ("chance %", "accuracy of guessing"),
-    "difference": ("difference (points)", "accuracy minus the base model's"),
-    "verdict": ("verdict", "what the equivalence test concludes"),
-}
-CULTURESPA_PERCENT = {
-    *("expected", "low", "high", "score", "expected_common", "score_common"),
-    *("accuracy", "chance", "difference", "diff_low", "diff_high", "margin"),
-}
-DECLARED = tables.glossary(SELFALIGN_TABLES)
-GLOSSARY = {  # column -> (header in words, what it means); a name CultureSPA shares keeps its CultureSPA meaning
-    **DECLARED,
-    **CULTURESPA_GLOSSARY,
+Words = dict[str, tuple[str, str]]  # column -> (header in words, what it means)
+UNDECLARED: Words = {  # the tables without a declaration: the harness's, and culturespa_scores.csv's wide layout
+    **{c.name: (c.words, c.meaning) for c in (MODEL, CULTURE, NUMBER)},
     **harness.GLOSSARY,
 }
-PERCENT = tables.percent_columns(SELFALIGN_TABLES) | CULTURESPA_PERCENT  # shown with one decimal
+
+
+def words_of(table: Table | None) -> Words:
+    """Each column's header in words and its meaning, from the table's declaration."""
+    if table is None:
+        return UNDECLARED
+    return {c.name: (c.words, c.meaning) for c in table.columns}
+
+
+def kind_of(table: Table | None, column: str) -> str:
+    """How a column's numbers are shown: "%" (one decimal), "p" (two significant digits) or plain."""
+    if table is None or column not in table.names:
+        return "p" if column.endswith("_p") else ""
+    unit = table.column(column).unit
+    return "%" if unit in PERCENT_UNITS else "p" if unit == "p-value" else ""
+
+
 TABLE1_NOTE = (
     "+ / = / -: improved, same, decreased, as expected values of the paper's 10-draw protocol in % of "
     "the misaligned probes; in brackets the 95% range one run of the protocol would show. + alone is no "
@@ -59,29 +59,27 @@ TABLE1_NOTE = (
 # -------------------------------------------------------------------------------- formatting
 
 
-def fmt_number(column: str, value: Any) -> str:
-    """One cell for reading: percent with 1 decimal, p-values with 2 significant digits."""
+def fmt_number(value: Any, kind: str = "") -> str:
+    """One cell for reading: percent ("%") with 1 decimal, p-values ("p") with 2 significant digits."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, (bool,)) or not isinstance(value, (int, float)):
         return str(value)
-    if column == "p" or column.endswith("_p"):
+    if kind == "p":
         return f"{value:.2g}"
-    if column in PERCENT:
+    if kind == "%":
         return f"{value:.1f}"
     if float(value).is_integer():
         return str(int(value))
     return f"{value:.3g}"
 
 
-def header(column: str) -> str:
-    return GLOSSARY.get(column, (column.replace("_", " "), ""))[0]
-
-
-def readable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Cells as strings formatted per column, headers in words."""
-    shown = pd.DataFrame({c: [fmt_number(str(c), v) for v in frame[c]] for c in frame.columns}, index=frame.index)
-    return shown.rename(columns={c: header(str(c)) for c in frame.columns})
+def readable(frame: pd.DataFrame, table: Table | None = None) -> pd.DataFrame:
+    """Cells as strings formatted as the declaration says, headers in words."""
+    words = words_of(table)
+    shown = {c: [fmt_number(v, kind_of(table, str(c))) for v in frame[c]] for c in frame.columns}
+    headers = {c: words.get(str(c), (str(c).replace("_", " "), ""))[0] for c in frame.columns}
+    return pd.DataFrame(shown, index=frame.index).rename(columns=headers)
 
 
 def interval(value: float, low: float | None, high: float | None, digits: int = 1) -> str:
@@ -93,10 +91,11 @@ def interval(value: float, low: float | None, high: float | None, digits: int = 
     return f"{value:.{digits}f} ({low:.{digits}f}, {high:.{digits}f})"
 
 
-def html_table(frame: pd.DataFrame, table_id: str, index: bool = False) -> str:
-    """A table in its own horizontally scrolling box; header cells carry the glossary as a tooltip."""
+def html_table(frame: pd.DataFrame, table_id: str, index: bool = False, words: Words | None = None) -> str:
+    """A table in its own horizontally scrolling box; header cells carry their meaning as a tooltip."""
     cols = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
-    head = "".join(f'<th title="{html.escape(_meaning(c))}">{html.escape(c)}</th>' for c in cols)
+    meaning = {w: m for w, m in reversed(list((words or {}).values()))}  # a header's first meaning
+    head = "".join(f'<th title="{html.escape(meaning.get(c, ""))}">{html.escape(c)}</th>' for c in cols)
     rows = []
     for key, row in frame.iterrows():
         cells = ([key] if index else []) + list(row)
@@ -113,10 +112,6 @@ def _cell(text: str) -> str:
     if found:
         return f"{html.escape(found[1])}<br><small>{html.escape(found[2])}</small>"
     return html.escape(text)
-
-
-def _meaning(label: str) -> str:
-    return next((m for w, m in GLOSSARY.values() if w == label), "")
 
 
 # ---------------------------------------------------------------------------- headline tables
@@ -139,8 +134,8 @@ def paper_table1(
         columns = {}
         for r in rows.sort_values("lang").to_dict("records"):
             cells = {**_outcome_cells(r), **_placebo_cells(t1, contrasts, tests, model, r["lang"], strategy)}
-            cells["+ if nothing changed %"] = fmt_number("improved", r["improved_no_effect"])
-            cells[BEYOND] = fmt_number("improved", r["improved_beyond_no_effect"])
+            cells["+ if nothing changed %"] = fmt_number(r["improved_no_effect"], "%")
+            cells[BEYOND] = fmt_number(r["improved_beyond_no_effect"], "%")
             columns[f"{r['lang']}{'*' if r['n'] < MIN_PROBES else ''}"] = cells
         pooled = _pooled_cells(tests, model)
         if pooled:
@@ -157,8 +152,8 @@ def _outcome_cells(r: dict[str, Any]) -> dict[str, str]:
         "probes": str(int(r["n"])),
         "misaligned (expected)": f"{r['n_misaligned']:.1f}",
         "+ improved %": interval(r["improved"], r["improved_run_low"], r["improved_run_high"]),
-        "= same %": fmt_number("same", r["same"]),
-        "- decreased %": fmt_number("decreased", r["decreased"]),
+        "= same %": fmt_number(r["same"], "%"),
+        "- decreased %": fmt_number(r["decreased"], "%"),
         "(+) - (-) (pts)": interval(r["net_improved"], r["net_improved_low"], r["net_improved_high"]),
         "weighted mean p' - p": interval(r["weighted_delta"], r["weighted_delta_low"], r["weighted_delta_high"], 3),
     }
@@ -174,7 +169,7 @@ def _test_cell(test: Any, column: str = "holm_p") -> str:
     identical (the two conditions measured the same)."""
     if test["result"] in ("untestable", "identical"):
         return str(test["result"])
-    return fmt_number("p", test[column])
+    return fmt_number(test[column], "p")
 
 
 def _placebo_cells(
@@ -212,7 +207,7 @@ def _placebo_difference(t1: pd.DataFrame, contrasts: pd.DataFrame | None, model:
             return interval(h["improved_diff"], h["improved_diff_low"], h["improved_diff_high"])
     both = t1[(t1["model"] == model) & (t1["lang"] == lang)].set_index("strategy")["improved"]
     if strategy in both and PLACEBO in both:
-        return fmt_number("improved", float(both[strategy] - both[PLACEBO]))
+        return fmt_number(float(both[strategy] - both[PLACEBO]), "%")
     return ""
 
 
@@ -240,22 +235,11 @@ def culturespa_table(expected: pd.DataFrame, differences: pd.DataFrame | None = 
     means = expected[expected["culture"].astype(str).str.startswith("mean")]
     for model, rows in means.groupby("run_model", sort=True):
         table: dict[str, dict[str, str]] = {}
-        for r in rows.itertuples(index=False):
-            r = r._asdict()
+        for r in rows.to_dict("records"):
             label = "mean over cultures" if r["culture"] == "mean" else str(r["culture"])
-            table.setdefault(f"{label}: expected (95% range)", {})[r["method"]] = interval(
-                r["expected"], r.get("low"), r.get("high")
-            )
-            if "expected_common" in r:
-                table.setdefault(f"{label}: on questions every method answered", {})[r["method"]] = fmt_number(
-                    "expected", r["expected_common"]
-                )
-            if "argmax" in r:
-                table.setdefault(f"{label}: argmax score", {})[r["method"]] = fmt_number("expected", r["argmax"])
-                table.setdefault(f"{label}: share of expected distance from spread", {})[r["method"]] = fmt_number(
-                    "spread_share", r["spread_share"]
-                )
-        if differences is not None and "run_model" in differences:
+            for row, cell in _method_cells(r).items():
+                table.setdefault(f"{label}: {row}", {})[r["method"]] = cell
+        if differences is not None:
             mine = differences[(differences["run_model"] == model) & (differences["culture"] == "mean")]
             for d in mine.itertuples(index=False):
                 table.setdefault(f"mean over cultures: minus {d.reference} (95% interval over runs)", {})[d.method] = (
@@ -267,32 +251,37 @@ def culturespa_table(expected: pd.DataFrame, differences: pd.DataFrame | None = 
     return tables
 
 
+def _method_cells(r: dict[str, Any]) -> dict[str, str]:
+    """One method's expected score (95% range of one run), on the common questions, its argmax score
+    and the share of its expected distance that is spread."""
+    return {
+        "expected (95% range)": interval(r["expected"], r["low"], r["high"]),
+        "on questions every method answered": fmt_number(r["expected_common"], "%"),
+        "argmax score": fmt_number(r["argmax"], "%"),
+        "share of expected distance from spread": fmt_number(r["spread_share"]),
+    }
+
+
 def general_table(general: pd.DataFrame) -> pd.DataFrame:
     """General ability, the interval first: each adapter's accuracy difference from the base model
     in points with its 95% interval, the verdict that follows from it, the smallest margin the item
     count shows with 80% power, then accuracy (with its 95% interval), chance and McNemar's p."""
     rows = []
     for r in general.to_dict("records"):
-        row = {
-            "model": r.get("run_model", ""),
-            "method": r["model"],
-            "items": r.get("items"),
-            "difference from base (points, 95% interval)": "",
-            "verdict": "" if pd.isna(r.get("verdict", math.nan)) else str(r.get("verdict")),
-            "smallest margin shown with 80% power (points)": fmt_number("margin", r.get("detectable_margin")),
-            "accuracy %": interval(
-                100 * r["accuracy"], *(100 * r.get(k, math.nan) for k in ("accuracy_low", "accuracy_high"))
-            ),
-            "chance %": fmt_number("chance", 100 * r["chance"]),
-            "McNemar p": "",
-        }
-        diff = r.get("vs_base_difference")
-        if diff is not None and not pd.isna(diff):
-            row["difference from base (points, 95% interval)"] = interval(
-                100 * diff, 100 * r.get("vs_base_low", math.nan), 100 * r.get("vs_base_high", math.nan)
-            )
-            row["McNemar p"] = fmt_number("p", r.get("vs_base_mcnemar_p"))
-        rows.append(row)
+        low, high = 100 * r["vs_base_low"], 100 * r["vs_base_high"]
+        rows.append(
+            {
+                "model": r["run_model"],
+                "method": r["model"],
+                "items": r["items"],
+                "difference from base (points, 95% interval)": interval(100 * r["vs_base_difference"], low, high),
+                "verdict": fmt_number(r["verdict"]),
+                "smallest margin shown with 80% power (points)": fmt_number(r["detectable_margin"], "%"),
+                "accuracy %": interval(100 * r["accuracy"], 100 * r["accuracy_low"], 100 * r["accuracy_high"]),
+                "chance %": fmt_number(100 * r["chance"], "%"),
+                "McNemar p": fmt_number(r["vs_base_mcnemar_p"], "p"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -300,9 +289,9 @@ def few_questions_note(scores: pd.DataFrame | None, general: pd.DataFrame | None
     """Says plainly when CultureSPA's scores or the general-ability verdict rest on fewer than
     MIN_PROBES questions (the tour), and is empty otherwise."""
     notes = []
-    if scores is not None and "n" in scores and len(scores) and scores["n"].max() < MIN_PROBES:
+    if scores is not None and len(scores) and scores["n"].max() < MIN_PROBES:
         notes.append(f"each CultureSPA score rests on at most {int(scores['n'].max())} WVS questions per culture")
-    if general is not None and "items" in general and len(general) and general["items"].max() < MIN_PROBES:
+    if general is not None and len(general) and general["items"].max() < MIN_PROBES:
         notes.append(f"general ability on {int(general['items'].max())} items")
     if not notes:
         return ""
@@ -324,8 +313,8 @@ def few_probe_note(t1: pd.DataFrame, strategy: str = PAPER_STRATEGY) -> str:
     )
 
 
-def glossary_html(columns: set[str]) -> str:
-    entries = "".join(
-        f"<dt>{html.escape(w)}</dt><dd>{html.escape(m)}</dd>" for c, (w, m) in GLOSSARY.items() if c in columns and m
-    )
+def glossary_html(shown: list[Words]) -> str:
+    """The headers of the tables shown, each with its meaning, once."""
+    pairs = dict.fromkeys((w, m) for words in shown for w, m in words.values() if m)
+    entries = "".join(f"<dt>{html.escape(w)}</dt><dd>{html.escape(m)}</dd>" for w, m in pairs)
     return f'<details id="glossary"><summary>Glossary of column headers</summary><dl>{entries}</dl></details>'

@@ -27,7 +27,7 @@ FLIP = Column(
     "demo_flip_rate", "float", "share", "share of demonstration answers unlike the target's majority",
     "demonstration answers flipped",
 )  # fmt: skip
-P_VALUE = Column("p", "float", "probability", "two-sided p-value")
+P_VALUE = Column("p", "float", "p-value", "two-sided p-value")
 
 # ------------------------------------------------------------------- one prompt's measurement
 
@@ -248,7 +248,7 @@ TABLE1 = Table(
         Column("mean_delta", "float", "probability", "mean change of the majority answer's probability", "mean p' - p"),
         Column("delta_ci_low", "float", "probability", "bootstrap 95% interval of the mean change", "p' - p: low"),
         Column("delta_ci_high", "float", "probability", "bootstrap 95% interval of the mean change", "p' - p: high"),
-        Column("wilcoxon_p", "float", "probability", "paired signed-rank test of p' against p", "Wilcoxon p"),
+        Column("wilcoxon_p", "float", "p-value", "paired signed-rank test of p' against p", "Wilcoxon p"),
         _pct("improved_draw_sd", "improved: SD over draws", "spread of 'improved' over demonstration draws"),
         _pct("improved_draw_min", "improved: min over draws", "lowest 'improved' of one demonstration draw"),
         _pct("improved_draw_max", "improved: max over draws", "highest 'improved' of one demonstration draw"),
@@ -342,7 +342,7 @@ TESTS = Table(
         Column(
             "holm_p",
             "float",
-            "probability",
+            "p-value",
             "Holm-adjusted p-value over every language and comparison of the model",
             "p (Holm)",
         ),
@@ -350,7 +350,7 @@ TESTS = Table(
         Column(
             "min_p",
             "float",
-            "probability",
+            "p-value",
             "the smallest p the test can give at its number of probes",
             "smallest possible p",
         ),
@@ -371,7 +371,7 @@ def _contrast(name: str, unit: str, header: str, meaning: str, short: str) -> tu
     return (
         value,
         *_interval(name, unit, meaning, "inverted sign-flip", short),
-        Column(f"{name}_p", "float", "probability", f"sign-flip p of {meaning} (raw)"),
+        Column(f"{name}_p", "float", "p-value", f"sign-flip p of {meaning} (raw)"),
         Column(f"{name}_result", "str", "", "tested, untestable or identical"),
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import pandas as pd
 
@@ -14,7 +14,7 @@ from .runs import write_table
 
 Dtype = Literal["str", "int", "float", "bool", "list", "lists"]  # list: a list of values; lists: one list per draw
 NESTED = {"list": ("position",), "lists": ("draw", "position")}  # a nested column's index in its long table
-Unit = Literal["", "%", "points", "probability", "count", "distance", "share"]
+Unit = Literal["", "%", "points", "probability", "p-value", "count", "distance", "share"]
 PERCENT_UNITS = ("%", "points")  # shown with one decimal
 
 
@@ -141,20 +141,6 @@ def _has_type(values: pd.Series, dtype: Dtype) -> bool:
         words = present.astype(str).str.lower()
         return pd.api.types.is_bool_dtype(present) or bool(words.isin(["true", "false"]).all())
     return True  # text: a CSV reads text that looks like numbers as numbers
-
-
-def glossary(tables: Iterable[Table]) -> dict[str, tuple[str, str]]:
-    """column -> (header in words, meaning), the first declaration of a name first."""
-    out: dict[str, tuple[str, str]] = {}
-    for table in tables:
-        for c in table.columns:
-            out.setdefault(c.name, (c.words, c.meaning))
-    return out
-
-
-def percent_columns(tables: Iterable[Table]) -> set[str]:
-    """Columns in percent or percentage points: shown with one decimal."""
-    return {c.name for t in tables for c in t.columns if c.unit in PERCENT_UNITS}
 
 
 def _long(frame: pd.DataFrame, key: tuple[str, ...], column: Column) -> pd.DataFrame:
