@@ -116,9 +116,8 @@ results = selfalign.self_aligned(lm, zero, labelled, choices, lang, seed, plan, 
 selfalign_tables.SELF_ALIGNMENT.write(results, run.dir)
 outcomes = selfalign.outcomes(results, order_combination, outcome_rule, order_pairing).assign(model=model, lang=lang)
 selfalign_tables.OUTCOMES.write(outcomes.drop(columns=["model", "lang"]), run.dir)
-if "p_other_after" in results:
-    print(f"self-aligned prompts flagged (p_other > 0.5): {int((results['p_other_after'] > 0.5).sum())} of "
-          f"{int(results['p_other_after'].notna().sum())}; median p_other {results['p_other_after'].median():.3f}")
+print(f"self-aligned prompts flagged (p_other > 0.5): {int((results['p_other_after'] > 0.5).sum())} of "
+      f"{int(results['p_other_after'].notna().sum())}; median p_other {results['p_other_after'].median():.3f}")
 outcomes[["probe_id", "strategy", "p_before", "p_after", "misaligned", "improved", "same", "decreased", "error_reduction"]].head(10).round(3)
 
 # %% [markdown]

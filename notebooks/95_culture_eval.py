@@ -183,8 +183,9 @@ display(Image(filename=str(files[0]), width=700))
 # %%
 general = culturespa_eval.general_ability(lm, adapters, general_items, batch_size, harness_task, equivalence_margin)
 culturespa_tables.GENERAL_ABILITY.write(general, run.dir)
-general[[c for c in ["model", "items", "vs_base_difference", "diff_low", "diff_high", "verdict", "detectable_margin",
-                     "accuracy", "accuracy_low", "accuracy_high", "chance", "at_chance", "tost_p"] if c in general]]
+culturespa_tables.GENERAL_ABILITY.filled(general)[["model", "items", "vs_base_difference", "diff_low", "diff_high", "verdict",
+                                                   "detectable_margin", "accuracy", "accuracy_low", "accuracy_high", "chance",
+                                                   "at_chance", "tost_p"]]
 
 # %%
 run.finish(cultures=cultures, answer_mode=answer_mode, reply_parsing=reply_parsing, measure=sorted(set(answers["measure"])),

@@ -1,13 +1,7 @@
-"""Self-Alignment (Choenni & Shutova, 2024): zero-shot measurement, then demonstrations.
-
-Each probe's exact response distribution gives p, the probability that one response gives the
-country's majority answer. Every probe the paper's 10-draw protocol could flag as misaligned
-(P(misaligned) = 1 - p^10 at or above a threshold) is re-measured with 5 demonstrations filled
-in with the country's majority answers, chosen by each strategy, plus controls: the shuffled
-order check and three placebos on the chrF++-across demonstrations (a seeded random answer, the
-minority answer, another country's majority answers). Random choices are drawn R times.
-`outcomes` turns each probe's before/after measurements into the protocol's exact outcome
-probabilities (see `metrics.paired_outcomes`), beside the same protocol under no effect.
+"""Self-Alignment (Choenni & Shutova, 2024): the zero-shot measurement (stage 10) and the
+re-measurement of every probe the paper's protocol could flag as misaligned, with each strategy's
+demonstrations and the controls (stage 30). The outcomes are in `selfalign_outcomes`, the tables'
+columns in `selfalign_tables`; docs/protocol.md says what each number means.
 """
 
 from __future__ import annotations
