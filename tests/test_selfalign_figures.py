@@ -2,6 +2,7 @@
 
 import json
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,3 +112,24 @@ def test_every_summary_figure_is_registered_once_with_a_function_that_draws_it()
     assert figure_registry.headline("self-alignment").stem == "fig2_improved_by_strategy"
     with pytest.raises(KeyError, match="fig2_improved_by_strategy"):
         figure_registry.figure("fig99")
+
+
+def test_no_common_question_omits_that_panel_and_says_why():
+    drawn = []
+
+    def draw(frame, ax, title):
+        drawn.append(title)
+        ax.bar(frame["x"], frame["y"])
+        ax.set_title(title)
+
+    full = pd.DataFrame({"x": ["a", "b"], "y": [1, 2]})
+    fig, note = selfalign_figures.common_and_full(draw, "Figure 5. t", full.iloc[0:0], full, 0, 7)
+    assert len(fig.axes) == 1 and drawn == ["all probes (7 questions)"] and "omitted" in note
+    plt.close(fig)
+    fig, note = selfalign_figures.common_and_full(draw, "Figure 5. t", full, full, 2, 7)
+    assert len(fig.axes) == 2 and note == ""
+    plt.close(fig)
+    # every question common: one panel
+    fig, note = selfalign_figures.common_and_full(draw, "Figure 5. t", full, full, 7, 7)
+    assert len(fig.axes) == 1 and "same WVS questions" in note
+    plt.close(fig)
