@@ -339,7 +339,7 @@ def self_aligned(
     selected = zero[plan.selected if plan.selected is not None else zero["misaligned"].astype(bool)]
     picks = _choices_per_draw(candidates, choices, [s for s in strategies if s != RETEST], seed, plan.draws)
     rows, texts = _demonstrated(prompts.PromptFormat.of(lm), selected, by_id, picks, lang, seed, plan)
-    swapped = ["swap_country"] if any("swap_country" in r for r in rows) else []
+    swapped = ["swap_country"] if PLACEBO_COUNTRY in strategies else []  # the country each swap showed
     table = pd.DataFrame(rows).reindex(columns=[*AS_SHOWN, *swapped, *(f"{c}_after" for c in MEASURED)])
     keep = [i for i, row in enumerate(rows) if row["demo_ids"]]
     if texts:
