@@ -45,7 +45,7 @@ fidelity_probes: int = 3  # probes re-measured by sampling, to check exact mode
 fidelity_draws: int = 50  # sampled responses per fidelity probe
 
 # %%
-from culturealign import probes, prompts, runs, scoring, selfalign, stage
+from culturealign import probes, prompts, runs, scoring, selfalign, selfalign_tables, stage
 
 measuring = selfalign.Measuring(batch_size, invalid_responses, sample_draws)
 run, lm = stage.begin("10_zero_shot", globals())
@@ -66,7 +66,7 @@ print(scoring.context_of(selfalign.zero_shot_prompt(prompts.PromptFormat.of(lm),
 
 # %%
 zero = selfalign.zero_shot(lm, labelled, lang, seed, measuring)
-runs.write_table(run.path("zero_shot.csv"), zero)
+selfalign_tables.ZERO_SHOT.write(zero, run.dir)
 zero[["probe_id", "template", "majority_option", "p_majority_ab", "p_majority_ba", "p_other", "p_misaligned", "mode"]].head(10)
 
 # %% [markdown]

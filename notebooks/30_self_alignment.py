@@ -65,7 +65,18 @@ import ast
 
 import pandas as pd
 
-from culturealign import placebos, probes, prompts, runs, selfalign, selfalign_summary, selfalign_tests, stage, wvs
+from culturealign import (
+    placebos,
+    probes,
+    prompts,
+    runs,
+    selfalign,
+    selfalign_summary,
+    selfalign_tables,
+    selfalign_tests,
+    stage,
+    wvs,
+)
 
 selfalign.check_conditions(strategies, draws, order_combination, order_pairing)
 selfalign.check_rule(outcome_rule)
@@ -73,12 +84,12 @@ selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
 if selfalign.PLACEBO_COUNTRY in strategies:
     placebos.check_swap_country(swap_country, wvs.countries_with_figures(), country)
 measuring = selfalign.Measuring(batch_size, invalid_responses, sample_draws)
-zero = pd.read_csv(runs.load_run(model, lang, "10_zero_shot").path("zero_shot.csv"))
+zero = selfalign_tables.ZERO_SHOT.read(runs.load_run(model, lang, "10_zero_shot").dir)
 choices = pd.read_csv(runs.load_run(model, lang, "20_demonstrations").path("demonstrations.csv"),
                       converters={"demo_ids": ast.literal_eval}, keep_default_na=False)
 run, lm = stage.begin("30_self_alignment", globals())
 misalignment = selfalign.misalignment(zero, order_combination, remeasure_above, outcome_rule)
-runs.write_table(run.path("misalignment.csv"), misalignment)
+selfalign_tables.MISALIGNMENT.write(misalignment, run.dir)
 selected = misalignment["remeasured"].to_numpy()
 if max_probes:
     selected = selected & (misalignment["remeasured"].cumsum() <= max_probes).to_numpy()
@@ -102,12 +113,11 @@ print(selfalign.demonstration_prompt(prompts.PromptFormat.of(lm), by_id.loc[prob
 # %%
 plan = selfalign.Remeasurement(strategies, draws, pd.Series(selected, index=zero.index), swap_labels, swap_country)
 results = selfalign.self_aligned(lm, zero, labelled, choices, lang, seed, plan, measuring)
-runs.write_table(run.path("self_alignment.csv"), results)
+selfalign_tables.SELF_ALIGNMENT.write(results, run.dir)
 outcomes = selfalign.outcomes(results, order_combination, outcome_rule, order_pairing).assign(model=model, lang=lang)
-runs.write_table(run.path("outcomes.csv"), outcomes.drop(columns=["model", "lang"]))
-if "p_other_after" in results:
-    print(f"self-aligned prompts flagged (p_other > 0.5): {int((results['p_other_after'] > 0.5).sum())} of "
-          f"{int(results['p_other_after'].notna().sum())}; median p_other {results['p_other_after'].median():.3f}")
+selfalign_tables.OUTCOMES.write(outcomes.drop(columns=["model", "lang"]), run.dir)
+print(f"self-aligned prompts flagged (p_other > 0.5): {int((results['p_other_after'] > 0.5).sum())} of "
+      f"{int(results['p_other_after'].notna().sum())}; median p_other {results['p_other_after'].median():.3f}")
 outcomes[["probe_id", "strategy", "p_before", "p_after", "misaligned", "improved", "same", "decreased", "error_reduction"]].head(10).round(3)
 
 # %% [markdown]
@@ -121,8 +131,8 @@ outcomes[["probe_id", "strategy", "p_before", "p_after", "misaligned", "improved
 # %%
 tests = selfalign_tests.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
 table = selfalign_summary.table1(outcomes, tests, runs=simulation_runs, seed=seed)
-runs.write_table(run.path("table1.csv"), table)
-runs.write_table(run.path("tests.csv"), tests)
+selfalign_tables.TABLE1.write(table, run.dir)
+selfalign_tables.TESTS.write(tests, run.dir)
 table[["strategy", "n_misaligned", "improved", "same", "decreased", "net_improved", "net_improved_low", "net_improved_high",
        "weighted_delta", "weighted_delta_low", "weighted_delta_high", "improved_no_effect", "no_effect_source", "n",
        "few_probes", "n_unserved", "improved_run_low", "improved_run_high"]].round(3)
@@ -136,7 +146,7 @@ table[["strategy", "n_misaligned", "improved", "same", "decreased", "net_improve
 
 # %%
 contrasts = selfalign_tests.contrasts(outcomes, n_resamples=contrast_resamples, seed=seed)
-runs.write_table(run.path("contrasts.csv"), contrasts)
+selfalign_tables.CONTRASTS.write(contrasts, run.dir)
 contrasts.drop(columns=["model", "lang"]).round(3)
 
 # %% [markdown]

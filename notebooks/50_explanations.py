@@ -36,16 +36,15 @@ max_explanations: int = 10  # explain at most this many probes
 max_new_tokens: int = 60  # length of each explanation
 
 # %%
-import ast
 
 import pandas as pd
 
-from culturealign import probes, prompts, runs, scoring, selfalign, stage
+from culturealign import probes, prompts, runs, scoring, selfalign, selfalign_tables, stage
 
 stage30 = runs.load_run(model, lang, "30_self_alignment")
 run, lm = stage.begin("50_explanations", globals())
-outcomes = pd.read_csv(stage30.path("outcomes.csv"), keep_default_na=False, na_values=[""])
-results = pd.read_csv(stage30.path("self_alignment.csv"), converters={"demo_ids": ast.literal_eval})
+outcomes = selfalign_tables.OUTCOMES.read(stage30.dir)
+results = selfalign_tables.SELF_ALIGNMENT.read(stage30.dir)
 chosen = selfalign.explanation_candidates(outcomes, strategy).head(max_explanations)
 labelled = probes.labelled_probes(lang, country).set_index("probe_id", drop=False)
 print(f"{len(chosen)} probes to explain ({strategy}): most likely answer after self-alignment is the majority answer")
