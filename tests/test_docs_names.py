@@ -44,6 +44,26 @@ def source_text() -> str:
 
 
 @functools.cache
+def declared_columns() -> frozenset[str]:
+    """Every column a table declaration names (declarations may build names from parts)."""
+    import pkgutil
+
+    import culturealign
+    from culturealign.tables import Table
+
+    names = set()
+    for info in pkgutil.iter_modules(culturealign.__path__):
+        if info.name.endswith("_tables"):
+            module = importlib.import_module(f"culturealign.{info.name}")
+            names |= {n for t in vars(module).values() if isinstance(t, Table) for n in t.names}
+    return frozenset(names)
+
+
+def known(name: str) -> bool:
+    return name in source_text() or name in declared_columns()
+
+
+@functools.cache
 def make_targets() -> set[str]:
     text = (REPO / "Makefile").read_text(encoding="utf-8")
     return set(re.findall(r"^([a-z][a-z-]*):", text, flags=re.MULTILINE))
@@ -76,7 +96,9 @@ def path_problem(token: str, folder: str = "") -> str | None:
             else f"written path {token!r} ({name!r} is in no source)"
         )
     if "/" not in token.rstrip("/"):  # a file name: one on disk here, or one the code writes
-        return None if (folder and (REPO / folder / token).exists()) or token in source_text() else f"file {token!r}"
+        if "<" in token or (folder and (REPO / folder / token).exists()) or token in source_text():
+            return None
+        return f"file {token!r}"
     if not (REPO / token.split("/")[0]).exists() and not token.startswith("<"):
         return None  # another project's path (a hub id, a cluster folder)
     pattern = re.sub(r"<[^>]+>|\{[^}]+\}|NN_stage", "*", token).rstrip("/")
@@ -117,7 +139,7 @@ def span_problems(span: str) -> list[str]:
         elif re.match(r"^[a-z_]+\.[A-Za-z_]", bare) and not bare.startswith(("scipy", "np.", "pd.", "torch")):
             if problem := library_problem(bare):
                 problems.append(problem)
-        elif SNAKE.match(key) and key not in FOREIGN | BUILT and key not in source_text():
+        elif SNAKE.match(key) and key not in FOREIGN | BUILT and not known(key):
             problems.append(f"name {key!r}")
     return problems
 
