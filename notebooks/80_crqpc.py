@@ -30,9 +30,11 @@
 # *Writes* `crqpc_joint.jsonl`, `crqpc_<culture>.jsonl` and `counts.csv`.
 
 # %% tags=["parameters"]
+from typing import Literal
+
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
-aware_kind: str = "aware"  # which aware answers to keep: aware or cross
+aware_kind: Literal["aware", "cross"] = "aware"  # which aware answers to keep: aware or cross
 
 # %%
 import pandas as pd
@@ -44,9 +46,6 @@ questions = pd.DataFrame(runs.ResultCache(runs.load_run(model, lang, "60_generat
 prompting = runs.load_run(model, lang, "70_culture_prompting")
 answers = culturespa.read_answers(prompting.path("answers.csv"))
 answer_mode = prompting.read_manifest()["params"]["answer_mode"]
-if aware_kind not in ("aware", "cross"):
-    raise culturespa.CultureSPAError(f"{culturespa.param_source('80_crqpc', 'aware_kind', model, lang)}: "
-                                     f"aware_kind must be aware or cross, not {aware_kind!r}")
 print(f"answers drawn in stage 70 with answer_mode={answer_mode}")
 
 # %% [markdown]

@@ -32,6 +32,8 @@
 # `elicitation_gap.csv` and `fig_countries`, `fig_identifiability`, `fig_elicitation`, `fig_map`.
 
 # %% tags=["parameters"]
+from typing import Literal
+
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
@@ -39,7 +41,7 @@ seed: int = 0  # random seed: placebo draw, elicitation subset, sampling, bootst
 batch_size: int = 8  # prompts per forward pass
 countries: list = []  # ISO3 countries with WVS figures (empty: every one)
 questions: list = []  # WVS question ids, e.g. [Q1, Q46] (empty: every value question)
-metric: str = "jsd"  # the tables' and headline's distance: w1 (ordinal questions only), jsd or tv
+metric: Literal["w1", "jsd", "tv"] = "jsd"  # the tables' and headline's distance: w1 (ordinal questions only), jsd or tv
 elicitation_items: int = 40  # (country persona, question) items also asked by sampling and in words (0: none)
 sample_draws: int = 20  # sampled replies per elicitation item
 stated_tokens: int = 80  # new tokens for a distribution stated in words (an 11-point scale needs about 66)
@@ -51,10 +53,10 @@ bootstrap: int = 2000  # bootstrap resamples of the intervals
 import pandas as pd
 from IPython.display import Image, display
 
-from culturealign import culturespa, distributional, distributional_stats, plots, runs, stage
+from culturealign import distributional, distributional_stats, params, plots, runs, stage
 
-where = lambda key: culturespa.param_source(distributional.STAGE, key, model, lang)  # noqa: E731
-countries, question_ids = distributional.check_selection(countries, questions, metric, where)
+where = lambda key: params.param_source(distributional.STAGE, key, model, lang)  # noqa: E731
+countries, question_ids = distributional.check_selection(countries, questions, where)
 survey = distributional.survey_questions(question_ids)
 human, skipped = distributional.human_distributions(survey, countries)
 placebo = distributional.placebo_personas(countries, seed)

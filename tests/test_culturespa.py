@@ -90,10 +90,6 @@ def test_sampled_answer_is_seeded_follows_the_distribution_and_can_be_invalid():
 def test_unknown_answer_mode_names_where_it_was_set_and_the_modes():
     with pytest.raises(culturespa.CultureSPAError, match=r"params/x.yaml: answer_mode 'greedy' does not exist.*argmax"):
         culturespa.check_answer_mode("greedy", "params/x.yaml")
-    assert (
-        culturespa.param_source("70_culture_prompting", "answer_mode", "gemma3-270m")
-        == "params/base.yaml, params/smoke.yaml"
-    )
 
 
 def test_similar_cultures_and_unknown_culture():

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from . import paths, prompts, scoring, wvs
+from . import prompts, scoring, wvs
 from .models import LoadedModel
 from .runs import ResultCache
 
@@ -205,22 +205,6 @@ ANSWER_MODES = {
     "answer shifts only when the distribution moved",
     "argmax": "the most probable option (never invalid): no sampling at all",
 }
-
-
-def param_source(stage: str, key: str, model: str, lang: str = "en") -> str:
-    """Which parameter files set `key` for `stage` (for error messages that name the file)."""
-    from . import params
-
-    try:
-        files = params.layer_files(model, lang, "smoke")
-    except params.ParamError:
-        return "the notebook's parameters cell"
-    found = []
-    for path in files:
-        data = params.read_yaml(path)
-        if key in data or key in ((data.get(params.STAGES_KEY) or {}).get(stage) or {}):
-            found.append(str(path.relative_to(paths.REPO)))
-    return ", ".join(found) if found else f"the parameters cell of notebooks/{stage}.py"
 
 
 def check_answer_mode(mode: str, where: str = "answer_mode") -> str:

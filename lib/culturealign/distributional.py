@@ -53,14 +53,13 @@ def country_name(code: str) -> str:
 def check_selection(
     countries: Sequence[str],
     questions: Sequence[str],
-    metric: str,
     where: Callable[[str], str],
     figures: pd.DataFrame | None = None,
 ) -> tuple[list[str], list[str]]:
     """The countries and questions to ask (empty: all), refused before the model loads when one is
     unknown, with one message naming the file (`where(key)`), the key and the allowed values."""
     have = wvs.countries_with_figures(figures)
-    allowed = {"countries": have, "questions": list(wvs.VALUE_QUESTIONS), "metric": list(METRICS)}
+    allowed = {"countries": have, "questions": list(wvs.VALUE_QUESTIONS)}
     chosen = {"countries": list(countries) or have, "questions": list(questions) or list(wvs.VALUE_QUESTIONS)}
     for key in ("countries", "questions"):
         unknown = [x for x in chosen[key] if x not in allowed[key]]
@@ -68,8 +67,6 @@ def check_selection(
             raise DistributionsError(
                 f"{where(key)}: {key}: unknown {unknown}. Allowed values: {', '.join(allowed[key])} (empty: all)"
             )
-    if metric not in METRICS:
-        raise DistributionsError(f"{where('metric')}: metric: unknown {metric!r}. Allowed values: {', '.join(METRICS)}")
     return chosen["countries"], chosen["questions"]
 
 

@@ -82,11 +82,8 @@ def build_notebook(stage: str) -> Path:
 
 
 def declared_parameters(stage: str) -> dict[str, P.Declared]:
-    """The notebook's parameters as papermill's inspector reads them (name, type, default, help)."""
-    import papermill
-
-    found = papermill.inspect_notebook(str(build_notebook(stage)))
-    return {name: P.Declared(name, p["inferred_type_name"], p["default"], p["help"]) for name, p in found.items()}
+    """The notebook's parameters (name, type, allowed values, default, help), read by params.declared."""
+    return P.declared(stage)
 
 
 def resolve_params(stage: str, model: str, lang: str, scale: str = "full") -> dict[str, Any]:
@@ -157,6 +154,7 @@ def run_stage(stage: str, model: str, lang: str, scale: str = "full") -> Path:
         f"[{now()}] {stage}  model={model} lang={lang}{f' ({scale})' if scale != 'full' else ''} -> {output}",
         flush=True,
     )
+    os.environ[P.SCALE_ENV] = scale  # the kernel inherits it: params.param_source names the scale's files
     try:
         papermill.execute_notebook(
             str(source),
