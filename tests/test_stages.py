@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
+import time
 
 import papermill
 import pytest
@@ -174,3 +176,42 @@ def test_stage_kernels_listen_on_unix_sockets_in_folders_of_their_own():
     assert os.path.isdir(os.path.dirname(first.ip)) and os.path.dirname(first.ip) != os.path.dirname(second.ip)
     for km in (first, second):
         os.rmdir(os.path.dirname(km.ip))
+
+
+@pytest.mark.parametrize("where", ["papermill", "kernel"])
+def test_a_full_disk_stops_a_stage_in_one_line_and_the_rerun_runs(monkeypatch, capsys, isolated_outputs, where):
+    """papermill saves the executed notebook after every cell (a full disk raises OSError there);
+    a notebook's own write raises DiskFull in the kernel. Either way: one line, no traceback."""
+    notebook = isolated_outputs / "gemma3-270m" / "en" / "00_data.ipynb"
+
+    def full(source, output, **kwargs):
+        if where == "papermill":
+            raise OSError(errno.ENOSPC, "No space left on device", output)
+        raise papermill.PapermillExecutionError(3, 3, "", "DiskFull", "no space left to write x.csv: 0 bytes", "")
+
+    monkeypatch.setattr(papermill, "execute_notebook", full)
+    assert stages.main(["run", "00_data"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    expected = f"error: no space left to write {notebook}: " if where == "papermill" else "no space left to write x.csv"
+    assert expected in err
+    assert Run("00_data", "gemma3-270m", "en").read_manifest()["status"] == "failed"
+    monkeypatch.setattr(papermill, "execute_notebook", lambda source, output, **kwargs: None)
+    assert stages.main(["run", "00_data"]) == 0
+
+
+@pytest.mark.process
+def test_two_runs_of_one_stage_at_once_the_second_refuses_naming_the_first(isolated_outputs):
+    """Two users start the same stage, model and language on the same outputs: the second stops at
+    once with one line naming the first's process, which finishes alone."""
+    command = [sys.executable, "-m", "culturealign.stages", "run", "00_data", "--scale", "smoke"]
+    env = {**os.environ, "CULTUREALIGN_OUTPUTS": str(isolated_outputs)}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lock = isolated_outputs / "gemma3-270m" / "en" / ".00_data.lock"
+    deadline = time.monotonic() + 60
+    while f"process {first.pid} " not in (lock.read_text() if lock.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and len(second.stderr.strip().splitlines()) == 1
+    assert f"00_data for model gemma3-270m, language en is already running (process {first.pid} on" in second.stderr
+    assert first.wait(timeout=300) == 0, first.stderr[-2000:]

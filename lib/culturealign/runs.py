@@ -7,10 +7,12 @@ without its manifest is not a result.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,19 +49,57 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)  # no space left on the device, or the user's quota used up
+
+
+class DiskFull(OSError):
+    """A write stopped for want of space; the message names the path and the space it needs."""
+
+    def __init__(self, path: Path | str, needed: int | None = None) -> None:
+        folder = Path(path)
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        free = shutil.disk_usage(folder).free
+        need = f"{needed:,} bytes for this write" if needed else "more room"
+        super().__init__(
+            errno.ENOSPC,
+            f"no space left to write {path}: {free:,} bytes free there, {need}. Free some space (or set "
+            f"CULTUREALIGN_OUTPUTS to a disk with room) and rerun the same command: finished items are kept",
+        )
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+@contextmanager
+def naming_a_full_disk(path: Path | str, needed: int | None = None) -> Iterator[None]:
+    """Turn a full-disk OSError raised in the block into DiskFull, naming `path` (or the file the
+    error names) and the bytes the write needed, where known."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except OSError as err:
+        if err.errno not in FULL_DISK:
+            raise
+        raise DiskFull(err.filename or path, needed) from err
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside target; rename it over target only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Yield a temporary path beside target; rename it over target only if the block succeeds. A
+    full disk stops it as DiskFull naming the target, and leaves the target as it was."""
+    with naming_a_full_disk(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -152,6 +192,41 @@ class Run:
 
     def fail(self, error: str) -> None:
         self.update(status="failed", finished=now(), error=error)
+
+
+class RunBusy(RuntimeError):
+    """Another process is running the same stage for the same model and language."""
+
+
+@contextmanager
+def exclusive(run: Run) -> Iterator[None]:
+    """Hold the run's lock for the block, or refuse at once naming the process that holds it.
+
+    Two runs of one stage, model and language would both compute every item and append it to the
+    same caches. The lock (fcntl.flock on <stage>.lock beside the run folder) ends with its
+    process, so a killed run never leaves it held; the file keeps the holder's id for the message."""
+    path = run.dir.parent / f".{run.stage}.lock"
+    with naming_a_full_disk(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+", encoding="utf-8")
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunBusy(
+                f"{run.stage} for model {run.model}, language {run.lang} is already running ({holder}; lock "
+                f"{path}): wait for it to end, or stop it, and run again"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {platform.node()} since {now()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def start_run(stage: str, namespace: dict[str, Any]) -> Run:
@@ -261,6 +336,14 @@ def skipped_summary(path: Path, skipped: list[SkippedLine], shown: int = 5) -> s
     return f"cache {path}: skipped {len(skipped)} unreadable line(s) ({where}{more}); their items are computed again"
 
 
+def append(fd: int, data: bytes) -> None:
+    """Write all of `data` to an open file and flush it to disk (a partial write continues)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
+
+
 class ResultCache:
     """An append-only JSON-lines cache: one record per finished item, keyed by a string.
 
@@ -316,10 +399,12 @@ class ResultCache:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode("utf-8")
-        with self.path.open("ab") as handle, _locked(handle):
-            view = memoryview(data)
-            while view:  # one write normally; a partial write continues where it stopped
-                view = view[os.write(handle.fileno(), view) :]
-            os.fsync(handle.fileno())
+        with naming_a_full_disk(self.path, len(data)), self.path.open("ab") as handle, _locked(handle):
+            size = handle.seek(0, os.SEEK_END)
+            try:
+                append(handle.fileno(), data)
+            except OSError:  # a full disk: drop the part written, so the cache ends on a whole line
+                handle.truncate(size)
+                raise
         for record in records:
             self.records[record["key"]] = record

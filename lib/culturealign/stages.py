@@ -107,9 +107,13 @@ def resolve_params(stage: str, model: str, lang: str, scale: str = "full") -> di
 
 
 def _record_failure(run: Run, message: str) -> None:
-    """Mark the run failed in its manifest unless the notebook already finished it."""
-    if run.read_manifest().get("status") != "done":
-        run.fail(message)
+    """Mark the run failed in its manifest unless the notebook already finished it (not possible on
+    a full disk: the message on the terminal says it)."""
+    try:
+        if run.read_manifest().get("status") != "done":
+            run.fail(message)
+    except OSError:
+        pass
 
 
 def ipc_kernel_manager() -> type:
@@ -138,39 +142,55 @@ def ipc_kernel_manager() -> type:
 
 
 def run_stage(stage: str, model: str, lang: str, scale: str = "full") -> Path:
-    """Execute one stage; returns the executed notebook's path."""
-    import papermill
-
-    from .runs import Run, check_writable, now
+    """Execute one stage; returns the executed notebook's path. Refused (runs.RunBusy) while another
+    process runs the same stage, model and language; a full disk stops it in one line (DiskFull)."""
+    from .runs import Run, check_writable, exclusive, naming_a_full_disk
 
     stage = resolve_stage(stage)
     values = resolve_params(stage, model, lang, scale)
     run = Run(stage, model, lang)
     check_writable(run.dir)
-    (run.dir / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
-    output = run.dir.parent / f"{stage}.ipynb"
-    source = build_notebook(stage)
-    print(
-        f"[{now()}] {stage}  model={model} lang={lang}{f' ({scale})' if scale != 'full' else ''} -> {output}",
-        flush=True,
-    )
+    with exclusive(run):
+        with naming_a_full_disk(run.dir / "params.yaml"):
+            (run.dir / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+        return _execute(run, values, scale)
+
+
+FULL_DISK_ERRORS = ("[Errno 28]", "[Errno 122]")  # how ENOSPC and EDQUOT read in a kernel's error
+
+
+def _execute(run: Run, values: dict[str, Any], scale: str) -> Path:
+    """Run the stage's notebook with papermill; its failure becomes one line (StageFailed, DiskFull)."""
+    import papermill
+
+    from .runs import DiskFull, naming_a_full_disk, now
+
+    output = run.dir.parent / f"{run.stage}.ipynb"
+    which = f"model {run.model}, language {run.lang}"
+    shown = f" ({scale})" if scale != "full" else ""
+    print(f"[{now()}] {run.stage}  model={run.model} lang={run.lang}{shown} -> {output}", flush=True)
     os.environ[P.SCALE_ENV] = scale  # the kernel inherits it: params.param_source names the scale's files
     try:
-        papermill.execute_notebook(
-            str(source),
-            str(output),
-            parameters=values,
-            kernel_name="python3",
-            kernel_manager_class=ipc_kernel_manager(),
-            cwd=str(paths.REPO),
-            progress_bar=False,
-            stdout_file=sys.stdout,
-            stderr_file=sys.stderr,
-        )
+        with naming_a_full_disk(output):  # papermill saves the executed notebook after every cell
+            papermill.execute_notebook(
+                str(build_notebook(run.stage)),
+                str(output),
+                parameters=values,
+                kernel_name="python3",
+                kernel_manager_class=ipc_kernel_manager(),
+                cwd=str(paths.REPO),
+                progress_bar=False,
+                stdout_file=sys.stdout,
+                stderr_file=sys.stderr,
+            )
     except papermill.PapermillExecutionError as err:
-        message = f"{err.ename}: {err.evalue}"
-        _record_failure(run, message)
-        raise StageFailed(f"{stage} failed for model {model}, language {lang}: {message}. See {output}") from err
+        _record_failure(run, f"{err.ename}: {err.evalue}")
+        if err.ename == "DiskFull" or any(code in err.evalue for code in FULL_DISK_ERRORS):
+            raise StageFailed(f"{run.stage} stopped for {which}: {err.evalue}") from None
+        raise StageFailed(f"{run.stage} failed for {which}: {err.ename}: {err.evalue}. See {output}") from err
+    except DiskFull as err:
+        _record_failure(run, str(err))
+        raise
     except KeyboardInterrupt:
         _record_failure(run, "interrupted; rerun the same command to resume from the cached results")
         raise
@@ -240,6 +260,8 @@ def plan(
 
 def run_all(model: str, scale: str = "full", only: list[str] | None = None, jobs: int = 1) -> int:
     """The main job: every stage for every language with labels. A failing run does not stop others."""
+    from .runs import DiskFull, RunBusy
+
     if jobs < 1:
         raise P.ParamError(f"--jobs must be a whole number >= 1, not {jobs}")
     steps, skipped = plan(model, only, languages=P.scale_languages(scale))
@@ -252,7 +274,7 @@ def run_all(model: str, scale: str = "full", only: list[str] | None = None, jobs
         for stage, lang in steps:
             try:
                 run_stage(stage, model, lang, scale)
-            except (StageFailed, P.ParamError, ModelUnavailable, PermissionError) as err:
+            except (StageFailed, P.ParamError, ModelUnavailable, PermissionError, RunBusy, DiskFull) as err:
                 print(f"FAILED: {err}", file=sys.stderr, flush=True)
                 failed.append(f"{stage}/{lang}")
     print(
@@ -406,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     helper = sub.add_parser("help", help="list a stage's parameters")
     helper.add_argument("stage")
     args = parser.parse_args(argv)
+    from .runs import DiskFull, RunBusy
+
     if getattr(args, "dtype", None):
         os.environ[DTYPE_ENV] = args.dtype  # stage processes (--jobs) inherit it
     try:
@@ -417,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             run_stage(args.stage, args.model, args.lang, args.scale)
             return 0
         return run_all(args.model, args.scale, args.only, args.jobs)
-    except (P.ParamError, ModelUnavailable, PermissionError, StageFailed, KeyError) as err:
+    except (P.ParamError, ModelUnavailable, PermissionError, StageFailed, KeyError, RunBusy, DiskFull) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # every interrupted run has marked itself; its finished items are cached
