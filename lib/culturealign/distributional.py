@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import culturespa, culturespa_eval, prompts, scoring, wvs, wvs_build
+from . import culturespa, culturespa_eval, prompts, scoring, wvs, wvs_sources
 from .models import LoadedModel
 
 STAGE = "97_distributions"
@@ -43,10 +43,10 @@ def is_ordinal(qid: str) -> bool:
 
 def country_name(code: str) -> str:
     """A country's English name for the persona: stage 95's name where it has one (the prompts are
-    then the same), else the name the WVS sources use (wvs_build.COUNTRY_CODES), else the code."""
+    then the same), else the name the WVS sources use (wvs_sources.COUNTRY_CODES), else the code."""
     if code in culturespa.CULTURE_NAMES:
         return culturespa.culture_name(code)
-    names = {iso: name for name, iso in wvs_build.COUNTRY_CODES.items()}
+    names = {iso: name for name, iso in wvs_sources.COUNTRY_CODES.items()}
     return names.get(code, code)
 
 

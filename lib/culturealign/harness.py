@@ -50,7 +50,7 @@ from . import (
     scoring,
     tokens,
     wvs,
-    wvs_build,
+    wvs_sources,
 )
 from .models import LoadedModel
 
@@ -128,7 +128,7 @@ def country_name(code: str) -> str:
     """The name a persona uses: CultureSPA's (with its article), else the WVS build's English name."""
     if code in culturespa.CULTURE_NAMES:
         return culturespa.CULTURE_NAMES[code]
-    names = {iso: name for name, iso in wvs_build.COUNTRY_CODES.items()}
+    names = {iso: name for name, iso in wvs_sources.COUNTRY_CODES.items()}
     return names.get(code, code)
 
 
