@@ -54,7 +54,7 @@ reply_parsing: Literal["authors", "strict"] = "strict"  # strict: the reply begi
 # %%
 import pandas as pd
 
-from culturealign import culturespa, runs, stage
+from culturealign import culturespa, culturespa_crqpc, runs, stage
 
 cultures = cultures or culturespa.CULTURES
 culturespa.check_cultures(cultures)
@@ -81,7 +81,7 @@ table
 settings = [("unaware", None)] + [(kind, c) for kind in ("aware", "cross") for c in cultures]
 answers = culturespa.answer_questions(lm, questions, settings, similar, answering)
 culturespa.write_answers(run.path("answers.csv"), answers)
-changed = culturespa.shift_rates(answers)
+changed = culturespa_crqpc.shift_rates(answers)
 print(f"answers counted: answer_mode={answer_mode}; measured: {', '.join(sorted(set(answers['measure'])))}; "
       f"invalid draws under sample: {answers['answer_sample'].isna().mean():.1%}; "
       f"prompts flagged (other > 0.5): {int((answers['other'] > 0.5).sum())} of {len(answers)}; "

@@ -39,7 +39,7 @@ aware_kind: Literal["aware", "cross"] = "aware"  # which aware answers to keep: 
 # %%
 import pandas as pd
 
-from culturealign import culturespa, runs, stage
+from culturealign import culturespa, culturespa_crqpc, runs, stage
 
 run, _ = stage.begin("80_crqpc", globals())
 questions = pd.DataFrame(runs.ResultCache(runs.load_run(model, lang, "60_generate_questions").path("questions.jsonl")).records.values())
@@ -52,8 +52,8 @@ print(f"answers drawn in stage 70 with answer_mode={answer_mode}")
 # ## Keep the answers that shift
 
 # %%
-pairs = culturespa.crqpc(answers, questions, aware_kind)
-counts = culturespa.crqpc_counts(answers, aware_kind)
+pairs = culturespa_crqpc.crqpc(answers, questions, aware_kind)
+counts = culturespa_crqpc.crqpc_counts(answers, aware_kind)
 counts.insert(1, "answer_mode", answer_mode)
 counts.insert(3, "kept", [int((pairs["culture"] == c).sum()) for c in counts["culture"]])
 assert (counts["kept"] == counts[f"kept_{answer_mode}"]).all(), "CRQPC pairs disagree with the counts of their own mode"
