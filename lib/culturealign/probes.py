@@ -243,7 +243,25 @@ ARORA_MASK = "[MASK]"
 _STRAY = re.compile(r"[\"“”«»]|^[\s.,;:!?]|[,;:]$")
 
 
+def _arora_row_problems(qid: str, template: str, option_1: str, option_2: str) -> list[str]:
+    """Why one row of an Arora probe file cannot be a probe (empty: it can)."""
+    reasons = []
+    if not re.fullmatch(r"\d+[a-zA-Z]?", qid):
+        reasons.append(f"bad question id {qid!r}")
+    if template.count(ARORA_MASK) != 1:
+        reasons.append(f"missing [MASK] in template {template!r}")
+    if not option_1:
+        reasons.append("missing option 1")
+    if not option_2:
+        reasons.append("missing option 2 (a two-option probe needs both options)")
+    for name, option in (("option 1", option_1), ("option 2", option_2)):
+        if option and _STRAY.search(option):
+            reasons.append(f"stray punctuation in {name} {option!r}")
+    return reasons
+
+
 def _arora_file(path: Path) -> tuple[list[dict], list[Problem]]:
+    """Probe rows of one Arora `<lang>.csv` file, and every row it cannot use with its line."""
     lang = path.stem
     rows, problems = [], []
     with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -260,18 +278,7 @@ def _arora_file(path: Path) -> tuple[list[dict], list[Problem]]:
             continue
         fields += [""] * (5 - len(fields))
         _, qid, template, option_1, option_2 = (f.strip() for f in fields)
-        reasons = []
-        if not re.fullmatch(r"\d+[a-zA-Z]?", qid):
-            reasons.append(f"bad question id {qid!r}")
-        if template.count(ARORA_MASK) != 1:
-            reasons.append(f"missing [MASK] in template {template!r}")
-        if not option_1:
-            reasons.append("missing option 1")
-        if not option_2:
-            reasons.append("missing option 2 (a two-option probe needs both options)")
-        for name, option in (("option 1", option_1), ("option 2", option_2)):
-            if option and _STRAY.search(option):
-                reasons.append(f"stray punctuation in {name} {option!r}")
+        reasons = _arora_row_problems(qid, template, option_1, option_2)
         if reasons:
             problems += [Problem(str(path), number, r) for r in reasons]
             continue

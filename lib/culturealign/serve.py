@@ -210,6 +210,18 @@ def server_command(
     ]
     if serving["max_model_len"]:
         cmd += ["--max-model-len", str(serving["max_model_len"])]
+    cmd += device_flags(serving, cuda, folder)
+    if lora or adapters:
+        cmd += ["--enable-lora", "--max-lora-rank", str(serving["max_lora_rank"]), "--max-loras", "4"]
+        if adapters:
+            cmd += ["--lora-modules", *(f"{Path(a).name}={Path(a).resolve()}" for a in adapters)]
+    return cmd
+
+
+def device_flags(serving: dict[str, Any], cuda: bool, folder: Path) -> list[str]:
+    """The server's flags for its device: tensor parallelism and memory share on CUDA; on CPU a KV
+    cache of its own size, whole prompts per step and small prefix-cache blocks."""
+    cmd: list[str] = []
     if cuda:
         cmd += [
             "--tensor-parallel-size",
@@ -229,10 +241,6 @@ def server_command(
         # Exact scoring asks for many prefixes that differ in their last tokens; the prefix cache
         # reuses whole blocks only, and the CPU default (128 tokens) recomputes up to 127 of them.
         cmd += ["--block-size", "32"]
-    if lora or adapters:
-        cmd += ["--enable-lora", "--max-lora-rank", str(serving["max_lora_rank"]), "--max-loras", "4"]
-        if adapters:
-            cmd += ["--lora-modules", *(f"{Path(a).name}={Path(a).resolve()}" for a in adapters)]
     return cmd
 
 

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -323,6 +324,89 @@ def log_path(model: str, lang: str, stage: str) -> Path:
     return paths.outputs() / model / lang / f"{stage}.log"
 
 
+@dataclass
+class _Running:
+    """One stage process of a chain: what it runs, when it began, the log it writes."""
+
+    process: subprocess.Popen
+    step: Step
+    began: float
+    log: Any
+
+
+class _Chains:
+    """The `--jobs` scheduler's state: chains waiting (their steps left, the chains they wait for),
+    processes running, chains ended, runs failed."""
+
+    def __init__(self, plan_chains: list[tuple[str, list[Step], set[str]]], model: str, scale: str, jobs: int) -> None:
+        self.model, self.scale, self.jobs = model, scale, jobs
+        self.env = dict(os.environ)
+        self.env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+        self.waiting = {name: (list(chain), set(after)) for name, chain, after in plan_chains}
+        self.running: dict[str, _Running] = {}
+        self.ended: set[str] = set()
+        self.failed: list[str] = []
+
+    def start(self, name: str) -> None:
+        """Start the next stage of a chain in its own process, its output to its log file."""
+        from .runs import now
+
+        stage, lang = self.waiting[name][0].pop(0)
+        log = log_path(self.model, lang, stage)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        handle = log.open("w", encoding="utf-8")
+        process = subprocess.Popen(
+            stage_command(stage, self.model, lang, self.scale),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=str(paths.REPO),
+        )
+        self.running[name] = _Running(process, (stage, lang), time.perf_counter(), handle)
+        print(f"[{now()}] start {stage} {lang}  (log {log})", flush=True)
+
+    def start_ready(self) -> None:
+        """End the chains with no stage left; start those whose chains waited for have ended."""
+        for name in [n for n, (chain, _) in self.waiting.items() if not chain and n not in self.running]:
+            del self.waiting[name]  # a chain ends when its last stage has ended
+            self.ended.add(name)
+        for name in [n for n, (_, after) in self.waiting.items() if n not in self.running and after <= self.ended]:
+            if len(self.running) >= self.jobs:
+                break
+            self.start(name)
+
+    def reap(self) -> None:
+        """Note every process that has ended, with its time, and its failure."""
+        from .runs import now
+
+        for name, run in list(self.running.items()):
+            if run.process.poll() is not None:
+                run.log.close()
+                del self.running[name]
+                (stage, lang), seconds = run.step, time.perf_counter() - run.began
+                if run.process.returncode == 0:
+                    print(f"[{now()}] done  {stage} {lang}  {seconds:.0f} s", flush=True)
+                    continue
+                self.failed.append(f"{stage}/{lang}")
+                print(
+                    f"[{now()}] FAILED {stage} {lang}  {seconds:.0f} s (exit {run.process.returncode}; see "
+                    f"{log_path(self.model, lang, stage)})",
+                    flush=True,
+                )
+
+    def stop(self) -> None:
+        """After Ctrl-C (which reached the stages too): wait for them briefly, pass it on to any
+        still running (a signal to this process alone), then wait for all."""
+        deadline = time.perf_counter() + 5
+        for run in self.running.values():
+            try:
+                run.process.wait(max(0.0, deadline - time.perf_counter()))
+            except subprocess.TimeoutExpired:
+                run.process.send_signal(signal.SIGINT)
+        for run in self.running.values():
+            run.process.wait()
+
+
 def run_concurrently(
     plan_chains: list[tuple[str, list[Step], set[str]]], model: str, scale: str, jobs: int, poll: float = 0.2
 ) -> list[str]:
@@ -331,67 +415,16 @@ def run_concurrently(
     Each process's output goes to its log file; threads are shared out (OMP_NUM_THREADS) so
     in-process engines do not oversubscribe the cores. Ctrl-C stops every running stage (each
     records itself as interrupted) and the cached items are kept."""
-    from .runs import now
-
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
-    waiting = {name: (list(chain), set(after)) for name, chain, after in plan_chains}
-    running: dict[str, tuple[subprocess.Popen, Step, float, Any]] = {}
-    ended: set[str] = set()
-    failed: list[str] = []
-
-    def start(name: str) -> None:
-        chain, _ = waiting[name]
-        stage, lang = chain.pop(0)
-        log = log_path(model, lang, stage)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        handle = log.open("w", encoding="utf-8")
-        process = subprocess.Popen(
-            stage_command(stage, model, lang, scale),
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=str(paths.REPO),
-        )
-        running[name] = (process, (stage, lang), time.perf_counter(), handle)
-        print(f"[{now()}] start {stage} {lang}  (log {log})", flush=True)
-
+    chains = _Chains(plan_chains, model, scale, jobs)
     try:
-        while waiting or running:
-            for name in [n for n, (chain, _) in waiting.items() if not chain and n not in running]:
-                del waiting[name]  # a chain ends when its last stage has ended
-                ended.add(name)
-            for name in [n for n, (_, after) in waiting.items() if n not in running and after <= ended]:
-                if len(running) >= jobs:
-                    break
-                start(name)
-            for name, (process, (stage, lang), began, handle) in list(running.items()):
-                if process.poll() is None:
-                    continue
-                handle.close()
-                del running[name]
-                seconds = time.perf_counter() - began
-                if process.returncode == 0:
-                    print(f"[{now()}] done  {stage} {lang}  {seconds:.0f} s", flush=True)
-                else:
-                    failed.append(f"{stage}/{lang}")
-                    print(
-                        f"[{now()}] FAILED {stage} {lang}  {seconds:.0f} s (exit {process.returncode}; see "
-                        f"{log_path(model, lang, stage)})",
-                        flush=True,
-                    )
+        while chains.waiting or chains.running:
+            chains.start_ready()
+            chains.reap()
             time.sleep(poll)
-    except KeyboardInterrupt:  # Ctrl-C reached the stages too; a signal to this process alone is passed on
-        deadline = time.perf_counter() + 5
-        for process, *_ in running.values():
-            try:
-                process.wait(max(0.0, deadline - time.perf_counter()))
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGINT)
-        for process, *_ in running.values():
-            process.wait()
+    except KeyboardInterrupt:
+        chains.stop()
         raise
-    return failed
+    return chains.failed
 
 
 def main(argv: list[str] | None = None) -> int:

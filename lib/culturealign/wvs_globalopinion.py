@@ -171,6 +171,40 @@ def match_item(question: str, options: list[str], index: list[_Indexed]) -> tupl
     return best[1], best[2]
 
 
+def substantive_shares(record: Any) -> list[tuple[str, float]] | None:
+    """A record's substantive (option, share) pairs; None for an item without non-substantive
+    options (not a WVS item); BadRecord says why a record cannot be read."""
+    if not isinstance(record, dict) or not {"country", "question", "options", "distribution"} <= set(record):
+        raise BadRecord("not a record with 'country', 'question', 'options' and 'distribution'")
+    options, dist = record["options"], record["distribution"]
+    if not isinstance(options, list) or not isinstance(dist, list) or len(options) != len(dist):
+        raise BadRecord("options and distribution must be lists of the same length")
+    if not any(non_substantive(o) for o in options):
+        return None
+    values = []
+    for option, value in zip(options, dist):
+        if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise BadRecord(f"share {value!r} of option {option!r} is outside 0-1 (0-100%)")
+        values.append(float(value))
+    return [(str(o).strip(), v) for o, v in zip(options, values) if not non_substantive(o)]
+
+
+def _match_or_reason(question: str, options: list[str], index: list[_Indexed]) -> tuple[str, list[int]] | str:
+    """match_item's (question id, codes), or the reason it found none."""
+    try:
+        return match_item(question, options, index)
+    except BadRecord as err:
+        return str(err)
+
+
+def _note_unmapped(unmapped: dict[str, dict[str, Any]], question: str, reason: str, country: str) -> None:
+    """Count one record of an item that could not be mapped, with the reason and its country."""
+    item = question.rpartition("\n\n")[2].strip()
+    entry = unmapped.setdefault(item, {"item": item[:70], "reason": reason, "records": 0, "countries": set()})
+    entry["records"] += 1
+    entry["countries"].add(country)
+
+
 def load_globalopinion(
     path: Path,
     questions: dict[str, dict[str, Any]] | None = None,
@@ -187,33 +221,15 @@ def load_globalopinion(
     unmapped: dict[str, dict[str, Any]] = {}
     for number, record in enumerate(read_records(path), start=1):
         try:
-            if not isinstance(record, dict) or not {"country", "question", "options", "distribution"} <= set(record):
-                raise BadRecord("not a record with 'country', 'question', 'options' and 'distribution'")
-            options, dist = record["options"], record["distribution"]
-            if not isinstance(options, list) or not isinstance(dist, list) or len(options) != len(dist):
-                raise BadRecord("options and distribution must be lists of the same length")
-            if not any(non_substantive(o) for o in options):
+            kept = substantive_shares(record)
+            if kept is None:
                 continue  # not a WVS item (Pew Global Attitudes)
-            values = []
-            for option, value in zip(options, dist):
-                if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                    raise BadRecord(f"share {value!r} of option {option!r} is outside 0-1 (0-100%)")
-                values.append(float(value))
             country = country_code(str(record["country"]))
-            kept = [(str(o).strip(), v) for o, v in zip(options, values) if not non_substantive(o)]
             key = (record["question"], tuple(o for o, _ in kept))
             if key not in mapped:
-                try:
-                    mapped[key] = match_item(record["question"], [o for o, _ in kept], index)
-                except BadRecord as err:
-                    mapped[key] = str(err)
+                mapped[key] = _match_or_reason(record["question"], [o for o, _ in kept], index)
             if isinstance(mapped[key], str):
-                item = record["question"].rpartition("\n\n")[2].strip()
-                entry = unmapped.setdefault(
-                    item, {"item": item[:70], "reason": mapped[key], "records": 0, "countries": set()}
-                )
-                entry["records"] += 1
-                entry["countries"].add(country)
+                _note_unmapped(unmapped, record["question"], mapped[key], country)
                 continue
             qid, codes = mapped[key]
             total = sum(v for _, v in kept)

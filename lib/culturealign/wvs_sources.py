@@ -126,6 +126,22 @@ def aggregate_respondents(path: Path, countries: set[str] | None = None) -> tupl
     reported and skipped; a non-numeric answer is reported and treated as missing.
     """
     path = Path(path)
+    header, rows, lines, problems = _respondent_rows(path, countries)
+    frame = pd.DataFrame(rows, columns=header)
+    questions = [c for c in header if c.upper().startswith("Q") and c[1:2].isdigit()]
+    frame, weights = _weights(frame, lines, path, problems)
+    records = []
+    for qid in questions:
+        records += _question_shares(frame, weights, qid, lines, path, problems)
+    result = pd.DataFrame(records, columns=["country", "qid", "code", "share"])
+    return result, problems
+
+
+def _respondent_rows(
+    path: Path, countries: set[str] | None
+) -> tuple[list[str], list[list[str]], list[int], list[Problem]]:
+    """The CSV's header, its respondent rows (of `countries`, when given) with their line numbers,
+    and the rows that are not respondents or have the wrong number of fields."""
     problems: list[Problem] = []
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
@@ -149,33 +165,42 @@ def aggregate_respondents(path: Path, countries: set[str] | None = None) -> tupl
                 continue
             rows.append(row)
             lines.append(line)
-    frame = pd.DataFrame(rows, columns=header)
-    questions = [c for c in header if c.upper().startswith("Q") and c[1:2].isdigit()]
+    return header, rows, lines, problems
+
+
+def _weights(
+    frame: pd.DataFrame, lines: list[int], path: Path, problems: list[Problem]
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Each row's W_WEIGHT (1 without the column); a row with a missing or negative one is
+    reported and dropped."""
     weights = pd.Series(1.0, index=frame.index)
-    if "W_WEIGHT" in header:
+    if "W_WEIGHT" in frame.columns:
         weights = pd.to_numeric(frame["W_WEIGHT"], errors="coerce")
         for idx in frame.index[weights.isna() | (weights < 0)]:
             problems.append(Problem(str(path), lines[idx], f"bad W_WEIGHT {frame.at[idx, 'W_WEIGHT']!r}; row skipped"))
         keep = weights.notna() & (weights >= 0)
         frame, weights = frame[keep], weights[keep]
-    records = []
-    for qid in questions:
-        raw = frame[qid].str.strip()
-        codes = pd.to_numeric(raw, errors="coerce")
-        for idx in frame.index[codes.isna() & (raw != "")]:
-            problems.append(Problem(str(path), lines[idx], f"{qid}: non-numeric code {raw[idx]!r} treated as missing"))
-        valid = codes.notna() & (codes >= 0) & (codes == codes.round())
-        table = pd.DataFrame(
-            {"country": frame["B_COUNTRY_ALPHA"][valid], "code": codes[valid].astype(int), "w": weights[valid]}
-        )
-        if table.empty:
-            continue
-        sums = table.groupby(["country", "code"])["w"].sum()
-        shares = sums / sums.groupby(level="country").transform("sum")
-        for (country, code), share in shares.items():
-            records.append((country, _canonical_qid(qid), str(code), float(share)))
-    result = pd.DataFrame(records, columns=["country", "qid", "code", "share"])
-    return result, problems
+    return frame, weights
+
+
+def _question_shares(
+    frame: pd.DataFrame, weights: pd.Series, qid: str, lines: list[int], path: Path, problems: list[Problem]
+) -> list[tuple[str, str, str, float]]:
+    """(country, qid, code, share) of one question: weighted shares of its valid codes (negative
+    codes are WVS missing codes); a non-numeric code is reported and treated as missing."""
+    raw = frame[qid].str.strip()
+    codes = pd.to_numeric(raw, errors="coerce")
+    for idx in frame.index[codes.isna() & (raw != "")]:
+        problems.append(Problem(str(path), lines[idx], f"{qid}: non-numeric code {raw[idx]!r} treated as missing"))
+    valid = codes.notna() & (codes >= 0) & (codes == codes.round())
+    table = pd.DataFrame(
+        {"country": frame["B_COUNTRY_ALPHA"][valid], "code": codes[valid].astype(int), "w": weights[valid]}
+    )
+    if table.empty:
+        return []
+    sums = table.groupby(["country", "code"])["w"].sum()
+    shares = sums / sums.groupby(level="country").transform("sum")
+    return [(country, _canonical_qid(qid), str(code), float(share)) for (country, code), share in shares.items()]
 
 
 def _canonical_qid(column: str) -> str:
