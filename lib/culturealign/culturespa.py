@@ -1,11 +1,6 @@
-"""CultureSPA (Xu et al., 2024): generate culture questions, answer them culture-unaware and
-culture-aware, keep the answers that shift (CRQPC), and evaluate on WVS for 18 cultures.
-
-Answers are drawn as the authors drew them (one sampled reply per prompt, unaware and aware
-independently; a reply that is not an option is invalid and left out), or, from the same exact
-response distributions, with common random numbers or as the argmax (ANSWER_MODES). Options are
-numbered by their WVS codes (0-based scales from 0), so an answer is the code it means. Expected
-scores of the authors' one-sample protocol come from the exact distributions by simulation.
+"""CultureSPA (Xu et al., 2024): the paper's 18 cultures, question generation (stage 60), the
+answer modes and reply parsing, and culture prompting (stage 70); CRQPC is culturespa_crqpc.py,
+the evaluation culturespa_eval.py. docs/measurement.md says what each answer mode means.
 
 Wording of every prompt is the project's own. WVS question texts are read at run time from
 ../shared (never committed) as seeds for generation and as the evaluation set.

@@ -1,13 +1,6 @@
 """CultureSPA's evaluation (Xu et al., 2024; stage 95): every method's answers to the WVS
 questions, their alignment scores (one run, and expected under the authors' protocol), and the
-general-ability check.
-
-Every method is answered under one answer mode (culturespa.ANSWER_MODES; the authors': `sample`),
-its distributions kept so the expected score of the authors' protocol can be simulated. General
-ability compares the base model with each adapter on the same items: a paired exact McNemar test,
-a 95% interval of the accuracy difference (Tango's score interval for paired data) and a
-TOST equivalence test within a stated margin, whose verdict says "within +/- m points" or "not
-shown": a large McNemar p on a few items at chance accuracy is no evidence of unchanged ability.
+general-ability check against the base model. docs/measurement.md says what each number means.
 """
 
 from __future__ import annotations
@@ -464,7 +457,7 @@ def harness_predictions(lm: LoadedModel, task: str, limit: int | None = None) ->
     harness_lm = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, add_bos_token=True, batch_size=8)
     own = task == HARNESS_GENERAL_TASK
     # the project's own task is a config in hand: the harness need not index its thousands of
-    # built-in tasks first (tens of seconds) to find it
+    # built-in tasks first to find it
     tasks = TaskManager(include_defaults=not own)
     try:
         result = simple_evaluate(

@@ -1,18 +1,7 @@
-"""Distributional alignment on WVS-7's native scales (stage 97): what the model is asked and how its
-answers are read.
-
-Every country with WVS figures is asked each question it has figures for, on the question's own
-answer options, under its country persona (stage 95's aware prompt, so the two stages share prompts
-and cached scores); the model's default (stage 95's unaware prompt, no country) is asked every
-selected question once. A placebo persona for a country is another country's persona, drawn with
-the seed: it is asked on that other country's questions anyway, so it costs nothing where the two
-countries share questions. Ordinal scales are asked in both option orders (the reversed list is
-numbered from the first code again, so position and number move together) and the two averaged;
-nominal ones in the WVS order. The mass on no option (`other`) is kept apart.
-
-The three ways of asking of Meister et al. (2024) on a stated subset of items: the exact option
-probabilities (every item), sampled replies parsed by the reader's rule, and a distribution stated
-in words (percentages per option), parsed, with the unparseable ones counted.
+"""Distributional alignment on WVS-7's native scales (stage 97): what the model is asked (each
+country's persona, its placebo persona and the model's default, on every question with WVS shares)
+and how its answers are read, three ways (exact, sampled, stated in words). docs/distributions.md
+describes the design.
 """
 
 from __future__ import annotations

@@ -1,26 +1,9 @@
-"""The project's measures as lm-evaluation-harness tasks, and the harness's results read back.
+"""The project's measures as lm-evaluation-harness tasks (`make harness-tasks`), and the harness's
+results read back into the report's tables (`read_runs`).
 
-`make harness-tasks` (python -m culturealign.harness) writes a folder for `lm_eval --include_path`:
-
-- `culturealign_selfalign_<lang>`: each zero-shot probe of a language as two two-option
-  multiple_choice documents, one per option order, built with the project's cloze prompt. Per
-  sample, `p_majority` is the probability of the country's majority option normalised over the two
-  options (the softmax of their log-likelihoods), `aligned` whether it exceeds one half; the
-  harness averages both with their standard errors (over prompts: each order is one sample).
-- `culturealign_wvs_<country>`: every WVS value question with the country's human answer shares,
-  on its native scale, under the country persona (CultureSPA's culture-aware prompt). Per sample,
-  the W1 (ordinal, / (k-1)), JSD (bits) and TV distances of the model's answer distribution to the
-  human one, and the same distances of the all-countries average beside them (`*_floor`);
-  averaged over questions with their standard errors. The harness reads each code's one spelling:
-  where a tokenizer writes numbers digit by digit, code 1's probability holds the responses that
-  go on to 10 (docs/measurement.md, measured by benchmarks/bench_harness.py).
-- groups `culturealign_selfalign` (Self-Alignment), `culturealign_wvs` (CultureSPA) and
-  `culturealign` over both.
-
-The documents hold WVS question text, read at run time from ../shared, so the folder lives under
-build/ (git-ignored). harness_utils.py travels with it as utils.py: the folder runs wherever the
-harness runs, without this package. `read_runs` reads a harness output folder (results JSON and
-samples JSONL) back into the report's tables.
+The tasks' documents hold WVS question text read at run time from ../shared, so the folder lives
+under build/ (git-ignored); harness_utils.py travels with it as utils.py, so it runs wherever the
+harness runs. docs/measurement.md says what each task measures.
 """
 
 from __future__ import annotations

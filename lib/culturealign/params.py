@@ -2,13 +2,10 @@
 
 papermill only warns about a parameter the notebook does not declare, so a typo would run with a
 silent default. Here every key of every layer is checked against the notebook's parameters cell
-(its names and types, read by papermill's own inspector) before any work starts.
-
-A key at a layer's top level (base.yaml, a model or language file, a scale file) is shared: it
-reaches the stages whose parameters cell declares it, so a notebook lists only the knobs it reads,
-and a key that no stage declares is refused. A layer may hold a `stages:` mapping of stage name to
-overrides that apply to that stage only (smoke.yaml and quick.yaml use it to shrink each stage);
-there a key the stage does not declare is refused.
+(names, types, and the values of a `Literal` type) before any work starts, and an error names the
+file that set the value. A top-level key reaches the stages that declare it; a `stages:` mapping
+holds one stage's overrides (smoke.yaml and quick.yaml shrink each stage with it). The README
+("One stage, one model, one language") describes the layers.
 """
 
 from __future__ import annotations

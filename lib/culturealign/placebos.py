@@ -1,12 +1,6 @@
 """The placebos of Self-Alignment's stage 30: the answers they put in the chrF++-across
-demonstrations (a seeded random option, the country's minority answer, another country's
-majority answers), the country-swap placebo's country, and how many demonstration answers a
-condition flips away from the target country's majority answers.
-
-The country swap's default country (`random_other`) is drawn per probe from the run's seed and
-the probe's id alone, fixed before the probe or its demonstrations are seen;
-`adversarial_most_different` picks, on the demonstrations themselves, the country that flips most
-of them: a stress test under a name that says so.
+demonstrations, the country-swap placebo's country, and how many demonstration answers a
+condition flips away from the target country's majority answers. docs/protocol.md describes them.
 """
 
 from __future__ import annotations

@@ -4,17 +4,10 @@
     python -m culturealign.stages all --model gemma3-270m [--scale smoke|quick] [--jobs N] [--dtype float32]
     python -m culturealign.stages help 10_zero_shot
 
-Parameters are layered and checked (see params.py) before any work starts; the resolved set is
-written beside the run's artifacts and handed to papermill (kernel python3, cwd the repository); the
-notebook's printed output and progress bars stream to the terminal as it runs.
-
-`all --jobs N` runs independent chains side by side, each stage in its own process: after 00_data,
-every language's Self-Alignment stages are one chain, the CultureSPA stages another and stage 97
-(distributions) a third; 40_summary
-waits for the Self-Alignment chains. With a served model (engine: openai) the chains are
-concurrent clients of one vLLM server, so its continuous batching is used. Each run's output goes to
-outputs/<model>/<lang>/<stage>.log; the terminal gets one line per start and end, and the failures
-at the end.
+Parameters are layered and checked (params.py) before any work starts; one run of a stage, model
+and language holds its lock (runs.exclusive) while papermill executes it. `all --jobs N` runs
+independent chains side by side, each stage in its own process with its log under
+outputs/<model>/<lang>/; docs/scaling.md describes the chains and serving them with vLLM.
 """
 
 from __future__ import annotations
@@ -40,8 +33,8 @@ if TYPE_CHECKING:
     from .runs import Run
 
 # papermill imports nbformat, which imports jsonschema, which builds the lark grammar of its optional
-# IRI format checker at import when rfc3987-syntax is installed (jupyter's extras install it): about
-# 2.6 s of every stage process's start, 63 of them in `make quick`. No notebook schema checks IRIs.
+# IRI format checker at import when rfc3987-syntax is installed (jupyter's extras install it), at the
+# start of every stage process. No notebook schema checks IRIs, so the grammar is never built.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 SELF_ALIGNMENT = ["10_zero_shot", "20_demonstrations", "30_self_alignment", "50_explanations"]

@@ -1,15 +1,8 @@
-"""LoRA supervised fine-tuning with peft, as CultureSPA tunes (the authors' LLaMA-Factory configs):
-rank 8, alpha 16, dropout 0, all linear layers, lr 1e-4, one epoch, cosine schedule with 10%
-warm-up, loss on the answer only; per-device batch 4 x accumulation 32 for the joint adapter and
-1 x 8 for each culture-specific one (copy_yaml.py).
-
-Warm-up is passed as a whole number of steps computed here (ceil(0.1 x optimizer steps), the rule
-transformers applies to a ratio), so it means the same in every transformers version. Each adapter
-folder holds culturealign_adapter.json: the base model and prompt format it was trained with,
+"""LoRA supervised fine-tuning with peft, as CultureSPA tunes (the authors' LLaMA-Factory configs,
+copy_yaml.py): the settings are the model file's, checked here; transformers' Trainer runs the
+loop, so an interrupted run resumes from its last checkpoint and a finished adapter is never
+trained again. Each adapter's manifest names the base model and prompt format it was trained with,
 checked before the adapter is loaded or reused.
-
-transformers' Trainer runs the loop (schedule, bf16 autocast, checkpoints): an interrupted run
-resumes from its last checkpoint, and a finished adapter is never trained again.
 """
 
 from __future__ import annotations
@@ -57,7 +50,8 @@ class LoraSettings:
         return math.ceil(self.epochs * max(math.ceil(batches / self.accumulation), 1))
 
     def warmup_steps(self, examples: int) -> int:
-        """Warm-up as a whole number of steps: ceil(ratio x optimizer steps)."""
+        """Warm-up as a whole number of steps: ceil(ratio x optimizer steps), the rule transformers
+        applies to a ratio, passed as steps so it means the same in every transformers version."""
         return math.ceil(self.warmup_ratio * self.optimizer_steps(examples))
 
 

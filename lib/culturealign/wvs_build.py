@@ -91,7 +91,7 @@ def merge_sources(sources: pd.DataFrame, thin_countries: set[str] | None = None)
 
     GlobalOpinionQA fills questions of countries that other sources have, but adds a country of its
     own only if it is in `thin_countries`: its sample mixes in EVS-only countries (not WVS-7), with
-    about 20 items each; a language file's country (Malaysia) is the reason to take one.
+    few items each; a language file's country (Malaysia) is the reason to take one.
     """
     keep = sources["kind"] != "globalopinion"
     covered = set(sources.loc[keep, "country"])
@@ -100,7 +100,8 @@ def merge_sources(sources: pd.DataFrame, thin_countries: set[str] | None = None)
     rank = sources["kind"].map(PRIORITY.index)
     best = rank.groupby([sources["country"], sources["qid"]]).transform("min")
     figures = sources[rank == best][FIGURE_COLUMNS].copy()
-    # every (country, question) sums to 1; only SimLLMCultureDist's rounded percentages move (<= 3e-4)
+    # every (country, question) sums to 1; only SimLLMCultureDist's percentages, rounded to two
+    # decimals, move (by their rounding)
     figures["share"] = (figures["share"] / figures.groupby(["country", "qid"])["share"].transform("sum")).round(6)
     return figures.sort_values(["country", "qid", "share"], ascending=[True, True, False], kind="stable").reset_index(
         drop=True
