@@ -52,7 +52,7 @@ strategies: list[Literal["random", "random_category", "chrf_category", "chrf_all
 draws: int = 1  # R: repeats of every random choice (random demonstrations, shuffled order, random answers), averaged
 order_combination: Literal["per_draw", "per_prompt"] = "per_draw"  # the paper's random option order: per_draw (each response) or per_prompt (once per prompt)
 order_pairing: Literal["independent", "same_order"] = "independent"  # per_prompt order of the before and after prompts: independent or same_order (shared)
-swap_country: str = "random_other"  # country-swap placebo: random_other (seeded, per probe), adversarial_most_different (a stress test) or an ISO3 country with WVS figures
+swap_country: str = "random_other"  # country-swap placebo: random_other (seeded, per probe), adversarial_most_different (a stress test) or an ISO3 country with WVS answer shares
 remeasure_above: float = 0.001  # re-measure every probe whose P(misaligned) = 1 - p^10 is at least this
 outcome_rule: Literal["expected", "rounded"] = "expected"  # expected: the paper's protocol in expectation; rounded: misaligned when round(10 p) < 10, outcome by rounded counts
 simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
@@ -71,7 +71,7 @@ from culturealign import placebos, probes, prompts, runs, selfalign, selfalign_s
 
 selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
 if selfalign.PLACEBO_COUNTRY in strategies:
-    placebos.check_swap_country(swap_country, wvs.countries_with_figures(), country)
+    placebos.check_swap_country(swap_country, wvs.countries_with_shares(), country)
 measuring = selfalign.Measuring(batch_size, invalid_responses, sample_draws)
 zero = pd.read_csv(runs.load_run(model, lang, "10_zero_shot").path("zero_shot.csv"))
 choices = pd.read_csv(runs.load_run(model, lang, "20_demonstrations").path("demonstrations.csv"),
@@ -83,7 +83,7 @@ selected = misalignment["remeasured"].to_numpy()
 if max_probes:
     selected = selected & (misalignment["remeasured"].cumsum() <= max_probes).to_numpy()
 labelled = probes.labelled_probes(lang, country)
-swap_labels = placebos.country_labels(labelled, wvs.countries_with_figures()) if selfalign.PLACEBO_COUNTRY in strategies else None
+swap_labels = placebos.country_labels(labelled, wvs.countries_with_shares()) if selfalign.PLACEBO_COUNTRY in strategies else None
 print(f"{int(selected.sum())} probes re-measured (expected misaligned: {misalignment['p_misaligned'].sum():.1f} of "
       f"{len(zero)}) x {len(strategies)} conditions, random ones drawn {draws} times")
 

@@ -43,7 +43,7 @@
 # anywhere in a sampled reply, in every engine); the expected score draws the unaware answers once per simulated run and
 # scores them against every culture, as the authors score one unaware file against every culture.
 #
-# *Reads* WVS texts from `../shared`, the figures table, `90_lora_sft/adapters/`. *Writes*
+# *Reads* WVS texts from `../shared`, the WVS answer-shares table, `90_lora_sft/adapters/`. *Writes*
 # `answers.csv`, `parsing_check.csv`, `scores.csv`, `score_table.csv`, `expected_scores.csv`,
 # `expected_table.csv` (with the argmax score and the bias/spread split), `method_differences.csv`, `seed_spread.csv`,
 # `common_table.csv`, `general_ability.csv` and `fig_alignment`,

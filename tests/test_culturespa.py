@@ -56,7 +56,7 @@ def test_unknown_answer_mode_names_where_it_was_set_and_the_modes():
 def test_similar_cultures_and_unknown_culture():
     similar = culturespa.similar_cultures(["USA", "CAN", "AUS", "NZL", "ETH", "NGA", "ZWE"])
     assert set(similar["USA"][0]) <= {"CAN", "AUS", "NZL"} and "USA" not in similar["USA"][1]
-    with pytest.raises(culturespa.CultureSPAError, match="Cultures with figures"):
+    with pytest.raises(culturespa.CultureSPAError, match="Cultures with shares"):
         culturespa.check_cultures(["USA", "ZZZ"])
 
 

@@ -15,8 +15,8 @@ def shared_sources():
 
 
 def test_committed_figures_are_exactly_what_the_build_derives(shared_sources):
-    built, _ = wvs_build.build_figures()
-    committed = wvs.load_figures()
+    built, _ = wvs_build.build_shares()
+    committed = wvs.load_shares()
     assert len(built) == len(committed)
     pd.testing.assert_frame_equal(built.reset_index(drop=True), committed, check_dtype=False, atol=1e-6)
     assert set(committed["country"]) >= {"USA", "DEU", "GRC", "BGD", "KOR", "TUR"}
@@ -25,14 +25,14 @@ def test_committed_figures_are_exactly_what_the_build_derives(shared_sources):
 def test_official_csv_adds_its_countries_and_wins_over_every_other_source(tmp_path, shared_sources):
     path = tmp_path / "official.csv"
     path.write_text("B_COUNTRY_ALPHA,Q6,W_WEIGHT\nROU,1,1\nROU,1,1\nROU,4,2\nXKX,2,1\n")
-    figures, _ = wvs_build.build_figures(path)
-    rou = figures[(figures["country"] == "ROU") & (figures["qid"] == "Q6")]
+    wvs_shares, _ = wvs_build.build_shares(path)
+    rou = wvs_shares[(wvs_shares["country"] == "ROU") & (wvs_shares["qid"] == "Q6")]
     assert rou.set_index("code")["share"].to_dict() == {"1": 0.5, "4": 0.5}
     assert rou["source"].str.startswith("official WVS-7 CSV (official.csv)").all()
     assert set(
-        figures.loc[(figures["country"] == "ROU") & (figures["qid"] == "Q1"), "source"].map(wvs.source_kind)
+        wvs_shares.loc[(wvs_shares["country"] == "ROU") & (wvs_shares["qid"] == "Q1"), "source"].map(wvs.source_kind)
     ) == {"simllm"}
-    assert "XKX" in set(figures["country"])
+    assert "XKX" in set(wvs_shares["country"])
 
 
 def test_categories_and_scales():
@@ -86,10 +86,10 @@ def test_release_is_renormalised_and_every_source_sums_to_1(sources, built):
     assert raw.min() < 0.9  # the published release divides by all respondents
     release = sources[sources["kind"] == "release"].groupby(["country", "qid"])["share"].sum()
     assert (release - 1).abs().max() < 1e-9
-    sums = built.figures.groupby(["country", "qid", "source"])["share"].sum()
+    sums = built.wvs_shares.groupby(["country", "qid", "source"])["share"].sum()
     assert (sums - 1).abs().max() < 1e-5  # shares rounded to 6 decimals
-    assert not built.figures.duplicated(["country", "qid", "code"]).any()
-    assert (built.figures.groupby(["country", "qid"])["source"].nunique() == 1).all()
+    assert not built.wvs_shares.duplicated(["country", "qid", "code"]).any()
+    assert (built.wvs_shares.groupby(["country", "qid"])["source"].nunique() == 1).all()
 
 
 def test_sources_derived_from_the_same_wvs_file_agree(built):
@@ -102,15 +102,15 @@ def test_sources_derived_from_the_same_wvs_file_agree(built):
 
 
 def test_priority_per_country_and_question(built):
-    figures = built.figures
-    kind = figures.drop_duplicates(["country", "qid"]).set_index(["country", "qid"])["source"].map(wvs.source_kind)
+    wvs_shares = built.wvs_shares
+    kind = wvs_shares.drop_duplicates(["country", "qid"]).set_index(["country", "qid"])["source"].map(wvs.source_kind)
     assert kind["USA", "Q1"] == "release"  # also in SimLLMCultureDist
     assert kind["KOR", "Q27"] == "simllm"  # also in KOR.csv
     assert kind["KOR", "Q224"] == "respondents"  # only in KOR.csv
     assert kind["MYS", "Q6"] == "globalopinion"
-    assert figures["country"].nunique() == 56
-    assert {"ROU", "PAK", "IRN", "PHL", "IDN", "SRB", "VNM", "MYS"} <= set(figures["country"])
-    assert "EGY" not in set(figures["country"])  # only in the GlobalOpinionQA sample, and no language asks for it
+    assert wvs_shares["country"].nunique() == 56
+    assert {"ROU", "PAK", "IRN", "PHL", "IDN", "SRB", "VNM", "MYS"} <= set(wvs_shares["country"])
+    assert "EGY" not in set(wvs_shares["country"])  # only in the GlobalOpinionQA sample, and no language asks for it
 
 
 def test_merge_takes_the_first_source_by_priority_and_thin_countries_only_when_asked():
@@ -139,7 +139,7 @@ def test_merge_takes_the_first_source_by_priority_and_thin_countries_only_when_a
 
 
 def test_make_wvs_prints_each_source_pair(monkeypatch, tmp_path, capsys, shared_sources):
-    monkeypatch.setattr(wvs.paths, "WVS_FIGURES", tmp_path / "wvs" / "country_shares.csv")
+    monkeypatch.setattr(wvs.paths, "WVS_SHARES", tmp_path / "wvs" / "country_shares.csv")
     monkeypatch.setattr(wvs.paths, "REPO", tmp_path)
     assert wvs_build.main([]) == 0
     out = capsys.readouterr().out

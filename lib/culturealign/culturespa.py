@@ -80,13 +80,13 @@ def culture_name(code: str) -> str:
     return CULTURE_NAMES.get(code, code)
 
 
-def check_cultures(cultures: Sequence[str], figures: pd.DataFrame | None = None) -> None:
-    """Refuse cultures without WVS figures before any work, naming those that have them."""
-    have = set(wvs.countries_with_figures(figures))
+def check_cultures(cultures: Sequence[str], wvs_shares: pd.DataFrame | None = None) -> None:
+    """Refuse cultures without WVS answer shares before any work, naming those that have them."""
+    have = set(wvs.countries_with_shares(wvs_shares))
     missing = [c for c in cultures if c not in have]
     if missing:
         raise CultureSPAError(
-            f"no WVS figures for culture(s) {missing}. Cultures with figures: {sorted(have)}. "
+            f"no WVS answer shares for culture(s) {missing}. Cultures with shares: {sorted(have)}. "
             f"Add one with `make wvs WVS_CSV=path/to/WVS_Cross-National_Wave_7.csv`."
         )
 
@@ -422,10 +422,10 @@ def answer_columns(table: pd.DataFrame, mode: str, seed: int) -> pd.DataFrame:
 
 
 def similar_cultures(
-    cultures: Sequence[str], k: int = 3, figures: pd.DataFrame | None = None
+    cultures: Sequence[str], k: int = 3, wvs_shares: pd.DataFrame | None = None
 ) -> dict[str, tuple[list[str], list[str]]]:
     """Per culture: its k most and k least similar cultures by the alignment score of WVS majorities."""
-    sim = wvs.similarity_matrix(list(cultures), figures)
+    sim = wvs.similarity_matrix(list(cultures), wvs_shares)
     out = {}
     for culture in cultures:
         others = sim.loc[culture].drop(culture).sort_values(ascending=False, kind="stable")

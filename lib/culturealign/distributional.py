@@ -43,11 +43,11 @@ def check_selection(
     countries: Sequence[str],
     questions: Sequence[str],
     where: Callable[[str], str],
-    figures: pd.DataFrame | None = None,
+    wvs_shares: pd.DataFrame | None = None,
 ) -> tuple[list[str], list[str]]:
     """The countries and questions to ask (empty: all), refused before the model loads when one is
     unknown, with one message naming the file (`where(key)`), the key and the allowed values."""
-    have = wvs.countries_with_figures(figures)
+    have = wvs.countries_with_shares(wvs_shares)
     allowed = {"countries": have, "questions": list(wvs.VALUE_QUESTIONS)}
     chosen = {"countries": list(countries) or have, "questions": list(questions) or list(wvs.VALUE_QUESTIONS)}
     for key in ("countries", "questions"):
@@ -68,14 +68,14 @@ def survey_questions(ids: Sequence[str]) -> pd.DataFrame:
 
 
 def human_distributions(
-    questions: pd.DataFrame, countries: Sequence[str], figures: pd.DataFrame | None = None
+    questions: pd.DataFrame, countries: Sequence[str], wvs_shares: pd.DataFrame | None = None
 ) -> tuple[dict[tuple[str, str], np.ndarray], pd.DataFrame]:
     """Per (country, question) the WVS answer distribution over the question's codes, renormalised
-    over them; and per country how many selected questions it lacks figures for (skipped)."""
-    figures = wvs.load_figures() if figures is None else figures
+    over them; and per country how many selected questions it lacks WVS shares for (skipped)."""
+    wvs_shares = wvs.load_shares() if wvs_shares is None else wvs_shares
     human, skipped = {}, []
     for country in countries:
-        shares = wvs.country_shares(country, figures)
+        shares = wvs.country_shares(country, wvs_shares)
         missing = 0
         for q in questions.itertuples(index=False):
             codes = wvs.scale_codes(q.id, len(q.options))
@@ -99,7 +99,7 @@ def placebo_personas(countries: Sequence[str], seed: int) -> dict[str, str]:
 
 def ask_items(questions: pd.DataFrame, human: dict, countries: Sequence[str]) -> pd.DataFrame:
     """What is asked: the default on every question, each country's persona on each question it has
-    figures for; ordinal questions in both orders. Columns persona, id, order."""
+    WVS shares for; ordinal questions in both orders. Columns persona, id, order."""
     rows = []
     for persona in [DEFAULT, *countries]:
         for q in questions.itertuples(index=False):

@@ -83,12 +83,12 @@ def selfalign_docs(lang: str, fmt: prompts.PromptFormat = prompts.PLAIN, country
     return docs
 
 
-def human_distributions(questions: pd.DataFrame, figures: pd.DataFrame) -> dict[tuple[str, str], list[float]]:
+def human_distributions(questions: pd.DataFrame, wvs_shares: pd.DataFrame) -> dict[tuple[str, str], list[float]]:
     """(country, qid) -> the country's answer shares over the question's scale codes, renormalised
     over the codes on the scale; questions without a share on the scale are left out."""
     scales = {q.id: wvs.scale_codes(q.id, len(q.options)) for q in questions.itertuples(index=False)}
     shares: dict[tuple[str, str], dict[int, float]] = {}
-    rows = figures.loc[figures["qid"].isin(scales), ["country", "qid", "code", "share"]]
+    rows = wvs_shares.loc[wvs_shares["qid"].isin(scales), ["country", "qid", "code", "share"]]
     for country, qid, code, share in rows.itertuples(index=False):
         shares.setdefault((country, qid), {})[int(code)] = float(share)
     out = {}
@@ -201,14 +201,14 @@ def write_tasks(
 ) -> pd.DataFrame:
     """Write the task folder (YAML files, data/*.jsonl, utils.py) and return its tasks with their
     document counts. Languages default to the 14 with a country; countries to every one with WVS
-    figures. The folder is emptied first, so a task dropped from the list does not linger."""
+    answer shares. The folder is emptied first, so a task dropped from the list does not linger."""
     fmt = prompt_format(primer)
     langs = list(langs or params.language_countries())
-    figures = wvs.load_figures()
-    countries = list(countries or wvs.countries_with_figures(figures))
-    culturespa.check_cultures(countries, figures)
+    wvs_shares = wvs.load_shares()
+    countries = list(countries or wvs.countries_with_shares(wvs_shares))
+    culturespa.check_cultures(countries, wvs_shares)
     questions = culturespa_eval.wvs_eval_questions()
-    human = human_distributions(questions, figures)
+    human = human_distributions(questions, wvs_shares)
     average = country_average(human)
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "data").mkdir(parents=True)
@@ -472,7 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the culturealign tasks for lm-evaluation-harness.")
     parser.add_argument("--out", type=Path, default=DEFAULT_FOLDER, help="the folder for --include_path")
     parser.add_argument("--langs", nargs="*", help="Self-Alignment languages (default: the 14 with a country)")
-    parser.add_argument("--countries", nargs="*", help="WVS countries, ISO3 (default: every one with figures)")
+    parser.add_argument(
+        "--countries", nargs="*", help="WVS countries, ISO3 (default: every one with WVS answer shares)"
+    )
     parser.add_argument(
         "--primer",
         choices=["none", "examples"],

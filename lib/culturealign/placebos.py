@@ -21,24 +21,26 @@ SWAP_CHOICES = (RANDOM_OTHER, ADVERSARIAL)
 
 
 def check_swap_country(swap_country: str, countries: list[str], target: str) -> None:
-    """Refuse a swap country that is not one of SWAP_CHOICES or another country with WVS figures,
+    """Refuse a swap country that is not one of SWAP_CHOICES or another country with WVS answer shares,
     before any model loads, naming the parameter and the allowed values."""
     from .demos import DemoError
 
     allowed = [c for c in countries if c != target]
     if swap_country not in SWAP_CHOICES and swap_country not in allowed:
         raise DemoError(
-            f"parameter `swap_country` must be {' or '.join(SWAP_CHOICES)} or a country with WVS figures other "
+            f"parameter `swap_country` must be {' or '.join(SWAP_CHOICES)} or a country with WVS answer shares other "
             f"than {target}: {', '.join(allowed)}; got {swap_country!r}"
         )
 
 
-def country_labels(probes: pd.DataFrame, countries: list[str], figures: pd.DataFrame | None = None) -> pd.DataFrame:
+def country_labels(probes: pd.DataFrame, countries: list[str], wvs_shares: pd.DataFrame | None = None) -> pd.DataFrame:
     """Majority label ('a', 'b' or missing) of every probe for every country: probe_id x country.
     What the country-swap placebo answers its demonstrations with."""
     from .probes import majority_labels
 
-    table = pd.concat([majority_labels(probes, c, figures)[["probe_id", "label"]].assign(country=c) for c in countries])
+    table = pd.concat(
+        [majority_labels(probes, c, wvs_shares)[["probe_id", "label"]].assign(country=c) for c in countries]
+    )
     return table.pivot(index="probe_id", columns="country", values="label")
 
 

@@ -199,8 +199,8 @@ def labelled_languages(model: str) -> tuple[list[str], dict[str, str], dict[str,
     many labelled probes (a WVS majority for the language's country) each runnable one has."""
     from . import probes, wvs
 
-    figures = wvs.load_figures()
-    have = set(figures["country"])
+    wvs_shares = wvs.load_shares()
+    have = set(wvs_shares["country"])
     spec = ModelSpec.from_dict(P.read_yaml(P.model_file(model))["model_config"])
     with_probes = set(probes.probe_languages())
     runnable, skipped, counts = [], {}, {}
@@ -211,9 +211,10 @@ def labelled_languages(model: str) -> tuple[list[str], dict[str, str], dict[str,
             skipped[lang] = f"no probe file data/probes/{lang}.tsv"
         elif country not in have:
             skipped[lang] = (
-                f"no WVS figures for {country}; add them with `make wvs WVS_CSV=path/to/WVS_Cross-National_Wave_7.csv`"
+                f"no WVS answer shares for {country}; "
+                "add them with `make wvs WVS_CSV=path/to/WVS_Cross-National_Wave_7.csv`"
             )
-        elif (count := probes.labelled_count(lang, country, figures)) == 0:
+        elif (count := probes.labelled_count(lang, country, wvs_shares)) == 0:
             skipped[lang] = f"none of its probes has a WVS majority label for {country}"
         else:
             runnable.append(lang)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths
-from .wvs import FIGURE_COLUMNS, PRIORITY, SOURCE_NAMES, Problem, source_kind
+from .wvs import PRIORITY, SHARE_COLUMNS, SOURCE_NAMES, Problem, source_kind
 from .wvs_globalopinion import load_globalopinion
 from .wvs_sources import SourceError, aggregate_respondents, load_simllm, release_shares
 
@@ -25,7 +25,7 @@ from .wvs_sources import SourceError, aggregate_respondents, load_simllm, releas
 class Build:
     """What `make wvs` derives: the table, every problem row, the source comparisons, unmapped items."""
 
-    figures: pd.DataFrame
+    wvs_shares: pd.DataFrame
     problems: list[Problem]
     comparisons: pd.DataFrame  # winner, other, country, questions, max_diff, where
     unmapped: pd.DataFrame  # GlobalOpinionQA items that could not be mapped, with the reason
@@ -99,13 +99,15 @@ def merge_sources(sources: pd.DataFrame, thin_countries: set[str] | None = None)
     sources = sources[keep | sources["country"].isin(allowed)]
     rank = sources["kind"].map(PRIORITY.index)
     best = rank.groupby([sources["country"], sources["qid"]]).transform("min")
-    figures = sources[rank == best][FIGURE_COLUMNS].copy()
+    wvs_shares = sources[rank == best][SHARE_COLUMNS].copy()
     # every (country, question) sums to 1; only SimLLMCultureDist's percentages, rounded to two
     # decimals, move (by their rounding)
-    figures["share"] = (figures["share"] / figures.groupby(["country", "qid"])["share"].transform("sum")).round(6)
-    return figures.sort_values(["country", "qid", "share"], ascending=[True, True, False], kind="stable").reset_index(
-        drop=True
-    )
+    wvs_shares["share"] = (
+        wvs_shares["share"] / wvs_shares.groupby(["country", "qid"])["share"].transform("sum")
+    ).round(6)
+    return wvs_shares.sort_values(
+        ["country", "qid", "share"], ascending=[True, True, False], kind="stable"
+    ).reset_index(drop=True)
 
 
 def language_countries() -> set[str]:
@@ -122,10 +124,10 @@ def build(official_csv: Path | None = None, thin_countries: set[str] | None = No
     return Build(merge_sources(sources, thin), problems, compare_sources(sources), unmapped)
 
 
-def build_figures(official_csv: Path | None = None) -> tuple[pd.DataFrame, list[Problem]]:
-    """The project's figures table from ../shared (and a user's official CSV, which wins)."""
+def build_shares(official_csv: Path | None = None) -> tuple[pd.DataFrame, list[Problem]]:
+    """The project's answer-shares table from ../shared (and a user's official CSV, which wins)."""
     built = build(official_csv)
-    return built.figures, built.problems
+    return built.wvs_shares, built.problems
 
 
 def comparison_summary(comparisons: pd.DataFrame) -> pd.DataFrame:
@@ -147,10 +149,10 @@ def comparison_summary(comparisons: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_figures(figures: pd.DataFrame, path: Path | None = None) -> Path:
+def write_shares(wvs_shares: pd.DataFrame, path: Path | None = None) -> Path:
     from .runs import write_table
 
-    return write_table(path or paths.WVS_FIGURES, figures)
+    return write_table(path or paths.WVS_SHARES, wvs_shares)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,15 +181,15 @@ def main(argv: list[str] | None = None) -> int:
             f"  {pair.winner} vs {pair.other}: {pair.countries} countries ({pair.country_list}), {pair.questions} "
             f"questions, largest difference {pair.max_diff:.2g} ({pair.where})"
         )
-    figures = built.figures
-    path = write_figures(figures)
+    wvs_shares = built.wvs_shares
+    path = write_shares(wvs_shares)
     print(
-        f"wrote {path.relative_to(paths.REPO)}: {len(figures)} rows, {figures['country'].nunique()} countries, "
-        f"{figures.groupby(['country', 'qid']).ngroups} (country, question) pairs"
+        f"wrote {path.relative_to(paths.REPO)}: {len(wvs_shares)} rows, {wvs_shares['country'].nunique()} countries, "
+        f"{wvs_shares.groupby(['country', 'qid']).ngroups} (country, question) pairs"
     )
-    kinds = figures["source"].map(source_kind)
+    kinds = wvs_shares["source"].map(source_kind)
     for kind in PRIORITY:
-        chosen = figures[kinds == kind]
+        chosen = wvs_shares[kinds == kind]
         if len(chosen):
             print(
                 f"  {kind:13s} {chosen['country'].nunique():3d} countries, "
