@@ -224,6 +224,15 @@ def check_value(declared: Declared, value: Any, where: str) -> None:
         )
 
 
+def check_options(stage: str, namespace: dict[str, Any]) -> None:
+    """Refuse a notebook's value outside its `Literal` type as the kernel holds it: a notebook run
+    by hand (in Jupyter) gets the check the runner makes before it starts."""
+    for name, parameter in declared(stage).items():
+        if parameter.options is not None and name in namespace:
+            where = param_source(stage, name, namespace.get("model", ""), namespace.get("lang", "en"))
+            _check_option(parameter, namespace[name], where)
+
+
 def _check_option(declared: Declared, value: Any, where: str) -> None:
     """Refuse a value (or a list item) that is not one of the declared options."""
     options = declared.options or ()
