@@ -29,9 +29,14 @@ def shift_rates(answers: pd.DataFrame) -> pd.DataFrame:
     others = answers[answers["kind"] != "unaware"]
     rates = {}
     for mode in ANSWER_MODES:
-        mine, theirs = _codes(others[f"answer_{mode}"]), _codes(unaware.loc[others["id"], f"answer_{mode}"])
-        valid = ~(np.isnan(mine) | np.isnan(theirs))
-        frame = pd.DataFrame({"kind": others["kind"].to_numpy()[valid], "differ": mine[valid] != theirs[valid]})
+        persona_answer, unaware_answer = (
+            _codes(others[f"answer_{mode}"]),
+            _codes(unaware.loc[others["id"], f"answer_{mode}"]),
+        )
+        valid = ~(np.isnan(persona_answer) | np.isnan(unaware_answer))
+        frame = pd.DataFrame(
+            {"kind": others["kind"].to_numpy()[valid], "differ": persona_answer[valid] != unaware_answer[valid]}
+        )
         rates[mode] = frame.groupby("kind")["differ"].mean() * 100
     return pd.DataFrame(rates).rename_axis("kind")
 
@@ -48,8 +53,13 @@ def crqpc(
     by_id = questions.set_index("id")
     records = []
     for row in aware.itertuples(index=False):
-        mine, theirs = getattr(row, column), unaware.get(row.id)
-        if pd.isna(mine) or theirs is None or pd.isna(theirs) or int(mine) == int(theirs):
+        persona_answer, unaware_answer = getattr(row, column), unaware.get(row.id)
+        if (
+            pd.isna(persona_answer)
+            or unaware_answer is None
+            or pd.isna(unaware_answer)
+            or int(persona_answer) == int(unaware_answer)
+        ):
             continue
         q = by_id.loc[row.id]
         start = int(q["start"])
@@ -65,8 +75,8 @@ def crqpc(
                 "input": prompts.survey_block(q["question"], q["options"], start=start)
                 .removesuffix(prompts.ANSWER_CUE)
                 .rstrip(),
-                "output": str(int(mine)),
-                "unaware_answer": int(theirs),
+                "output": str(int(persona_answer)),
+                "unaware_answer": int(unaware_answer),
             }
         )
     return pd.DataFrame(
@@ -96,8 +106,13 @@ def crqpc_counts(answers: pd.DataFrame, aware_kind: str = "aware") -> pd.DataFra
     for culture, group in aware.groupby("culture", sort=True):
         row = {"culture": culture, "questions": len(group)}
         for name in ANSWER_MODES:
-            mine, theirs = _codes(group[f"answer_{name}"]), _codes(unaware.loc[group["id"], f"answer_{name}"])
-            row[f"kept_{name}"] = int(np.sum(~np.isnan(mine) & ~np.isnan(theirs) & (mine != theirs)))
+            persona_answer, unaware_answer = (
+                _codes(group[f"answer_{name}"]),
+                _codes(unaware.loc[group["id"], f"answer_{name}"]),
+            )
+            row[f"kept_{name}"] = int(
+                np.sum(~np.isnan(persona_answer) & ~np.isnan(unaware_answer) & (persona_answer != unaware_answer))
+            )
         expected = 0.0
         for probs, qid in zip(group["probs"], group["id"]):
             pu, pa = np.asarray(unaware.at[qid, "probs"], dtype=float), np.asarray(probs, dtype=float)

@@ -262,11 +262,12 @@ def check_one_precision(run: Run, dtype: str) -> None:
     for manifest in all_manifests():
         if manifest.get("model_name") != run.model or manifest.get("status") != "done":
             continue
-        theirs = (manifest.get("model") or {}).get("dtype")
-        if theirs and theirs != dtype and Path(manifest["dir"]) != run.dir:
+        other_dtype = (manifest.get("model") or {}).get("dtype")
+        if other_dtype and other_dtype != dtype and Path(manifest["dir"]) != run.dir:
             raise MixedPrecision(
-                f"{manifest['dir']} was computed in {theirs}; this run of {run.stage} computes in {dtype}. "
-                f"A job never mixes precisions: set model_config.dtype: {theirs} in params/models/{run.model}.yaml, "
+                f"{manifest['dir']} was computed in {other_dtype}; this run of {run.stage} computes in {dtype}. "
+                f"A job never mixes precisions: set model_config.dtype: {other_dtype} in "
+                f"params/models/{run.model}.yaml, "
                 f"or move {paths.outputs() / run.model} aside and run every stage again."
             )
 
