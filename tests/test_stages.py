@@ -196,8 +196,13 @@ def test_a_full_disk_stops_a_stage_in_one_line_and_the_rerun_runs(monkeypatch, c
     expected = f"error: no space left to write {notebook}: " if where == "papermill" else "no space left to write x.csv"
     assert expected in err
     assert Run("00_data", "gemma3-270m", "en").read_manifest()["status"] == "failed"
-    monkeypatch.setattr(papermill, "execute_notebook", lambda source, output, **kwargs: None)
-    assert stages.main(["run", "00_data"]) == 0
+    seen = []  # the scale the kernel inherits (params.param_source reads it), set only while it runs
+    monkeypatch.setattr(
+        papermill, "execute_notebook", lambda source, output, **k: seen.append(os.environ[params.SCALE_ENV])
+    )
+    monkeypatch.delenv(params.SCALE_ENV, raising=False)
+    assert stages.main(["run", "00_data", "--scale", "smoke"]) == 0
+    assert seen == ["smoke"] and params.SCALE_ENV not in os.environ
 
 
 @pytest.mark.process

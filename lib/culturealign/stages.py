@@ -19,9 +19,10 @@ import subprocess
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import yaml
 
@@ -150,6 +151,21 @@ def run_stage(stage: str, model: str, lang: str, scale: str = "full") -> Path:
         return _execute(run, values, scale)
 
 
+@contextmanager
+def _kernel_scale(scale: str) -> Iterator[None]:
+    """Set SCALE_ENV for the block: the kernel inherits it, so params.param_source names the files
+    of the run's scale."""
+    previous = os.environ.get(P.SCALE_ENV)
+    os.environ[P.SCALE_ENV] = scale
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(P.SCALE_ENV, None)
+        else:
+            os.environ[P.SCALE_ENV] = previous
+
+
 FULL_DISK_ERRORS = ("[Errno 28]", "[Errno 122]")  # how ENOSPC and EDQUOT read in a kernel's error
 
 
@@ -163,9 +179,8 @@ def _execute(run: Run, values: dict[str, Any], scale: str) -> Path:
     which = f"model {run.model}, language {run.lang}"
     shown = f" ({scale})" if scale != "full" else ""
     print(f"[{now()}] {run.stage}  model={run.model} lang={run.lang}{shown} -> {output}", flush=True)
-    os.environ[P.SCALE_ENV] = scale  # the kernel inherits it: params.param_source names the scale's files
     try:
-        with naming_a_full_disk(output):  # papermill saves the executed notebook after every cell
+        with _kernel_scale(scale), naming_a_full_disk(output):  # papermill saves the notebook after every cell
             papermill.execute_notebook(
                 str(build_notebook(run.stage)),
                 str(output),
