@@ -221,3 +221,12 @@ def test_a_full_disk_stops_a_table_write_naming_it_and_keeps_the_table_it_had(tm
     with pytest.raises(runs.DiskFull, match=f"no space left to write {target}: .* bytes free there, more room"):
         runs.write_table(target, pd.DataFrame({"p": [0.25]}))
     assert target.read_text() == "p\n0.5\n" and [p.name for p in target.parent.iterdir()] == ["outcomes.csv"]
+
+
+def test_a_full_disk_before_a_run_starts_names_the_folder_not_its_permissions(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runs.tempfile, "NamedTemporaryFile", full)
+    with pytest.raises(runs.DiskFull, match=f"^no space left to write {tmp_path / 'run'}: .* bytes free there"):
+        runs.check_writable(tmp_path / "run")

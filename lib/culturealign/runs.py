@@ -148,12 +148,14 @@ def package_versions() -> dict[str, str]:
 
 
 def check_writable(folder: Path) -> None:
-    """Fail before any work if outputs cannot be written, rather than after an hour of it."""
+    """Fail before any work if outputs cannot be written (or the disk is full), not after the work."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as err:
+        if err.errno in FULL_DISK:
+            raise DiskFull(folder) from err
         raise PermissionError(
             f"cannot write to {folder}: {err.strerror}. Make it writable or set "
             f"CULTUREALIGN_OUTPUTS to a writable folder."
