@@ -348,16 +348,11 @@ def append(fd: int, data: bytes) -> None:
 
 
 class ResultCache:
-    """An append-only JSON-lines cache: one record per finished item, keyed by a string.
-
-    A rerun reads it and skips finished keys; a killed run loses at most what was not yet
-    appended. A line that cannot be read back (torn by a kill, NUL bytes after a crash, invalid
-    UTF-8, JSON without a "key") is skipped, so its item is computed again, and the count and line
-    numbers are printed to stderr (and kept in `skipped`): damage costs recomputation, never the
-    run. Several processes may share one cache (`stages all --jobs N`: languages write the model's
-    score cache side by side): each batch is appended in one write under an exclusive lock, and the
-    repair of a torn last line takes the lock too, so it never cuts another process's record.
-    """
+    """An append-only JSON-lines cache: one record per finished item, keyed by a string; a rerun
+    skips finished keys. A line that cannot be read back (torn by a kill, NUL bytes, invalid UTF-8,
+    no "key") is skipped and reported, so damage costs recomputation, never the run. Processes that
+    share a cache (`--jobs N`) append each batch in one write under an exclusive lock, which the
+    repair of a torn tail takes too; a full disk cuts a batch back to its last whole line."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
