@@ -6,12 +6,11 @@ import errno
 import os
 import subprocess
 import sys
-import time
 
 import papermill
 import pytest
 
-from culturealign import params, stages
+from culturealign import params, runs, stages
 from culturealign.runs import Run
 
 
@@ -207,16 +206,26 @@ def test_a_full_disk_stops_a_stage_in_one_line_and_the_rerun_runs(monkeypatch, c
 
 @pytest.mark.process
 def test_two_runs_of_one_stage_at_once_the_second_refuses_naming_the_first(isolated_outputs):
-    """Two users start the same stage, model and language on the same outputs: the second stops at
-    once with one line naming the first's process, which finishes alone."""
-    command = [sys.executable, "-m", "culturealign.stages", "run", "00_data", "--scale", "smoke"]
+    """A user starts a stage, model and language that another process is running on the same
+    outputs: the command stops at once with one line naming that process. The first is a process
+    that holds the run's lock as stages.run_stage does while papermill executes the notebook."""
     env = {**os.environ, "CULTUREALIGN_OUTPUTS": str(isolated_outputs)}
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    lock = isolated_outputs / "gemma3-270m" / "en" / ".00_data.lock"
-    deadline = time.monotonic() + 60
-    while f"process {first.pid} " not in (lock.read_text() if lock.exists() else "") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    holder = (
+        "import sys; from culturealign import runs\n"
+        "with runs.exclusive(runs.Run('00_data', 'gemma3-270m', 'en')):\n"
+        "    print('held', flush=True); sys.stdin.read()\n"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-c", holder], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert first.stdout.readline().strip() == "held"
+        command = [sys.executable, "-m", "culturealign.stages", "run", "00_data", "--scale", "smoke"]
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        first.communicate("", timeout=60)  # the first run ends: its lock goes with it
     assert second.returncode == 2 and len(second.stderr.strip().splitlines()) == 1
     assert f"00_data for model gemma3-270m, language en is already running (process {first.pid} on" in second.stderr
-    assert first.wait(timeout=300) == 0, first.stderr[-2000:]
+    assert not (isolated_outputs / "gemma3-270m" / "en" / "00_data" / "params.yaml").exists()  # it did nothing
+    with runs.exclusive(Run("00_data", "gemma3-270m", "en")):
+        pass
