@@ -31,6 +31,8 @@
 # `fidelity.csv` to `outputs/<model>/<lang>/10_zero_shot/`.
 
 # %% tags=["parameters"]
+from typing import Literal
+
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
@@ -38,8 +40,8 @@ country: str = "USA"  # ISO3 country whose WVS answers are the labels for this l
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
 max_probes: int = 0  # use only the first N labelled probes (0: all)
-probe_order: str = "file"  # which probes come first: file (the probe file's order) or shared (WVS questions labelled in the most languages)
-invalid_responses: str = "not_aligned"  # a response that is no option: not_aligned (the paper's count) or excluded (renormalised)
+probe_order: Literal["file", "shared"] = "file"  # which probes come first: file (the probe file's order) or shared (WVS questions labelled in the most languages)
+invalid_responses: Literal["not_aligned", "excluded"] = "not_aligned"  # a response that is no option: not_aligned (the paper's count) or excluded (renormalised)
 sample_draws: int = 10  # responses per prompt for a model without logits (API), parsed by the reader's rule
 fidelity_probes: int = 3  # probes re-measured by sampling, to check exact mode
 fidelity_draws: int = 50  # sampled responses per fidelity probe

@@ -1,12 +1,6 @@
 """Self-Alignment's tests and contrasts: the declared families, the pooled primary test per
-model, the per-language tests (Holm over every language and comparison of the model), and the
-contrasts between conditions with their sign-flip p and inverted intervals.
-
-The primary statistic is the number the report prints as "+ minus placebo": the improved % of
-chrF++ across minus that of the random-answer placebo, 100 * sum_i (P(improved_i | a) -
-P(improved_i | b)) / sum_i P(misaligned_i) over a language's common probes. Its test
-(`metrics.sign_flip_ratio`) flips the sign of each probe's difference, so the p and the interval
-beside it are about that very number. docs/protocol.md describes every column.
+model, the per-language tests, and the contrasts between conditions with their sign-flip p and
+inverted intervals. docs/protocol.md describes every column.
 """
 
 from __future__ import annotations
