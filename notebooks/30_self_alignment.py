@@ -80,6 +80,7 @@ from culturealign import (
     wvs,
 )
 
+selfalign.check_draws(draws)
 selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
 if selfalign.PLACEBO_COUNTRY in strategies:
     placebos.check_swap_country(swap_country, wvs.countries_with_shares(), country)

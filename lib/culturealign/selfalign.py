@@ -66,14 +66,21 @@ def check_conditions(
         raise DemoError(
             f"unknown strategy or placebo {unknown} in parameter `strategies`. Strategies: {', '.join(conditions())}"
         )
-    if not isinstance(draws, int) or draws < 1:
-        raise DemoError(
-            f"parameter `draws` (R, repeats of the random choices) must be a whole number >= 1, got {draws!r}"
-        )
+    check_draws(draws)
     if combination not in COMBINATIONS:
         raise DemoError(f"parameter `order_combination` must be one of {', '.join(COMBINATIONS)}, got {combination!r}")
     if pairing not in PAIRINGS:
         raise DemoError(f"parameter `order_pairing` must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+
+
+def check_draws(draws: int) -> None:
+    """Refuse draws < 1 (a range, which the parameter's type does not hold), naming the value."""
+    from .demos import DemoError
+
+    if not isinstance(draws, int) or draws < 1:
+        raise DemoError(
+            f"parameter `draws` (R, repeats of the random choices) must be a whole number >= 1, got {draws!r}"
+        )
 
 
 def display_order(probe: pd.Series | tuple, lang: str, seed: int, context: str = "query") -> tuple[str, str]:
