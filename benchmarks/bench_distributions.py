@@ -36,7 +36,7 @@ def question_first(text: str, system: str) -> str:
 
 
 def sample_items(questions_per_country: int, seed: int):
-    countries, ids = distributional.check_selection(list(SAMPLE_COUNTRIES), [], "jsd", lambda key: "the bench")
+    countries, ids = distributional.check_selection(list(SAMPLE_COUNTRIES), [], lambda key: "the bench")
     survey = distributional.survey_questions(ids)
     human, _ = distributional.human_distributions(survey, countries)
     items = distributional.ask_items(survey, human, countries)
@@ -64,7 +64,7 @@ def layout_texts(lm, items, survey, layout: str) -> tuple[list[str], list[list[s
 
 
 def full_counts() -> dict[str, int]:
-    countries, ids = distributional.check_selection([], [], "jsd", lambda key: "the bench")
+    countries, ids = distributional.check_selection([], [], lambda key: "the bench")
     survey = distributional.survey_questions(ids)
     human, _ = distributional.human_distributions(survey, countries)
     items = distributional.ask_items(survey, human, countries)

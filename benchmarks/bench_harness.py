@@ -83,7 +83,7 @@ def main() -> int:
 
     lm = models.load_model(models.spec_for("gemma3-270m"))
     rows, wvs_rows, began = [], [], time.time()
-    figures, questions = wvs.load_figures(), culturespa_eval.wvs_eval_questions()
+    figures, questions = wvs.load_shares(), culturespa_eval.wvs_eval_questions()
     human = harness.human_distributions(questions, figures)
     average = harness.country_average(human)
     for primer in ("none", "examples"):

@@ -16,10 +16,10 @@
 # Shared by both papers. **Self-Alignment** (Choenni & Shutova, 2024) measures a model with
 # two-option cloze probes ("Religion is _ to me.": important / unimportant) in 14 languages,
 # each scored against the majority answer of the country its language maps to in the World
-# Values Survey wave 7 (WVS-7). **CultureSPA** (Xu et al., 2024) scores against the same figures.
+# Values Survey wave 7 (WVS-7). **CultureSPA** (Xu et al., 2024) scores against the same answer shares.
 #
-# *Reads* `data/probes/*.tsv` (the project's own probes) and `data/wvs/country_shares.csv` (figures
-# derived from WVS-7). *Writes* to `outputs/<model>/<lang>/00_data/`: probe counts per category
+# *Reads* `data/probes/*.tsv` (the project's own probes) and `data/wvs/country_shares.csv` (answer
+# shares derived from WVS-7). *Writes* to `outputs/<model>/<lang>/00_data/`: probe counts per category
 # and language, the coverage matrix (language x country), label balance per country, and the
 # scale check. It also loads the model once, proving the path from parameters to a manifest.
 
@@ -33,9 +33,9 @@ from culturealign import params, probes, runs, stage, wvs
 
 run, lm = stage.begin("00_data", globals())
 langs = probes.probe_languages()
-figures = wvs.load_figures()
-countries = wvs.countries_with_figures(figures)
-print(f"{len(langs)} probe languages, WVS figures for {len(countries)} countries")
+wvs_shares = wvs.load_shares()
+countries = wvs.countries_with_shares(wvs_shares)
+print(f"{len(langs)} probe languages, WVS answer shares for {len(countries)} countries")
 
 # %% [markdown]
 # ## Probes per WVS category and language
@@ -49,34 +49,34 @@ counts
 
 # %% [markdown]
 # ## Coverage: probes with a majority label, per language and country
-# A label needs the country's WVS figures for the probe's question. The paper maps each language
-# to one country (listed below). The figures merge four public derivations of WVS-7; where they
+# A label needs the country's WVS answer shares for the probe's question. The paper maps each language
+# to one country (listed below). The shares merge four public derivations of WVS-7; where they
 # overlap, one wins per country and question (see `data/README.md`). Malaysia has only the ~20
 # items of a GlobalOpinionQA sample, Greece the 50 items of its respondent file plus a few more.
 
 # %%
 lang_country = params.language_countries()
-coverage = probes.coverage_matrix(langs, countries, figures)
+coverage = probes.coverage_matrix(langs, countries, wvs_shares)
 runs.write_table(run.path("coverage.csv"), coverage.reset_index(names="lang"))
 print("language -> its country: labelled probes")
 for l, c in lang_country.items():
     if l not in coverage.index:
         print(f"  {l} -> {c}: no probe file data/probes/{l}.tsv")
     elif c not in coverage.columns:
-        print(f"  {l} -> {c}: no WVS figures; add the country with `make wvs WVS_CSV=...`")
+        print(f"  {l} -> {c}: no WVS answer shares; add the country with `make wvs WVS_CSV=...`")
     else:
         print(f"  {l} -> {c}: {coverage.at[l, c]}")
 coverage
 
 # %% [markdown]
 # ## Coverage per language, country and source
-# Which source's figures are behind each language's labels: `release` (CultureSPA's 259 questions),
+# Which source's shares are behind each language's labels: `release` (CultureSPA's 259 questions),
 # `simllm` (SimLLMCultureDist, 185 questions), `respondents` (aggregated here), `globalopinion`
 # (WVS items of a GlobalOpinionQA sample), `official` (a user's WVS-7 CSV). The full table, for
 # every country, is in `coverage_by_source.csv`.
 
 # %%
-by_source = probes.coverage_by_source(langs, countries, figures)
+by_source = probes.coverage_by_source(langs, countries, wvs_shares)
 runs.write_table(run.path("coverage_by_source.csv"), by_source)
 own = by_source[[lang_country.get(l) == c for l, c in zip(by_source["lang"], by_source["country"])]]
 own.pivot_table(index=["lang", "country"], columns="source", values="labelled", aggfunc="sum", fill_value=0, margins=True,
@@ -88,7 +88,7 @@ own.pivot_table(index=["lang", "country"], columns="source", values="labelled", 
 # excluded with a reason.
 
 # %%
-balance = probes.label_balance(countries, figures)
+balance = probes.label_balance(countries, wvs_shares)
 runs.write_table(run.path("label_balance.csv"), balance)
 balance
 

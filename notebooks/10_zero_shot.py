@@ -31,6 +31,8 @@
 # `fidelity.csv` to `outputs/<model>/<lang>/10_zero_shot/`.
 
 # %% tags=["parameters"]
+from typing import Literal
+
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
@@ -38,14 +40,14 @@ country: str = "USA"  # ISO3 country whose WVS answers are the labels for this l
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
 max_probes: int = 0  # use only the first N labelled probes (0: all)
-probe_order: str = "file"  # which probes come first: file (the probe file's order) or shared (WVS questions labelled in the most languages)
-invalid_responses: str = "not_aligned"  # a response that is no option: not_aligned (the paper's count) or excluded (renormalised)
+probe_order: Literal["file", "shared"] = "file"  # which probes come first: file (the probe file's order) or shared (WVS questions labelled in the most languages)
+invalid_responses: Literal["not_aligned", "excluded"] = "not_aligned"  # a response that is no option: not_aligned (the paper's count) or excluded (renormalised)
 sample_draws: int = 10  # responses per prompt for a model without logits (API), parsed by the reader's rule
 fidelity_probes: int = 3  # probes re-measured by sampling, to check exact mode
 fidelity_draws: int = 50  # sampled responses per fidelity probe
 
 # %%
-from culturealign import probes, prompts, runs, scoring, selfalign, stage
+from culturealign import probes, prompts, runs, scoring, selfalign, selfalign_tables, stage
 
 measuring = selfalign.Measuring(invalid_responses, sample_draws)
 run, lm = stage.begin("10_zero_shot", globals())
@@ -66,7 +68,7 @@ print(scoring.context_of(selfalign.zero_shot_prompt(prompts.PromptFormat.of(lm),
 
 # %%
 zero = selfalign.zero_shot(lm, labelled, lang, seed, measuring)
-runs.write_table(run.path("zero_shot.csv"), zero)
+selfalign_tables.ZERO_SHOT.write(zero, run.dir)
 zero[["probe_id", "template", "majority_option", "p_majority_ab", "p_majority_ba", "p_other", "p_misaligned", "mode"]].head(10)
 
 # %% [markdown]
@@ -80,9 +82,11 @@ zero["p_other"].describe().round(3)
 
 # %% [markdown]
 # ## Misaligned probes under the paper's protocol
-# The expected number of probes one run of the protocol flags, against the deterministic rule (expected count rounded)
-# (round(10 p) < 10, i.e. p < 0.95), which calls a probe with p = 0.96 never misaligned although the
-# protocol flags it in 34% of runs.
+# One run of the protocol samples 10 answers and flags a probe as misaligned unless all 10 are the
+# majority answer, so a probe with P(majority) = p is flagged with probability 1 - p^10. The cell
+# sets the expected number of flagged probes beside the rule that rounds the expected count,
+# round(10 p) < 10 (p < 0.95): that rule never flags a probe with p = 0.96, which one run flags
+# with probability 1 - 0.96^10 = 0.34.
 
 # %%
 share = zero["p_misaligned"].mean() * 100

@@ -26,11 +26,13 @@
 # `outputs/<model>/<lang>/20_demonstrations/`.
 
 # %% tags=["parameters"]
+from typing import Literal
+
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
 country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
-strategies: list = ["random", "random_category", "chrf_category", "chrf_all"]  # demonstration strategies
+strategies: list[Literal["random", "random_category", "chrf_category", "chrf_all"]] = ["random", "random_category", "chrf_category", "chrf_all"]  # demonstration strategies
 n_demos: int = 5  # demonstrations per prompt
 
 # %%

@@ -40,24 +40,26 @@
 # `tests.csv` to `outputs/<model>/<lang>/30_self_alignment/`.
 
 # %% tags=["parameters"]
+from typing import Literal
+
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
 country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
-strategies: list = ["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled", "placebo_random_answer", "placebo_minority_answer", "placebo_country_swap", "zero_shot_retest"]  # strategies and controls to run
+strategies: list[Literal["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled", "placebo_random_answer", "placebo_minority_answer", "placebo_country_swap", "zero_shot_retest"]] = ["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled", "placebo_random_answer", "placebo_minority_answer", "placebo_country_swap", "zero_shot_retest"]  # strategies and controls to run
 draws: int = 1  # R: repeats of every random choice (random demonstrations, shuffled order, random answers), averaged
-order_combination: str = "per_draw"  # the paper's random option order: per_draw (each response) or per_prompt (once per prompt)
-order_pairing: str = "independent"  # per_prompt order of the before and after prompts: independent or same_order (shared)
-swap_country: str = "random_other"  # country-swap placebo: random_other (seeded, per probe), adversarial_most_different (a stress test) or an ISO3 country with WVS figures
-remeasure_above: float = 0.001  # re-measure every probe whose P(misaligned) = 1 - p^10 is at least this
-outcome_rule: str = "expected"  # expected: the paper's protocol in expectation; rounded: misaligned when round(10 p) < 10, outcome by rounded counts
+order_combination: Literal["per_draw", "per_prompt"] = "per_draw"  # the paper's random option order: per_draw (each response) or per_prompt (once per prompt)
+order_pairing: Literal["independent", "same_order"] = "independent"  # per_prompt order of the before and after prompts: independent or same_order (shared)
+swap_country: str = "random_other"  # country-swap placebo: random_other (seeded, per probe), adversarial_most_different (a stress test) or an ISO3 country with WVS answer shares
+remeasure_above: float = 0.001  # re-measure every probe whose P(misaligned), 1 - p^10, is at least this
+outcome_rule: Literal["expected", "rounded"] = "expected"  # expected: the paper's protocol in expectation; rounded: misaligned when round(10 p) < 10, outcome by rounded counts
 simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
 contrast_resamples: int = 2000  # sign-flip resamples for the p and inverted intervals of contrasts.csv (exact when 2^n is fewer)
 permutation_resamples: int = 9999  # sign-flip resamples of tests.csv (exact when 2^n is fewer)
 max_probes: int = 0  # re-measure only the first N selected probes (0: all)
-invalid_responses: str = "not_aligned"  # a response that is no option: not_aligned (the paper's count) or excluded (renormalised)
+invalid_responses: Literal["not_aligned", "excluded"] = "not_aligned"  # a response that is no option: not_aligned (the paper's count) or excluded (renormalised)
 sample_draws: int = 10  # responses per prompt for a model without logits (API), parsed by the reader's rule
 
 # %%
@@ -65,25 +67,35 @@ import ast
 
 import pandas as pd
 
-from culturealign import placebos, probes, prompts, runs, selfalign, selfalign_summary, selfalign_tests, stage, wvs
+from culturealign import (
+    placebos,
+    probes,
+    prompts,
+    runs,
+    selfalign,
+    selfalign_summary,
+    selfalign_tables,
+    selfalign_tests,
+    stage,
+    wvs,
+)
 
-selfalign.check_conditions(strategies, draws, order_combination, order_pairing)
-selfalign.check_rule(outcome_rule)
+selfalign.check_draws(draws)
 selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
 if selfalign.PLACEBO_COUNTRY in strategies:
-    placebos.check_swap_country(swap_country, wvs.countries_with_figures(), country)
+    placebos.check_swap_country(swap_country, wvs.countries_with_shares(), country)
 measuring = selfalign.Measuring(invalid_responses, sample_draws)
-zero = pd.read_csv(runs.load_run(model, lang, "10_zero_shot").path("zero_shot.csv"))
+zero = selfalign_tables.ZERO_SHOT.read(runs.load_run(model, lang, "10_zero_shot").dir)
 choices = pd.read_csv(runs.load_run(model, lang, "20_demonstrations").path("demonstrations.csv"),
                       converters={"demo_ids": ast.literal_eval}, keep_default_na=False)
 run, lm = stage.begin("30_self_alignment", globals())
 misalignment = selfalign.misalignment(zero, order_combination, remeasure_above, outcome_rule)
-runs.write_table(run.path("misalignment.csv"), misalignment)
+selfalign_tables.MISALIGNMENT.write(misalignment, run.dir)
 selected = misalignment["remeasured"].to_numpy()
 if max_probes:
     selected = selected & (misalignment["remeasured"].cumsum() <= max_probes).to_numpy()
 labelled = probes.labelled_probes(lang, country)
-swap_labels = placebos.country_labels(labelled, wvs.countries_with_figures()) if selfalign.PLACEBO_COUNTRY in strategies else None
+swap_labels = placebos.country_labels(labelled, wvs.countries_with_shares()) if selfalign.PLACEBO_COUNTRY in strategies else None
 print(f"{int(selected.sum())} probes re-measured (expected misaligned: {misalignment['p_misaligned'].sum():.1f} of "
       f"{len(zero)}) x {len(strategies)} conditions, random ones drawn {draws} times")
 
@@ -102,12 +114,11 @@ print(selfalign.demonstration_prompt(prompts.PromptFormat.of(lm), by_id.loc[prob
 # %%
 plan = selfalign.Remeasurement(strategies, draws, pd.Series(selected, index=zero.index), swap_labels, swap_country)
 results = selfalign.self_aligned(lm, zero, labelled, choices, lang, seed, plan, measuring)
-runs.write_table(run.path("self_alignment.csv"), results)
+selfalign_tables.SELF_ALIGNMENT.write(results, run.dir)
 outcomes = selfalign.outcomes(results, order_combination, outcome_rule, order_pairing).assign(model=model, lang=lang)
-runs.write_table(run.path("outcomes.csv"), outcomes.drop(columns=["model", "lang"]))
-if "p_other_after" in results:
-    print(f"self-aligned prompts flagged (p_other > 0.5): {int((results['p_other_after'] > 0.5).sum())} of "
-          f"{int(results['p_other_after'].notna().sum())}; median p_other {results['p_other_after'].median():.3f}")
+selfalign_tables.OUTCOMES.write(outcomes.drop(columns=["model", "lang"]), run.dir)
+print(f"self-aligned prompts flagged (p_other > 0.5): {int((results['p_other_after'] > 0.5).sum())} of "
+      f"{int(results['p_other_after'].notna().sum())}; median p_other {results['p_other_after'].median():.3f}")
 outcomes[["probe_id", "strategy", "p_before", "p_after", "misaligned", "improved", "same", "decreased", "error_reduction"]].head(10).round(3)
 
 # %% [markdown]
@@ -121,8 +132,8 @@ outcomes[["probe_id", "strategy", "p_before", "p_after", "misaligned", "improved
 # %%
 tests = selfalign_tests.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
 table = selfalign_summary.table1(outcomes, tests, runs=simulation_runs, seed=seed)
-runs.write_table(run.path("table1.csv"), table)
-runs.write_table(run.path("tests.csv"), tests)
+selfalign_tables.TABLE1.write(table, run.dir)
+selfalign_tables.TESTS.write(tests, run.dir)
 table[["strategy", "n_misaligned", "improved", "same", "decreased", "net_improved", "net_improved_low", "net_improved_high",
        "weighted_delta", "weighted_delta_low", "weighted_delta_high", "improved_no_effect", "no_effect_source", "n",
        "few_probes", "n_unserved", "improved_run_low", "improved_run_high"]].round(3)
@@ -136,7 +147,7 @@ table[["strategy", "n_misaligned", "improved", "same", "decreased", "net_improve
 
 # %%
 contrasts = selfalign_tests.contrasts(outcomes, n_resamples=contrast_resamples, seed=seed)
-runs.write_table(run.path("contrasts.csv"), contrasts)
+selfalign_tables.CONTRASTS.write(contrasts, run.dir)
 contrasts.drop(columns=["model", "lang"]).round(3)
 
 # %% [markdown]

@@ -46,13 +46,13 @@ permutation_resamples: int = 9999  # sign-flip resamples of the tests (exact whe
 # %%
 from IPython.display import Image, display
 
-from culturealign import paths, runs, selfalign_summary, selfalign_tests, stage
+from culturealign import paths, selfalign_figures, selfalign_summary, selfalign_tables, selfalign_tests, stage
 
 selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
 run, _ = stage.begin("40_summary", globals())
-zero = selfalign_summary.collect("zero_shot.csv", "10_zero_shot")
-outcomes = selfalign_summary.collect("outcomes.csv", "30_self_alignment")
-misalignment = selfalign_summary.collect("misalignment.csv", "30_self_alignment")
+zero = selfalign_summary.collect(selfalign_tables.ZERO_SHOT, "10_zero_shot")
+outcomes = selfalign_summary.collect(selfalign_tables.OUTCOMES, "30_self_alignment")
+misalignment = selfalign_summary.collect(selfalign_tables.MISALIGNMENT, "30_self_alignment")
 assert not outcomes.empty, "no finished 30_self_alignment run with outcomes.csv under outputs/: run stages 10-30 first"
 out = paths.summary_dir()
 print(f"runs: {outcomes.groupby(['model', 'lang']).ngroups} (model, language) pairs; {len(outcomes)} probe x condition rows")
@@ -63,8 +63,8 @@ print(f"runs: {outcomes.groupby(['model', 'lang']).ngroups} (model, language) pa
 # %%
 tests = selfalign_tests.paired_tests(outcomes, n_resamples=permutation_resamples, seed=seed)
 t1 = selfalign_summary.table1(outcomes, tests, runs=simulation_runs, seed=seed)
-runs.write_table(out / "table1.csv", t1)
-runs.write_table(out / "tests.csv", tests)
+selfalign_tables.TABLE1.write(t1, out)
+selfalign_tables.TESTS.write(tests, out)
 t1[["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased", "net_improved", "net_improved_low",
     "net_improved_high", "weighted_delta", "weighted_delta_low", "weighted_delta_high", "improved_no_effect",
     "no_effect_source", "n", "few_probes", "n_unserved", "improved_run_low", "improved_run_high", "improved_draw_sd"]].round(3)
@@ -74,7 +74,7 @@ t1[["model", "lang", "strategy", "n_misaligned", "improved", "same", "decreased"
 
 # %%
 contrasts = selfalign_tests.contrasts(outcomes, n_resamples=contrast_resamples, seed=seed)
-runs.write_table(out / "contrasts.csv", contrasts)
+selfalign_tables.CONTRASTS.write(contrasts, out)
 contrasts.round(3)
 
 # %% [markdown]
@@ -92,10 +92,10 @@ tests.round(4)
 
 # %%
 soft = selfalign_summary.soft_alignment(outcomes, zero)
-runs.write_table(out / "soft_alignment.csv", soft)
+selfalign_tables.SOFT_ALIGNMENT.write(soft, out)
 gaps = selfalign_summary.order_gaps(zero, outcomes)
 sensitivity = selfalign_summary.order_sensitivity(gaps)
-runs.write_table(out / "order_sensitivity.csv", sensitivity)
+selfalign_tables.ORDER_SENSITIVITY.write(sensitivity, out)
 display(soft.round(3))
 sensitivity.round(3)
 
@@ -103,7 +103,7 @@ sensitivity.round(3)
 # ## Figures
 
 # %%
-made = selfalign_summary.figures(t1, outcomes, misalignment, soft, gaps, out, seed)
+made = selfalign_figures.figures(t1, outcomes, misalignment, soft, gaps, out, seed)
 for name, files in made.items():
     print(name)
     display(Image(filename=str(files[0]), width=700))

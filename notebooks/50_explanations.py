@@ -25,27 +25,28 @@
 # *Writes* `explanations.csv` to `outputs/<model>/<lang>/50_explanations/`.
 
 # %% tags=["parameters"]
+from typing import Literal
+
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
 country: str = "USA"  # ISO3 country whose WVS answers are the labels for this language
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
-strategy: str = "chrf_all"  # whose self-aligned answers to explain
+strategy: Literal["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled", "placebo_random_answer", "placebo_minority_answer", "placebo_country_swap", "zero_shot_retest"] = "chrf_all"  # whose self-aligned answers to explain
 max_explanations: int = 10  # explain at most this many probes
 max_new_tokens: int = 60  # length of each explanation
 
 # %%
-import ast
 
 import pandas as pd
 
-from culturealign import probes, prompts, runs, scoring, selfalign, stage
+from culturealign import probes, prompts, runs, scoring, selfalign, selfalign_tables, stage
 
 stage30 = runs.load_run(model, lang, "30_self_alignment")
 run, lm = stage.begin("50_explanations", globals())
-outcomes = pd.read_csv(stage30.path("outcomes.csv"), keep_default_na=False, na_values=[""])
-results = pd.read_csv(stage30.path("self_alignment.csv"), converters={"demo_ids": ast.literal_eval})
+outcomes = selfalign_tables.OUTCOMES.read(stage30.dir)
+results = selfalign_tables.SELF_ALIGNMENT.read(stage30.dir)
 chosen = selfalign.explanation_candidates(outcomes, strategy).head(max_explanations)
 labelled = probes.labelled_probes(lang, country).set_index("probe_id", drop=False)
 print(f"{len(chosen)} probes to explain ({strategy}): most likely answer after self-alignment is the majority answer")

@@ -39,6 +39,8 @@
 # answer under every mode, and `answer` under the chosen one) and `similar_cultures.csv`.
 
 # %% tags=["parameters"]
+from typing import Literal
+
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
@@ -46,16 +48,14 @@ seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
 cultures: list = []  # ISO3 cultures (empty: the paper's 18, culturespa.CULTURES)
 max_questions: int = 0  # answer only the first N generated questions (0: all)
-answer_mode: str = "sample"  # sample: one reply drawn as the authors did; common: common random numbers; argmax
-reply_parsing: str = "strict"  # strict: the reply begins with an option code (exact where the engine has logits); authors: first integer 0-10 anywhere in a sampled reply (their script), in every engine
+answer_mode: Literal["sample", "common", "argmax"] = "sample"  # sample: one reply drawn as the authors did; common: common random numbers; argmax
+reply_parsing: Literal["authors", "strict"] = "strict"  # strict: the reply begins with an option code (exact where the engine has logits); authors: first integer 0-10 anywhere in a sampled reply (their script), in every engine
 
 # %%
 import pandas as pd
 
-from culturealign import culturespa, runs, stage
+from culturealign import culturespa, culturespa_crqpc, runs, stage
 
-culturespa.check_answer_mode(answer_mode, culturespa.param_source("70_culture_prompting", "answer_mode", model, lang))
-culturespa.check_reply_parsing(reply_parsing, culturespa.param_source("70_culture_prompting", "reply_parsing", model, lang))
 cultures = cultures or culturespa.CULTURES
 culturespa.check_cultures(cultures)
 answering = culturespa.Answering(answer_mode, seed, reply_parsing)
@@ -81,7 +81,7 @@ table
 settings = [("unaware", None)] + [(kind, c) for kind in ("aware", "cross") for c in cultures]
 answers = culturespa.answer_questions(lm, questions, settings, similar, answering)
 culturespa.write_answers(run.path("answers.csv"), answers)
-changed = culturespa.shift_rates(answers)
+changed = culturespa_crqpc.shift_rates(answers)
 print(f"answers counted: answer_mode={answer_mode}; measured: {', '.join(sorted(set(answers['measure'])))}; "
       f"invalid draws under sample: {answers['answer_sample'].isna().mean():.1%}; "
       f"prompts flagged (other > 0.5): {int((answers['other'] > 0.5).sum())} of {len(answers)}; "

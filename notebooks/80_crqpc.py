@@ -30,31 +30,30 @@
 # *Writes* `crqpc_joint.jsonl`, `crqpc_<culture>.jsonl` and `counts.csv`.
 
 # %% tags=["parameters"]
+from typing import Literal
+
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
-aware_kind: str = "aware"  # which aware answers to keep: aware or cross
+aware_kind: Literal["aware", "cross"] = "aware"  # which aware answers to keep: aware or cross
 
 # %%
 import pandas as pd
 
-from culturealign import culturespa, runs, stage
+from culturealign import culturespa, culturespa_crqpc, runs, stage
 
 run, _ = stage.begin("80_crqpc", globals())
 questions = pd.DataFrame(runs.ResultCache(runs.load_run(model, lang, "60_generate_questions").path("questions.jsonl")).records.values())
 prompting = runs.load_run(model, lang, "70_culture_prompting")
 answers = culturespa.read_answers(prompting.path("answers.csv"))
 answer_mode = prompting.read_manifest()["params"]["answer_mode"]
-if aware_kind not in ("aware", "cross"):
-    raise culturespa.CultureSPAError(f"{culturespa.param_source('80_crqpc', 'aware_kind', model, lang)}: "
-                                     f"aware_kind must be aware or cross, not {aware_kind!r}")
 print(f"answers drawn in stage 70 with answer_mode={answer_mode}")
 
 # %% [markdown]
 # ## Keep the answers that shift
 
 # %%
-pairs = culturespa.crqpc(answers, questions, aware_kind)
-counts = culturespa.crqpc_counts(answers, aware_kind)
+pairs = culturespa_crqpc.crqpc(answers, questions, aware_kind)
+counts = culturespa_crqpc.crqpc_counts(answers, aware_kind)
 counts.insert(1, "answer_mode", answer_mode)
 counts.insert(3, "kept", [int((pairs["culture"] == c).sum()) for c in counts["culture"]])
 assert (counts["kept"] == counts[f"kept_{answer_mode}"]).all(), "CRQPC pairs disagree with the counts of their own mode"

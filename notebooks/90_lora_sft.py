@@ -57,16 +57,16 @@ adapter_seeds: list = [0, 1, 2]  # training seeds: every adapter is trained once
 # %%
 import pandas as pd
 
-from culturealign import culturespa, prompts, runs, stage, train
+from culturealign import culturespa, culturespa_crqpc, params, prompts, runs, stage, train
 
 cultures_specific = cultures_specific or culturespa.CULTURES
-adapter_seeds = train.check_seeds(adapter_seeds, culturespa.param_source("90_lora_sft", "adapter_seeds", model, lang))
+adapter_seeds = train.check_seeds(adapter_seeds, params.param_source("90_lora_sft", "adapter_seeds", model, lang))
 crqpc = runs.load_run(model, lang, "80_crqpc")
 settings = {}
 for name, batch, accumulation in [("joint", joint_batch_size, joint_accumulation),
                                   ("specific", specific_batch_size, specific_accumulation)]:
     where = (f"{name}_batch_size={batch}, {name}_accumulation={accumulation} (set in "
-             f"{culturespa.param_source('90_lora_sft', f'{name}_accumulation', model, lang)})")
+             f"{params.param_source('90_lora_sft', f'{name}_accumulation', model, lang)})")
     settings[name] = train.LoraSettings(lora_rank, lora_alpha, lora_dropout, tuple(target_modules), learning_rate, epochs,
                                         warmup_ratio, batch, accumulation, max_steps, save_steps).check(where)
 run, lm = stage.begin("90_lora_sft", globals(), weights="here")  # training needs the weights here, even for a served model
@@ -83,7 +83,7 @@ pd.DataFrame({name: {"batch": s.batch_size, "accumulation": s.accumulation, "per
 report = []
 for name in ["joint", *cultures_specific]:
     records = pd.read_json(crqpc.path(f"crqpc_{name}.jsonl"), lines=True) if crqpc.path(f"crqpc_{name}.jsonl").stat().st_size else pd.DataFrame()
-    pairs = [culturespa.training_text(r, fmt) for r in records.to_dict("records")]
+    pairs = [culturespa_crqpc.training_text(r, fmt) for r in records.to_dict("records")]
     kind = "joint" if name == "joint" else "specific"
     for training_seed in adapter_seeds:
         folder = train.adapter_folder_name(name, adapter_seeds, training_seed)

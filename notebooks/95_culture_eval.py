@@ -43,13 +43,15 @@
 # anywhere in a sampled reply, in every engine); the expected score draws the unaware answers once per simulated run and
 # scores them against every culture, as the authors score one unaware file against every culture.
 #
-# *Reads* WVS texts from `../shared`, the figures table, `90_lora_sft/adapters/`. *Writes*
+# *Reads* WVS texts from `../shared`, the WVS answer-shares table, `90_lora_sft/adapters/`. *Writes*
 # `answers.csv`, `parsing_check.csv`, `scores.csv`, `score_table.csv`, `expected_scores.csv`,
 # `expected_table.csv` (with the argmax score and the bias/spread split), `method_differences.csv`, `seed_spread.csv`,
 # `common_table.csv`, `general_ability.csv` and `fig_alignment`,
 # `fig_alignment_one_run` (PNG, PDF).
 
 # %% tags=["parameters"]
+from typing import Literal
+
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
@@ -58,8 +60,8 @@ batch_size: int = 8  # prompts per forward pass
 cultures: list = []  # ISO3 cultures (empty: the paper's 18, culturespa.CULTURES)
 max_questions: int = 0  # evaluate only the first N WVS questions (0: all 259)
 general_items: int = 0  # general-knowledge items to score (0: all)
-answer_mode: str = "sample"  # sample: one reply drawn as the authors did; common: common random numbers; argmax
-reply_parsing: str = "strict"  # strict: the reply begins with an option code (exact where the engine has logits); authors: first integer 0-10 anywhere in a sampled reply (their script), in every engine
+answer_mode: Literal["sample", "common", "argmax"] = "sample"  # sample: one reply drawn as the authors did; common: common random numbers; argmax
+reply_parsing: Literal["authors", "strict"] = "strict"  # strict: the reply begins with an option code (exact where the engine has logits); authors: first integer 0-10 anywhere in a sampled reply (their script), in every engine
 parse_check: int = 40  # unaware prompts answered once in free text to count replies the two parsing rules read differently (0: none)
 equivalence_margin: float = 5.0  # general ability: accuracy points within which an adapter counts as equal to the base (TOST)
 score_draws: int = 2000  # simulated runs of the authors' one-sample protocol for the expected score
@@ -69,11 +71,19 @@ harness_task: str = ""  # run lm-evaluation-harness instead: "culturealign_gener
 import pandas as pd
 from IPython.display import Image, display
 
-from culturealign import culturespa, culturespa_eval, culturespa_scores, paths, plots, runs, stage
+from culturealign import (
+      culturespa,
+      culturespa_eval,
+      culturespa_scores,
+      culturespa_tables,
+      params,
+      paths,
+      plots,
+      runs,
+      stage,
+)
 
-culturespa.check_answer_mode(answer_mode, culturespa.param_source("95_culture_eval", "answer_mode", model, lang))
-culturespa.check_reply_parsing(reply_parsing, culturespa.param_source("95_culture_eval", "reply_parsing", model, lang))
-culturespa_eval.check_margin(equivalence_margin, culturespa.param_source("95_culture_eval", "equivalence_margin", model, lang))
+culturespa_eval.check_margin(equivalence_margin, params.param_source("95_culture_eval", "equivalence_margin", model, lang))
 cultures = cultures or culturespa.CULTURES
 culturespa.check_cultures(cultures)
 questions = culturespa_eval.wvs_eval_questions(max_questions)
@@ -123,7 +133,7 @@ check[check["differ"]].head(10)
 one_run = f"one run (answer_mode={answer_mode}, seed {seed})"
 expected_label = f"expected over {score_draws} simulated runs of the authors' protocol"
 scores = culturespa_eval.score_table(answers, questions, cultures)
-runs.write_table(run.path("scores.csv"), scores.assign(number=one_run))
+culturespa_tables.SCORES.write(scores.assign(number=one_run), run.dir)
 table = culturespa_eval.method_table(scores, culturespa_eval.METHODS)
 runs.write_table(run.path("score_table.csv"), table.reset_index().assign(number=one_run))
 print(one_run)
@@ -133,7 +143,7 @@ table.round(2)
 expected, simulated = culturespa_eval.expected_scores(answers, questions, cultures, score_draws, seed)
 expected = pd.concat([expected, culturespa_eval.expected_means(simulated, culturespa_eval.METHODS, expected)], ignore_index=True)
 expected = culturespa_scores.with_split(expected, culturespa_scores.distance_split(answers, questions, cultures))
-runs.write_table(run.path("expected_scores.csv"), expected.assign(number=expected_label))
+culturespa_tables.EXPECTED_SCORES.write(expected.assign(number=expected_label), run.dir)
 expected_table = culturespa_eval.method_table(expected[expected["culture"].isin(cultures)], culturespa_eval.METHODS, "expected")
 runs.write_table(run.path("expected_table.csv"), expected_table.reset_index().assign(number=expected_label))
 runs.write_table(paths.summary_dir() / "culturespa_scores.csv",
@@ -153,9 +163,9 @@ expected_table.round(2)
 
 # %%
 differences = culturespa_scores.method_differences(simulated, reference="aware")
-runs.write_table(run.path("method_differences.csv"), differences)
+culturespa_tables.METHOD_DIFFERENCES.write(differences, run.dir)
 spread = culturespa_scores.seed_spread(expected)  # tuned methods: the spread of the expected score between training seeds
-runs.write_table(run.path("seed_spread.csv"), spread)
+culturespa_tables.SEED_SPREAD.write(spread, run.dir)
 display(spread.round(2))
 display(expected[expected["culture"] == "mean"][["method", "expected", "low", "high", "argmax", "bias_sq", "spread", "spread_share"]].round(3))
 differences[differences["culture"] == "mean"].round(2)
@@ -182,9 +192,10 @@ display(Image(filename=str(files[0]), width=700))
 
 # %%
 general = culturespa_eval.general_ability(lm, adapters, general_items, harness_task, equivalence_margin)
-runs.write_table(run.path("general_ability.csv"), general)
-general[[c for c in ["model", "items", "vs_base_difference", "diff_low", "diff_high", "verdict", "detectable_margin",
-                     "accuracy", "accuracy_low", "accuracy_high", "chance", "at_chance", "tost_p"] if c in general]]
+culturespa_tables.GENERAL_ABILITY.write(general, run.dir)
+culturespa_tables.GENERAL_ABILITY.filled(general)[["model", "items", "vs_base_difference", "diff_low", "diff_high", "verdict",
+                                                   "detectable_margin", "accuracy", "accuracy_low", "accuracy_high", "chance",
+                                                   "at_chance", "tost_p"]]
 
 # %%
 run.finish(cultures=cultures, answer_mode=answer_mode, reply_parsing=reply_parsing, measure=sorted(set(answers["measure"])),

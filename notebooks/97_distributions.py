@@ -26,20 +26,22 @@
 # noise, a split half of the respondents where rows exist). The headline per country: the persona's
 # distance minus the all-countries floor, with a paired interval over questions.
 #
-# *Reads* WVS texts from `../shared`, the figures table. *Writes* `model.csv`, `distances.csv`,
+# *Reads* WVS texts from `../shared`, the WVS answer-shares table. *Writes* `model.csv`, `distances.csv`,
 # `countries.csv`, `questions.csv`, `headline.csv`, `placebos.csv`, `skipped.csv`, `sample_sizes.csv`,
 # `identity.csv`, `matrix.csv`, `default_nearest.csv`, `map.csv`, `elicitation.csv`,
 # `elicitation_gap.csv` and `fig_countries`, `fig_identifiability`, `fig_elicitation`, `fig_map`.
 
 # %% tags=["parameters"]
+from typing import Literal
+
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
 seed: int = 0  # random seed: placebo draw, elicitation subset, sampling, bootstrap
 batch_size: int = 8  # prompts per forward pass
-countries: list = []  # ISO3 countries with WVS figures (empty: every one)
+countries: list = []  # ISO3 countries with WVS answer shares (empty: every one)
 questions: list = []  # WVS question ids, e.g. [Q1, Q46] (empty: every value question)
-metric: str = "jsd"  # the tables' and headline's distance: w1 (ordinal questions only), jsd or tv
+metric: Literal["w1", "jsd", "tv"] = "jsd"  # the tables' and headline's distance: w1 (ordinal questions only), jsd or tv
 elicitation_items: int = 40  # (country persona, question) items also asked by sampling and in words (0: none)
 sample_draws: int = 20  # sampled replies per elicitation item
 stated_tokens: int = 80  # new tokens for a distribution stated in words (an 11-point scale needs about 66)
@@ -51,10 +53,10 @@ bootstrap: int = 2000  # bootstrap resamples of the intervals
 import pandas as pd
 from IPython.display import Image, display
 
-from culturealign import culturespa, distributional, distributional_stats, plots, runs, stage
+from culturealign import distributional, distributional_stats, params, plots, runs, stage
 
-where = lambda key: culturespa.param_source(distributional.STAGE, key, model, lang)  # noqa: E731
-countries, question_ids = distributional.check_selection(countries, questions, metric, where)
+where = lambda key: params.param_source(distributional.STAGE, key, model, lang)  # noqa: E731
+countries, question_ids = distributional.check_selection(countries, questions, where)
 survey = distributional.survey_questions(question_ids)
 human, skipped = distributional.human_distributions(survey, countries)
 placebo = distributional.placebo_personas(countries, seed)
@@ -62,8 +64,8 @@ items = distributional.ask_items(survey, human, countries)
 run, lm = stage.begin(distributional.STAGE, globals())
 runs.write_table(run.path("skipped.csv"), skipped)
 runs.write_table(run.path("placebos.csv"), pd.DataFrame({"country": list(placebo), "placebo": list(placebo.values())}))
-print(f"{len(countries)} countries x {len(survey)} questions: {len(human)} with WVS figures, "
-      f"{int(skipped['skipped'].sum())} skipped (no figures); {len(items)} prompts to score")
+print(f"{len(countries)} countries x {len(survey)} questions: {len(human)} with WVS answer shares, "
+      f"{int(skipped['skipped'].sum())} skipped (no WVS shares); {len(items)} prompts to score")
 
 # %% [markdown]
 # ## The model's exact distributions: default, every country persona, both orders

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from culturealign import culturespa, prompts
+from culturealign import culturespa, culturespa_crqpc, prompts
 
 
 def test_parse_generated_accepts_a_question_and_refuses_malformed_ones():
@@ -41,45 +41,6 @@ def answers_from(
     return culturespa.answer_columns(table, mode, seed).drop(columns="stream")
 
 
-def test_crqpc_keeps_valid_answers_that_shift_as_the_authors_do():
-    answers = answers_from(
-        [
-            ("a", "unaware", "", [1, 0], 0),
-            ("b", "unaware", "", [1, 0], 0),
-            ("c", "unaware", "", [0, 0, 0], 1),
-            ("a", "aware", "KEN", [0, 1], 0),
-            ("b", "aware", "KEN", [1, 0], 0),
-            ("c", "aware", "KEN", [0, 0, 1], 0),
-        ],
-        mode="argmax",
-    )
-    answers["answer"] = answers["answer_sample"]  # c: unaware reply is invalid, so no pair
-    pairs = culturespa.crqpc(answers, QUESTIONS)
-    assert (
-        pairs["id"].tolist() == ["a"] and pairs["output"].tolist() == ["2"] and pairs["unaware_answer"].tolist() == [1]
-    )
-    assert pairs["system"].iloc[0].endswith("typical person from Kenya would.")
-    prompt, answer = culturespa.training_text(pairs.iloc[0].to_dict())
-    assert prompt == prompts.survey_prompt(pairs["system"].iloc[0], "Qa?", ["x", "y"]) and answer == "2"
-    counts = culturespa.crqpc_counts(answers).iloc[0]
-    assert counts["kept_sample"] == 1 and counts["kept_argmax"] == 2  # argmax never invalid: c counts
-    assert counts["expected_sample"] == pytest.approx(1.0)  # a shifts surely, b never, c never valid
-
-
-def test_identical_distributions_never_shift_under_common_random_numbers():
-    rng = np.random.default_rng(0)
-    questions = pd.DataFrame({"id": [f"q{i}" for i in range(300)], "options": [["x", "y", "z"]] * 300})
-    rows = []
-    for q in questions["id"]:
-        probs = list(rng.dirichlet([1, 1, 1]) * 0.9)
-        rows += [(q, "unaware", "", probs, 0.1), (q, "aware", "KEN", probs, 0.1), (q, "aware", "CHN", probs, 0.1)]
-    answers = answers_from(rows, questions=questions)
-    counts = culturespa.crqpc_counts(answers)
-    assert (counts["kept_common"] == 0).all()
-    assert (counts["kept_sample"] > 30).all()  # independent draws: sampling noise alone makes "shifts"
-    assert culturespa.shift_rates(answers).at["aware", "common"] == 0
-
-
 def test_sampled_answer_is_seeded_follows_the_distribution_and_can_be_invalid():
     picks = [culturespa.pick_answer([0.2, 0.6], 0.2, "sample", 0, str(i)) for i in range(2000)]
     assert 0.17 < picks.count(0) / 2000 < 0.23 and 0.17 < picks.count(None) / 2000 < 0.23
@@ -90,16 +51,12 @@ def test_sampled_answer_is_seeded_follows_the_distribution_and_can_be_invalid():
 def test_unknown_answer_mode_names_where_it_was_set_and_the_modes():
     with pytest.raises(culturespa.CultureSPAError, match=r"params/x.yaml: answer_mode 'greedy' does not exist.*argmax"):
         culturespa.check_answer_mode("greedy", "params/x.yaml")
-    assert (
-        culturespa.param_source("70_culture_prompting", "answer_mode", "gemma3-270m")
-        == "params/base.yaml, params/smoke.yaml"
-    )
 
 
 def test_similar_cultures_and_unknown_culture():
     similar = culturespa.similar_cultures(["USA", "CAN", "AUS", "NZL", "ETH", "NGA", "ZWE"])
     assert set(similar["USA"][0]) <= {"CAN", "AUS", "NZL"} and "USA" not in similar["USA"][1]
-    with pytest.raises(culturespa.CultureSPAError, match="Cultures with figures"):
+    with pytest.raises(culturespa.CultureSPAError, match="Cultures with shares"):
         culturespa.check_cultures(["USA", "ZZZ"])
 
 
@@ -141,10 +98,10 @@ def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(tiny_lm
     monkeypatch.setattr(culturespa, "distributions", fake)
     how = culturespa.Answering(mode="argmax")
     answers = culturespa.answer_questions(model, QUESTIONS, [("unaware", None), ("aware", "KEN")], None, how)
-    pairs = culturespa.crqpc(answers, QUESTIONS)
+    pairs = culturespa_crqpc.crqpc(answers, QUESTIONS)
     assert len(pairs) == 3
     for record in pairs.to_dict("records"):
-        prompt, answer = culturespa.training_text(record, prompts.PromptFormat.of(model))
+        prompt, answer = culturespa_crqpc.training_text(record, prompts.PromptFormat.of(model))
         assert prompt in asked and answer == str(record["start"] + len(record["options"]) - 1)
         if chat:
             assert prompt.startswith(tokenizer.bos_token + "<|system|>") and prompt.endswith("<|assistant|>\n")

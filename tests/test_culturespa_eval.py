@@ -168,7 +168,7 @@ def test_expected_score_is_the_mean_of_the_one_sample_protocol():
         ["USA", "DEU"],
         draws=100,
         seed=1,
-        figures=pd.DataFrame(
+        wvs_shares=pd.DataFrame(
             {
                 "country": ["USA"] * 2 + ["DEU"] * 2,
                 "qid": ["Q1", "Q2"] * 2,
@@ -204,7 +204,7 @@ def test_method_table_adds_a_fair_mean_when_specific_adapters_cover_some_culture
 
 
 def figures_for(gold_by_culture: dict[str, dict[str, int]]) -> pd.DataFrame:
-    """A WVS figures table in which each culture's majority code is the given one (share 1)."""
+    """A WVS answer-shares table in which each culture's majority code is the given one (share 1)."""
     rows = [(c, q, code, 1.0, "test") for c, gold in gold_by_culture.items() for q, code in gold.items()]
     return pd.DataFrame(rows, columns=["country", "qid", "code", "share", "source"])
 
@@ -251,7 +251,7 @@ def direct_runs(unaware: pd.DataFrame, gold: dict, runs: int, seed: int, shared:
 def test_one_unaware_draw_per_simulated_run_is_scored_against_every_culture():
     questions, unaware, gold, answers = shared_unaware_case()
     table, simulated = culturespa_eval.expected_scores(
-        answers, questions, list(gold), draws=3000, seed=0, figures=figures_for(gold)
+        answers, questions, list(gold), draws=3000, seed=0, wvs_shares=figures_for(gold)
     )
     # every culture sees the same unaware replies in a run: the same questions valid, run by run
     assert np.array_equal(np.isnan(simulated[("USA", "unaware")]), np.isnan(simulated[("CHN", "unaware")]))
@@ -285,7 +285,7 @@ def test_scores_on_the_questions_every_method_answered_validly():
     assert table.at["aware", "n"] == 2 and table.at["aware", "score"] == pytest.approx(100 * (1 - 3 / np.sqrt(18)))
     assert table.at["aware", "n_common"] == 1 and table.at["aware", "score_common"] == 100  # Q1 only
     assert table.at["cross", "score"] == 0 and table.at["cross", "score_common"] == 0
-    expected, _ = culturespa_eval.expected_scores(answers, questions, ["USA"], draws=50, figures=figures_for(gold))
+    expected, _ = culturespa_eval.expected_scores(answers, questions, ["USA"], draws=50, wvs_shares=figures_for(gold))
     expected = expected.set_index("method")
     assert expected.at["aware", "expected"] == pytest.approx(table.at["aware", "score"])
     assert expected.at["aware", "expected_common"] == 100 and expected.at["cross", "expected_common"] == 0

@@ -28,9 +28,11 @@ def test_argmax_score_and_the_bias_spread_split_of_the_expected_distance():
     """The spread method's argmax score is 100 yet it expects less than the sharp method one code
     off; its loss is all spread, the other's all bias; and bias^2 + spread equals the mean squared
     distance of 4000 simulated runs within 2%."""
-    questions, answers, figures = two_methods()
-    split = culturespa_scores.distance_split(answers, questions, ["USA"], figures).set_index("method")
-    expected, runs = culturespa_eval.expected_scores(answers, questions, ["USA"], draws=4000, seed=1, figures=figures)
+    questions, answers, wvs_shares = two_methods()
+    split = culturespa_scores.distance_split(answers, questions, ["USA"], wvs_shares).set_index("method")
+    expected, runs = culturespa_eval.expected_scores(
+        answers, questions, ["USA"], draws=4000, seed=1, wvs_shares=wvs_shares
+    )
     expected = expected.set_index("method")
     assert split.at["spread", "argmax"] == 100 and split.at["off_by_one", "argmax"] == pytest.approx(100 * (1 - 1 / 9))
     assert expected.at["spread", "expected"] < expected.at["off_by_one", "expected"]
@@ -41,8 +43,8 @@ def test_argmax_score_and_the_bias_spread_split_of_the_expected_distance():
 
 
 def test_method_differences_carry_the_interval_of_one_runs_difference():
-    questions, answers, figures = two_methods()
-    _, runs = culturespa_eval.expected_scores(answers, questions, ["USA"], draws=2000, seed=2, figures=figures)
+    questions, answers, wvs_shares = two_methods()
+    _, runs = culturespa_eval.expected_scores(answers, questions, ["USA"], draws=2000, seed=2, wvs_shares=wvs_shares)
     table = culturespa_scores.method_differences(runs, reference="off_by_one").set_index(["culture", "method"])
     row = table.loc[("USA", "spread")]
     diff = runs[("USA", "spread")] - runs[("USA", "off_by_one")]

@@ -45,12 +45,10 @@ def test_unknown_country_or_question_names_file_key_and_allowed_values():
     with pytest.raises(
         D.DistributionsError, match=r"params/quick.yaml: countries: unknown \['XXX'\]. Allowed values: AAA, BBB, CCC"
     ):
-        D.check_selection(["AAA", "XXX"], [], "jsd", where, FIG)
+        D.check_selection(["AAA", "XXX"], [], where, FIG)
     with pytest.raises(D.DistributionsError, match=r"questions: unknown \['Q999'\]. Allowed values: Q1, Q2"):
-        D.check_selection([], ["Q999"], "jsd", where, FIG)
-    with pytest.raises(D.DistributionsError, match="metric: unknown 'kl'. Allowed values: w1, jsd, tv"):
-        D.check_selection([], [], "kl", where, FIG)
-    countries, questions = D.check_selection([], [], "w1", where, FIG)
+        D.check_selection([], ["Q999"], where, FIG)
+    countries, questions = D.check_selection([], [], where, FIG)
     assert countries == ["AAA", "BBB", "CCC"] and len(questions) == 259
 
 

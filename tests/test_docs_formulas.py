@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from culturealign import culturespa_scores, metrics, selfalign_summary
+from selfalign_rows import outcomes as completed_outcomes
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PROTOCOL = (DOCS / "protocol.md").read_text(encoding="utf-8")
@@ -45,17 +46,18 @@ def table1_row() -> pd.Series:
             "served": True,
             "draws": 1,
             "error_reduction": 0.5,
-            "components_before": "[0.5]",
-            "components_after": "[0.6]",
-            "components_per_draw": '["[0.6]"]',
+            "components_before": [[0.5]] * 12,
+            "components_per_draw": [[[0.6]]] * 12,
+            "mode": "exact",
             "rule": "expected",
             "order_combination": "per_draw",
+            "order_pairing": "independent",
             "model": "m",
             "lang": "en",
             "qid": "Q",
         }
     )
-    return selfalign_summary.table1(frame, runs=10).iloc[0]
+    return selfalign_summary.table1(completed_outcomes(frame), runs=10).iloc[0]
 
 
 FORMULAS = [

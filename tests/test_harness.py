@@ -46,11 +46,11 @@ def test_selfalign_documents_are_the_zero_shot_prompts_in_both_orders():
 
 
 def test_wvs_documents_hold_the_human_distribution_and_the_all_countries_average():
-    figures = wvs.load_figures()
+    wvs_shares = wvs.load_shares()
     from culturealign import culturespa_eval
 
     questions = culturespa_eval.wvs_eval_questions()
-    human = harness.human_distributions(questions, figures)
+    human = harness.human_distributions(questions, wvs_shares)
     average = harness.country_average(human)
     docs = harness.wvs_docs("DEU", questions, human, average)
     assert len(docs) == sum(1 for country, _ in human if country == "DEU") > 100
@@ -93,7 +93,7 @@ def test_the_command_writes_a_folder_and_refuses_a_country_without_figures(tmp_p
         "culturealign_wvs_KEN.yaml",
     ]
     assert "!function utils.process_wvs" in (tmp_path / "tasks" / "culturealign_wvs_KEN.yaml").read_text()
-    with pytest.raises(ValueError, match=r"no WVS figures for culture\(s\) \['XXX'\]"):
+    with pytest.raises(ValueError, match=r"no WVS answer shares for culture\(s\) \['XXX'\]"):
         harness.write_tasks(tmp_path / "other", ["en"], ["XXX"])
 
 

@@ -1,3 +1,4 @@
+import ast
 import os
 import subprocess
 import sys
@@ -6,7 +7,7 @@ import jupytext
 import pytest
 import yaml
 
-from culturealign import params, paths, stages
+from culturealign import culturespa, demos, distributional, params, paths, probes, selfalign, stages
 from culturealign.spec import ModelUnavailable
 
 STAGE_NAMES = {name: params.parameter_names(name) for name in stages.stage_names()}
@@ -76,12 +77,106 @@ def test_parameter_names_are_read_as_jupytext_reads_the_cell(stage):
     cell = next(
         c for c in jupytext.read(paths.NOTEBOOKS / f"{stage}.py").cells if "parameters" in c.metadata.get("tags", [])
     )
-    expected = [
-        line.split(":")[0].split("=")[0].strip()
-        for line in cell.source.splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
+    expected = [node.target.id for node in ast.parse(cell.source).body if isinstance(node, ast.AnnAssign)]
     assert params.parameter_names(stage) == expected and {"model", "lang"} <= set(expected)
+
+
+@pytest.mark.parametrize("stage", sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9]*.py")))
+def test_declared_parameters_agree_with_papermills_inspector_where_it_reads_them(stage):
+    """papermill skips a `Literal` annotation (and a line whose help holds `=`, such as stage 30's
+    remeasure_above); every other parameter reads as papermill reads it."""
+    from papermill.translators import PythonTranslator
+
+    theirs = {p.name: p for p in PythonTranslator.inspect({"source": params.parameters_cell(stage)})}
+    ours = params.declared(stage)
+    assert set(theirs) <= {name for name, d in ours.items() if d.options is None}
+    for name, p in theirs.items():
+        assert (ours[name].type_name, ours[name].help) == (p.inferred_type_name, p.help)
+        assert ast.literal_eval(ours[name].default) == ast.literal_eval(p.default)
+
+
+def _option_sets():
+    return {
+        "probe_order": probes.PROBE_ORDERS,
+        "invalid_responses": selfalign.INVALID_POLICIES,
+        "strategies": selfalign.conditions(),  # stage 30's; stage 20 chooses demos.STRATEGIES
+        "strategy": selfalign.conditions(),
+        "order_combination": selfalign.COMBINATIONS,
+        "order_pairing": selfalign.PAIRINGS,
+        "outcome_rule": selfalign.OUTCOME_RULES,
+        "answer_mode": tuple(culturespa.ANSWER_MODES),
+        "reply_parsing": tuple(culturespa.REPLY_PARSING),
+        "aware_kind": ("aware", "cross"),
+        "metric": distributional.METRICS,
+    }
+
+
+def test_every_option_set_is_a_literal_with_the_librarys_values_and_an_allowed_default():
+    sets, seen = _option_sets(), set()
+    for stage in stages.stage_names():
+        for name, d in params.declared(stage).items():
+            if name in sets:
+                expected = demos.STRATEGIES if stage == "20_demonstrations" else sets[name]
+                assert d.options == tuple(expected), (stage, name)
+                default = ast.literal_eval(d.default)
+                assert all(v in d.options for v in (default if d.is_list else [default])), (stage, name)
+                seen.add(name)
+    assert seen == set(sets)
+
+
+def test_no_notebook_checks_a_literal_parameter_again():
+    """The parameter layer checks options before the model loads; a notebook does not repeat it."""
+    for stage in stages.stage_names():
+        literal = [n for n, d in params.declared(stage).items() if d.options is not None]
+        text = (paths.NOTEBOOKS / f"{stage}.py").read_text(encoding="utf-8")
+        body = text.split(params.parameters_cell(stage), 1)[1]
+        for line in body.splitlines():
+            assert not ("check_" in line and any(name in line for name in literal)), (stage, line)
+
+
+@pytest.mark.parametrize(
+    ("stage", "overrides", "message"),
+    [
+        (
+            "70_culture_prompting",
+            {"answer_mode": "greedy"},
+            "extra.yaml: 'answer_mode' 'greedy' is not allowed. Allowed: sample, common, argmax",
+        ),
+        ("80_crqpc", {"aware_kind": "both"}, "extra.yaml: 'aware_kind' 'both' is not allowed. Allowed: aware, cross"),
+        ("97_distributions", {"metric": "kl"}, "extra.yaml: 'metric' 'kl' is not allowed. Allowed: w1, jsd, tv"),
+        ("30_self_alignment", {"strategies": ["random", "nearest"]}, "'strategies' 'nearest' is not allowed"),
+        ("30_self_alignment", {"strategies": "random"}, "extra.yaml: 'strategies' must be a list, got str 'random'"),
+        ("10_zero_shot", {"probe_order": True}, "'probe_order' True is not allowed. Allowed: file, shared"),
+    ],
+)
+def test_a_value_outside_its_literal_is_refused_in_one_line_before_the_model_loads(tmp_path, stage, overrides, message):
+    files = _layers(tmp_path, stages={stage: overrides})
+    with pytest.raises(params.ParamError) as err:
+        params.merge_layers(files, stage, params.declared(stage), STAGE_NAMES)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("scale", "joint"),
+    [("full", "params/models/gemma3-270m.yaml"), ("smoke", "params/smoke.yaml"), ("quick", "params/quick.yaml")],
+)
+def test_the_source_of_a_value_is_the_file_that_set_it_at_every_scale(monkeypatch, scale, joint):
+    stage = "90_lora_sft"
+    assert params.param_source(stage, "joint_accumulation", "gemma3-270m", "en", scale) == joint
+    assert params.param_source(stage, "adapter_seeds", "gemma3-270m", "en", scale) == (
+        f"the parameters cell of notebooks/{stage}.py"
+    )
+    assert params.param_source("95_culture_eval", "answer_mode", "gemma3-270m", "en", scale) == "params/base.yaml"
+    assert params.param_source("10_zero_shot", "country", "gemma3-270m", "de", scale) == "params/langs/de.yaml"
+    assert params.param_source(stage, "joint_accumulation", "llama3-8b-instruct", "en", scale) == (
+        "params/models/llama3-8b-instruct.yaml" if scale == "full" else joint
+    )
+    monkeypatch.setenv(params.SCALE_ENV, scale)  # what the runner sets for the stage's kernel
+    assert params.param_source(stage, "joint_accumulation", "gemma3-270m") == joint
+    monkeypatch.delenv(params.SCALE_ENV)  # a notebook run by hand: its own cell
+    assert params.param_source(stage, "joint_accumulation", "gemma3-270m") == (
+        f"the parameters cell of notebooks/{stage}.py"
+    )
 
 
 @pytest.mark.parametrize("value", ["12", 1.5, True])

@@ -3,7 +3,7 @@
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from culturealign import plots, selfalign_summary
+from culturealign import plots, selfalign_figures
 
 
 def _overlaps(a, b) -> bool:
@@ -34,34 +34,13 @@ def test_title_of_reads_the_suptitle_or_the_axes_title():
     plt.close(fig)
 
 
-def test_no_common_question_omits_that_panel_and_says_why():
-    drawn = []
-
-    def draw(frame, ax, title):
-        drawn.append(title)
-        ax.bar(frame["x"], frame["y"])
-        ax.set_title(title)
-
-    full = pd.DataFrame({"x": ["a", "b"], "y": [1, 2]})
-    fig, note = selfalign_summary._common_and_full(draw, "Figure 5. t", full.iloc[0:0], full, 0, 7)
-    assert len(fig.axes) == 1 and drawn == ["all probes (7 questions)"] and "omitted" in note
-    plt.close(fig)
-    fig, note = selfalign_summary._common_and_full(draw, "Figure 5. t", full, full, 2, 7)
-    assert len(fig.axes) == 2 and note == ""
-    plt.close(fig)
-    # every question common: one panel
-    fig, note = selfalign_summary._common_and_full(draw, "Figure 5. t", full, full, 7, 7)
-    assert len(fig.axes) == 1 and "same WVS questions" in note
-    plt.close(fig)
-
-
 def test_the_first_of_two_panels_drops_its_legend_and_boxes_draw_points_only_when_asked():
     frame = pd.DataFrame({"x": ["a", "a", "b", "b"], "y": [1.0, 2.0, 3.0, 4.0], "h": ["p", "q", "p", "q"]})
 
     def draw(data, ax, title):
         plots.bars(data, "x", "y", "h", title, "y", ax=ax)
 
-    fig, _ = selfalign_summary._common_and_full(draw, "Figure 5. t", frame, frame, 2, 7)
+    fig, _ = selfalign_figures.common_and_full(draw, "Figure 5. t", frame, frame, 2, 7)
     assert fig.axes[0].get_legend() is None and fig.axes[1].get_legend() is not None
     plt.close(fig)
     strip = plots.boxes(frame, "x", "y", "t", "y")

@@ -37,8 +37,8 @@ def test_majority_label_is_the_option_with_the_larger_share():
     assert (missing["reason"] == "no WVS data for this question in this country").sum() > 100
 
 
-def test_unknown_country_names_the_countries_with_figures():
-    with pytest.raises(KeyError, match="no WVS figures for country 'XKX'. Countries with figures: AND, ARG"):
+def test_unknown_country_names_the_countries_with_shares():
+    with pytest.raises(KeyError, match="no WVS answer shares for country 'XKX'. Countries with shares: AND, ARG"):
         probes.majority_labels(probes.load_master()[0], "XKX")
 
 

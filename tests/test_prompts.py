@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from culturealign import culturespa, prompts, scoring, tokens, train
+from culturealign import culturespa_crqpc, prompts, scoring, tokens, train
 
 
 def test_option_order_is_seeded_and_both_orders_occur():
@@ -110,7 +110,7 @@ def test_culturespa_prompts_train_and_evaluate_on_mistral_template(mistral_token
         "start": 1,
         "output": "2",
     }
-    prompt, answer = culturespa.training_text(record, prompts.PromptFormat("chat", tok))
+    prompt, answer = culturespa_crqpc.training_text(record, prompts.PromptFormat("chat", tok))
     assert prompt.startswith("<s>[INST] Answer the survey question as a typical person from Kenya would.\n\n")
     ids = train.encode_examples(tok, [(prompt, answer)])[0]
     assert ids["input_ids"].count(tok.bos_token_id) == 1 and ids["labels"][-1] == tok.convert_tokens_to_ids("2")

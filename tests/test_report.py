@@ -10,7 +10,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from culturealign import report, results
+from culturealign import culturespa_tables, report, report_tables, results, selfalign_tables
+from culturealign.tables import Table
 
 
 class Page(HTMLParser):
@@ -97,6 +98,11 @@ def png(path: Path) -> None:
     plt.close(fig)
 
 
+def declared(rows, table: Table) -> pd.DataFrame:
+    """Rows with every other declared column of their table, empty."""
+    return pd.DataFrame(rows).reindex(columns=table.names)
+
+
 def table1_rows(with_validity: bool) -> pd.DataFrame:
     rows = []
     for lang, n in (("en", 24), ("ms", 2)):
@@ -122,7 +128,7 @@ def table1_rows(with_validity: bool) -> pd.DataFrame:
                     improved_beyond_no_effect=improved - 47.0,
                 )
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).reindex(columns=selfalign_tables.TABLE1.names if with_validity else list(rows[0]))
 
 
 def outputs_tree(root: Path, with_validity: bool = True) -> Path:
@@ -139,7 +145,7 @@ def outputs_tree(root: Path, with_validity: bool = True) -> Path:
         for c, shift in (("USA", 0), ("DEU", 2), ("mean", 1))
         for m, e in (("unaware", 40.0 + shift), ("aware", 45.5 + shift))
     ]
-    pd.DataFrame(rows).to_csv(culture / "expected_scores.csv", index=False)
+    declared(rows, culturespa_tables.EXPECTED_SCORES).to_csv(culture / "expected_scores.csv", index=False)
     pd.DataFrame(
         [{"culture": "mean", "method": "unaware", "reference": "aware", "difference": -5.5, "low": -9.25, "high": -1.5}]
     ).to_csv(culture / "method_differences.csv", index=False)
@@ -158,10 +164,9 @@ def outputs_tree(root: Path, with_validity: bool = True) -> Path:
                 "vs_base_mcnemar_p": 0.62,
             },
         ]
-    ).to_csv(culture / "general_ability.csv", index=False)
-    pd.DataFrame({"culture": ["USA", "DEU"], "method": "aware", "n": [8, 7], "invalid": 0, "score": 50.0}).to_csv(
-        culture / "scores.csv", index=False
-    )
+    ).pipe(declared, culturespa_tables.GENERAL_ABILITY).to_csv(culture / "general_ability.csv", index=False)
+    scores = pd.DataFrame({"culture": ["USA", "DEU"], "method": "aware", "n": [8, 7], "invalid": 0, "score": 50.0})
+    declared(scores, culturespa_tables.SCORES).to_csv(culture / "scores.csv", index=False)
     png(culture / "fig_alignment.png")
     summary = root / "summary"
     summary.mkdir(parents=True)
@@ -182,7 +187,7 @@ def outputs_tree(root: Path, with_validity: bool = True) -> Path:
             "holm_p": [None, 0.004321, 0.4, None],
             "result": ["tested", "tested", "tested", "untestable"],
         }
-    ).to_csv(summary / "tests.csv", index=False)
+    ).reindex(columns=selfalign_tables.TESTS.names).to_csv(summary / "tests.csv", index=False)
     if with_validity:
         pd.DataFrame(
             {
@@ -196,7 +201,7 @@ def outputs_tree(root: Path, with_validity: bool = True) -> Path:
                 "improved_diff_high": [30.0],
                 "few_probes": [False],
             }
-        ).to_csv(summary / "contrasts.csv", index=False)
+        ).reindex(columns=selfalign_tables.CONTRASTS.names).to_csv(summary / "contrasts.csv", index=False)
     for name in ("fig2_improved_by_strategy", "fig7_misaligned_heatmap"):
         png(summary / f"{name}.png")
     (summary / "captions.json").write_text(
@@ -245,7 +250,7 @@ def test_table1_headline_has_languages_as_columns_and_the_controls_beside_it(bui
         > labels.index("+ minus placebo (pts)")
     )
     assert page.headers["table1-gemma3-270m"][-1] == "pooled (primary test)"
-    table = report.paper_table1(
+    table = report_tables.paper_table1(
         *[pd.read_csv(root / "summary" / f) for f in ("table1.csv", "contrasts.csv")],
         tests=pd.read_csv(root / "summary" / "tests.csv"),
     )
@@ -267,14 +272,14 @@ def test_table1_headline_has_languages_as_columns_and_the_controls_beside_it(bui
     assert "not a share of questions" in text
 
 
-def test_report_works_without_the_validity_columns(isolated_outputs):
-    root = outputs_tree(isolated_outputs, with_validity=False)
+def test_a_summary_table_without_its_declared_columns_is_listed_with_how_to_fix_it(isolated_outputs):
+    root = outputs_tree(isolated_outputs, with_validity=False)  # table1.csv from before the no-effect columns
     index, _ = results.build(root)
     page = Page()
     page.feed(index.read_text())
-    labels = page.row_labels["table1-gemma3-270m"]
-    assert "+ if nothing changed %" not in labels
-    assert "+ minus placebo (pts)" in labels and "<td>12.5</td>" in index.read_text()  # 61.25 - 48.75
+    assert "table1-gemma3-270m" not in page.row_labels  # no column is guessed or left out
+    failed = index.read_text()[index.read_text().index('id="not-finished"') :]
+    assert "table1.csv: columns missing" in failed and "improved_no_effect" in failed and "40_summary" in failed
 
 
 def test_every_link_and_image_resolves_and_every_run_links_its_notebook(built):

@@ -1,8 +1,11 @@
+import errno
 import json
+import os
 import subprocess
 import sys
 import threading
 
+import pandas as pd
 import pytest
 
 from culturealign import runs
@@ -142,3 +145,88 @@ def test_load_run_says_which_stage_to_run_first():
         assert "make run NB=10_zero_shot MODEL=gemma3-270m LANG=en" in str(err)
     else:
         raise AssertionError("expected FileNotFoundError")
+
+
+def test_a_second_run_of_the_same_stage_is_refused_naming_the_process_that_holds_it():
+    """flock locks an open file description, so a second open in this process is refused as
+    another process's would be; the lock ends with its holder."""
+    run = runs.Run("10_zero_shot", "gemma3-270m", "de")
+    with runs.exclusive(run):
+        with pytest.raises(runs.RunBusy) as err:
+            with runs.exclusive(runs.Run("10_zero_shot", "gemma3-270m", "de")):
+                pass
+        message = str(err.value)
+        assert f"already running (process {os.getpid()} on " in message and "\n" not in message
+        assert "10_zero_shot for model gemma3-270m, language de" in message
+        with runs.exclusive(runs.Run("10_zero_shot", "gemma3-270m", "en")):  # another language runs beside it
+            pass
+    with runs.exclusive(run):  # released when the first run ended
+        pass
+
+
+def _full_disk_on_call(monkeypatch, failing_call: int) -> None:
+    """Make the cache's writer fail like a full disk on one call, after writing part of its data."""
+    calls = []
+    write = runs.append
+
+    def append(fd: int, data: bytes) -> None:
+        calls.append(1)
+        if len(calls) == failing_call:
+            os.write(fd, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(fd, data)
+
+    monkeypatch.setattr(runs, "append", append)
+
+
+def _fill(path, keys, batch=4):
+    """The resumable loop of every stage: skip cached keys, append each batch's records at once."""
+    cache = runs.ResultCache(path)
+    todo = [k for k in keys if k not in cache]
+    for start in range(0, len(todo), batch):
+        cache.add_many(
+            {"key": k, "p": int(k) / 7, "dist": [int(k) / 7, 1 - int(k) / 7]} for k in todo[start : start + batch]
+        )
+    return runs.ResultCache(path).records
+
+
+def test_a_full_disk_stops_a_cache_append_in_one_line_and_the_rerun_resumes_with_the_same_numbers(
+    tmp_path, monkeypatch, capsys
+):
+    keys = [str(i) for i in range(16)]
+    reference = _fill(tmp_path / "reference.jsonl", keys)
+    path = tmp_path / "cache.jsonl"
+    _full_disk_on_call(monkeypatch, failing_call=3)
+    with pytest.raises(runs.DiskFull) as err:
+        _fill(path, keys)
+    message = str(err.value)
+    assert message.startswith(f"no space left to write {path}: ") and "\n" not in message
+    assert (
+        "bytes free there, " in message and " bytes for this write" in message and "rerun the same command" in message
+    )
+    assert path.read_bytes().endswith(b"\n") and len(path.read_bytes().splitlines()) == 8  # two whole batches
+    monkeypatch.undo()  # space freed: the rerun computes only what is missing
+    assert _fill(path, keys) == reference and len(path.read_bytes().splitlines()) == 16
+    assert "skipped" not in capsys.readouterr().err
+
+
+def test_a_full_disk_stops_a_table_write_naming_it_and_keeps_the_table_it_had(tmp_path, monkeypatch):
+    target = tmp_path / "run" / "outcomes.csv"
+    runs.write_table(target, pd.DataFrame({"p": [0.5]}))
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    with pytest.raises(runs.DiskFull, match=f"no space left to write {target}: .* bytes free there, more room"):
+        runs.write_table(target, pd.DataFrame({"p": [0.25]}))
+    assert target.read_text() == "p\n0.5\n" and [p.name for p in target.parent.iterdir()] == ["outcomes.csv"]
+
+
+def test_a_full_disk_before_a_run_starts_names_the_folder_not_its_permissions(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runs.tempfile, "NamedTemporaryFile", full)
+    with pytest.raises(runs.DiskFull, match=f"^no space left to write {tmp_path / 'run'}: .* bytes free there"):
+        runs.check_writable(tmp_path / "run")

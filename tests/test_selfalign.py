@@ -1,6 +1,5 @@
 """Self-alignment conditions, draws and outcomes, with a stand-in for the model's measurement."""
 
-import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 from tests.probe_data import toy_probes
 
 from culturealign import demos, metrics, placebos, prompts, selfalign
+from selfalign_rows import measured, results
 
 FAKE_LM = SimpleNamespace(spec=SimpleNamespace(chat=False, answer_primer=False), tokenizer=None)
 PLAIN = prompts.PromptFormat.of(FAKE_LM)
@@ -22,6 +22,7 @@ def toy_zero(frame: pd.DataFrame) -> pd.DataFrame:
         p_majority_ba=np.clip(p - 0.1, 0, 1),
         p_a=np.where(frame["label"] == "a", p, 1 - p),
         p_other=0.0,
+        mode="exact",
         misaligned=p < 0.95,
     )
 
@@ -33,15 +34,17 @@ def fake_measure(record: list):
         record.extend(texts)
         hits = np.array([t.count("Answer: important\n") + t.count("Answer: trust\n") for t in texts])
         p = 0.3 + 0.1 * hits
-        return pd.DataFrame(
-            {
-                "probe_id": probes["probe_id"].to_numpy(),
-                "p_a": np.where(probes["label"] == "a", p, 1 - p),
-                "p_other": 0.0,
-                "p_majority": p,
-                "p_majority_ab": p + 0.05,
-                "p_majority_ba": p - 0.05,
-            }
+        return measured(
+            pd.DataFrame(
+                {
+                    "probe_id": probes["probe_id"].to_numpy(),
+                    "p_a": np.where(probes["label"] == "a", p, 1 - p),
+                    "p_other": 0.0,
+                    "p_majority": p,
+                    "p_majority_ab": p + 0.05,
+                    "p_majority_ba": p - 0.05,
+                }
+            )
         )
 
     return measure
@@ -78,6 +81,8 @@ def test_unknown_names_draws_and_combination_are_refused_with_the_allowed_values
         selfalign.check_conditions(["chrf_all", "nearest"])
     with pytest.raises(demos.DemoError, match="`draws`.*>= 1, got 0"):
         selfalign.check_conditions(["random"], draws=0)
+    with pytest.raises(demos.DemoError, match="`draws`.*>= 1, got -1"):
+        selfalign.check_draws(-1)  # what stage 30 checks before its model loads
     with pytest.raises(demos.DemoError, match="per_draw, per_prompt, got 'twice'"):
         selfalign.check_conditions(["random"], combination="twice")
     with pytest.raises(demos.DemoError, match="placebo_minority_answer"):
@@ -142,14 +147,15 @@ def test_outcomes_follow_the_protocol_and_mix_the_draws(run):
     assert row["misaligned"] == pytest.approx(expected["misaligned"]) and row["improved"] == pytest.approx(
         expected["improved"]
     )
-    assert row["delta"] == pytest.approx(0.5) and json.loads(row["components_after"]) == [pytest.approx(0.8)]
+    assert row["delta"] == pytest.approx(0.5) and row["components_per_draw"] == [[pytest.approx(0.8)]]
     per_prompt = selfalign.outcomes(results, "per_prompt").set_index(["probe_id", "strategy"])
-    assert json.loads(per_prompt.loc[("p0", "chrf_all"), "components_before"]) == [
+    assert per_prompt.loc[("p0", "chrf_all"), "components_before"] == [
         pytest.approx(0.4),
         pytest.approx(0.2),
     ]
     mixed = per_prompt.loc[("p0", "random")]
-    assert mixed["draws"] == 2 and len(json.loads(mixed["components_after"])) == 4  # 2 draws x 2 orders
+    mixture = selfalign.after_mixture("random", mixed["components_per_draw"])
+    assert mixed["draws"] == 2 and len(mixture) == 4  # 2 draws x 2 orders
     assert per_prompt.loc[("p0", "chrf_all"), "misaligned"] == pytest.approx(1 - (0.4**10 + 0.2**10) / 2)
     assert not per_draw.set_index(["probe_id", "strategy"]).loc[("p7", "chrf_category"), "served"]
     old = selfalign.outcomes(results, "per_draw", rule="rounded")
@@ -194,26 +200,29 @@ def test_unknown_order_pairing_is_refused_with_the_allowed_values():
 
 
 def _redrawn(strategy: str, after: list[float], before: float = 0.5) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "probe_id": "p0",
-            "strategy": strategy,
-            "draw": range(len(after)),
-            "reason": "",
-            "qid": "Q0",
-            "category": "A",
-            "label": "a",
-            "human_a": 0.6,
-            "p_majority_before": before,
-            "p_majority_after": after,
-        }
+    return results(
+        pd.DataFrame(
+            {
+                "probe_id": "p0",
+                "strategy": strategy,
+                "draw": range(len(after)),
+                "reason": "",
+                "qid": "Q0",
+                "category": "A",
+                "label": "a",
+                "human_a": 0.6,
+                "p_majority_before": before,
+                "p_majority_after": after,
+            }
+        )
     )
 
 
 def test_the_shuffled_condition_is_reshuffled_per_response_as_the_paper_ran_it():
     after = [0.2, 0.6, 0.95]
     row = selfalign.outcomes(_redrawn(selfalign.SHUFFLED, after)).iloc[0]
-    assert json.loads(row["components_after"]) == [pytest.approx(np.mean(after))]  # one binomial, not a mixture
+    mixture = selfalign.after_mixture(selfalign.SHUFFLED, row["components_per_draw"])
+    assert mixture == [pytest.approx(np.mean(after))]  # one binomial, not a mixture
     # simulation: every response of the after prompt gets its own permutation (one of the R draws)
     rng = np.random.default_rng(4)
     runs = 200_000
@@ -222,7 +231,9 @@ def test_the_shuffled_condition_is_reshuffled_per_response_as_the_paper_ran_it()
     assert row["improved"] == pytest.approx(((k < 10) & (k2 > k)).mean(), abs=0.004)
     assert row["same"] == pytest.approx(((k < 10) & (k2 == k)).mean(), abs=0.004)
     fixed = selfalign.outcomes(_redrawn("random", after)).iloc[0]  # random demonstrations: one choice per prompt
-    assert len(json.loads(fixed["components_after"])) == 3 and fixed["same"] != pytest.approx(row["same"], abs=0.01)
+    assert len(selfalign.after_mixture("random", fixed["components_per_draw"])) == 3 and fixed["same"] != pytest.approx(
+        row["same"], abs=0.01
+    )
 
 
 def test_outcomes_carry_the_no_effect_reference_of_each_probe(run):
@@ -230,7 +241,7 @@ def test_outcomes_carry_the_no_effect_reference_of_each_probe(run):
     for pairing in selfalign.PAIRINGS:
         table = selfalign.outcomes(results, "per_prompt", pairing=pairing).set_index(["probe_id", "strategy"])
         row = table.loc[("p0", "chrf_all")]
-        before = json.loads(row["components_before"])
+        before = row["components_before"]
         null = metrics.paired_outcomes(before, before, pairing)
         assert [row[f"{k}_no_effect"] for k in metrics.OUTCOMES] == [pytest.approx(null[k]) for k in metrics.OUTCOMES]
         assert (table["order_pairing"] == pairing).all()
@@ -242,7 +253,7 @@ def test_sampled_mode_selects_on_one_set_of_draws_and_takes_the_baseline_from_fr
     zero.loc[0, ["p_majority_selection", "p_majority_ab_selection", "p_majority_ba_selection"]] = 0.9
     table = selfalign.misalignment(zero)
     assert table["remeasured"].tolist() == [True] + [False] * 8  # selected on the selecting draws
-    assert json.loads(table.loc[0, "components"]) == [pytest.approx(zero.loc[0, "p_majority"])]  # baseline: fresh draws
+    assert table.loc[0, "components"] == [pytest.approx(zero.loc[0, "p_majority"])]  # baseline: fresh draws
     assert (table["selected_on"] == "selection draws").all()
 
 
@@ -252,17 +263,19 @@ def test_zero_shot_in_sampled_mode_measures_a_fresh_baseline(monkeypatch):
     def measure(lm, probes, texts, lang, seed, how, desc, draw_seed=None):
         seeds.append(seed if draw_seed is None else draw_seed)
         p = np.full(len(probes), 0.9 if draw_seed is None else 0.6)
-        return pd.DataFrame(
-            {
-                "probe_id": probes["probe_id"].to_numpy(),
-                "p_a": p,
-                "p_other": 0.0,
-                "p_majority": p,
-                "p_majority_ab": p,
-                "p_majority_ba": p,
-                "mode": "sampled (10 draws)",
-                "count": 9,
-            }
+        return measured(
+            pd.DataFrame(
+                {
+                    "probe_id": probes["probe_id"].to_numpy(),
+                    "p_a": p,
+                    "p_other": 0.0,
+                    "p_majority": p,
+                    "p_majority_ab": p,
+                    "p_majority_ba": p,
+                    "mode": "sampled (10 draws)",
+                    "count": 9,
+                }
+            )
         )
 
     monkeypatch.setattr(selfalign, "measure", measure)

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 from culturealign import metrics, selfalign, selfalign_summary, selfalign_tests
+from selfalign_rows import outcomes as completed_outcomes
+from selfalign_rows import results as completed
 
 
 def sampled_results(p: np.ndarray, draws: int, rng: np.random.Generator, shift: float = 0.0) -> pd.DataFrame:
@@ -37,7 +39,7 @@ def sampled_results(p: np.ndarray, draws: int, rng: np.random.Generator, shift: 
                 }
             )[keep]
         )
-    return pd.concat(rows, ignore_index=True)
+    return completed(pd.concat(rows, ignore_index=True))
 
 
 def test_sampled_mode_improved_beyond_no_effect_is_centred_on_zero_under_no_effect():
@@ -100,7 +102,7 @@ def exchangeable_outcomes(rng: np.random.Generator, langs: dict[str, int], effec
                     }
                 ).assign(p_after=lambda f: f["p_before"] + f["delta"])
             )
-    return pd.concat(parts, ignore_index=True)
+    return completed_outcomes(pd.concat(parts, ignore_index=True))
 
 
 def test_the_primary_test_is_a_test_of_the_printed_number_with_its_interval():

@@ -37,3 +37,25 @@ def test_a_stage_with_a_model_loads_it_from_the_parameters_and_records_it(isolat
     assert "native bf16" in manifest["cpu"]  # the machine beside every run's precision
     assert manifest["decoding"] == {"temperature": 1.0, "top_k": 64, "top_p": 0.95}
     assert set(manifest["params"]) == {"model", "model_config", "lang", "seed", "batch_size", "cultures_specific"}
+
+
+def test_a_notebook_run_by_hand_is_refused_an_option_outside_its_literal_before_its_run_opens(
+    isolated_outputs, monkeypatch
+):
+    """In Jupyter there is no runner: begin checks the cell's options, naming the cell as the source."""
+    import pytest
+
+    from culturealign import params
+
+    monkeypatch.delenv(params.SCALE_ENV, raising=False)
+    with pytest.raises(params.ParamError) as err:
+        stage.begin("80_crqpc", {**SHARED, "aware_kind": "both"})
+    assert str(err.value) == (
+        "the parameters cell of notebooks/80_crqpc.py: 'aware_kind' 'both' is not allowed. Allowed: aware, cross"
+    )
+    assert not (isolated_outputs / "gemma3-270m" / "en" / "80_crqpc").exists()
+    monkeypatch.setenv(params.SCALE_ENV, "smoke")  # run by the runner at a scale: the file that set it
+    with pytest.raises(params.ParamError, match="^the parameters cell of notebooks/80_crqpc.py: 'aware_kind'"):
+        stage.begin("80_crqpc", {**SHARED, "aware_kind": "both"})
+    with pytest.raises(params.ParamError, match=r"^params/smoke.yaml: 'answer_mode' 'greedy' is not allowed"):
+        params.check_options("70_culture_prompting", {**SHARED, "answer_mode": "greedy"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import sys
 import papermill
 import pytest
 
-from culturealign import params, stages
+from culturealign import params, runs, stages
 from culturealign.runs import Run
 
 
@@ -174,3 +175,64 @@ def test_stage_kernels_listen_on_unix_sockets_in_folders_of_their_own():
     assert os.path.isdir(os.path.dirname(first.ip)) and os.path.dirname(first.ip) != os.path.dirname(second.ip)
     for km in (first, second):
         os.rmdir(os.path.dirname(km.ip))
+
+
+@pytest.mark.parametrize("stage", stages.stage_names())
+def test_papermill_reads_every_parameter_the_notebook_declares(stage):
+    """papermill skips a parameter line holding a second '=' (in its help comment, say); such a
+    parameter would lose its declared type and help, so every declared name must come through."""
+    assert set(stages.declared_parameters(stage)) == set(params.parameter_names(stage))
+
+
+@pytest.mark.parametrize("where", ["papermill", "kernel"])
+def test_a_full_disk_stops_a_stage_in_one_line_and_the_rerun_runs(monkeypatch, capsys, isolated_outputs, where):
+    """papermill saves the executed notebook after every cell (a full disk raises OSError there);
+    a notebook's own write raises DiskFull in the kernel. Either way: one line, no traceback."""
+    notebook = isolated_outputs / "gemma3-270m" / "en" / "00_data.ipynb"
+
+    def full(source, output, **kwargs):
+        if where == "papermill":
+            raise OSError(errno.ENOSPC, "No space left on device", output)
+        raise papermill.PapermillExecutionError(3, 3, "", "DiskFull", "no space left to write x.csv: 0 bytes", "")
+
+    monkeypatch.setattr(papermill, "execute_notebook", full)
+    assert stages.main(["run", "00_data"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    expected = f"error: no space left to write {notebook}: " if where == "papermill" else "no space left to write x.csv"
+    assert expected in err
+    assert Run("00_data", "gemma3-270m", "en").read_manifest()["status"] == "failed"
+    seen = []  # the scale the kernel inherits (params.param_source reads it), set only while it runs
+    monkeypatch.setattr(
+        papermill, "execute_notebook", lambda source, output, **k: seen.append(os.environ[params.SCALE_ENV])
+    )
+    monkeypatch.delenv(params.SCALE_ENV, raising=False)
+    assert stages.main(["run", "00_data", "--scale", "smoke"]) == 0
+    assert seen == ["smoke"] and params.SCALE_ENV not in os.environ
+
+
+@pytest.mark.process
+def test_two_runs_of_one_stage_at_once_the_second_refuses_naming_the_first(isolated_outputs):
+    """A user starts a stage, model and language that another process is running on the same
+    outputs: the command stops at once with one line naming that process. The first is a process
+    that holds the run's lock as stages.run_stage does while papermill executes the notebook."""
+    env = {**os.environ, "CULTUREALIGN_OUTPUTS": str(isolated_outputs)}
+    holder = (
+        "import sys; from culturealign import runs\n"
+        "with runs.exclusive(runs.Run('00_data', 'gemma3-270m', 'en')):\n"
+        "    print('held', flush=True); sys.stdin.read()\n"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-c", holder], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert first.stdout.readline().strip() == "held"
+        command = [sys.executable, "-m", "culturealign.stages", "run", "00_data", "--scale", "smoke"]
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        first.communicate("", timeout=60)  # the first run ends: its lock goes with it
+    assert second.returncode == 2 and len(second.stderr.strip().splitlines()) == 1
+    assert f"00_data for model gemma3-270m, language en is already running (process {first.pid} on" in second.stderr
+    assert not (isolated_outputs / "gemma3-270m" / "en" / "00_data" / "params.yaml").exists()  # it did nothing
+    with runs.exclusive(Run("00_data", "gemma3-270m", "en")):
+        pass

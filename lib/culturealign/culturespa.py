@@ -1,11 +1,6 @@
-"""CultureSPA (Xu et al., 2024): generate culture questions, answer them culture-unaware and
-culture-aware, keep the answers that shift (CRQPC), and evaluate on WVS for 18 cultures.
-
-Answers are drawn as the authors drew them (one sampled reply per prompt, unaware and aware
-independently; a reply that is not an option is invalid and left out), or, from the same exact
-response distributions, with common random numbers or as the argmax (ANSWER_MODES). Options are
-numbered by their WVS codes (0-based scales from 0), so an answer is the code it means. Expected
-scores of the authors' one-sample protocol come from the exact distributions by simulation.
+"""CultureSPA (Xu et al., 2024): the paper's 18 cultures, question generation (stage 60), the
+answer modes and reply parsing, and culture prompting (stage 70); CRQPC is culturespa_crqpc.py,
+the evaluation culturespa_eval.py. docs/measurement.md says what each answer mode means.
 
 Wording of every prompt is the project's own. WVS question texts are read at run time from
 ../shared (never committed) as seeds for generation and as the evaluation set.
@@ -23,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from . import paths, prompts, scoring, wvs
+from . import prompts, scoring, wvs
 from .models import LoadedModel
 from .runs import ResultCache
 
@@ -85,13 +80,13 @@ def culture_name(code: str) -> str:
     return CULTURE_NAMES.get(code, code)
 
 
-def check_cultures(cultures: Sequence[str], figures: pd.DataFrame | None = None) -> None:
-    """Refuse cultures without WVS figures before any work, naming those that have them."""
-    have = set(wvs.countries_with_figures(figures))
+def check_cultures(cultures: Sequence[str], wvs_shares: pd.DataFrame | None = None) -> None:
+    """Refuse cultures without WVS answer shares before any work, naming those that have them."""
+    have = set(wvs.countries_with_shares(wvs_shares))
     missing = [c for c in cultures if c not in have]
     if missing:
         raise CultureSPAError(
-            f"no WVS figures for culture(s) {missing}. Cultures with figures: {sorted(have)}. "
+            f"no WVS answer shares for culture(s) {missing}. Cultures with shares: {sorted(have)}. "
             f"Add one with `make wvs WVS_CSV=path/to/WVS_Cross-National_Wave_7.csv`."
         )
 
@@ -203,22 +198,6 @@ ANSWER_MODES = {
     "answer shifts only when the distribution moved",
     "argmax": "the most probable option (never invalid): no sampling at all",
 }
-
-
-def param_source(stage: str, key: str, model: str, lang: str = "en") -> str:
-    """Which parameter files set `key` for `stage` (for error messages that name the file)."""
-    from . import params
-
-    try:
-        files = params.layer_files(model, lang, "smoke")
-    except params.ParamError:
-        return "the notebook's parameters cell"
-    found = []
-    for path in files:
-        data = params.read_yaml(path)
-        if key in data or key in ((data.get(params.STAGES_KEY) or {}).get(stage) or {}):
-            found.append(str(path.relative_to(paths.REPO)))
-    return ", ".join(found) if found else f"the parameters cell of notebooks/{stage}.py"
 
 
 def check_answer_mode(mode: str, where: str = "answer_mode") -> str:
@@ -436,10 +415,10 @@ def answer_columns(table: pd.DataFrame, mode: str, seed: int) -> pd.DataFrame:
 
 
 def similar_cultures(
-    cultures: Sequence[str], k: int = 3, figures: pd.DataFrame | None = None
+    cultures: Sequence[str], k: int = 3, wvs_shares: pd.DataFrame | None = None
 ) -> dict[str, tuple[list[str], list[str]]]:
     """Per culture: its k most and k least similar cultures by the alignment score of WVS majorities."""
-    sim = wvs.similarity_matrix(list(cultures), figures)
+    sim = wvs.similarity_matrix(list(cultures), wvs_shares)
     out = {}
     for culture in cultures:
         others = sim.loc[culture].drop(culture).sort_values(ascending=False, kind="stable")
@@ -552,117 +531,6 @@ def write_answers(path: Path, table: pd.DataFrame) -> Path:
     if "off_scale_probs" in out:
         out["off_scale_probs"] = out["off_scale_probs"].map(lambda x: json.dumps(x if isinstance(x, dict) else {}))
     return write_table(path, out)
-
-
-# ------------------------------------------------------------------------------- 80: CRQPC
-
-
-def _unaware(answers: pd.DataFrame) -> pd.DataFrame:
-    return answers[answers["kind"] == "unaware"].drop_duplicates("id").set_index("id")
-
-
-def _codes(column: pd.Series) -> np.ndarray:
-    """Answer codes as floats, NaN for an invalid reply."""
-    return column.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-
-
-def shift_rates(answers: pd.DataFrame) -> pd.DataFrame:
-    """Percent of valid (persona, unaware) answer pairs that differ, per persona kind and answer mode."""
-    unaware = _unaware(answers)
-    others = answers[answers["kind"] != "unaware"]
-    rates = {}
-    for mode in ANSWER_MODES:
-        mine, theirs = _codes(others[f"answer_{mode}"]), _codes(unaware.loc[others["id"], f"answer_{mode}"])
-        valid = ~(np.isnan(mine) | np.isnan(theirs))
-        frame = pd.DataFrame({"kind": others["kind"].to_numpy()[valid], "differ": mine[valid] != theirs[valid]})
-        rates[mode] = frame.groupby("kind")["differ"].mean() * 100
-    return pd.DataFrame(rates).rename_axis("kind")
-
-
-def crqpc(
-    answers: pd.DataFrame, questions: pd.DataFrame, aware_kind: str = "aware", column: str = "answer"
-) -> pd.DataFrame:
-    """Culture-related QA pairs (the authors' data_process/3.CRQPC.py): per culture, the questions
-    whose culture-aware answer is valid, the unaware one too, and the two differ; as
-    instruction-tuning records (system, question, options, start, input, output)."""
-    questions = with_starts(questions)
-    unaware = _unaware(answers)[column]
-    aware = answers[answers["kind"] == aware_kind]
-    by_id = questions.set_index("id")
-    records = []
-    for row in aware.itertuples(index=False):
-        mine, theirs = getattr(row, column), unaware.get(row.id)
-        if pd.isna(mine) or theirs is None or pd.isna(theirs) or int(mine) == int(theirs):
-            continue
-        q = by_id.loc[row.id]
-        start = int(q["start"])
-        records.append(
-            {
-                "culture": row.culture,
-                "id": row.id,
-                "topic": q["topic"],
-                "system": persona_for("aware", row.culture),
-                "question": q["question"],
-                "options": list(q["options"]),
-                "start": start,
-                "input": prompts.survey_block(q["question"], q["options"], start=start)
-                .removesuffix(prompts.ANSWER_CUE)
-                .rstrip(),
-                "output": str(int(mine)),
-                "unaware_answer": int(theirs),
-            }
-        )
-    return pd.DataFrame(
-        records,
-        columns=[
-            "culture",
-            "id",
-            "topic",
-            "system",
-            "question",
-            "options",
-            "start",
-            "input",
-            "output",
-            "unaware_answer",
-        ],
-    )
-
-
-def crqpc_counts(answers: pd.DataFrame, aware_kind: str = "aware") -> pd.DataFrame:
-    """Per culture: pairs kept under each answer mode, and the exact expected number under the
-    authors' protocol (two independent draws, both valid, different): sum over questions of
-    (1 - other_u)(1 - other_a) - sum_j p_u(j) p_a(j)."""
-    unaware = _unaware(answers)
-    aware = answers[answers["kind"] == aware_kind]
-    rows = []
-    for culture, group in aware.groupby("culture", sort=True):
-        row = {"culture": culture, "questions": len(group)}
-        for name in ANSWER_MODES:
-            mine, theirs = _codes(group[f"answer_{name}"]), _codes(unaware.loc[group["id"], f"answer_{name}"])
-            row[f"kept_{name}"] = int(np.sum(~np.isnan(mine) & ~np.isnan(theirs) & (mine != theirs)))
-        expected = 0.0
-        for probs, qid in zip(group["probs"], group["id"]):
-            pu, pa = np.asarray(unaware.at[qid, "probs"], dtype=float), np.asarray(probs, dtype=float)
-            expected += pu.sum() * pa.sum() - float(pu @ pa)
-        row["expected_sample"] = expected
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def training_text(record: dict[str, Any], fmt: prompts.PromptFormat = prompts.PLAIN) -> tuple[str, str]:
-    """(prompt, answer) of an instruction record: the prompt is built by prompts.survey_prompt, the
-    function that builds the evaluation prompt, so a chat model is tuned on its own chat template
-    and exactly the text it is asked at evaluation (a base model with the same primer); the answer
-    is the option code."""
-    prompt = prompts.survey_prompt(
-        record["system"],
-        record["question"],
-        list(record["options"]),
-        fmt=fmt,
-        start=int(record.get("start", 1)),
-    )
-    return prompt, str(record["output"])
 
 
 def prompt_format(lm: LoadedModel) -> str:

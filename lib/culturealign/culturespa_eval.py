@@ -1,13 +1,6 @@
 """CultureSPA's evaluation (Xu et al., 2024; stage 95): every method's answers to the WVS
 questions, their alignment scores (one run, and expected under the authors' protocol), and the
-general-ability check.
-
-Every method is answered under one answer mode (culturespa.ANSWER_MODES; the authors': `sample`),
-its distributions kept so the expected score of the authors' protocol can be simulated. General
-ability compares the base model with each adapter on the same items: a paired exact McNemar test,
-a 95% interval of the accuracy difference (Tango's score interval for paired data) and a
-TOST equivalence test within a stated margin, whose verdict says "within +/- m points" or "not
-shown": a large McNemar p on a few items at chance accuracy is no evidence of unchanged ability.
+general-ability check against the base model. docs/measurement.md says what each number means.
 """
 
 from __future__ import annotations
@@ -52,9 +45,9 @@ def wvs_eval_questions(max_questions: int = 0) -> pd.DataFrame:
     return frame.head(max_questions) if max_questions else frame
 
 
-def gold_answers(culture: str, questions: pd.DataFrame, figures: pd.DataFrame | None = None) -> dict[str, int]:
+def gold_answers(culture: str, questions: pd.DataFrame, wvs_shares: pd.DataFrame | None = None) -> dict[str, int]:
     """The culture's majority answer code per question (ties, gaps and codes off the scale left out)."""
-    shares = wvs.country_shares(culture, figures)
+    shares = wvs.country_shares(culture, wvs_shares)
     gold = {}
     for q in questions.itertuples(index=False):
         code = wvs.majority_code(shares.get(q.id, {}))
@@ -64,7 +57,7 @@ def gold_answers(culture: str, questions: pd.DataFrame, figures: pd.DataFrame | 
 
 
 def selfalign_demos(
-    questions: pd.DataFrame, cultures: Sequence[str], k: int = 5, figures: pd.DataFrame | None = None
+    questions: pd.DataFrame, cultures: Sequence[str], k: int = 5, wvs_shares: pd.DataFrame | None = None
 ) -> dict[tuple[str, str], list[tuple[str, list[str], int, int]]]:
     """Self-alignment demonstrations for the survey: per culture and question, the k most similar
     other WVS questions by chrF++ that have a majority answer, filled in with its code."""
@@ -74,7 +67,7 @@ def selfalign_demos(
     sim = chrf_matrix(questions["question"].tolist(), questions["question"].tolist())
     out = {}
     for culture in cultures:
-        gold = gold_answers(culture, questions, figures)
+        gold = gold_answers(culture, questions, wvs_shares)
         usable = np.array([q in gold for q in questions["id"]])
         for i, q in enumerate(questions.itertuples(index=False)):
             pool = [j for j in np.flatnonzero(usable) if j != i]
@@ -105,7 +98,7 @@ def placebo_demos(demos: dict, seed: int) -> dict:
 
 
 def score_table(
-    answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequence[str], figures: pd.DataFrame | None = None
+    answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequence[str], wvs_shares: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """CultureSPA alignment score of the chosen answers per culture and method, as the authors score
     (result_analysis_run_3.py: invalid replies left out), and beside it the score on the questions
@@ -114,7 +107,7 @@ def score_table(
     n_options = dict(zip(questions["id"], questions["options"].map(len)))
     rows = []
     for culture in cultures:
-        gold = gold_answers(culture, questions, figures)
+        gold = gold_answers(culture, questions, wvs_shares)
         given_by_method = {}
         for method, group in answers[answers["culture"] == culture].groupby("method"):
             valid = group[group["answer"].notna()]
@@ -197,7 +190,7 @@ def expected_scores(
     cultures: Sequence[str],
     draws: int = 2000,
     seed: int = 0,
-    figures: pd.DataFrame | None = None,
+    wvs_shares: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Expected CultureSPA score under the authors' one-sample protocol and the 95% interval one run
     of it would show, per culture and method, by seeded simulation from the exact distributions.
@@ -219,7 +212,7 @@ def expected_scores(
     }
     runs_by_cell, rows = {}, []
     for c_index, culture in enumerate(cultures):
-        gold = gold_answers(culture, questions, figures)
+        gold = gold_answers(culture, questions, wvs_shares)
         ids = [q for q in every_id if q in gold]
         gold_codes = np.array([gold[q] for q in ids], dtype=float)
         span = np.array([n_options[q] - 1 for q in ids], dtype=float)
@@ -464,7 +457,7 @@ def harness_predictions(lm: LoadedModel, task: str, limit: int | None = None) ->
     harness_lm = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, add_bos_token=True, batch_size=lm.batch_size)
     own = task == HARNESS_GENERAL_TASK
     # the project's own task is a config in hand: the harness need not index its thousands of
-    # built-in tasks first (tens of seconds) to find it
+    # built-in tasks first to find it
     tasks = TaskManager(include_defaults=not own)
     try:
         result = simple_evaluate(

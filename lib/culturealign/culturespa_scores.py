@@ -16,7 +16,7 @@ from .culturespa_eval import gold_answers
 
 
 def distance_split(
-    answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequence[str], figures: pd.DataFrame | None = None
+    answers: pd.DataFrame, questions: pd.DataFrame, cultures: Sequence[str], wvs_shares: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Per culture and method, what the expected score rewards: the argmax score (each question
     answered with its most likely code) and the split of the expected squared distance of one
@@ -27,7 +27,7 @@ def distance_split(
     n_options = dict(zip(questions["id"], questions["options"].map(len)))
     rows = []
     for culture in cultures:
-        gold = gold_answers(culture, questions, figures)
+        gold = gold_answers(culture, questions, wvs_shares)
         for method, group in answers[answers["culture"] == culture].groupby("method", sort=True):
             group = group.drop_duplicates("id")
             group = group[group["id"].isin(list(gold))]

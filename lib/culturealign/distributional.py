@@ -1,18 +1,7 @@
-"""Distributional alignment on WVS-7's native scales (stage 97): what the model is asked and how its
-answers are read.
-
-Every country with WVS figures is asked each question it has figures for, on the question's own
-answer options, under its country persona (stage 95's aware prompt, so the two stages share prompts
-and cached scores); the model's default (stage 95's unaware prompt, no country) is asked every
-selected question once. A placebo persona for a country is another country's persona, drawn with
-the seed: it is asked on that other country's questions anyway, so it costs nothing where the two
-countries share questions. Ordinal scales are asked in both option orders (the reversed list is
-numbered from the first code again, so position and number move together) and the two averaged;
-nominal ones in the WVS order. The mass on no option (`other`) is kept apart.
-
-The three ways of asking of Meister et al. (2024) on a stated subset of items: the exact option
-probabilities (every item), sampled replies parsed by the reader's rule, and a distribution stated
-in words (percentages per option), parsed, with the unparseable ones counted.
+"""Distributional alignment on WVS-7's native scales (stage 97): what the model is asked (each
+country's persona, its placebo persona and the model's default, on every question with WVS shares)
+and how its answers are read, three ways (exact, sampled, stated in words). docs/distributions.md
+describes the design.
 """
 
 from __future__ import annotations
@@ -23,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import culturespa, culturespa_eval, prompts, scoring, wvs, wvs_build
+from . import culturespa, culturespa_eval, prompts, scoring, wvs, wvs_sources
 from .models import LoadedModel
 
 STAGE = "97_distributions"
@@ -43,24 +32,23 @@ def is_ordinal(qid: str) -> bool:
 
 def country_name(code: str) -> str:
     """A country's English name for the persona: stage 95's name where it has one (the prompts are
-    then the same), else the name the WVS sources use (wvs_build.COUNTRY_CODES), else the code."""
+    then the same), else the name the WVS sources use (wvs_sources.COUNTRY_CODES), else the code."""
     if code in culturespa.CULTURE_NAMES:
         return culturespa.culture_name(code)
-    names = {iso: name for name, iso in wvs_build.COUNTRY_CODES.items()}
+    names = {iso: name for name, iso in wvs_sources.COUNTRY_CODES.items()}
     return names.get(code, code)
 
 
 def check_selection(
     countries: Sequence[str],
     questions: Sequence[str],
-    metric: str,
     where: Callable[[str], str],
-    figures: pd.DataFrame | None = None,
+    wvs_shares: pd.DataFrame | None = None,
 ) -> tuple[list[str], list[str]]:
     """The countries and questions to ask (empty: all), refused before the model loads when one is
     unknown, with one message naming the file (`where(key)`), the key and the allowed values."""
-    have = wvs.countries_with_figures(figures)
-    allowed = {"countries": have, "questions": list(wvs.VALUE_QUESTIONS), "metric": list(METRICS)}
+    have = wvs.countries_with_shares(wvs_shares)
+    allowed = {"countries": have, "questions": list(wvs.VALUE_QUESTIONS)}
     chosen = {"countries": list(countries) or have, "questions": list(questions) or list(wvs.VALUE_QUESTIONS)}
     for key in ("countries", "questions"):
         unknown = [x for x in chosen[key] if x not in allowed[key]]
@@ -68,8 +56,6 @@ def check_selection(
             raise DistributionsError(
                 f"{where(key)}: {key}: unknown {unknown}. Allowed values: {', '.join(allowed[key])} (empty: all)"
             )
-    if metric not in METRICS:
-        raise DistributionsError(f"{where('metric')}: metric: unknown {metric!r}. Allowed values: {', '.join(METRICS)}")
     return chosen["countries"], chosen["questions"]
 
 
@@ -82,14 +68,14 @@ def survey_questions(ids: Sequence[str]) -> pd.DataFrame:
 
 
 def human_distributions(
-    questions: pd.DataFrame, countries: Sequence[str], figures: pd.DataFrame | None = None
+    questions: pd.DataFrame, countries: Sequence[str], wvs_shares: pd.DataFrame | None = None
 ) -> tuple[dict[tuple[str, str], np.ndarray], pd.DataFrame]:
     """Per (country, question) the WVS answer distribution over the question's codes, renormalised
-    over them; and per country how many selected questions it lacks figures for (skipped)."""
-    figures = wvs.load_figures() if figures is None else figures
+    over them; and per country how many selected questions it lacks WVS shares for (skipped)."""
+    wvs_shares = wvs.load_shares() if wvs_shares is None else wvs_shares
     human, skipped = {}, []
     for country in countries:
-        shares = wvs.country_shares(country, figures)
+        shares = wvs.country_shares(country, wvs_shares)
         missing = 0
         for q in questions.itertuples(index=False):
             codes = wvs.scale_codes(q.id, len(q.options))
@@ -113,7 +99,7 @@ def placebo_personas(countries: Sequence[str], seed: int) -> dict[str, str]:
 
 def ask_items(questions: pd.DataFrame, human: dict, countries: Sequence[str]) -> pd.DataFrame:
     """What is asked: the default on every question, each country's persona on each question it has
-    figures for; ordinal questions in both orders. Columns persona, id, order."""
+    WVS shares for; ordinal questions in both orders. Columns persona, id, order."""
     rows = []
     for persona in [DEFAULT, *countries]:
         for q in questions.itertuples(index=False):

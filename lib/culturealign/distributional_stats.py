@@ -1,13 +1,6 @@
 """Distributional alignment on WVS-7 (stage 97): distances per (country, question), the floors and
 ceilings beside them, tables with bootstrap intervals, identifiability and the figures.
-
-Distances (metrics.py): W1 on ordinal scales divided by k - 1 (OpinionQA/HELM, WorldValuesBench),
-Jensen-Shannon distance in base 2 (GlobalOpinionQA), total variation (Meister et al., 2024).
-Floors, on the same questions: uniform; the country's majority answer one-hot (what both papers
-reduce a country to); the average of the other countries' distributions (a model that knows
-nothing of the country reaches it: the floor that counts). Ceilings: the survey's own sampling
-noise (the country's distribution resampled at its sample size) and, for countries with
-respondent rows, the distance between two random halves of the respondents.
+docs/distributions.md says what each distance, floor and ceiling means.
 """
 
 from __future__ import annotations

@@ -1,26 +1,9 @@
-"""The project's measures as lm-evaluation-harness tasks, and the harness's results read back.
+"""The project's measures as lm-evaluation-harness tasks (`make harness-tasks`), and the harness's
+results read back into the report's tables (`read_runs`).
 
-`make harness-tasks` (python -m culturealign.harness) writes a folder for `lm_eval --include_path`:
-
-- `culturealign_selfalign_<lang>`: each zero-shot probe of a language as two two-option
-  multiple_choice documents, one per option order, built with the project's cloze prompt. Per
-  sample, `p_majority` is the probability of the country's majority option normalised over the two
-  options (the softmax of their log-likelihoods), `aligned` whether it exceeds one half; the
-  harness averages both with their standard errors (over prompts: each order is one sample).
-- `culturealign_wvs_<country>`: every WVS value question with the country's human answer shares,
-  on its native scale, under the country persona (CultureSPA's culture-aware prompt). Per sample,
-  the W1 (ordinal, / (k-1)), JSD (bits) and TV distances of the model's answer distribution to the
-  human one, and the same distances of the all-countries average beside them (`*_floor`);
-  averaged over questions with their standard errors. The harness reads each code's one spelling:
-  where a tokenizer writes numbers digit by digit, code 1's probability holds the responses that
-  go on to 10 (docs/measurement.md, measured by benchmarks/bench_harness.py).
-- groups `culturealign_selfalign` (Self-Alignment), `culturealign_wvs` (CultureSPA) and
-  `culturealign` over both.
-
-The documents hold WVS question text, read at run time from ../shared, so the folder lives under
-build/ (git-ignored). harness_utils.py travels with it as utils.py: the folder runs wherever the
-harness runs, without this package. `read_runs` reads a harness output folder (results JSON and
-samples JSONL) back into the report's tables.
+The tasks' documents hold WVS question text read at run time from ../shared, so the folder lives
+under build/ (git-ignored); harness_utils.py travels with it as utils.py, so it runs wherever the
+harness runs. docs/measurement.md says what each task measures.
 """
 
 from __future__ import annotations
@@ -50,7 +33,7 @@ from . import (
     scoring,
     tokens,
     wvs,
-    wvs_build,
+    wvs_sources,
 )
 from .models import LoadedModel
 
@@ -100,12 +83,12 @@ def selfalign_docs(lang: str, fmt: prompts.PromptFormat = prompts.PLAIN, country
     return docs
 
 
-def human_distributions(questions: pd.DataFrame, figures: pd.DataFrame) -> dict[tuple[str, str], list[float]]:
+def human_distributions(questions: pd.DataFrame, wvs_shares: pd.DataFrame) -> dict[tuple[str, str], list[float]]:
     """(country, qid) -> the country's answer shares over the question's scale codes, renormalised
     over the codes on the scale; questions without a share on the scale are left out."""
     scales = {q.id: wvs.scale_codes(q.id, len(q.options)) for q in questions.itertuples(index=False)}
     shares: dict[tuple[str, str], dict[int, float]] = {}
-    rows = figures.loc[figures["qid"].isin(scales), ["country", "qid", "code", "share"]]
+    rows = wvs_shares.loc[wvs_shares["qid"].isin(scales), ["country", "qid", "code", "share"]]
     for country, qid, code, share in rows.itertuples(index=False):
         shares.setdefault((country, qid), {})[int(code)] = float(share)
     out = {}
@@ -128,7 +111,7 @@ def country_name(code: str) -> str:
     """The name a persona uses: CultureSPA's (with its article), else the WVS build's English name."""
     if code in culturespa.CULTURE_NAMES:
         return culturespa.CULTURE_NAMES[code]
-    names = {iso: name for name, iso in wvs_build.COUNTRY_CODES.items()}
+    names = {iso: name for name, iso in wvs_sources.COUNTRY_CODES.items()}
     return names.get(code, code)
 
 
@@ -218,14 +201,14 @@ def write_tasks(
 ) -> pd.DataFrame:
     """Write the task folder (YAML files, data/*.jsonl, utils.py) and return its tasks with their
     document counts. Languages default to the 14 with a country; countries to every one with WVS
-    figures. The folder is emptied first, so a task dropped from the list does not linger."""
+    answer shares. The folder is emptied first, so a task dropped from the list does not linger."""
     fmt = prompt_format(primer)
     langs = list(langs or params.language_countries())
-    figures = wvs.load_figures()
-    countries = list(countries or wvs.countries_with_figures(figures))
-    culturespa.check_cultures(countries, figures)
+    wvs_shares = wvs.load_shares()
+    countries = list(countries or wvs.countries_with_shares(wvs_shares))
+    culturespa.check_cultures(countries, wvs_shares)
     questions = culturespa_eval.wvs_eval_questions()
-    human = human_distributions(questions, figures)
+    human = human_distributions(questions, wvs_shares)
     average = country_average(human)
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "data").mkdir(parents=True)
@@ -488,7 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the culturealign tasks for lm-evaluation-harness.")
     parser.add_argument("--out", type=Path, default=DEFAULT_FOLDER, help="the folder for --include_path")
     parser.add_argument("--langs", nargs="*", help="Self-Alignment languages (default: the 14 with a country)")
-    parser.add_argument("--countries", nargs="*", help="WVS countries, ISO3 (default: every one with figures)")
+    parser.add_argument(
+        "--countries", nargs="*", help="WVS countries, ISO3 (default: every one with WVS answer shares)"
+    )
     parser.add_argument(
         "--primer",
         choices=["none", "examples"],

@@ -1,12 +1,8 @@
-"""What lm-evaluation-harness calls while it runs the culturealign tasks: loading their documents,
-turning each document's option log-likelihoods into the project's per-sample numbers, and the
-distances between an answer distribution and the human one (W1, JSD, TV).
+"""What lm-evaluation-harness calls while it runs the culturealign tasks: their documents, each
+document's numbers from its option log-likelihoods, and the distances to the human distribution.
 
-`make harness-tasks` copies this file, unchanged, next to the task YAML files as `utils.py`, where
-the YAML's `!function utils.<name>` finds it; so it imports nothing from culturealign (numpy and
-the standard library only, `datasets` where documents load) and the task folder runs wherever the
-harness is installed. Every function is pure and unit-tested in the project (the distances
-against scipy).
+`make harness-tasks` copies this file unchanged next to the task files as `utils.py`, so it
+imports nothing from culturealign and the task folder runs wherever the harness is installed.
 """
 
 from __future__ import annotations

@@ -2,17 +2,16 @@
 
 papermill only warns about a parameter the notebook does not declare, so a typo would run with a
 silent default. Here every key of every layer is checked against the notebook's parameters cell
-(its names and types, read by papermill's own inspector) before any work starts.
-
-A key at a layer's top level (base.yaml, a model or language file, a scale file) is shared: it
-reaches the stages whose parameters cell declares it, so a notebook lists only the knobs it reads,
-and a key that no stage declares is refused. A layer may hold a `stages:` mapping of stage name to
-overrides that apply to that stage only (smoke.yaml and quick.yaml use it to shrink each stage);
-there a key the stage does not declare is refused.
+(names, types, and the values of a `Literal` type) before any work starts, and an error names the
+file that set the value. A top-level key reaches the stages that declare it; a `stages:` mapping
+holds one stage's overrides (smoke.yaml and quick.yaml shrink each stage with it). The README
+("One stage, one model, one language") describes the layers.
 """
 
 from __future__ import annotations
 
+import ast
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,33 +31,69 @@ class ParamError(ValueError):
 
 @dataclass(frozen=True)
 class Declared:
-    """One parameter as the notebook's parameters cell declares it."""
+    """One parameter as the notebook's parameters cell declares it: `name: type = default  # help`.
+
+    `options` holds the allowed values of a `Literal[...]` type (or of the items of a
+    `list[Literal[...]]`, with `is_list`), checked here before any work starts."""
 
     name: str
     type_name: str
     default: str
     help: str
+    options: tuple[Any, ...] | None = None
+    is_list: bool = False
 
 
 PARAMETERS_CELL = re.compile(r'^# %%.*\btags=\[[^\]]*"parameters"')
 
 
-def parameter_names(stage: str) -> list[str]:
-    """Names in a notebook's parameters cell, read from its percent-format text file.
+def parameters_cell(stage: str) -> str:
+    """The source of a notebook's parameters cell, read from its percent-format text file.
 
-    Read line by line, not with jupytext: importing jupytext (nbformat, jsonschema's format
-    grammars) costs about 4 s, paid at the start of every stage run. tests/test_params.py checks
-    this reader against jupytext on every notebook; the types and help come from papermill's
-    inspector (stages.declared_parameters)."""
-    names, inside = [], False
+    Read line by line rather than with jupytext, whose import is a large share of a stage's start;
+    tests/test_params.py checks this reader against jupytext on every notebook."""
+    lines, inside = [], False
     for line in (paths.NOTEBOOKS / f"{stage}.py").read_text(encoding="utf-8").splitlines():
         if line.startswith("# %%"):
             if inside:
                 break
             inside = bool(PARAMETERS_CELL.match(line))
-        elif inside and line.strip() and not line.lstrip().startswith("#"):
-            names.append(line.split(":")[0].split("=")[0].strip())
-    return names
+        elif inside:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _literal_options(annotation: ast.expr) -> tuple[tuple[Any, ...] | None, bool]:
+    """The values of `Literal[...]` (or of `list[Literal[...]]`, flagged as a list), else None."""
+    is_list = isinstance(annotation, ast.Subscript) and ast.unparse(annotation.value) == "list"
+    inner = annotation.slice if is_list else annotation
+    if isinstance(inner, ast.Subscript) and ast.unparse(inner.value) == "Literal":
+        values = inner.slice.elts if isinstance(inner.slice, ast.Tuple) else [inner.slice]
+        return tuple(ast.literal_eval(v) for v in values), is_list
+    return None, False
+
+
+def declared(stage: str) -> dict[str, Declared]:
+    """Every parameter of a notebook's parameters cell: its name, type, default, help and, for a
+    `Literal` type, the allowed values. papermill's own inspector skips a `Literal` annotation, so
+    the cell is parsed with `ast` here (imports in the cell are not parameters)."""
+    source = parameters_cell(stage)
+    lines = source.splitlines()
+    found = {}
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value):
+            continue
+        after = lines[node.end_lineno - 1].encode("utf-8")[node.end_col_offset :].decode("utf-8")  # ast counts bytes
+        comment = after.strip().lstrip("#").strip()
+        options, is_list = _literal_options(node.annotation)
+        name = node.target.id
+        found[name] = Declared(name, ast.unparse(node.annotation), ast.unparse(node.value), comment, options, is_list)
+    return found
+
+
+def parameter_names(stage: str) -> list[str]:
+    """Names in a notebook's parameters cell, in their order."""
+    return list(declared(stage))
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -116,6 +151,28 @@ def layer_files(model: str, lang: str, scale: str = "full") -> list[Path]:
     return files
 
 
+SCALE_ENV = "CULTUREALIGN_SCALE"  # the scale of the run a stage's kernel executes, set by the runner
+
+
+def param_source(stage: str, key: str, model: str, lang: str = "en", scale: str | None = None) -> str:
+    """The file that set `key` for `stage`: the last layer of the run's scale that sets it (at its
+    top level or under `stages:`), else the notebook's parameters cell. Without `scale`, the
+    runner's (SCALE_ENV); a notebook executed by hand takes its values from its own cell."""
+    cell = f"the parameters cell of notebooks/{stage}.py"
+    scale = scale or os.environ.get(SCALE_ENV)
+    if scale is None:
+        return cell
+    try:
+        files = layer_files(model, lang, scale)
+    except ParamError:
+        return cell
+    for path in reversed(files):
+        data = read_yaml(path)
+        if key in data or key in ((data.get(STAGES_KEY) or {}).get(stage) or {}):
+            return str(path.relative_to(paths.REPO))
+    return cell
+
+
 def scale_languages(scale: str) -> list[str] | None:
     """The Self-Alignment languages a scale file names under `languages:` (None: every labelled one),
     each checked against params/langs/."""
@@ -151,7 +208,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 
 def check_value(declared: Declared, value: Any, where: str) -> None:
-    """Refuse a value whose type is not the declared one (bool is not an int here)."""
+    """Refuse a value whose type is not the declared one (bool is not an int here), or that is not
+    one of a `Literal` type's values, in one line naming the file, the key and the allowed values."""
+    if declared.options is not None:
+        _check_option(declared, value, where)
+        return
     allowed = _TYPES.get(declared.type_name)
     if allowed is None or value is None and declared.default == "None":
         return
@@ -160,6 +221,28 @@ def check_value(declared: Declared, value: Any, where: str) -> None:
         raise ParamError(
             f"{where}: '{declared.name}' must be {declared.type_name}, got {type(value).__name__} "
             f"{value!r} ({declared.help or 'no help'})"
+        )
+
+
+def check_options(stage: str, namespace: dict[str, Any]) -> None:
+    """Refuse a notebook's value outside its `Literal` type as the kernel holds it: a notebook run
+    by hand (in Jupyter) gets the check the runner makes before it starts."""
+    for name, parameter in declared(stage).items():
+        if parameter.options is not None and name in namespace:
+            where = param_source(stage, name, namespace.get("model", ""), namespace.get("lang", "en"))
+            _check_option(parameter, namespace[name], where)
+
+
+def _check_option(declared: Declared, value: Any, where: str) -> None:
+    """Refuse a value (or a list item) that is not one of the declared options."""
+    options = declared.options or ()
+    if declared.is_list and not isinstance(value, list):
+        raise ParamError(f"{where}: '{declared.name}' must be a list, got {type(value).__name__} {value!r}")
+    values = value if declared.is_list else [value]
+    bad = [v for v in values if isinstance(v, bool) or v not in options]
+    if bad:
+        raise ParamError(
+            f"{where}: '{declared.name}' {bad[0]!r} is not allowed. Allowed: {', '.join(map(str, options))}"
         )
 
 

@@ -1,12 +1,6 @@
 """The placebos of Self-Alignment's stage 30: the answers they put in the chrF++-across
-demonstrations (a seeded random option, the country's minority answer, another country's
-majority answers), the country-swap placebo's country, and how many demonstration answers a
-condition flips away from the target country's majority answers.
-
-The country swap's default country (`random_other`) is drawn per probe from the run's seed and
-the probe's id alone, fixed before the probe or its demonstrations are seen;
-`adversarial_most_different` picks, on the demonstrations themselves, the country that flips most
-of them: a stress test under a name that says so.
+demonstrations, the country-swap placebo's country, and how many demonstration answers a
+condition flips away from the target country's majority answers. docs/protocol.md describes them.
 """
 
 from __future__ import annotations
@@ -27,24 +21,26 @@ SWAP_CHOICES = (RANDOM_OTHER, ADVERSARIAL)
 
 
 def check_swap_country(swap_country: str, countries: list[str], target: str) -> None:
-    """Refuse a swap country that is not one of SWAP_CHOICES or another country with WVS figures,
+    """Refuse a swap country that is not one of SWAP_CHOICES or another country with WVS answer shares,
     before any model loads, naming the parameter and the allowed values."""
     from .demos import DemoError
 
     allowed = [c for c in countries if c != target]
     if swap_country not in SWAP_CHOICES and swap_country not in allowed:
         raise DemoError(
-            f"parameter `swap_country` must be {' or '.join(SWAP_CHOICES)} or a country with WVS figures other "
+            f"parameter `swap_country` must be {' or '.join(SWAP_CHOICES)} or a country with WVS answer shares other "
             f"than {target}: {', '.join(allowed)}; got {swap_country!r}"
         )
 
 
-def country_labels(probes: pd.DataFrame, countries: list[str], figures: pd.DataFrame | None = None) -> pd.DataFrame:
+def country_labels(probes: pd.DataFrame, countries: list[str], wvs_shares: pd.DataFrame | None = None) -> pd.DataFrame:
     """Majority label ('a', 'b' or missing) of every probe for every country: probe_id x country.
     What the country-swap placebo answers its demonstrations with."""
     from .probes import majority_labels
 
-    table = pd.concat([majority_labels(probes, c, figures)[["probe_id", "label"]].assign(country=c) for c in countries])
+    table = pd.concat(
+        [majority_labels(probes, c, wvs_shares)[["probe_id", "label"]].assign(country=c) for c in countries]
+    )
     return table.pivot(index="probe_id", columns="country", values="label")
 
 

@@ -1,12 +1,8 @@
 """Which floating-point precision a model runs in here: one rule for every engine and for training.
 
-A model file's `dtype` is `auto`, `float32` or `bfloat16`. `auto` takes bfloat16 on CUDA. On a CPU
-it takes bfloat16 only where the CPU computes it natively (AMX tiles or AVX512-BF16; without them
-bf16 is emulated and slower than fp32) and only for the stages in BF16_HOLDS: bf16 must move none of
-a stage's headline numbers by more than a tenth of the interval printed beside it (`make
-bench-precision` measures that, docs/benchmarks.md shows it); float32 everywhere else. The choice
-follows the CPU's features, never its vendor's name. float32 is the reference that the tests hold;
-docs/measurement.md says what bf16 changes.
+`auto` takes bfloat16 on CUDA, and on a CPU only where it computes bf16 natively and only for the
+stages in BF16_HOLDS; float32 everywhere else, the reference the tests hold. docs/measurement.md
+says what bf16 changes; `make bench-precision` measures it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 English (data/probes/en.tsv) is the master: it holds each probe's WVS question, category and the
 answer codes that count for option A and option B. Each other language file holds the same
 probe ids with translated template and options. Majority labels per country come from the WVS
-figures table: the option whose codes hold the larger share.
+answer-shares table: the option whose codes hold the larger share.
 """
 
 from __future__ import annotations
@@ -156,13 +156,13 @@ def fill(template: str, option: str) -> str:
 # ------------------------------------------------------------------------------- majority labels
 
 
-def majority_labels(probes: pd.DataFrame, country: str, figures: pd.DataFrame | None = None) -> pd.DataFrame:
+def majority_labels(probes: pd.DataFrame, country: str, wvs_shares: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per probe: the share of the country's answers behind option A and B and the majority label.
 
     label is 'a' or 'b'; probes with no data for the question, or a tie, get no label and a
-    `reason`. An unknown country raises KeyError naming the countries that have figures.
+    `reason`. An unknown country raises KeyError naming the countries that have WVS shares.
     """
-    shares = wvs.country_shares(country, figures)
+    shares = wvs.country_shares(country, wvs_shares)
     rows = []
     for probe in probes.itertuples(index=False):
         qshares = shares.get(probe.qid, {})
@@ -191,12 +191,12 @@ def majority_labels(probes: pd.DataFrame, country: str, figures: pd.DataFrame | 
     return pd.DataFrame(rows)
 
 
-def labelled_count(lang: str, country: str, figures: pd.DataFrame | None = None) -> int:
-    """How many of a language's probes get a majority label for a country (0 without figures)."""
-    figures = wvs.load_figures() if figures is None else figures
-    if country not in set(figures["country"]):
+def labelled_count(lang: str, country: str, wvs_shares: pd.DataFrame | None = None) -> int:
+    """How many of a language's probes get a majority label for a country (0 without WVS shares)."""
+    wvs_shares = wvs.load_shares() if wvs_shares is None else wvs_shares
+    if country not in set(wvs_shares["country"]):
         return 0
-    return int(majority_labels(read_probes(lang)[0], country, figures)["label"].notna().sum())
+    return int(majority_labels(read_probes(lang)[0], country, wvs_shares)["label"].notna().sum())
 
 
 def labelled_probes(lang: str, country: str) -> pd.DataFrame:
@@ -243,7 +243,25 @@ ARORA_MASK = "[MASK]"
 _STRAY = re.compile(r"[\"“”«»]|^[\s.,;:!?]|[,;:]$")
 
 
+def _arora_row_problems(qid: str, template: str, option_1: str, option_2: str) -> list[str]:
+    """Why one row of an Arora probe file cannot be a probe (empty: it can)."""
+    reasons = []
+    if not re.fullmatch(r"\d+[a-zA-Z]?", qid):
+        reasons.append(f"bad question id {qid!r}")
+    if template.count(ARORA_MASK) != 1:
+        reasons.append(f"missing [MASK] in template {template!r}")
+    if not option_1:
+        reasons.append("missing option 1")
+    if not option_2:
+        reasons.append("missing option 2 (a two-option probe needs both options)")
+    for name, option in (("option 1", option_1), ("option 2", option_2)):
+        if option and _STRAY.search(option):
+            reasons.append(f"stray punctuation in {name} {option!r}")
+    return reasons
+
+
 def _arora_file(path: Path) -> tuple[list[dict], list[Problem]]:
+    """Probe rows of one Arora `<lang>.csv` file, and every row it cannot use with its line."""
     lang = path.stem
     rows, problems = [], []
     with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -260,18 +278,7 @@ def _arora_file(path: Path) -> tuple[list[dict], list[Problem]]:
             continue
         fields += [""] * (5 - len(fields))
         _, qid, template, option_1, option_2 = (f.strip() for f in fields)
-        reasons = []
-        if not re.fullmatch(r"\d+[a-zA-Z]?", qid):
-            reasons.append(f"bad question id {qid!r}")
-        if template.count(ARORA_MASK) != 1:
-            reasons.append(f"missing [MASK] in template {template!r}")
-        if not option_1:
-            reasons.append("missing option 1")
-        if not option_2:
-            reasons.append("missing option 2 (a two-option probe needs both options)")
-        for name, option in (("option 1", option_1), ("option 2", option_2)):
-            if option and _STRAY.search(option):
-                reasons.append(f"stray punctuation in {name} {option!r}")
+        reasons = _arora_row_problems(qid, template, option_1, option_2)
         if reasons:
             problems += [Problem(str(path), number, r) for r in reasons]
             continue
@@ -350,10 +357,10 @@ def category_counts(langs: list[str]) -> pd.DataFrame:
     return pd.DataFrame(counts).fillna(0).astype(int).sort_index()
 
 
-def coverage_matrix(langs: list[str], countries: list[str], figures: pd.DataFrame | None = None) -> pd.DataFrame:
+def coverage_matrix(langs: list[str], countries: list[str], wvs_shares: pd.DataFrame | None = None) -> pd.DataFrame:
     """How many of a language's probes have a majority label for a country (language x country)."""
-    figures = wvs.load_figures() if figures is None else figures
-    labels = {c: majority_labels(load_master()[0], c, figures).set_index("probe_id")["label"] for c in countries}
+    wvs_shares = wvs.load_shares() if wvs_shares is None else wvs_shares
+    labels = {c: majority_labels(load_master()[0], c, wvs_shares).set_index("probe_id")["label"] for c in countries}
     rows = {}
     for lang in langs:
         ids = read_probes(lang)[0]["probe_id"]
@@ -361,17 +368,17 @@ def coverage_matrix(langs: list[str], countries: list[str], figures: pd.DataFram
     return pd.DataFrame(rows).T
 
 
-def coverage_by_source(langs: list[str], countries: list[str], figures: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Labelled probes per language, country and the source of the figures behind the labels
+def coverage_by_source(langs: list[str], countries: list[str], wvs_shares: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Labelled probes per language, country and the source of the WVS shares behind the labels
     (release, simllm, respondents, globalopinion, official: see wvs.PRIORITY)."""
-    figures = wvs.load_figures() if figures is None else figures
+    wvs_shares = wvs.load_shares() if wvs_shares is None else wvs_shares
     master = load_master()[0]
-    firsts = figures.drop_duplicates(["country", "qid"])
+    firsts = wvs_shares.drop_duplicates(["country", "qid"])
     kinds = dict(zip(zip(firsts["country"], firsts["qid"]), firsts["source"].map(wvs.source_kind)))
     ids = {lang: set(read_probes(lang)[0]["probe_id"]) for lang in langs}
     rows = []
     for country in countries:
-        labels = majority_labels(master, country, figures).merge(master[["probe_id", "qid"]], on="probe_id")
+        labels = majority_labels(master, country, wvs_shares).merge(master[["probe_id", "qid"]], on="probe_id")
         labels = labels[labels["label"].notna()]
         labels["source"] = [kinds[country, qid] for qid in labels["qid"]]
         for lang in langs:
@@ -382,12 +389,12 @@ def coverage_by_source(langs: list[str], countries: list[str], figures: pd.DataF
     return pd.DataFrame(rows, columns=["lang", "country", "source", "labelled"])
 
 
-def label_balance(countries: list[str], figures: pd.DataFrame | None = None) -> pd.DataFrame:
+def label_balance(countries: list[str], wvs_shares: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per country: probes labelled A, labelled B, and excluded (with the commonest reason)."""
     master = load_master()[0]
     rows = []
     for country in countries:
-        labels = majority_labels(master, country, figures)
+        labels = majority_labels(master, country, wvs_shares)
         reasons = labels.loc[labels["label"].isna(), "reason"]
         rows.append(
             {
@@ -430,14 +437,14 @@ PROBE_ORDERS = ("file", "shared")
 def question_coverage(language_countries: dict[str, str]) -> pd.Series:
     """Per WVS question (qid): in how many languages at least one probe has its country's majority
     label. Languages without a probe file or without labels count as covering nothing."""
-    figures = wvs.load_figures()
+    wvs_shares = wvs.load_shares()
     known = set(probe_languages())
     counts: dict[str, int] = {}
     for lang, country in language_countries.items():
-        if lang not in known or country not in set(figures["country"]):
+        if lang not in known or country not in set(wvs_shares["country"]):
             continue
         frame = read_probes(lang)[0]
-        labels = majority_labels(frame, country, figures)
+        labels = majority_labels(frame, country, wvs_shares)
         for qid in set(frame.loc[labels["label"].notna().to_numpy(), "qid"]):
             counts[qid] = counts.get(qid, 0) + 1
     return pd.Series(counts, dtype=int, name="languages")

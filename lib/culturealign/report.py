@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,24 +18,29 @@ from typing import Any
 
 import pandas as pd
 
-from . import harness, paths, selfalign_tests
+from . import culturespa_tables, figure_registry, harness, paths, selfalign_tables, selfalign_tests
+from .report_tables import (
+    PAPER_STRATEGY,
+    TABLE1_NOTE,
+    culturespa_table,
+    few_probe_note,
+    few_questions_note,
+    general_table,
+    glossary_html,
+    html_table,
+    paper_table1,
+    readable,
+    words_of,
+)
 from .runs import write_json
+from .tables import Table, TableError
 
-PAPER_STRATEGY = "chrf_all"  # the paper's Table 1 strategy: chrF++ demonstrations across categories
-PLACEBO = "placebo_random_answer"
-MIN_PROBES = 20  # a headline number on fewer probes is marked as such
 STAGE_TABLES = {
     "10_zero_shot": ["zero_shot.csv"],
     "30_self_alignment": ["outcomes.csv", "misalignment.csv"],
     "95_culture_eval": ["expected_scores.csv", "general_ability.csv"],
 }  # a finished run has these
-CULTURESPA_TABLES = [  # read when present
-    "expected_scores.csv",
-    "general_ability.csv",
-    "scores.csv",
-    "method_differences.csv",
-    "seed_spread.csv",
-]
+CULTURESPA_TABLES = {t.file: t for t in culturespa_tables.REPORTED}  # the CultureSPA run's tables, read when present
 SUMMARY_TABLES = [  # (file in summary/, title of its collapsed detail section)
     ("table1.csv", "Self-Alignment Table 1, every strategy and control"),
     ("contrasts.csv", "Self-Alignment contrasts between conditions"),
@@ -48,127 +51,6 @@ SUMMARY_TABLES = [  # (file in summary/, title of its collapsed detail section)
     ("harness_selfalign.csv", "lm-evaluation-harness runs: Self-Alignment zero-shot probes per language"),
     ("harness_wvs.csv", "lm-evaluation-harness runs: WVS answer distributions per country (W1, JSD, TV, floor)"),
 ]
-FIGURE_CAPTIONS = {  # figure file stem -> what it shows (the paper's figure numbers)
-    "fig2_improved_by_strategy": "Figure 2. Misaligned probes improved, per strategy and control",
-    "fig3_error_reduction_by_strategy": "Figure 3. Error-rate reduction of improved probes",
-    "fig4_error_reduction_by_model": "Figure 4. Error-rate reduction per model",
-    "fig5_improved_by_model": "Figure 5. Misaligned probes improved, per model",
-    "fig6_error_sizes": "Figure 6. Size of zero-shot errors",
-    "fig7_misaligned_heatmap": "Figure 7. Zero-shot misaligned probes per language",
-    "fig8_improved_by_category": "Figure 8. Improved probes per WVS category",
-    "fig10_improved_by_category_language": "Figure 10. Improved probes per category and language",
-    "extra_soft_alignment": "Beyond the paper: distance to human answer shares",
-    "extra_order_sensitivity": "Beyond the paper: order sensitivity",
-    "fig_alignment": "CultureSPA: expected score per culture and method",
-    "fig_alignment_one_run": "CultureSPA: score of one run per culture and method",
-}
-GLOSSARY = {  # column -> (header in words, what it means)
-    "model": ("model", "the model's parameter file"),
-    "lang": ("language", "probe language; its labels come from the country it maps to"),
-    "strategy": ("condition", "how demonstrations are chosen, or a control"),
-    "condition": ("condition", "how demonstrations are chosen, or a control"),
-    "reference": ("against", "the condition it is compared with"),
-    "n_misaligned": ("misaligned", "expected number of probes the paper's protocol flags as misaligned"),
-    "improved": ("improved %", "% of misaligned probes with more majority answers after self-alignment (expected)"),
-    "same": ("same %", "% of misaligned probes with as many majority answers after as before"),
-    "decreased": ("decreased %", "% of misaligned probes with fewer majority answers after"),
-    "improved_no_effect": ("improved if no effect %", "what 'improved' would be if self-alignment changed nothing"),
-    "same_no_effect": ("same if no effect %", "what 'same' would be if nothing changed"),
-    "decreased_no_effect": ("decreased if no effect %", "what 'decreased' would be if nothing changed"),
-    "improved_beyond_no_effect": (
-        "improved beyond no effect (points)",
-        "improved minus improved if no effect: a reference for the protocol's noise, not an effect size",
-    ),
-    "n": ("probes", "probes the number is computed over"),
-    "n_unserved": ("unserved", "probes this condition could not serve (too few candidates)"),
-    "draws": ("draws", "random demonstration draws per probe"),
-    "improved_run_low": ("one run: low", "2.5% quantile of 'improved' over simulated runs of the protocol"),
-    "improved_run_high": ("one run: high", "97.5% quantile of 'improved' over simulated runs"),
-    "n_misaligned_run_low": ("misaligned, one run: low", "2.5% quantile over simulated runs"),
-    "n_misaligned_run_high": ("misaligned, one run: high", "97.5% quantile over simulated runs"),
-    "mean_error_reduction": ("error reduction", "mean (d_orig - d_corr) / d_orig of improved probes"),
-    "mean_delta": ("mean p' - p", "mean change of the majority answer's probability"),
-    "delta_ci_low": ("p' - p: low", "bootstrap 95% interval of the mean change"),
-    "delta_ci_high": ("p' - p: high", "bootstrap 95% interval of the mean change"),
-    "wilcoxon_p": ("Wilcoxon p", "paired signed-rank test of p' against p"),
-    "improved_draw_sd": ("improved: SD over draws", "spread of 'improved' over demonstration draws"),
-    "improved_draw_min": ("improved: min over draws", "lowest 'improved' of one demonstration draw"),
-    "improved_draw_max": ("improved: max over draws", "highest 'improved' of one demonstration draw"),
-    "net_improved": ("(+) - (-) (pts)", "improved % minus decreased %, with a BCa 95% interval over probes"),
-    "weighted_delta": ("weighted mean p' - p", "mean change of p weighted by P(misaligned), BCa 95% interval"),
-    "few_probes": ("fewer than 20 probes", "true when the number rests on fewer than 20 probes"),
-    "result": ("result", "tested; untestable (no p can reach 0.05 at this n); identical (no difference at all)"),
-    "estimate": ("estimate", "the tested number: for sign-flip tests improved % of a minus b (points)"),
-    "min_p": ("smallest possible p", "the smallest p the test can give at its number of probes"),
-    "no_effect_source": ("no-effect row", "zero-shot re-test (measured) or p' = p (computed)"),
-    "demo_flip_rate": ("demonstration answers flipped", "share of demonstration answers unlike the target's majority"),
-    "rule": ("rule", "how outcomes are counted: protocol (10 draws) or rounded"),
-    "order_combination": ("option orders", "how the two option orders are combined"),
-    "test": ("test", "which comparison"),
-    "a": ("condition", "first condition"),
-    "b": ("against", "second condition"),
-    "mean_diff": ("mean difference", "mean of the paired differences"),
-    "median_diff": ("median difference", "median of the paired differences"),
-    "statistic": ("statistic", "the test statistic"),
-    "p": ("p", "two-sided p-value"),
-    "holm_p": ("p (Holm)", "Holm-adjusted p-value over every language and comparison of the model"),
-    "family": ("family", "primary (pooled, one per model), per_language (Holm-adjusted) or exploratory (raw p)"),
-    "family_size": ("tests in family", "how many tests the Holm adjustment counts"),
-    "improved_diff": ("improved difference (points)", "improved % of the condition minus the reference's"),
-    "improved_diff_low": ("difference: low", "95% interval of the difference"),
-    "improved_diff_high": ("difference: high", "95% interval of the difference"),
-    "mean_delta_diff": ("mean p' - p difference", "difference of the mean change"),
-    "mean_delta_diff_low": ("p' - p difference: low", "95% interval"),
-    "mean_delta_diff_high": ("p' - p difference: high", "95% interval"),
-    "mean_gap": ("mean gap", "mean |p(A,B) - p(B,A)|"),
-    "median_gap": ("median gap", "median |p(A,B) - p(B,A)|"),
-    "p90_gap": ("90th percentile gap", "90th percentile of |p(A,B) - p(B,A)|"),
-    "share_over_0.2": ("share of gaps over 0.2", "fraction of probes whose order gap exceeds 0.2"),
-    "all_probes_zero_shot": ("zero-shot, all probes", "distance on every zero-shot probe"),
-    "zero_shot": ("zero-shot", "total variation distance to the country's answer shares, no demonstrations"),
-    "self_aligned": ("self-aligned", "the same distance with demonstrations"),
-    "culture": ("culture", "WVS country (ISO3) or a mean over cultures"),
-    "method": ("method", "CultureSPA prompting or tuning method"),
-    "number": ("number", "which number the row holds: one run or expected"),
-    "expected": ("expected score", "mean score over simulated runs of the authors' protocol"),
-    "low": ("low", "2.5% quantile of one run's score"),
-    "high": ("high", "97.5% quantile of one run's score"),
-    "items": ("items", "general-knowledge questions"),
-    "accuracy": ("accuracy %", "share answered right"),
-    "chance": ("chance %", "accuracy of guessing"),
-    "difference": ("difference (points)", "accuracy minus the base model's"),
-    "verdict": ("verdict", "what the equivalence test concludes"),
-    **harness.GLOSSARY,
-}
-PERCENT = {
-    "improved",
-    "same",
-    "decreased",
-    "improved_no_effect",
-    "same_no_effect",
-    "decreased_no_effect",
-    "improved_beyond_no_effect",
-    "improved_run_low",
-    "improved_run_high",
-    "improved_draw_sd",
-    "improved_draw_min",
-    "improved_draw_max",
-    "improved_diff",
-    "improved_diff_low",
-    "improved_diff_high",
-    "expected",
-    "low",
-    "high",
-    "score",
-    "expected_common",
-    "score_common",
-    "accuracy",
-    "chance",
-    "difference",
-    "diff_low",
-    "diff_high",
-    "margin",
-}
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1340px;margin:1em auto;padding:0 1em;color:#222;
 line-height:1.4}h1{font-size:1.5em;margin:.3em 0}h2{font-size:1.2em;border-bottom:1px solid #ddd;margin-top:1.4em}
 h3{font-size:1em;margin:.8em 0 .3em}
@@ -252,12 +134,16 @@ def load(root: Path) -> Outputs:
     for name, _ in SUMMARY_TABLES:
         if (root / "summary" / name).exists():
             frame = read_csv(root / "summary" / name, found.unfinished)
+            if frame is not None and name in DECLARED:
+                frame = declared(frame, DECLARED[name], root / "summary" / name, found.unfinished, "40_summary")
             if frame is not None:
                 found.tables[name] = frame
     for manifest in manifests:
         if manifest.get("stage") == "95_culture_eval" and manifest.get("status") == "done":
-            for name in CULTURESPA_TABLES:
-                frame = read_csv(Path(manifest["dir"]) / name, [])
+            for name, table in CULTURESPA_TABLES.items():
+                path = Path(manifest["dir"]) / name
+                frame = read_csv(path, [])
+                frame = None if frame is None else declared(frame, table, path, found.unfinished, "95_culture_eval")
                 if frame is not None:
                     frame.insert(0, "run_model", manifest.get("model_name", ""))
                     previous = found.tables.get(name)
@@ -265,321 +151,63 @@ def load(root: Path) -> Outputs:
     return found
 
 
-# -------------------------------------------------------------------------------- formatting
+DECLARED = {table.file: table for table in selfalign_tables.SUMMARY_TABLES}  # the summary's declared tables
 
 
-def fmt_number(column: str, value: Any) -> str:
-    """One cell for reading: percent with 1 decimal, p-values with 2 significant digits."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, (bool,)) or not isinstance(value, (int, float)):
-        return str(value)
-    if column == "p" or column.endswith("_p"):
-        return f"{value:.2g}"
-    if column in PERCENT or column.startswith("improved"):
-        return f"{value:.1f}"
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.3g}"
-
-
-def header(column: str) -> str:
-    return GLOSSARY.get(column, (column.replace("_", " "), ""))[0]
-
-
-def readable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Cells as strings formatted per column, headers in words."""
-    shown = pd.DataFrame({c: [fmt_number(str(c), v) for v in frame[c]] for c in frame.columns}, index=frame.index)
-    return shown.rename(columns={c: header(str(c)) for c in frame.columns})
-
-
-def interval(value: float, low: float | None, high: float | None, digits: int = 1) -> str:
-    """'12.3 (4.0, 20.1)', or the value alone without an interval."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ({low:.{digits}f}, {high:.{digits}f})"
-
-
-def html_table(frame: pd.DataFrame, table_id: str, index: bool = False) -> str:
-    """A table in its own horizontally scrolling box; header cells carry the glossary as a tooltip."""
-    cols = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
-    head = "".join(f'<th title="{html.escape(_meaning(c))}">{html.escape(c)}</th>' for c in cols)
-    rows = []
-    for key, row in frame.iterrows():
-        cells = ([key] if index else []) + list(row)
-        rows.append("<tr>" + "".join(f"<td>{_cell(str(c))}</td>" for c in cells) + "</tr>")
-    body = "".join(rows)
-    return (
-        f'<div class="scroll"><table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-    )
-
-
-def _cell(text: str) -> str:
-    """A value with its interval gets the interval on a second, smaller line: narrow columns."""
-    found = re.fullmatch(r"(-?[0-9.]+) (\(.+\))", text)
-    if found:
-        return f"{html.escape(found[1])}<br><small>{html.escape(found[2])}</small>"
-    return html.escape(text)
-
-
-def _meaning(label: str) -> str:
-    return next((m for w, m in GLOSSARY.values() if w == label), "")
-
-
-# ---------------------------------------------------------------------------- headline tables
-
-
-def paper_table1(
-    t1: pd.DataFrame,
-    contrasts: pd.DataFrame | None = None,
-    strategy: str = PAPER_STRATEGY,
-    tests: pd.DataFrame | None = None,
-) -> dict[str, pd.DataFrame]:
-    """Per model, the paper's Table 1 layout for one strategy: rows + / = / - (with the interval one
-    run of the protocol would show for +), languages as columns; below them the effect sizes
-    ((+) - (-) and the P(misaligned)-weighted mean p' - p, with intervals), the primary statistic
-    (+ minus the random-answer placebo) with its interval and the p of its test, and beside it what
-    no effect would give. A pooled column holds the model's primary test. A language whose numbers
-    rest on fewer than MIN_PROBES probes carries a '*' after its code."""
-    tables = {}
-    for model, rows in t1[t1["strategy"] == strategy].groupby("model", sort=True):
-        columns = {}
-        for r in rows.sort_values("lang").itertuples(index=False):
-            r = r._asdict()
-            n = int(r.get("n", 0) or 0)
-            cells = {
-                "probes": str(n),
-                "misaligned (expected)": f"{r['n_misaligned']:.1f}",
-                "+ improved %": interval(r["improved"], r.get("improved_run_low"), r.get("improved_run_high")),
-                "= same %": fmt_number("same", r["same"]),
-                "- decreased %": fmt_number("decreased", r["decreased"]),
-            }
-            if "net_improved" in r:
-                cells["(+) - (-) (pts)"] = interval(
-                    r["net_improved"], r.get("net_improved_low"), r.get("net_improved_high")
-                )
-                cells["weighted mean p' - p"] = interval(
-                    r["weighted_delta"], r.get("weighted_delta_low"), r.get("weighted_delta_high"), 3
-                )
-            cells.update(_placebo_cells(t1, contrasts, tests, model, r["lang"], strategy))
-            if "improved_no_effect" in r:
-                cells["+ if nothing changed %"] = fmt_number("improved", r["improved_no_effect"])
-            if "improved_beyond_no_effect" in r:
-                cells[BEYOND] = fmt_number("improved", r["improved_beyond_no_effect"])
-            columns[f"{r['lang']}{'*' if n < MIN_PROBES else ''}"] = cells
-        pooled = _pooled_cells(tests, model)
-        if pooled:
-            columns["pooled (primary test)"] = pooled
-        table = pd.DataFrame(columns).fillna("")
-        table.index.name = "outcome"
-        tables[str(model)] = table
-    return tables
-
-
-BEYOND = "+ beyond no effect (pts)"
-PLACEBO_ROW = "+ minus placebo (pts)"
-PLACEBO_P = "+ minus placebo: p"
-
-
-def _test_cell(test: Any, column: str = "holm_p") -> str:
-    """A test's p, or what stands in its place: untestable (no p can reach the level at this n),
-    identical (the two conditions measured the same)."""
-    result = str(test.get("result", "tested"))
-    if result in ("untestable", "identical"):
-        return result
-    value = test.get(column)
-    return fmt_number("p", value) if value is not None and not pd.isna(value) else ""
-
-
-def _placebo_cells(
-    t1: pd.DataFrame, contrasts: pd.DataFrame | None, tests: pd.DataFrame | None, model: str, lang: str, strategy: str
-) -> dict[str, str]:
-    """The primary statistic of one language, improved % minus the random-answer placebo's: from
-    its test in tests.csv (per-language family: estimate, inverted interval, Holm p) where present,
-    else the contrasts table, else the difference of the two Table 1 rows (no interval)."""
-    if tests is not None and {"family", "estimate"} <= set(tests.columns):
-        hit = tests[
-            (tests["model"] == model)
-            & (tests["lang"] == lang)
-            & (tests["family"] == "per_language")
-            & (tests["a"] == strategy)
-            & (tests["b"] == PLACEBO)
-        ]
-        if len(hit):
-            h = hit.iloc[0]
-            return {PLACEBO_ROW: interval(h["estimate"], h.get("low"), h.get("high")), PLACEBO_P: _test_cell(h)}
-    return {PLACEBO_ROW: _placebo_difference(t1, contrasts, model, lang, strategy)}
-
-
-def _placebo_difference(t1: pd.DataFrame, contrasts: pd.DataFrame | None, model: str, lang: str, strategy: str) -> str:
-    """improved % of the strategy minus the placebo's: the contrasts table's estimate with its
-    interval where it exists, else the difference of the two Table 1 rows (no interval)."""
-    if contrasts is not None and {"condition", "reference", "improved_diff"} <= set(contrasts.columns):
-        hit = contrasts[
-            (contrasts["model"] == model)
-            & (contrasts["lang"] == lang)
-            & (contrasts["condition"] == strategy)
-            & (contrasts["reference"] == PLACEBO)
-        ]
-        if len(hit):
-            h = hit.iloc[0]
-            return interval(h["improved_diff"], h.get("improved_diff_low"), h.get("improved_diff_high"))
-    both = t1[(t1["model"] == model) & (t1["lang"] == lang)].set_index("strategy")["improved"]
-    if strategy in both and PLACEBO in both:
-        return fmt_number("improved", float(both[strategy] - both[PLACEBO]))
-    return ""
-
-
-def _pooled_cells(tests: pd.DataFrame | None, model: str) -> dict[str, str]:
-    """The model's pooled primary test (the mean over languages of + minus placebo), where tests.csv has it."""
-    if tests is None or "family" not in tests:
-        return {}
-    hit = tests[(tests["model"] == model) & (tests["family"] == "primary")]
-    if hit.empty:
-        return {}
-    h = hit.iloc[0]
-    return {
-        "probes": str(int(h["n"])),
-        PLACEBO_ROW: interval(h["estimate"], h.get("low"), h.get("high")),
-        PLACEBO_P: _test_cell(h, "p"),
-    }
-
-
-def culturespa_table(expected: pd.DataFrame, differences: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    """Per model, CultureSPA methods x the mean over cultures: expected score with the 95% range of
-    one run (and, where present, the mean over the cultures specific adapters cover, the score
-    on the questions every method answered validly, the argmax score, the share of the expected
-    distance that is spread, and the difference from `aware` with its interval over the runs)."""
-    tables = {}
-    means = expected[expected["culture"].astype(str).str.startswith("mean")]
-    for model, rows in means.groupby("run_model", sort=True):
-        table: dict[str, dict[str, str]] = {}
-        for r in rows.itertuples(index=False):
-            r = r._asdict()
-            label = "mean over cultures" if r["culture"] == "mean" else str(r["culture"])
-            table.setdefault(f"{label}: expected (95% range)", {})[r["method"]] = interval(
-                r["expected"], r.get("low"), r.get("high")
-            )
-            if "expected_common" in r:
-                table.setdefault(f"{label}: on questions every method answered", {})[r["method"]] = fmt_number(
-                    "expected", r["expected_common"]
-                )
-            if "argmax" in r:
-                table.setdefault(f"{label}: argmax score", {})[r["method"]] = fmt_number("expected", r["argmax"])
-                table.setdefault(f"{label}: share of expected distance from spread", {})[r["method"]] = fmt_number(
-                    "spread_share", r["spread_share"]
-                )
-        if differences is not None and "run_model" in differences:
-            mine = differences[(differences["run_model"] == model) & (differences["culture"] == "mean")]
-            for d in mine.itertuples(index=False):
-                table.setdefault(f"mean over cultures: minus {d.reference} (95% interval over runs)", {})[d.method] = (
-                    interval(d.difference, d.low, d.high)
-                )
-        frame = pd.DataFrame(table)
-        frame.index.name = "method"
-        tables[str(model)] = frame
-    return tables
-
-
-def general_table(general: pd.DataFrame) -> pd.DataFrame:
-    """General ability, the interval first: each adapter's accuracy difference from the base model
-    in points with its 95% interval, the verdict that follows from it, the smallest margin the item
-    count shows with 80% power, then accuracy (with its 95% interval), chance and McNemar's p."""
-    rows = []
-    for r in general.to_dict("records"):
-        row = {
-            "model": r.get("run_model", ""),
-            "method": r["model"],
-            "items": r.get("items"),
-            "difference from base (points, 95% interval)": "",
-            "verdict": "" if pd.isna(r.get("verdict", math.nan)) else str(r.get("verdict")),
-            "smallest margin shown with 80% power (points)": fmt_number("margin", r.get("detectable_margin")),
-            "accuracy %": interval(
-                100 * r["accuracy"], *(100 * r.get(k, math.nan) for k in ("accuracy_low", "accuracy_high"))
-            ),
-            "chance %": fmt_number("chance", 100 * r["chance"]),
-            "McNemar p": "",
-        }
-        diff = r.get("vs_base_difference")
-        if diff is not None and not pd.isna(diff):
-            row["difference from base (points, 95% interval)"] = interval(
-                100 * diff, 100 * r.get("vs_base_low", math.nan), 100 * r.get("vs_base_high", math.nan)
-            )
-            row["McNemar p"] = fmt_number("p", r.get("vs_base_mcnemar_p"))
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def few_questions_note(scores: pd.DataFrame | None, general: pd.DataFrame | None) -> str:
-    """Says plainly when CultureSPA's scores or the general-ability verdict rest on fewer than
-    MIN_PROBES questions (the tour), and is empty otherwise."""
-    notes = []
-    if scores is not None and "n" in scores and len(scores) and scores["n"].max() < MIN_PROBES:
-        notes.append(f"each CultureSPA score rests on at most {int(scores['n'].max())} WVS questions per culture")
-    if general is not None and "items" in general and len(general) and general["items"].max() < MIN_PROBES:
-        notes.append(f"general ability on {int(general['items'].max())} items")
-    if not notes:
-        return ""
-    return (
-        f"Fewer than {MIN_PROBES} questions, too few to read as a result: {'; '.join(notes)}. "
-        "The run shows the steps; a full run (make all) gives the numbers."
-    )
-
-
-def few_probe_note(t1: pd.DataFrame, strategy: str = PAPER_STRATEGY) -> str:
-    """Says plainly which languages' numbers rest on fewer than MIN_PROBES probes."""
-    rows = t1[(t1["strategy"] == strategy) & (t1["n"] < MIN_PROBES)].sort_values("lang") if "n" in t1 else t1.iloc[0:0]
-    if rows.empty:
-        return f"Every language's numbers rest on at least {MIN_PROBES} probes."
-    langs = ", ".join(f"{r.lang} ({int(r.n)})" for r in rows.itertuples())
-    return (
-        f"* rests on fewer than {MIN_PROBES} probes, too few to read as a result: {langs}. "
-        f"The run shows the steps; a full run (make all) gives the numbers."
-    )
+def declared(
+    frame: pd.DataFrame, table: Table, path: Path, problems: list[Unfinished], stage: str
+) -> pd.DataFrame | None:
+    """A table checked against its declaration, with every optional column (missing where it was not
+    computed), or None with what does not match in `problems` and the stage that rewrites it."""
+    try:
+        return table.filled(table.validate(frame))
+    except TableError as err:
+        problems.append(Unfinished(str(path), f"{err}. Rerun stage {stage} (make run NB={stage}) to rewrite it"))
+        return None
 
 
 # --------------------------------------------------------------------------------- figures
 
 
-def figures(root: Path, out: Path) -> list[tuple[str, str, Path]]:
-    """Copy every PNG figure into the report folder; return (stem, caption, path in report). The
-    caption comes from summary/captions.json where a figure says more (e.g. an omitted panel)."""
+Picture = tuple[str, str, Path]  # a figure in the report: (file stem, caption, path of its PNG in the report)
+
+
+def figures(root: Path, out: Path) -> list[Picture]:
+    """Copy every registered figure's PNG into the report folder, in the registry's order; return
+    (stem, caption, path in report). A summary figure's caption comes from summary/captions.json
+    where it says more (e.g. an omitted panel); a run's figure names its model and stage."""
     captions_file = root / "summary" / "captions.json"
     extra = json.loads(captions_file.read_text(encoding="utf-8")) if captions_file.exists() else {}
-    found = sorted(
-        [*(root / "summary").glob("*.png"), *root.glob("*/*/*/fig_*.png")], key=lambda p: figure_order(p.stem)
-    )
     copied = []
-    for source in found:
-        in_summary = source.parent.name == "summary"
-        name = (
-            source.name
-            if in_summary
-            else f"{source.parent.parent.parent.name}__{source.parent.parent.name}__{source.name}"
-        )
-        target = out / "figures" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-        caption = extra.get(source.stem) or caption_of(source.stem)
-        if not in_summary:
-            caption += f" ({source.parent.parent.parent.name}, {source.parent.name})"
-        copied.append((source.stem, caption, target))
+    for spec in figure_registry.FIGURES:
+        if spec.stage == figure_registry.SUMMARY:
+            source = root / "summary" / f"{spec.stem}.png"
+            if source.exists():
+                target = _copy(source, out / "figures" / source.name)
+                copied.append((spec.stem, extra.get(spec.stem) or spec.title, target))
+            continue
+        for source in sorted(root.glob(f"*/*/{spec.stage}/{spec.stem}.png")):
+            model, lang = source.parent.parent.parent.name, source.parent.parent.name
+            target = _copy(source, out / "figures" / f"{model}__{lang}__{source.name}")
+            copied.append((spec.stem, f"{spec.title} ({model}, {spec.stage})", target))
     return copied
 
 
-def figure_order(stem: str) -> tuple[int, str]:
-    """Sort key: the papers' figure order (FIGURE_CAPTIONS), then by name."""
-    order = list(FIGURE_CAPTIONS)
-    base = stem.split("__")[-1]
-    return (order.index(base) if base in order else len(order), stem)
+def _copy(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, target)
+    return target
 
 
-def caption_of(stem: str) -> str:
-    """The caption of a figure file stem, also one prefixed with its model and language (model__lang__fig_x)."""
-    base = stem.split("__")[-1]
-    return FIGURE_CAPTIONS.get(base, base.replace("_", " "))
+def report_figures(out: Path) -> dict[str, tuple[str, Path]]:
+    """The figures a built report holds, in the registry's order: file stem -> (caption, PNG)."""
+    found = {}
+    for spec in figure_registry.FIGURES:
+        for path in sorted((out / "figures").glob(f"{spec.stem}.png")) + sorted(
+            (out / "figures").glob(f"*__{spec.stem}.png")
+        ):
+            found[path.stem] = (spec.title, path)
+    return found
 
 
 def figure_html(item: tuple[str, str, Path], out: Path) -> str:
@@ -708,32 +336,12 @@ def unfinished_html(unfinished: list[Unfinished]) -> str:
     return f'<h2 class="failed" id="not-finished">Not finished</h2><ul id="failed">{items}</ul>'
 
 
-def glossary_html(columns: set[str]) -> str:
-    entries = "".join(
-        f"<dt>{html.escape(w)}</dt><dd>{html.escape(m)}</dd>" for c, (w, m) in GLOSSARY.items() if c in columns and m
-    )
-    return f'<details id="glossary"><summary>Glossary of column headers</summary><dl>{entries}</dl></details>'
-
-
 # ------------------------------------------------------------------------------------- page
 
 EMPTY_PAGE = (
     "<p id='no-runs'>No runs under <code>{root}</code> yet. Run the tour, "
     "<code>make quick</code> (the whole job at small scale), or the main job, <code>make all</code>, "
     "then <code>make report</code>.</p>"
-)
-TABLE1_NOTE = (
-    "+ / = / -: improved, same, decreased, as expected values of the paper's 10-draw protocol in % of "
-    "the misaligned probes; in brackets the 95% range one run of the protocol would show. + alone is no "
-    "effect size: the effect sizes are (+) - (-) and the P(misaligned)-weighted mean p' - p (BCa 95% "
-    "intervals). '+ minus placebo' is the primary statistic (+ minus that of demonstrations whose answers "
-    "are drawn at random), with the 95% interval its sign-flip test inverts and the test's p (Holm over "
-    "the model's languages and comparisons; the pooled column is the model's one primary test). "
-    "'+ if nothing changed' and '+ beyond no effect' show the protocol's noise: with no change at all "
-    "the protocol calls many misaligned probes improved, and a condition that spreads p' around p "
-    "(a mixture of random draws) scores more; so '+ beyond no effect' is a reference for reading +, not "
-    "an effect size. 'untestable': no p can reach 0.05 with this many probes. The statistics are "
-    "described in docs/protocol.md."
 )
 
 
@@ -751,78 +359,142 @@ def section(title: str, section_id: str, body: list[str], figure: str = "") -> l
     ]
 
 
-def headline_sections(data: Outputs, pictures: dict[str, tuple[str, str, Path]], out: Path) -> list[str]:
-    parts: list[str] = []
+CULTURESPA_NOTE = (
+    "Alignment score on WVS-7, 100 * (1 - ||a - g|| / ||span||) over the questions "
+    "(a distance of answer codes from the culture's majority codes, not a share of questions), expected "
+    "over simulated runs of the authors' protocol with the 95% range of one run. The expected score "
+    "rewards confident answers: beside it the argmax score and the share of the expected distance that "
+    "is spread; differences from aware carry their interval over the simulated runs, and "
+    "seed_spread.csv gives the spread of each tuned method between its training seeds."
+)
+GENERAL_NOTE = (
+    "Each adapter against the base model on the same general-knowledge items: "
+    "the accuracy difference with its 95% interval (Tango's score interval) is the result; the "
+    "verdict follows it (equivalence within the margin shown by two one-sided tests, or not shown). "
+    "The smallest margin the items can show with 80% power, at the observed share of items "
+    "only one model answers right, says how fine the check is. Where the base model's accuracy "
+    "is within its 95% interval of chance, there is no ability above chance to lose, and the "
+    "check cannot show a loss."
+)
+
+
+def headline_figure(section_id: figure_registry.Section, pictures: list[Picture], out: Path) -> str:
+    """The registered headline figure of a section, as HTML (empty when it was not drawn)."""
+    spec = figure_registry.headline(section_id)
+    picture = next((p for p in pictures if spec is not None and p[0] == spec.stem), None)
+    return figure_html(picture, out) if picture else ""
+
+
+def selfalign_section(data: Outputs, pictures: list[Picture], out: Path) -> list[str]:
+    """Table 1 in the paper's layout per model, its notes, and Figure 2 beside it."""
     t1 = data.table("table1.csv")
-    if t1 is not None and len(t1):
-        body = []
-        for model, table in paper_table1(t1, data.table("contrasts.csv"), tests=data.table("tests.csv")).items():
-            body += [
-                f"<h3>{html.escape(model)}, {PAPER_STRATEGY} (chrF++ demonstrations across categories)</h3>",
-                html_table(table, f"table1-{model}", index=True),
-            ]
+    if t1 is None or not len(t1):
+        return []
+    body = []
+    for model, table in paper_table1(t1, data.table("contrasts.csv"), tests=data.table("tests.csv")).items():
         body += [
-            f'<p class="note">{html.escape(TABLE1_NOTE)}</p>',
-            f'<p class="note" id="families">{html.escape(selfalign_tests.family_text())}</p>',
-            f'<p class="note" id="few-probes">{html.escape(few_probe_note(t1))}</p>',
+            f"<h3>{html.escape(model)}, {PAPER_STRATEGY} (chrF++ demonstrations across categories)</h3>",
+            html_table(table, f"table1-{model}", index=True),
         ]
-        fig = pictures.get("fig2_improved_by_strategy")
-        parts += section("Self-Alignment: Table 1", "self-alignment", body, figure_html(fig, out) if fig else "")
+    body += [
+        f'<p class="note">{html.escape(TABLE1_NOTE)}</p>',
+        f'<p class="note" id="families">{html.escape(selfalign_tests.family_text())}</p>',
+        f'<p class="note" id="few-probes">{html.escape(few_probe_note(t1))}</p>',
+    ]
+    return section("Self-Alignment: Table 1", "self-alignment", body, headline_figure("self-alignment", pictures, out))
+
+
+def culturespa_section(data: Outputs, pictures: list[Picture], out: Path) -> list[str]:
+    """The CultureSPA methods table per model, its notes, and the expected-score figure beside it."""
     expected = data.table("expected_scores.csv")
-    if expected is not None and len(expected):
-        body = [
-            html_table(table, f"culturespa-{model}", index=True)
-            for model, table in culturespa_table(expected, data.table("method_differences.csv")).items()
-        ]
-        body.append(
-            '<p class="note">Alignment score on WVS-7, 100 * (1 - ||a - g|| / ||span||) over the questions '
-            "(a distance of answer codes from the culture's majority codes, not a share of questions), expected "
-            "over simulated runs of the authors' protocol with the 95% range of one run. The expected score "
-            "rewards confident answers: beside it the argmax score and the share of the expected distance that "
-            "is spread; differences from aware carry their interval over the simulated runs, and "
-            "seed_spread.csv gives the spread of each tuned method between its training seeds.</p>"
-        )
-        few = few_questions_note(data.table("scores.csv"), None)
-        if few:
-            body.append(f'<p class="note" id="few-questions">{html.escape(few)}</p>')
-        fig = next(
-            (v for k, v in pictures.items() if k.startswith("fig_alignment") and not k.endswith("one_run")), None
-        )
-        parts += section("CultureSPA: methods", "culturespa", body, figure_html(fig, out) if fig else "")
+    if expected is None or not len(expected):
+        return []
+    body = [
+        html_table(table, f"culturespa-{model}", index=True, words=words_of(culturespa_tables.EXPECTED_SCORES))
+        for model, table in culturespa_table(expected, data.table("method_differences.csv")).items()
+    ]
+    body.append(f'<p class="note">{html.escape(CULTURESPA_NOTE)}</p>')
+    few = few_questions_note(data.table("scores.csv"), None)
+    if few:
+        body.append(f'<p class="note" id="few-questions">{html.escape(few)}</p>')
+    return section("CultureSPA: methods", "culturespa", body, headline_figure("culturespa", pictures, out))
+
+
+def general_section(data: Outputs) -> list[str]:
+    """General ability after tuning: each adapter against the base model."""
     general = data.table("general_ability.csv")
-    if general is not None and len(general):
-        parts += section(
-            "General ability after tuning",
-            "general-ability",
-            [
-                html_table(general_table(general), "general-ability"),
-                (
-                    '<p class="note">Each adapter against the base model on the same general-knowledge items: '
-                    "the accuracy difference with its 95% interval (Tango's score interval) is the result; the "
-                    "verdict follows it (equivalence within the margin shown by two one-sided tests, or not shown). "
-                    "The smallest margin the items can show with 80% power, at the observed share of items "
-                    "only one model answers right, says how fine the check is. Where the base model's accuracy "
-                    "is within its 95% interval of chance, there is no ability above chance to lose, and the "
-                    "check cannot show a loss.</p>"
-                ),
-                f'<p class="note" id="few-items">{html.escape(few_questions_note(None, general))}</p>',
-            ],
-        )
+    if general is None or not len(general):
+        return []
+    body = [
+        html_table(general_table(general), "general-ability", words=words_of(culturespa_tables.GENERAL_ABILITY)),
+        f'<p class="note">{html.escape(GENERAL_NOTE)}</p>',
+        f'<p class="note" id="few-items">{html.escape(few_questions_note(None, general))}</p>',
+    ]
+    return section("General ability after tuning", "general-ability", body)
+
+
+def headline_sections(data: Outputs, pictures: list[Picture], out: Path) -> list[str]:
+    """The first screen: Table 1, CultureSPA's methods, general ability, stage 97's distributions."""
     from . import distributional_stats  # stage 97's tables (its plotting imports load only here)
 
+    parts = selfalign_section(data, pictures, out) + culturespa_section(data, pictures, out) + general_section(data)
     for n, (title, table) in enumerate(distributional_stats.report_tables(data.root)):
         parts += section(f"Distributions: {title}", f"distributions-{n}", [html_table(table, f"distributions-{n}")])
     return parts
 
 
-def build(root: Path | None = None) -> Path:
-    """Write <outputs>/report/index.html and return its path (results.build adds RESULTS.md)."""
-    root = root or paths.outputs()
-    out = root / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    harness.write_summaries(root)  # lm-evaluation-harness runs under <outputs>/harness: tables in summary/
-    data = load(root)
-    parts = [
+def other_figures_html(pictures: list[Picture], out: Path) -> list[str]:
+    """Every figure not beside a headline table, collapsed."""
+    headline = {f.stem for f in figure_registry.FIGURES if f.headline}
+    rest = [p for p in pictures if p[0] not in headline]
+    if not rest:
+        return []
+    return [
+        '<details id="figures"><summary>The papers\' other figures</summary>',
+        *[figure_html(p, out) for p in rest],
+        "</details>",
+    ]
+
+
+def details_html(data: Outputs, out: Path) -> list[str]:
+    """The summary tables, collapsed, each copied beside the report; then the per-probe tables,
+    every run and the glossary of the headers shown."""
+    parts, shown = ['<h2 id="details">Details</h2>'], []
+    for name, title in SUMMARY_TABLES:
+        frame = data.table(name)
+        if frame is None:
+            continue
+        words = words_of(DECLARED.get(name))
+        shown.append({c: words[c] for c in frame.columns if c in words})
+        parts += [
+            f'<details id="details-{name[:-4]}"><summary>{html.escape(title)}</summary>',
+            html_table(readable(frame, DECLARED.get(name)), name[:-4], words=words),
+            f'<p class="note"><a href="summary/{name}">{name}</a></p>',
+            "</details>",
+        ]
+        (out / "summary").mkdir(exist_ok=True)
+        shutil.copy2(data.root / "summary" / name, out / "summary" / name)
+    copy_headline_sources(data.manifests, out)
+    return [*parts, per_probe_html(data.manifests, out), *runs_html(data.manifests, out), glossary_html(shown)]
+
+
+def runs_html(manifests: list[dict[str, Any]], out: Path) -> list[str]:
+    """Every run in a collapsed table, each with its executed notebook."""
+    return [
+        '<details id="details-runs"><summary>Every run, with its executed notebook</summary>',
+        (
+            '<div class="scroll"><table id="runs"><tr><th>stage</th><th>model</th><th>language</th><th>status</th>'
+            "<th>started (UTC)</th><th>wall time (s)</th><th>commit</th><th>precision</th><th>decoding</th>"
+            "<th>notebook</th></tr>"
+        ),
+        *run_rows(manifests, out),
+        "</table></div></details>",
+    ]
+
+
+def page_head(data: Outputs, root: Path) -> list[str]:
+    """The page's head, title and one line on what it holds."""
+    return [
         (
             "<!doctype html><html><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -835,62 +507,33 @@ def build(root: Path | None = None) -> Path:
             f"Outputs: <code>{html.escape(str(root))}</code>.</p>"
         ),
     ]
+
+
+def build(root: Path | None = None) -> Path:
+    """Write <outputs>/report/index.html and return its path (results.build adds RESULTS.md)."""
+    root = root or paths.outputs()
+    out = root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    harness.write_summaries(root)  # lm-evaluation-harness runs under <outputs>/harness: tables in summary/
+    data = load(root)
+    parts = page_head(data, root)
+    pictures: list[Picture] = []
     if not data.manifests and not data.tables:
         parts.append(EMPTY_PAGE.format(root=html.escape(str(root))))
-        pictures: dict[str, tuple[str, str, Path]] = {}
     else:
-        pictures = {stem: item for item in figures(root, out) for stem in [item[0]]}
-        parts += headline_sections(data, pictures, out)
-        shown = {"fig2_improved_by_strategy"} | {
-            k for k in pictures if k.startswith("fig_alignment") and not k.endswith("one_run")
-        }
-        rest = [item for stem, item in pictures.items() if stem not in shown]
-        if rest:
-            parts += [
-                '<details id="figures"><summary>The papers\' other figures</summary>',
-                *[figure_html(i, out) for i in rest],
-                "</details>",
-            ]
-        parts.append('<h2 id="details">Details</h2>')
-        columns: set[str] = set()
-        for name, title in SUMMARY_TABLES:
-            frame = data.table(name)
-            if frame is not None:
-                columns |= set(frame.columns)
-                parts += [
-                    f'<details id="details-{name[:-4]}"><summary>{html.escape(title)}</summary>',
-                    html_table(readable(frame), name[:-4]),
-                    f'<p class="note"><a href="summary/{name}">{name}</a></p>',
-                    "</details>",
-                ]
-                (out / "summary").mkdir(exist_ok=True)
-                shutil.copy2(root / "summary" / name, out / "summary" / name)
-        copy_headline_sources(data.manifests, out)
-        parts.append(per_probe_html(data.manifests, out))
-        parts += [
-            '<details id="details-runs"><summary>Every run, with its executed notebook</summary>',
-            (
-                '<div class="scroll"><table id="runs"><tr><th>stage</th><th>model</th><th>language</th><th>status</th>'
-                "<th>started (UTC)</th><th>wall time (s)</th><th>commit</th><th>precision</th><th>decoding</th>"
-                "<th>notebook</th></tr>"
-            ),
-            *run_rows(data.manifests, out),
-            "</table></div></details>",
-            glossary_html(columns),
-        ]
+        pictures = figures(root, out)
+        parts += [*headline_sections(data, pictures, out), *other_figures_html(pictures, out), *details_html(data, out)]
     if data.unfinished:
         parts.append(unfinished_html(data.unfinished))
     parts.append("</body></html>")
     index = out / "index.html"
     index.write_text("\n".join(parts), encoding="utf-8")
-    write_json(
-        out / "contents.json",
-        {
-            "runs": len(data.manifests),
-            "not_finished": [u.__dict__ for u in data.unfinished],
-            "figures": sorted(p.name for _, _, p in pictures.values()),
-        },
-    )
+    contents = {
+        "runs": len(data.manifests),
+        "not_finished": [u.__dict__ for u in data.unfinished],
+        "figures": sorted(p.name for _, _, p in pictures),
+    }
+    write_json(out / "contents.json", contents)
     return index
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths, report, runs, selfalign_tests
+from . import paths, report, report_tables, runs, selfalign_tests
 from .precision import cpu_model
 from .report import Outputs, read_manifests, wall_seconds
 
@@ -114,7 +114,53 @@ def provenance(manifests: list[dict[str, Any]], root: Path) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------- RESULTS.md
 
 
-def results_markdown(data: Outputs, figures: dict[str, Path], out: Path) -> str:
+def selfalign_markdown(data: Outputs) -> list[str]:
+    """Table 1 in the paper's layout per model, its note and the declared test families."""
+    t1 = data.table("table1.csv")
+    if t1 is None or not len(t1):
+        return []
+    strategy = f"Strategy {report_tables.PAPER_STRATEGY} (chrF++ demonstrations across categories). "
+    lines = ["## Self-Alignment: Table 1", "", strategy + report_tables.TABLE1_NOTE, ""]
+    contrasts, tests = data.table("contrasts.csv"), data.table("tests.csv")
+    for model, table in report_tables.paper_table1(t1, contrasts, tests=tests).items():
+        lines += [f"### {model}", "", md_table(table, index=True), ""]
+    families = [f"- {line}" for line in selfalign_tests.family_text().splitlines()]
+    return lines + [report_tables.few_probe_note(t1), "", "Tests:", "", *families, ""]
+
+
+def culturespa_markdown(data: Outputs) -> list[str]:
+    """CultureSPA's methods table per model and the general-ability check."""
+    lines = []
+    expected = data.table("expected_scores.csv")
+    if expected is not None and len(expected):
+        lines += ["## CultureSPA: methods", ""]
+        for model, table in report_tables.culturespa_table(expected, data.table("method_differences.csv")).items():
+            lines += [f"### {model}", "", md_table(table, index=True), ""]
+        few = report_tables.few_questions_note(data.table("scores.csv"), None)
+        lines += [few, ""] if few else []
+    general = data.table("general_ability.csv")
+    if general is not None and len(general):
+        lines += ["## General ability after tuning", "", md_table(report_tables.general_table(general)), ""]
+        few = report_tables.few_questions_note(None, general)
+        lines += [few, ""] if few else []
+    return lines
+
+
+def files_markdown(data: Outputs, figures: dict[str, tuple[str, Path]], out: Path) -> list[str]:
+    """Links to the figures and the tables' CSV files, and what did not finish."""
+    lines = []
+    if figures:
+        links = [f"- [{caption}]({path.relative_to(out).as_posix()})" for caption, path in figures.values()]
+        lines += ["## Figures", "", *links, ""]
+    tables = sorted((out / "summary").glob("*.csv")) if (out / "summary").exists() else []
+    if tables:
+        lines += ["## Tables", "", *[f"- [{p.name}](summary/{p.name})" for p in tables], ""]
+    if data.unfinished:
+        lines += ["## Not finished", "", *[f"- `{u.path}`: {u.status}" for u in data.unfinished], ""]
+    return lines
+
+
+def results_markdown(data: Outputs, figures: dict[str, tuple[str, Path]], out: Path) -> str:
     """RESULTS.md: provenance, the headline tables, figure links and the tables' CSV files."""
     lines = [
         f"# Results: {scale_of(data.root)}",
@@ -125,46 +171,12 @@ def results_markdown(data: Outputs, figures: dict[str, Path], out: Path) -> str:
     if not data.manifests:
         return "\n".join(lines + ["No runs yet. Run `make quick` (the tour) or `make all`, then `make report`.", ""])
     lines += ["## Provenance", "", md_table(provenance(data.manifests, data.root)), ""]
-    t1 = data.table("table1.csv")
-    if t1 is not None and len(t1):
-        lines += [
-            "## Self-Alignment: Table 1",
-            "",
-            f"Strategy {report.PAPER_STRATEGY} (chrF++ demonstrations across categories). " + report.TABLE1_NOTE,
-            "",
-        ]
-        for model, table in report.paper_table1(t1, data.table("contrasts.csv"), tests=data.table("tests.csv")).items():
-            lines += [f"### {model}", "", md_table(table, index=True), ""]
-        families = [f"- {line}" for line in selfalign_tests.family_text().splitlines()]
-        lines += [report.few_probe_note(t1), "", "Tests:", "", *families, ""]
-    expected = data.table("expected_scores.csv")
-    if expected is not None and len(expected):
-        lines += ["## CultureSPA: methods", ""]
-        for model, table in report.culturespa_table(expected, data.table("method_differences.csv")).items():
-            lines += [f"### {model}", "", md_table(table, index=True), ""]
-        few = report.few_questions_note(data.table("scores.csv"), None)
-        lines += [few, ""] if few else []
-    general = data.table("general_ability.csv")
-    if general is not None and len(general):
-        lines += ["## General ability after tuning", "", md_table(report.general_table(general)), ""]
-        few = report.few_questions_note(None, general)
-        lines += [few, ""] if few else []
+    lines += selfalign_markdown(data) + culturespa_markdown(data)
     from . import distributional_stats  # stage 97's tables (its plotting imports load only here)
 
     for title, table in distributional_stats.report_tables(data.root):
         lines += [f"## Distributions: {title}", "", md_table(table), ""]
-    if figures:
-        lines += ["## Figures", ""]
-        lines += [
-            f"- [{report.caption_of(stem)}]({path.relative_to(out).as_posix()})" for stem, path in figures.items()
-        ]
-        lines.append("")
-    tables = sorted((out / "summary").glob("*.csv")) if (out / "summary").exists() else []
-    if tables:
-        lines += ["## Tables", "", *[f"- [{p.name}](summary/{p.name})" for p in tables], ""]
-    if data.unfinished:
-        lines += ["## Not finished", "", *[f"- `{u.path}`: {u.status}" for u in data.unfinished], ""]
-    return "\n".join(lines)
+    return "\n".join(lines + files_markdown(data, figures, out))
 
 
 def build(root: Path | None = None) -> tuple[Path, Path]:
@@ -172,7 +184,7 @@ def build(root: Path | None = None) -> tuple[Path, Path]:
     root = root or paths.outputs()
     index = report.build(root)
     out = index.parent
-    figures = {p.stem: p for p in sorted((out / "figures").glob("*.png"), key=lambda p: report.figure_order(p.stem))}
+    figures = report.report_figures(out)
     path = out / "RESULTS.md"
     path.write_text(results_markdown(report.load(root), figures, out), encoding="utf-8")
     return index, path

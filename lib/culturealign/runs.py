@@ -7,10 +7,12 @@ without its manifest is not a result.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,19 +49,57 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)  # no space left on the device, or the user's quota used up
+
+
+class DiskFull(OSError):
+    """A write stopped for want of space; the message names the path and the space it needs."""
+
+    def __init__(self, path: Path | str, needed: int | None = None) -> None:
+        folder = Path(path)
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        free = shutil.disk_usage(folder).free
+        need = f"{needed:,} bytes for this write" if needed else "more room"
+        super().__init__(
+            errno.ENOSPC,
+            f"no space left to write {path}: {free:,} bytes free there, {need}. Free some space (or set "
+            f"CULTUREALIGN_OUTPUTS to a disk with room) and rerun the same command: finished items are kept",
+        )
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+@contextmanager
+def naming_a_full_disk(path: Path | str, needed: int | None = None) -> Iterator[None]:
+    """Turn a full-disk OSError raised in the block into DiskFull, naming `path` (or the file the
+    error names) and the bytes the write needed, where known."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except OSError as err:
+        if err.errno not in FULL_DISK:
+            raise
+        raise DiskFull(err.filename or path, needed) from err
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside target; rename it over target only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Yield a temporary path beside target; rename it over target only if the block succeeds. A
+    full disk stops it as DiskFull naming the target, and leaves the target as it was."""
+    with naming_a_full_disk(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -108,12 +148,14 @@ def package_versions() -> dict[str, str]:
 
 
 def check_writable(folder: Path) -> None:
-    """Fail before any work if outputs cannot be written, rather than after an hour of it."""
+    """Fail before any work if outputs cannot be written (or the disk is full), not after the work."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as err:
+        if err.errno in FULL_DISK:
+            raise DiskFull(folder) from err
         raise PermissionError(
             f"cannot write to {folder}: {err.strerror}. Make it writable or set "
             f"CULTUREALIGN_OUTPUTS to a writable folder."
@@ -154,6 +196,41 @@ class Run:
         self.update(status="failed", finished=now(), error=error)
 
 
+class RunBusy(RuntimeError):
+    """Another process is running the same stage for the same model and language."""
+
+
+@contextmanager
+def exclusive(run: Run) -> Iterator[None]:
+    """Hold the run's lock for the block, or refuse at once naming the process that holds it.
+
+    Two runs of one stage, model and language would both compute every item and append it to the
+    same caches. The lock (fcntl.flock on <stage>.lock beside the run folder) ends with its
+    process, so a killed run never leaves it held; the file keeps the holder's id for the message."""
+    path = run.dir.parent / f".{run.stage}.lock"
+    with naming_a_full_disk(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+", encoding="utf-8")
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunBusy(
+                f"{run.stage} for model {run.model}, language {run.lang} is already running ({holder}; lock "
+                f"{path}): wait for it to end, or stop it, and run again"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {platform.node()} since {now()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def start_run(stage: str, namespace: dict[str, Any]) -> Run:
     """Open the run folder and write its manifest; the parameters come from the notebook's cell."""
     params = {name: namespace[name] for name in parameter_names(stage) if name in namespace}
@@ -187,11 +264,12 @@ def check_one_precision(run: Run, dtype: str) -> None:
     for manifest in all_manifests():
         if manifest.get("model_name") != run.model or manifest.get("status") != "done":
             continue
-        theirs = (manifest.get("model") or {}).get("dtype")
-        if theirs and theirs != dtype and Path(manifest["dir"]) != run.dir:
+        other_dtype = (manifest.get("model") or {}).get("dtype")
+        if other_dtype and other_dtype != dtype and Path(manifest["dir"]) != run.dir:
             raise MixedPrecision(
-                f"{manifest['dir']} was computed in {theirs}; this run of {run.stage} computes in {dtype}. "
-                f"A job never mixes precisions: set model_config.dtype: {theirs} in params/models/{run.model}.yaml, "
+                f"{manifest['dir']} was computed in {other_dtype}; this run of {run.stage} computes in {dtype}. "
+                f"A job never mixes precisions: set model_config.dtype: {other_dtype} in "
+                f"params/models/{run.model}.yaml, "
                 f"or move {paths.outputs() / run.model} aside and run every stage again."
             )
 
@@ -261,17 +339,20 @@ def skipped_summary(path: Path, skipped: list[SkippedLine], shown: int = 5) -> s
     return f"cache {path}: skipped {len(skipped)} unreadable line(s) ({where}{more}); their items are computed again"
 
 
-class ResultCache:
-    """An append-only JSON-lines cache: one record per finished item, keyed by a string.
+def append(fd: int, data: bytes) -> None:
+    """Write all of `data` to an open file and flush it to disk (a partial write continues)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
 
-    A rerun reads it and skips finished keys; a killed run loses at most what was not yet
-    appended. A line that cannot be read back (torn by a kill, NUL bytes after a crash, invalid
-    UTF-8, JSON without a "key") is skipped, so its item is computed again, and the count and line
-    numbers are printed to stderr (and kept in `skipped`): damage costs recomputation, never the
-    run. Several processes may share one cache (`stages all --jobs N`: languages write the model's
-    score cache side by side): each batch is appended in one write under an exclusive lock, and the
-    repair of a torn last line takes the lock too, so it never cuts another process's record.
-    """
+
+class ResultCache:
+    """An append-only JSON-lines cache: one record per finished item, keyed by a string; a rerun
+    skips finished keys. A line that cannot be read back (torn by a kill, NUL bytes, invalid UTF-8,
+    no "key") is skipped and reported, so damage costs recomputation, never the run. Processes that
+    share a cache (`--jobs N`) append each batch in one write under an exclusive lock, which the
+    repair of a torn tail takes too; a full disk cuts a batch back to its last whole line."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -316,10 +397,12 @@ class ResultCache:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode("utf-8")
-        with self.path.open("ab") as handle, _locked(handle):
-            view = memoryview(data)
-            while view:  # one write normally; a partial write continues where it stopped
-                view = view[os.write(handle.fileno(), view) :]
-            os.fsync(handle.fileno())
+        with naming_a_full_disk(self.path, len(data)), self.path.open("ab") as handle, _locked(handle):
+            size = handle.seek(0, os.SEEK_END)
+            try:
+                append(handle.fileno(), data)
+            except OSError:  # a full disk: drop the part written, so the cache ends on a whole line
+                handle.truncate(size)
+                raise
         for record in records:
             self.records[record["key"]] = record

@@ -1,18 +1,11 @@
-"""Self-Alignment (Choenni & Shutova, 2024): zero-shot measurement, then demonstrations.
-
-Each probe's exact response distribution gives p, the probability that one response gives the
-country's majority answer. Every probe the paper's 10-draw protocol could flag as misaligned
-(P(misaligned) = 1 - p^10 at or above a threshold) is re-measured with 5 demonstrations filled
-in with the country's majority answers, chosen by each strategy, plus controls: the shuffled
-order check and three placebos on the chrF++-across demonstrations (a seeded random answer, the
-minority answer, another country's majority answers). Random choices are drawn R times.
-`outcomes` turns each probe's before/after measurements into the protocol's exact outcome
-probabilities (see `metrics.paired_outcomes`), beside the same protocol under no effect.
+"""Self-Alignment (Choenni & Shutova, 2024): the zero-shot measurement (stage 10) and the
+re-measurement of every probe the paper's protocol could flag as misaligned, with each strategy's
+demonstrations and the controls (stage 30). The outcomes are in `selfalign_outcomes`, the tables'
+columns in `selfalign_tables`; docs/protocol.md says what each number means.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -22,8 +15,28 @@ import pandas as pd
 from . import metrics, placebos, prompts, scoring
 from .models import LoadedModel
 from .placebos import PLACEBO_COUNTRY, PLACEBO_MINORITY, PLACEBO_RANDOM, RANDOM_OTHER, _probe_seed, placebo_answers
+from .selfalign_outcomes import (  # noqa: F401  (stage 30 and its readers use them as selfalign.*)
+    COMBINATIONS,
+    MEASURED,
+    NO_EFFECT,
+    OUTCOME_RULES,
+    PAIRINGS,
+    RESHUFFLED_PER_RESPONSE,
+    SELECTING,
+    SHUFFLED,
+    OutcomeRule,
+    after_mixture,
+    check_pairing,
+    check_rule,
+    components,
+    explanation_candidates,
+    misalignment,
+    outcomes,
+    reweighted,
+    sampled,
+)
+from .selfalign_tables import MAJORITY, PROBE_DESCRIPTION, SELF_ALIGNMENT, ZERO_SHOT
 
-SHUFFLED = "chrf_all_shuffled"  # the paper's order-robustness check
 DERIVED = {
     SHUFFLED: "chrf_all",
     PLACEBO_RANDOM: "chrf_all",
@@ -32,12 +45,6 @@ DERIVED = {
 }  # condition -> whose demos
 RETEST = "zero_shot_retest"  # the zero-shot prompt measured again (fresh draws): the empirical no-effect row
 REDRAWN = ("random", "random_category", SHUFFLED, PLACEBO_RANDOM)  # random choices: drawn `draws` times, averaged
-RESHUFFLED_PER_RESPONSE = (SHUFFLED,)  # the paper reshuffles per response: p' is the mean over draws, one binomial
-COMBINATIONS = (
-    "per_draw",
-    "per_prompt",
-)  # the paper's random option order: drawn for each response, or once per prompt
-PAIRINGS = metrics.PAIRINGS  # option order of the before and after prompts of one probe: independent or same_order
 
 
 def conditions() -> tuple[str, ...]:
@@ -59,14 +66,21 @@ def check_conditions(
         raise DemoError(
             f"unknown strategy or placebo {unknown} in parameter `strategies`. Strategies: {', '.join(conditions())}"
         )
-    if not isinstance(draws, int) or draws < 1:
-        raise DemoError(
-            f"parameter `draws` (R, repeats of the random choices) must be a whole number >= 1, got {draws!r}"
-        )
+    check_draws(draws)
     if combination not in COMBINATIONS:
         raise DemoError(f"parameter `order_combination` must be one of {', '.join(COMBINATIONS)}, got {combination!r}")
     if pairing not in PAIRINGS:
         raise DemoError(f"parameter `order_pairing` must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+
+
+def check_draws(draws: int) -> None:
+    """Refuse draws < 1 (a range, which the parameter's type does not hold), naming the value."""
+    from .demos import DemoError
+
+    if not isinstance(draws, int) or draws < 1:
+        raise DemoError(
+            f"parameter `draws` (R, repeats of the random choices) must be a whole number >= 1, got {draws!r}"
+        )
 
 
 def display_order(probe: pd.Series | tuple, lang: str, seed: int, context: str = "query") -> tuple[str, str]:
@@ -126,14 +140,7 @@ def measure(
     logits), flagged (p_other > 0.5) and the rounded count out of 10 (the deterministic rule). `draw_seed` (default
     `seed`) seeds the sampled responses only, so fresh draws of the same prompts are possible.
     """
-    rows = list(probes.itertuples(index=False))
-    texts, options = [], []
-    for probe, text in zip(rows, prompt_texts):
-        shown = display_order(probe, lang, seed)
-        other = prompts.swap_query_options(text, prompts.Cloze(probe.template, shown))
-        ab, ba = (text, other) if shown == (probe.option_a, probe.option_b) else (other, text)
-        texts += [ab, ba]
-        options += [[probe.option_a, probe.option_b], [probe.option_b, probe.option_a]]
+    texts, options = _both_orders(probes, prompt_texts, lang, seed)
     scored = scoring.response_distributions(
         lm,
         texts,
@@ -142,8 +149,27 @@ def measure(
         draws=how.sample_draws,
         seed=seed if draw_seed is None else draw_seed,
     )
-    key = "probs" if how.invalid == "not_aligned" else "dist"
-    even = (np.arange(len(texts)) % 2 == 0)[:, None]  # rows alternate: order ab, then order ba
+    return _per_probe(probes, scored, how.invalid)
+
+
+def _both_orders(
+    probes: pd.DataFrame, prompt_texts: list[str], lang: str, seed: int
+) -> tuple[list[str], list[list[str]]]:
+    """Each prompt in both option orders, order ab (option_a first) then ba, with the options shown."""
+    texts, options = [], []
+    for probe, text in zip(probes.itertuples(index=False), prompt_texts):
+        shown = display_order(probe, lang, seed)
+        other = prompts.swap_query_options(text, prompts.Cloze(probe.template, shown))
+        ab, ba = (text, other) if shown == (probe.option_a, probe.option_b) else (other, text)
+        texts += [ab, ba]
+        options += [[probe.option_a, probe.option_b], [probe.option_b, probe.option_a]]
+    return texts, options
+
+
+def _per_probe(probes: pd.DataFrame, scored: pd.DataFrame, invalid: InvalidPolicy) -> pd.DataFrame:
+    """The measured columns of ZERO_SHOT per probe, from the scored rows (order ab, then ba, per probe)."""
+    key = "probs" if invalid == "not_aligned" else "dist"
+    even = (np.arange(len(scored)) % 2 == 0)[:, None]  # rows alternate: order ab, then order ba
     values, shares = np.array(list(scored[key]), dtype=float), np.array(list(scored["dist"]), dtype=float)
     p_opt_a = np.where(even, values[:, :1], values[:, 1:]).reshape(-1, 2)  # columns: order ab, order ba
     p_opt_b = np.where(even, values[:, 1:], values[:, :1]).reshape(-1, 2)
@@ -191,19 +217,14 @@ def zero_shot(
     scored = measure(lm, probes, texts, lang, seed, how, "zero-shot")
     if scored["mode"].astype(str).str.startswith("sampled").any():
         fresh = measure(lm, probes, texts, lang, seed, how, "zero-shot baseline", seed + 1)
-        chosen = scored[["probe_id", *SELECTION]].rename(columns={c: f"{c}_selection" for c in SELECTION})
+        chosen = scored[["probe_id", *MAJORITY]].rename(columns={c: f"{c}_selection" for c in MAJORITY})
         scored = fresh.merge(chosen, on="probe_id")
-    table = probes[
-        ["probe_id", "qid", "category", "template", "option_a", "option_b", "label", "majority_option", "human_a"]
-    ].merge(scored, on="probe_id")
-    selecting = "p_majority_selection" if "p_majority_selection" in table else "p_majority"
+    table = probes[[c.name for c in PROBE_DESCRIPTION]].merge(scored, on="probe_id")
+    selecting = SELECTING[0] if sampled(table) else "p_majority"
     table["p_misaligned"] = 1 - table[selecting] ** metrics.N_RESPONSES
     table["misaligned"] = table["p_misaligned"] >= remeasure_above
     table["misaligned_rounded"] = table["count"] < metrics.N_RESPONSES
-    return table
-
-
-SELECTION = ("p_majority", "p_majority_ab", "p_majority_ba")  # kept from the selecting draws in sampled mode
+    return ZERO_SHOT.validate(table)
 
 
 def demo_of(probe, lang: str, seed: int, answer: str | None = None) -> prompts.Cloze:
@@ -315,58 +336,62 @@ def self_aligned(
     """
     from .demos import DemoError
 
-    strategies, draws, swap_labels = list(plan.strategies), plan.draws, plan.swap_labels
-    check_conditions(strategies, draws)
-    if PLACEBO_COUNTRY in strategies and swap_labels is None:
+    strategies = list(plan.strategies)
+    check_conditions(strategies, plan.draws)
+    if PLACEBO_COUNTRY in strategies and plan.swap_labels is None:
         raise DemoError(f"condition {PLACEBO_COUNTRY} needs `swap_labels`: placebos.country_labels(probes, countries)")
     by_id = candidates.set_index("probe_id", drop=False)
-    fmt = prompts.PromptFormat.of(lm)
     selected = zero[plan.selected if plan.selected is not None else zero["misaligned"].astype(bool)]
-    picks = _choices_per_draw(candidates, choices, [s for s in strategies if s != RETEST], seed, draws)
-    rows, texts, keep = [], [], []
-    for (strategy, draw), chosen in picks.items():
-        for probe in selected.itertuples(index=False):
-            pick = chosen.loc[probe.probe_id]
-            demo_ids = list(pick["demo_ids"])
-            rows.append(
-                {
-                    "probe_id": probe.probe_id,
-                    "strategy": strategy,
-                    "draw": draw,
-                    "demo_ids": demo_ids,
-                    "reason": pick["reason"],
-                }
-            )
-            if not demo_ids:
-                continue
-            target, demo_rows = by_id.loc[probe.probe_id], by_id.loc[demo_ids]
-            answers = placebo_answers(target, demo_rows, strategy, seed, draw)
-            if strategy == PLACEBO_COUNTRY:
-                rows[-1]["swap_country"], answers = placebos.swap_choice(
-                    demo_rows, swap_labels, plan.swap_country, probe.probe_id, seed
-                )
-            rows[-1]["demo_answers"], rows[-1]["demo_flip_rate"] = answers, placebos.flip_rate(demo_rows, answers)
-            order = "shuffled" if strategy == SHUFFLED else "chosen"
-            texts.append(demonstration_prompt(fmt, target, demo_rows, lang, seed, DemoFilling(answers, order, draw)))
-            keep.append(len(rows) - 1)
-    table = pd.DataFrame(
-        rows, columns=["probe_id", "strategy", "draw", "demo_ids", "reason", "demo_answers"] if not rows else None
-    )
+    picks = _choices_per_draw(candidates, choices, [s for s in strategies if s != RETEST], seed, plan.draws)
+    rows, texts = _demonstrated(prompts.PromptFormat.of(lm), selected, by_id, picks, lang, seed, plan)
+    swapped = ["swap_country"] if PLACEBO_COUNTRY in strategies else []  # the country each swap showed
+    table = pd.DataFrame(rows).reindex(columns=[*AS_SHOWN, *swapped, *(f"{c}_after" for c in MEASURED)])
+    keep = [i for i, row in enumerate(rows) if row["demo_ids"]]
     if texts:
         served = by_id.loc[table.loc[keep, "probe_id"]].reset_index(drop=True)
         after = measure(lm, served, texts, lang, seed, how, "self-aligned")
-        for column in MEASURED:
-            if column in after:
-                table.loc[keep, f"{column}_after"] = after[column].to_numpy()
+        table.loc[keep, [f"{c}_after" for c in MEASURED]] = after[list(MEASURED)].to_numpy()
     if RETEST in strategies:
         table = pd.concat([table, retest(lm, selected, by_id, lang, seed, how)], ignore_index=True)
     before = zero.set_index("probe_id")
-    carried = (*MEASURED, "mode", *(f"{c}_selection" for c in SELECTION))
-    kept = ["qid", "category", "label", "human_a", *[c for c in carried if c in before]]
-    return table.join(before[kept].rename(columns={c: f"{c}_before" for c in MEASURED}), on="probe_id")
+    kept = ["qid", "category", "label", "human_a", *MEASURED, "mode", *(c for c in SELECTING if c in before)]
+    joined = table.join(before[kept].rename(columns={c: f"{c}_before" for c in MEASURED}), on="probe_id")
+    return SELF_ALIGNMENT.validate(joined)
 
 
-MEASURED = ("p_a", "p_other", "p_majority", "p_majority_ab", "p_majority_ba")  # columns of `measure` carried over
+AS_SHOWN = ("probe_id", "strategy", "draw", "demo_ids", "reason", "demo_answers", "demo_flip_rate")  # one prompt
+
+
+def _demonstrated(
+    fmt: prompts.PromptFormat,
+    selected: pd.DataFrame,
+    by_id: pd.DataFrame,
+    picks: dict[tuple[str, int], pd.DataFrame],
+    lang: str,
+    seed: int,
+    plan: Remeasurement,
+) -> tuple[list[dict], list[str]]:
+    """One row per selected probe, condition and draw (its demonstrations, their answers, or why
+    none), and the prompt text of every row that has demonstrations, in row order."""
+    rows, texts = [], []
+    for (strategy, draw), chosen in picks.items():
+        for probe in selected.itertuples(index=False):
+            pick = chosen.loc[probe.probe_id]
+            row = {"probe_id": probe.probe_id, "strategy": strategy, "draw": draw, "reason": pick["reason"]}
+            row["demo_ids"] = list(pick["demo_ids"])
+            rows.append(row)
+            if not row["demo_ids"]:
+                continue
+            target, demo_rows = by_id.loc[probe.probe_id], by_id.loc[row["demo_ids"]]
+            answers = placebo_answers(target, demo_rows, strategy, seed, draw)
+            if strategy == PLACEBO_COUNTRY:
+                row["swap_country"], answers = placebos.swap_choice(
+                    demo_rows, plan.swap_labels, plan.swap_country, probe.probe_id, seed
+                )
+            row["demo_answers"], row["demo_flip_rate"] = answers, placebos.flip_rate(demo_rows, answers)
+            order = "shuffled" if strategy == SHUFFLED else "chosen"
+            texts.append(demonstration_prompt(fmt, target, demo_rows, lang, seed, DemoFilling(answers, order, draw)))
+    return rows, texts
 
 
 def retest(
@@ -384,157 +409,8 @@ def retest(
     table["demo_flip_rate"] = 0.0
     if texts:
         after = measure(lm, served, texts, lang, seed, how, "zero-shot re-test", seed + 2)
-        for column in (c for c in MEASURED if c in after):
+        for column in MEASURED:
             table[f"{column}_after"] = after[column].to_numpy()
-    return table
-
-
-def components(frame: pd.DataFrame, suffix: str = "", combination: str = "per_draw") -> list[list[float]]:
-    """Mixture components of each row's count distribution: the order-averaged p (per draw), or
-    the two orders' p (drawn once per prompt; needs the _ab/_ba columns, else falls back)."""
-    if combination not in COMBINATIONS:
-        raise ValueError(f"order combination must be one of {COMBINATIONS}, got {combination!r}")
-    both = combination == "per_prompt" and {f"p_majority_ab{suffix}", f"p_majority_ba{suffix}"} <= set(frame.columns)
-    if both:
-        return [[ab, ba] for ab, ba in zip(frame[f"p_majority_ab{suffix}"], frame[f"p_majority_ba{suffix}"])]
-    return [[p] for p in frame[f"p_majority{suffix}"]]
-
-
-OutcomeRule = Literal["expected", "rounded"]  # the protocol in expectation, or the deterministic rounded count
-OUTCOME_RULES = ("expected", "rounded")
-
-
-def check_rule(rule: str) -> None:
-    """Refuse an outcome rule that does not exist, naming the parameter and the rules that do."""
-    if rule not in OUTCOME_RULES:
-        raise ValueError(
-            f"parameter `outcome_rule` must be one of {', '.join(OUTCOME_RULES)} (expected: the paper's "
-            f"10-draw protocol in expectation; rounded: round(10 p) counts), got {rule!r}"
-        )
-
-
-def misalignment(
-    zero: pd.DataFrame, combination: str = "per_draw", remeasure_above: float = 1e-3, rule: OutcomeRule = "expected"
-) -> pd.DataFrame:
-    """Each zero-shot probe's P(misaligned) under the paper's protocol (1 - p^10, order-mixed),
-    its mixture components, and whether it is re-measured: P(misaligned) >= remeasure_above, or
-    under the rounded rule (expected count rounded below 10). In sampled
-    mode the selection uses the selecting draws (`_selection` columns) and the components (the
-    baseline) the fresh ones, so selection and baseline are independent."""
-    check_rule(rule)
-    comps = components(zero, "", combination)
-    suffix = "_selection" if "p_majority_selection" in zero else ""
-    selecting = components(zero, suffix, combination)
-    out = zero[["probe_id", "qid", "category"]].copy()
-    out["p_misaligned"] = [metrics.protocol_outcomes(c, c)["misaligned"] for c in selecting]
-    out["components"] = [json.dumps(c) for c in comps]
-    if rule == "rounded":
-        out["remeasured"] = [metrics.correct_count(float(np.mean(c))) < metrics.N_RESPONSES for c in selecting]
-    else:
-        out["remeasured"] = out["p_misaligned"] >= remeasure_above
-    out["order_combination"] = combination
-    out["selected_on"] = "selection draws" if suffix else "baseline"
-    return out
-
-
-NO_EFFECT = tuple(f"{k}_no_effect" for k in metrics.OUTCOMES)  # the protocol's outcomes when p' = p
-
-
-def after_components(served: pd.DataFrame, strategy: str, combination: str) -> list[list[float]]:
-    """The after side's components per draw. A condition reshuffled for every response (the
-    shuffled order check) gives one binomial per order, p' averaged over the R permutations,
-    not a mixture of R fixed prompts."""
-    per_draw = components(served, "_after", combination)
-    if strategy in RESHUFFLED_PER_RESPONSE:
-        return [np.mean(np.array(per_draw, dtype=float), axis=0).tolist()]
-    return per_draw
-
-
-def reweighted(out: dict[str, float], weight: dict[str, float] | None) -> dict[str, float]:
-    """Outcomes weighted by P(misaligned) from independent draws (sampled mode): P(misaligned) is
-    the selecting draws', and improved / same / decreased are that weight times their share given
-    k < 10 under the baseline and after. A weight from the baseline draws themselves would favour
-    probes whose baseline came out low by chance. Unchanged without a weight (exact mode)."""
-    if weight is None:
-        return out
-    share = {k: out[k] / out["misaligned"] if out["misaligned"] > 0 else float(k == "same") for k in metrics.OUTCOMES}
-    return {**out, "misaligned": weight["misaligned"], **{k: weight["misaligned"] * share[k] for k in share}}
-
-
-def outcomes(
-    results: pd.DataFrame, combination: str = "per_draw", rule: OutcomeRule = "expected", pairing: str = "independent"
-) -> pd.DataFrame:
-    """Per probe and condition: the protocol's P(misaligned), P(improved / same / decreased),
-    E[error reduction | improved], p before and after (averaged over draws), p' - p, the mixture
-    components (JSON) that one run of the protocol would be drawn from, and the same outcomes
-    under no effect (p' = p: improved_no_effect, same_no_effect, decreased_no_effect).
-
-    The R draws of a random condition are equally likely demonstration choices of one prompt,
-    so their components join one mixture; the shuffled order check is reshuffled per response
-    (`after_components`). `pairing` says whether the option order drawn once per prompt is
-    shared by the before and after prompts (same_order) or drawn apart (independent).
-    Unserved probes keep served=False and NaN outcomes.
-    """
-    if pairing not in PAIRINGS:
-        raise ValueError(f"parameter `order_pairing` must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
-    check_rule(rule)
-
-    def protocol(before: list[float], after: list[float]) -> dict[str, float]:
-        if rule == "rounded":
-            return metrics.rounded_outcomes(before, after)
-        return metrics.paired_outcomes(before, after, pairing)
-
-    selecting = "p_majority_selection" in results  # sampled mode: weights from the selecting draws
-    rows = []
-    for (probe_id, strategy), group in results.groupby(["probe_id", "strategy"], sort=False):
-        first = group.iloc[0]
-        row = {
-            "probe_id": probe_id,
-            "strategy": strategy,
-            "qid": first["qid"],
-            "category": first["category"],
-            "label": first["label"],
-            "human_a": first["human_a"],
-            "draws": len(group),
-            "reason": first["reason"],
-        }
-        for column in ("p_a_before", "p_other_before", "mode"):
-            if column in group:
-                row[column] = first[column]
-        served = group[group["p_majority_after"].notna()] if "p_majority_after" in group else group.iloc[:0]
-        before = components(group.iloc[:1], "_before", combination)[0]
-        row.update(
-            served=len(served) == len(group) and len(group) > 0,
-            p_before=float(np.mean(before)),
-            components_before=json.dumps(before),
-        )
-        weight = protocol(*[components(group.iloc[:1], "_selection", combination)[0]] * 2) if selecting else None
-        if row["served"]:
-            per_draw = after_components(served, strategy, combination)
-            after = [c for comp in per_draw for c in comp]
-            row.update(
-                reweighted(protocol(before, after), weight),
-                p_after=float(served["p_majority_after"].mean()),
-                components_after=json.dumps(after),
-                components_per_draw=json.dumps([json.dumps(c) for c in components(served, "_after", combination)]),
-            )
-            null = reweighted(protocol(before, before), weight)
-            row.update({f"{k}_no_effect": null[k] for k in metrics.OUTCOMES})
-            if "demo_flip_rate" in served:
-                row["demo_flip_rate"] = float(served["demo_flip_rate"].mean())
-            row["delta"] = row["p_after"] - row["p_before"]
-            for column in ("p_a", "p_other"):
-                if f"{column}_after" in served:
-                    row[f"{column}_after"] = float(served[f"{column}_after"].mean())
-            if "p_majority_ab_after" in served:
-                row["order_gap_after"] = float(
-                    (served["p_majority_ab_after"] - served["p_majority_ba_after"]).abs().mean()
-                )
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    table["rule"] = rule
-    table["order_combination"] = combination
-    table["order_pairing"] = pairing
     return table
 
 
@@ -575,12 +451,3 @@ def fidelity_check(lm: LoadedModel, probes: pd.DataFrame, lang: str, seed: int, 
             }
         )
     return pd.DataFrame(rows)
-
-
-def explanation_candidates(outcomes: pd.DataFrame, strategy: str) -> pd.DataFrame:
-    """Probes to explain (Table 2): served by `strategy`, whose most likely answer after
-    self-alignment is the majority answer (its share among the two options above one half),
-    most likely improved first."""
-    rows = outcomes[(outcomes["strategy"] == strategy) & outcomes["p_a_after"].notna()]
-    share_majority = np.where(rows["label"] == "a", rows["p_a_after"], 1 - rows["p_a_after"])
-    return rows[share_majority > 0.5].sort_values(["improved", "probe_id"], ascending=[False, True])

@@ -11,76 +11,37 @@ counted over the same probes: those every condition could serve (`common_probes`
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import metrics, paths, plots
-
-TABLE1_COLUMNS = [
-    "model",
-    "lang",
-    "strategy",
-    "n_misaligned",
-    "improved",
-    "same",
-    "decreased",
-    "improved_no_effect",
-    "same_no_effect",
-    "decreased_no_effect",
-    "improved_beyond_no_effect",
-    "n",
-    "n_unserved",
-    "draws",
-    "n_misaligned_run_low",
-    "n_misaligned_run_high",
-    "improved_run_low",
-    "improved_run_high",
-    "mean_error_reduction",
-    "mean_delta",
-    "delta_ci_low",
-    "delta_ci_high",
-    "wilcoxon_p",
-    "improved_draw_sd",
-    "improved_draw_min",
-    "improved_draw_max",
-    "net_improved",
-    "net_improved_low",
-    "net_improved_high",
-    "weighted_delta",
-    "weighted_delta_low",
-    "weighted_delta_high",
-    "no_effect_source",
-    "few_probes",
-    "rule",
-    "order_combination",
-    "order_pairing",
-]
+from . import metrics, paths
+from .selfalign_outcomes import after_mixture
+from .selfalign_tables import ORDER_GAPS, ORDER_SENSITIVITY, SOFT_ALIGNMENT, TABLE1
+from .tables import Table
 
 
-def collect(name: str, stage: str) -> pd.DataFrame:
-    """One artifact table from every finished run of a stage, with model and lang columns."""
+def collect(table: Table, stage: str) -> pd.DataFrame:
+    """One declared table from every finished run of a stage, with model and lang columns."""
     frames = []
     for manifest in paths.outputs().glob(f"*/*/{stage}/manifest.json"):
         folder = manifest.parent
-        table = folder / name
-        if table.exists() and '"status": "done"' in manifest.read_text():
-            frame = pd.read_csv(table)
+        if (folder / table.file).exists() and '"status": "done"' in manifest.read_text():
+            frame = table.read(folder)
             frame.insert(0, "lang", folder.parent.name)
             frame.insert(0, "model", folder.parent.parent.name)
             frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def _parse(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "lang", *table.names])
 
 
 def _served(frame: pd.DataFrame) -> pd.Series:
     return frame["served"].astype(str).str.lower().eq("true")
+
+
+def served_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows a condition could serve (a measurement after demonstrations exists)."""
+    return frame[_served(frame)]
 
 
 def common_probes(outcomes: pd.DataFrame) -> set[str]:
@@ -89,7 +50,7 @@ def common_probes(outcomes: pd.DataFrame) -> set[str]:
     A condition that can serve no probe of the language at all (the category strategies where
     no category has 6 candidates, as in Malaysian) is left out of it, so it does not empty every
     other comparison; its row shows n = 0 and every probe unserved."""
-    served = outcomes[_served(outcomes)]
+    served = served_rows(outcomes)
     sets = [set(g["probe_id"]) for _, g in served.groupby("strategy")]
     return set.intersection(*sets) if sets else set()
 
@@ -111,7 +72,7 @@ def _shares(group: pd.DataFrame) -> dict[str, float]:
     mis = float(group["misaligned"].sum())
     out = {"n_misaligned": mis}
     names = [*metrics.OUTCOMES, *(f"{k}_no_effect" for k in metrics.OUTCOMES)]
-    out.update({k: 100.0 * float(group[k].sum()) / mis if mis > 0 and k in group else float("nan") for k in names})
+    out.update({k: 100.0 * float(group[k].sum()) / mis if mis > 0 else float("nan") for k in names})
     out["improved_beyond_no_effect"] = out["improved"] - out["improved_no_effect"]
     return out
 
@@ -119,8 +80,8 @@ def _shares(group: pd.DataFrame) -> dict[str, float]:
 def _simulate(sub: pd.DataFrame, runs: int, seed: int) -> dict:
     """The paper's protocol simulated on these probes' before/after components, in the run's order pairing."""
     return metrics.simulate_protocol(
-        [_parse(c) for c in sub["components_before"]],
-        [_parse(c) for c in sub["components_after"]],
+        list(sub["components_before"]),
+        [after_mixture(s, per_draw) for s, per_draw in zip(sub["strategy"], sub["components_per_draw"])],
         runs=runs,
         seed=seed,
         pairing=_pairing(sub),
@@ -128,17 +89,17 @@ def _simulate(sub: pd.DataFrame, runs: int, seed: int) -> dict:
 
 
 def _pairing(group: pd.DataFrame) -> str:
-    return str(group["order_pairing"].iloc[0]) if "order_pairing" in group and len(group) else "independent"
+    return str(group["order_pairing"].iloc[0]) if len(group) else "independent"
 
 
 def _sampled(group: pd.DataFrame) -> bool:
     """Measured by sampling (a model without logits): zero differences are common, Pratt's method."""
-    return "mode" in group and group["mode"].astype(str).str.startswith("sampled").any()
+    return bool(group["mode"].astype(str).str.startswith("sampled").any())
 
 
 def _draw_spread(group: pd.DataFrame, rule: str) -> dict[str, float]:
     """% improved under each of the R demonstration draws on its own (spread of the random choice)."""
-    per_probe = [[_parse(c) for c in _parse(v)] for v in group["components_per_draw"]]
+    per_probe = list(group["components_per_draw"])
     draws = min((len(p) for p in per_probe), default=0)
     if draws < 2:
         return {"improved_draw_sd": float("nan"), "improved_draw_min": float("nan"), "improved_draw_max": float("nan")}
@@ -147,7 +108,7 @@ def _draw_spread(group: pd.DataFrame, rule: str) -> dict[str, float]:
     def protocol(b, a):
         return metrics.rounded_outcomes(b, a) if rule == "rounded" else metrics.paired_outcomes(b, a, pairing)
 
-    before = [_parse(c) for c in group["components_before"]]
+    before = list(group["components_before"])
     weights = group["misaligned"].to_numpy(float)  # the row's P(misaligned): in sampled mode the selecting draws'
     shares = []
     for d in range(draws):
@@ -221,7 +182,7 @@ def vs_zero_shot_tests(outcomes: pd.DataFrame) -> pd.DataFrame:
                     "method": f"wilcoxon_{zeros}",
                     "a": strategy,
                     "b": "zero_shot",
-                    **test,
+                    **{k: test[k] for k in ("n", "median_diff", "statistic", "p")},
                     "estimate": test["mean_diff"],
                     "result": "identical" if np.isnan(test["p"]) else "tested",
                     "few_probes": test["n"] < metrics.MIN_PROBES,
@@ -254,14 +215,14 @@ def table1(outcomes: pd.DataFrame, tests: pd.DataFrame | None = None, runs: int 
         _table1_one(group, model, lang, runs, seed)
         for (model, lang), group in outcomes.groupby(["model", "lang"], sort=False)
     ]
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE1_COLUMNS[:7])
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE1.names[:7])
     vs = tests[tests["test"] == "vs_zero_shot"][["model", "lang", "a", "p"]].rename(
         columns={"a": "strategy", "p": "wilcoxon_p"}
     )
     table = table.merge(vs, on=["model", "lang", "strategy"], how="left")
     table = empirical_no_effect(table)
     table["few_probes"] = table["n"] < metrics.MIN_PROBES
-    return table.reindex(columns=TABLE1_COLUMNS + [c for c in table.columns if c not in TABLE1_COLUMNS])
+    return TABLE1.filled(table)
 
 
 RETEST = "zero_shot_retest"  # the zero-shot prompts measured again: the empirical no-effect row
@@ -297,7 +258,7 @@ def soft_alignment(outcomes: pd.DataFrame, zero: pd.DataFrame, strategy: str = "
     rows = []
     for (model, lang), group in outcomes.groupby(["model", "lang"]):
         served = group[group["probe_id"].isin(common_probes(group)) & (group["strategy"] == strategy)]
-        if served.empty or "p_a_after" not in served:
+        if served.empty:
             continue
         before = [metrics.soft_distance(p, h) for p, h in zip(served["p_a_before"], served["human_a"])]
         after = [metrics.soft_distance(p, h) for p, h in zip(served["p_a_after"], served["human_a"])]
@@ -318,41 +279,25 @@ def soft_alignment(outcomes: pd.DataFrame, zero: pd.DataFrame, strategy: str = "
                 "wilcoxon_p": metrics.wilcoxon_paired(before, after)["p"],
             }
         )
-    return pd.DataFrame(rows)
+    return SOFT_ALIGNMENT.validate(pd.DataFrame(rows, columns=SOFT_ALIGNMENT.names))
 
 
 def order_gaps(zero: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
     """Per probe, |p(A,B) - p(B,A)|: how much the majority answer's probability depends on which
-    option is shown first, zero-shot and under each condition (empty before both orders exist)."""
-    parts = []
-    if {"p_majority_ab", "p_majority_ba"} <= set(zero.columns):
-        parts.append(
-            zero.assign(condition="zero_shot", gap=(zero["p_majority_ab"] - zero["p_majority_ba"]).abs())[
-                ["model", "lang", "probe_id", "condition", "gap"]
-            ]
-        )
-    if "order_gap_after" in outcomes:
-        done = outcomes[outcomes["order_gap_after"].notna()]
-        parts.append(
-            done.assign(condition=done["strategy"], gap=done["order_gap_after"])[
-                ["model", "lang", "probe_id", "condition", "gap"]
-            ]
-        )
-    return (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(columns=["model", "lang", "probe_id", "condition", "gap"])
-    )
+    option is shown first, zero-shot and under each condition it was served by."""
+    columns = [c.name for c in ORDER_GAPS]
+    before = zero.assign(condition="zero_shot", gap=(zero["p_majority_ab"] - zero["p_majority_ba"]).abs())
+    done = outcomes[outcomes["order_gap_after"].notna()]
+    after = done.assign(condition=done["strategy"], gap=done["order_gap_after"])
+    return pd.concat([before[columns], after[columns]], ignore_index=True)
 
 
 def order_sensitivity(gaps: pd.DataFrame) -> pd.DataFrame:
     """Order sensitivity per model, language and condition: mean, median, 90th percentile of
     |p(A,B) - p(B,A)| and the share of probes whose gap exceeds 0.2."""
     if gaps.empty:
-        return pd.DataFrame(
-            columns=["model", "lang", "condition", "n", "mean_gap", "median_gap", "p90_gap", "share_over_0.2"]
-        )
-    return (
+        return pd.DataFrame(columns=ORDER_SENSITIVITY.names)
+    return ORDER_SENSITIVITY.validate(
         gaps.groupby(["model", "lang", "condition"], sort=False)["gap"]
         .agg(
             n="size",
@@ -397,187 +342,7 @@ def error_sizes(misalignment: pd.DataFrame) -> pd.DataFrame:
     language (exact: each probe's count distribution restricted to k < 10)."""
     rows = []
     for row in misalignment.itertuples(index=False):
-        pmf = metrics.count_pmf(_parse(row.components))
+        pmf = metrics.count_pmf(row.components)
         for k in range(metrics.N_RESPONSES):
             rows.append((row.model, row.lang, metrics.N_RESPONSES - k, pmf[k]))
     return pd.DataFrame(rows, columns=["model", "lang", "errors", "weight"])
-
-
-OMITTED_COMMON = (
-    "The panel on WVS questions common to the languages is omitted: no question was measured in every language."
-)
-
-
-SAME_QUESTIONS = "Every language measured the same WVS questions, so one panel shows them all."
-
-
-def _common_and_full(
-    draw, title: str, common: pd.DataFrame, full: pd.DataFrame, n_common: int, n_full: int, **kw
-) -> tuple[Any, str]:
-    """The comparison on the questions every language measured, beside the one on all probes, and
-    a caption note. With no question common to the languages that panel is omitted (an empty panel
-    shows nothing), and with every question common the two panels are one; the note says which."""
-    if common.empty or n_common == n_full:
-        fig, axes = plots.panels(1, **kw)
-        draw(full, axes[0], f"all probes ({n_full} questions)")
-        return plots.titled(fig, title), OMITTED_COMMON if common.empty else SAME_QUESTIONS
-    fig, axes = plots.panels(2, **kw)
-    draw(common, axes[0], f"{n_common} WVS questions common to the languages")
-    plots.hide_legend(axes[0])
-    draw(full, axes[1], f"all probes ({n_full} questions)")
-    return plots.titled(fig, title), ""
-
-
-def figures(
-    t1: pd.DataFrame,
-    outcomes: pd.DataFrame,
-    misalignment: pd.DataFrame,
-    soft: pd.DataFrame,
-    gaps: pd.DataFrame,
-    out: Path,
-    seed: int = 0,
-) -> dict[str, list[Path]]:
-    """The paper's Figures 2-8 and 10 (file names and titles carry the paper's number), and two
-    figures beyond the paper (soft alignment, order sensitivity), as PNG and PDF; captions.json
-    beside them holds each figure's caption (its title, and why a panel is omitted)."""
-    served = outcomes[_served(outcomes)]
-    common_by_run = {key: common_probes(g) for key, g in outcomes.groupby(["model", "lang"])}
-    same = served[
-        [pid in common_by_run[(m, l)] for m, l, pid in zip(served["model"], served["lang"], served["probe_id"])]
-    ]
-    shared = common_questions(misalignment, ["lang"])  # zero-shot comparisons (Figure 7)
-    compared = common_questions(same, ["lang"])  # self-aligned comparisons across languages (Figures 4-5)
-    er = simulated_error_reductions(outcomes, seed=seed)
-
-    def improved_pct(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-        g = frame.groupby(by)[["improved", "misaligned"]].sum()
-        return (100 * g["improved"] / g["misaligned"]).rename("improved").reset_index()
-
-    def model_bars(frame, ax, title):
-        return plots.bars(frame, "model", "improved", "strategy", title, "% improved (expected)", ax=ax)
-
-    def model_boxes(frame, ax, title):
-        return plots.boxes(
-            frame,
-            "model",
-            "error_reduction",
-            title,
-            "(d_orig - d_corr) / d_orig",
-            hue="strategy",
-            ax=ax,
-            points="none",
-        )
-
-    def heat(matrix, ax, title):
-        return plots.heatmap(matrix, title, "% misaligned (expected)", ax=ax, vmin=0, vmax=100)
-
-    fig4, note4 = _common_and_full(
-        model_boxes,
-        "Figure 4. Error-rate reduction per model (50 simulated runs of the protocol)",
-        er[er["qid"].isin(compared)],
-        er,
-        len(compared),
-        same["qid"].nunique(),
-    )
-    fig5, note5 = _common_and_full(
-        model_bars,
-        "Figure 5. Misaligned probes improved, per model",
-        improved_pct(same[same["qid"].isin(compared)], ["model", "strategy"]),
-        improved_pct(same, ["model", "strategy"]),
-        len(compared),
-        same["qid"].nunique(),
-    )
-    notes = {"fig4_error_reduction_by_model": note4, "fig5_improved_by_model": note5}
-    made = {
-        "fig2_improved_by_strategy": plots.titled(
-            plots.bars(t1, "strategy", "improved", "lang", "", "% of misaligned probes improved (expected)"),
-            "Figure 2. Misaligned probes improved by self-alignment, per strategy and control",
-        ),
-        "fig3_error_reduction_by_strategy": plots.titled(
-            plots.boxes(er, "strategy", "error_reduction", "", "(d_orig - d_corr) / d_orig", points="none"),
-            "Figure 3. Error-rate reduction of improved probes (50 simulated runs of the protocol)",
-        ),
-        "fig4_error_reduction_by_model": fig4,
-        "fig5_improved_by_model": fig5,
-        "fig8_improved_by_category": plots.titled(
-            plots.bars(
-                same.groupby(["category", "strategy"])["improved"].sum().reset_index(),
-                "category",
-                "improved",
-                "strategy",
-                "",
-                "improved probes (expected count)",
-            ),
-            "Figure 8. Improved probes per WVS category (counts)",
-        ),
-    }
-    if not misalignment.empty:
-        made["fig6_error_sizes"] = plots.titled(
-            plots.histogram(
-                error_sizes(misalignment),
-                "errors",
-                "lang",
-                "",
-                "misaligned responses out of 10 (d_orig)",
-                weights="weight",
-            ),
-            "Figure 6. Size of zero-shot errors (expected distribution)",
-        )
-        made["fig7_misaligned_heatmap"], notes["fig7_misaligned_heatmap"] = _common_and_full(
-            heat,
-            "Figure 7. Zero-shot misaligned probes (expected %)",
-            misaligned_matrix(misalignment, shared),
-            misaligned_matrix(misalignment),
-            len(shared),
-            misalignment["qid"].nunique(),
-            width=max(5.5, 0.5 * misalignment["lang"].nunique() + 1.5),
-        )
-    chrf = same[same["strategy"] == "chrf_all"]
-    if not chrf.empty:
-        made["fig10_improved_by_category_language"] = plots.titled(
-            plots.heatmap(
-                improved_pct(chrf, ["category", "lang"]).pivot_table(
-                    index="category", columns="lang", values="improved"
-                ),
-                "",
-                "% improved (expected)",
-                vmin=0,
-                vmax=100,
-            ),
-            "Figure 10. Improved probes per category and language (chrF++ across)",
-        )
-    if not soft.empty:
-        long = soft.melt(
-            id_vars=["model", "lang"],
-            value_vars=["zero_shot", "self_aligned"],
-            var_name="setting",
-            value_name="distance",
-        )
-        made["extra_soft_alignment"] = plots.bars(
-            long,
-            "lang",
-            "distance",
-            "setting",
-            "Beyond the paper: distance to human answer shares (common probes)",
-            "total variation distance",
-            hue_order=["zero_shot", "self_aligned"],
-        )
-    if not gaps.empty:
-        shown = gaps[gaps["condition"].isin(["zero_shot", "chrf_all"])]
-        made["extra_order_sensitivity"] = plots.boxes(
-            shown,
-            "lang",
-            "gap",
-            "Beyond the paper: order sensitivity",
-            "|p(A,B) - p(B,A)| of the majority answer",
-            hue="condition",
-            points="none",
-        )
-    captions = {
-        name: ". ".join(filter(None, [plots.title_of(fig).rstrip("."), notes.get(name, "")]))
-        for name, fig in made.items()
-    }
-    saved = {name: plots.save(fig, out / name) for name, fig in made.items()}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "captions.json").write_text(json.dumps(captions, indent=1), encoding="utf-8")
-    return saved

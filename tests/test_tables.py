@@ -1,0 +1,106 @@
+"""Declared tables: validation names what is wrong, nested columns round-trip through long tables,
+and a column added to a copy of the package reaches the summary, the report and its glossary."""
+
+import html
+import importlib
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from culturealign import selfalign_tables
+from culturealign.tables import Column, Table, TableError
+
+TOY = Table(
+    "toy.csv",
+    "probe and condition",
+    (
+        Column("probe_id", "str", "", "the probe"),
+        Column("strategy", "str", "", "the condition"),
+        Column("p", "float", "probability", "a probability"),
+        Column("served", "bool", "", "served or not"),
+        Column("components", "lists", "probability", "per draw, its components"),
+        Column("note", "str", "", "only sometimes", optional=True),
+    ),
+    key=("probe_id", "strategy"),
+)
+
+
+def toy() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "probe_id": ["a", "a", "b"],
+            "strategy": ["x", "y", "x"],
+            "p": [0.1, 0.2, 0.3],
+            "served": [True, True, False],
+            "components": [[[0.1, 0.2], [0.3, 0.4]], [[0.5]], float("nan")],
+        }
+    )
+
+
+def test_validation_names_the_file_and_the_missing_undeclared_or_mistyped_column():
+    with pytest.raises(TableError, match=r"toy.csv: columns missing \['p'\], undeclared \['q'\]"):
+        TOY.validate(toy().drop(columns=["p"]).assign(q=1))
+    with pytest.raises(TableError, match="'p' should hold float"):
+        TOY.validate(toy().assign(p="high"))
+    with pytest.raises(KeyError, match="toy.csv declares no column 'x'"):
+        TOY.column("x")
+    assert list(TOY.validate(toy()[["p", "probe_id", "strategy", "served", "components"]]).columns) == TOY.names[:5]
+
+
+def test_a_nested_column_is_a_long_table_on_disk_and_a_list_in_memory(tmp_path):
+    written = TOY.write(toy(), tmp_path)
+    assert [p.name for p in written] == ["toy.csv", "toy__components.csv"]
+    assert "[" not in (tmp_path / "toy.csv").read_text()  # no list in a cell
+    long = pd.read_csv(tmp_path / "toy__components.csv")
+    assert list(long.columns) == ["probe_id", "strategy", "draw", "position", "value"] and len(long) == 5
+    back = TOY.read(tmp_path)
+    assert back["components"].iloc[0] == [[0.1, 0.2], [0.3, 0.4]] and back["components"].iloc[1] == [[0.5]]
+    assert pd.isna(back["components"].iloc[2])
+
+
+MEANING = "share of the language's probes the condition served"
+ADDED = f"""        Column("served_share", "float", "%", "{MEANING}", "served %"),
+"""
+COMPUTED = """            "served_share": 100 * len(sub) / len(group),
+"""
+
+
+def _insert(path: Path, anchor: str, before: str = "", after: str = "") -> None:
+    """Edit a copied module: text before or after an anchor that occurs once."""
+    source = path.read_text()
+    assert source.count(anchor) == 1, f"{anchor!r} should occur once in {path}"
+    path.write_text(source.replace(anchor, before + anchor + after))
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """A copy of the package under another name, imported beside the real one."""
+    copy = tmp_path / "scratch_culturealign"
+    shutil.copytree(Path(selfalign_tables.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield copy
+    for name in [m for m in sys.modules if m.split(".")[0] == copy.name]:
+        del sys.modules[name]
+
+
+def test_a_column_added_to_its_declaration_and_computation_reaches_summary_report_and_glossary(scratch):
+    from culturealign import selfalign
+    from test_selfalign_summary import synthetic_results
+
+    _insert(scratch / "selfalign_tables.py", '        Column("no_effect_source",', before=ADDED)  # its declaration
+    computed = '            "draws": int(group["draws"].max()),\n'
+    _insert(scratch / "selfalign_summary.py", computed, after=COMPUTED)  # its computation
+    summary = importlib.import_module(f"{scratch.name}.selfalign_summary")
+    report_tables = importlib.import_module(f"{scratch.name}.report_tables")
+    declared = importlib.import_module(f"{scratch.name}.report").DECLARED["table1.csv"]  # what the report reads
+    outcomes = selfalign.outcomes(synthetic_results("en", 12, seed=1)).assign(model="m", lang="en")
+    t1 = summary.table1(outcomes, runs=10)
+    columns = list(t1.columns)
+    assert columns.index("served_share") == columns.index("no_effect_source") - 1
+    assert t1["served_share"].between(0, 100).all() and t1["served_share"].max() > 0
+    shown = report_tables.readable(t1, declared)
+    assert "served %" in shown.columns and len(shown["served %"].iloc[0].split(".")[1]) == 1  # a percent: 1 decimal
+    assert html.escape(MEANING) in report_tables.glossary_html([report_tables.words_of(declared)])
