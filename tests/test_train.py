@@ -132,3 +132,19 @@ def test_stage_95_answers_every_seed_of_every_adapter(monkeypatch, tmp_path):
         "culturespa_specific": (("aware", "USA"),),
         "culturespa_specific__seed1": (("aware", "USA"),),
     }  # CHN is no culture of this run
+
+
+def test_an_adapter_depends_on_its_seed_alone_not_on_what_the_process_drew_before(tiny_lm, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    fmt, settings = culturespa.prompt_format(tiny_lm), train.LoraSettings(batch_size=2, max_steps=1, save_steps=1)
+
+    def weights(name: str, seed: int, draws_before: int) -> dict:
+        torch.rand(draws_before)  # what earlier cells or adapters of the process drew
+        train.train_adapter(tiny_lm, PAIRS, tmp_path / name, settings, seed, fmt)
+        return load_file(tmp_path / name / "adapter" / "adapter_model.safetensors")
+
+    first, again, other = weights("a", 0, 0), weights("b", 0, 1000), weights("c", 1, 0)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)

@@ -249,7 +249,7 @@ def train_adapter(
     Returns what happened (skipped / trained, steps, warm-up steps, final loss, seconds).
     """
     from peft import get_peft_model
-    from transformers import Trainer
+    from transformers import Trainer, set_seed
 
     settings.check(where)
     adapter = out_dir / "adapter"
@@ -259,6 +259,10 @@ def train_adapter(
     if not pairs:
         raise TrainingError(f"no training examples for {out_dir.name}: its CRQPC set is empty")
     check_targets(lm.model, settings.target_modules)
+    # peft draws LoRA's initial weights when it wraps the model, before the Trainer seeds its loop:
+    # seeded here, an adapter depends on its seed alone, not on what the process drew before it
+    # (a resumed stage skips its finished adapters)
+    set_seed(seed)
     model = get_peft_model(lm.model, lora_config(settings))
     checkpoints = out_dir / "checkpoints"
     args = training_arguments(settings, len(pairs), checkpoints, seed, bf16=autocast_bf16(lm))
