@@ -369,3 +369,21 @@ def test_benchmarks_page_renders_tables_and_old_scalar_files(tmp_path):
     page = results.benchmarks_markdown([tmp_path / "outputs"])
     assert "## Engines" in page and "CPU: AMD EPYC" in page and "| hf | 1.5 |" in page and "- contended machine" in page
     assert "| ratio_to_forward | 0.87 |" in page
+
+
+def test_a_method_with_only_its_difference_shows_blank_cells_not_nan():
+    expected = pd.DataFrame(
+        [{"run_model": "m", "culture": "mean", "method": "aware", "expected": 40.0, "low": 30.0, "high": 50.0,
+          "expected_common": 41.0, "argmax": 20.0, "spread_share": 0.2}]
+    )  # fmt: skip
+    differences = pd.DataFrame(
+        [{"run_model": "m", "culture": "mean", "method": "joint__seed1", "reference": "aware",
+          "difference": -1.0, "low": -3.0, "high": 1.0}]
+    )  # fmt: skip
+    frame = report_tables.culturespa_table(expected, differences)["m"]
+    assert frame.loc["joint__seed1"].str.contains("nan").sum() == 0 and frame.loc["joint__seed1"].iloc[0] == ""
+
+
+def test_a_missing_value_is_an_empty_cell_in_any_html_table():
+    html = report_tables.html_table(pd.DataFrame({"a": [1.5, float("nan")], "b": ["x", None]}), "t")
+    assert "nan" not in html and "None" not in html and html.count("<td></td>") == 2

@@ -99,11 +99,16 @@ def html_table(frame: pd.DataFrame, table_id: str, index: bool = False, words: W
     rows = []
     for key, row in frame.iterrows():
         cells = ([key] if index else []) + list(row)
-        rows.append("<tr>" + "".join(f"<td>{_cell(str(c))}</td>" for c in cells) + "</tr>")
+        rows.append("<tr>" + "".join(f"<td>{_cell(_text(c))}</td>" for c in cells) + "</tr>")
     body = "".join(rows)
     return (
         f'<div class="scroll"><table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
     )
+
+
+def _text(value: Any) -> str:
+    """A cell's text: a missing value (None, NaN) is an empty cell, not the word "nan"."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 def _cell(text: str) -> str:
@@ -245,7 +250,7 @@ def culturespa_table(expected: pd.DataFrame, differences: pd.DataFrame | None = 
                 table.setdefault(f"mean over cultures: minus {d.reference} (95% interval over runs)", {})[d.method] = (
                     interval(d.difference, d.low, d.high)
                 )
-        frame = pd.DataFrame(table)
+        frame = pd.DataFrame(table).fillna("")  # a seed's adapter has only its difference from aware
         frame.index.name = "method"
         tables[str(model)] = frame
     return tables
