@@ -38,7 +38,7 @@ n_demos: int = 5  # demonstrations per prompt
 # %%
 import numpy as np
 
-from culturealign import demos, probes, runs, stage
+from culturealign import demos, probes, selfalign_tables, stage
 
 run, _ = stage.begin("20_demonstrations", globals())
 labelled = probes.labelled_probes(lang, country)
@@ -58,7 +58,7 @@ print(f"chrF++ off the diagonal: median {np.median(off_diagonal):.1f}, max {off_
 
 # %%
 chosen = demos.choose_all(labelled, strategies, seed, n_demos)
-runs.write_table(run.path("demonstrations.csv"), chosen)
+selfalign_tables.DEMONSTRATIONS.write(chosen, run.dir)
 chosen.groupby("strategy").agg(probes=("probe_id", "size"), mean_chrf=("similarity", "mean"),
                                unserved=("reason", lambda r: int((r != "").sum())))
 

@@ -40,7 +40,9 @@
 # `tests.csv` to `outputs/<model>/<lang>/30_self_alignment/`.
 
 # %% tags=["parameters"]
-from typing import Literal
+from typing import Annotated, Literal
+
+from annotated_types import Ge
 
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
@@ -49,22 +51,20 @@ country: str = "USA"  # ISO3 country whose WVS answers are the labels for this l
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 batch_size: int = 8  # prompts per forward pass
 strategies: list[Literal["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled", "placebo_random_answer", "placebo_minority_answer", "placebo_country_swap", "zero_shot_retest"]] = ["random", "random_category", "chrf_category", "chrf_all", "chrf_all_shuffled", "placebo_random_answer", "placebo_minority_answer", "placebo_country_swap", "zero_shot_retest"]  # strategies and controls to run
-draws: int = 1  # R: repeats of every random choice (random demonstrations, shuffled order, random answers), averaged
+draws: Annotated[int, Ge(1)] = 1  # R: repeats of every random choice (random demonstrations, shuffled order, random answers), averaged
 order_combination: Literal["per_draw", "per_prompt"] = "per_draw"  # the paper's random option order: per_draw (each response) or per_prompt (once per prompt)
 order_pairing: Literal["independent", "same_order"] = "independent"  # per_prompt order of the before and after prompts: independent or same_order (shared)
 swap_country: str = "random_other"  # country-swap placebo: random_other (seeded, per probe), adversarial_most_different (a stress test) or an ISO3 country with WVS answer shares
 remeasure_above: float = 0.001  # re-measure every probe whose P(misaligned), 1 - p^10, is at least this
 outcome_rule: Literal["expected", "rounded"] = "expected"  # expected: the paper's protocol in expectation; rounded: misaligned when round(10 p) < 10, outcome by rounded counts
 simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
-contrast_resamples: int = 2000  # sign-flip resamples for the p and inverted intervals of contrasts.csv (exact when 2^n is fewer)
-permutation_resamples: int = 9999  # sign-flip resamples of tests.csv (exact when 2^n is fewer)
+contrast_resamples: Annotated[int, Ge(1)] = 2000  # sign-flip resamples for the p and inverted intervals of contrasts.csv (exact when 2^n is fewer)
+permutation_resamples: Annotated[int, Ge(1)] = 9999  # sign-flip resamples of tests.csv (exact when 2^n is fewer)
 max_probes: int = 0  # re-measure only the first N selected probes (0: all)
 invalid_responses: Literal["not_aligned", "excluded"] = "not_aligned"  # a response that is no option: not_aligned (the paper's count) or excluded (renormalised)
 sample_draws: int = 10  # responses per prompt for a model without logits (API), parsed by the reader's rule
 
 # %%
-import ast
-
 import pandas as pd
 
 from culturealign import (
@@ -80,14 +80,11 @@ from culturealign import (
     wvs,
 )
 
-selfalign.check_draws(draws)
-selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
 if selfalign.PLACEBO_COUNTRY in strategies:
     placebos.check_swap_country(swap_country, wvs.countries_with_shares(), country)
 measuring = selfalign.Measuring(invalid_responses, sample_draws)
 zero = selfalign_tables.ZERO_SHOT.read(runs.load_run(model, lang, "10_zero_shot").dir)
-choices = pd.read_csv(runs.load_run(model, lang, "20_demonstrations").path("demonstrations.csv"),
-                      converters={"demo_ids": ast.literal_eval}, keep_default_na=False)
+choices = selfalign_tables.DEMONSTRATIONS.read(runs.load_run(model, lang, "20_demonstrations").dir)
 run, lm = stage.begin("30_self_alignment", globals())
 misalignment = selfalign.misalignment(zero, order_combination, remeasure_above, outcome_rule)
 selfalign_tables.MISALIGNMENT.write(misalignment, run.dir)

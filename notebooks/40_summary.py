@@ -36,19 +36,22 @@
 # and each figure as PNG and PDF.
 
 # %% tags=["parameters"]
+from typing import Annotated
+
+from annotated_types import Ge
+
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
 seed: int = 0  # random seed: option order, demonstration choice, sampling
 simulation_runs: int = 2000  # simulated runs of the paper's protocol for the 95% interval of one run
-contrast_resamples: int = 2000  # sign-flip resamples for the p and inverted intervals of contrasts.csv (exact when 2^n is fewer)
-permutation_resamples: int = 9999  # sign-flip resamples of the tests (exact when 2^n is fewer); as in stage 30
+contrast_resamples: Annotated[int, Ge(1)] = 2000  # sign-flip resamples for the p and inverted intervals of contrasts.csv (exact when 2^n is fewer)
+permutation_resamples: Annotated[int, Ge(1)] = 9999  # sign-flip resamples of the tests (exact when 2^n is fewer); as in stage 30
 
 # %%
 from IPython.display import Image, display
 
 from culturealign import paths, selfalign_figures, selfalign_summary, selfalign_tables, selfalign_tests, stage
 
-selfalign_summary.check_resamples(contrast_resamples, permutation_resamples)
 run, _ = stage.begin("40_summary", globals())
 zero = selfalign_summary.collect(selfalign_tables.ZERO_SHOT, "10_zero_shot")
 outcomes = selfalign_summary.collect(selfalign_tables.OUTCOMES, "30_self_alignment")

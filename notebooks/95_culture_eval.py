@@ -50,7 +50,9 @@
 # `fig_alignment_one_run` (PNG, PDF).
 
 # %% tags=["parameters"]
-from typing import Literal
+from typing import Annotated, Literal
+
+from annotated_types import Ge, Gt, Lt
 
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read that file)
@@ -63,8 +65,8 @@ general_items: int = 0  # general-knowledge items to score (0: all)
 answer_mode: Literal["sample", "common", "argmax"] = "sample"  # sample: one reply drawn as the authors did; common: common random numbers; argmax
 reply_parsing: Literal["authors", "strict"] = "strict"  # strict: the reply begins with an option code (exact where the engine has logits); authors: first integer 0-10 anywhere in a sampled reply (their script), in every engine
 parse_check: int = 40  # unaware prompts answered once in free text to count replies the two parsing rules read differently (0: none)
-equivalence_margin: float = 5.0  # general ability: accuracy points within which an adapter counts as equal to the base (TOST)
-score_draws: int = 2000  # simulated runs of the authors' one-sample protocol for the expected score
+equivalence_margin: Annotated[float, Gt(0), Lt(100)] = 5.0  # general ability: accuracy points within which an adapter counts as equal to the base (TOST)
+score_draws: Annotated[int, Ge(1)] = 2000  # simulated runs of the authors' one-sample protocol for the expected score
 harness_task: str = ""  # run lm-evaluation-harness instead: "culturealign_general_mcq" (the same items) or a task cached locally
 
 # %%
@@ -76,14 +78,12 @@ from culturealign import (
       culturespa_eval,
       culturespa_scores,
       culturespa_tables,
-      params,
       paths,
       plots,
       runs,
       stage,
 )
 
-culturespa_eval.check_margin(equivalence_margin, params.param_source("95_culture_eval", "equivalence_margin", model, lang))
 cultures = cultures or culturespa.CULTURES
 culturespa.check_cultures(cultures)
 questions = culturespa_eval.wvs_eval_questions(max_questions)

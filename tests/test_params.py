@@ -186,6 +186,35 @@ def test_wrong_type_is_refused(tmp_path, value):
         params.merge_layers(files, "10_zero_shot", stages.declared_parameters("10_zero_shot"), STAGE_NAMES)
 
 
+@pytest.mark.parametrize(
+    ("stage", "key", "value", "message"),
+    [
+        ("30_self_alignment", "draws", 0, "'draws' must be >= 1, got 0"),
+        ("40_summary", "permutation_resamples", -1, "'permutation_resamples' must be >= 1, got -1"),
+        ("95_culture_eval", "equivalence_margin", 100.0, "'equivalence_margin' must be < 100, got 100.0"),
+        ("95_culture_eval", "equivalence_margin", 0, "'equivalence_margin' must be > 0, got 0"),
+    ],
+)
+def test_a_value_outside_its_declared_bounds_is_refused_naming_file_key_and_bound(tmp_path, stage, key, value, message):
+    files = _layers(tmp_path, stages={stage: {key: value}})
+    with pytest.raises(params.ParamError, match=f"extra.yaml: {message}"):
+        params.merge_layers(files, stage, stages.declared_parameters(stage), STAGE_NAMES)
+
+
+def test_bounds_are_read_from_annotated_types_marks_and_every_default_holds_them():
+    draws = params.declared("30_self_alignment")["draws"]
+    assert (draws.type_name, draws.bounds) == ("int", (("Ge", 1),))
+    assert params.declared("95_culture_eval")["equivalence_margin"].bounds == (("Gt", 0), ("Lt", 100))
+    for stage in stages.stage_names():
+        for d in params.declared(stage).values():
+            params.check_value(d, ast.literal_eval(d.default), "default")  # raises if a default breaks its bounds
+
+
+def test_a_notebook_run_by_hand_gets_the_bounds_checked_in_its_kernel():
+    with pytest.raises(params.ParamError, match="'draws' must be >= 1, got 0"):
+        params.check_kernel_values("30_self_alignment", {"model": "gemma3-270m", "draws": 0})
+
+
 def test_unknown_stage_section_is_refused(tmp_path):
     files = _layers(tmp_path, stages={"11_zero_shot": {"max_probes": 1}})
     with pytest.raises(params.ParamError, match="unknown stage.*11_zero_shot"):

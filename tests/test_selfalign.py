@@ -82,7 +82,7 @@ def test_unknown_names_draws_and_combination_are_refused_with_the_allowed_values
     with pytest.raises(demos.DemoError, match="`draws`.*>= 1, got 0"):
         selfalign.check_conditions(["random"], draws=0)
     with pytest.raises(demos.DemoError, match="`draws`.*>= 1, got -1"):
-        selfalign.check_draws(-1)  # what stage 30 checks before its model loads
+        selfalign.check_draws(-1)  # a library caller's guard; stage 30's parameter layer checks the bound
     with pytest.raises(demos.DemoError, match="per_draw, per_prompt, got 'twice'"):
         selfalign.check_conditions(["random"], combination="twice")
     with pytest.raises(demos.DemoError, match="placebo_minority_answer"):

@@ -23,6 +23,7 @@ TOY = Table(
         Column("served", "bool", "", "served or not"),
         Column("components", "lists", "probability", "per draw, its components"),
         Column("note", "str", "", "only sometimes", optional=True),
+        Column("shown", "list", "", "only sometimes, a list", optional=True, of="str"),
     ),
     key=("probe_id", "strategy"),
 )
@@ -58,7 +59,13 @@ def test_a_nested_column_is_a_long_table_on_disk_and_a_list_in_memory(tmp_path):
     assert list(long.columns) == ["probe_id", "strategy", "draw", "position", "value"] and len(long) == 5
     back = TOY.read(tmp_path)
     assert back["components"].iloc[0] == [[0.1, 0.2], [0.3, 0.4]] and back["components"].iloc[1] == [[0.5]]
-    assert pd.isna(back["components"].iloc[2])
+    assert back["components"].iloc[2] == []  # a required list with no entries is empty, not missing
+
+
+def test_an_optional_nested_column_reads_missing_where_a_row_has_no_entries(tmp_path):
+    TOY.write(toy().assign(shown=[["q1", "q2"], [], float("nan")]), tmp_path)
+    back = TOY.read(tmp_path)
+    assert back["shown"].iloc[0] == ["q1", "q2"] and pd.isna(back["shown"].iloc[1]) and pd.isna(back["shown"].iloc[2])
 
 
 MEANING = "share of the language's probes the condition served"

@@ -11,6 +11,7 @@ holds one stage's overrides (smoke.yaml and quick.yaml shrink each stage with it
 from __future__ import annotations
 
 import ast
+import operator
 import os
 import re
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ class Declared:
     """One parameter as the notebook's parameters cell declares it: `name: type = default  # help`.
 
     `options` holds the allowed values of a `Literal[...]` type (or of the items of a
-    `list[Literal[...]]`, with `is_list`), checked here before any work starts."""
+    `list[Literal[...]]`, with `is_list`); `bounds` the range of an `Annotated[int, Ge(1)]` type
+    (annotated_types' Ge, Gt, Le, Lt). Both are checked here before any work starts."""
 
     name: str
     type_name: str
@@ -42,6 +44,7 @@ class Declared:
     help: str
     options: tuple[Any, ...] | None = None
     is_list: bool = False
+    bounds: tuple[tuple[str, float], ...] = ()
 
 
 PARAMETERS_CELL = re.compile(r'^# %%.*\btags=\[[^\]]*"parameters"')
@@ -73,6 +76,26 @@ def _literal_options(annotation: ast.expr) -> tuple[tuple[Any, ...] | None, bool
     return None, False
 
 
+BOUNDS = {"Ge": (">=", operator.ge), "Gt": (">", operator.gt), "Le": ("<=", operator.le), "Lt": ("<", operator.lt)}
+
+
+def _annotated(annotation: ast.expr) -> tuple[ast.expr, tuple[tuple[str, float], ...]]:
+    """The base type of `Annotated[base, Ge(1), ...]` and its bounds as (Ge|Gt|Le|Lt, number);
+    any other annotation as it is, without bounds."""
+    if not (isinstance(annotation, ast.Subscript) and ast.unparse(annotation.value) == "Annotated"):
+        return annotation, ()
+    base, *marks = annotation.slice.elts
+    bounds = []
+    for mark in marks:
+        name = ast.unparse(mark.func) if isinstance(mark, ast.Call) else ""
+        if name not in BOUNDS or len(mark.args) != 1:
+            raise ParamError(
+                f"unsupported mark {ast.unparse(mark)} in {ast.unparse(annotation)}: use {', '.join(BOUNDS)}"
+            )
+        bounds.append((name, ast.literal_eval(mark.args[0])))
+    return base, tuple(bounds)
+
+
 def declared(stage: str) -> dict[str, Declared]:
     """Every parameter of a notebook's parameters cell: its name, type, default, help and, for a
     `Literal` type, the allowed values. papermill's own inspector skips a `Literal` annotation, so
@@ -85,9 +108,12 @@ def declared(stage: str) -> dict[str, Declared]:
             continue
         after = lines[node.end_lineno - 1].encode("utf-8")[node.end_col_offset :].decode("utf-8")  # ast counts bytes
         comment = after.strip().lstrip("#").strip()
-        options, is_list = _literal_options(node.annotation)
+        annotation, bounds = _annotated(node.annotation)
+        options, is_list = _literal_options(annotation)
         name = node.target.id
-        found[name] = Declared(name, ast.unparse(node.annotation), ast.unparse(node.value), comment, options, is_list)
+        found[name] = Declared(
+            name, ast.unparse(annotation), ast.unparse(node.value), comment, options, is_list, bounds
+        )
     return found
 
 
@@ -208,8 +234,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 
 def check_value(declared: Declared, value: Any, where: str) -> None:
-    """Refuse a value whose type is not the declared one (bool is not an int here), or that is not
-    one of a `Literal` type's values, in one line naming the file, the key and the allowed values."""
+    """Refuse a value whose type is not the declared one (bool is not an int here), that is not
+    one of a `Literal` type's values, or that lies outside its bounds, in one line naming the file,
+    the key and what is allowed."""
     if declared.options is not None:
         _check_option(declared, value, where)
         return
@@ -222,15 +249,26 @@ def check_value(declared: Declared, value: Any, where: str) -> None:
             f"{where}: '{declared.name}' must be {declared.type_name}, got {type(value).__name__} "
             f"{value!r} ({declared.help or 'no help'})"
         )
+    _check_bounds(declared, value, where)
 
 
-def check_options(stage: str, namespace: dict[str, Any]) -> None:
-    """Refuse a notebook's value outside its `Literal` type as the kernel holds it: a notebook run
-    by hand (in Jupyter) gets the check the runner makes before it starts."""
+def _check_bounds(declared: Declared, value: Any, where: str) -> None:
+    """Refuse a number outside the declared bounds, naming them."""
+    for mark, limit in declared.bounds:
+        symbol, holds = BOUNDS[mark]
+        if not holds(value, limit):
+            raise ParamError(
+                f"{where}: '{declared.name}' must be {symbol} {limit}, got {value!r} ({declared.help or 'no help'})"
+            )
+
+
+def check_kernel_values(stage: str, namespace: dict[str, Any]) -> None:
+    """Refuse a notebook's value outside its `Literal` type or its bounds as the kernel holds it: a
+    notebook run by hand (in Jupyter) gets the check the runner makes before it starts."""
     for name, parameter in declared(stage).items():
-        if parameter.options is not None and name in namespace:
+        if (parameter.options is not None or parameter.bounds) and name in namespace:
             where = param_source(stage, name, namespace.get("model", ""), namespace.get("lang", "en"))
-            _check_option(parameter, namespace[name], where)
+            check_value(parameter, namespace[name], where)
 
 
 def _check_option(declared: Declared, value: Any, where: str) -> None:

@@ -156,13 +156,6 @@ def _table1_one(outcomes: pd.DataFrame, model: str, lang: str, runs: int, seed: 
     return pd.DataFrame(rows)
 
 
-def check_resamples(contrast_resamples: int, permutation_resamples: int) -> None:
-    """Refuse resample counts below 1 before any work, naming the parameter."""
-    for name, value in (("contrast_resamples", contrast_resamples), ("permutation_resamples", permutation_resamples)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"parameter `{name}` must be a whole number >= 1, got {value!r}")
-
-
 def vs_zero_shot_tests(outcomes: pd.DataFrame) -> pd.DataFrame:
     """Exploratory tests of every condition against zero-shot, per language on its common probes:
     Wilcoxon signed rank of p' - p, two-sided, raw p (Pratt's zeros in sampled mode). Exploratory

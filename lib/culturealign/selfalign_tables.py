@@ -1,6 +1,7 @@
-"""The Self-Alignment tables, declared once: stage 10's zero-shot table, stage 30's measurements,
-misalignment and outcomes, the summary's Table 1, soft alignment and order sensitivity, and the
-tests and contrasts. Each column's type, unit and meaning (docs/tables.md, docs/protocol.md)."""
+"""The Self-Alignment tables, declared once: stage 10's zero-shot table, stage 20's demonstrations,
+stage 30's measurements, misalignment and outcomes, the summary's Table 1, soft alignment and order
+sensitivity, and the tests and contrasts. Each column's type, unit and meaning (docs/tables.md,
+docs/protocol.md)."""
 
 from __future__ import annotations
 
@@ -95,6 +96,20 @@ def _sides(side: str, meaning: str) -> tuple[Column, ...]:
     return tuple(ZERO_SHOT.column(name).renamed(f"{name}_{side}", f"{meaning}: {name}") for name in CARRIED)
 
 
+DEMO_IDS = Column("demo_ids", "list", "", "the probes shown as demonstrations, in the order chosen", of="str")
+REASON = Column("reason", "str", "", "why the condition could not serve the probe (empty when it could)")
+DEMONSTRATIONS = Table(
+    "demonstrations.csv",
+    "probe and strategy: the demonstrations stage 20 chose (draw 0 of the random strategies)",
+    (
+        PROBE,
+        STRATEGY,
+        DEMO_IDS,
+        Column("similarity", "float", "", "mean chrF++ of the probe's template with its demonstrations'"),
+        REASON,
+    ),
+    key=("probe_id", "strategy"),
+)
 BEFORE = _sides("before", "zero-shot")
 AFTER = _sides("after", "with this condition's demonstrations")
 SELF_ALIGNMENT = Table(
@@ -104,8 +119,8 @@ SELF_ALIGNMENT = Table(
         PROBE,
         STRATEGY,
         Column("draw", "int", "", "which of the R random demonstration draws"),
-        Column("demo_ids", "list", "", "the probes shown as demonstrations, in the order chosen", of="str"),
-        Column("reason", "str", "", "why the condition could not serve the probe (empty when it could)"),
+        DEMO_IDS,
+        REASON,
         Column("demo_answers", "list", "", "the answers the demonstrations are filled in with", of="str"),
         FLIP,
         Column("swap_country", "str", "", "the country whose answers the country-swap placebo shows", optional=True),

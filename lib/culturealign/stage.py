@@ -19,11 +19,11 @@ def uses_model(stage: str) -> bool:
 
 
 def begin(stage: str, namespace: dict[str, Any], **load: Any) -> tuple[runs.Run, models.LoadedModel | None]:
-    """Check the parameters' options (params.check_options), open the stage's run (runs.start_run,
+    """Check the parameters (params.check_kernel_values), open the stage's run (runs.start_run,
     from the parameters in `namespace`) and, for a stage that asks a model, load it (keywords go to
     models.load_model, with the stage's batch_size) and record it in the manifest. Returns the run
     and the loaded model (None for a stage without one)."""
-    params.check_options(stage, namespace)
+    params.check_kernel_values(stage, namespace)
     run = runs.start_run(stage, namespace)
     if not uses_model(stage):
         print(f"{stage}: model {run.model}, language {run.lang}; outputs in {run.dir}")

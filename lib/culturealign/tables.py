@@ -114,8 +114,13 @@ class Table:
         return written
 
     def read(self, folder: Path) -> pd.DataFrame:
-        """<folder>/<file> with its nested columns rebuilt from their long tables, checked against the declaration."""
+        """<folder>/<file> with its nested columns rebuilt from their long tables, checked against the
+        declaration. A required text column reads an empty cell as the empty string it was written
+        from; any other empty cell is missing (NaN)."""
         frame = pd.read_csv(folder / self.file)
+        for c in self.columns:
+            if c.dtype == "str" and not c.optional and c.name in frame and frame[c.name].isna().any():
+                frame[c.name] = frame[c.name].astype(object).where(frame[c.name].notna(), "")
         for column in self.nested:
             path = folder / self.long_table(column).file
             if path.exists():
@@ -158,7 +163,8 @@ def _long(frame: pd.DataFrame, key: tuple[str, ...], column: Column) -> pd.DataF
 
 
 def _nest(long: pd.DataFrame, frame: pd.DataFrame, key: tuple[str, ...], column: Column) -> list:
-    """A long table back into one list (or list of lists) per row of `frame`, NaN where it has none."""
+    """A long table back into one list (or list of lists) per row of `frame`. A row with no entries
+    held an empty list if the column is required, and no value (NaN) if it is optional."""
     index = list(NESTED[column.dtype])
     nested: dict[tuple, list] = {}
     for keys, group in long.sort_values([*key, *index]).groupby(list(key), sort=False):
@@ -167,4 +173,5 @@ def _nest(long: pd.DataFrame, frame: pd.DataFrame, key: tuple[str, ...], column:
             nested[keys] = [g["value"].tolist() for _, g in group.groupby("draw", sort=True)]
         else:
             nested[keys] = group["value"].tolist()
-    return [nested.get(tuple(k), float("nan")) for k in frame[list(key)].itertuples(index=False)]
+    rows = [tuple(k) for k in frame[list(key)].itertuples(index=False)]
+    return [nested[k] if k in nested else float("nan") if column.optional else [] for k in rows]

@@ -3,14 +3,13 @@ with assertions on the artifacts each one writes (numbers in files, not printed 
 
 from __future__ import annotations
 
-import ast
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from culturealign import stages
+from culturealign import selfalign_tables, stages
 
 pytestmark = pytest.mark.smoke
 MODEL = "gemma3-270m"
@@ -63,9 +62,8 @@ def test_10_zero_shot(smoke_outputs):
 
 def test_20_demonstrations(smoke_outputs):
     folder, _ = artifacts(smoke_outputs, "20_demonstrations")
-    chosen = pd.read_csv(
-        folder / "demonstrations.csv", converters={"demo_ids": ast.literal_eval}, keep_default_na=False
-    )
+    chosen = selfalign_tables.DEMONSTRATIONS.read(folder)
+    assert "[" not in (folder / "demonstrations.csv").read_text()  # the lists are a long table
     assert set(chosen["strategy"]) == {"random", "random_category", "chrf_category", "chrf_all"}
     served = chosen[chosen["reason"] == ""]
     assert (served["demo_ids"].map(len) == 5).all() and len(served) > 0.9 * len(chosen)
