@@ -30,7 +30,7 @@ def test_official_csv_adds_its_countries_and_wins_over_every_other_source(tmp_pa
     assert rou.set_index("code")["share"].to_dict() == {"1": 0.5, "4": 0.5}
     assert rou["source"].str.startswith("official WVS-7 CSV (official.csv)").all()
     assert set(
-        wvs_shares.loc[(wvs_shares["country"] == "ROU") & (wvs_shares["qid"] == "Q1"), "source"].map(wvs.source_kind)
+        wvs_shares.loc[(wvs_shares["country"] == "ROU") & (wvs_shares["qid"] == "Q1"), "source"].map(wvs.source_id)
     ) == {"simllm"}
     assert "XKX" in set(wvs_shares["country"])
 
@@ -71,7 +71,7 @@ def test_globalopinion_real_sample_gives_malaysia_about_20_items(sources):
     asean = unmapped[unmapped["item"].str.contains("ASEAN")]
     assert len(asean) == 1 and asean["reason"].iloc[0]
     # mapped items mostly agree with SimLLMCultureDist where both cover a country and question
-    wide = sources.pivot_table(index=["country", "qid", "code"], columns="kind", values="share", aggfunc="first")
+    wide = sources.pivot_table(index=["country", "qid", "code"], columns="source_id", values="share", aggfunc="first")
     both = wide[["simllm", "globalopinion"]].dropna()
     diff = (both["simllm"] - both["globalopinion"]).abs().groupby(level=["country", "qid"]).max()
     assert len(diff) > 500 and diff.median() < 0.01 and (diff < 0.1).mean() > 0.85
@@ -84,7 +84,7 @@ def test_release_is_renormalised_and_every_source_sums_to_1(sources, built):
         .sum()
     )
     assert raw.min() < 0.9  # the published release divides by all respondents
-    release = sources[sources["kind"] == "release"].groupby(["country", "qid"])["share"].sum()
+    release = sources[sources["source_id"] == "release"].groupby(["country", "qid"])["share"].sum()
     assert (release - 1).abs().max() < 1e-9
     sums = built.wvs_shares.groupby(["country", "qid", "source"])["share"].sum()
     assert (sums - 1).abs().max() < 1e-5  # shares rounded to 6 decimals
@@ -103,11 +103,12 @@ def test_sources_derived_from_the_same_wvs_file_agree(built):
 
 def test_priority_per_country_and_question(built):
     wvs_shares = built.wvs_shares
-    kind = wvs_shares.drop_duplicates(["country", "qid"]).set_index(["country", "qid"])["source"].map(wvs.source_kind)
-    assert kind["USA", "Q1"] == "release"  # also in SimLLMCultureDist
-    assert kind["KOR", "Q27"] == "simllm"  # also in KOR.csv
-    assert kind["KOR", "Q224"] == "respondents"  # only in KOR.csv
-    assert kind["MYS", "Q6"] == "globalopinion"
+    firsts = wvs_shares.drop_duplicates(["country", "qid"]).set_index(["country", "qid"])
+    source_id = firsts["source"].map(wvs.source_id)
+    assert source_id["USA", "Q1"] == "release"  # also in SimLLMCultureDist
+    assert source_id["KOR", "Q27"] == "simllm"  # also in KOR.csv
+    assert source_id["KOR", "Q224"] == "respondents"  # only in KOR.csv
+    assert source_id["MYS", "Q6"] == "globalopinion"
     assert wvs_shares["country"].nunique() == 56
     assert {"ROU", "PAK", "IRN", "PHL", "IDN", "SRB", "VNM", "MYS"} <= set(wvs_shares["country"])
     assert "EGY" not in set(wvs_shares["country"])  # only in the GlobalOpinionQA sample, and no language asks for it
@@ -124,11 +125,11 @@ def test_merge_takes_the_first_source_by_priority_and_thin_countries_only_when_a
             ("BBB", "Q1", "1", 1.0, "globalopinion"),
             ("CCC", "Q1", "1", 1.0, "globalopinion"),
         ],
-        columns=["country", "qid", "code", "share", "kind"],
+        columns=["country", "qid", "code", "share", "source_id"],
     )
-    rows["source"] = rows["kind"].map(wvs.SOURCE_NAMES)
+    rows["source"] = rows["source_id"].map(wvs.SOURCE_NAMES)
     merged = wvs_build.merge_sources(rows, thin_countries={"BBB"})
-    assert merged[merged["qid"] == "Q1"].groupby("country")["source"].first().map(wvs.source_kind).to_dict() == {
+    assert merged[merged["qid"] == "Q1"].groupby("country")["source"].first().map(wvs.source_id).to_dict() == {
         "AAA": "simllm",
         "BBB": "globalopinion",
     }

@@ -374,13 +374,13 @@ def coverage_by_source(langs: list[str], countries: list[str], wvs_shares: pd.Da
     wvs_shares = wvs.load_shares() if wvs_shares is None else wvs_shares
     master = load_master()[0]
     firsts = wvs_shares.drop_duplicates(["country", "qid"])
-    kinds = dict(zip(zip(firsts["country"], firsts["qid"]), firsts["source"].map(wvs.source_kind)))
+    source_ids = dict(zip(zip(firsts["country"], firsts["qid"]), firsts["source"].map(wvs.source_id)))
     ids = {lang: set(read_probes(lang)[0]["probe_id"]) for lang in langs}
     rows = []
     for country in countries:
         labels = majority_labels(master, country, wvs_shares).merge(master[["probe_id", "qid"]], on="probe_id")
         labels = labels[labels["label"].notna()]
-        labels["source"] = [kinds[country, qid] for qid in labels["qid"]]
+        labels["source"] = [source_ids[country, qid] for qid in labels["qid"]]
         for lang in langs:
             counts = labels.loc[labels["probe_id"].isin(ids[lang]), "source"].value_counts()
             rows += [

@@ -105,11 +105,11 @@ SOURCE_NAMES = {
 }
 
 
-def source_kind(source: str) -> str:
-    """The PRIORITY name of a shares row's source text ('simllm', 'release', ...)."""
-    for kind, name in SOURCE_NAMES.items():
+def source_id(source: str) -> str:
+    """The short id (a PRIORITY entry) of a shares row's source text ('simllm', 'release', ...)."""
+    for key, name in SOURCE_NAMES.items():
         if str(source).startswith(name.split("{")[0].rstrip(" (")):
-            return kind
+            return key
     raise ValueError(f"unknown shares source {source!r}; known: {', '.join(SOURCE_NAMES)}")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths
-from .wvs import PRIORITY, SHARE_COLUMNS, SOURCE_NAMES, Problem, source_kind
+from .wvs import PRIORITY, SHARE_COLUMNS, SOURCE_NAMES, Problem, source_id
 from .wvs_globalopinion import load_globalopinion
 from .wvs_sources import SourceError, aggregate_respondents, load_simllm, release_shares
 
@@ -32,30 +32,32 @@ class Build:
 
 
 def load_shared_sources() -> tuple[pd.DataFrame, list[Problem], pd.DataFrame]:
-    """The sources in ../shared as long shares with `kind` and `source` columns, the problems, and
+    """The sources in ../shared as long shares with `source_id` and `source` columns, the problems, and
     the GlobalOpinionQA items that could not be mapped."""
     src = paths.SHARED_WVS
-    parts = [release_shares(src / "country_answer_shares.json").assign(kind="release", source=SOURCE_NAMES["release"])]
+    release = release_shares(src / "country_answer_shares.json")
+    parts = [release.assign(source_id="release", source=SOURCE_NAMES["release"])]
     simllm, problems = load_simllm(src / "simllm")
-    parts.append(simllm.assign(kind="simllm", source=SOURCE_NAMES["simllm"]))
+    parts.append(simllm.assign(source_id="simllm", source=SOURCE_NAMES["simllm"]))
     for csv_path in sorted((src / "respondents").glob("*.csv")):
         shares, found = aggregate_respondents(csv_path)
         problems += found
-        parts.append(shares.assign(kind="respondents", source=SOURCE_NAMES["respondents"].format(file=csv_path.name)))
+        named = SOURCE_NAMES["respondents"].format(file=csv_path.name)
+        parts.append(shares.assign(source_id="respondents", source=named))
     opinion, found, unmapped = load_globalopinion(src / "globalopinion" / "eval.json")
     problems += found
-    parts.append(opinion.assign(kind="globalopinion", source=SOURCE_NAMES["globalopinion"]))
+    parts.append(opinion.assign(source_id="globalopinion", source=SOURCE_NAMES["globalopinion"]))
     return pd.concat(parts, ignore_index=True), problems, unmapped
 
 
 def load_sources(official_csv: Path | None = None) -> tuple[pd.DataFrame, list[Problem], pd.DataFrame]:
-    """Every source's long shares with `kind` and `source` columns, the problems, unmapped items:
+    """Every source's long shares with `source_id` and `source` columns, the problems, unmapped items:
     the shared sources, and a user's official CSV when given."""
     sources, problems, unmapped = load_shared_sources()
     if official_csv is None:
         return sources, problems, unmapped
     shares, found = aggregate_respondents(Path(official_csv))
-    official = shares.assign(kind="official", source=SOURCE_NAMES["official"].format(file=Path(official_csv).name))
+    official = shares.assign(source_id="official", source=SOURCE_NAMES["official"].format(file=Path(official_csv).name))
     return pd.concat([sources, official], ignore_index=True), problems + found, unmapped
 
 
@@ -63,11 +65,11 @@ def compare_sources(sources: pd.DataFrame) -> pd.DataFrame:
     """Per (winning source, other source, country): questions both cover and the largest share difference.
 
     Codes one source lacks count as share 0, so a question answered differently shows up."""
-    wide = sources.pivot_table(index=["country", "qid", "code"], columns="kind", values="share", aggfunc="first")
+    wide = sources.pivot_table(index=["country", "qid", "code"], columns="source_id", values="share", aggfunc="first")
     rows = []
-    kinds = [k for k in PRIORITY if k in wide.columns]
-    for i, winner in enumerate(kinds):
-        for other in kinds[i + 1 :]:
+    source_ids = [k for k in PRIORITY if k in wide.columns]
+    for i, winner in enumerate(source_ids):
+        for other in source_ids[i + 1 :]:
             pair = wide[[winner, other]]
             both = pair.notna().groupby(level=["country", "qid"]).transform("any").all(axis=1)
             diff = (pair[both].fillna(0.0)[winner] - pair[both].fillna(0.0)[other]).abs()
@@ -93,11 +95,11 @@ def merge_sources(sources: pd.DataFrame, thin_countries: set[str] | None = None)
     own only if it is in `thin_countries`: its sample mixes in EVS-only countries (not WVS-7), with
     few items each; a language file's country (Malaysia) is the reason to take one.
     """
-    keep = sources["kind"] != "globalopinion"
+    keep = sources["source_id"] != "globalopinion"
     covered = set(sources.loc[keep, "country"])
     allowed = covered | set(thin_countries or ())
     sources = sources[keep | sources["country"].isin(allowed)]
-    rank = sources["kind"].map(PRIORITY.index)
+    rank = sources["source_id"].map(PRIORITY.index)
     best = rank.groupby([sources["country"], sources["qid"]]).transform("min")
     wvs_shares = sources[rank == best][SHARE_COLUMNS].copy()
     # every (country, question) sums to 1; only SimLLMCultureDist's percentages, rounded to two
@@ -187,12 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {path.relative_to(paths.REPO)}: {len(wvs_shares)} rows, {wvs_shares['country'].nunique()} countries, "
         f"{wvs_shares.groupby(['country', 'qid']).ngroups} (country, question) pairs"
     )
-    kinds = wvs_shares["source"].map(source_kind)
-    for kind in PRIORITY:
-        chosen = wvs_shares[kinds == kind]
+    source_ids = wvs_shares["source"].map(source_id)
+    for key in PRIORITY:
+        chosen = wvs_shares[source_ids == key]
         if len(chosen):
             print(
-                f"  {kind:13s} {chosen['country'].nunique():3d} countries, "
+                f"  {key:13s} {chosen['country'].nunique():3d} countries, "
                 f"{chosen.groupby(['country', 'qid']).ngroups:5d} (country, question) pairs"
             )
     return 0
