@@ -121,6 +121,15 @@ def stop_vllm(outputs: Path) -> int | None:
     return int(state["pid"]) if state else None
 
 
+def pytest_terminal_summary(terminalreporter):
+    """How far the committed results lie behind the code (culturealign.freshness), after every run."""
+    from culturealign import freshness
+
+    terminalreporter.section("committed results against HEAD")
+    for line in freshness.report_lines():
+        terminalreporter.write_line(line)
+
+
 def pytest_unconfigure(config):
     """A server that no test stopped (a run cut short) does not outlive pytest, nor its record."""
     launch = config.stash.get(VLLM_LAUNCH, None)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths, report, report_tables, runs, selfalign_tests
+from . import freshness, paths, report, report_tables, runs, selfalign_tests
 from .precision import cpu_model
 from .report import Outputs, read_manifests, wall_seconds
 
@@ -264,7 +264,8 @@ def benchmarks_markdown(roots: list[Path]) -> str:
 
 
 def copy_results(root: Path, target: Path) -> list[Path]:
-    """Copy a built report's RESULTS.md, summary CSVs and PNG figures into target (replaced whole)."""
+    """Copy a built report's RESULTS.md, summary CSVs and PNG figures into target (replaced whole),
+    with runs.csv: every run's stage, language, commit, machine and time (freshness.runs_table)."""
     report_dir = root / "report"
     if not (report_dir / "RESULTS.md").exists():
         raise FileNotFoundError(
@@ -272,7 +273,11 @@ def copy_results(root: Path, target: Path) -> list[Path]:
         )
     if target.exists():
         shutil.rmtree(target)
-    copied = []
+    target.mkdir(parents=True)
+    manifests, _ = read_manifests(root)
+    runs_file = target / freshness.RUNS_FILE
+    freshness.runs_table(manifests, wall_seconds).to_csv(runs_file, index=False)
+    copied = [runs_file]
     for source in [
         report_dir / "RESULTS.md",
         *sorted((report_dir / "summary").glob("*.csv")),
@@ -321,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for path in refresh(outputs):
         print(f"wrote {path.relative_to(paths.REPO)}")
+    print("\n".join(freshness.report_lines()))
     return 0
 
 
