@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 STAGES := $(PY) -m culturealign.stages
 
-.PHONY: help setup all quick run lint unit test-model smoke test test-vllm bench bench-job bench-precision serve serve-stop lab report results wvs harness-tasks clean
+.PHONY: help setup all quick run lint unit test-model smoke test test-vllm bench bench-job bench-precision serve serve-stop lab report results keep restore wvs harness-tasks clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -94,6 +94,12 @@ report: setup ## outputs/report/index.html and RESULTS.md from every run so far 
 
 results: setup ## refresh the committed results/ (the tour's and the full run's reports) and docs/benchmarks.md from outputs/
 	$(PY) -m culturealign.results
+
+keep: setup ## copy the main job's finished runs from outputs/ to results/full/runs/ (commit them: the job is made in parts)
+	$(PY) -m culturealign.run_parts keep
+
+restore: setup ## copy the kept runs of results/full/runs/ into outputs/, so the next part goes on from them
+	$(PY) -m culturealign.run_parts restore
 
 wvs: setup ## rebuild data/wvs/country_shares.csv (add countries: make wvs WVS_CSV=path)
 	$(PY) -m culturealign.wvs_build $(if $(WVS_CSV),--csv $(WVS_CSV))

@@ -337,6 +337,13 @@ def test_results_folder_holds_the_report_files(built, tmp_path):
         "summary/gemma3-270m__expected_scores.csv",
         "summary/gemma3-270m__general_ability.csv",
     } <= names
+    runs = pd.read_csv(tmp_path / "results" / "quick" / "runs.csv")
+    assert {"stage", "lang", "commit", "seconds", "cpu"} <= set(runs.columns) and len(runs) > 0
+    kept = tmp_path / "results" / "quick" / "runs" / "gemma3-270m" / "en" / "10_zero_shot"
+    kept.mkdir(parents=True)
+    (tmp_path / "results" / "quick" / "stale.csv").write_text("x")
+    results.copy_results(root, tmp_path / "results" / "quick")  # replaces everything but the kept runs
+    assert kept.exists() and not (tmp_path / "results" / "quick" / "stale.csv").exists()
     with pytest.raises(FileNotFoundError, match="make report"):
         results.copy_results(tmp_path / "nothing", tmp_path / "x")
 

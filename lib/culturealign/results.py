@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import freshness, paths, report, report_tables, runs, selfalign_tests
+from . import freshness, paths, report, report_tables, run_parts, runs, selfalign_tests
 from .precision import cpu_model
 from .report import Outputs, read_manifests, wall_seconds
 
@@ -264,16 +264,18 @@ def benchmarks_markdown(roots: list[Path]) -> str:
 
 
 def copy_results(root: Path, target: Path) -> list[Path]:
-    """Copy a built report's RESULTS.md, summary CSVs and PNG figures into target (replaced whole),
-    with runs.csv: every run's stage, language, commit, machine and time (freshness.runs_table)."""
+    """Copy a built report's RESULTS.md, summary CSVs and PNG figures into target (replaced, except
+    the main job's kept runs under runs/), with runs.csv: every run's stage, language, commit,
+    machine and time (freshness.runs_table)."""
     report_dir = root / "report"
     if not (report_dir / "RESULTS.md").exists():
         raise FileNotFoundError(
             f"{report_dir / 'RESULTS.md'} is missing: run `make report` (CULTUREALIGN_OUTPUTS={root}) first"
         )
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
+    for entry in target.glob("*") if target.exists() else []:
+        if entry.name != run_parts.KEPT.name:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    target.mkdir(parents=True, exist_ok=True)
     manifests, _ = read_manifests(root)
     runs_file = target / freshness.RUNS_FILE
     freshness.runs_table(manifests, wall_seconds).to_csv(runs_file, index=False)
@@ -295,6 +297,7 @@ def refresh(outputs: Path | None = None, results: Path = RESULTS) -> list[Path]:
     where it has runs), copy them to results/quick and results/full, and write the benchmarks page."""
     outputs = outputs or paths.REPO / "outputs"
     written = []
+    run_parts.restore(outputs, results / "full" / run_parts.KEPT.name)  # the main job's parts made elsewhere
     for root, name in [(outputs / "quick", "quick"), (outputs, "full")]:
         if list(root.glob("*/*/*/manifest.json")):
             build(root)
