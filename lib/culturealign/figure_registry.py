@@ -44,13 +44,13 @@ FIGURES: tuple[Figure, ...] = (
     Figure(
         "fig3_error_reduction_by_strategy",
         "3",
-        "Error-rate reduction of improved probes (50 simulated runs of the protocol)",
+        "Error-rate reduction of improved probes, over simulated runs of the protocol",
         f"{_SA}.error_reduction_by_strategy",
     ),
     Figure(
         "fig4_error_reduction_by_model",
         "4",
-        "Error-rate reduction per model (50 simulated runs of the protocol)",
+        "Error-rate reduction per model, over simulated runs of the protocol",
         f"{_SA}.error_reduction_by_model",
     ),
     Figure("fig5_improved_by_model", "5", "Misaligned probes improved, per model", f"{_SA}.improved_by_model"),
