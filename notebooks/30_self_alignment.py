@@ -97,6 +97,12 @@ print(f"{int(selected.sum())} probes re-measured (expected misaligned: {misalign
       f"{len(zero)}) x {len(strategies)} conditions, random ones drawn {draws} times")
 
 # %% [markdown]
+# ## The conditions: the paper's four strategies, a check, three placebos and the no-effect row
+
+# %%
+selfalign.condition_table().loc[strategies]
+
+# %% [markdown]
 # ## A self-aligned prompt
 
 # %%

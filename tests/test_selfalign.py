@@ -323,3 +323,10 @@ def test_country_labels_come_from_the_wvs_figures():
     table = placebos.country_labels(en, ["USA", "DEU"])
     usa = probes.majority_labels(en, "USA").set_index("probe_id")["label"]
     assert list(table.columns) == ["DEU", "USA"] and table["USA"].reindex(usa.index).equals(usa)
+
+
+def test_the_condition_table_names_every_condition_once_with_its_role():
+    table = selfalign.condition_table()
+    assert tuple(table.index) == selfalign.conditions()
+    assert (table["role"] == "strategy (paper)").sum() == 4 and (table["role"] == "placebo").sum() == 3
+    assert bool(table.loc["random", "drawn R times"]) and not bool(table.loc["chrf_all", "drawn R times"])

@@ -54,6 +54,33 @@ def conditions() -> tuple[str, ...]:
     return (*STRATEGIES, *DERIVED, RETEST)
 
 
+CONDITION_ROLES = {  # condition -> (its role, which demonstrations, which answers they are filled in with)
+    "random": ("strategy (paper)", "probes at random", "the country's majority"),
+    "random_category": (
+        "strategy (paper)",
+        "probes at random from the probe's WVS category",
+        "the country's majority",
+    ),
+    "chrf_category": ("strategy (paper)", "the most chrF++-similar probes of its category", "the country's majority"),
+    "chrf_all": ("strategy (paper)", "the most chrF++-similar probes of any category", "the country's majority"),
+    SHUFFLED: ("check", "chrf_all's, in a random order per response", "the country's majority"),
+    PLACEBO_RANDOM: ("placebo", "chrf_all's", "a seeded random option (the primary test's control)"),
+    PLACEBO_MINORITY: ("placebo", "chrf_all's", "the country's minority answer"),
+    PLACEBO_COUNTRY: ("placebo", "chrf_all's", "another country's majority (swap_country)"),
+    RETEST: ("no effect", "none: the zero-shot prompt measured again", "none"),
+}
+
+
+def condition_table() -> pd.DataFrame:
+    """Every condition stage 30 can run, its role, its demonstrations and their answers, and
+    whether its random choice is drawn R times: the list a reader needs before the results."""
+    rows = [
+        {"condition": c, "role": role, "demonstrations": shown, "answers shown": answers, "drawn R times": c in REDRAWN}
+        for c, (role, shown, answers) in CONDITION_ROLES.items()
+    ]
+    return pd.DataFrame(rows).set_index("condition")
+
+
 def check_conditions(
     strategies: list[str], draws: int = 1, combination: str = "per_draw", pairing: str = "independent"
 ) -> None:
