@@ -95,6 +95,27 @@ print(f"expected misaligned: {zero['p_misaligned'].sum():.1f} of {len(zero)} pro
 zero["count"].value_counts().sort_index()
 
 # %% [markdown]
+# ## One probe through the protocol
+# The probe whose p is closest to the median: its count k of majority answers among the 10
+# responses is Binomial(10, p), so one run flags it misaligned with probability 1 - p^10. Stage 30
+# measures p' after demonstrations; with **no effect** (p' = p) a second run of the protocol still
+# gives more majority answers by chance, so the probe counts as improved that often: the no-effect
+# value every row of Table 1 is read against.
+
+# %%
+import pandas as pd
+
+from culturealign import metrics
+
+traced = zero.iloc[int((zero["p_majority"] - zero["p_majority"].median()).abs().argmin())]
+p = float(traced["p_majority"])
+no_effect = metrics.protocol_outcomes(p, p)
+print(f"probe {traced['probe_id']}: p = {p:.3f}, P(misaligned) = 1 - p^{metrics.N_RESPONSES} = {no_effect['misaligned']:.3f}")
+print("with no effect (p' = p): " + ", ".join(f"P({o}) = {no_effect[o]:.3f}" for o in metrics.OUTCOMES))
+pmf = metrics.count_pmf(p)
+pd.Series(pmf, index=pd.RangeIndex(len(pmf), name=f"k majority answers of {metrics.N_RESPONSES}"), name="P(k)").round(3)
+
+# %% [markdown]
 # ## Fidelity: sampled responses agree with the exact distribution
 # A few probes are answered by sampling, as the paper did, and compared with the exact
 # probabilities: the share of each option among valid samples should match within sampling error.
