@@ -394,3 +394,14 @@ def test_a_method_with_only_its_difference_shows_blank_cells_not_nan():
 def test_a_missing_value_is_an_empty_cell_in_any_html_table():
     html = report_tables.html_table(pd.DataFrame({"a": [1.5, float("nan")], "b": ["x", None]}), "t")
     assert "nan" not in html and "None" not in html and html.count("<td></td>") == 2
+
+
+def test_the_tours_notebooks_become_light_pages_with_an_index(built, tmp_path):
+    root, _, _, _ = built
+    pages = results.tour_notebooks(root, tmp_path / "quick")
+    notebooks = sorted(root.glob("*/*/[0-9][0-9]_*.ipynb"))
+    assert len(pages) == len(notebooks) + 1 and pages[-1].name == "index.html"
+    index = pages[-1].read_text()
+    assert all(p.name in index for p in pages[:-1])
+    first = pages[0].read_text()
+    assert first.startswith("<!doctype html>") and "index.html" in first and "<style>" in first
