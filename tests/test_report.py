@@ -396,8 +396,8 @@ def test_a_missing_value_is_an_empty_cell_in_any_html_table():
     assert "nan" not in html and "None" not in html and html.count("<td></td>") == 2
 
 
-def test_the_tours_notebooks_become_light_pages_with_an_index(built, tmp_path):
-    root, _, _, _ = built
+def test_the_tours_notebooks_become_light_pages_with_an_index(isolated_outputs, tmp_path):
+    root = outputs_tree(isolated_outputs)
     pages = results.tour_notebooks(root, tmp_path / "quick")
     notebooks = sorted(root.glob("*/*/[0-9][0-9]_*.ipynb"))
     assert len(pages) == len(notebooks) + 1 and pages[-1].name == "index.html"
