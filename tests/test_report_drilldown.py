@@ -265,3 +265,22 @@ def test_a_distributions_condition_lists_its_questions(report):
     text = pages[(MODEL, f"distributions:{LANG}")].read_text(encoding="utf-8")
     persona = text[text.index('id="dist-persona"') : text.index('id="dist-default"')]
     assert "<td>Q1</td>" in persona and wvs.load_questions()["Q1"]["question"][:20] in html.unescape(persona)
+
+
+def test_a_run_whose_tables_do_not_read_is_left_out_and_the_other_pages_are_written(report, capsys):
+    out, _ = report
+    (out.parent / MODEL / LANG / "30_self_alignment" / "self_alignment.csv").write_text("")  # half-written
+    pages = report_drilldown.write_pages(out.parent, out)
+    assert (MODEL, LANG) not in pages and (MODEL, "culturespa:USA") in pages
+    assert f"{MODEL}/{LANG} skipped: EmptyDataError" in capsys.readouterr().err
+
+
+def test_the_reports_links_point_at_written_pages_only(report):
+    out, _ = report
+    t1 = pd.DataFrame({"model": MODEL, "lang": [LANG, "ms"], "strategy": "chrf_all", "improved": [55.56, 40.0]})
+    links = report_drilldown.table1_links(t1, MODEL, out)
+    assert f'href="{report_drilldown.selfalign_href(MODEL, LANG, "chrf_all")}">55.6</a>' in links
+    assert "ms" not in links  # no page for it
+    assert report_drilldown.table1_links(t1, "other-model", out) == ""
+    assert 'href="drilldown/gemma3-270m__culturespa.html"' in report_drilldown.culturespa_link(MODEL, out)
+    assert report_drilldown.INDEX in report_drilldown.index_link(out)

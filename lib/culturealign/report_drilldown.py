@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from os.path import commonprefix
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -46,7 +46,17 @@ from .report_drilldown_pages import (
 )
 from .selfalign_tables import OUTCOMES, PROBE_DESCRIPTION, SELF_ALIGNMENT, ZERO_SHOT
 
-__all__ = ["write_pages", "selfalign_href", "probe_href", "culturespa_href", "distributions_href", "INDEX"]
+__all__ = [
+    "write_pages",
+    "selfalign_href",
+    "probe_href",
+    "culturespa_href",
+    "distributions_href",
+    "INDEX",
+    "table1_links",
+    "culturespa_link",
+    "index_link",
+]
 
 INDEX = f"{FOLDER}/index.html"  # every drilldown page, with its size
 
@@ -94,15 +104,11 @@ def prompt_format(config: dict[str, Any]) -> prompts.PromptFormat:
 
 def read_selfalign(lang_dir: Path) -> SelfAlignRun | None:
     """A model and language's finished stages 10 and 30, through their declared tables (None when
-    either is missing, unfinished or unreadable)."""
+    either did not finish; a TableError or a half-written CSV raises)."""
     zero_dir, sa_dir = lang_dir / "10_zero_shot", lang_dir / "30_self_alignment"
     if not (done(zero_dir) and done(sa_dir)):
         return None
-    try:
-        zero, results, outcomes = ZERO_SHOT.read(zero_dir), SELF_ALIGNMENT.read(sa_dir), OUTCOMES.read(sa_dir)
-    except (OSError, ValueError) as err:  # a TableError, a half-written or missing CSV
-        print(f"drilldown: {lang_dir} skipped: {err}", file=sys.stderr)
-        return None
+    zero, results, outcomes = ZERO_SHOT.read(zero_dir), SELF_ALIGNMENT.read(sa_dir), OUTCOMES.read(sa_dir)
     settings = read_params(sa_dir)
     return SelfAlignRun(
         model=lang_dir.parent.name,
@@ -176,11 +182,11 @@ def prompt_html(ab: str, ba: str, shown_once: str = "") -> str:
     shared = commonprefix([ab, ba])
     cut = shared.rfind("\n\n") + 2 if "\n\n" in shared else 0
     start = len(shown_once) if shown_once and cut >= len(shown_once) and ab.startswith(shown_once) else 0
-    head = "<small>Both orders open with the opening at the top of the page.</small> " if start else ""
+    head = f"<small>{link('#opening', 'the opening')}, then</small>" if start else ""
     if ab[start:cut]:
-        head += f"<small>{'Then both' if start else 'Both'} orders:</small><pre>{html.escape(ab[start:cut])}</pre>"
+        head += f"<small> in both orders:</small><pre>{html.escape(ab[start:cut])}</pre>"
     tails = "".join(
-        f"<div><small>Then, options in order {label}:</small><pre>{html.escape(text[cut:])}</pre></div>"
+        f"<div><small>then, in order {label}:</small><pre>{html.escape(text[cut:])}</pre></div>"
         for label, text in (("a, b", ab), ("b, a", ba))
     )
     return f'<div class="prompt">{head}<div class="orders">{tails}</div></div>'
@@ -380,22 +386,34 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def built(stage_dir: Path, pages: Callable[[], dict[tuple[str, str], tuple[str, str]]]) -> dict:
+    """One run's pages, (key) -> (path in the report folder, HTML); none, with the reason on stderr,
+    where its tables do not hold together (the report goes on without them)."""
+    try:
+        return pages()
+    except (KeyError, ValueError, OSError) as err:
+        print(f"drilldown: {stage_dir} skipped: {type(err).__name__}: {err}", file=sys.stderr)
+        return {}
+
+
+def selfalign_pages(lang_dir: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """A model and language's page, (model, lang) -> (its path in the report folder, its HTML)."""
+    run = read_selfalign(lang_dir)
+    return {} if run is None else {(run.model, run.lang): (selfalign_page(run.model, run.lang), selfalign_html(run))}
+
+
 def write_pages(root: Path, out: Path) -> dict[tuple[str, str], Path]:
     """Every drilldown page of an outputs tree (<model>/<lang>/<stage>/...) into <out>/drilldown/,
     and an index of them (INDEX). Keys: (model, lang) for Self-Alignment, (model, "culturespa") and
     (model, "culturespa:<culture>") for CultureSPA, (model, "distributions:<lang>") for stage 97."""
-    pages: dict[tuple[str, str], Path] = {}
+    found: dict[tuple[str, str], tuple[str, str]] = {}
     for lang_dir in sorted(p.parent for p in root.glob("*/*/30_self_alignment")):
-        run = read_selfalign(lang_dir)
-        if run is not None:
-            pages[(run.model, run.lang)] = write(out / selfalign_page(run.model, run.lang), selfalign_html(run))
+        found.update(built(lang_dir, lambda: selfalign_pages(lang_dir)))
     for run_dir in sorted(root.glob("*/*/95_culture_eval")):
-        pages.update({k: write(out / href, text) for k, (href, text) in culturespa_pages(run_dir).items()})
+        found.update(built(run_dir, lambda: culturespa_pages(run_dir)))
     for run_dir in sorted(root.glob("*/*/97_distributions")):
-        found = distributions_page(run_dir)
-        if found is not None:
-            key, href, text = found
-            pages[key] = write(out / href, text)
+        found.update(built(run_dir, lambda: distributions_page(run_dir)))
+    pages = {key: write(out / href, text) for key, (href, text) in found.items()}
     write(out / INDEX, index_html(pages, out))
     return pages
 
@@ -412,6 +430,38 @@ def index_html(pages: dict[tuple[str, str], Path], out: Path) -> str:
         table(["model", "page of", "file", "kB"], rows),
     ]
     return page("Drilldown pages", parts, link("../index.html", "report"))
+
+
+# ------------------------------------------------------------------ links from the report's page
+
+
+def table1_links(t1: pd.DataFrame, model: str, out: Path) -> str:
+    """Under a model's Table 1 in the report: every condition and language (improved %), each
+    linking the cell's probes; empty where write_pages wrote no page for the model."""
+    rows = t1[t1["model"] == model]
+    langs = [lang for lang in sorted(rows["lang"].astype(str).unique()) if (out / selfalign_page(model, lang)).exists()]
+    if not langs:
+        return ""
+    lines = []
+    for strategy in dict.fromkeys(rows["strategy"]):
+        improved = rows[rows["strategy"] == strategy].set_index("lang")["improved"]
+        cell = lambda lang: Html(link(selfalign_href(model, lang, strategy), prob(improved.get(lang), 1) or "open"))
+        lines.append([str(strategy), *(cell(lang) for lang in langs)])
+    title = "<p class='note'>Each condition's probes, prompts and probabilities (improved %, open a cell):</p>"
+    return title + table(["condition", *langs], lines, f"drilldown-{slug(model)}")
+
+
+def culturespa_link(model: str, out: Path) -> str:
+    """Under a model's CultureSPA table in the report: its drilldown index (every culture and method)."""
+    href = culturespa_href(model, "mean", "").split("#")[0]
+    if not (out / href).exists():
+        return ""
+    return f"<p class='note'>{link(href, f'{model}: the questions of every culture and method')}</p>"
+
+
+def index_link(out: Path) -> str:
+    """A link to every drilldown page (stage 97's included), where write_pages wrote them."""
+    return f"<p class='note'>{link(INDEX, 'Drilldown: every page')}</p>" if (out / INDEX).exists() else ""
 
 
 def main(argv: list[str] | None = None) -> int:

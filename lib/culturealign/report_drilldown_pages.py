@@ -137,7 +137,7 @@ def question_texts() -> dict[str, dict[str, Any]]:
         return {}
 
 
-def majorities(culture: str, ids: Sequence[str], sizes: Sequence[int], shares: pd.DataFrame) -> dict[str, int]:
+def majorities(culture: str, ids: Sequence[str], sizes: Sequence[int], shares: pd.DataFrame | None) -> dict[str, int]:
     """The culture's WVS majority code per question, by stage 95's rule (culturespa_eval.gold_answers)."""
     frame = pd.DataFrame({"id": list(ids), "options": [[""] * n for n in sizes]})
     try:
@@ -210,15 +210,25 @@ def methods_in_order(methods: Sequence[str]) -> list[str]:
     return known + sorted(m for m in set(methods) if m not in known)
 
 
-def culture_html(model: str, culture: str, answers: pd.DataFrame, expected: pd.DataFrame | None) -> str:
-    """One model and culture: a section per method (its cell), each question's distributions."""
-    shares = wvs.load_shares()
+def wvs_shares() -> pd.DataFrame | None:
+    """The committed WVS answer shares, or None (the pages then show the model's side alone)."""
     try:
-        culture_shares = wvs.country_shares(culture, shares)
+        return wvs.load_shares()
+    except OSError as err:
+        print(f"drilldown: no WVS shares ({err})", file=sys.stderr)
+        return None
+
+
+def culture_html(
+    model: str, culture: str, answers: pd.DataFrame, expected: pd.DataFrame | None, shares: pd.DataFrame | None
+) -> str:
+    """One model and culture: a section per method (its cell), each question's distributions."""
+    try:
+        culture_shares = {} if shares is None else wvs.country_shares(culture, shares)
     except KeyError:
         culture_shares = {}
     first = answers.drop_duplicates("id")
-    gold = majorities(culture, list(first["id"]), list(first["probs"].map(len)), shares)
+    gold = majorities(culture, list(first["id"]), list(first["probs"].map(len)), shares) if culture_shares else {}
     methods = methods_in_order(list(answers["method"].unique()))
     parts = [
         f"<p class='note'>Methods: {' · '.join(link(f'#spa-{slug(m)}', m) for m in methods)}. Each code's probability "
@@ -269,17 +279,13 @@ def culturespa_pages(run_dir: Path) -> dict[tuple[str, str], tuple[str, str]]:
     if not done(run_dir) or not (run_dir / "answers.csv").exists():
         return {}
     model = run_dir.parent.parent.name
-    try:
-        answers = culturespa_answers(run_dir)
-        expected = EXPECTED_SCORES.read(run_dir) if (run_dir / EXPECTED_SCORES.file).exists() else None
-    except (OSError, ValueError) as err:
-        print(f"drilldown: {run_dir} skipped: {err}", file=sys.stderr)
-        return {}
-    cultures = [c for c in answers["culture"].astype(str).drop_duplicates() if c]
+    answers = culturespa_answers(run_dir)
+    expected = EXPECTED_SCORES.read(run_dir) if (run_dir / EXPECTED_SCORES.file).exists() else None
+    cultures, shares = [c for c in answers["culture"].astype(str).drop_duplicates() if c], wvs_shares()
     pages = {
         (model, f"culturespa:{c}"): (
             culturespa_page(model, c),
-            culture_html(model, c, answers[answers["culture"].astype(str) == c], expected),
+            culture_html(model, c, answers[answers["culture"].astype(str) == c], expected, shares),
         )
         for c in cultures
     }
@@ -326,12 +332,12 @@ def condition_html(condition: str, per_question: pd.DataFrame, per_country: pd.D
     )
 
 
-def distributions_page(run_dir: Path) -> tuple[tuple[str, str], str, str] | None:
-    """A finished stage 97 run's page, (model, "distributions:<lang>") -> its path in the report
-    folder and its HTML: every condition (persona, placebo, default, floors, ceilings) in turn."""
+def distributions_page(run_dir: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """A finished stage 97 run's page, (model, "distributions:<lang>") -> (its path in the report
+    folder, its HTML): every condition (persona, placebo, default, floors, ceilings) in turn."""
     needed = [run_dir / "questions.csv", run_dir / "countries.csv"]
     if not done(run_dir) or not all(p.exists() for p in needed):
-        return None
+        return {}
     model, lang = run_dir.parent.parent.name, run_dir.parent.name
     questions, countries = (pd.read_csv(p) for p in needed)
     metric = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")).get("results", {}).get("metric", "")
@@ -341,4 +347,4 @@ def distributions_page(run_dir: Path) -> tuple[tuple[str, str], str, str] | None
         per_q, per_c = (t[t["condition"] == condition] for t in (questions, countries))
         parts.append(condition_html(condition, per_q, per_c, texts))
     text = page(f"Distributions drilldown: {model}, {lang}", parts, link("../index.html", "report"))
-    return (model, f"distributions:{lang}"), distributions_page_path(model, lang), text
+    return {(model, f"distributions:{lang}"): (distributions_page_path(model, lang), text)}
