@@ -5,6 +5,7 @@ import html
 import importlib
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -148,6 +149,8 @@ def test_an_optional_key_column_is_part_of_the_key_where_it_is_written(tmp_path)
     both = pd.concat([answers().assign(method="a"), answers().assign(method="b", probs=[[1.0]] * 3)])
     with pytest.raises(TableError, match=r"the key \['setting', 'culture', 'id'\] does not name each row once"):
         ANSWERS.write(both.drop(columns="method"), tmp_path)
+    with pytest.raises(TableError, match="answers.csv: its nested columns need a key"):
+        replace(ANSWERS, key=()).write(both, tmp_path)
     ANSWERS.write(both, tmp_path)
     assert "method" in pd.read_csv(tmp_path / "answers__probs.csv").columns
     back = ANSWERS.read(tmp_path)

@@ -104,7 +104,7 @@ class Table:
 
     @property
     def nested(self) -> list[Column]:
-        """Columns of lists: each is stored as a long table of its own (`long_table`)."""
+        """Nested columns (lists, lists per draw, dicts): each is stored as a long table of its own (`long_table`)."""
         return [c for c in self.columns if c.dtype in NESTED]
 
     def long_table(self, column: Column) -> Table:
@@ -152,12 +152,13 @@ class Table:
 def _check_key(table: Table, frame: pd.DataFrame) -> None:
     """Refuse a frame whose key names a row more than once: its long tables could not be joined back."""
     key = list(table.key_of(frame))
+    if not key:
+        raise TableError(f"{table.file}: its nested columns need a key (the columns that name a row); declare one")
     repeated = frame[frame.duplicated(key, keep=False)]
-    if not key or len(repeated):
-        example = repeated[key].iloc[0].to_dict() if key else {}
+    if len(repeated):
         raise TableError(
             f"{table.file}: the key {key} does not name each row once ({len(repeated)} rows share a key, "
-            f"e.g. {example}); declare the column that tells them apart as part of the key"
+            f"e.g. {repeated[key].iloc[0].to_dict()}); declare the column that tells them apart as part of the key"
         )
 
 
