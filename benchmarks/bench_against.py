@@ -5,9 +5,9 @@ The reference (by default the last commit before the prefix cache: its engine ru
 trunk once but keeps no prefix cache across batches, runs every search path as its own row and
 searches every spelling) has its lib/ and params/ extracted with `git archive` into a temporary
 folder. Each repetition runs the reference, then this tree, each in a fresh process that loads the
-embedded model, warms up on two prompts and scores every kind from a cold cache; repetitions
+embedded model, warms up on two prompts and scores every prompt set from a cold cache; repetitions
 interleave, medians are reported. The prompts are built once by this tree (stage 10, stage-30
-pairs, stage 70: bench_prefix_cache's kinds) and given to both as text, so both score the very same
+pairs, stage 70: bench_prefix_cache's prompt sets) and given to both as text, so both score the very same
 strings. Also reports the largest difference between the two engines' option probabilities. Writes
 outputs/bench/against_reference.json in the benchmarks format. Run as
 `python -m benchmarks.bench_against` (make bench); each worker is this module in a process whose
@@ -36,14 +36,14 @@ HERE = Path(__file__).resolve().parent
 
 
 def worker(lib: str, prompts_file: str) -> None:
-    """Score every kind with the culturealign found in `lib` (this process's PYTHONPATH); print
+    """Score every prompt set with the culturealign found in `lib` (this process's PYTHONPATH); print
     seconds and probabilities as JSON."""
     from culturealign import models, runs, scoring
 
     if not scoring.__file__.startswith(lib):
         raise SystemExit(f"imported {scoring.__file__}, not the tree under {lib}")
     lm = models.load_model(dataclasses.replace(models.spec_for("gemma3-270m"), dtype="float32"))
-    kinds = json.loads(Path(prompts_file).read_text(encoding="utf-8"))
+    prompt_sets = json.loads(Path(prompts_file).read_text(encoding="utf-8"))
     batch = {"batch_size": 8} if "batch_size" in inspect.signature(scoring.option_distributions).parameters else {}
 
     def run(texts: list[str], options: list[list[str]]) -> tuple[float, list[list[float]]]:
@@ -53,13 +53,13 @@ def worker(lib: str, prompts_file: str) -> None:
             frame = scoring.option_distributions(lm, texts, options, cache=cache, desc="bench", **batch)
             return time.perf_counter() - start, [[float(p) for p in probs] for probs in frame.probs]
 
-    first_texts, first_options = next(iter(kinds.values()))
+    first_texts, first_options = next(iter(prompt_sets.values()))
     run(first_texts[:2], first_options[:2])  # warm-up
     out = {}
-    for kind, (texts, options) in kinds.items():
+    for prompt_set, (texts, options) in prompt_sets.items():
         if hasattr(lm.engine, "forget"):
             lm.engine.forget()  # a cold prefix cache (the reference keeps none)
-        out[kind] = run(texts, options)
+        out[prompt_set] = run(texts, options)
     print(json.dumps(out))
 
 
@@ -102,39 +102,39 @@ def arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def measured(kinds: dict, reference: str, reps: int) -> tuple[dict, dict]:
-    """Both libraries on every kind, repetitions interleaved, each in a fresh process: seconds per
-    (kind, library) and the last repetition's probabilities per library and kind."""
+def measured(prompt_sets: dict, reference: str, reps: int) -> tuple[dict, dict]:
+    """Both libraries on every prompt set, repetitions interleaved, each in a fresh process: seconds per
+    (prompt set, library) and the last repetition's probabilities per library and prompt set."""
     times: dict[tuple[str, str], list[float]] = {}
     probs: dict[str, dict[str, list[list[float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         prompts_file = Path(tmp) / "prompts.json"
-        prompts_file.write_text(json.dumps(kinds), encoding="utf-8")
+        prompts_file.write_text(json.dumps(prompt_sets), encoding="utf-8")
         trees = {"reference": extract(reference, Path(tmp) / "reference"), "this tree": HERE.parent / "lib"}
         for rep in range(reps):
             for name, lib in trees.items():
-                for kind, (seconds, found) in scored(lib, prompts_file).items():
-                    times.setdefault((kind, name), []).append(seconds)
-                    probs.setdefault(name, {})[kind] = found
+                for prompt_set, (seconds, found) in scored(lib, prompts_file).items():
+                    times.setdefault((prompt_set, name), []).append(seconds)
+                    probs.setdefault(name, {})[prompt_set] = found
                 print(f"rep {rep + 1}/{reps} {name}: done", flush=True)
     return times, probs
 
 
-def speed_rows(kinds: dict, times: dict, probs: dict, cpu: str) -> list[dict]:
-    """Per kind: median seconds of each library, the speed-up and the largest probability gap."""
+def speed_rows(prompt_sets: dict, times: dict, probs: dict, cpu: str) -> list[dict]:
+    """Per prompt set: median seconds of each library, the speed-up and the largest probability gap."""
     rows = []
-    for kind, (texts, _) in kinds.items():
-        before, after = (statistics.median(times[(kind, name)]) for name in ("reference", "this tree"))
-        pairs = zip(probs["reference"][kind], probs["this tree"][kind])
+    for prompt_set, (texts, _) in prompt_sets.items():
+        before, after = (statistics.median(times[(prompt_set, name)]) for name in ("reference", "this tree"))
+        pairs = zip(probs["reference"][prompt_set], probs["this tree"][prompt_set])
         gap = max(abs(a - b) for ref, new in pairs for a, b in zip(ref, new))
         rows.append(
             {
-                "kind": kind,
+                "prompt set": prompt_set,
                 "prompts": len(texts),
                 "seconds reference": round(before, 2),
                 "seconds this tree": round(after, 2),
                 "speed-up": round(before / after, 2),
-                "target speed-up": TARGETS.get(kind, ""),
+                "target speed-up": TARGETS.get(prompt_set, ""),
                 "max |dp| between them": f"{gap:.1e}",
                 "cpu": cpu,
             }
@@ -165,20 +165,20 @@ def main() -> None:
     from culturealign.results import write_bench
 
     lm = models.load_model(dataclasses.replace(models.spec_for("gemma3-270m"), dtype="float32"))
-    kinds = {
+    prompt_sets = {
         "stage 10": stage10_prompts(lm, args.stage10),
         "stage 30 pairs": stage30_pairs(lm, args.pairs),
         "stage 70": stage70_prompts(lm, args.stage70),
     }
     del lm
-    times, probs = measured(kinds, args.reference, args.reps)
+    times, probs = measured(prompt_sets, args.reference, args.reps)
     cpu = cpu_model()
     caption = (
         f"Exact scoring of the same prompts by the reference commit's engine ({args.reference[:12]}) and this "
         "tree's default engine (embedded model, batch 8, a fresh process each, cold caches, median of "
         f"{args.reps} interleaved repetitions)"
     )
-    tables = [{"caption": caption, "rows": speed_rows(kinds, times, probs, cpu)}]
+    tables = [{"caption": caption, "rows": speed_rows(prompt_sets, times, probs, cpu)}]
     title = "This engine against a reference commit's engine"
     out = write_bench(
         "against_reference",

@@ -3,7 +3,7 @@ float32 against bfloat16 (`--compare precision`, the default: outputs/bench/job_
 without against with the prefix cache and shared output-layer positions (`--compare cache`:
 outputs/bench/job.json).
 
-Each model stage's real prompts are timed on a sample (`--sample` per kind) at full embedded
+Each model stage's real prompts are timed on a sample (`--sample` per scoring part) at full embedded
 settings: exact scoring for zero-shot (10), self-aligned pairs (30), culture prompting (70) and
 each stage-95 method; question generation (60) as stage 60 samples it; the cache cold at the
 start of each sample. Seconds per prompt are multiplied by each part's full count, derived from
@@ -95,16 +95,16 @@ def full_counts() -> dict[str, tuple[int, str]]:
     }
 
 
-def survey_prompts(lm, n: int, kind: str, demos: bool = False) -> tuple[list[str], list[list[str]]]:
-    """Stage 70/95 survey prompts under a persona kind for four cultures (optionally with chrF++
+def survey_prompts(lm, n: int, persona: str, demos: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Stage 70/95 survey prompts under a persona for four cultures (optionally with chrF++
     demonstrations from a pool of 40 questions), the first n."""
-    per_culture = n if kind == "unaware" else max(1, n // len(CULTURES) + 1)  # unaware: one persona, n questions
+    per_culture = n if persona == "unaware" else max(1, n // len(CULTURES) + 1)  # unaware: one persona, n questions
     questions = culturespa.with_starts(culturespa_eval.wvs_eval_questions(40 if demos else per_culture))
-    similar = culturespa.similar_cultures(list(CULTURES)) if kind == "cross" else None
+    similar = culturespa.similar_cultures(list(CULTURES)) if persona == "cross" else None
     shots = culturespa_eval.selfalign_demos(questions, list(CULTURES)) if demos else {}
     texts, options = [], []
-    for culture in CULTURES if kind != "unaware" else (None,):
-        system = culturespa.persona_for(kind, culture, similar)
+    for culture in CULTURES if persona != "unaware" else (None,):
+        system = culturespa.persona_for(persona, culture, similar)
         for q in questions.itertuples(index=False):
             texts.append(
                 prompts.survey_prompt(
@@ -175,7 +175,7 @@ def training_seconds(lm, texts: list[str], steps: int) -> float:
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--sample", type=int, default=24, help="prompts timed per kind (a few hundred for a close estimate)"
+        "--sample", type=int, default=24, help="prompts timed per scoring part (a few hundred for a close estimate)"
     )
     parser.add_argument("--generations", type=int, default=8, help="stage-60 generations timed")
     parser.add_argument("--batch-size", type=int, default=8, help="the model's batch size")
@@ -199,7 +199,7 @@ def engines_compared(args: argparse.Namespace) -> list[tuple[str, TransformersEn
     ]
 
 
-def scoring_kinds(lm, n: int) -> dict[str, tuple[list[str], list[list[str]]]]:
+def scoring_parts(lm, n: int) -> dict[str, tuple[list[str], list[list[str]]]]:
     """Each scoring part's sample of real prompts and options."""
     return {
         "10 zero-shot": stage10_prompts(lm, n),
@@ -218,14 +218,14 @@ def per_seed_references() -> dict[str, Any]:
     return {**REFERENCE_SECONDS, "90 LoRA training": REFERENCE_SECONDS["90 LoRA training"] * seeds}
 
 
-def scaled_references(variants: list, kinds: dict, rate: dict, args: argparse.Namespace) -> dict[str, Any]:
+def scaled_references(variants: list, parts: dict, rate: dict, args: argparse.Namespace) -> dict[str, Any]:
     """Full-scale reference times of the parts without prompt scoring: one per training seed, and
     in a precision comparison the second column scaled by ratios measured here."""
     reference = per_seed_references()
     if args.compare != "precision":
         return reference
     labels = [label for label, _ in variants]
-    texts = kinds["95 aware"][0]
+    texts = parts["95 aware"][0]
     a, b = (training_seconds(engine.lm, texts, args.train_steps) for _, engine in variants)
     print(f"90 LoRA training: {args.train_steps} steps, {a:.1f} s {labels[0]}, {b:.1f} s {labels[1]}", flush=True)
     lora = reference["90 LoRA training"]
@@ -242,7 +242,7 @@ def main() -> None:
     counts = full_counts()
     variants = engines_compared(args)
     labels = (variants[0][0], variants[1][0])
-    kinds = scoring_kinds(variants[0][1].lm, args.sample)
+    parts = scoring_parts(variants[0][1].lm, args.sample)
     rate: dict[str, tuple[float, float]] = {}
     sampled: dict[str, int] = {}
     texts60 = generation_prompts(args.generations)
@@ -253,16 +253,16 @@ def main() -> None:
         len(texts60),
     )
     print(f"60 question generation: {len(texts60)} texts, {a:.1f} s {labels[0]}, {b:.1f} s {labels[1]}", flush=True)
-    warm_texts, warm_options = kinds["10 zero-shot"]
+    warm_texts, warm_options = parts["10 zero-shot"]
     for _, engine in variants:  # one-time costs
         score(engine, warm_texts[:2], warm_options[:2])
     unscaled = per_seed_references()
-    for kind, (texts, options) in kinds.items():
+    for part, (texts, options) in parts.items():
         a, b = (score(engine, texts, options)[0] for _, engine in variants)
-        rate[kind], sampled[kind] = (a / len(texts), b / len(texts)), len(texts)
-        print(f"{kind}: {len(texts)} prompts, {a:.1f} s {labels[0]}, {b:.1f} s {labels[1]}", flush=True)
+        rate[part], sampled[part] = (a / len(texts), b / len(texts)), len(texts)
+        print(f"{part}: {len(texts)} prompts, {a:.1f} s {labels[0]}, {b:.1f} s {labels[1]}", flush=True)
         write(job_rows(rate, sampled, counts, labels, unscaled), args, labels)  # a killed run keeps its part
-    write(job_rows(rate, sampled, counts, labels, scaled_references(variants, kinds, rate, args)), args, labels)
+    write(job_rows(rate, sampled, counts, labels, scaled_references(variants, parts, rate, args)), args, labels)
 
 
 def job_rows(
@@ -273,19 +273,19 @@ def job_rows(
     reference: dict[str, Any],
 ) -> list[dict]:
     """One row per part of `make all`: its count, basis and hours in each variant; the sum covers
-    only the parts that have a time (an untimed kind says so). `reference`: seconds of the parts
+    only the parts that have a time (an untimed part says so). `reference`: seconds of the parts
     with no prompt scoring, one number for both variants or a pair scaled by a measured ratio."""
     a, b = labels
     rows, total = [], [0.0, 0.0]
-    for kind, (count, made_of) in counts.items():
-        source = SAME_RATE_AS.get(kind, kind)
-        row = {"stage part": kind, "count": count, "count made of": made_of}
+    for part, (count, made_of) in counts.items():
+        source = SAME_RATE_AS.get(part, part)
+        row = {"stage part": part, "count": count, "count made of": made_of}
         if source not in rate:
             empty = {f"s/prompt {a}": "", f"s/prompt {b}": "", f"hours {a}": "", f"hours {b}": "", "speed-up": ""}
             rows.append({**row, "basis": "not timed in this run", **empty})
             continue
         off, on = rate[source]
-        basis = f"measured on {sampled[kind]}" if kind in sampled else f"at the rate of {source}"
+        basis = f"measured on {sampled[part]}" if part in sampled else f"at the rate of {source}"
         rows.append(
             {
                 **row,
@@ -348,12 +348,12 @@ def write(rows: list[dict], args: argparse.Namespace, labels: tuple[str, str]) -
     for row in rows:
         row["cpu"] = cpu
     caption = (
-        f"Seconds per prompt timed on {n} prompts per scoring kind and {args.generations} "
+        f"Seconds per prompt timed on {n} prompts per scoring part and {args.generations} "
         f"stage-60 generations (embedded model, batch {args.batch_size}, {torch.get_num_threads()} threads), "
         f"times the full counts; {CAPTIONS[args.compare]}"
     )
     notes = [
-        f"CPU: {cpu}. Sample: {n} prompts per scoring kind (stage 30: {max(1, n // 2)} pairs in both orders), "
+        f"CPU: {cpu}. Sample: {n} prompts per scoring part (stage 30: {max(1, n // 2)} pairs in both orders), "
         f"{args.generations} stage-60 generations; each run from a cold prefix cache, so the cache's "
         "gain on a full run (one cold batch in hundreds) is larger than a small sample shows.",
         "A shared machine: the per-prompt seconds carry its contention. LoRA training and general ability "

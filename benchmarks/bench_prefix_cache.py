@@ -1,11 +1,11 @@
 """Exact scoring with and without the in-process engine's prefix cache and its sharing of
 output-layer positions, on realistic prompts.
 
-Three kinds of prompt, as the stages build them, on the embedded model at its own settings:
+Three prompt sets, as the stages build them, on the embedded model at its own settings:
 - stage 10: English zero-shot cloze prompts (instruction, answer primer, query);
 - stage 30: English self-aligned prompts (5 chrF++ demonstrations) in both option orders (pairs);
 - stage 70: WVS survey questions under the culture-aware persona of a few cultures.
-Each kind is scored by four engines: neither the prefix cache nor one output-layer pass per
+Each prompt set is scored by four engines: neither the prefix cache nor one output-layer pass per
 distinct position ("neither"), each alone, and both (the default); the cache starts cold (emptied
 first: the gain of one run); repetitions interleaved (rep 1 of every engine, then rep 2, ...),
 medians reported. The engine counts the prompt tokens it runs and the output-layer positions it
@@ -150,27 +150,27 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--stage70", type=int, default=16, help="stage-70 persona survey prompts")
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of each timing")
     parser.add_argument("--batch-size", type=int, default=8, help="the model's batch size")
-    parser.add_argument("--pass-prompts", type=int, default=64, help="prompts per kind for the prompt-pass counts")
+    parser.add_argument("--pass-prompts", type=int, default=64, help="prompts per set for the prompt-pass counts")
     parser.add_argument("--pass-batch", type=int, default=8, help="batch of the prompt-pass token counts (stages: 8)")
     parser.add_argument("--out", default="prefix_cache", help="name of outputs/bench/<name>.json")
     return parser.parse_args()
 
 
 def pass_rows(lm, args: argparse.Namespace) -> list[dict]:
-    """The prompt passes alone, without and with a cold prefix cache, per kind of prompt."""
+    """The prompt passes alone, without and with a cold prefix cache, per prompt set."""
     many = {
         "stage 10": stage10_prompts(lm, args.pass_prompts)[0],
         "stage 30 pairs": stage30_pairs(lm, args.pass_prompts // 2)[0],
         "stage 70": stage70_prompts(lm, args.pass_prompts)[0],
     }
     variants, rows = engine_variants(lm), []
-    for kind, texts in many.items():
+    for prompt_set, texts in many.items():
         (off_s, off_t), (on_s, on_t) = (prompt_passes(variants[v], texts, args.pass_batch) for v in ("neither", "both"))
         full = sum(len(scoring.prompt_ids(lm.tokenizer, scoring.context_of(t))) for t in texts)
-        target = TARGET_CUTS.get(kind)
+        target = TARGET_CUTS.get(prompt_set)
         rows.append(
             {
-                "kind": kind,
+                "prompt set": prompt_set,
                 "prompts": len(texts),
                 "batch": args.pass_batch,
                 "prompt tokens in full": full,
@@ -189,24 +189,24 @@ def pass_rows(lm, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def measured(lm, kinds: dict, reps: int) -> tuple[dict, dict, dict, dict]:
-    """Every engine on every kind, repetitions interleaved, each from a cold start: seconds per
-    repetition, prompt tokens run, positions computed, and the time split (Profile) per (kind, engine)."""
+def measured(lm, prompt_sets: dict, reps: int) -> tuple[dict, dict, dict, dict]:
+    """Every engine on every prompt set, repetitions interleaved, each from a cold start: seconds per
+    repetition, prompt tokens run, positions computed, and the time split (Profile) per (prompt set, engine)."""
     variants = engine_variants(lm)
-    warm_texts, warm_options = kinds["stage 10"]
+    warm_texts, warm_options = prompt_sets["stage 10"]
     score(variants["neither"], warm_texts[:2], warm_options[:2])  # warm-up
     times: dict[tuple[str, str], list[float]] = {}
     tokens: dict[tuple[str, str], int] = {}
     padded: dict[tuple[str, str], int] = {}
     split: dict[tuple[str, str], dict[str, float]] = {}
     for _ in range(reps):
-        for kind, (texts, options) in kinds.items():
+        for prompt_set, (texts, options) in prompt_sets.items():
             for name, engine in variants.items():
                 profile = Profile(engine)
                 seconds, ran, computed = score(engine, texts, options)
-                times.setdefault((kind, name), []).append(seconds)
-                tokens[(kind, name)], padded[(kind, name)] = ran, computed
-                part = split.setdefault((kind, name), {"total": 0.0})
+                times.setdefault((prompt_set, name), []).append(seconds)
+                tokens[(prompt_set, name)], padded[(prompt_set, name)] = ran, computed
+                part = split.setdefault((prompt_set, name), {"total": 0.0})
                 part["total"] += seconds
                 part["positions"], part["distinct"] = profile.positions
                 for bucket, value in profile.seconds.items():
@@ -215,14 +215,14 @@ def measured(lm, kinds: dict, reps: int) -> tuple[dict, dict, dict, dict]:
 
 
 def share_rows(split: dict) -> list[dict]:
-    """Where each engine's time went, in percent of its total, per kind."""
+    """Where each engine's time went, in percent of its total, per prompt set."""
     cpu, rows = cpu_model(), []
-    for (kind, name), part in split.items():
+    for (prompt_set, name), part in split.items():
         total = part["total"]
         rest = total - sum(part[bucket] for bucket in Profile.buckets)
         rows.append(
             {
-                "kind": kind,
+                "prompt set": prompt_set,
                 "engine": name,
                 "seconds (all reps)": round(total, 2),
                 **{f"{bucket} %": round(100 * part[bucket] / total, 1) for bucket in Profile.buckets},
@@ -235,24 +235,24 @@ def share_rows(split: dict) -> list[dict]:
     return rows
 
 
-def speed_rows(lm, kinds: dict, times: dict, tokens: dict, padded: dict) -> list[dict]:
-    """Per kind: prompt tokens and positions without and with the cache, median seconds per
+def speed_rows(lm, prompt_sets: dict, times: dict, tokens: dict, padded: dict) -> list[dict]:
+    """Per prompt set: prompt tokens and positions without and with the cache, median seconds per
     engine and the speed-ups against the reference."""
     cpu, rows = cpu_model(), []
-    for kind, (texts, _) in kinds.items():
-        median = {name: statistics.median(times[(kind, name)]) for name in ENGINES}
+    for prompt_set, (texts, _) in prompt_sets.items():
+        median = {name: statistics.median(times[(prompt_set, name)]) for name in ENGINES}
         full = sum(len(scoring.prompt_ids(lm.tokenizer, scoring.context_of(t))) for t in texts)
         rows.append(
             {
-                "kind": kind,
+                "prompt set": prompt_set,
                 "prompts": len(texts),
                 "prompt tokens in full": full,
-                "tokens run without cache": tokens[(kind, "neither")],
-                "tokens run with cache": tokens[(kind, "both")],
-                "token cut %": round(100 * (1 - tokens[(kind, "both")] / tokens[(kind, "neither")]), 1),
-                "cut vs in full %": round(100 * (1 - tokens[(kind, "both")] / full), 1),
-                "positions computed without cache": padded[(kind, "neither")],
-                "positions computed with cache": padded[(kind, "both")],
+                "tokens run without cache": tokens[(prompt_set, "neither")],
+                "tokens run with cache": tokens[(prompt_set, "both")],
+                "token cut %": round(100 * (1 - tokens[(prompt_set, "both")] / tokens[(prompt_set, "neither")]), 1),
+                "cut vs in full %": round(100 * (1 - tokens[(prompt_set, "both")] / full), 1),
+                "positions computed without cache": padded[(prompt_set, "neither")],
+                "positions computed with cache": padded[(prompt_set, "both")],
                 **{f"seconds {name}": round(seconds, 2) for name, seconds in median.items()},
                 "speed-up cache only": round(median["neither"] / median["cache only"], 2),
                 "speed-up sharing only": round(median["neither"] / median["sharing only"], 2),
@@ -300,13 +300,13 @@ def main() -> None:
     torch.manual_seed(0)
     spec = dataclasses.replace(models.spec_for("gemma3-270m"), dtype="float32")
     lm = models.load_model(spec, batch_size=args.batch_size)
-    kinds = {
+    prompt_sets = {
         "stage 10": stage10_prompts(lm, args.stage10),
         "stage 30 pairs": stage30_pairs(lm, args.pairs),
         "stage 70": stage70_prompts(lm, args.stage70),
     }
     passes = pass_rows(lm, args)
-    times, tokens, padded, split = measured(lm, kinds, args.reps)
+    times, tokens, padded, split = measured(lm, prompt_sets, args.reps)
     tables = [
         {
             "caption": "Prompt passes alone (no prefix search), batched and ordered as exact scoring: "
@@ -318,7 +318,7 @@ def main() -> None:
             "pass per distinct position, each alone, and both (the default); speed-ups against neither "
             f"(embedded model, batch {lm.batch_size}, {torch.get_num_threads()} threads, "
             f"median of {args.reps} interleaved repetitions)",
-            "rows": speed_rows(lm, kinds, times, tokens, padded),
+            "rows": speed_rows(lm, prompt_sets, times, tokens, padded),
         },
         {
             "caption": "Where each engine's time goes: the prompt pass, the prefix search's body forwards and "

@@ -36,7 +36,9 @@
 # differently.
 #
 # *Reads* `60_generate_questions/questions.jsonl`. *Writes* `answers.csv` (distributions, the
-# answer under every mode, and `answer` under the chosen one) and `similar_cultures.csv`.
+# answer under every mode, and `answer` under the chosen one; declared in `culturespa_tables.ANSWERS`)
+# with its long tables `answers__probs.csv` and, for sampled replies, `answers__off_scale_probs.csv`,
+# and `similar_cultures.csv`.
 
 # %% tags=["parameters"]
 from typing import Literal
@@ -54,7 +56,7 @@ reply_parsing: Literal["authors", "strict"] = "strict"  # strict: the reply begi
 # %%
 import pandas as pd
 
-from culturealign import culturespa, culturespa_crqpc, runs, stage
+from culturealign import culturespa, culturespa_crqpc, culturespa_tables, runs, stage
 
 cultures = cultures or culturespa.CULTURES
 culturespa.check_cultures(cultures)
@@ -78,9 +80,9 @@ table
 # ## Answers under each persona
 
 # %%
-settings = [("unaware", None)] + [(kind, c) for kind in ("aware", "cross") for c in cultures]
+settings = [("unaware", None)] + [(persona, c) for persona in ("aware", "cross") for c in cultures]
 answers = culturespa.answer_questions(lm, questions, settings, similar, answering)
-culturespa.write_answers(run.path("answers.csv"), answers)
+culturespa_tables.ANSWERS.write(answers, run.dir)
 changed = culturespa_crqpc.shift_rates(answers)
 print(f"answers counted: answer_mode={answer_mode}; measured: {', '.join(sorted(set(answers['measure'])))}; "
       f"invalid draws under sample: {answers['answer_sample'].isna().mean():.1%}; "

@@ -26,7 +26,7 @@
 # (`expected_sample`): the gap between `kept_sample` and `kept_common` is what sampling noise alone
 # adds to the training set.
 #
-# *Reads* `70_culture_prompting/answers.csv` and `60_generate_questions/questions.jsonl`.
+# *Reads* `70_culture_prompting/answers.csv` (with its long tables) and `60_generate_questions/questions.jsonl`.
 # *Writes* `crqpc_joint.jsonl`, `crqpc_<culture>.jsonl` and `counts.csv`.
 
 # %% tags=["parameters"]
@@ -34,17 +34,17 @@ from typing import Literal
 
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
-aware_kind: Literal["aware", "cross"] = "aware"  # which aware answers to keep: aware or cross
+aware_persona: Literal["aware", "cross"] = "aware"  # which persona's answers to keep: aware or cross
 
 # %%
 import pandas as pd
 
-from culturealign import culturespa, culturespa_crqpc, runs, stage
+from culturealign import culturespa, culturespa_crqpc, culturespa_tables, runs, stage
 
 run, _ = stage.begin("80_crqpc", globals())
 questions = pd.DataFrame(runs.ResultCache(runs.load_run(model, lang, "60_generate_questions").path("questions.jsonl")).records.values())
 prompting = runs.load_run(model, lang, "70_culture_prompting")
-answers = culturespa.read_answers(prompting.path("answers.csv"))
+answers = culturespa_tables.read_answers(prompting.dir)
 answer_mode = prompting.read_manifest()["params"]["answer_mode"]
 print(f"answers drawn in stage 70 with answer_mode={answer_mode}")
 
@@ -52,8 +52,8 @@ print(f"answers drawn in stage 70 with answer_mode={answer_mode}")
 # ## Keep the answers that shift
 
 # %%
-pairs = culturespa_crqpc.crqpc(answers, questions, aware_kind)
-counts = culturespa_crqpc.crqpc_counts(answers, aware_kind)
+pairs = culturespa_crqpc.crqpc(answers, questions, aware_persona)
+counts = culturespa_crqpc.crqpc_counts(answers, aware_persona)
 counts.insert(1, "answer_mode", answer_mode)
 counts.insert(3, "kept", [int((pairs["culture"] == c).sum()) for c in counts["culture"]])
 assert (counts["kept"] == counts[f"kept_{answer_mode}"]).all(), "CRQPC pairs disagree with the counts of their own mode"

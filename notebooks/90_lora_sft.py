@@ -84,11 +84,11 @@ report = []
 for name in ["joint", *cultures_specific]:
     records = pd.read_json(crqpc.path(f"crqpc_{name}.jsonl"), lines=True) if crqpc.path(f"crqpc_{name}.jsonl").stat().st_size else pd.DataFrame()
     pairs = [culturespa_crqpc.training_text(r, fmt) for r in records.to_dict("records")]
-    kind = "joint" if name == "joint" else "specific"
+    adapter_type = "joint" if name == "joint" else "specific"
     for training_seed in adapter_seeds:
         folder = train.adapter_folder_name(name, adapter_seeds, training_seed)
         try:
-            outcome = train.train_adapter(lm, pairs, run.path(f"adapters/{folder}"), settings[kind], training_seed, prompt_format)
+            outcome = train.train_adapter(lm, pairs, run.path(f"adapters/{folder}"), settings[adapter_type], training_seed, prompt_format)
         except train.TrainingError as err:
             outcome = {"status": f"skipped: {err}"}
         report.append({"adapter": folder, "seed": training_seed, "examples": len(pairs), **outcome})

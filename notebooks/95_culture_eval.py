@@ -44,10 +44,10 @@
 # scores them against every culture, as the authors score one unaware file against every culture.
 #
 # *Reads* WVS texts from `../shared`, the WVS answer-shares table, `90_lora_sft/adapters/`. *Writes*
-# `answers.csv`, `parsing_check.csv`, `scores.csv`, `score_table.csv`, `expected_scores.csv`,
-# `expected_table.csv` (with the argmax score and the bias/spread split), `method_differences.csv`, `seed_spread.csv`,
-# `common_table.csv`, `general_ability.csv` and `fig_alignment`,
-# `fig_alignment_one_run` (PNG, PDF).
+# `answers.csv` (every method's answers, with its long tables as in stage 70), `parsing_check.csv`,
+# `scores.csv`, `score_table.csv`, `expected_scores.csv`, `expected_table.csv` (with the argmax score
+# and the bias/spread split), `method_differences.csv`, `seed_spread.csv`, `common_table.csv`,
+# `general_ability.csv` and `fig_alignment`, `fig_alignment_one_run` (PNG, PDF).
 
 # %% tags=["parameters"]
 from typing import Annotated, Literal
@@ -105,8 +105,9 @@ answers["method"].value_counts()
 
 # %%
 tuned = culturespa_eval.adapter_answers(lm, questions, cultures, adapters, answering)
-answers = pd.concat([answers, tuned], ignore_index=True)
-culturespa.write_answers(run.path("answers.csv"), answers)
+if len(tuned):  # no adapter: an empty frame in the concatenation would turn the answer codes into objects
+    answers = pd.concat([answers, tuned], ignore_index=True)
+culturespa_tables.ANSWERS.write(answers, run.dir)
 print(f"prompts flagged (probability of no option > 0.5): {int((answers['other'] > 0.5).sum())} of {len(answers)}")
 tuned.groupby("method").size()
 

@@ -1,8 +1,12 @@
+from typing import get_args
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from culturealign import culturespa, culturespa_crqpc, prompts
+
+AUTHORS = culturespa.Answering(parsing="authors")
 
 
 def test_parse_generated_accepts_a_question_and_refuses_malformed_ones():
@@ -34,11 +38,11 @@ def answers_from(
     seed: int = 0,
     questions: pd.DataFrame = QUESTIONS,
 ) -> pd.DataFrame:
-    """An answers table as stage 70 writes it, from (id, kind, culture, probs, other)."""
-    table = pd.DataFrame(rows, columns=["id", "kind", "culture", "probs", "other"])
+    """An answers table as stage 70 writes it, from (id, persona, culture, probs, other)."""
+    table = pd.DataFrame(rows, columns=["id", "persona", "culture", "probs", "other"])
     table["start"] = [culturespa.option_start(q, questions.set_index("id").at[q, "options"]) for q in table["id"]]
-    table["stream"] = "|" + table["kind"] + "|" + table["culture"]
-    return culturespa.answer_columns(table, mode, seed).drop(columns="stream")
+    table["stream"] = "|" + table["persona"] + "|" + table["culture"]
+    return culturespa.answer_columns(table, culturespa.Answering(mode, seed)).drop(columns="stream")
 
 
 def test_sampled_answer_is_seeded_follows_the_distribution_and_can_be_invalid():
@@ -48,9 +52,19 @@ def test_sampled_answer_is_seeded_follows_the_distribution_and_can_be_invalid():
     assert culturespa.pick_answer([0.2, 0.6], 0.2, "argmax", 0, "q") == 1
 
 
-def test_unknown_answer_mode_names_where_it_was_set_and_the_modes():
-    with pytest.raises(culturespa.CultureSPAError, match=r"params/x.yaml: answer_mode 'greedy' does not exist.*argmax"):
-        culturespa.check_answer_mode("greedy", "params/x.yaml")
+def test_a_mode_or_rule_that_does_not_exist_is_refused_once_naming_the_ones_that_do():
+    refused = culturespa.CultureSPAError
+    with pytest.raises(refused, match=r"Answering: mode 'greedy' does not exist.*argmax: "):
+        culturespa.Answering(mode="greedy")
+    with pytest.raises(refused, match=r"Answering: parsing 'loose' does not exist.*authors: .*strict: "):
+        culturespa.Answering(parsing="loose")
+
+
+def test_the_literal_types_are_the_one_list_of_modes_and_rules_and_the_descriptions_follow_them():
+    assert tuple(culturespa.ANSWER_MODES) == get_args(culturespa.AnswerMode) == ("sample", "common", "argmax")
+    assert tuple(culturespa.REPLY_PARSING) == get_args(culturespa.ReplyParsing) == ("authors", "strict")
+    with pytest.raises(TypeError, match="descriptions of"):
+        culturespa.described(culturespa.AnswerMode, {"sample": "s", "argmax": "a"})
 
 
 def test_similar_cultures_and_unknown_culture():
@@ -82,7 +96,7 @@ def test_the_model_is_trained_on_exactly_the_prompt_it_is_evaluated_with(tiny_lm
     )
     asked = []
 
-    def fake(_, texts, options, desc, *parsing, **seed):
+    def fake(_, texts, options, desc, *how, **draws):
         asked.extend(texts)
         return pd.DataFrame(
             {
@@ -164,20 +178,13 @@ def test_sampled_replies_are_parsed_by_the_chosen_rule(monkeypatch):
     replies = [["1", "I pick 2", "2", "x"], ["0", "1", "none", "3"]]
     monkeypatch.setattr(culturespa, "sample_replies", lambda *args: replies)
     options = [["1", "2"], ["0", "1", "2"]]
-    authors = culturespa.distributions(lm, ["p", "q"], options, "t", "authors", draws=4)
-    strict = culturespa.distributions(lm, ["p", "q"], options, "t", "strict", draws=4)
+    authors = culturespa.distributions(lm, ["p", "q"], options, "t", AUTHORS, draws=4)
+    strict = culturespa.distributions(lm, ["p", "q"], options, "t", draws=4)
     assert authors["probs"].tolist() == [[0.25, 0.5], [0.25, 0.25, 0.0]] and authors["off_scale"].tolist() == [0, 1]
     assert strict["probs"].tolist() == [[0.25, 0.25], [0.25, 0.25, 0.0]] and strict["other"].tolist() == [0.5, 0.5]
     assert (
         authors["parse_differs"].tolist() == [1, 1] and authors["mode"].iloc[0] == "sampled (4 draws, authors parsing)"
     )
-
-
-def test_unknown_parsing_rule_names_where_it_was_set_and_the_rules():
-    with pytest.raises(
-        culturespa.CultureSPAError, match=r"params/x.yaml: reply_parsing 'loose' does not exist.*authors: .*strict: "
-    ):
-        culturespa.check_reply_parsing("loose", "params/x.yaml")
 
 
 def test_parsing_check_reads_one_free_reply_per_unaware_prompt_both_ways(monkeypatch):
@@ -210,10 +217,10 @@ def test_reply_parsing_means_the_same_in_every_engine(monkeypatch):
     monkeypatch.setattr(culturespa, "sample_replies", lambda *args: replies)
     monkeypatch.setattr(culturespa.scoring, "option_distributions", lambda *a, **k: pd.DataFrame({"mode": ["exact"]}))
     with_logits, without = (SimpleNamespace(engine=SimpleNamespace(has_logprobs=h)) for h in (True, False))
-    read = [culturespa.distributions(lm, ["p"], [["1", "2"]], "t", "authors", draws=4) for lm in (with_logits, without)]
+    read = [culturespa.distributions(lm, ["p"], [["1", "2"]], "t", AUTHORS, draws=4) for lm in (with_logits, without)]
     pd.testing.assert_frame_equal(read[0], read[1])
     assert read[0]["mode"].iloc[0] == "sampled (4 draws, authors parsing)"
-    assert culturespa.distributions(with_logits, ["p"], [["1", "2"]], "t", "strict")["mode"].iloc[0] == "exact"
+    assert culturespa.distributions(with_logits, ["p"], [["1", "2"]], "t")["mode"].iloc[0] == "exact"
 
 
 def test_the_authors_rule_scores_off_scale_codes_as_their_script_does(monkeypatch):
@@ -227,14 +234,14 @@ def test_the_authors_rule_scores_off_scale_codes_as_their_script_does(monkeypatc
     lm = SimpleNamespace(engine=SimpleNamespace(has_logprobs=False))
     monkeypatch.setattr(culturespa, "sample_replies", lambda *args: [["7", "7", "7", "7"], ["2", "2", "x", "2"]])
     options = [["1", "2", "3", "4"]] * 2
-    authors = culturespa.distributions(lm, ["p", "q"], options, "t", "authors", draws=4)
-    assert authors["off_scale_probs"].tolist() == [{"7": 1.0}, {}] and authors["other"].tolist() == [0.0, 0.25]
+    authors = culturespa.distributions(lm, ["p", "q"], options, "t", AUTHORS, draws=4)
+    assert authors["off_scale_probs"].tolist() == [{7: 1.0}, {}] and authors["other"].tolist() == [0.0, 0.25]
     table = authors.assign(id=["Q1", "Q2"], stream="s", start=1)
-    answered = culturespa.answer_columns(table, "sample", seed=0)
+    answered = culturespa.answer_columns(table, culturespa.Answering("sample", seed=0))
     assert answered["answer"].tolist() == [7, 2]
     codes, valid = culturespa_eval.simulated_replies(table, ["Q1", "Q2"], np.random.default_rng(0).random((50, 2)))
     assert (codes[:, 0] == 7).all() and valid[:, 0].all()
     gold, n_options = {"Q1": 3, "Q2": 2}, {"Q1": 4, "Q2": 4}
     assert metrics.culturespa_score({"Q1": 7, "Q2": 2}, gold, n_options) == pytest.approx(100 * (1 - 4 / np.sqrt(18)))
-    strict = culturespa.distributions(lm, ["p", "q"], options, "t", "strict", draws=4)
+    strict = culturespa.distributions(lm, ["p", "q"], options, "t", draws=4)
     assert strict["other"].iloc[0] == 1.0 and strict["off_scale_probs"].iloc[0] == {}

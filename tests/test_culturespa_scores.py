@@ -71,7 +71,7 @@ def test_the_split_counts_the_off_scale_codes_the_authors_rule_scores():
     questions = pd.DataFrame({"id": ["Q1"], "options": [list("abcd")], "start": 1})
     answers = pd.DataFrame(
         {"id": ["Q1"], "culture": "USA", "method": "m", "start": 1, "probs": [[0.0] * 4], "other": 0.0}
-    ).assign(off_scale_probs=[{"7": 1.0}])
+    ).assign(off_scale_probs=[{7: 1.0}])
     row = culturespa_scores.distance_split(answers, questions, ["USA"], figures_for({"USA": {"Q1": 2}})).iloc[0]
     assert (
         row["bias_sq"] == pytest.approx(25 / 9)

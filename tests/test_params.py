@@ -2,12 +2,13 @@ import ast
 import os
 import subprocess
 import sys
+from typing import get_args
 
 import jupytext
 import pytest
 import yaml
 
-from culturealign import culturespa, demos, distributional, params, paths, probes, selfalign, stages
+from culturealign import culturespa, demos, distributional, params, paths, probes, prompts, selfalign, stages
 from culturealign.spec import ModelUnavailable
 
 STAGE_NAMES = {name: params.parameter_names(name) for name in stages.stage_names()}
@@ -104,9 +105,9 @@ def _option_sets():
         "order_combination": selfalign.COMBINATIONS,
         "order_pairing": selfalign.PAIRINGS,
         "outcome_rule": selfalign.OUTCOME_RULES,
-        "answer_mode": tuple(culturespa.ANSWER_MODES),
-        "reply_parsing": tuple(culturespa.REPLY_PARSING),
-        "aware_kind": ("aware", "cross"),
+        "answer_mode": get_args(culturespa.AnswerMode),
+        "reply_parsing": get_args(culturespa.ReplyParsing),
+        "aware_persona": tuple(p for p in get_args(prompts.Persona) if p != "unaware"),
         "metric": distributional.METRICS,
     }
 
@@ -142,7 +143,11 @@ def test_no_notebook_checks_a_literal_parameter_again():
             {"answer_mode": "greedy"},
             "extra.yaml: 'answer_mode' 'greedy' is not allowed. Allowed: sample, common, argmax",
         ),
-        ("80_crqpc", {"aware_kind": "both"}, "extra.yaml: 'aware_kind' 'both' is not allowed. Allowed: aware, cross"),
+        (
+            "80_crqpc",
+            {"aware_persona": "both"},
+            "extra.yaml: 'aware_persona' 'both' is not allowed. Allowed: aware, cross",
+        ),
         ("97_distributions", {"metric": "kl"}, "extra.yaml: 'metric' 'kl' is not allowed. Allowed: w1, jsd, tv"),
         ("30_self_alignment", {"strategies": ["random", "nearest"]}, "'strategies' 'nearest' is not allowed"),
         ("30_self_alignment", {"strategies": "random"}, "extra.yaml: 'strategies' must be a list, got str 'random'"),

@@ -13,10 +13,10 @@ from culturealign import runs
 
 def test_manifest_records_only_declared_parameters_commit_versions_and_times(isolated_outputs):
     shared = {"model": "gemma3-270m", "model_config": {}, "lang": "en", "country": "USA", "seed": 0, "batch_size": 8}
-    run = runs.start_run("80_crqpc", {**shared, "aware_kind": "aware", "unrelated": 1})
+    run = runs.start_run("80_crqpc", {**shared, "aware_persona": "aware", "unrelated": 1})
     run.finish(answer=42)
     manifest = json.loads((isolated_outputs / "gemma3-270m" / "en" / "80_crqpc" / "manifest.json").read_text())
-    assert manifest["params"] == {"model": "gemma3-270m", "lang": "en", "aware_kind": "aware"}  # what 80 declares
+    assert manifest["params"] == {"model": "gemma3-270m", "lang": "en", "aware_persona": "aware"}  # what 80 declares
     assert manifest["status"] == "done" and manifest["results"] == {"answer": 42}
     assert manifest["started"] <= manifest["finished"]
     assert manifest["packages"]["torch"].startswith("2.13.0") and manifest["git_commit"]

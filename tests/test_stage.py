@@ -20,10 +20,10 @@ def fake_model(spec, **load):
 
 def test_a_stage_without_a_model_opens_its_run_and_loads_nothing(isolated_outputs, monkeypatch, capsys):
     monkeypatch.setattr(models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
-    run, lm = stage.begin("80_crqpc", {**SHARED, "aware_kind": "aware"})
+    run, lm = stage.begin("80_crqpc", {**SHARED, "aware_persona": "aware"})
     assert lm is None and not stage.uses_model("80_crqpc") and stage.uses_model("10_zero_shot")
     manifest = json.loads(run.manifest_path.read_text())
-    assert manifest["params"] == {"model": "gemma3-270m", "lang": "en", "aware_kind": "aware"}
+    assert manifest["params"] == {"model": "gemma3-270m", "lang": "en", "aware_persona": "aware"}
     assert manifest["status"] == "running" and "model" not in manifest
     assert "80_crqpc: model gemma3-270m, language en" in capsys.readouterr().out
 
@@ -49,13 +49,13 @@ def test_a_notebook_run_by_hand_is_refused_an_option_outside_its_literal_before_
 
     monkeypatch.delenv(params.SCALE_ENV, raising=False)
     with pytest.raises(params.ParamError) as err:
-        stage.begin("80_crqpc", {**SHARED, "aware_kind": "both"})
+        stage.begin("80_crqpc", {**SHARED, "aware_persona": "both"})
     assert str(err.value) == (
-        "the parameters cell of notebooks/80_crqpc.py: 'aware_kind' 'both' is not allowed. Allowed: aware, cross"
+        "the parameters cell of notebooks/80_crqpc.py: 'aware_persona' 'both' is not allowed. Allowed: aware, cross"
     )
     assert not (isolated_outputs / "gemma3-270m" / "en" / "80_crqpc").exists()
     monkeypatch.setenv(params.SCALE_ENV, "smoke")  # run by the runner at a scale: the file that set it
-    with pytest.raises(params.ParamError, match="^the parameters cell of notebooks/80_crqpc.py: 'aware_kind'"):
-        stage.begin("80_crqpc", {**SHARED, "aware_kind": "both"})
+    with pytest.raises(params.ParamError, match="^the parameters cell of notebooks/80_crqpc.py: 'aware_persona'"):
+        stage.begin("80_crqpc", {**SHARED, "aware_persona": "both"})
     with pytest.raises(params.ParamError, match=r"^params/smoke.yaml: 'answer_mode' 'greedy' is not allowed"):
         params.check_options("70_culture_prompting", {**SHARED, "answer_mode": "greedy"})

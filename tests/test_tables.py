@@ -5,6 +5,7 @@ import html
 import importlib
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -111,3 +112,59 @@ def test_a_column_added_to_its_declaration_and_computation_reaches_summary_repor
     shown = report_tables.readable(t1, declared)
     assert "served %" in shown.columns and len(shown["served %"].iloc[0].split(".")[1]) == 1  # a percent: 1 decimal
     assert html.escape(MEANING) in report_tables.glossary_html([report_tables.words_of(declared)])
+
+
+ANSWERS = Table(
+    "answers.csv",
+    "question, setting and, in one stage only, method",
+    (
+        Column("method", "str", "", "written by one stage only", optional=True),
+        Column("setting", "str", "", "the setting"),
+        Column("culture", "str", "", "empty where the setting has none"),
+        Column("id", "str", "", "the question"),
+        Column("probs", "list", "probability", "per option"),
+        Column("extra", "dict", "probability", "per code off the scale", optional=True, keys=("code", "int")),
+    ),
+    key=("method", "setting", "culture", "id"),
+)
+
+
+def answers() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "setting": ["plain", "persona", "persona"],
+            "culture": ["", "USA", "DEU"],
+            "id": ["q1", "q1", "q1"],
+            "probs": [[0.5, 0.25], [0.1, 0.2], [0.3, 0.3]],
+            "extra": [{9: 0.25}, {}, {8: 0.1, 3: 0.2}],
+        }
+    )
+
+
+def test_a_dict_column_is_a_long_table_by_its_keys_in_their_order_and_an_empty_key_cell_joins(tmp_path):
+    ANSWERS.write(answers(), tmp_path)
+    long = pd.read_csv(tmp_path / "answers__extra.csv", keep_default_na=False)
+    assert list(long.columns) == ["setting", "culture", "id", "code", "value"]
+    assert long["code"].tolist() == [9, 8, 3] and long["culture"].tolist() == ["", "DEU", "DEU"]
+    back = ANSWERS.read(tmp_path)
+    assert back["probs"].tolist() == answers()["probs"].tolist()  # the row without a culture too
+    assert back["extra"].iloc[0] == {9: 0.25} and list(back["extra"].iloc[2].items()) == [(8, 0.1), (3, 0.2)]
+    assert pd.isna(back["extra"].iloc[1])  # an empty dict has no rows: read back as missing
+
+
+def test_an_optional_key_column_is_part_of_the_key_where_it_is_written(tmp_path):
+    both = pd.concat([answers().assign(method="a"), answers().assign(method="b", probs=[[1.0]] * 3)])
+    with pytest.raises(TableError, match=r"the key \['setting', 'culture', 'id'\] does not name each row once"):
+        ANSWERS.write(both.drop(columns="method"), tmp_path)
+    with pytest.raises(TableError, match="answers.csv: its nested columns need a key"):
+        replace(ANSWERS, key=()).write(both, tmp_path)
+    ANSWERS.write(both, tmp_path)
+    assert "method" in pd.read_csv(tmp_path / "answers__probs.csv").columns
+    back = ANSWERS.read(tmp_path)
+    assert back["probs"].tolist() == both["probs"].tolist()
+
+
+def test_writing_without_an_optional_nested_column_removes_its_long_table_of_an_earlier_run(tmp_path):
+    ANSWERS.write(answers(), tmp_path)
+    ANSWERS.write(answers().drop(columns="extra"), tmp_path)
+    assert not (tmp_path / "answers__extra.csv").exists() and "extra" not in ANSWERS.read(tmp_path)

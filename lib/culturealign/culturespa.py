@@ -12,8 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 import numpy as np
 import pandas as pd
@@ -191,49 +190,65 @@ def generate_questions(
 
 # ------------------------------------------------------------------ answer modes and numbering
 
-ANSWER_MODES = {
-    "sample": "one reply drawn as the authors drew it (temperature and top-p of the model, invalid with "
-    "probability `other`), every prompt independently",
-    "common": "one draw with common random numbers: every prompt of a question uses the same uniform, so an "
-    "answer shifts only when the distribution moved",
-    "argmax": "the most probable option (never invalid): no sampling at all",
-}
+
+def described(options: Any, descriptions: dict[str, str]) -> dict[str, str]:
+    """The descriptions of a Literal type's values, in its order; refused at import unless they
+    describe exactly its values (the Literal is the one list of what is allowed)."""
+    values = get_args(options)
+    if set(descriptions) != set(values):
+        raise TypeError(f"descriptions of {sorted(descriptions)} for the values {values}")
+    return {value: descriptions[value] for value in values}
 
 
-def check_answer_mode(mode: str, where: str = "answer_mode") -> str:
-    """Refuse an answer mode that does not exist, naming where it was set and the modes that do."""
-    if mode not in ANSWER_MODES:
-        known = "; ".join(f"{name}: {why}" for name, why in ANSWER_MODES.items())
-        raise CultureSPAError(f"{where}: answer_mode {mode!r} does not exist. Use one of: {known}")
-    return mode
-
-
-REPLY_PARSING = {
-    "authors": "the first integer anywhere in the reply, if it is 0-10 (the authors' result_analysis_run_3.py, "
-    "parse_answer), read from sampled replies in every engine (no engine computes it exactly); a number "
-    "0-10 off the question's scale is scored as the code it is, as their script scores it (`off_scale` "
-    "counts such replies, `off_scale_probs` holds their codes)",
-    "strict": "the reply begins with an option code after whitespace and markup, not followed by a digit "
-    "(the reader's rule, scoring.parse_response): computed exactly where the engine has logits, read from "
-    "sampled replies elsewhere",
-}
+AnswerMode = Literal["sample", "common", "argmax"]  # the notebooks' answer_mode (tests/test_params.py ties them)
+ANSWER_MODES = described(
+    AnswerMode,
+    {
+        "sample": "one reply drawn as the authors drew it (temperature and top-p of the model, invalid with "
+        "probability `other`), every prompt independently",
+        "common": "one draw with common random numbers: every prompt of a question uses the same uniform, so an "
+        "answer shifts only when the distribution moved",
+        "argmax": "the most probable option (never invalid): no sampling at all",
+    },
+)
+ReplyParsing = Literal["authors", "strict"]  # the notebooks' reply_parsing (tests/test_params.py ties them)
+REPLY_PARSING = described(
+    ReplyParsing,
+    {
+        "authors": "the first integer anywhere in the reply, if it is 0-10 (the authors' result_analysis_run_3.py, "
+        "parse_answer), read from sampled replies in every engine (no engine computes it exactly); a number "
+        "0-10 off the question's scale is scored as the code it is, as their script scores it (`off_scale` "
+        "counts such replies, `off_scale_probs` holds their codes)",
+        "strict": "the reply begins with an option code after whitespace and markup, not followed by a digit "
+        "(the reader's rule, scoring.parse_response): computed exactly where the engine has logits, read from "
+        "sampled replies elsewhere",
+    },
+)
 FIRST_INTEGER = re.compile(r"\d+")
 REPLY_TOKENS = 32  # new tokens per sampled reply: room for a number after a few words
 
 
-def check_reply_parsing(rule: str, where: str = "reply_parsing") -> str:
-    """Refuse a parsing rule that does not exist, naming where it was set and the rules that do."""
-    if rule not in REPLY_PARSING:
-        known = "; ".join(f"{name}: {why}" for name, why in REPLY_PARSING.items())
-        raise CultureSPAError(f"{where}: reply_parsing {rule!r} does not exist. Use one of: {known}")
-    return rule
+@dataclass(frozen=True)
+class Answering:
+    """How answers are drawn and read, the same for every method: the answer mode that counts
+    (ANSWER_MODES), the seed of the draws, and the rule that reads the sampled replies of a model
+    without logits (REPLY_PARSING). The one place a mode or rule from outside is checked."""
+
+    mode: AnswerMode = "sample"
+    seed: int = 0
+    parsing: ReplyParsing = "strict"
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("mode", self.mode, ANSWER_MODES), ("parsing", self.parsing, REPLY_PARSING)):
+            if value not in allowed:
+                known = "; ".join(f"{option}: {why}" for option, why in allowed.items())
+                raise CultureSPAError(f"Answering: {name} {value!r} does not exist. Use one of: {known}")
 
 
-def parse_reply(reply: str, codes: Sequence[int], rule: str) -> int | None:
+def parse_reply(reply: str, codes: Sequence[int], rule: ReplyParsing) -> int | None:
     """The answer code a reply gives under a parsing rule (REPLY_PARSING), or None (invalid). The
     authors' rule reads the first run of digits anywhere and keeps it if it is 0-10, even off the
     question's scale; the strict rule needs the reply to begin with one of `codes`."""
-    check_reply_parsing(rule)
     if rule == "strict":
         index = scoring.parse_response(reply, [str(c) for c in codes])
         return None if index is None else int(codes[index])
@@ -241,7 +256,7 @@ def parse_reply(reply: str, codes: Sequence[int], rule: str) -> int | None:
     return int(match.group()) if match and int(match.group()) <= 10 else None
 
 
-def tally_replies(replies: Sequence[str], codes: Sequence[int], rule: str) -> dict[str, Any]:
+def tally_replies(replies: Sequence[str], codes: Sequence[int], rule: ReplyParsing) -> dict[str, Any]:
     """Replies of one prompt counted per option code under `rule`: counts, invalid (no option code),
     off_scale (a code 0-10 the question does not have, part of invalid) with off_scale_codes {code:
     replies}, and parse_differs (replies the two rules read differently)."""
@@ -294,19 +309,15 @@ def draw(probs: Sequence[float], other: float, u: float) -> int | None:
 
 
 def pick_answer(
-    probs: Sequence[float], other: float, mode: str, seed: int, question: str, stream: str = ""
+    probs: Sequence[float], other: float, mode: AnswerMode, seed: int, question: str, stream: str = ""
 ) -> int | None:
     """The option index (0-based) of one answer under an answer mode (see ANSWER_MODES), or None
     when the drawn reply is invalid. `sample` draws per (stream, question), independently;
     `common` per question only, shared by every persona, culture and model."""
     if mode == "argmax":
         return int(np.argmax(probs))
-    if mode == "sample":
-        return draw(probs, other, uniform(seed, "sample", stream, question))
-    if mode == "common":
-        return draw(probs, other, uniform(seed, "common", question))
-    check_answer_mode(mode)
-    raise AssertionError(mode)
+    drawn_for = {"sample": ("sample", stream, question), "common": ("common", question)}[mode]
+    return draw(probs, other, uniform(seed, *drawn_for))
 
 
 def answer_code(index: int | None, start: int, n_options: int, off_scale: dict) -> int | None:
@@ -342,28 +353,27 @@ def distributions(
     texts: Sequence[str],
     options: Sequence[Sequence[str]],
     desc: str,
-    parsing: str = "strict",
+    how: Answering = Answering(),
     draws: int = 10,
-    seed: int = 0,
 ) -> pd.DataFrame:
-    """Response distributions (`probs`, `other`, `dist`, `mode`) of replies read by `parsing`, the
-    same rule in every engine: the strict rule exactly where the engine has logits (replies that
-    begin with an option code); otherwise, and for the authors' rule in every engine, `draws`
-    sampled replies per prompt parsed by `parsing`, with `off_scale` and `parse_differs` counted."""
-    check_reply_parsing(parsing)
-    if lm.engine.has_logprobs and parsing == "strict":
+    """Response distributions (`probs`, `other`, `dist`, `mode`) of replies read by `how.parsing`,
+    the same rule in every engine: the strict rule exactly where the engine has logits (replies
+    that begin with an option code); otherwise, and for the authors' rule in every engine, `draws`
+    replies per prompt sampled under `how.seed`, with `off_scale`, `off_scale_probs` (share of the
+    replies by off-scale code, in code order) and `parse_differs` counted."""
+    if lm.engine.has_logprobs and how.parsing == "strict":
         return scoring.option_distributions(lm, texts, options, desc=desc)
     rows = []
-    for replies, opts in zip(sample_replies(lm, texts, draws, seed, desc), options):
-        tally = tally_replies(replies, [int(o) for o in opts], parsing)
+    for replies, opts in zip(sample_replies(lm, texts, draws, how.seed, desc), options):
+        tally = tally_replies(replies, [int(o) for o in opts], how.parsing)
         valid = sum(tally["counts"])
         rows.append(
             {
                 "probs": [c / draws for c in tally["counts"]],
                 "other": (tally["invalid"] - tally["off_scale"]) / draws,  # off-scale codes are scored, not invalid
-                "off_scale_probs": {str(c): k / draws for c, k in tally["off_scale_codes"].items()},
+                "off_scale_probs": {c: k / draws for c, k in tally["off_scale_codes"].items()},
                 "dist": [c / valid for c in tally["counts"]] if valid else [1.0 / len(opts)] * len(opts),
-                "mode": f"sampled ({draws} draws, {parsing} parsing)",
+                "mode": f"sampled ({draws} draws, {how.parsing} parsing)",
                 "off_scale": tally["off_scale"],
                 "parse_differs": tally["parse_differs"],
             }
@@ -390,24 +400,24 @@ def parsing_check(lm: LoadedModel, questions: pd.DataFrame, prompts_checked: int
     return table
 
 
-def answer_columns(table: pd.DataFrame, mode: str, seed: int) -> pd.DataFrame:
+def answer_columns(table: pd.DataFrame, how: Answering) -> pd.DataFrame:
     """Answer codes under every mode (answer_sample, answer_common, answer_argmax; <NA> for an invalid
-    reply) and `answer` under the chosen one, from a table with id, stream, start, probs, other."""
-    check_answer_mode(mode)
+    reply) and `answer` under how.mode, from a table with id, stream, start, probs, other (and
+    off_scale_probs where replies were sampled)."""
     table = table.copy()
     extra = list(table["off_scale_probs"]) if "off_scale_probs" in table else [{}] * len(table)
     for name in ANSWER_MODES:
         table[f"answer_{name}"] = pd.array(
             [
-                answer_code(pick_answer([*p, *x.values()], o, name, seed, q, s), st, len(p), x)
+                answer_code(pick_answer([*p, *x.values()], o, name, how.seed, q, s), st, len(p), x)
                 for p, o, q, s, st, x in zip(
                     table["probs"], table["other"], table["id"], table["stream"], table["start"], extra
                 )
             ],
             dtype="Int64",
         )
-    table["answer"] = table[f"answer_{mode}"]
-    table["answer_mode"] = mode
+    table["answer"] = table[f"answer_{how.mode}"]
+    table["answer_mode"] = how.mode
     return table
 
 
@@ -426,81 +436,67 @@ def similar_cultures(
     return out
 
 
-def persona_for(kind: str, culture: str | None, similar: dict | None = None) -> str:
-    if kind == "cross":
+def persona_for(persona: prompts.Persona, culture: str | None, similar: dict | None = None) -> str:
+    """The system line of a persona for a culture (cross: with its most and least similar cultures)."""
+    if persona == "cross":
         like, unlike = similar[culture]
         return prompts.persona(
             "cross", culture_name(culture), [culture_name(c) for c in like], [culture_name(c) for c in unlike]
         )
-    return prompts.persona(kind, culture_name(culture) if culture else None)
+    return prompts.persona(persona, culture_name(culture) if culture else None)
 
 
 def survey_texts(
     lm: LoadedModel,
     questions: pd.DataFrame,
-    settings: list[tuple[str, str | None]],
+    settings: list[tuple[prompts.Persona, str | None]],
     similar: dict | None,
     demos: dict | None = None,
 ) -> list[str]:
-    """The prompt of every question under every (kind, culture), settings-major, in the model's format."""
+    """The prompt of every question under every (persona, culture), settings-major, in the model's format."""
     questions = with_starts(questions)
     fmt, texts = prompts.PromptFormat.of(lm), []
-    for kind, culture in settings:
-        system = persona_for(kind, culture, similar)
+    for persona, culture in settings:
+        system = persona_for(persona, culture, similar)
         for q in questions.itertuples(index=False):
             shots = (demos or {}).get((culture, q.id), ())
             texts.append(prompts.survey_prompt(system, q.question, q.options, shots, fmt, start=q.start))
     return texts
 
 
-@dataclass(frozen=True)
-class Answering:
-    """How answers are drawn and read, the same for every method: the answer mode that counts
-    (ANSWER_MODES), the seed of the draws, and the rule that reads the sampled replies of a model
-    without logits (REPLY_PARSING)."""
-
-    mode: str = "sample"
-    seed: int = 0
-    parsing: str = "strict"
-
-    def __post_init__(self) -> None:
-        check_answer_mode(self.mode)
-        check_reply_parsing(self.parsing)
-
-
 def answer_questions(
     lm: LoadedModel,
     questions: pd.DataFrame,
-    settings: list[tuple[str, str | None]],
+    settings: list[tuple[prompts.Persona, str | None]],
     similar: dict | None,
     how: Answering = Answering(),
     demos: dict | None = None,
     stream: str = "",
     desc: str = "answering",
 ) -> pd.DataFrame:
-    """Every question under every (kind, culture): its response distribution over the option codes
+    """Every question under every (persona, culture): its response distribution over the option codes
     and the answer drawn from it under every answer mode (see answer_columns).
 
     `stream` names the model or method, so `sample` draws of different methods are independent.
     `demos` optionally maps (culture, question id) to demonstrations [(question, options, code, start)].
-    Columns: id, kind, culture, start, probs, other, measure, answer_<mode>..., answer, answer_mode.
+    Columns: those of culturespa_tables.ANSWERS but method.
     """
     questions = with_starts(questions)
     texts = survey_texts(lm, questions, settings, similar, demos)
     options, rows = [], []
-    for kind, culture in settings:
+    for persona, culture in settings:
         for q in questions.itertuples(index=False):
             options.append(prompts.number_options(len(q.options), q.start))
             rows.append(
                 {
                     "id": q.id,
-                    "kind": kind,
+                    "persona": persona,
                     "culture": culture or "",
                     "start": int(q.start),
-                    "stream": f"{stream}|{kind}|{culture or ''}",
+                    "stream": f"{stream}|{persona}|{culture or ''}",
                 }
             )
-    scored = distributions(lm, texts, options, desc, how.parsing, seed=how.seed)
+    scored = distributions(lm, texts, options, desc, how)
     table = pd.DataFrame(rows)
     table["probs"] = list(scored["probs"])
     table["other"] = scored["other"].to_numpy(dtype=float)
@@ -510,27 +506,7 @@ def answer_questions(
             table[column] = scored[column].to_numpy()
     if "off_scale_probs" in scored:
         table["off_scale_probs"] = list(scored["off_scale_probs"])
-    return answer_columns(table, how.mode, how.seed).drop(columns="stream")
-
-
-def read_answers(path: Path) -> pd.DataFrame:
-    """An answers.csv written by stage 70 or 95: lists parsed, answer codes as Int64 with <NA> for invalid."""
-    table = pd.read_csv(path, keep_default_na=False, converters={"probs": json.loads, "off_scale_probs": json.loads})
-    for column in [c for c in table.columns if c == "answer" or c.startswith("answer_") and c != "answer_mode"]:
-        table[column] = pd.to_numeric(table[column].replace("", None), errors="coerce").astype("Int64")
-    return table
-
-
-def write_answers(path: Path, table: pd.DataFrame) -> Path:
-    """answers.csv with the probability lists as JSON, so read_answers gets them back exactly."""
-    from .runs import write_table
-
-    out = table.copy()
-    if "probs" in out:
-        out["probs"] = out["probs"].map(lambda p: json.dumps([float(x) for x in p]))
-    if "off_scale_probs" in out:
-        out["off_scale_probs"] = out["off_scale_probs"].map(lambda x: json.dumps(x if isinstance(x, dict) else {}))
-    return write_table(path, out)
+    return answer_columns(table, how).drop(columns="stream")
 
 
 def prompt_format(lm: LoadedModel) -> str:

@@ -15,7 +15,7 @@ from .culturespa import ANSWER_MODES, persona_for, with_starts
 
 
 def _unaware(answers: pd.DataFrame) -> pd.DataFrame:
-    return answers[answers["kind"] == "unaware"].drop_duplicates("id").set_index("id")
+    return answers[answers["persona"] == "unaware"].drop_duplicates("id").set_index("id")
 
 
 def _codes(column: pd.Series) -> np.ndarray:
@@ -24,9 +24,9 @@ def _codes(column: pd.Series) -> np.ndarray:
 
 
 def shift_rates(answers: pd.DataFrame) -> pd.DataFrame:
-    """Percent of valid (persona, unaware) answer pairs that differ, per persona kind and answer mode."""
+    """Percent of valid (persona, unaware) answer pairs that differ, per persona and answer mode."""
     unaware = _unaware(answers)
-    others = answers[answers["kind"] != "unaware"]
+    others = answers[answers["persona"] != "unaware"]
     rates = {}
     for mode in ANSWER_MODES:
         persona_answer, unaware_answer = (
@@ -35,21 +35,21 @@ def shift_rates(answers: pd.DataFrame) -> pd.DataFrame:
         )
         valid = ~(np.isnan(persona_answer) | np.isnan(unaware_answer))
         frame = pd.DataFrame(
-            {"kind": others["kind"].to_numpy()[valid], "differ": persona_answer[valid] != unaware_answer[valid]}
+            {"persona": others["persona"].to_numpy()[valid], "differ": persona_answer[valid] != unaware_answer[valid]}
         )
-        rates[mode] = frame.groupby("kind")["differ"].mean() * 100
-    return pd.DataFrame(rates).rename_axis("kind")
+        rates[mode] = frame.groupby("persona")["differ"].mean() * 100
+    return pd.DataFrame(rates).rename_axis("persona")
 
 
 def crqpc(
-    answers: pd.DataFrame, questions: pd.DataFrame, aware_kind: str = "aware", column: str = "answer"
+    answers: pd.DataFrame, questions: pd.DataFrame, aware_persona: prompts.Persona = "aware", column: str = "answer"
 ) -> pd.DataFrame:
     """Culture-related QA pairs (the authors' data_process/3.CRQPC.py): per culture, the questions
     whose culture-aware answer is valid, the unaware one too, and the two differ; as
     instruction-tuning records (system, question, options, start, input, output)."""
     questions = with_starts(questions)
     unaware = _unaware(answers)[column]
-    aware = answers[answers["kind"] == aware_kind]
+    aware = answers[answers["persona"] == aware_persona]
     by_id = questions.set_index("id")
     records = []
     for row in aware.itertuples(index=False):
@@ -96,12 +96,12 @@ def crqpc(
     )
 
 
-def crqpc_counts(answers: pd.DataFrame, aware_kind: str = "aware") -> pd.DataFrame:
+def crqpc_counts(answers: pd.DataFrame, aware_persona: prompts.Persona = "aware") -> pd.DataFrame:
     """Per culture: pairs kept under each answer mode, and the exact expected number under the
     authors' protocol (two independent draws, both valid, different): sum over questions of
     (1 - other_u)(1 - other_a) - sum_j p_u(j) p_a(j)."""
     unaware = _unaware(answers)
-    aware = answers[answers["kind"] == aware_kind]
+    aware = answers[answers["persona"] == aware_persona]
     rows = []
     for culture, group in aware.groupby("culture", sort=True):
         row = {"culture": culture, "questions": len(group)}

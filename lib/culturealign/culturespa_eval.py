@@ -302,10 +302,10 @@ def base_answers(
         lm, questions, [("unaware", None)], similar, how, stream="unaware", desc="unaware"
     )
     parts = [pd.concat([unaware.assign(culture=c) for c in cultures], ignore_index=True).assign(method="unaware")]
-    for kind in ("aware", "cross"):
-        settings = [(kind, c) for c in cultures]
-        answered = culturespa.answer_questions(lm, questions, settings, similar, how, stream=kind, desc=kind)
-        parts.append(answered.assign(method=kind))
+    for persona in ("aware", "cross"):
+        settings = [(persona, c) for c in cultures]
+        answered = culturespa.answer_questions(lm, questions, settings, similar, how, stream=persona, desc=persona)
+        parts.append(answered.assign(method=persona))
     demos = selfalign_demos(questions, cultures)
     aware = [("aware", c) for c in cultures]
     for method, shown, desc in (
@@ -357,7 +357,7 @@ def adapter_answers(
     return (
         pd.concat(parts, ignore_index=True)
         if parts
-        else pd.DataFrame(columns=["id", "kind", "culture", "answer", "method"])
+        else pd.DataFrame(columns=["id", "persona", "culture", "answer", "method"])
     )
 
 

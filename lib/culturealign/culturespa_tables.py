@@ -1,12 +1,86 @@
-"""The CultureSPA evaluation's tables (stage 95), declared once: each column's type, unit and
-meaning. Columns marked optional exist only where their meaning says (docs/tables.md)."""
+"""CultureSPA's tables, declared once: each column's type, unit and meaning. The answers of
+culture prompting (stage 70) and of every method of the evaluation (stage 95), and the
+evaluation's scores (stage 95). Columns marked optional exist only where their meaning says
+(docs/tables.md)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
+
+from .culturespa import ANSWER_MODES
 from .tables import Column, Table
 
 CULTURE = Column("culture", "str", "", "WVS country (ISO3) or a mean over cultures")
 METHOD = Column("method", "str", "", "CultureSPA prompting or tuning method")
+
+SAMPLED = "(sampled replies only: a model without logits, or reply_parsing authors)"
+ANSWER_CODES = (
+    *(
+        Column(f"answer_{mode}", "int", "", f"the answer code drawn under answer mode {mode}: {why}; empty: invalid")
+        for mode, why in ANSWER_MODES.items()
+    ),
+    Column("answer", "int", "", "the answer code under the run's answer_mode (the one that counts); empty: invalid"),
+)
+ANSWERS = Table(
+    "answers.csv",
+    "question under a persona and culture (in stage 95, of a method): its response distribution and answers",
+    (
+        Column(
+            "method",
+            "str",
+            "",
+            "stage 95's prompting or tuning method (a tuned method's further training seeds as "
+            "method__seed<s>); stage 70 asks the base model alone and has no method",
+            optional=True,
+        ),
+        Column("id", "str", "", "question id: stage 60's generated question, or the WVS question"),
+        Column("persona", "str", "", "the persona setting of the prompt: unaware, aware or cross"),
+        Column(
+            "culture",
+            "str",
+            "",
+            "the persona's culture (ISO3); stage 70's unaware rows have none, stage 95 repeats them per culture",
+        ),
+        Column("start", "int", "", "the code of the first option (0 on WVS's 0-based scales)"),
+        Column("probs", "list", "probability", "probability of each option code in order, from `start` on"),
+        Column("other", "float", "probability", "probability of a reply that gives no answer code (invalid)"),
+        Column("measure", "str", "", "how the distribution was measured: exact, or sampled (draws, parsing rule)"),
+        Column(
+            "off_scale", "int", "count", f"replies with a code 0-10 off the question's scale {SAMPLED}", optional=True
+        ),
+        Column(
+            "parse_differs", "int", "count", f"replies the two parsing rules read differently {SAMPLED}", optional=True
+        ),
+        Column(
+            "off_scale_probs",
+            "dict",
+            "probability",
+            f"share of the replies per code 0-10 off the question's scale, which reply_parsing authors reads "
+            f"and scores as that code {SAMPLED}",
+            optional=True,
+            keys=("code", "int"),
+        ),
+        *ANSWER_CODES,
+        Column("answer_mode", "str", "", "the answer mode that counts"),
+    ),
+    key=("method", "persona", "culture", "id"),
+)
+
+
+def read_answers(folder: Path) -> pd.DataFrame:
+    """The answers a stage wrote in `folder` (ANSWERS.read), as answer_questions returns them: answer
+    codes as Int64 (<NA>: invalid), no culture as "", off-scale shares {} where none was read."""
+    answers = ANSWERS.read(folder)
+    for column in ANSWER_CODES:
+        answers[column.name] = answers[column.name].astype("Int64")
+    answers["culture"] = answers["culture"].fillna("")
+    if "off_scale_probs" in answers:
+        answers["off_scale_probs"] = [x if isinstance(x, dict) else {} for x in answers["off_scale_probs"]]
+    return answers
+
+
 NUMBER = Column("number", "str", "", "which number the row holds: one run or expected")
 SCORE = "alignment score, 100 * (1 - ||a - g|| / ||span||) over the questions"
 

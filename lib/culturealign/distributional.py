@@ -132,7 +132,7 @@ def exact_answers(lm: LoadedModel, items: pd.DataFrame, questions: pd.DataFrame,
         q = by_id[row.id]
         texts.append(survey_text(lm, row.persona, q, row.order))
         options.append(prompts.number_options(len(q.options), q.start))
-    scored = culturespa.distributions(lm, texts, options, "97 exact", "strict", seed=seed)
+    scored = culturespa.distributions(lm, texts, options, "97 exact", culturespa.Answering(seed=seed, parsing="strict"))
     table = items.reset_index(drop=True).copy()
     flip = (table["order"] == "reversed").to_numpy()
     table["dist"] = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 CLOZE_INSTRUCTION = "Fill in the blank with one of the two options. Reply with the option only."
 ANSWER_CUE = "Answer:"
@@ -233,15 +233,20 @@ CROSS = (
 )
 
 
-def persona(kind: str, culture: str | None = None, similar: Sequence[str] = (), dissimilar: Sequence[str] = ()) -> str:
-    """The system line of a CultureSPA prompt: culture-unaware, culture-aware, or cross-culture."""
-    if kind == "unaware":
+Persona = Literal["unaware", "aware", "cross"]  # CultureSPA's persona settings: culture-unaware, -aware, cross-culture
+
+
+def persona(
+    persona: Persona, culture: str | None = None, similar: Sequence[str] = (), dissimilar: Sequence[str] = ()
+) -> str:
+    """The system line of a CultureSPA prompt under a persona setting (Persona)."""
+    if persona == "unaware":
         return UNAWARE
-    if kind == "aware":
+    if persona == "aware":
         return AWARE.format(culture=culture)
-    if kind == "cross":
+    if persona == "cross":
         return CROSS.format(culture=culture, similar=", ".join(similar), dissimilar=", ".join(dissimilar))
-    raise ValueError(f"unknown persona kind {kind!r}: use unaware, aware or cross")
+    raise ValueError(f"unknown persona {persona!r}: use one of {', '.join(get_args(Persona))}")
 
 
 def survey_block(question: str, options: Sequence[str], answer: int | None = None, start: int = 1) -> str:

@@ -148,12 +148,14 @@ def test_60_generate_questions(smoke_outputs):
 
 
 def test_70_culture_prompting(smoke_outputs):
-    from culturealign import culturespa
+    from culturealign import culturespa_tables
 
     folder, manifest = artifacts(smoke_outputs, "70_culture_prompting")
-    answers = culturespa.read_answers(folder / "answers.csv")
-    assert set(answers["kind"]) == {"unaware", "aware", "cross"}
-    assert set(answers.loc[answers["kind"] == "aware", "culture"]) == {"USA", "DEU", "CHN"}
+    answers = culturespa_tables.read_answers(folder)
+    assert "[" not in (folder / "answers.csv").read_text() and (folder / "answers__probs.csv").exists()
+    assert set(answers["persona"]) == {"unaware", "aware", "cross"}
+    assert set(answers.loc[answers["persona"] == "aware", "culture"]) == {"USA", "DEU", "CHN"}
+    assert set(answers.loc[answers["persona"] == "unaware", "culture"]) == {""}
     assert manifest["results"]["answer_mode"] == "sample" and (answers["answer_mode"] == "sample").all()
     assert answers["answer"].equals(answers["answer_sample"]) and answers["answer_argmax"].notna().all()
     valid = answers.dropna(subset=["answer"])
@@ -191,6 +193,8 @@ def test_90_lora_sft(smoke_outputs):
 
 
 def test_95_culture_eval(smoke_outputs):
+    from culturealign import culturespa_tables
+
     root, _ = smoke_outputs
     folder, manifest = artifacts(smoke_outputs, "95_culture_eval")
     table = pd.read_csv(folder / "score_table.csv").set_index("culture")
@@ -220,6 +224,9 @@ def test_95_culture_eval(smoke_outputs):
     # 4 items near chance: an equivalence question, or one the check cannot answer at chance
     assert verdict == "not shown" or verdict.startswith(("within +/-", "cannot show a loss"))
     assert "expected_common" in expected.columns and (folder / "parsing_check.csv").exists()
+    answers = culturespa_tables.read_answers(folder)  # every method and training seed: the key tells them apart
+    assert {"unaware", "culturespa_joint", "culturespa_joint__seed1"} <= set(answers["method"])
+    assert answers["probs"].map(len).gt(0).all() and set(answers["culture"]) == {"USA", "DEU"}
     assert (folder / "fig_alignment.png").exists() and (folder / "fig_alignment_one_run.png").exists()
 
 
