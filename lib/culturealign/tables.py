@@ -161,10 +161,16 @@ def _nest(long: pd.DataFrame, frame: pd.DataFrame, key: tuple[str, ...], column:
     """A long table back into one list (or list of lists) per row of `frame`, NaN where it has none."""
     index = list(NESTED[column.dtype])
     nested: dict[tuple, list] = {}
-    for keys, group in long.sort_values([*key, *index]).groupby(list(key), sort=False):
-        keys = keys if isinstance(keys, tuple) else (keys,)
+    for keys, group in long.sort_values([*key, *index]).groupby(list(key), sort=False, dropna=False):
+        keys = _joined(keys if isinstance(keys, tuple) else (keys,))
         if column.dtype == "lists":
             nested[keys] = [g["value"].tolist() for _, g in group.groupby("draw", sort=True)]
         else:
             nested[keys] = group["value"].tolist()
-    return [nested.get(tuple(k), float("nan")) for k in frame[list(key)].itertuples(index=False)]
+    return [nested.get(_joined(k), float("nan")) for k in frame[list(key)].itertuples(index=False)]
+
+
+def _joined(keys: tuple) -> tuple:
+    """A row's key as the long table and the table join on: an empty cell (e.g. stage 97's default
+    persona, written as an empty string and read back as missing) is None on both sides."""
+    return tuple(None if pd.isna(k) else k for k in keys)
