@@ -152,6 +152,8 @@ def test_map_puts_identical_points_together():
     near = np.linalg.norm(xy.loc["human A"] - xy.loc["persona A"])
     far = np.linalg.norm(xy.loc["human A"] - xy.loc["human B"])
     assert near < 0.1 * far
+    groups = {"human A": "human", "human B": "human", "persona A": "model", "persona B": "model"}
+    assert points["group"].to_dict() == groups  # which group each point belongs to
 
 
 @pytest.mark.parametrize(

@@ -310,11 +310,11 @@ def map_points(model: pd.DataFrame, human: dict, metric: str, seed: int) -> pd.D
     values = (values + values.T) / 2
     np.fill_diagonal(values, 0.0)
     xy = MDS(n_components=2, metric="precomputed", random_state=seed, n_init=4, init="random").fit_transform(values)
-    kind = ["human" if n.startswith("human") else "model" for n in matrix.index]
+    group = ["human" if n.startswith("human") else "model" for n in matrix.index]
     return pd.DataFrame(
         {
             "point": matrix.index,
-            "kind": kind,
+            "group": group,
             "label": [n.split(" ", 1)[1] for n in matrix.index],
             "x": xy[:, 0],
             "y": xy[:, 1],
@@ -434,15 +434,15 @@ def figure_elicitation(gap: pd.DataFrame, metric: str) -> plt.Figure:
 def figure_map(points: pd.DataFrame) -> plt.Figure:
     """Human countries and model personas on one MDS map of their distances."""
     fig, ax = plt.subplots(figsize=(7, 6))
-    for kind, marker, colour in (("human", "o", "#4878d0"), ("model", "^", "#d65f5f")):
-        part = points[points["kind"] == kind]
+    for group, marker, colour in (("human", "o", "#4878d0"), ("model", "^", "#d65f5f")):
+        part = points[points["group"] == group]
         ax.scatter(
             part["x"],
             part["y"],
             marker=marker,
             c=colour,
             s=18,
-            label="WVS country" if kind == "human" else "model persona",
+            label="WVS country" if group == "human" else "model persona",
         )
         for row in part.itertuples(index=False):
             ax.annotate(row.label, (row.x, row.y), fontsize=5, color=colour)
