@@ -27,6 +27,7 @@ from culturealign import paths
 from culturealign.precision import cpu_model
 from culturealign.report import read_manifests, wall_seconds
 from culturealign.results import write_bench
+from culturealign.tables import NESTED
 
 DTYPES = ("float32", "bfloat16")
 TARGET = 0.1  # a headline may move by at most this share of its interval's width
@@ -48,8 +49,14 @@ def interval_of(column: str, columns: list[str]) -> tuple[str, str] | None:
 
 
 def keys_of(frame: pd.DataFrame) -> list[str]:
-    """The columns that name a row (text and flags), on which the two precisions' rows are matched."""
-    return [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c]) or frame[c].dtype == bool]
+    """The columns that name a row (text, flags, and a long table's positions in its nested
+    column), on which the two precisions' rows are matched."""
+    positions = {i for index in NESTED.values() for i in index}
+    return [
+        c
+        for c in frame.columns
+        if not pd.api.types.is_numeric_dtype(frame[c]) or frame[c].dtype == bool or c in positions
+    ]
 
 
 def compare_table(name: str, fp32: pd.DataFrame, bf16: pd.DataFrame) -> list[dict[str, object]]:

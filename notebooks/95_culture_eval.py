@@ -147,9 +147,9 @@ expected = culturespa_scores.with_split(expected, culturespa_scores.distance_spl
 culturespa_tables.EXPECTED_SCORES.write(expected.assign(number=expected_label), run.dir)
 expected_table = culturespa_eval.method_table(expected[expected["culture"].isin(cultures)], culturespa_eval.METHODS, "expected")
 runs.write_table(run.path("expected_table.csv"), expected_table.reset_index().assign(number=expected_label))
-runs.write_table(paths.summary_dir() / "culturespa_scores.csv",
-                 pd.concat([expected_table.reset_index().assign(number=expected_label),
-                            table.reset_index().assign(number=one_run)], ignore_index=True).assign(model=model))
+culturespa_tables.method_scores(culturespa_eval.METHODS).write(
+    pd.concat([expected_table.reset_index().assign(number=expected_label),
+               table.reset_index().assign(number=one_run)], ignore_index=True).assign(model=model), paths.summary_dir())
 print(expected_label, "(95% interval of one run in expected_scores.csv)")
 expected_table.round(2)
 

@@ -26,10 +26,12 @@
 # noise, a split half of the respondents where rows exist). The headline per country: the persona's
 # distance minus the all-countries floor, with a paired interval over questions.
 #
-# *Reads* WVS texts from `../shared`, the WVS answer-shares table. *Writes* `model.csv`, `distances.csv`,
-# `countries.csv`, `questions.csv`, `headline.csv`, `placebos.csv`, `skipped.csv`, `sample_sizes.csv`,
-# `identity.csv`, `matrix.csv`, `default_nearest.csv`, `map.csv`, `elicitation.csv`,
-# `elicitation_gap.csv` and `fig_countries`, `fig_identifiability`, `fig_elicitation`, `fig_map`.
+# *Reads* WVS texts from `../shared`, the WVS answer-shares table. *Writes* the tables declared in
+# `distributional_tables`: `model.csv`, `distances.csv`, `countries.csv`, `questions.csv`, `headline.csv`,
+# `placebos.csv`, `skipped.csv`, `skipped_conditions.csv`, `sample_sizes.csv`, `identity.csv`, `matrix.csv`,
+# `default_nearest.csv`, `map.csv`, `elicitation.csv`, `elicitation_gap.csv` (each distribution as a long
+# table: `model__dist.csv`, `elicitation__dist.csv`), and `fig_countries`, `fig_identifiability`,
+# `fig_elicitation`, `fig_map`.
 
 # %% tags=["parameters"]
 from typing import Literal
@@ -53,7 +55,7 @@ bootstrap: int = 2000  # bootstrap resamples of the intervals
 import pandas as pd
 from IPython.display import Image, display
 
-from culturealign import distributional, distributional_stats, params, plots, runs, stage
+from culturealign import distributional, distributional_stats, distributional_tables, params, plots, stage
 
 where = lambda key: params.param_source(distributional.STAGE, key, model, lang)  # noqa: E731
 countries, question_ids = distributional.check_selection(countries, questions, where)
@@ -62,8 +64,8 @@ human, skipped = distributional.human_distributions(survey, countries)
 placebo = distributional.placebo_personas(countries, seed)
 items = distributional.ask_items(survey, human, countries)
 run, lm = stage.begin(distributional.STAGE, globals())
-runs.write_table(run.path("skipped.csv"), skipped)
-runs.write_table(run.path("placebos.csv"), pd.DataFrame({"country": list(placebo), "placebo": list(placebo.values())}))
+distributional_tables.SKIPPED.write(skipped, run.dir)
+distributional_tables.PLACEBOS.write(pd.DataFrame({"country": list(placebo), "placebo": list(placebo.values())}), run.dir)
 print(f"{len(countries)} countries x {len(survey)} questions: {len(human)} with WVS answer shares, "
       f"{int(skipped['skipped'].sum())} skipped (no WVS shares); {len(items)} prompts to score")
 
@@ -73,7 +75,7 @@ print(f"{len(countries)} countries x {len(survey)} questions: {len(human)} with 
 # %%
 answers = distributional.exact_answers(lm, items, survey, seed)
 model_dists = distributional.combine_orders(answers)
-runs.write_table(run.path("model.csv"), model_dists.assign(dist=model_dists["dist"].map(lambda d: [round(float(x), 6) for x in d])))
+distributional_tables.MODEL_ANSWERS.write(model_dists.assign(dist=model_dists["dist"].map(lambda d: [round(float(x), 6) for x in d])), run.dir)
 print(f"measured: {sorted(set(answers['measure']))}; mean p_other {answers['other'].mean():.3f}; "
       f"order bias (forward - reversed mean position): {model_dists['order_shift'].mean():+.3f}, "
       f"W1 between orders {model_dists['order_w1'].mean():.3f}")
@@ -88,9 +90,9 @@ sizes = distributional_stats.sample_sizes(countries, survey)
 long = pd.concat([measured, distributional_stats.floor_distances(human),
                   distributional_stats.sampling_noise(human, sizes, noise_draws, seed),
                   distributional_stats.split_half(countries, survey, split_halves, seed)], ignore_index=True)
-runs.write_table(run.path("distances.csv"), long)
-runs.write_table(run.path("sample_sizes.csv"), sizes)
-runs.write_table(run.path("skipped_conditions.csv"), missing)
+distributional_tables.DISTANCES.write(long, run.dir)
+distributional_tables.SAMPLE_SIZES.write(sizes, run.dir)
+distributional_tables.SKIPPED_CONDITIONS.write(missing, run.dir)
 print(f"sample sizes: {sizes['n_basis'].value_counts().to_dict()}; "
       f"condition cells skipped (persona not asked on the question): {int(missing['skipped'].sum()) if len(missing) else 0}")
 long.groupby("condition")[list(distributional.METRICS)].mean().round(3)
@@ -100,12 +102,12 @@ long.groupby("condition")[list(distributional.METRICS)].mean().round(3)
 
 # %%
 table = distributional_stats.country_table(long, metric, bootstrap, seed)
-runs.write_table(run.path("countries.csv"), table)
-runs.write_table(run.path("questions.csv"), distributional_stats.question_table(long, metric, bootstrap, seed))
+distributional_tables.COUNTRIES.write(table, run.dir)
+distributional_tables.QUESTIONS.write(distributional_stats.question_table(long, metric, bootstrap, seed), run.dir)
 headline = pd.concat([distributional_stats.paired_gap(long, metric, "persona", "all_countries", bootstrap, seed),
                       distributional_stats.paired_gap(long, metric, "persona", "placebo", bootstrap, seed),
                       distributional_stats.paired_gap(long, metric, "persona", "default", bootstrap, seed)], ignore_index=True)
-runs.write_table(run.path("headline.csv"), headline)
+distributional_tables.HEADLINE.write(headline, run.dir)
 headline[headline["country"] == "all"].round(4)
 
 # %%
@@ -117,17 +119,17 @@ display(Image(filename=str(files[0]), width=900))
 
 # %%
 matrix = distributional_stats.persona_matrix(model_dists, human, metric)
-runs.write_table(run.path("matrix.csv"), matrix.rename(index={"": "(default)"}).reset_index(names="persona"))
+distributional_tables.persona_matrix(countries).write(matrix.rename(index={"": "(default)"}).reset_index(names="persona"), run.dir)
 identity = distributional_stats.identifiability(matrix, placebo)
 nearest = distributional_stats.default_nearest(matrix)
-runs.write_table(run.path("identity.csv"), identity)
-runs.write_table(run.path("default_nearest.csv"), nearest)
+distributional_tables.IDENTITY.write(identity, run.dir)
+distributional_tables.DEFAULT_NEAREST.write(nearest, run.dir)
 display(identity.round(3))
 nearest.round(4)
 
 # %%
 points = distributional_stats.map_points(model_dists, human, metric, seed)
-runs.write_table(run.path("map.csv"), points)
+distributional_tables.MAP.write(points, run.dir)
 plots.save(distributional_stats.figure_identifiability(matrix, metric), run.path("fig_identifiability"))
 files = plots.save(distributional_stats.figure_map(points), run.path("fig_map"))
 display(Image(filename=str(files[0]), width=700))
@@ -142,9 +144,9 @@ ways = {"exact": subset.assign(dist=[forward[(p, q)] for p, q in zip(subset["per
         "sampled": distributional.sampled_distributions(lm, subset, survey, sample_draws, seed),
         "stated": distributional.stated_distributions(lm, subset, survey, stated_tokens, seed)}
 gap = distributional_stats.elicitation_gap(ways, human, metric, bootstrap, seed)
-runs.write_table(run.path("elicitation_gap.csv"), gap)
-runs.write_table(run.path("elicitation.csv"), pd.concat([t.assign(way=w, dist=t["dist"].map(lambda d: None if d is None else [round(float(x), 4) for x in d]))
-                                                         for w, t in ways.items()], ignore_index=True))
+distributional_tables.ELICITATION_GAP.write(gap, run.dir)
+distributional_tables.ELICITATION.write(pd.concat([t.assign(way=w, dist=t["dist"].map(lambda d: None if d is None else [round(float(x), 4) for x in d]))
+                                                  for w, t in ways.items()], ignore_index=True), run.dir)
 files = plots.save(distributional_stats.figure_elicitation(gap, metric), run.path("fig_elicitation"))
 display(Image(filename=str(files[0]), width=700))
 gap.round(3)

@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 from scipy.special import softmax
 
-from culturealign import culturespa, culturespa_eval, metrics, prompts, scoring
+from culturealign import culturespa, culturespa_eval, culturespa_tables, metrics, prompts, scoring
+from culturealign.tables import TableError
 
 
 @pytest.mark.model
@@ -201,6 +202,19 @@ def test_method_table_adds_a_fair_mean_when_specific_adapters_cover_some_culture
     assert table.loc["mean over USA", "aware"] == 40.0
     full = culturespa_eval.method_table(scores[scores["method"] == "aware"], ["aware"])
     assert list(full.index) == ["CHN", "KEN", "USA", "mean"] and full.index.name == "culture"
+
+
+def test_the_wide_summary_is_written_as_its_method_list_declares(tmp_path):
+    """culturespa_scores.csv: the methods a run answered, each a column; a method outside the list is refused."""
+    scores = pd.DataFrame([("USA", "aware", 40.0), ("KEN", "aware", 30.0)], columns=["culture", "method", "score"])
+    table = culturespa_eval.method_table(scores, culturespa_eval.METHODS).reset_index().assign(number="one run")
+    declared = culturespa_tables.method_scores(culturespa_eval.METHODS)
+    declared.write(table.assign(model="m"), tmp_path)
+    back = declared.read(tmp_path)
+    assert list(back.columns) == ["culture", "aware", "number", "model"]
+    assert back["aware"].tolist() == [30.0, 40.0, 35.0]
+    with pytest.raises(TableError, match=r"undeclared \['aware__seed1'\]"):
+        declared.validate(table.assign(model="m", aware__seed1=1.0))
 
 
 def figures_for(gold_by_culture: dict[str, dict[str, int]]) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import pytest
 
 from culturealign import distributional as D
 from culturealign import distributional_stats as S
+from culturealign import distributional_tables as T
 from culturealign import prompts
 
 
@@ -152,6 +153,8 @@ def test_map_puts_identical_points_together():
     near = np.linalg.norm(xy.loc["human A"] - xy.loc["persona A"])
     far = np.linalg.norm(xy.loc["human A"] - xy.loc["human B"])
     assert near < 0.1 * far
+    groups = {"human A": "human", "human B": "human", "persona A": "model", "persona B": "model"}
+    assert points["group"].to_dict() == groups  # which group each point belongs to
 
 
 @pytest.mark.parametrize(
@@ -190,35 +193,84 @@ def test_elicitation_gap_counts_the_unparsed():
     assert gap.loc["stated", "mean"] == 0 and gap.loc["stated", "gap_vs_exact"] == pytest.approx(-0.75)
 
 
-def test_report_tables_read_finished_runs_only(tmp_path):
+def finished_run(root, status: str = "done"):
+    """A stage 97 folder with the four tables the report reads, written through their declarations."""
     import json
 
-    folder = tmp_path / "m" / "en" / D.STAGE
+    folder = root / "m" / "en" / D.STAGE
     folder.mkdir(parents=True)
-    pd.DataFrame(
-        {
-            "country": ["A", "all"],
-            "condition": "persona",
-            "against": "all_countries",
-            "mean": -0.1,
-            "low": -0.2,
-            "high": 0.0,
-            "n": [3, 3],
-        }
-    ).to_csv(folder / "headline.csv", index=False)
-    pd.DataFrame(
-        {"country": "A", "id": ["Q1", "Q2"], "condition": ["persona", "uniform"], "w1": 0.1, "jsd": 0.2, "tv": 0.3}
-    ).to_csv(folder / "distances.csv", index=False)
-    pd.DataFrame({"share": ["persona nearest its own country"], "rate": [0.5]}).to_csv(
-        folder / "identity.csv", index=False
+    T.HEADLINE.write(
+        pd.DataFrame(
+            {
+                "country": ["A", "all"],
+                "condition": "persona",
+                "against": "all_countries",
+                "mean": -0.1,
+                "low": -0.2,
+                "high": 0.0,
+                "n": [3, 3],
+            }
+        ),
+        folder,
     )
-    pd.DataFrame({"way": ["exact"], "parse_rate": [1.0]}).to_csv(folder / "elicitation_gap.csv", index=False)
-    (folder / "manifest.json").write_text(json.dumps({"status": "running"}))
-    assert S.report_tables(tmp_path) == []
-    (folder / "manifest.json").write_text(json.dumps({"status": "done", "results": {"metric": "tv"}}))
-    tables = dict(S.report_tables(tmp_path))
-    assert len(tables) == 4 and "m: persona minus each control, tv, paired over (country, question)" in tables
-    assert tables["m: persona minus each control, tv, paired over (country, question)"]["n"].tolist() == [3]
+    T.DISTANCES.write(
+        pd.DataFrame(
+            {"country": "A", "id": ["Q1", "Q2"], "condition": ["persona", "uniform"], "w1": 0.1, "jsd": 0.2, "tv": 0.3}
+        ),
+        folder,
+    )
+    identity = pd.DataFrame({"share": ["persona nearest its own country"], "rate": [0.5]})
+    T.IDENTITY.write(identity.reindex(columns=T.IDENTITY.names), folder)
+    T.ELICITATION_GAP.write(pd.DataFrame({"way": ["exact"]}).reindex(columns=T.ELICITATION_GAP.names), folder)
+    (folder / "manifest.json").write_text(json.dumps({"status": status, "results": {"metric": "tv"}}))
+    return folder
+
+
+def test_report_tables_read_finished_runs_only(tmp_path):
+    finished_run(tmp_path, "running")
+    assert T.report_tables(tmp_path) == []
+    (tmp_path / "m" / "en" / D.STAGE / "manifest.json").write_text('{"status": "done", "results": {"metric": "tv"}}')
+    tables = {title: (frame, table) for title, frame, table in T.report_tables(tmp_path)}
+    assert len(tables) == 4
+    pooled, declared = tables["m: persona minus each control, tv, paired over (country, question)"]
+    assert pooled["n"].tolist() == [3] and declared is T.HEADLINE
+    means, _ = tables["m: mean distance of each condition, floor and ceiling"]
+    assert means.set_index("condition").loc["persona", ["w1_mean", "w1_count"]].tolist() == [0.1, 1]
+
+
+def test_a_run_whose_table_does_not_match_its_declaration_is_named_not_shown(tmp_path):
+    folder = finished_run(tmp_path)
+    identity = pd.read_csv(folder / "identity.csv").rename(columns={"rate": "share_rate"})
+    identity.to_csv(folder / "identity.csv", index=False)
+    problems = []
+    assert T.report_tables(tmp_path, problems) == []
+    (where, why), *_ = problems
+    assert where == folder and "identity.csv" in why and "['rate']" in why and "make run NB=97_distributions" in why
+
+
+def test_each_stage_97_table_round_trips_through_its_declaration(tmp_path):
+    """The distributions of model.csv and elicitation.csv are long tables on disk (the default
+    persona's empty key included) and lists again when read; the map names each point's group."""
+    model = pd.DataFrame(
+        {"persona": ["", "A"], "id": ["Q46", "Q46"], "dist": [[0.25, 0.75], [1.0, 0.0]], "other": [0.1, 0.2]}
+    )
+    T.MODEL_ANSWERS.write(model, tmp_path)
+    assert "[" not in (tmp_path / "model.csv").read_text() and (tmp_path / "model__dist.csv").exists()
+    back = T.MODEL_ANSWERS.read(tmp_path)
+    assert back["dist"].tolist() == [[0.25, 0.75], [1.0, 0.0]] and back["persona"].isna().tolist() == [True, False]
+    keys = pd.DataFrame({"persona": ["A", "A"], "id": ["Q46", "Q47"]})
+    asked = pd.concat(
+        [keys.assign(way="exact", dist=[[0.5, 0.5], [1.0]]), keys.assign(way="stated", dist=[[0.2, 0.8], None])]
+    )
+    T.ELICITATION.write(asked.assign(unparsed=["", "", "", "no 'code: NN%' line"]), tmp_path)
+    back = T.ELICITATION.read(tmp_path)
+    assert back["dist"].iloc[:3].tolist() == [[0.5, 0.5], [1.0], [0.2, 0.8]] and pd.isna(back["dist"].iloc[3])
+    dist = {("A", "Q46"): np.array([0.7, 0.1, 0.1, 0.1]), ("B", "Q46"): np.array([0.1, 0.1, 0.1, 0.7])}
+    asked = pd.DataFrame({"persona": ["A"], "id": ["Q46"], "dist": [dist[("A", "Q46")]]})
+    points = T.MAP.validate(S.map_points(asked, dist, "tv", 0)).set_index("point")
+    assert points["group"].to_dict() == {"human A": "human", "human B": "human", "persona A": "model"}
+    matrix = S.persona_matrix(asked, dist, "tv").reset_index(names="persona")
+    assert T.persona_matrix(["A", "B", "C"]).validate(matrix).columns.tolist() == ["persona", "A", "B"]
 
 
 def test_error_bars_are_never_negative_and_absent_without_an_interval():

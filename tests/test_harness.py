@@ -11,9 +11,21 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from culturealign import harness, harness_utils, params, probes, prompts, report, selfalign, weights, wvs
+from culturealign import (
+    harness,
+    harness_tables,
+    harness_utils,
+    params,
+    probes,
+    prompts,
+    report,
+    selfalign,
+    weights,
+    wvs,
+)
 
 COUNTRIES = ["USA", "DEU"]
 
@@ -143,7 +155,10 @@ def test_the_report_shows_a_harness_run_as_a_run_of_its_own(tmp_path):
     index = report.build(fake_run(tmp_path))
     page = index.read_text(encoding="utf-8")
     assert "lm-evaluation-harness" in page and "some-model" in page
-    assert (tmp_path / "summary" / "harness_wvs.csv").exists()
+    for table in harness_tables.SUMMARIES:  # written as declared, shown in the declaration's words
+        assert pd.read_csv(tmp_path / "summary" / table.file).columns.tolist() == table.names
+    assert '<th title="harness: mean over prompts (each option order one) of P(majority option)">' in page
+    assert ">P(majority), per prompt</th>" in page and ">JSD of the average: SE</th>" in page
 
 
 # ------------------------------------------------------------------------------- embedded model

@@ -10,7 +10,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from culturealign import culturespa_tables, report, report_tables, results, selfalign_tables
+from culturealign import culturespa_eval, culturespa_tables, report, report_tables, results, selfalign_tables
 from culturealign.tables import Table
 
 
@@ -280,6 +280,38 @@ def test_a_summary_table_without_its_declared_columns_is_listed_with_how_to_fix_
     assert "table1-gemma3-270m" not in page.row_labels  # no column is guessed or left out
     failed = index.read_text()[index.read_text().index('id="not-finished"') :]
     assert "table1.csv: columns missing" in failed and "improved_no_effect" in failed and "40_summary" in failed
+
+
+def test_the_wide_culturespa_summary_and_stage_97_are_shown_in_their_declarations_words(isolated_outputs):
+    from test_distributional import finished_run
+
+    root = outputs_tree(isolated_outputs)
+    scores = pd.DataFrame(
+        {"culture": ["USA", "mean"], "unaware": [40.125, 41.0], "aware": [45.5, 46.0], "number": "one run"}
+    )
+    culturespa_tables.method_scores(culturespa_eval.METHODS).write(scores.assign(model="gemma3-270m"), root / "summary")
+    finished_run(root)
+    index, md = results.build(root)
+    page = Page()
+    page.feed(index.read_text())
+    text = index.read_text()
+    assert page.headers["culturespa_scores"][:3] == ["culture", "unaware", "aware"]
+    assert "<td>40.1</td>" in text and "40.125" not in text  # a score: 1 decimal
+    assert "aware: alignment score" in text  # its meaning, from the declaration, in the glossary
+    assert page.headers["distributions-0"] == ["condition", "against", "mean", "low", "high", "n"]
+    assert page.headers["distributions-1"][:3] == ["condition", "W1: mean", "JSD: mean"]
+    assert "W1: pairs" in md.read_text() and "97_distributions" not in text[text.index('id="not-finished"') :]
+
+
+def test_a_wide_culturespa_summary_with_an_undeclared_column_names_the_stage_that_rewrites_it(isolated_outputs):
+    root = outputs_tree(isolated_outputs)
+    pd.DataFrame({"culture": ["USA"], "aware": [45.5], "guessed": [1.0], "number": "one run", "model": "m"}).to_csv(
+        root / "summary" / "culturespa_scores.csv", index=False
+    )
+    index, _ = results.build(root)
+    failed = index.read_text()[index.read_text().index('id="not-finished"') :]
+    assert "culturespa_scores.csv: columns missing [], undeclared [&#x27;guessed&#x27;]" in failed
+    assert "make run NB=95_culture_eval" in failed
 
 
 def test_every_link_and_image_resolves_and_every_run_links_its_notebook(built):

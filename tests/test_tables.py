@@ -69,6 +69,21 @@ def test_an_optional_nested_column_reads_missing_where_a_row_has_no_entries(tmp_
     assert back["shown"].iloc[0] == ["q1", "q2"] and pd.isna(back["shown"].iloc[1]) and pd.isna(back["shown"].iloc[2])
 
 
+def test_a_row_whose_key_is_an_empty_cell_gets_its_list_back(tmp_path):
+    """An empty key (stage 97's default persona: the empty string) is missing once read back; its
+    row still joins its long table's rows."""
+    table = Table(
+        "dists.csv",
+        "persona and question",
+        (Column("persona", "str", "", "the persona"), Column("id", "str", "", "q"), Column("dist", "list", "", "d")),
+        key=("persona", "id"),
+    )
+    frame = pd.DataFrame({"persona": ["", "USA", ""], "id": ["Q1", "Q1", "Q2"], "dist": [[0.25, 0.75], [1.0], [0.5]]})
+    table.write(frame, tmp_path)
+    back = table.read(tmp_path)
+    assert back["dist"].tolist() == [[0.25, 0.75], [1.0], [0.5]] and back["persona"].isna().tolist() == [1, 0, 1]
+
+
 MEANING = "share of the language's probes the condition served"
 ADDED = f"""        Column("served_share", "float", "%", "{MEANING}", "served %"),
 """

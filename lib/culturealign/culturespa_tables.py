@@ -5,11 +5,13 @@ evaluation's scores (stage 95). Columns marked optional exist only where their m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from .culturespa import ANSWER_MODES
+from .selfalign_tables import MODEL
 from .tables import Column, Table
 
 CULTURE = Column("culture", "str", "", "WVS country (ISO3) or a mean over cultures")
@@ -177,3 +179,19 @@ GENERAL_ABILITY = Table(
     ),
 )
 REPORTED = (EXPECTED_SCORES, SCORES, METHOD_DIFFERENCES, SEED_SPREAD, GENERAL_ABILITY)  # what the report reads
+
+
+def method_scores(methods: Sequence[str]) -> Table:
+    """culturespa_scores.csv (summary/, stage 95): per culture (or mean over cultures) one column
+    per method of `methods`, the expected score's rows then one run's. A method no run answered has
+    no column."""
+    return Table(
+        "culturespa_scores.csv",
+        "culture (or a mean over cultures) and number: each method's score",
+        (
+            CULTURE,
+            *(Column(m, "float", "%", f"{m}: {SCORE}", optional=True) for m in methods),
+            NUMBER,
+            MODEL,
+        ),
+    )

@@ -5,8 +5,6 @@ docs/distributions.md says what each distance, floor and ceiling means.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -15,7 +13,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import metrics, paths
-from .distributional import DEFAULT, METRICS, STAGE, is_ordinal
+from .distributional import DEFAULT, METRICS, is_ordinal
 
 ASSUMED_SAMPLE_SIZE = 1200  # WVS-7's minimum national sample, where the data give no size
 FLOORS = ("uniform", "majority", "all_countries")
@@ -310,11 +308,11 @@ def map_points(model: pd.DataFrame, human: dict, metric: str, seed: int) -> pd.D
     values = (values + values.T) / 2
     np.fill_diagonal(values, 0.0)
     xy = MDS(n_components=2, metric="precomputed", random_state=seed, n_init=4, init="random").fit_transform(values)
-    kind = ["human" if n.startswith("human") else "model" for n in matrix.index]
+    group = ["human" if n.startswith("human") else "model" for n in matrix.index]
     return pd.DataFrame(
         {
             "point": matrix.index,
-            "kind": kind,
+            "group": group,
             "label": [n.split(" ", 1)[1] for n in matrix.index],
             "x": xy[:, 0],
             "y": xy[:, 1],
@@ -434,50 +432,18 @@ def figure_elicitation(gap: pd.DataFrame, metric: str) -> plt.Figure:
 def figure_map(points: pd.DataFrame) -> plt.Figure:
     """Human countries and model personas on one MDS map of their distances."""
     fig, ax = plt.subplots(figsize=(7, 6))
-    for kind, marker, colour in (("human", "o", "#4878d0"), ("model", "^", "#d65f5f")):
-        part = points[points["kind"] == kind]
+    for group, marker, colour in (("human", "o", "#4878d0"), ("model", "^", "#d65f5f")):
+        part = points[points["group"] == group]
         ax.scatter(
             part["x"],
             part["y"],
             marker=marker,
             c=colour,
             s=18,
-            label="WVS country" if kind == "human" else "model persona",
+            label="WVS country" if group == "human" else "model persona",
         )
         for row in part.itertuples(index=False):
             ax.annotate(row.label, (row.x, row.y), fontsize=5, color=colour)
     ax.set(title="Countries and personas on one map of their distances (MDS)", xticks=[], yticks=[])
     ax.legend(fontsize=7)
     return fig
-
-
-# ------------------------------------------------------------------------- report and RESULTS.md
-
-
-def report_tables(root: Path) -> list[tuple[str, pd.DataFrame]]:
-    """The stage's headline tables for the report and RESULTS.md, per finished run under root: the
-    persona against the all-countries floor, the placebo and the default (paired over questions);
-    every condition's mean distance; identifiability; the three ways of asking."""
-    found = []
-    for path in sorted(root.glob(f"*/*/{STAGE}/manifest.json")):
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        folder, model = path.parent, path.parent.parent.parent.name
-        needed = ["headline.csv", "distances.csv", "identity.csv", "elicitation_gap.csv"]
-        if manifest.get("status") != "done" or not all((folder / n).exists() for n in needed):
-            continue
-        metric = manifest.get("results", {}).get("metric", "jsd")
-        headline = pd.read_csv(folder / "headline.csv")
-        pooled = headline[headline["country"] == "all"][["condition", "against", "mean", "low", "high", "n"]]
-        means = pd.read_csv(folder / "distances.csv").groupby("condition")[list(METRICS)].agg(["mean", "count"])
-        means.columns = [f"{m} {a}" for m, a in means.columns]
-        pooled, means = pooled.round(4), means.round(4)
-        found += [
-            (f"{model}: persona minus each control, {metric}, paired over (country, question)", pooled),
-            (f"{model}: mean distance of each condition, floor and ceiling", means.reset_index()),
-            (
-                f"{model}: identifiability of the country personas ({metric})",
-                pd.read_csv(folder / "identity.csv").round(4),
-            ),
-            (f"{model}: three ways of asking ({metric} to WVS)", pd.read_csv(folder / "elicitation_gap.csv").round(4)),
-        ]
-    return found

@@ -35,6 +35,7 @@ from . import (
     wvs,
     wvs_sources,
 )
+from .harness_tables import SELFALIGN, SELFALIGN_METRICS, SUMMARIES, WVS, WVS_METRICS
 from .models import LoadedModel
 
 PREFIX = "culturealign"
@@ -42,8 +43,6 @@ SELFALIGN_GROUP = f"{PREFIX}_selfalign"
 WVS_GROUP = f"{PREFIX}_wvs"
 DEFAULT_FOLDER = paths.BUILD / "harness_tasks"
 VERSION = 1.0
-SELFALIGN_METRICS = ("p_majority", "aligned")
-WVS_METRICS = tuple(f"{d}{s}" for d in harness_utils.DISTANCES for s in ("", "_floor"))
 LOWER_IS_BETTER = set(WVS_METRICS)
 
 
@@ -311,54 +310,6 @@ def wvs_against_headline(lm: LoadedModel, docs: Sequence[dict]) -> pd.DataFrame:
 # ------------------------------------------------------------------------- results read back
 
 
-GLOSSARY = {  # the harness tables' columns, for the report's glossary
-    "run": ("run", "the model folder a harness run evaluated"),
-    "task": ("task", "the lm-evaluation-harness task"),
-    "limit": ("limit", "the run's --limit: documents per task it stopped at (empty: every document)"),
-    "p_majority": (
-        "P(majority), per prompt",
-        "harness: mean over prompts (each option order one) of P(majority option)",
-    ),
-    "aligned": ("aligned, per prompt", "harness: share of prompts whose majority option is the more probable"),
-    "probes": ("probes", "probes the run scored (both orders of each)"),
-    "probe_p_majority": ("P(majority)", "mean over probes of P(majority option), both orders averaged"),
-    "probe_aligned": ("aligned share", "share of probes whose order-averaged P(majority) exceeds 1/2"),
-    "questions": ("questions", "WVS questions with the country's shares"),
-    "w1": ("W1", "Wasserstein-1 to the human distribution on the ordered scale, / (k-1); mean over questions"),
-    "jsd": ("JSD", "Jensen-Shannon distance (base 2) to the human distribution; mean over questions"),
-    "tv": ("TV", "total variation distance to the human distribution; mean over questions"),
-    "w1_floor": ("W1 of the average", "W1 of the all-countries average distribution: no knowledge of the country"),
-    "jsd_floor": ("JSD of the average", "JSD of the all-countries average distribution"),
-    "tv_floor": ("TV of the average", "TV of the all-countries average distribution"),
-    "prompts": ("prompts", "documents the run scored: each probe once per option order"),
-    "probe_p_majority_low": ("P(majority): low", "bootstrap 95% interval of the mean over probes"),
-    "probe_p_majority_high": ("P(majority): high", "bootstrap 95% interval of the mean over probes"),
-    "probe_aligned_low": ("aligned share: low", "Wilson 95% interval of the aligned share"),
-    "probe_aligned_high": ("aligned share: high", "Wilson 95% interval of the aligned share"),
-    "country": ("country", "WVS country (ISO3) whose answers are the reference"),
-    "date": ("date (UTC)", "when the harness run started"),
-    "results": ("results file", "the run's results JSON, under <outputs>/harness"),
-}
-GLOSSARY.update(
-    {
-        f"{m}_stderr": (f"{GLOSSARY[m][0]}: SE", "the harness's standard error")
-        for m in (*SELFALIGN_METRICS, *WVS_METRICS)
-    }
-)
-SELFALIGN_COLUMNS = [
-    *("run", "task", "lang", "country", "probes", "prompts"),
-    *("probe_p_majority", "probe_p_majority_low", "probe_p_majority_high"),
-    *("probe_aligned", "probe_aligned_low", "probe_aligned_high"),
-    *(c for m in SELFALIGN_METRICS for c in (m, f"{m}_stderr")),
-    *("limit", "date", "results"),
-]
-WVS_COLUMNS = [
-    *("run", "task", "country", "questions"),
-    *(c for m in WVS_METRICS for c in (m, f"{m}_stderr")),
-    *("limit", "date", "results"),
-]
-
-
 def result_files(root: Path) -> list[Path]:
     """Every harness results JSON under a folder (lm_eval --output_path writes
     <path>/<model>/results_<time>.json beside samples_<task>_<time>.jsonl)."""
@@ -445,22 +396,21 @@ def read_runs(root: Path) -> dict[str, pd.DataFrame]:
                 row["questions"] = record.get("n-samples", {}).get(task, {}).get("effective")
                 distributional.append(row)
     return {
-        "harness_selfalign.csv": pd.DataFrame(selfalign).reindex(columns=SELFALIGN_COLUMNS),
-        "harness_wvs.csv": pd.DataFrame(distributional).reindex(columns=WVS_COLUMNS),
+        SELFALIGN.file: pd.DataFrame(selfalign).reindex(columns=SELFALIGN.names),
+        WVS.file: pd.DataFrame(distributional).reindex(columns=WVS.names),
     }
 
 
 def write_summaries(root: Path | None = None) -> list[Path]:
-    """The report's harness tables, written to <outputs>/summary/ from the runs under
-    <outputs>/harness/ (lm_eval --output_path there); nothing when there are none."""
+    """The report's harness tables, validated against their declarations (harness_tables) and
+    written to <outputs>/summary/ from the runs under <outputs>/harness/ (lm_eval --output_path
+    there); nothing when there are none. The harness's "N/A" (no standard error) is a missing value."""
     root = root or paths.outputs()
     written = []
-    for name, table in read_runs(root / "harness").items():
-        if len(table):
-            out = root / "summary" / name
-            out.parent.mkdir(parents=True, exist_ok=True)
-            table.replace({"N/A": np.nan}).to_csv(out, index=False)
-            written.append(out)
+    found = read_runs(root / "harness")
+    for table in SUMMARIES:
+        if len(found[table.file]):
+            written += table.write(found[table.file].replace({"N/A": np.nan}).infer_objects(), root / "summary")
     return written
 
 

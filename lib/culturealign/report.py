@@ -18,7 +18,17 @@ from typing import Any
 
 import pandas as pd
 
-from . import culturespa_tables, figure_registry, harness, paths, selfalign_tables, selfalign_tests
+from . import (
+    culturespa_eval,
+    culturespa_tables,
+    distributional_tables,
+    figure_registry,
+    harness,
+    harness_tables,
+    paths,
+    selfalign_tables,
+    selfalign_tests,
+)
 from .report_tables import (
     PAPER_STRATEGY,
     TABLE1_NOTE,
@@ -41,16 +51,32 @@ STAGE_TABLES = {
     "95_culture_eval": ["expected_scores.csv", "general_ability.csv"],
 }  # a finished run has these
 CULTURESPA_TABLES = {t.file: t for t in culturespa_tables.REPORTED}  # the CultureSPA run's tables, read when present
-SUMMARY_TABLES = [  # (file in summary/, title of its collapsed detail section)
-    ("table1.csv", "Self-Alignment Table 1, every strategy and control"),
-    ("contrasts.csv", "Self-Alignment contrasts between conditions"),
-    ("tests.csv", "Self-Alignment paired tests on p' - p"),
-    ("order_sensitivity.csv", "Order sensitivity |p(A,B) - p(B,A)|"),
-    ("soft_alignment.csv", "Soft alignment: distance to human answer shares"),
-    ("culturespa_scores.csv", "CultureSPA scores per culture and method"),
-    ("harness_selfalign.csv", "lm-evaluation-harness runs: Self-Alignment zero-shot probes per language"),
-    ("harness_wvs.csv", "lm-evaluation-harness runs: WVS answer distributions per country (W1, JSD, TV, floor)"),
+SUMMARY_RUN = "stage 40_summary (make run NB=40_summary)"  # what rewrites a table, for a table that does not match
+CULTURESPA_RUN = "stage 95_culture_eval (make run NB=95_culture_eval)"
+HARNESS_RUN = "make report (it reads the harness runs under <outputs>/harness)"
+SUMMARY_TABLES = [  # (declaration of a table in summary/, title of its collapsed detail section, what rewrites it)
+    (selfalign_tables.TABLE1, "Self-Alignment Table 1, every strategy and control", SUMMARY_RUN),
+    (selfalign_tables.CONTRASTS, "Self-Alignment contrasts between conditions", SUMMARY_RUN),
+    (selfalign_tables.TESTS, "Self-Alignment paired tests on p' - p", SUMMARY_RUN),
+    (selfalign_tables.ORDER_SENSITIVITY, "Order sensitivity |p(A,B) - p(B,A)|", SUMMARY_RUN),
+    (selfalign_tables.SOFT_ALIGNMENT, "Soft alignment: distance to human answer shares", SUMMARY_RUN),
+    (
+        culturespa_tables.method_scores(culturespa_eval.METHODS),
+        "CultureSPA scores per culture and method",
+        CULTURESPA_RUN,
+    ),
+    (
+        harness_tables.SELFALIGN,
+        "lm-evaluation-harness runs: Self-Alignment zero-shot probes per language",
+        HARNESS_RUN,
+    ),
+    (
+        harness_tables.WVS,
+        "lm-evaluation-harness runs: WVS answer distributions per country (W1, JSD, TV, floor)",
+        HARNESS_RUN,
+    ),
 ]
+DECLARED = {table.file: table for table, _, _ in SUMMARY_TABLES}  # the summary's tables, each declared
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1340px;margin:1em auto;padding:0 1em;color:#222;
 line-height:1.4}h1{font-size:1.5em;margin:.3em 0}h2{font-size:1.2em;border-bottom:1px solid #ddd;margin-top:1.4em}
 h3{font-size:1em;margin:.8em 0 .3em}
@@ -85,6 +111,7 @@ class Outputs:
     manifests: list[dict[str, Any]] = field(default_factory=list)
     unfinished: list[Unfinished] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    distributions: list[distributional_tables.Shown] = field(default_factory=list)  # stage 97's, per run
 
     def table(self, name: str) -> pd.DataFrame | None:
         return self.tables.get(name)
@@ -131,38 +158,38 @@ def load(root: Path) -> Outputs:
     """Manifests, summary tables and the CultureSPA run's tables of an outputs tree."""
     manifests, unfinished = read_manifests(root)
     found = Outputs(root, manifests, unfinished)
-    for name, _ in SUMMARY_TABLES:
-        if (root / "summary" / name).exists():
-            frame = read_csv(root / "summary" / name, found.unfinished)
-            if frame is not None and name in DECLARED:
-                frame = declared(frame, DECLARED[name], root / "summary" / name, found.unfinished, "40_summary")
+    for table, _, writer in SUMMARY_TABLES:
+        path = root / "summary" / table.file
+        if path.exists():
+            frame = read_csv(path, found.unfinished)
+            frame = None if frame is None else declared(frame, table, path, found.unfinished, writer)
             if frame is not None:
-                found.tables[name] = frame
+                found.tables[table.file] = frame
     for manifest in manifests:
         if manifest.get("stage") == "95_culture_eval" and manifest.get("status") == "done":
             for name, table in CULTURESPA_TABLES.items():
                 path = Path(manifest["dir"]) / name
                 frame = read_csv(path, [])
-                frame = None if frame is None else declared(frame, table, path, found.unfinished, "95_culture_eval")
+                frame = None if frame is None else declared(frame, table, path, found.unfinished, CULTURESPA_RUN)
                 if frame is not None:
                     frame.insert(0, "run_model", manifest.get("model_name", ""))
                     previous = found.tables.get(name)
                     found.tables[name] = frame if previous is None else pd.concat([previous, frame], ignore_index=True)
+    problems: list[tuple[Path, str]] = []
+    found.distributions = distributional_tables.report_tables(root, problems)
+    found.unfinished += [Unfinished(str(path), why) for path, why in problems]
     return found
 
 
-DECLARED = {table.file: table for table in selfalign_tables.SUMMARY_TABLES}  # the summary's declared tables
-
-
 def declared(
-    frame: pd.DataFrame, table: Table, path: Path, problems: list[Unfinished], stage: str
+    frame: pd.DataFrame, table: Table, path: Path, problems: list[Unfinished], writer: str
 ) -> pd.DataFrame | None:
     """A table checked against its declaration, with every optional column (missing where it was not
-    computed), or None with what does not match in `problems` and the stage that rewrites it."""
+    computed), or None with what does not match in `problems` and what rewrites it (`writer`)."""
     try:
         return table.filled(table.validate(frame))
     except TableError as err:
-        problems.append(Unfinished(str(path), f"{err}. Rerun stage {stage} (make run NB={stage}) to rewrite it"))
+        problems.append(Unfinished(str(path), f"{err}. Rerun {writer} to rewrite it"))
         return None
 
 
@@ -434,12 +461,12 @@ def general_section(data: Outputs) -> list[str]:
 
 
 def headline_sections(data: Outputs, pictures: list[Picture], out: Path) -> list[str]:
-    """The first screen: Table 1, CultureSPA's methods, general ability, stage 97's distributions."""
-    from . import distributional_stats  # stage 97's tables (its plotting imports load only here)
-
+    """The first screen: Table 1, CultureSPA's methods, general ability, stage 97's distributions
+    (headers, number formats and tooltips from their declarations)."""
     parts = selfalign_section(data, pictures, out) + culturespa_section(data, pictures, out) + general_section(data)
-    for n, (title, table) in enumerate(distributional_stats.report_tables(data.root)):
-        parts += section(f"Distributions: {title}", f"distributions-{n}", [html_table(table, f"distributions-{n}")])
+    for n, (title, frame, table) in enumerate(data.distributions):
+        shown = html_table(readable(frame, table), f"distributions-{n}", words=words_of(table))
+        parts += section(f"Distributions: {title}", f"distributions-{n}", [shown])
     return parts
 
 
@@ -460,15 +487,16 @@ def details_html(data: Outputs, out: Path) -> list[str]:
     """The summary tables, collapsed, each copied beside the report; then the per-probe tables,
     every run and the glossary of the headers shown."""
     parts, shown = ['<h2 id="details">Details</h2>'], []
-    for name, title in SUMMARY_TABLES:
+    for table, title, _ in SUMMARY_TABLES:
+        name = table.file
         frame = data.table(name)
         if frame is None:
             continue
-        words = words_of(DECLARED.get(name))
-        shown.append({c: words[c] for c in frame.columns if c in words})
+        words = words_of(table)
+        shown.append({c: words[c] for c in frame.columns})
         parts += [
             f'<details id="details-{name[:-4]}"><summary>{html.escape(title)}</summary>',
-            html_table(readable(frame, DECLARED.get(name)), name[:-4], words=words),
+            html_table(readable(frame, table), name[:-4], words=words),
             f'<p class="note"><a href="summary/{name}">{name}</a></p>',
             "</details>",
         ]

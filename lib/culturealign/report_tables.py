@@ -11,32 +11,21 @@ from typing import Any
 
 import pandas as pd
 
-from . import harness
-from .culturespa_tables import CULTURE, NUMBER
-from .selfalign_tables import MODEL
 from .tables import PERCENT_UNITS, Table
 
 PAPER_STRATEGY = "chrf_all"  # the paper's Table 1 strategy: chrF++ demonstrations across categories
 PLACEBO = "placebo_random_answer"
 MIN_PROBES = 20  # a headline number on fewer probes is marked as such
 Words = dict[str, tuple[str, str]]  # column -> (header in words, what it means)
-UNDECLARED: Words = {  # the tables without a declaration: the harness's, and culturespa_scores.csv's wide layout
-    **{c.name: (c.words, c.meaning) for c in (MODEL, CULTURE, NUMBER)},
-    **harness.GLOSSARY,
-}
 
 
-def words_of(table: Table | None) -> Words:
+def words_of(table: Table) -> Words:
     """Each column's header in words and its meaning, from the table's declaration."""
-    if table is None:
-        return UNDECLARED
     return {c.name: (c.words, c.meaning) for c in table.columns}
 
 
-def kind_of(table: Table | None, column: str) -> str:
+def kind_of(table: Table, column: str) -> str:
     """How a column's numbers are shown: "%" (one decimal), "p" (two significant digits) or plain."""
-    if table is None or column not in table.names:
-        return "p" if column.endswith("_p") else ""
     unit = table.column(column).unit
     return "%" if unit in PERCENT_UNITS else "p" if unit == "p-value" else ""
 
@@ -74,11 +63,11 @@ def fmt_number(value: Any, kind: str = "") -> str:
     return f"{value:.3g}"
 
 
-def readable(frame: pd.DataFrame, table: Table | None = None) -> pd.DataFrame:
-    """Cells as strings formatted as the declaration says, headers in words."""
-    words = words_of(table)
+def readable(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Cells as strings formatted as the declaration says, headers in words (a column the
+    declaration does not have is a KeyError naming the table)."""
     shown = {c: [fmt_number(v, kind_of(table, str(c))) for v in frame[c]] for c in frame.columns}
-    headers = {c: words.get(str(c), (str(c).replace("_", " "), ""))[0] for c in frame.columns}
+    headers = {c: table.column(str(c)).words for c in frame.columns}
     return pd.DataFrame(shown, index=frame.index).rename(columns=headers)
 
 

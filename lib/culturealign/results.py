@@ -172,10 +172,8 @@ def results_markdown(data: Outputs, figures: dict[str, tuple[str, Path]], out: P
         return "\n".join(lines + ["No runs yet. Run `make quick` (the tour) or `make all`, then `make report`.", ""])
     lines += ["## Provenance", "", md_table(provenance(data.manifests, data.root)), ""]
     lines += selfalign_markdown(data) + culturespa_markdown(data)
-    from . import distributional_stats  # stage 97's tables (its plotting imports load only here)
-
-    for title, table in distributional_stats.report_tables(data.root):
-        lines += [f"## Distributions: {title}", "", md_table(table), ""]
+    for title, frame, table in data.distributions:  # stage 97's, in words as their declarations say
+        lines += [f"## Distributions: {title}", "", md_table(report_tables.readable(frame, table)), ""]
     return "\n".join(lines + files_markdown(data, figures, out))
 
 

@@ -418,4 +418,3 @@ CONTRASTS = Table(
         FEW,
     ),
 )
-SUMMARY_TABLES = (TABLE1, CONTRASTS, TESTS, ORDER_SENSITIVITY, SOFT_ALIGNMENT)  # what the summary writes

@@ -36,3 +36,12 @@ def test_rows_of_one_precision_only_are_not_compared():
     fp32, bf16 = table1([60, 60]), table1([60, 99]).iloc[:1]
     rows = {r["number"]: r for r in bench_precision.compare_table("table1", fp32, bf16)}
     assert rows["improved"]["cells"] == 1 and rows["improved"]["largest |bf16 - fp32|"] == 0
+
+
+def test_a_long_table_is_matched_on_its_row_and_position():
+    long = pd.DataFrame({"persona": ["A", "A", "B"], "id": "Q1", "position": [0, 1, 0], "value": [0.25, 0.75, 1.0]})
+    rows = {
+        r["number"]: r for r in bench_precision.compare_table("model__dist", long, long.assign(value=[0.3, 0.7, 1.0]))
+    }
+    assert list(rows) == ["value"] and rows["value"]["cells"] == 3
+    assert rows["value"]["largest |bf16 - fp32|"] == pytest.approx(0.05)

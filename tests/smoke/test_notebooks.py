@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from culturealign import selfalign_tables, stages
+from culturealign import culturespa_eval, culturespa_tables, distributional_tables, selfalign_tables, stages
 
 pytestmark = pytest.mark.smoke
 MODEL = "gemma3-270m"
@@ -148,8 +148,6 @@ def test_60_generate_questions(smoke_outputs):
 
 
 def test_70_culture_prompting(smoke_outputs):
-    from culturealign import culturespa_tables
-
     folder, manifest = artifacts(smoke_outputs, "70_culture_prompting")
     answers = culturespa_tables.read_answers(folder)
     assert "[" not in (folder / "answers.csv").read_text() and (folder / "answers__probs.csv").exists()
@@ -193,8 +191,6 @@ def test_90_lora_sft(smoke_outputs):
 
 
 def test_95_culture_eval(smoke_outputs):
-    from culturealign import culturespa_tables
-
     root, _ = smoke_outputs
     folder, manifest = artifacts(smoke_outputs, "95_culture_eval")
     table = pd.read_csv(folder / "score_table.csv").set_index("culture")
@@ -209,7 +205,7 @@ def test_95_culture_eval(smoke_outputs):
     assert expected["number"].str.startswith("expected over 200 simulated runs").all()
     assert (expected["low"] <= expected["expected"]).all() and (expected["expected"] <= expected["high"]).all()
     assert {"mean", "mean over USA"} <= set(expected["culture"])
-    summary = pd.read_csv(root / "summary" / "culturespa_scores.csv")
+    summary = culturespa_tables.method_scores(culturespa_eval.METHODS).read(root / "summary")
     assert summary["number"].nunique() == 2 and manifest["results"]["answer_mode"] == "sample"
     general = pd.read_csv(folder / "general_ability.csv").set_index("model")
     assert {"base", "culturespa_joint"} <= set(general.index) and general["accuracy"].between(0, 1).all()
@@ -236,10 +232,12 @@ def test_97_distributions(smoke_outputs):
     assert results["countries"] == 3 and results["questions"] == 5 and results["skipped"] == 0
     # Q152 is nominal (one order), the four others ordinal (both), for the default and 3 personas
     assert results["prompts"] == 4 * (4 * 2 + 1)
-    model = pd.read_csv(folder / "model.csv", keep_default_na=False)
+    model = distributional_tables.MODEL_ANSWERS.read(folder)
     assert len(model) == 4 * 5 and model["other"].between(0, 1).all()
-    assert (model["order_shift"] == "").sum() == 4  # the nominal question has no order bias
-    distances = pd.read_csv(folder / "distances.csv")
+    assert model["order_shift"].isna().sum() == 4  # the nominal question has no order bias
+    assert model["dist"].map(lambda d: sum(d) == pytest.approx(1, abs=1e-5)).all()  # lists, from model__dist.csv
+    assert model["persona"].isna().sum() == 5  # the default (no persona) on each question
+    distances = distributional_tables.DISTANCES.read(folder)
     assert {
         "persona",
         "placebo",
@@ -252,15 +250,20 @@ def test_97_distributions(smoke_outputs):
     } <= set(distances["condition"])
     assert distances[["jsd", "tv"]].stack().between(0, 1).all()
     assert distances.loc[distances["id"] == "Q152", "w1"].isna().all()  # nominal: JSD and TV only
-    headline = pd.read_csv(folder / "headline.csv")
+    headline = distributional_tables.HEADLINE.read(folder)
     floor = headline[(headline["against"] == "all_countries") & (headline["country"] == "all")].iloc[0]
     assert floor["low"] <= floor["mean"] <= floor["high"] and floor["n"] == 15
-    placebos = pd.read_csv(folder / "placebos.csv")
+    placebos = distributional_tables.PLACEBOS.read(folder)
     assert (placebos["country"] != placebos["placebo"]).all()
-    identity = pd.read_csv(folder / "identity.csv").set_index("share")
+    identity = distributional_tables.IDENTITY.read(folder).set_index("share")
     assert identity.loc["persona nearest its own country", "chance"] == pytest.approx(1 / 3)
-    gap = pd.read_csv(folder / "elicitation_gap.csv").set_index("way")
+    gap = distributional_tables.ELICITATION_GAP.read(folder).set_index("way")
     assert list(gap.index) == ["exact", "sampled", "stated"] and (gap["items"] == 2).all()
     assert gap.at["stated", "unparsed"] == results["unparsed_stated"]
+    asked = distributional_tables.ELICITATION.read(folder)
+    assert asked["dist"].isna().groupby(asked["way"]).sum().to_dict() == gap["unparsed"].to_dict()
+    assert set(distributional_tables.MAP.read(folder)["group"]) == {"human", "model"}
+    matrix = distributional_tables.persona_matrix(["USA", "DEU", "KEN"]).read(folder)
+    assert list(matrix.columns) == ["persona", "DEU", "KEN", "USA"] and len(matrix) == 4  # 3 personas, the default
     for figure in ("fig_countries", "fig_identifiability", "fig_elicitation", "fig_map"):
         assert (folder / f"{figure}.png").exists()
