@@ -257,7 +257,7 @@ def test_each_stage_97_table_round_trips_through_its_declaration(tmp_path):
     T.MODEL_ANSWERS.write(model, tmp_path)
     assert "[" not in (tmp_path / "model.csv").read_text() and (tmp_path / "model__dist.csv").exists()
     back = T.MODEL_ANSWERS.read(tmp_path)
-    assert back["dist"].tolist() == [[0.25, 0.75], [1.0, 0.0]] and back["persona"].isna().tolist() == [True, False]
+    assert back["dist"].tolist() == [[0.25, 0.75], [1.0, 0.0]] and back["persona"].tolist() == ["", "A"]
     keys = pd.DataFrame({"persona": ["A", "A"], "id": ["Q46", "Q47"]})
     asked = pd.concat(
         [keys.assign(way="exact", dist=[[0.5, 0.5], [1.0]]), keys.assign(way="stated", dist=[[0.2, 0.8], None])]

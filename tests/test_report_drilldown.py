@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from culturealign import culturespa, culturespa_eval, prompts, report_drilldown, selfalign, selfalign_tables, wvs
-from culturealign.culturespa_tables import EXPECTED_SCORES
+from culturealign import culturespa_eval, prompts, report_drilldown, selfalign, selfalign_tables, wvs
+from culturealign.culturespa_tables import ANSWER_CODES, ANSWERS, EXPECTED_SCORES
 from probe_data import toy_probes
 from selfalign_rows import measured, outcomes, results
 
@@ -98,7 +98,7 @@ def culturespa_run(root: Path) -> Path:
     answers = pd.DataFrame(
         {
             "id": ["Q1", "Q2", "Q1", "Q2"],
-            "kind": ["aware", "aware", "unaware", "unaware"],
+            "persona": ["aware", "aware", "unaware", "unaware"],
             "culture": "USA",
             "start": 1,
             "probs": [[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25], [0.4, 0.3, 0.2, 0.1], [0.7, 0.1, 0.1, 0.1]],
@@ -106,9 +106,12 @@ def culturespa_run(root: Path) -> Path:
             "measure": "exact",
             "answer": pd.array([4, None, 1, 1], dtype="Int64"),
             "method": ["aware", "aware", "unaware", "unaware"],
+            "answer_mode": "sample",
         }
     )
-    culturespa.write_answers(folder / "answers.csv", answers)
+    for column in ANSWER_CODES:
+        answers[column.name] = answers["answer"]
+    ANSWERS.write(answers, folder)
     expected = [{"culture": c, "method": m, "expected": 40.0, "low": 30.0, "high": 50.0} for c in ("USA", "mean")
                 for m in ("aware", "unaware")]  # fmt: skip
     pd.DataFrame(expected).reindex(columns=EXPECTED_SCORES.names).to_csv(folder / "expected_scores.csv", index=False)

@@ -60,7 +60,13 @@ def test_a_nested_column_is_a_long_table_on_disk_and_a_list_in_memory(tmp_path):
     assert list(long.columns) == ["probe_id", "strategy", "draw", "position", "value"] and len(long) == 5
     back = TOY.read(tmp_path)
     assert back["components"].iloc[0] == [[0.1, 0.2], [0.3, 0.4]] and back["components"].iloc[1] == [[0.5]]
-    assert back["components"].iloc[2] == []  # a required list with no entries is empty, not missing
+    assert pd.isna(back["components"].iloc[2])  # no entries: missing
+
+
+def test_a_column_whose_rows_hold_empty_lists_reads_them_back_empty(tmp_path):
+    table = replace(TOY, columns=(*TOY.columns[:4], replace(TOY.columns[4], empty_when_absent=True), *TOY.columns[5:]))
+    table.write(toy(), tmp_path)
+    assert table.read(tmp_path)["components"].iloc[2] == []
 
 
 def test_an_optional_nested_column_reads_missing_where_a_row_has_no_entries(tmp_path):
@@ -70,8 +76,8 @@ def test_an_optional_nested_column_reads_missing_where_a_row_has_no_entries(tmp_
 
 
 def test_a_row_whose_key_is_an_empty_cell_gets_its_list_back(tmp_path):
-    """An empty key (stage 97's default persona: the empty string) is missing once read back; its
-    row still joins its long table's rows."""
+    """An empty key (stage 97's default persona: the empty string) reads back as the empty string
+    it was written from (a required text column), and its row joins its long table's rows."""
     table = Table(
         "dists.csv",
         "persona and question",
@@ -81,7 +87,7 @@ def test_a_row_whose_key_is_an_empty_cell_gets_its_list_back(tmp_path):
     frame = pd.DataFrame({"persona": ["", "USA", ""], "id": ["Q1", "Q1", "Q2"], "dist": [[0.25, 0.75], [1.0], [0.5]]})
     table.write(frame, tmp_path)
     back = table.read(tmp_path)
-    assert back["dist"].tolist() == [[0.25, 0.75], [1.0], [0.5]] and back["persona"].isna().tolist() == [1, 0, 1]
+    assert back["dist"].tolist() == [[0.25, 0.75], [1.0], [0.5]] and back["persona"].tolist() == ["", "USA", ""]
 
 
 MEANING = "share of the language's probes the condition served"

@@ -26,6 +26,7 @@ from . import (
     harness,
     harness_tables,
     paths,
+    report_drilldown,
     selfalign_tables,
     selfalign_tests,
 )
@@ -422,6 +423,7 @@ def selfalign_section(data: Outputs, pictures: list[Picture], out: Path) -> list
         body += [
             f"<h3>{html.escape(model)}, {PAPER_STRATEGY} (chrF++ demonstrations across categories)</h3>",
             html_table(table, f"table1-{model}", index=True),
+            report_drilldown.table1_links(t1, model, out),
         ]
     body += [
         f'<p class="note">{html.escape(TABLE1_NOTE)}</p>',
@@ -438,6 +440,7 @@ def culturespa_section(data: Outputs, pictures: list[Picture], out: Path) -> lis
         return []
     body = [
         html_table(table, f"culturespa-{model}", index=True, words=words_of(culturespa_tables.EXPECTED_SCORES))
+        + report_drilldown.culturespa_link(model, out)
         for model, table in culturespa_table(expected, data.table("method_differences.csv")).items()
     ]
     body.append(f'<p class="note">{html.escape(CULTURESPA_NOTE)}</p>')
@@ -486,7 +489,7 @@ def other_figures_html(pictures: list[Picture], out: Path) -> list[str]:
 def details_html(data: Outputs, out: Path) -> list[str]:
     """The summary tables, collapsed, each copied beside the report; then the per-probe tables,
     every run and the glossary of the headers shown."""
-    parts, shown = ['<h2 id="details">Details</h2>'], []
+    parts, shown = ['<h2 id="details">Details</h2>', report_drilldown.index_link(out)], []
     for table, title, _ in SUMMARY_TABLES:
         name = table.file
         frame = data.table(name)
@@ -550,6 +553,7 @@ def build(root: Path | None = None) -> Path:
         parts.append(EMPTY_PAGE.format(root=html.escape(str(root))))
     else:
         pictures = figures(root, out)
+        report_drilldown.write_pages(root, out)  # before the sections: their links name written pages only
         parts += [*headline_sections(data, pictures, out), *other_figures_html(pictures, out), *details_html(data, out)]
     if data.unfinished:
         parts.append(unfinished_html(data.unfinished))

@@ -18,8 +18,8 @@ from typing import Any, Sequence
 import pandas as pd
 import yaml
 
-from . import culturespa, culturespa_eval, wvs
-from .culturespa_tables import EXPECTED_SCORES
+from . import culturespa_eval, wvs
+from .culturespa_tables import EXPECTED_SCORES, read_answers
 
 FOLDER = "drilldown"  # the pages' folder inside the report folder
 
@@ -126,7 +126,7 @@ def culturespa_answers(run_dir: Path) -> pd.DataFrame:
     """Stage 95's answers, one row per question, culture and method, with the columns the pages
     read: id, culture, method, start (the first option's code), probs (over the option codes from
     start), other, answer (the code drawn; <NA> for an invalid reply). The one place that reads them."""
-    return culturespa.read_answers(run_dir / "answers.csv")
+    return read_answers(run_dir)
 
 
 def question_texts() -> dict[str, dict[str, Any]]:

@@ -96,7 +96,9 @@ def _sides(side: str, meaning: str) -> tuple[Column, ...]:
     return tuple(ZERO_SHOT.column(name).renamed(f"{name}_{side}", f"{meaning}: {name}") for name in CARRIED)
 
 
-DEMO_IDS = Column("demo_ids", "list", "", "the probes shown as demonstrations, in the order chosen", of="str")
+DEMO_IDS = Column(
+    "demo_ids", "list", "", "the probes shown as demonstrations, in the order chosen", of="str", empty_when_absent=True
+)
 REASON = Column("reason", "str", "", "why the condition could not serve the probe (empty when it could)")
 DEMONSTRATIONS = Table(
     "demonstrations.csv",

@@ -27,7 +27,9 @@ class TableError(ValueError):
 class Column:
     """One declared column: its name, type, unit and meaning, and its header in words. An optional
     column is written only where its meaning says (e.g. sampled mode). A dict column names its keys
-    (`keys`: their column in the long table, and its type)."""
+    (`keys`: their column in the long table, and its type). A nested column's row with no entries
+    in its long table reads as missing, or as an empty list or dict where `empty_when_absent` says
+    the row holds one (a probe without demonstrations)."""
 
     name: str
     dtype: Dtype
@@ -37,6 +39,7 @@ class Column:
     optional: bool = False
     of: Dtype = "float"  # the type of a nested column's values
     keys: tuple[str, Dtype] = ("key", "str")  # a dict column's keys: their name and type in its long table
+    empty_when_absent: bool = False  # a nested row without entries reads as [] or {} rather than missing
 
     @property
     def words(self) -> str:
@@ -208,9 +211,9 @@ def _long(frame: pd.DataFrame, key: tuple[str, ...], column: Column) -> pd.DataF
 
 
 def _nest(long: pd.DataFrame, frame: pd.DataFrame, key: tuple[str, ...], column: Column) -> list:
-    """A long table back into one list, list of lists or dict per row of `frame`. A row with no
-    entries held an empty one if the column is required, and no value (NaN) if it is optional. A
-    dict keeps the order its long table lists its keys in. Rows join on the key, an empty key cell
+    """A long table back into one list, list of lists or dict per row of `frame`; a row with no
+    entries is missing (NaN), or empty where the column says so. A dict keeps the order its long
+    table lists its keys in. Rows join on the key, an empty key cell
     (e.g. no culture) included."""
     key = list(key)
     index = [c.name for c in column.index]
@@ -222,7 +225,7 @@ def _nest(long: pd.DataFrame, frame: pd.DataFrame, key: tuple[str, ...], column:
         values.append(_nested_value(group, column, index))
     found = pd.DataFrame(keys, columns=key).astype(object).assign(_nested=values)
     joined = frame[key].astype(object).merge(found, on=key, how="left")
-    empty = (lambda: float("nan")) if column.optional else dict if column.dtype == "dict" else list
+    empty = (dict if column.dtype == "dict" else list) if column.empty_when_absent else (lambda: float("nan"))
     return [v if isinstance(v, (list, dict)) else empty() for v in joined["_nested"]]
 
 
