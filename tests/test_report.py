@@ -241,7 +241,15 @@ def test_table1_headline_has_languages_as_columns_and_the_controls_beside_it(bui
     root, index, _, page = built
     assert page.headers["table1-gemma3-270m"][:3] == ["outcome", "en", "ms*"]
     labels = page.row_labels["table1-gemma3-270m"]
-    assert labels[:5] == ["probes", "misaligned (expected)", "+ improved %", "= same %", "- decreased %"]
+    assert labels[:7] == [
+        "probes",
+        "mean zero-shot p",
+        "p < 0.5 %",
+        "P(no option) before / after",
+        "flagged before / after",
+        "+ improved %",
+        "= same %",
+    ]
     assert {"+ if nothing changed %", "+ beyond no effect (pts)", "+ minus placebo (pts)"} <= set(labels)
     # '+ beyond no effect' stands only next to the placebo contrast, below it
     assert (

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from .selfalign_tables import FLAGGED_ABOVE
 from .tables import PERCENT_UNITS, Table
 
 PAPER_STRATEGY = "chrf_all"  # the paper's Table 1 strategy: chrF++ demonstrations across categories
@@ -31,6 +32,10 @@ def kind_of(table: Table, column: str) -> str:
 
 
 TABLE1_NOTE = (
+    "probes: n, the probes every condition of the language served. 'mean zero-shot p' and 'p < 0.5': "
+    "the zero-shot probability of the country's majority answer (at temperature 1 nearly every probe is "
+    "misaligned under the protocol, 1 - p^10, so p says more); 'P(no option)': mean probability of a "
+    f"response that is neither option, and 'flagged' the probes where it exceeds {FLAGGED_ABOVE}, before and after. "
     "+ / = / -: improved, same, decreased, as expected values of the paper's 10-draw protocol in % of "
     "the misaligned probes; in brackets the 95% range one run of the protocol would show. + alone is no "
     "effect size: the effect sizes are (+) - (-) and the P(misaligned)-weighted mean p' - p (BCa 95% "
@@ -144,7 +149,10 @@ def _outcome_cells(r: dict[str, Any]) -> dict[str, str]:
     """One language's Table 1 outcomes and effect sizes, each with its interval."""
     return {
         "probes": str(int(r["n"])),
-        "misaligned (expected)": f"{r['n_misaligned']:.1f}",
+        "mean zero-shot p": fmt_number(r["mean_p_before"]),
+        "p < 0.5 %": fmt_number(r["below_half"], "%"),
+        "P(no option) before / after": f"{fmt_number(r['p_other_before'])} / {fmt_number(r['p_other_after'])}",
+        "flagged before / after": f"{fmt_number(r['flagged_before'])} / {fmt_number(r['flagged_after'])}",
         "+ improved %": interval(r["improved"], r["improved_run_low"], r["improved_run_high"]),
         "= same %": fmt_number(r["same"], "%"),
         "- decreased %": fmt_number(r["decreased"], "%"),

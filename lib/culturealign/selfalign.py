@@ -35,7 +35,7 @@ from .selfalign_outcomes import (  # noqa: F401  (stage 30 and its readers use t
     reweighted,
     sampled,
 )
-from .selfalign_tables import MAJORITY, PROBE_DESCRIPTION, SELF_ALIGNMENT, ZERO_SHOT
+from .selfalign_tables import FLAGGED_ABOVE, MAJORITY, PROBE_DESCRIPTION, SELF_ALIGNMENT, ZERO_SHOT
 
 DERIVED = {
     SHUFFLED: "chrf_all",
@@ -218,7 +218,7 @@ def _per_probe(probes: pd.DataFrame, scored: pd.DataFrame, invalid: InvalidPolic
         }
     )
     out["order_sensitivity"] = (out["p_a_ab"] - out["p_a_ba"]).abs()
-    out["flagged"] = out["p_other"] > 0.5
+    out["flagged"] = out["p_other"] > FLAGGED_ABOVE
     out["count"] = out["p_majority"].map(metrics.correct_count)
     return out
 

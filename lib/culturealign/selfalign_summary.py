@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import metrics, paths
 from .selfalign_outcomes import after_mixture
-from .selfalign_tables import ORDER_GAPS, ORDER_SENSITIVITY, SOFT_ALIGNMENT, TABLE1
+from .selfalign_tables import FLAGGED_ABOVE, ORDER_GAPS, ORDER_SENSITIVITY, SOFT_ALIGNMENT, TABLE1
 from .tables import Table
 
 
@@ -75,6 +75,21 @@ def _shares(group: pd.DataFrame) -> dict[str, float]:
     out.update({k: 100.0 * float(group[k].sum()) / mis if mis > 0 else float("nan") for k in names})
     out["improved_beyond_no_effect"] = out["improved"] - out["improved_no_effect"]
     return out
+
+
+def _validity(sub: pd.DataFrame) -> dict[str, float]:
+    """What informs where P(misaligned) = 1 - p^10 cannot vary (about 1 at temperature 1): the mean
+    zero-shot p and the share of probes below 0.5; and how often the model answers no option at all,
+    as a mean and as the count of flagged probes (P(no option) > FLAGGED_ABOVE), before and after."""
+    before, after = sub["p_other_before"].to_numpy(float), sub["p_other_after"].to_numpy(float)
+    return {
+        "mean_p_before": float(sub["p_before"].mean()),
+        "below_half": 100.0 * float((sub["p_before"] < 0.5).mean()),
+        "p_other_before": float(np.nanmean(before)),
+        "p_other_after": float(np.nanmean(after)) if np.isfinite(after).any() else float("nan"),
+        "flagged_before": int((before > FLAGGED_ABOVE).sum()),
+        "flagged_after": int((after > FLAGGED_ABOVE).sum()),
+    }
 
 
 def _simulate(sub: pd.DataFrame, runs: int, seed: int) -> dict:
@@ -137,6 +152,7 @@ def _table1_one(outcomes: pd.DataFrame, model: str, lang: str, runs: int, seed: 
             "draws": int(group["draws"].max()),
         }
         if len(sub):
+            row.update(_validity(sub))
             sim = _simulate(sub, runs, seed)
             row["n_misaligned_run_low"], row["n_misaligned_run_high"] = metrics.run_interval(sim["n_misaligned"])
             row["improved_run_low"], row["improved_run_high"] = metrics.run_interval(sim["improved"])

@@ -33,6 +33,7 @@ P_VALUE = Column("p", "float", "p-value", "two-sided p-value")
 # ------------------------------------------------------------------- one prompt's measurement
 
 P_A = Column("p_a", "float", "share", "share of option a among valid answers, averaged over the two option orders")
+FLAGGED_ABOVE = 0.5  # a probe is flagged where P(no option) exceeds this: most responses are no option
 P_OTHER = Column("p_other", "float", "probability", "probability of a response that is neither option")
 P_MAJORITY = Column(
     "p_majority", "float", "probability",
@@ -243,6 +244,12 @@ TABLE1 = Table(
         N,
         Column("n_unserved", "int", "count", "probes this condition could not serve (too few candidates)", "unserved"),
         Column("draws", "int", "count", "random demonstration draws per probe"),
+        Column("mean_p_before", "float", "probability", "mean zero-shot P(majority answer) of the n probes", "mean p"),
+        _pct("below_half", "p < 0.5 %", "% of the n probes whose zero-shot P(majority answer) is below 0.5"),
+        Column("p_other_before", "float", "probability", "mean zero-shot P(no option) of the n probes"),
+        Column("p_other_after", "float", "probability", "mean P(no option) of the n probes with demonstrations"),
+        Column("flagged_before", "int", "count", "probes with zero-shot P(no option) > 0.5 (flagged)"),
+        Column("flagged_after", "int", "count", "probes with P(no option) > 0.5 with demonstrations (flagged)"),
         Column(
             "n_misaligned_run_low",
             "float",
