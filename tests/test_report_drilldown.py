@@ -13,6 +13,7 @@ import yaml
 
 from culturealign import culturespa_eval, prompts, report_drilldown, selfalign, selfalign_tables, wvs
 from culturealign.culturespa_tables import ANSWER_CODES, ANSWERS, EXPECTED_SCORES
+from culturealign.distributional_tables import COUNTRIES, QUESTIONS
 from probe_data import toy_probes
 from selfalign_rows import measured, outcomes, results
 
@@ -121,13 +122,9 @@ def culturespa_run(root: Path) -> Path:
 def distributions_run(root: Path) -> Path:
     folder = run_folder(root, "97_distributions", {}, {"metric": "jsd"})
     rows = [("Q1", c, 0.2, 0.1, 0.3, 2) for c in ("persona", "default")]
-    pd.DataFrame(rows, columns=["id", "condition", "mean", "low", "high", "n"]).to_csv(
-        folder / "questions.csv", index=False
-    )
+    QUESTIONS.write(pd.DataFrame(rows, columns=QUESTIONS.names), folder)
     countries = [("USA", "persona", 0.2, 0.1, 0.3, 1), ("USA", "default", 0.3, 0.2, 0.4, 1)]
-    pd.DataFrame(countries, columns=["country", "condition", "mean", "low", "high", "n"]).to_csv(
-        folder / "countries.csv", index=False
-    )
+    COUNTRIES.write(pd.DataFrame(countries, columns=COUNTRIES.names), folder)
     return folder
 
 

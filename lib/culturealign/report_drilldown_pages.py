@@ -20,6 +20,7 @@ import yaml
 
 from . import culturespa_eval, wvs
 from .culturespa_tables import EXPECTED_SCORES, read_answers
+from .distributional_tables import COUNTRIES, QUESTIONS
 
 FOLDER = "drilldown"  # the pages' folder inside the report folder
 
@@ -335,11 +336,10 @@ def condition_html(condition: str, per_question: pd.DataFrame, per_country: pd.D
 def distributions_page(run_dir: Path) -> dict[tuple[str, str], tuple[str, str]]:
     """A finished stage 97 run's page, (model, "distributions:<lang>") -> (its path in the report
     folder, its HTML): every condition (persona, placebo, default, floors, ceilings) in turn."""
-    needed = [run_dir / "questions.csv", run_dir / "countries.csv"]
-    if not done(run_dir) or not all(p.exists() for p in needed):
+    if not done(run_dir) or not all((run_dir / t.file).exists() for t in (QUESTIONS, COUNTRIES)):
         return {}
     model, lang = run_dir.parent.parent.name, run_dir.parent.name
-    questions, countries = (pd.read_csv(p) for p in needed)
+    questions, countries = QUESTIONS.read(run_dir), COUNTRIES.read(run_dir)
     metric = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")).get("results", {}).get("metric", "")
     texts = question_texts()
     parts = [f"<p class='note'>Distance ({html.escape(str(metric))}) to each country's WVS distribution.</p>"]

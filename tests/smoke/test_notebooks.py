@@ -236,7 +236,7 @@ def test_97_distributions(smoke_outputs):
     assert len(model) == 4 * 5 and model["other"].between(0, 1).all()
     assert model["order_shift"].isna().sum() == 4  # the nominal question has no order bias
     assert model["dist"].map(lambda d: sum(d) == pytest.approx(1, abs=1e-5)).all()  # lists, from model__dist.csv
-    assert model["persona"].isna().sum() == 5  # the default (no persona) on each question
+    assert (model["persona"] == "").sum() == 5  # the default (no persona), read back as written, on each question
     distances = distributional_tables.DISTANCES.read(folder)
     assert {
         "persona",
