@@ -21,7 +21,7 @@
 # *Reads* `data/probes/*.tsv` (the project's own probes) and `data/wvs/country_shares.csv` (answer
 # shares derived from WVS-7). *Writes* to `outputs/<model>/<lang>/00_data/`: probe counts per category
 # and language, the coverage matrix (language x country), label balance per country, and the
-# scale check. It also loads the model once, proving the path from parameters to a manifest.
+# scale check (its code lists in `scale_check__<column>.csv`), declared in `selfalign_tables`. It also loads the model once, proving the path from parameters to a manifest.
 
 # %% tags=["parameters"]
 model: str = "gemma3-270m"  # model name: a file params/models/<model>.yaml
@@ -29,7 +29,7 @@ model_config: dict = {}  # filled from params/models/<model>.yaml (empty: read t
 lang: str = "en"  # language code: a file params/langs/<lang>.yaml
 
 # %%
-from culturealign import params, probes, runs, stage, wvs
+from culturealign import params, probes, selfalign_tables, stage, wvs
 
 run, lm = stage.begin("00_data", globals())
 langs = probes.probe_languages()
@@ -43,7 +43,7 @@ print(f"{len(langs)} probe languages, WVS answer shares for {len(countries)} cou
 
 # %%
 counts = probes.category_counts(langs)
-runs.write_table(run.path("category_counts.csv"), counts.reset_index(names="category"))
+selfalign_tables.category_counts(langs).write(counts.reset_index(names="category"), run.dir)
 counts.loc["total"] = counts.sum()
 counts
 
@@ -57,7 +57,7 @@ counts
 # %%
 lang_country = params.language_countries()
 coverage = probes.coverage_matrix(langs, countries, wvs_shares)
-runs.write_table(run.path("coverage.csv"), coverage.reset_index(names="lang"))
+selfalign_tables.coverage(countries).write(coverage.reset_index(names="lang"), run.dir)
 print("language -> its country: labelled probes")
 for l, c in lang_country.items():
     if l not in coverage.index:
@@ -77,7 +77,7 @@ coverage
 
 # %%
 by_source = probes.coverage_by_source(langs, countries, wvs_shares)
-runs.write_table(run.path("coverage_by_source.csv"), by_source)
+selfalign_tables.COVERAGE_BY_SOURCE.write(by_source, run.dir)
 own = by_source[[lang_country.get(l) == c for l, c in zip(by_source["lang"], by_source["country"])]]
 own.pivot_table(index=["lang", "country"], columns="source", values="labelled", aggfunc="sum", fill_value=0, margins=True,
                 margins_name="total")
@@ -89,7 +89,7 @@ own.pivot_table(index=["lang", "country"], columns="source", values="labelled", 
 
 # %%
 balance = probes.label_balance(countries, wvs_shares)
-runs.write_table(run.path("label_balance.csv"), balance)
+selfalign_tables.LABEL_BALANCE.write(balance, run.dir)
 balance
 
 # %% [markdown]
@@ -100,7 +100,7 @@ balance
 # %%
 master, problems = probes.load_master()
 check = probes.scale_check(master)
-runs.write_table(run.path("scale_check.csv"), check)
+selfalign_tables.SCALE_CHECK.write(check, run.dir)
 assert check["ok"].all(), check[~check["ok"]]
 print(f"{int(check['ok'].sum())} of {len(check)} probes cover their scale without overlap; {len(problems)} problem rows")
 
@@ -110,7 +110,7 @@ print(f"{int(check['ok'].sum())} of {len(check)} probes cover their scale withou
 
 # %%
 tokens = probes.tokens_per_probe(lm.tokenizer, langs)
-runs.write_table(run.path("tokens_per_probe.csv"), tokens)
+selfalign_tables.TOKENS_PER_PROBE.write(tokens, run.dir)
 tokens
 
 # %%

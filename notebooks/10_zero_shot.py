@@ -47,7 +47,7 @@ fidelity_probes: int = 3  # probes re-measured by sampling, to check exact mode
 fidelity_draws: int = 50  # sampled responses per fidelity probe
 
 # %%
-from culturealign import probes, prompts, runs, scoring, selfalign, selfalign_tables, stage
+from culturealign import probes, prompts, scoring, selfalign, selfalign_tables, stage
 
 measuring = selfalign.Measuring(invalid_responses, sample_draws)
 run, lm = stage.begin("10_zero_shot", globals())
@@ -122,7 +122,7 @@ pd.Series(pmf, index=pd.RangeIndex(len(pmf), name=f"k majority answers of {metri
 
 # %%
 fidelity = selfalign.fidelity_check(lm, labelled.head(fidelity_probes), lang, seed, fidelity_draws)
-runs.write_table(run.path("fidelity.csv"), fidelity)
+selfalign_tables.FIDELITY.write(fidelity, run.dir)
 fidelity
 
 # %%

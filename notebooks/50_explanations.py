@@ -66,7 +66,7 @@ table = pd.DataFrame({"probe_id": chosen["probe_id"].to_numpy(), "strategy": str
                       "majority_option": [labelled.at[p, "majority_option"] for p in chosen["probe_id"]],
                       "p_before": chosen["p_before"].to_numpy(), "p_after": chosen["p_after"].to_numpy(),
                       "p_improved": chosen["improved"].to_numpy(), "explanation": [e.strip() for e in explanations]})
-runs.write_table(run.path("explanations.csv"), table)
+selfalign_tables.EXPLANATIONS.write(table, run.dir)
 pd.set_option("display.max_colwidth", 200)
 table[["sentence", "p_before", "p_after", "p_improved", "explanation"]].round(3)
 

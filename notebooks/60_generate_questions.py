@@ -36,7 +36,7 @@ max_rounds: int = 20  # generation rounds per topic before giving up on reaching
 # %%
 import pandas as pd
 
-from culturealign import culturespa, runs, stage
+from culturealign import culturespa, culturespa_tables, runs, stage
 
 run, lm = stage.begin("60_generate_questions", globals())
 store = runs.ResultCache(run.path("questions.jsonl"))
@@ -60,7 +60,7 @@ for topic in chosen_topics:
     kept = sum(r["topic"] == topic for r in store.records.values())
     counts.append({"topic": topic, "kept": kept, **found})
 counts = pd.DataFrame(counts)
-runs.write_table(run.path("generation_counts.csv"), counts)
+culturespa_tables.GENERATION_COUNTS.write(counts, run.dir)
 counts
 
 # %% [markdown]

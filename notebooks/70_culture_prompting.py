@@ -73,7 +73,7 @@ print(f"{len(questions)} questions x (1 unaware + {len(cultures)} aware + {len(c
 # %%
 similar = culturespa.similar_cultures(cultures)
 table = pd.DataFrame([{"culture": c, "most_similar": ", ".join(s), "least_similar": ", ".join(d)} for c, (s, d) in similar.items()])
-runs.write_table(run.path("similar_cultures.csv"), table)
+culturespa_tables.SIMILAR_CULTURES.write(table, run.dir)
 table
 
 # %% [markdown]

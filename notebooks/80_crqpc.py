@@ -27,7 +27,8 @@
 # adds to the training set.
 #
 # *Reads* `70_culture_prompting/answers.csv` (with its long tables) and `60_generate_questions/questions.jsonl`.
-# *Writes* `crqpc_joint.jsonl`, `crqpc_<culture>.jsonl` and `counts.csv`.
+# *Writes* `crqpc_joint.jsonl`, `crqpc_<culture>.jsonl`, `crqpc.csv` (options in `crqpc__options.csv`) and
+# `counts.csv`, declared in `culturespa_tables`.
 
 # %% tags=["parameters"]
 from typing import Literal
@@ -59,7 +60,7 @@ counts.insert(3, "kept", [int((pairs["culture"] == c).sum()) for c in counts["cu
 assert (counts["kept"] == counts[f"kept_{answer_mode}"]).all(), "CRQPC pairs disagree with the counts of their own mode"
 counts["kept_pct"] = 100 * counts["kept"] / counts["questions"]
 cultures = counts["culture"].tolist()
-runs.write_table(run.path("counts.csv"), counts)
+culturespa_tables.CRQPC_COUNTS.write(counts, run.dir)
 empty = counts.loc[counts["kept"] == 0, "culture"].tolist()
 if empty:
     print(f"no CRQPC pairs for {empty}: their aware answers never differ from unaware; no specific adapter can be trained for them")
@@ -69,7 +70,7 @@ counts
 # ## Instruction-tuning files: joint and per culture
 
 # %%
-runs.write_table(run.path("crqpc.csv"), pairs)
+culturespa_tables.CRQPC.write(pairs, run.dir)
 for name, subset in [("joint", pairs)] + [(c, pairs[pairs["culture"] == c]) for c in cultures]:
     with runs.atomic_path(run.path(f"crqpc_{name}.jsonl")) as tmp:
         subset.to_json(tmp, orient="records", lines=True, force_ascii=False)

@@ -1,11 +1,11 @@
-"""The answers table of stages 70 and 95: declared once, written with its nested columns as long
-tables (no JSON in a cell), and read back exactly as answer_questions returned it."""
+"""The answers table of stages 70 and 95 and stage 80's pairs: declared once, written with their
+nested columns as long tables (no JSON in a cell), and read back exactly as they were computed."""
 
 import pandas as pd
 import pytest
-from tests.test_culturespa import answers_from
+from tests.test_culturespa import QUESTIONS, answers_from
 
-from culturealign import culturespa, culturespa_tables
+from culturealign import culturespa, culturespa_crqpc, culturespa_tables
 from culturealign.tables import TableError
 
 ROWS = [
@@ -56,3 +56,14 @@ def test_stage_95s_methods_and_training_seeds_each_name_their_own_rows(tmp_path)
     assert culturespa_tables.read_answers(tmp_path)["probs"].tolist() == methods["probs"].tolist()
     with pytest.raises(TableError, match="does not name each row once"):
         culturespa_tables.ANSWERS.write(methods.assign(method="aware"), tmp_path)
+
+
+def test_stage_80s_pairs_keep_their_options_as_a_long_table(tmp_path):
+    answers = answers_from([("a", "unaware", "", [1, 0], 0), ("a", "aware", "KEN", [0, 1], 0)], mode="argmax")
+    pairs = culturespa_crqpc.crqpc(answers, QUESTIONS, column="answer_argmax")
+    culturespa_tables.CRQPC.write(pairs, tmp_path)
+    assert "[" not in (tmp_path / "crqpc.csv").read_text() and (tmp_path / "crqpc__options.csv").exists()
+    assert culturespa_tables.CRQPC.read(tmp_path)["options"].tolist() == pairs["options"].tolist() == [["x", "y"]]
+    counts = culturespa_crqpc.crqpc_counts(answers)
+    declared = [c.name for c in culturespa_tables.CRQPC_COUNTS.columns]
+    assert [n for n in declared if n in counts] == list(counts.columns)  # the counts keep their order

@@ -2,7 +2,7 @@ import warnings
 
 import pytest
 
-from culturealign import params, probes
+from culturealign import params, probes, selfalign_tables
 
 ARORA = __import__("pathlib").Path(__file__).parent / "fixtures" / "arora"
 
@@ -189,3 +189,11 @@ def test_shared_order_puts_questions_labelled_in_most_languages_first():
     assert probes.order_probes(labelled, "file") is labelled
     with pytest.raises(ValueError, match="probe_order must be one of file, shared"):
         probes.order_probes(labelled, "random")
+
+
+def test_the_scale_check_keeps_its_code_lists_as_long_tables(tmp_path):
+    check = probes.scale_check(probes.load_master()[0].head(5))
+    selfalign_tables.SCALE_CHECK.write(check, tmp_path)
+    assert "[" not in (tmp_path / "scale_check.csv").read_text()
+    back = selfalign_tables.SCALE_CHECK.read(tmp_path)
+    assert back["scale"].tolist() == check["scale"].tolist() and back["overlap"].tolist() == [[]] * 5

@@ -83,6 +83,66 @@ def read_answers(folder: Path) -> pd.DataFrame:
     return answers
 
 
+TOPIC = Column("topic", "str", "", "the WVS topic the question was generated for")
+GENERATION_COUNTS = Table(
+    "generation_counts.csv",
+    "WVS topic: the questions stage 60 kept and the model's outputs it dropped (this run's rounds)",
+    (
+        TOPIC,
+        Column("kept", "int", "count", "generated questions of the topic the store holds"),
+        Column("generated", "int", "count", "new valid questions this run generated"),
+        Column("malformed", "int", "count", "outputs that could not be read as a question with options"),
+        Column("duplicate", "int", "count", "questions already asked (a seed or an earlier question)"),
+    ),
+)
+SIMILAR_CULTURES = Table(
+    "similar_cultures.csv",
+    "culture: the cultures whose WVS majority answers are most and least like its own (stage 70)",
+    (
+        CULTURE,
+        Column("most_similar", "str", "", "the most similar cultures, most similar first, comma-separated"),
+        Column("least_similar", "str", "", "the least similar cultures, least similar first, comma-separated"),
+    ),
+)
+CRQPC = Table(
+    "crqpc.csv",
+    "culture and question whose culture-aware answer differs from the unaware one: an instruction pair (stage 80)",
+    (
+        CULTURE,
+        Column("id", "str", "", "the generated question's id"),
+        TOPIC,
+        Column("system", "str", "", "the culture-aware persona prompt"),
+        Column("question", "str", "", "the generated question"),
+        Column("options", "list", "", "the question's options in order", of="str"),
+        Column("start", "int", "", "the code of the first option"),
+        Column("input", "str", "", "the question and its numbered options, as the model is asked them"),
+        Column("output", "str", "", "the culture-aware answer code: the training target"),
+        Column("unaware_answer", "int", "", "the answer code without a persona"),
+    ),
+    key=("culture", "id"),
+)
+CRQPC_COUNTS = Table(
+    "counts.csv",
+    "culture: its questions and the CRQPC pairs kept (stage 80)",
+    (
+        CULTURE,
+        Column("answer_mode", "str", "", "the answer mode stage 70 drew the answers with"),
+        Column("questions", "int", "count", "questions asked with the culture-aware persona"),
+        Column("kept", "int", "count", "pairs kept under the run's answer mode: its instruction-tuning records"),
+        *(
+            Column(f"kept_{mode}", "int", "count", f"pairs whose answers differ under answer mode {mode}")
+            for mode in ANSWER_MODES
+        ),
+        Column(
+            "expected_sample",
+            "float",
+            "count",
+            "expected pairs under the authors' protocol: two draws, both valid and different",
+        ),  # fmt: skip
+        Column("kept_pct", "float", "%", "kept as a percentage of the questions", "kept %"),
+    ),
+)
+
 NUMBER = Column("number", "str", "", "which number the row holds: one run or expected")
 SCORE = "alignment score, 100 * (1 - ||a - g|| / ||span||) over the questions"
 

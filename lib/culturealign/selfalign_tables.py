@@ -427,3 +427,122 @@ CONTRASTS = Table(
         FEW,
     ),
 )
+
+
+# ------------------------------------------------------------------- stage 00: the data
+
+COUNTRY = Column("country", "str", "", "WVS country (ISO3)")
+
+
+def category_counts(langs: list[str]) -> Table:
+    """category_counts.csv (stage 00): per WVS category, one column of probe counts per language of
+    `langs`."""
+    return Table(
+        "category_counts.csv",
+        "WVS category: its probes in each language",
+        (
+            CATEGORY,
+            *(Column(lang, "int", "count", f"probes of the category in {lang}", optional=True) for lang in langs),
+        ),
+    )
+
+
+def coverage(countries: list[str]) -> Table:
+    """coverage.csv (stage 00): per probe language, one column per country of `countries` counting
+    the probes with a majority label there."""
+    return Table(
+        "coverage.csv",
+        "probe language: its probes with a majority label in each country",
+        (
+            LANG,
+            *(Column(c, "int", "count", f"probes with a majority label in {c}", optional=True) for c in countries),
+        ),
+    )
+
+
+LABELLED = Column("labelled", "int", "count", "probes with a majority label", "labelled probes")
+COVERAGE_BY_SOURCE = Table(
+    "coverage_by_source.csv",
+    "probe language, country and source of the WVS shares: the probes it labels",
+    (
+        LANG,
+        COUNTRY,
+        Column("source", "str", "", "the WVS derivation behind the labels (release, simllm, respondents, ...)"),
+        LABELLED,
+    ),
+)
+LABEL_BALANCE = Table(
+    "label_balance.csv",
+    "country: its probes labelled a, labelled b, and excluded",
+    (
+        COUNTRY,
+        Column("a", "int", "count", "probes whose majority is option a", "labelled a"),
+        Column("b", "int", "count", "probes whose majority is option b", "labelled b"),
+        Column("excluded", "int", "count", "probes without a label (a tie or no WVS data)"),
+        Column("share_a", "float", "share", "share of the labelled probes whose majority is option a"),
+        Column("main_exclusion", "str", "", "the commonest reason for excluding a probe (empty: none excluded)"),
+    ),
+)
+CODES = "answer codes of the question's scale"
+
+
+def _codes(name: str, meaning: str) -> Column:
+    """A list of answer codes (an empty list where there is none)."""
+    return Column(name, "list", "", meaning, of="int", empty_when_absent=True)
+
+
+SCALE_CHECK = Table(
+    "scale_check.csv",
+    "probe: whether its option a, option b and neutral codes cover its question's scale without overlap",
+    (
+        PROBE,
+        QID,
+        _codes("scale", f"the {CODES}"),
+        _codes("overlap", "codes in more than one of a, b and neutral"),
+        _codes("uncovered", "codes of the scale in none of a, b and neutral"),
+        _codes("outside_scale", f"codes of the probe not among the {CODES}"),
+        Column("ok", "bool", "", "a and b are not empty, nothing overlaps and the codes cover the scale exactly"),
+    ),
+    key=("probe_id",),
+)
+TOKENS_PER_PROBE = Table(
+    "tokens_per_probe.csv",
+    "probe language: the model's tokens per filled-in probe",
+    (
+        LANG,
+        Column("probes", "int", "count", "probes of the language"),
+        Column("mean_tokens", "float", "count", "mean tokens of a probe filled in with option a"),
+        Column("max_tokens", "int", "count", "most tokens of a probe filled in with option a"),
+    ),
+)
+
+# ---------------------------------------------------------- stage 10's fidelity, stage 50
+
+FIDELITY = Table(
+    "fidelity.csv",
+    "probe: its sampled responses against its exact distribution (stage 10; empty for a model without logits)",
+    (
+        PROBE,
+        Column("draws", "int", "count", "responses sampled"),
+        Column("valid", "int", "count", "sampled responses that are option a or b"),
+        Column("sampled_a", "float", "share", "share of option a among the valid sampled responses"),
+        Column("exact_a", "float", "probability", "exact probability of option a, renormalised over a and b"),
+        Column("sampled_other", "float", "share", "share of sampled responses that are neither option"),
+        Column("exact_other", "float", "probability", "exact probability of a response that is neither option"),
+        Column("p_value", "float", "p-value", "binomial test of the sampled count of a against the exact p(a)"),
+    ),
+)
+EXPLANATIONS = Table(
+    "explanations.csv",
+    "probe whose majority answer is the most likely after self-alignment: the model's explanation (stage 50)",
+    (
+        PROBE,
+        STRATEGY,
+        Column("sentence", "str", "", "the probe filled in with the majority option"),
+        ZERO_SHOT.column("majority_option"),
+        OUTCOMES.column("p_before"),
+        OUTCOMES.column("p_after"),
+        OUTCOMES.column("improved").renamed("p_improved"),
+        Column("explanation", "str", "", "the model's explanation of its answer"),
+    ),
+)

@@ -42,9 +42,10 @@ def test_00_data(smoke_outputs):
     folder, manifest = artifacts(smoke_outputs, "00_data")
     assert manifest["results"]["probes"] >= 230 and manifest["results"]["scale_ok"]
     assert manifest["model"]["weights_hash"].startswith("gguf-sha256:")
-    coverage = pd.read_csv(folder / "coverage.csv").set_index("lang")
+    countries = list(pd.read_csv(folder / "coverage.csv", nrows=0).columns[1:])  # the wide table's columns
+    coverage = selfalign_tables.coverage(countries).read(folder).set_index("lang")
     assert coverage.loc["en", "USA"] >= 230 and coverage.loc["de", "DEU"] >= 200
-    assert (pd.read_csv(folder / "tokens_per_probe.csv")["mean_tokens"] > 3).all()
+    assert (selfalign_tables.TOKENS_PER_PROBE.read(folder)["mean_tokens"] > 3).all()
 
 
 def test_10_zero_shot(smoke_outputs):
@@ -56,7 +57,7 @@ def test_10_zero_shot(smoke_outputs):
     assert (zero["flagged"] == (zero["p_other"] > 0.5)).all() and set(zero["mode"]) == {"exact"}
     assert manifest["results"]["flagged"] == int(zero["flagged"].sum())
     assert manifest["decoding"] == {"temperature": 1.0, "top_k": 64, "top_p": 0.95}
-    fidelity = pd.read_csv(folder / "fidelity.csv")
+    fidelity = selfalign_tables.FIDELITY.read(folder)
     assert len(fidelity) == 3 and (fidelity["p_value"].dropna() > 0.001).all()
 
 
@@ -127,7 +128,7 @@ def test_40_summary(smoke_outputs):
 def test_50_explanations(smoke_outputs):
     root, _ = smoke_outputs
     folder, manifest = artifacts(smoke_outputs, "50_explanations")
-    table = pd.read_csv(folder / "explanations.csv", keep_default_na=False)
+    table = selfalign_tables.EXPLANATIONS.read(folder)
     assert len(table) == manifest["results"]["explained"] <= 2
     outcomes = pd.read_csv(root / MODEL / "en" / "30_self_alignment" / "outcomes.csv").set_index(
         ["probe_id", "strategy"]
@@ -143,7 +144,7 @@ def test_60_generate_questions(smoke_outputs):
     lines = [json.loads(l) for l in (folder / "questions.jsonl").read_text().splitlines()]
     assert len(lines) == manifest["results"]["questions"] > 0
     assert all(2 <= len(q["options"]) <= 10 and q["question"] for q in lines)
-    counts = pd.read_csv(folder / "generation_counts.csv")
+    counts = culturespa_tables.GENERATION_COUNTS.read(folder)
     assert len(counts) == 2 and {"malformed", "duplicate", "kept"} <= set(counts.columns)
 
 
@@ -159,17 +160,17 @@ def test_70_culture_prompting(smoke_outputs):
     valid = answers.dropna(subset=["answer"])
     assert (valid["answer"] >= valid["start"]).all()
     assert ((answers["probs"].map(sum) + answers["other"]).round(6) == 1).all() and set(answers["measure"]) == {"exact"}
-    assert len(pd.read_csv(folder / "similar_cultures.csv")) == 3
+    assert len(culturespa_tables.SIMILAR_CULTURES.read(folder)) == 3
 
 
 def test_80_crqpc(smoke_outputs):
     folder, manifest = artifacts(smoke_outputs, "80_crqpc")
-    pairs = pd.read_csv(folder / "crqpc.csv")
+    pairs = culturespa_tables.CRQPC.read(folder)
     assert len(pairs) == manifest["results"]["joint"]
     assert (pairs["output"].astype(int) != pairs["unaware_answer"]).all()
     joint = (folder / "crqpc_joint.jsonl").read_text().splitlines()
     assert len(joint) == len(pairs)
-    counts = pd.read_csv(folder / "counts.csv")
+    counts = culturespa_tables.CRQPC_COUNTS.read(folder)
     assert {"kept_sample", "kept_common", "kept_argmax", "expected_sample"} <= set(counts.columns)
     assert (counts["kept"] == counts["kept_sample"]).all() and (counts["answer_mode"] == "sample").all()
     assert (counts["expected_sample"] <= counts["questions"]).all()
