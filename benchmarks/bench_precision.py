@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from culturealign import paths
+from culturealign.culturespa_eval_tables import TRAINING
 from culturealign.precision import cpu_model
 from culturealign.report import read_manifests, wall_seconds
 from culturealign.results import write_bench
@@ -129,10 +130,10 @@ def compare_training(fp32_root: Path, bf16_root: Path, model: str = "gemma3-270m
     """Stage 90's adapters in both precisions: steps, mean training loss and seconds (training.csv)."""
     frames = []
     for dtype, root in (("fp32", fp32_root), ("bf16", bf16_root)):
-        path = root / model / "en" / "90_lora_sft" / "training.csv"
-        if not path.exists():
+        folder = root / model / "en" / "90_lora_sft"
+        if not (folder / TRAINING.file).exists():
             return pd.DataFrame()
-        frames.append(pd.read_csv(path)[["adapter", "steps", "train_loss", "seconds"]].add_suffix(f" {dtype}"))
+        frames.append(TRAINING.read(folder)[["adapter", "steps", "train_loss", "seconds"]].add_suffix(f" {dtype}"))
     both = frames[0].merge(frames[1], left_on="adapter fp32", right_on="adapter bf16")
     both["|loss bf16 - loss fp32|"] = (both["train_loss bf16"] - both["train_loss fp32"]).abs().round(4)
     return both.drop(columns=["adapter bf16"]).rename(columns={"adapter fp32": "adapter"}).round(4)

@@ -57,7 +57,7 @@ adapter_seeds: list = [0, 1, 2]  # training seeds: every adapter is trained once
 # %%
 import pandas as pd
 
-from culturealign import culturespa, culturespa_crqpc, params, prompts, runs, stage, train
+from culturealign import culturespa, culturespa_crqpc, culturespa_eval_tables, params, prompts, runs, stage, train
 
 cultures_specific = cultures_specific or culturespa.CULTURES
 adapter_seeds = train.check_seeds(adapter_seeds, params.param_source("90_lora_sft", "adapter_seeds", model, lang))
@@ -94,7 +94,7 @@ for name in ["joint", *cultures_specific]:
         report.append({"adapter": folder, "seed": training_seed, "examples": len(pairs), **outcome})
         print(folder, outcome["status"])
 report = pd.DataFrame(report)
-runs.write_table(run.path("training.csv"), report)
+culturespa_eval_tables.TRAINING.write(report, run.dir)
 report
 
 # %%

@@ -76,6 +76,7 @@ from IPython.display import Image, display
 from culturealign import (
       culturespa,
       culturespa_eval,
+      culturespa_eval_tables,
       culturespa_scores,
       culturespa_tables,
       paths,
@@ -121,7 +122,7 @@ tuned.groupby("method").size()
 
 # %%
 check = culturespa.parsing_check(lm, questions, parse_check, seed)
-runs.write_table(run.path("parsing_check.csv"), check)
+culturespa_eval_tables.PARSING_CHECK.write(check, run.dir)
 sampled_differ = int(answers["parse_differs"].sum()) if "parse_differs" in answers else 0
 print(f"reply_parsing={reply_parsing}; free replies read differently: {int(check['differ'].sum())} of {len(check)}; "
       f"sampled replies read differently: {sampled_differ}")
@@ -136,7 +137,7 @@ expected_label = f"expected over {score_draws} simulated runs of the authors' pr
 scores = culturespa_eval.score_table(answers, questions, cultures)
 culturespa_tables.SCORES.write(scores.assign(number=one_run), run.dir)
 table = culturespa_eval.method_table(scores, culturespa_eval.METHODS)
-runs.write_table(run.path("score_table.csv"), table.reset_index().assign(number=one_run))
+culturespa_eval_tables.method_table("score_table.csv", culturespa_eval.METHODS).write(table.reset_index().assign(number=one_run), run.dir)
 print(one_run)
 table.round(2)
 
@@ -146,7 +147,8 @@ expected = pd.concat([expected, culturespa_eval.expected_means(simulated, cultur
 expected = culturespa_scores.with_split(expected, culturespa_scores.distance_split(answers, questions, cultures))
 culturespa_tables.EXPECTED_SCORES.write(expected.assign(number=expected_label), run.dir)
 expected_table = culturespa_eval.method_table(expected[expected["culture"].isin(cultures)], culturespa_eval.METHODS, "expected")
-runs.write_table(run.path("expected_table.csv"), expected_table.reset_index().assign(number=expected_label))
+culturespa_eval_tables.method_table("expected_table.csv", culturespa_eval.METHODS).write(
+    expected_table.reset_index().assign(number=expected_label), run.dir)
 culturespa_tables.method_scores(culturespa_eval.METHODS).write(
     pd.concat([expected_table.reset_index().assign(number=expected_label),
                table.reset_index().assign(number=one_run)], ignore_index=True).assign(model=model), paths.summary_dir())
@@ -179,7 +181,7 @@ differences[differences["culture"] == "mean"].round(2)
 common = pd.concat([culturespa_eval.method_table(scores, culturespa_eval.METHODS, "score_common").reset_index().assign(number=one_run),
                     culturespa_eval.method_table(expected[expected["culture"].isin(cultures)], culturespa_eval.METHODS,
                                             "expected_common").reset_index().assign(number=expected_label)], ignore_index=True)
-runs.write_table(run.path("common_table.csv"), common)
+culturespa_eval_tables.method_table("common_table.csv", culturespa_eval.METHODS).write(common, run.dir)
 common[common["culture"].str.startswith("mean")].round(2)
 
 # %%

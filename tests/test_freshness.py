@@ -3,7 +3,6 @@ and skips presentation-only ones."""
 
 import subprocess
 
-import pandas as pd
 import pytest
 
 from culturealign import freshness, paths
@@ -36,15 +35,22 @@ def _commit_touching(path_prefixes: tuple[str, ...], exclude: tuple[str, ...] = 
     return log[0] if log else None
 
 
+def _write_runs(folder, commits: list[str]) -> None:
+    """A results folder's runs.csv as copy_results writes it, one run per commit."""
+    manifests = [
+        {"model_name": "gemma3-270m", "lang": "en", "stage": f"{i}0_stage", "status": "done", "git_commit": c}
+        for i, c in enumerate(commits)
+    ]
+    freshness.RUNS.write(freshness.runs_table(manifests, lambda m: 90.0), folder)
+
+
 def test_a_results_folder_at_head_is_up_to_date(tmp_path):
     head = _head()
     if not head:
         pytest.skip("not a git checkout")
     folder = tmp_path / "results" / "quick"
     folder.mkdir(parents=True)
-    pd.DataFrame({"commit": [head, head + "-dirty"], "stage": ["10_zero_shot", "30_self_alignment"]}).to_csv(
-        folder / freshness.RUNS_FILE, index=False
-    )
+    _write_runs(folder, [head, head + "-dirty"])
     assert freshness.commits_touching_numbers(head) == 0
     (line,) = freshness.report_lines(tmp_path / "results")
     assert line.startswith("results/quick: 2 runs at") and line.endswith("up to date")
@@ -63,6 +69,6 @@ def test_the_count_is_the_commits_since_that_touch_numbers_not_presentation():
 def test_an_unknown_commit_is_reported_not_counted(tmp_path):
     folder = tmp_path / "results" / "full"
     folder.mkdir(parents=True)
-    pd.DataFrame({"commit": ["0" * 40], "stage": ["10_zero_shot"]}).to_csv(folder / freshness.RUNS_FILE, index=False)
+    _write_runs(folder, ["0" * 40])  # all digits: read back as text, never as a number
     assert freshness.commits_touching_numbers("0" * 40) is None
     assert "not in this clone's history" in freshness.report_lines(tmp_path / "results")[0]

@@ -11,8 +11,24 @@ from typing import Any
 import pandas as pd
 
 from . import paths
+from .tables import Column, Table
 
-RUNS_FILE = "runs.csv"  # one row per run behind a results folder: stage, language, commit, status, machine, time
+RUNS = Table(
+    "runs.csv",
+    "run behind a results folder: its stage, language, commit, status, machine and time",
+    (
+        Column("model", "str", "", "the model's name"),
+        Column("lang", "str", "", "the language of the run", "language"),
+        Column("stage", "str", "", "the stage (its notebook)"),
+        Column("status", "str", "", "the run's status in its manifest (done, failed, ...)"),
+        Column("commit", "str", "", "the commit the run's code came from (-dirty: with uncommitted changes)"),
+        Column("started", "str", "", "when the run started (ISO 8601)"),
+        Column("seconds", "float", "", "seconds from the run's start to its finish; empty: unfinished"),
+        Column("precision", "str", "", "the precision the model ran in"),
+        Column("cpu", "str", "", "the machine's CPU model"),
+    ),
+)
+RUNS_FILE = RUNS.file
 # What can change a number: everything the stages execute, minus the modules that only present.
 NUMBER_PATHS = ("notebooks", "params", "data", "lib/culturealign")
 PRESENTATION = (
@@ -43,7 +59,12 @@ def runs_table(manifests: list[dict[str, Any]], seconds) -> pd.DataFrame:
         }
         for m in manifests
     ]
-    return pd.DataFrame(rows).sort_values(["model", "stage", "lang"], kind="stable")
+    return RUNS.validate(pd.DataFrame(rows, columns=RUNS.names).sort_values(["model", "stage", "lang"], kind="stable"))
+
+
+def read_runs(path: Path) -> pd.DataFrame:
+    """A runs.csv checked against RUNS, with each commit as text ("" where a run names none), never a number."""
+    return RUNS.validate(pd.read_csv(path, dtype={"commit": str}).fillna({"commit": ""}))
 
 
 def _git(*args: str) -> str | None:
@@ -71,7 +92,7 @@ def report_lines(results: Path | None = None) -> list[str]:
     results = results or paths.REPO / "results"
     lines = []
     for table in sorted(results.glob(f"*/{RUNS_FILE}")):
-        runs = pd.read_csv(table, dtype={"commit": str}, keep_default_na=False)
+        runs = read_runs(table)
         commits = sorted({c for c in runs["commit"] if c})
         behind = [commits_touching_numbers(c) for c in commits]
         known = [b for b in behind if b is not None]

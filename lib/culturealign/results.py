@@ -275,9 +275,7 @@ def copy_results(root: Path, target: Path) -> list[Path]:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     target.mkdir(parents=True, exist_ok=True)
     manifests, _ = read_manifests(root)
-    runs_file = target / freshness.RUNS_FILE
-    freshness.runs_table(manifests, wall_seconds).to_csv(runs_file, index=False)
-    copied = [runs_file]
+    copied = freshness.RUNS.write(freshness.runs_table(manifests, wall_seconds), target)
     for source in [
         report_dir / "RESULTS.md",
         *sorted((report_dir / "summary").glob("*.csv")),

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import paths
+from .tables import Column, Table
 
 # The 13 thematic sections of the WVS-7 questionnaire, by question number (inclusive).
 CATEGORIES: list[tuple[str, int, int]] = [
@@ -34,7 +35,19 @@ CATEGORIES: list[tuple[str, int, int]] = [
 ]
 ZERO_BASED = {*range(94, 106), 119, *range(122, 130), *range(241, 250)}
 VALUE_QUESTIONS = [f"Q{n}" for n in range(1, 260) if n != 223] + ["Q234A"]
-SHARE_COLUMNS = ["country", "qid", "code", "share", "source"]
+# data/wvs/country_shares.csv: written by wvs_build (`make wvs`), read by load_shares
+SHARES = Table(
+    "country_shares.csv",
+    "country, WVS question and answer code: the share of the country's respondents giving that answer",
+    (
+        Column("country", "str", "", "WVS country (ISO3)"),
+        Column("qid", "str", "", "WVS question id", "question"),
+        Column("code", "str", "", "the answer code, as text (0 on WVS's 0-based scales)"),
+        Column("share", "float", "share", "share of the country's valid answers to the question"),
+        Column("source", "str", "", "where the shares come from (the source that won, wvs.PRIORITY)"),
+    ),
+)
+SHARE_COLUMNS = SHARES.names
 
 
 @dataclass(frozen=True)
@@ -118,7 +131,7 @@ def load_shares(path: Path | None = None) -> pd.DataFrame:
     path = path or paths.WVS_SHARES
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; rebuild it with `make wvs`")
-    return pd.read_csv(path, dtype={"code": str, "country": str, "qid": str})
+    return SHARES.validate(pd.read_csv(path, dtype={"code": str, "country": str, "qid": str}))
 
 
 def countries_with_shares(wvs_shares: pd.DataFrame | None = None) -> list[str]:

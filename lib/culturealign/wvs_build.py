@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths
-from .wvs import PRIORITY, SHARE_COLUMNS, SOURCE_NAMES, Problem, source_id
+from .wvs import PRIORITY, SHARE_COLUMNS, SHARES, SOURCE_NAMES, Problem, source_id
 from .wvs_globalopinion import load_globalopinion
 from .wvs_sources import SourceError, aggregate_respondents, load_simllm, release_shares
 
@@ -152,9 +152,10 @@ def comparison_summary(comparisons: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_shares(wvs_shares: pd.DataFrame, path: Path | None = None) -> Path:
+    """data/wvs/country_shares.csv, checked against its declaration (wvs.SHARES), written atomically."""
     from .runs import write_table
 
-    return write_table(path or paths.WVS_SHARES, wvs_shares)
+    return write_table(path or paths.WVS_SHARES, SHARES.validate(wvs_shares))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from culturealign import culturespa_eval, culturespa_tables, distributional_tables, selfalign_tables, stages
+from culturealign import (
+    culturespa_eval,
+    culturespa_eval_tables,
+    culturespa_tables,
+    distributional_tables,
+    selfalign_tables,
+    stages,
+)
 
 pytestmark = pytest.mark.smoke
 MODEL = "gemma3-270m"
@@ -178,7 +185,7 @@ def test_80_crqpc(smoke_outputs):
 
 def test_90_lora_sft(smoke_outputs):
     folder, manifest = artifacts(smoke_outputs, "90_lora_sft")
-    training = pd.read_csv(folder / "training.csv")
+    training = culturespa_eval_tables.TRAINING.read(folder)
     joint = training.set_index("adapter").loc["joint"]
     assert joint["status"] == "trained" and joint["steps"] == 2 and joint["warmup_steps"] == 1
     assert {"joint__seed1", "joint__seed2"} <= set(training["adapter"]) and set(training["seed"]) == {0, 1, 2}
@@ -194,7 +201,11 @@ def test_90_lora_sft(smoke_outputs):
 def test_95_culture_eval(smoke_outputs):
     root, _ = smoke_outputs
     folder, manifest = artifacts(smoke_outputs, "95_culture_eval")
-    table = pd.read_csv(folder / "score_table.csv").set_index("culture")
+    table = (
+        culturespa_eval_tables.method_table("score_table.csv", culturespa_eval.METHODS)
+        .read(folder)
+        .set_index("culture")
+    )
     assert list(table.index) == ["DEU", "USA", "mean", "mean over USA"]  # only USA has a specific adapter
     assert (table["number"] == "one run (answer_mode=sample, seed 0)").all()
     for method in ("unaware", "aware", "cross", "aware_selfalign", "aware_selfalign_placebo", "culturespa_joint"):
@@ -220,7 +231,7 @@ def test_95_culture_eval(smoke_outputs):
     verdict = general.at["culturespa_joint", "verdict"]
     # 4 items near chance: an equivalence question, or one the check cannot answer at chance
     assert verdict == "not shown" or verdict.startswith(("within +/-", "cannot show a loss"))
-    assert "expected_common" in expected.columns and (folder / "parsing_check.csv").exists()
+    assert "expected_common" in expected.columns and len(culturespa_eval_tables.PARSING_CHECK.read(folder))
     answers = culturespa_tables.read_answers(folder)  # every method and training seed: the key tells them apart
     assert {"unaware", "culturespa_joint", "culturespa_joint__seed1"} <= set(answers["method"])
     assert answers["probs"].map(len).gt(0).all() and set(answers["culture"]) == {"USA", "DEU"}
