@@ -117,12 +117,12 @@ def tables_of(root: Path) -> dict[str, Path]:
 
 def compare(fp32_root: Path, bf16_root: Path) -> pd.DataFrame:
     """Every table's numbers, fp32 against bf16, each beside its interval where its table has one."""
-    rows, theirs = [], tables_of(bf16_root)
+    rows, bf16_tables = [], tables_of(bf16_root)
     for name, path in tables_of(fp32_root).items():
-        if name in theirs:
-            mine, other = pd.read_csv(path), pd.read_csv(theirs[name])
-            if len(mine) <= MAX_ROWS:
-                rows += compare_table(name, mine, other)
+        if name in bf16_tables:
+            fp32, bf16 = pd.read_csv(path), pd.read_csv(bf16_tables[name])
+            if len(fp32) <= MAX_ROWS:
+                rows += compare_table(name, fp32, bf16)
     return pd.DataFrame(rows)
 
 

@@ -147,10 +147,10 @@ def generate_questions(
     if len(seeds) < 3:
         raise CultureSPAError(f"topic {topic!r} has only {len(seeds)} WVS seed questions; 3 are needed")
     counts = {"generated": 0, "malformed": 0, "duplicate": 0}
-    mine = lambda: [r for r in store.records.values() if r["topic"] == topic]  # noqa: E731
+    of_topic = lambda: [r for r in store.records.values() if r["topic"] == topic]  # noqa: E731
     seen = {normalise(s["question"]) for s in seeds} | {normalise(r["question"]) for r in store.records.values()}
     for round_no in range(max_rounds):
-        have = mine()
+        have = of_topic()
         if len(have) >= wanted:
             break
         rng = np.random.default_rng([seed, TOPICS.index(topic), round_no])

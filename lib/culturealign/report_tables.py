@@ -242,8 +242,8 @@ def culturespa_table(expected: pd.DataFrame, differences: pd.DataFrame | None = 
             for row, cell in _method_cells(r).items():
                 table.setdefault(f"{label}: {row}", {})[r["method"]] = cell
         if differences is not None:
-            mine = differences[(differences["run_model"] == model) & (differences["culture"] == "mean")]
-            for d in mine.itertuples(index=False):
+            model_means = differences[(differences["run_model"] == model) & (differences["culture"] == "mean")]
+            for d in model_means.itertuples(index=False):
                 table.setdefault(f"mean over cultures: minus {d.reference} (95% interval over runs)", {})[d.method] = (
                     interval(d.difference, d.low, d.high)
                 )
