@@ -58,4 +58,4 @@ def test_a_notebook_run_by_hand_is_refused_an_option_outside_its_literal_before_
     with pytest.raises(params.ParamError, match="^the parameters cell of notebooks/80_crqpc.py: 'aware_persona'"):
         stage.begin("80_crqpc", {**SHARED, "aware_persona": "both"})
     with pytest.raises(params.ParamError, match=r"^params/smoke.yaml: 'answer_mode' 'greedy' is not allowed"):
-        params.check_options("70_culture_prompting", {**SHARED, "answer_mode": "greedy"})
+        params.check_kernel_values("70_culture_prompting", {**SHARED, "answer_mode": "greedy"})
